@@ -1,0 +1,46 @@
+# -*- coding: utf-8 -*-
+# Copyright: virtops.qemu contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Exception tree of the driver core.
+
+Every failure the core can explain is one of these; the module glue turns
+them into a single ``fail_json``.  Private to the collection.
+"""
+
+from __future__ import annotations
+
+
+class VirtError(Exception):
+    """Base of every error raised by the driver core."""
+
+
+class InvalidInput(VirtError):
+    """The user's input is wrong; nothing was changed."""
+
+    def __init__(self, message: str, option: str | None = None):
+        self.option = option
+        super().__init__(f"{option}: {message}" if option else message)
+
+
+class NotFound(VirtError):
+    """A named object (domain, network, pool, volume) does not exist."""
+
+
+class Conflict(VirtError):
+    """The request clashes with the current state of an object."""
+
+
+class BackendError(VirtError):
+    """The hypervisor, libvirtd or QEMU refused or failed an operation."""
+
+
+class MissingDependency(VirtError):
+    """A Python library the chosen backend needs is not installed."""
+
+    def __init__(self, library: str, reason: str):
+        self.library = library
+        super().__init__(f"{library} is required {reason}")
+
+
+class OperationTimeout(VirtError):
+    """A blocking transition did not finish in time."""

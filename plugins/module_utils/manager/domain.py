@@ -1,0 +1,218 @@
+# -*- coding: utf-8 -*-
+# Copyright: virtops.qemu contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Bring a domain to the requested definition and state.
+
+Read -> compute the desired definition -> compare -> act unless check mode
+-> re-read -> result.  Backend-agnostic: it speaks only the Driver interface.
+Private to the collection.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput, NotFound
+from ansible_collections.virtops.qemu.plugins.module_utils.manager import power
+from ansible_collections.virtops.qemu.plugins.module_utils.model import domain as model
+from ansible_collections.virtops.qemu.plugins.module_utils.model import domain_options
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import element, to_string
+
+
+@dataclass
+class DomainRequest:
+    name: str
+    state: str = "present"
+    desired: object = None              # desired-subset <domain> element, or None
+    owned_lists: set = field(default_factory=set)
+    autostart: bool | None = None
+    restart: bool = False
+    force: bool = False
+    shutdown_timeout: float = 120
+    remove_disks: list = field(default_factory=list)
+
+
+@dataclass
+class Plan:
+    before_xml: str                     # "" when the domain does not exist
+    after_xml: str
+    define: bool
+    status: str                         # libvirt state word before acting
+    steps: list
+    autostart_change: bool
+    restart_required: bool = False
+    restart_now: bool = False
+
+
+class DomainManager:
+    def __init__(self, driver):
+        self.driver = driver
+
+    def ensure(self, req: DomainRequest, check_mode: bool) -> dict:
+        if req.state == "absent":
+            return self._absent(req, check_mode)
+        plan = self._plan(req)
+        if not check_mode:
+            self._apply(req, plan)
+        return self._result(req, plan, check_mode)
+
+    def _stored_xml(self, name: str) -> str:
+        """The persistent definition, serialised the way merged trees are, for a clean diff."""
+        return to_string(model.parse_domain(self.driver.domain_xml(name), "xml"))
+
+    # -- planning ---------------------------------------------------------
+    def _plan(self, req: DomainRequest) -> Plan:
+        exists = self.driver.domain_exists(req.name)
+        if not exists and req.desired is None:
+            raise NotFound(f"domain {req.name!r} is not defined; give its definition (xml or options) to create it")
+        before_xml = self._stored_xml(req.name) if exists else ""
+        after, define = self._definition(req, before_xml)
+        status = self.driver.domain_status(req.name).state if exists else "shutoff"
+        power.require_known_state(req.name, status)
+        steps = power.steps_to(req.state, status)
+        autostart_change = req.autostart is not None and (
+            not exists or self.driver.domain_autostart(req.name) != req.autostart)
+        plan = Plan(before_xml, after, define, status, steps, autostart_change)
+        self._plan_restart(req, plan)
+        return plan
+
+    def _definition(self, req, before_xml):
+        if req.desired is None:
+            return before_xml, False
+        if not before_xml:
+            new = model.with_creation_defaults(req.desired)
+            return to_string(new), True
+        merged = model.merge_domain(model.parse_domain(before_xml), req.desired, req.owned_lists)
+        return (to_string(merged.tree), True) if merged.changed else (before_xml, False)
+
+    @staticmethod
+    def _plan_restart(req, plan):
+        stays_active = plan.status not in ("shutoff", "crashed", "nostate") and not (
+            set(plan.steps) & {"shutdown", "destroy"})
+        if plan.define and plan.before_xml and stays_active:
+            if req.restart:
+                plan.restart_now = True
+            else:
+                plan.restart_required = True
+
+    # -- acting -----------------------------------------------------------
+    def _apply(self, req, plan):
+        if plan.define:
+            self.driver.domain_define(plan.after_xml)
+            plan.after_xml = self._stored_xml(req.name)
+        if plan.autostart_change:
+            self.driver.domain_set_autostart(req.name, req.autostart)
+        if plan.restart_now:
+            paused = req.state == "paused" or (req.state == "present" and plan.status == "paused")
+            power.restart(self.driver, req.name, paused, req.shutdown_timeout, req.force)
+            return
+        power.run_steps(self.driver, req.name, plan.steps, req.shutdown_timeout, req.force)
+
+    # -- result -----------------------------------------------------------
+    def _result(self, req, plan, check_mode):
+        changed = plan.define or plan.autostart_change or bool(plan.steps) or plan.restart_now
+        if check_mode:
+            state = "paused" if plan.restart_now and req.state == "paused" else \
+                power.predicted_state(plan.steps, plan.status)
+            autostart = req.autostart if req.autostart is not None else \
+                (self.driver.domain_autostart(req.name) if plan.before_xml else False)
+        else:
+            state = self.driver.domain_status(req.name).state
+            autostart = self.driver.domain_autostart(req.name)
+        return {
+            "changed": changed,
+            "name": req.name,
+            "state": state,
+            "xml": plan.after_xml,
+            "uuid": _uuid(plan.after_xml),
+            "autostart": autostart,
+            "restart_required": plan.restart_required,
+            "diff": {"before": plan.before_xml, "after": plan.after_xml},
+        }
+
+    # -- absent -----------------------------------------------------------
+    def _absent(self, req, check_mode):
+        if not self.driver.domain_exists(req.name):
+            return self._gone(req, False, "")
+        before_xml = self._stored_xml(req.name)
+        doomed = self._disks_to_remove(req, before_xml)
+        if not check_mode:
+            if self.driver.domain_status(req.name).active:
+                self.driver.domain_destroy(req.name)
+            self.driver.domain_undefine(req.name)
+            for path in doomed:
+                self.driver.delete_disk_source(path)
+        result = self._gone(req, True, before_xml)
+        result["removed_disks"] = doomed
+        return result
+
+    def _disks_to_remove(self, req, before_xml):
+        """Resolve remove_disks (target devs, paths or pool/volume) before anything changes."""
+        disks = model.disk_sources(model.parse_domain(before_xml))
+        doomed = []
+        for wanted in req.remove_disks:
+            hit = next((source for target, source in disks if wanted in (target, *_names(source))), None)
+            if hit is None:
+                known = ", ".join(f"{t} ({'/'.join(_names(s)[-1:])})" for t, s in disks) or "none"
+                raise InvalidInput(f"{wanted!r} names no disk of domain {req.name!r}; its disks: {known}",
+                                   "remove_disks")
+            doomed.append(hit)
+        return doomed
+
+    @staticmethod
+    def _gone(req, changed, before_xml):
+        return {"changed": changed, "name": req.name, "state": "absent", "xml": "", "uuid": None,
+                "autostart": False, "restart_required": False, "removed_disks": [],
+                "diff": {"before": before_xml, "after": ""}}
+
+
+def _names(source: dict) -> tuple:
+    """The ways a user may name a disk source in remove_disks."""
+    if "volume" in source:
+        return (source["volume"], f"{source['pool']}/{source['volume']}")
+    return (source["path"],)
+
+
+def _uuid(xml: str):
+    if not xml:
+        return None
+    node = model.parse_domain(xml, "xml").find("uuid")
+    return None if node is None else node.text
+
+
+def request_from_params(params: dict) -> DomainRequest:
+    """Validate the module's options and build the request; connects to nothing."""
+    name = model.validate_name(params["name"])
+    desired, owned = None, set()
+    if params.get("xml"):
+        desired = model.parse_domain(params["xml"])
+        _reconcile_name(desired, name)
+        owned = model.owned_lists_in(desired)
+    elif domain_options.has_definition(params):
+        desired, owned = domain_options.render(params)
+    if desired is not None:
+        model.normalise(desired)
+    if params.get("remove_disks") and params["state"] != "absent":
+        raise InvalidInput("only applies with state: absent", "remove_disks")
+    return DomainRequest(
+        name=name, state=params["state"], desired=desired, owned_lists=owned,
+        autostart=params.get("autostart"), restart=params.get("restart", False),
+        force=params.get("force", False), shutdown_timeout=params.get("shutdown_timeout", 120),
+        remove_disks=params.get("remove_disks") or [])
+
+
+def _reconcile_name(desired, name: str) -> None:
+    node = desired.find("name")
+    if node is None:
+        node = element("name", name)
+        desired.insert(0, node)
+    elif (node.text or "").strip() != name:
+        raise InvalidInput(f"the XML names the domain {(node.text or '').strip()!r} but name is {name!r}", "xml")
+
+
+def describe(driver, name: str) -> dict:
+    """What domain_info returns for one domain."""
+    status = driver.domain_status(name)
+    xml = driver.domain_xml(name)
+    return {"name": name, "state": status.state, "reason": status.reason, "active": status.active,
+            "xml": xml, "uuid": _uuid(xml), "autostart": driver.domain_autostart(name)}

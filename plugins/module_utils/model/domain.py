@@ -1,0 +1,146 @@
+# -*- coding: utf-8 -*-
+# Copyright: virtops.qemu contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""libvirt domain XML: comparison rules, normalisation and creation defaults.
+
+Private to the collection.
+"""
+
+from __future__ import annotations
+
+import re
+
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
+from ansible_collections.virtops.qemu.plugins.module_utils.model import xmltree
+from ansible_collections.virtops.qemu.plugins.module_utils.model.merge import (
+    Rules, child_attr, first_key, own_attr, merge)
+from ansible_collections.virtops.qemu.plugins.module_utils.model.units import xml_size_to_kib
+
+# Machine aliases libvirt stores as the versioned name it resolves them to.
+_MACHINE_FAMILIES = {"pc": "pc-i440fx-", "q35": "pc-q35-"}
+
+
+def _same_machine(current: str, desired: str) -> bool:
+    family = _MACHINE_FAMILIES.get(desired)
+    return bool(family) and current.startswith(family)
+
+
+def _same_mac(current: str, desired: str) -> bool:
+    return current.lower() == desired.lower()
+
+
+DEVICES = "domain/devices"
+
+# Device lists the user describes completely when they mention them at all;
+# the others (controllers, input, video, memballoon…) libvirt adds itself.
+USER_OWNED_LISTS = frozenset({
+    f"{DEVICES}/disk", f"{DEVICES}/interface", f"{DEVICES}/graphics",
+    f"{DEVICES}/serial", f"{DEVICES}/parallel", f"{DEVICES}/channel",
+    f"{DEVICES}/filesystem", f"{DEVICES}/hostdev", f"{DEVICES}/redirdev",
+    f"{DEVICES}/smartcard", f"{DEVICES}/tpm", f"{DEVICES}/watchdog",
+    "domain/os/boot",
+})
+
+DOMAIN_RULES = Rules(
+    identity={
+        f"{DEVICES}/disk": child_attr("target", "dev"),
+        f"{DEVICES}/interface": first_key(child_attr("mac", "address"), child_attr("alias", "name")),
+        f"{DEVICES}/controller": own_attr("type", "index"),
+        f"{DEVICES}/graphics": own_attr("type"),
+        f"{DEVICES}/serial": child_attr("target", "port"),
+        f"{DEVICES}/console": child_attr("target", "port"),
+        f"{DEVICES}/channel": child_attr("target", "name"),
+        f"{DEVICES}/filesystem": child_attr("target", "dir"),
+        f"{DEVICES}/input": own_attr("type", "bus"),
+        "domain/os/boot": own_attr("dev"),
+        "domain/cpu/feature": own_attr("name"),
+        "domain/clock/timer": own_attr("name"),
+        "domain/seclabel": own_attr("model"),
+    },
+    owned=USER_OWNED_LISTS,
+    equivalent={
+        "domain/os/type@machine": _same_machine,
+        f"{DEVICES}/interface/mac@address": _same_mac,
+    },
+)
+
+_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+:-]{0,199}$")
+
+
+def validate_name(name, option: str = "name") -> str:
+    """libvirt takes nearly anything; paths and shells do not, so be strict."""
+    if not isinstance(name, str) or not name:
+        raise InvalidInput("a domain name is required", option)
+    if "/" in name or not _NAME.match(name):
+        raise InvalidInput(
+            f"{name!r} is not a valid domain name: use letters, digits and _ . + : - "
+            "(no '/', no spaces, not starting with '.' or '-', at most 200 characters)", option)
+    return name
+
+
+def parse_domain(text: str, option: str = "xml"):
+    return xmltree.parse(text, "domain", option)
+
+
+def normalise(domain):
+    """Bring user XML to the units and spelling libvirt stores, in place."""
+    for tag in ("memory", "currentMemory", "maxMemory"):
+        node = domain.find(tag)
+        if node is not None and (node.text or "").strip():
+            node.text = str(xml_size_to_kib(node.text.strip(), node.get("unit")))
+            node.set("unit", "KiB")
+    for mac in domain.iterfind("devices/interface/mac"):
+        if mac.get("address"):
+            mac.set("address", mac.get("address").lower())
+    return domain
+
+
+def owned_lists_in(domain) -> set:
+    """The user-owned lists a verbatim XML speaks about."""
+    return {f"{DEVICES}/{child.tag}" for child in domain.iterfind("devices/*")
+            if f"{DEVICES}/{child.tag}" in USER_OWNED_LISTS} | \
+        ({"domain/os/boot"} if domain.find("os/boot") is not None else set())
+
+
+def with_creation_defaults(domain, default_type: str = "kvm"):
+    """What a brand-new definition needs besides what the user gave."""
+    if not domain.get("type"):
+        domain.set("type", default_type)
+    if domain.find("memory") is None:
+        xmltree.sub(domain, "memory", 1048576, unit="KiB")
+    if domain.find("vcpu") is None:
+        xmltree.sub(domain, "vcpu", 1)
+    os_node = domain.find("os")
+    if os_node is None:
+        os_node = xmltree.sub(domain, "os")
+    os_type = os_node.find("type")
+    if os_type is None:
+        os_type = xmltree.element("type")
+        os_node.insert(0, os_type)
+    if not (os_type.text or "").strip():
+        os_type.text = "hvm"
+    return domain
+
+
+def merge_domain(current, desired, owned_lists):
+    return merge(current, desired, DOMAIN_RULES, owned_lists)
+
+
+def disk_sources(domain) -> list:
+    """(target dev, source description) of every disk that has a source.
+
+    The description is {"path": file or block device} or {"pool", "volume"}.
+    """
+    found = []
+    for disk in domain.iterfind("devices/disk"):
+        target, source = disk.find("target"), disk.find("source")
+        if source is None:
+            continue
+        if source.get("volume"):
+            description = {"pool": source.get("pool"), "volume": source.get("volume")}
+        elif source.get("file") or source.get("dev"):
+            description = {"path": source.get("file") or source.get("dev")}
+        else:
+            continue
+        found.append((None if target is None else target.get("dev"), description))
+    return found

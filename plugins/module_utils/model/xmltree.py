@@ -1,0 +1,64 @@
+# -*- coding: utf-8 -*-
+# Copyright: virtops.qemu contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Safe parsing and stable serialisation of libvirt XML.  Private to the collection."""
+
+from __future__ import annotations
+
+import copy
+
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
+
+try:
+    from lxml import etree
+    HAS_LXML = True
+    LXML_IMPORT_ERROR = None
+except ImportError as exc:  # pragma: no cover - depends on the host
+    etree = None
+    HAS_LXML = False
+    LXML_IMPORT_ERROR = exc
+
+
+def _parser():
+    # No entity expansion and no network: the XML may come from anywhere.
+    return etree.XMLParser(resolve_entities=False, no_network=True,
+                           remove_blank_text=True, remove_comments=True, huge_tree=False)
+
+
+def parse(text: str, root_tag: str, option: str = "xml"):
+    """Parse ``text`` and check that its root element is ``root_tag``."""
+    if not isinstance(text, str) or not text.strip():
+        raise InvalidInput(f"expected a <{root_tag}> XML document, got an empty value", option)
+    try:
+        root = etree.fromstring(text.strip().encode("utf-8"), _parser())
+    except etree.XMLSyntaxError as e:
+        raise InvalidInput(f"malformed XML: {e}", option) from e
+    if root.tag != root_tag:
+        raise InvalidInput(f"the root element must be <{root_tag}>, not <{root.tag}>", option)
+    return root
+
+
+def to_string(element) -> str:
+    """Pretty-print so that unchanged elements serialise to identical lines."""
+    tree = copy.deepcopy(element)
+    for node in tree.iter():
+        if len(node) and node.text is not None and not node.text.strip():
+            node.text = None
+        if node.tail is not None and not node.tail.strip():
+            node.tail = None
+    etree.indent(tree, space="  ")
+    return etree.tostring(tree, encoding="unicode") + "\n"
+
+
+def element(tag: str, text=None, **attrib):
+    """A new element; attributes whose value is None are left out."""
+    node = etree.Element(tag, {k: str(v) for k, v in attrib.items() if v is not None})
+    if text is not None:
+        node.text = str(text)
+    return node
+
+
+def sub(parent, tag: str, text=None, **attrib):
+    node = element(tag, text, **attrib)
+    parent.append(node)
+    return node

@@ -1,0 +1,43 @@
+# -*- coding: utf-8 -*-
+# Copyright: virtops.qemu contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""What every module of the collection shares: connection options and error handling.
+
+The only part of module_utils that knows about AnsibleModule.  Private to the collection.
+"""
+
+from __future__ import annotations
+
+import traceback
+
+from ansible.module_utils.basic import missing_required_lib
+
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import MissingDependency, VirtError
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import HAS_LXML, LXML_IMPORT_ERROR
+
+CONNECTION_OPTIONS = {
+    "uri": {"type": "str", "default": "qemu:///system"},
+}
+
+
+def argument_spec(**options) -> dict:
+    """The module's own options plus the shared connection options."""
+    spec = dict(CONNECTION_OPTIONS)
+    spec.update(options)
+    return spec
+
+
+def run(module, action) -> None:
+    """Call ``action()`` and exit: its dict becomes the result, a VirtError one fail_json."""
+    if not HAS_LXML:
+        module.fail_json(msg=missing_required_lib("lxml"), exception=str(LXML_IMPORT_ERROR))
+    try:
+        result = action()
+    except MissingDependency as e:
+        module.fail_json(msg=missing_required_lib(e.library, reason=str(e).split(" is required ", 1)[1]),
+                         exception=traceback.format_exc())
+    except VirtError as e:
+        module.fail_json(msg=str(e), error=type(e).__name__)
+    if not module._diff:
+        result.pop("diff", None)
+    module.exit_json(**result)

@@ -1,0 +1,522 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: virtops.qemu contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: domain
+short_description: Define, start, stop and remove QEMU/KVM virtual machines
+version_added: 0.1.0
+description:
+  - Manages the whole life of a libvirt domain (a virtual machine) on a QEMU
+    driver instance: its persistent definition, its power state and autostart.
+  - The definition is given either verbatim as libvirt domain XML in O(xml)
+    or by structured options (O(memory), O(disks), O(interfaces), ...).
+  - Comparison is by desired subset. What you specify must hold in the
+    current definition; values libvirt generated (uuid, MAC addresses, PCI
+    addresses, controllers, the versioned machine type) are kept, so a
+    redefinition never reshuffles the guest's hardware.
+  - Lists you mention are owned by you. When O(disks), O(interfaces),
+    O(serials) or O(boot_order) is given (or the XML contains such devices),
+    the current members missing from it are removed. Devices libvirt adds
+    by itself (controllers, input, video, memballoon) are left alone.
+  - A changed definition of a running domain is written to the persistent
+    configuration and reported with RV(restart_required=true); set
+    O(restart=true) to apply it by a restart.
+author:
+  - virtops.qemu contributors
+extends_documentation_fragment:
+  - virtops.qemu.connection
+  - virtops.qemu.connection.attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  idempotent:
+    support: full
+options:
+  name:
+    description:
+      - Name of the domain. Letters, digits and C(_ . + : -); no C(/).
+    type: str
+    required: true
+  state:
+    description:
+      - V(present) defines the domain and leaves its power state as it is.
+      - V(running) defines it if needed, starts it and resumes it from pause.
+      - V(paused) starts it paused, or pauses it.
+      - V(shutdown) asks the guest to power off (ACPI power button) and waits up to
+        O(shutdown_timeout) seconds; then it fails, or destroys the domain if O(force=true).
+      - V(destroyed) powers it off at once, like pulling the plug.
+      - V(absent) stops it at once and removes the definition with its NVRAM,
+        TPM state, managed save and snapshot metadata. Disk images are kept
+        unless listed in O(remove_disks).
+      - Every transition blocks until the domain has reached the state.
+    type: str
+    choices: [present, running, paused, shutdown, destroyed, absent]
+    default: present
+  xml:
+    description:
+      - The domain as libvirt domain XML. Its C(<name>) must match O(name) or be absent.
+      - Cannot be combined with the structured definition options.
+    type: str
+  title:
+    description: Short title of the domain.
+    type: str
+  description:
+    description: Free-form description of the domain.
+    type: str
+  type:
+    description:
+      - Hypervisor type. V(kvm) needs C(/dev/kvm); V(qemu) is pure emulation (TCG).
+      - A new domain defaults to V(kvm).
+    type: str
+    choices: [kvm, qemu]
+  arch:
+    description: Guest CPU architecture, for example V(x86_64). Default is the host's.
+    type: str
+  machine:
+    description:
+      - Machine type such as V(q35) or V(pc). libvirt stores the versioned
+        name (V(pc-q35-7.2)), which counts as the same.
+    type: str
+  memory:
+    description:
+      - Maximum memory of the guest, with a unit (V(512MiB), V(2GiB)); a bare
+        number is MiB. A new domain defaults to 1 GiB.
+      - Unless O(current_memory) is set, the current memory follows it.
+    type: str
+  current_memory:
+    description: Memory the guest gets at start, at most O(memory); same format.
+    type: str
+  vcpus:
+    description: Number of virtual CPUs. A new domain defaults to 1.
+    type: int
+  cpu:
+    description: The guest CPU.
+    type: dict
+    suboptions:
+      mode:
+        description: How the guest CPU relates to the host's.
+        type: str
+        choices: [host-passthrough, host-model, custom, maximum]
+      model:
+        description: CPU model name, for example V(qemu64) or V(Skylake-Server).
+        type: str
+  firmware:
+    description:
+      - V(efi) asks libvirt to select UEFI firmware (OVMF) with an NVRAM store.
+        V(bios) (SeaBIOS) is the default of new domains and changes nothing on existing ones.
+    type: str
+    choices: [bios, efi]
+  kernel:
+    description: Direct kernel boot.
+    type: dict
+    suboptions:
+      path:
+        description: Kernel image on the managed host.
+        type: path
+        required: true
+      initrd:
+        description: Initial ramdisk.
+        type: path
+      cmdline:
+        description: Kernel command line.
+        type: str
+      dtb:
+        description: Device tree blob.
+        type: path
+  boot_order:
+    description: Boot devices in order of preference.
+    type: list
+    elements: str
+    choices: [hd, cdrom, network, fd]
+  disks:
+    description:
+      - The domain's disks, in order. Targets are assigned per bus (V(vda), V(vdb),
+        V(sda), ...) unless O(disks[].target) is given.
+    type: list
+    elements: dict
+    suboptions:
+      path:
+        description:
+          - Image file or block device (paths under C(/dev/) are block devices).
+          - May be omitted for an empty cdrom.
+        type: path
+      pool:
+        description: Storage pool of O(disks[].volume).
+        type: str
+      volume:
+        description: Storage volume name, for a disk that lives in a libvirt pool.
+        type: str
+      type:
+        description: Source kind; guessed from O(disks[].path) or O(disks[].volume).
+        type: str
+        choices: [file, block, volume]
+      device:
+        description: Disk or CD-ROM drive.
+        type: str
+        choices: [disk, cdrom]
+        default: disk
+      bus:
+        description: Bus the disk is attached to. Default V(virtio) for disks, V(sata) for cdroms.
+        type: str
+        choices: [virtio, sata, scsi, ide, usb]
+      target:
+        description: Device name as the guest sees it in the XML, for example V(vdb).
+        type: str
+      format:
+        description: Image format.
+        type: str
+        choices: [raw, qcow2]
+      readonly:
+        description: Attach read-only.
+        type: bool
+        default: false
+      cache:
+        description: Host page cache mode.
+        type: str
+        choices: [default, none, writethrough, writeback, directsync, unsafe]
+  interfaces:
+    description: The domain's network interfaces, in order.
+    type: list
+    elements: dict
+    suboptions:
+      type:
+        description: Kind of interface; guessed from O(interfaces[].network) or O(interfaces[].bridge).
+        type: str
+        choices: [network, bridge, user]
+      network:
+        description: libvirt virtual network to connect to.
+        type: str
+      bridge:
+        description: Existing host bridge to connect to.
+        type: str
+      model:
+        description: NIC model.
+        type: str
+        default: virtio
+      mac:
+        description: MAC address. When omitted, libvirt generates one and it is kept.
+        type: str
+  graphics:
+    description: Graphical console.
+    type: dict
+    suboptions:
+      type:
+        description: V(none) removes every graphical console.
+        type: str
+        choices: [vnc, spice, none]
+        default: vnc
+      listen:
+        description: Address to listen on.
+        type: str
+      port:
+        description: TCP port; V(-1) or unset picks a free one at start.
+        type: int
+      password:
+        description: Console password.
+        type: str
+  serials:
+    description: Serial ports, in order; the first one is also the text console.
+    type: list
+    elements: dict
+    suboptions:
+      type:
+        description: Host side of the port.
+        type: str
+        choices: [pty, file, unix, null]
+        default: pty
+      path:
+        description: Log file (V(file)) or socket path (V(unix)).
+        type: path
+  features:
+    description: Hypervisor features to enable, for example V(acpi), V(apic), V(pae). Listed ones are added; others are left as they are.
+    type: list
+    elements: str
+  clock:
+    description: Guest clock.
+    type: dict
+    suboptions:
+      offset:
+        description: What the guest's RTC starts from.
+        type: str
+        choices: [utc, localtime]
+      timers:
+        description: Timer settings.
+        type: list
+        elements: dict
+        suboptions:
+          name:
+            description: Timer, for example V(rtc), V(pit), V(hpet).
+            type: str
+            required: true
+          tickpolicy:
+            description: What to do with missed ticks.
+            type: str
+            choices: [delay, catchup, merge, discard]
+          present:
+            description: Whether the guest sees the timer.
+            type: bool
+  on_poweroff:
+    description: What happens when the guest powers off.
+    type: str
+    choices: [destroy, restart, preserve, rename-restart]
+  on_reboot:
+    description: What happens when the guest reboots.
+    type: str
+    choices: [destroy, restart, preserve, rename-restart]
+  on_crash:
+    description: What happens when the guest crashes.
+    type: str
+    choices: [destroy, restart, preserve, rename-restart, coredump-destroy, coredump-restart]
+  autostart:
+    description: Start the domain when the host (libvirtd) starts.
+    type: bool
+  restart:
+    description:
+      - Restart a running domain whose definition changed, so the change takes effect.
+      - The restart is a graceful shutdown (see O(shutdown_timeout) and O(force)) and a start.
+    type: bool
+    default: false
+  force:
+    description: Destroy the domain when a graceful shutdown does not finish in O(shutdown_timeout).
+    type: bool
+    default: false
+  shutdown_timeout:
+    description: Seconds to wait for the guest to power off after the ACPI request.
+    type: int
+    default: 120
+  remove_disks:
+    description:
+      - With O(state=absent), the disk images to delete with the domain, named by
+        target (V(vda)), source path, or V(pool/volume). Others are always kept.
+      - A name that matches no disk of the domain fails the task before anything changes.
+    type: list
+    elements: str
+    default: []
+notes:
+  - The comparison ignores values you did not specify; to remove a device from a list you
+    own (disks, interfaces, serials, graphics), give the list without it.
+seealso:
+  - module: virtops.qemu.domain_info
+  - name: libvirt domain XML format
+    description: Reference of every element O(xml) may contain.
+    link: https://libvirt.org/formatdomain.html
+"""
+
+EXAMPLES = r"""
+- name: Define and start a small VM that boots a kernel directly
+  virtops.qemu.domain:
+    name: demo01
+    state: running
+    type: qemu
+    memory: 256MiB
+    vcpus: 1
+    kernel:
+      path: /var/lib/libvirt/boot/vmlinuz
+      initrd: /var/lib/libvirt/boot/initrd.img
+      cmdline: console=ttyS0
+    serials:
+      - type: pty
+    interfaces:
+      - type: user
+
+- name: Give it more memory; a running guest reports restart_required
+  virtops.qemu.domain:
+    name: demo01
+    memory: 512MiB
+  register: demo
+
+- name: Apply the change by a graceful restart
+  virtops.qemu.domain:
+    name: demo01
+    state: running
+    memory: 512MiB
+    restart: true
+    force: true
+    shutdown_timeout: 60
+  when: demo.restart_required
+
+- name: Define a VM from libvirt XML without starting it
+  virtops.qemu.domain:
+    name: web01
+    xml: "{{ lookup('ansible.builtin.file', 'web01.xml') }}"
+
+- name: A VM with a qcow2 disk, a cdrom and a VNC console, started at boot
+  virtops.qemu.domain:
+    name: web02
+    state: running
+    memory: 2GiB
+    vcpus: 2
+    machine: q35
+    cpu:
+      mode: host-passthrough
+    disks:
+      - path: /var/lib/libvirt/images/web02.qcow2
+        format: qcow2
+      - device: cdrom
+    interfaces:
+      - network: default
+    graphics:
+      type: vnc
+      listen: 127.0.0.1
+      password: "{{ vnc_password }}"
+    autostart: true
+
+- name: Pause and resume
+  virtops.qemu.domain:
+    name: demo01
+    state: paused
+
+- name: Shut the guest down, pulling the plug if it has not stopped after 30 s
+  virtops.qemu.domain:
+    name: demo01
+    state: shutdown
+    shutdown_timeout: 30
+    force: true
+
+- name: Remove a VM and delete its system disk (other disks are kept)
+  virtops.qemu.domain:
+    name: web02
+    state: absent
+    remove_disks:
+      - vda
+
+- name: Use the daemonless embedded driver for every task of a play
+  module_defaults:
+    group/virtops.qemu.qemu:
+      uri: qemu:///embed?root=/var/lib/virtops
+  block:
+    - name: Define a VM there
+      virtops.qemu.domain:
+        name: embedded01
+        type: qemu
+        memory: 256MiB
+"""
+
+RETURN = r"""
+name:
+  description: Name of the domain.
+  returned: always
+  type: str
+  sample: demo01
+state:
+  description:
+    - The domain's state in libvirt's words after the task (predicted in check mode),
+      or V(absent).
+  returned: always
+  type: str
+  sample: running
+uuid:
+  description: UUID of the domain.
+  returned: when the domain exists
+  type: str
+  sample: 4dea22b3-1d52-d8f3-2516-782e98a23fa0
+xml:
+  description: Persistent definition after the task (predicted in check mode).
+  returned: always
+  type: str
+autostart:
+  description: Whether the domain starts with the host.
+  returned: always
+  type: bool
+restart_required:
+  description: The persistent definition changed while the domain was running; it takes effect at the next cold start.
+  returned: always
+  type: bool
+removed_disks:
+  description: Disk sources deleted with the domain (O(state=absent)).
+  returned: always
+  type: list
+  elements: dict
+  sample: [{"path": "/var/lib/libvirt/images/web02.qcow2"}]
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
+from ansible_collections.virtops.qemu.plugins.module_utils.manager.domain import (
+    DomainManager, request_from_params)
+from ansible_collections.virtops.qemu.plugins.module_utils.model.domain_options import DEFINITION_OPTIONS
+from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import argument_spec, run
+
+EVENT_ACTIONS = ["destroy", "restart", "preserve", "rename-restart"]
+
+OPTIONS = dict(
+    name=dict(type="str", required=True),
+    state=dict(type="str", default="present",
+               choices=["present", "running", "paused", "shutdown", "destroyed", "absent"]),
+    xml=dict(type="str"),
+    title=dict(type="str"),
+    description=dict(type="str"),
+    type=dict(type="str", choices=["kvm", "qemu"]),
+    arch=dict(type="str"),
+    machine=dict(type="str"),
+    memory=dict(type="str"),
+    current_memory=dict(type="str"),
+    vcpus=dict(type="int"),
+    cpu=dict(type="dict", options=dict(
+        mode=dict(type="str", choices=["host-passthrough", "host-model", "custom", "maximum"]),
+        model=dict(type="str"))),
+    firmware=dict(type="str", choices=["bios", "efi"]),
+    kernel=dict(type="dict", options=dict(
+        path=dict(type="path", required=True), initrd=dict(type="path"),
+        cmdline=dict(type="str"), dtb=dict(type="path"))),
+    boot_order=dict(type="list", elements="str", choices=["hd", "cdrom", "network", "fd"]),
+    disks=dict(type="list", elements="dict", options=dict(
+        path=dict(type="path"), pool=dict(type="str"), volume=dict(type="str"),
+        type=dict(type="str", choices=["file", "block", "volume"]),
+        device=dict(type="str", choices=["disk", "cdrom"], default="disk"),
+        bus=dict(type="str", choices=["virtio", "sata", "scsi", "ide", "usb"]),
+        target=dict(type="str"), format=dict(type="str", choices=["raw", "qcow2"]),
+        readonly=dict(type="bool", default=False),
+        cache=dict(type="str", choices=["default", "none", "writethrough", "writeback", "directsync", "unsafe"]))),
+    interfaces=dict(type="list", elements="dict", options=dict(
+        type=dict(type="str", choices=["network", "bridge", "user"]),
+        network=dict(type="str"), bridge=dict(type="str"),
+        model=dict(type="str", default="virtio"), mac=dict(type="str"))),
+    graphics=dict(type="dict", options=dict(
+        type=dict(type="str", choices=["vnc", "spice", "none"], default="vnc"),
+        listen=dict(type="str"), port=dict(type="int"), password=dict(type="str", no_log=True))),
+    serials=dict(type="list", elements="dict", options=dict(
+        type=dict(type="str", choices=["pty", "file", "unix", "null"], default="pty"),
+        path=dict(type="path"))),
+    features=dict(type="list", elements="str"),
+    clock=dict(type="dict", options=dict(
+        offset=dict(type="str", choices=["utc", "localtime"]),
+        timers=dict(type="list", elements="dict", options=dict(
+            name=dict(type="str", required=True),
+            tickpolicy=dict(type="str", choices=["delay", "catchup", "merge", "discard"]),
+            present=dict(type="bool"))))),
+    on_poweroff=dict(type="str", choices=EVENT_ACTIONS),
+    on_reboot=dict(type="str", choices=EVENT_ACTIONS),
+    on_crash=dict(type="str", choices=EVENT_ACTIONS + ["coredump-destroy", "coredump-restart"]),
+    autostart=dict(type="bool"),
+    restart=dict(type="bool", default=False),
+    force=dict(type="bool", default=False),
+    shutdown_timeout=dict(type="int", default=120),
+    remove_disks=dict(type="list", elements="str", default=[]),
+)
+
+
+def ensure(module):
+    request = request_from_params(module.params)
+    with open_driver(module.params["uri"]) as driver:
+        return DomainManager(driver).ensure(request, module.check_mode)
+
+
+def main():
+    module = AnsibleModule(
+        argument_spec=argument_spec(**OPTIONS),
+        mutually_exclusive=[("xml", option) for option in DEFINITION_OPTIONS],
+        supports_check_mode=True,
+    )
+    run(module, lambda: ensure(module))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,21 @@
+"""Make the working tree importable as ansible_collections.virtops.qemu.
+
+The collection is linked into tests/.cache/collections so that tests import
+the same ``ansible_collections.virtops.qemu...`` paths the modules use, and
+ansible-playbook runs started by tests find it through
+ANSIBLE_COLLECTIONS_PATH.
+"""
+
+import os
+import sys
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+COLLECTIONS = os.path.join(REPO, "tests", ".cache", "collections")
+LINK = os.path.join(COLLECTIONS, "ansible_collections", "virtops", "qemu")
+
+if not os.path.islink(LINK):
+    os.makedirs(os.path.dirname(LINK), exist_ok=True)
+    os.symlink(REPO, LINK)
+if COLLECTIONS not in sys.path:
+    sys.path.insert(0, COLLECTIONS)
+os.environ["ANSIBLE_COLLECTIONS_PATH"] = COLLECTIONS
