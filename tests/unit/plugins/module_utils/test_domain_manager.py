@@ -1,0 +1,167 @@
+"""Planning logic of DomainManager against an in-memory driver.
+
+The real backends are exercised by the integration tests; this checks that
+check mode predicts exactly what a real run does, transition by transition.
+"""
+
+import pytest
+
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import DomainStatus
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput, NotFound, OperationTimeout
+from ansible_collections.virtops.qemu.plugins.module_utils.manager import power
+from ansible_collections.virtops.qemu.plugins.module_utils.manager.domain import (
+    DomainManager, request_from_params)
+
+BASE = {"uri": "qemu:///system", "state": "present", "restart": False, "force": False,
+        "shutdown_timeout": 1, "remove_disks": []}
+
+
+class MemoryDriver:
+    """Stores XML as given, like a hypervisor that adds nothing."""
+
+    def __init__(self, guest_obeys_acpi=True):
+        self.xml, self.state, self.autostart, self.calls = {}, {}, {}, []
+        self.guest_obeys_acpi = guest_obeys_acpi
+
+    def domain_exists(self, name):
+        return name in self.xml
+
+    def domain_xml(self, name, inactive=True):
+        if name not in self.xml:
+            raise NotFound(name)
+        return self.xml[name]
+
+    def domain_define(self, xml):
+        from lxml import etree
+        name = etree.fromstring(xml).findtext("name")
+        self.calls.append("define")
+        self.xml[name] = xml
+        self.state.setdefault(name, "shutoff")
+        self.autostart.setdefault(name, False)
+
+    def domain_undefine(self, name):
+        self.calls.append("undefine")
+        del self.xml[name], self.state[name]
+
+    def domain_status(self, name):
+        return DomainStatus(self.state[name], "unknown")
+
+    def domain_autostart(self, name):
+        return self.autostart[name]
+
+    def domain_set_autostart(self, name, enabled):
+        self.calls.append("autostart")
+        self.autostart[name] = enabled
+
+    def domain_start(self, name, paused=False):
+        self.calls.append("start_paused" if paused else "start")
+        self.state[name] = "paused" if paused else "running"
+
+    def domain_shutdown(self, name):
+        self.calls.append("shutdown")
+        if self.guest_obeys_acpi:
+            self.state[name] = "shutoff"
+
+    def domain_destroy(self, name):
+        self.calls.append("destroy")
+        self.state[name] = "shutoff"
+
+    def domain_suspend(self, name):
+        self.calls.append("suspend")
+        self.state[name] = "paused"
+
+    def domain_resume(self, name):
+        self.calls.append("resume")
+        self.state[name] = "running"
+
+    def delete_disk_source(self, source):
+        self.calls.append(("delete", source))
+
+
+def ensure(driver, check=False, **params):
+    return DomainManager(driver).ensure(request_from_params({**BASE, **params}), check)
+
+
+@pytest.fixture
+def driver():
+    d = MemoryDriver()
+    ensure(d, name="vm", type="qemu", memory="128MiB", disks=[{"path": "/img/a"}, {"path": "/img/b"}])
+    d.calls.clear()
+    return d
+
+
+@pytest.mark.parametrize("start", ["shutoff", "running", "paused"])
+@pytest.mark.parametrize("target", ["present", "running", "paused", "shutdown", "destroyed"])
+def test_check_mode_predicts_the_real_run(driver, start, target):
+    driver.state["vm"] = start
+    predicted = ensure(driver, check=True, name="vm", state=target)
+    assert driver.calls == []
+    real = ensure(driver, name="vm", state=target)
+    assert (predicted["changed"], predicted["state"]) == (real["changed"], real["state"])
+    again = ensure(driver, name="vm", state=target)
+    assert not again["changed"]
+
+
+def test_define_and_start_in_one_task():
+    d = MemoryDriver()
+    result = ensure(d, name="new", state="running", type="qemu", memory="64MiB")
+    assert d.calls == ["define", "start"] and result["state"] == "running"
+
+
+def test_changed_definition_of_running_domain_requires_restart(driver):
+    driver.state["vm"] = "running"
+    result = ensure(driver, name="vm", memory="256MiB")
+    assert result["restart_required"] and driver.calls == ["define"]
+    assert result["diff"]["before"] != result["diff"]["after"]
+
+
+def test_restart_applies_it(driver):
+    driver.state["vm"] = "running"
+    result = ensure(driver, name="vm", state="running", memory="256MiB", restart=True)
+    assert driver.calls == ["define", "shutdown", "start"]
+    assert not result["restart_required"] and result["state"] == "running"
+
+
+def test_shutdown_timeout_fails_without_force():
+    d = MemoryDriver(guest_obeys_acpi=False)
+    ensure(d, name="vm", state="running", type="qemu")
+    with pytest.raises(OperationTimeout, match="force: true"):
+        ensure(d, name="vm", state="shutdown")
+    assert d.state["vm"] == "running"
+
+
+def test_shutdown_timeout_destroys_with_force(monkeypatch):
+    monkeypatch.setattr(power, "POLL_SECONDS", 0.01)
+    d = MemoryDriver(guest_obeys_acpi=False)
+    ensure(d, name="vm", state="running", type="qemu")
+    assert ensure(d, name="vm", state="shutdown", force=True)["state"] == "shutoff"
+    assert d.calls[-2:] == ["shutdown", "destroy"]
+
+
+def test_absent_deletes_only_named_disks(driver):
+    result = ensure(driver, name="vm", state="absent", remove_disks=["vdb"])
+    assert driver.calls == ["undefine", ("delete", {"path": "/img/b"})]
+    assert result["removed_disks"] == [{"path": "/img/b"}]
+
+
+def test_absent_with_unknown_disk_changes_nothing(driver):
+    with pytest.raises(InvalidInput, match="remove_disks: 'vdz' names no disk"):
+        ensure(driver, name="vm", state="absent", remove_disks=["vdz"])
+    assert driver.calls == [] and "vm" in driver.xml
+
+
+def test_missing_domain_without_definition():
+    with pytest.raises(NotFound, match="not defined"):
+        ensure(MemoryDriver(), name="ghost", state="running")
+
+
+def test_xml_name_must_match():
+    with pytest.raises(InvalidInput, match="^xml: the XML names the domain 'other'"):
+        request_from_params({**BASE, "name": "vm", "xml": "<domain><name>other</name></domain>"})
+
+
+def test_autostart_is_predicted(driver):
+    assert ensure(driver, check=True, name="vm", autostart=True)["changed"]
+    assert driver.calls == []
+    assert ensure(driver, name="vm", autostart=True)["autostart"] is True
+    assert not ensure(driver, name="vm", autostart=True)["changed"]
