@@ -1,0 +1,313 @@
+"""Build the tiny test guest: Debian cloud kernel + busybox initramfs.
+
+The guest boots under TCG in a few seconds, prints MARKER on the serial
+console followed by VIRTOPS-DISK / VIRTOPS-NIC lines describing its hardware,
+and powers off when the ACPI power button is pressed.
+
+Everything comes from Debian packages fetched with ``apt-get download`` and
+unpacked with ``dpkg-deb -x``; the result is cached in tests/.cache/guest/
+under a key derived from the package versions and this file's source, so it
+is rebuilt only when one of those changes.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import gzip
+import hashlib
+import json
+import lzma
+import os
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+from . import CACHE
+
+GUEST_CACHE = CACHE / "guest"
+KERNEL_METAPACKAGE = "linux-image-cloud-amd64"
+BUSYBOX_PACKAGE = "busybox-static"
+MARKER = "VIRTOPS-GUEST-READY"
+POWEROFF_MARKER = "VIRTOPS-GUEST-POWEROFF"
+CMDLINE = "console=ttyS0 panic=-1 quiet"
+# Load order matters: busybox insmod does not resolve dependencies.
+MODULES = (
+    "virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev",
+    "virtio_pci", "failover", "net_failover", "virtio_net", "virtio_blk",
+    "evdev", "button",
+)
+
+INIT_SCRIPT = """#!/bin/sh
+export PATH=/sbin:/bin:/usr/sbin:/usr/bin
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+exec </dev/console >/dev/console 2>&1
+for m in {modules}; do
+    insmod /lib/modules/$m.ko || echo "VIRTOPS-ERROR insmod $m"
+done
+acpid -c /etc/acpi -l /var/log/acpid.log
+echo {marker}
+for d in /sys/block/vd* /sys/block/sd*; do
+    [ -e "$d/size" ] && echo "VIRTOPS-DISK ${{d##*/}} $(cat $d/size)"
+done
+for n in /sys/class/net/*; do
+    [ "${{n##*/}}" = lo ] && continue
+    [ -e "$n/address" ] && echo "VIRTOPS-NIC ${{n##*/}} $(cat $n/address)"
+done
+while true; do sleep 3600; done
+"""
+
+POWEROFF_SCRIPT = """#!/bin/sh
+echo {marker} >/dev/console
+poweroff -f
+"""
+
+
+@dataclass(frozen=True)
+class Guest:
+    kernel: Path
+    initrd: Path
+    cmdline: str
+    marker: str = MARKER
+
+
+def build_guest(cache_dir: Path = GUEST_CACHE) -> Guest:
+    """Return the cached guest, building it first if its inputs changed."""
+    cache_dir.mkdir(parents=True, exist_ok=True)
+    with open(cache_dir / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        inputs = _inputs()
+        build_dir = cache_dir / _key(inputs)
+        if not (build_dir / "inputs.json").exists():
+            _build(cache_dir, build_dir, inputs)
+            _prune(cache_dir, keep=build_dir.name)
+    return Guest(build_dir / "vmlinuz", build_dir / "initrd.img", CMDLINE)
+
+
+# -- inputs and cache -------------------------------------------------------
+
+def _run(argv: list[str], **kwargs) -> str:
+    proc = subprocess.run(argv, capture_output=True, text=True, **kwargs)
+    if proc.returncode != 0:
+        raise RuntimeError(f"{argv!r} failed ({proc.returncode}): "
+                           f"{proc.stderr.strip()}")
+    return proc.stdout
+
+
+def _inputs() -> dict:
+    kernel_pkg = _kernel_package()
+    versions = _candidate_versions([kernel_pkg, BUSYBOX_PACKAGE])
+    return {
+        "kernel": [kernel_pkg, versions[kernel_pkg]],
+        "busybox": [BUSYBOX_PACKAGE, versions[BUSYBOX_PACKAGE]],
+        "source": hashlib.sha256(Path(__file__).read_bytes()).hexdigest(),
+    }
+
+
+def _key(inputs: dict) -> str:
+    blob = json.dumps(inputs, sort_keys=True).encode()
+    return "build-" + hashlib.sha256(blob).hexdigest()[:16]
+
+
+def _kernel_package() -> str:
+    out = _run(["apt-cache", "depends", "--important", KERNEL_METAPACKAGE])
+    for line in out.splitlines():
+        kind, _, name = line.strip().partition(": ")
+        if kind == "Depends" and name.startswith("linux-image-"):
+            return name
+    raise RuntimeError(f"cannot resolve the kernel behind {KERNEL_METAPACKAGE}")
+
+
+def _candidate_versions(packages: list[str]) -> dict[str, str]:
+    versions, package = {}, None
+    for line in _run(["apt-cache", "policy"] + packages).splitlines():
+        if not line.startswith(" "):
+            package = line.rstrip(":")
+        elif line.strip().startswith("Candidate: "):
+            versions[package] = line.split(": ", 1)[1]
+    for package in packages:
+        if versions.get(package, "(none)") == "(none)":
+            raise RuntimeError(f"no installable version of {package}")
+    return versions
+
+
+def _download(package: str, version: str, debs: Path) -> Path:
+    debs.mkdir(parents=True, exist_ok=True)
+    argv = ["apt-get", "download", "-q"]
+    if os.geteuid() == 0:
+        # _apt cannot write into the cache dir; download as root instead.
+        argv += ["-o", "APT::Sandbox::User=root"]
+    _run(argv + [f"{package}={version}"], cwd=debs)
+    arch_version = version.split(":", 1)[-1]
+    found = sorted(debs.glob(f"{package}_*{arch_version}_*.deb"))
+    if not found:
+        raise RuntimeError(f"apt-get download {package} produced no .deb")
+    return found[-1]
+
+
+def _prune(cache_dir: Path, keep: str) -> None:
+    for old in cache_dir.glob("build-*"):
+        if old.name != keep:
+            shutil.rmtree(old, ignore_errors=True)
+
+
+# -- build ------------------------------------------------------------------
+
+def _build(cache_dir: Path, build_dir: Path, inputs: dict) -> None:
+    debs = cache_dir / "debs"
+    for stale in debs.glob("*.deb"):
+        stale.unlink()
+    kernel_deb = _download(*inputs["kernel"], debs)
+    busybox_deb = _download(*inputs["busybox"], debs)
+    with tempfile.TemporaryDirectory(dir=cache_dir) as tmp:
+        root = Path(tmp)
+        kroot, broot, out = root / "kernel", root / "busybox", root / "out"
+        out.mkdir()
+        _run(["dpkg-deb", "-x", str(kernel_deb), str(kroot)])
+        _run(["dpkg-deb", "-x", str(busybox_deb), str(broot)])
+        vmlinuz = next((kroot / "boot").glob("vmlinuz-*"))
+        shutil.copyfile(vmlinuz, out / "vmlinuz")
+        modules = _collect_modules(kroot)
+        initrd = _initramfs(broot / "bin" / "busybox", modules)
+        (out / "initrd.img").write_bytes(gzip.compress(initrd, mtime=0))
+        (out / "inputs.json").write_text(json.dumps(inputs, indent=1) + "\n")
+        for path in out.iterdir():
+            path.chmod(0o644)
+        out.rename(build_dir)
+
+
+def _module_dir(kroot: Path) -> Path:
+    dirs = list((kroot / "lib" / "modules").iterdir())
+    if len(dirs) != 1:
+        raise RuntimeError(f"expected one module tree, found {dirs}")
+    return dirs[0]
+
+
+def _modname(path: str) -> str:
+    name = Path(path).name.split(".ko", 1)[0]
+    return name.replace("-", "_")
+
+
+def _collect_modules(kroot: Path) -> list[tuple[str, bytes]]:
+    """Return [(name, uncompressed .ko)] in load order, builtins skipped."""
+    moddir = _module_dir(kroot)
+    builtin = {_modname(line) for line in
+               (moddir / "modules.builtin").read_text().split()}
+    files = {_modname(str(p)): p for p in (moddir / "kernel").rglob("*.ko*")}
+    ordered: list[tuple[str, bytes]] = []
+    seen: set[str] = set()
+
+    def visit(name: str) -> None:
+        if name in seen or name in builtin:
+            return
+        seen.add(name)
+        if name not in files:
+            raise RuntimeError(f"kernel module {name} is neither built in "
+                               "nor shipped")
+        data = _decompress(files[name])
+        for dep in _depends(data):
+            visit(dep)
+        ordered.append((name, data))
+
+    for name in MODULES:
+        visit(name)
+    return ordered
+
+
+def _decompress(path: Path) -> bytes:
+    data = path.read_bytes()
+    if path.name.endswith(".ko.xz"):
+        return lzma.decompress(data)
+    if path.name.endswith(".ko.gz"):
+        return gzip.decompress(data)
+    if path.name.endswith(".ko.zst"):
+        return subprocess.run(["zstd", "-dc", str(path)], check=True,
+                              capture_output=True).stdout
+    return data
+
+
+def _depends(ko: bytes) -> list[str]:
+    """The depends= entry of a module's .modinfo section."""
+    start = ko.find(b"\0depends=")
+    if start < 0:
+        return []
+    end = ko.index(b"\0", start + 1)
+    value = ko[start + len(b"\0depends="):end].decode()
+    return [_modname(d) for d in value.split(",") if d]
+
+
+def _initramfs(busybox: Path, modules: list[tuple[str, bytes]]) -> bytes:
+    cpio = Cpio()
+    for d in ("bin", "sbin", "usr", "usr/bin", "usr/sbin", "proc", "sys",
+              "dev", "tmp", "root", "var", "var/log", "var/run", "etc",
+              "etc/acpi", "etc/acpi/PWRF", "etc/acpi/PWRF/00000080",
+              "lib", "lib/modules"):
+        cpio.directory(d)
+    cpio.device("dev/console", 0o600, 5, 1)
+    cpio.file("bin/busybox", busybox.read_bytes(), 0o755)
+    for applet in _applets(busybox):
+        if applet != "bin/busybox":
+            cpio.symlink(applet, "/bin/busybox")
+    for name, data in modules:
+        cpio.file(f"lib/modules/{name}.ko", data, 0o644)
+    names = " ".join(name for name, _ in modules)
+    cpio.file("init", INIT_SCRIPT.format(modules=names, marker=MARKER)
+              .encode(), 0o755)
+    cpio.file("etc/acpi/PWRF/00000080/poweroff",
+              POWEROFF_SCRIPT.format(marker=POWEROFF_MARKER).encode(), 0o755)
+    return cpio.finish()
+
+
+def _applets(busybox: Path) -> list[str]:
+    return _run([str(busybox), "--list-full"]).split()
+
+
+class Cpio:
+    """Minimal writer for the newc cpio format the kernel unpacks."""
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+        self._ino = 0
+        self._dirs: set[str] = set()
+
+    def directory(self, name: str, mode: int = 0o755) -> None:
+        self._dirs.add(name)
+        self._entry(name, 0o040000 | mode, b"")
+
+    def file(self, name: str, data: bytes, mode: int) -> None:
+        self._parents(name)
+        self._entry(name, 0o100000 | mode, data)
+
+    def symlink(self, name: str, target: str) -> None:
+        self._parents(name)
+        self._entry(name, 0o120000 | 0o777, target.encode())
+
+    def device(self, name: str, mode: int, major: int, minor: int) -> None:
+        self._entry(name, 0o020000 | mode, b"", rdev=(major, minor))
+
+    def finish(self) -> bytes:
+        self._entry("TRAILER!!!", 0, b"", nlink=1)
+        return b"".join(self._chunks)
+
+    def _parents(self, name: str) -> None:
+        parent = str(Path(name).parent)
+        if parent != "." and parent not in self._dirs:
+            self._parents(parent)
+            self.directory(parent)
+
+    def _entry(self, name: str, mode: int, data: bytes, nlink: int = 1,
+               rdev: tuple[int, int] = (0, 0)) -> None:
+        self._ino += 1
+        encoded = name.encode() + b"\0"
+        fields = (self._ino, mode, 0, 0, nlink, 0, len(data), 0, 0,
+                  rdev[0], rdev[1], len(encoded), 0)
+        header = b"070701" + b"".join(b"%08x" % f for f in fields)
+        self._chunks += [header, encoded, _pad(len(header) + len(encoded)),
+                         data, _pad(len(data))]
+
+
+def _pad(length: int) -> bytes:
+    return b"\0" * (-length % 4)

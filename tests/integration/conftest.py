@@ -1,0 +1,104 @@
+"""Fixtures for integration tests: libvirtd, the TCG test guest, work dirs.
+
+- ``libvirtd`` (session): a libvirtd on qemu:///system, reused if running,
+  else started in a private network namespace and stopped afterwards.
+- ``guest_build`` (session): the cached guest in tests/.cache/guest/.
+- ``guest`` (session): the same guest copied where QEMU run by libvirt as
+  libvirt-qemu can read it.
+- ``workdir`` (per test): an empty world-readable directory for serial logs,
+  disks and sockets; short enough for UNIX socket paths.
+- ``domain_name`` (per test): a unique domain name; the domain is destroyed
+  and undefined after the test.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import secrets
+import shutil
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+TESTS = str(Path(__file__).resolve().parents[1])
+if TESTS not in sys.path:
+    sys.path.insert(0, TESTS)
+
+from harness.guest import Guest, build_guest  # noqa: E402
+from harness.libvirtd import Libvirtd  # noqa: E402
+
+RUNS_ROOT = Path("/var/tmp/virtops-tests")
+
+
+def _need_root() -> None:
+    if os.geteuid() != 0:
+        pytest.skip("needs root (libvirtd, namespaces, qemu as libvirt-qemu)")
+
+
+@pytest.fixture(scope="session")
+def libvirtd():
+    _need_root()
+    if not shutil.which("libvirtd"):
+        pytest.skip("libvirtd is not installed")
+    daemon = Libvirtd.start()
+    try:
+        yield daemon
+    finally:
+        daemon.stop()
+
+
+@pytest.fixture(scope="session")
+def guest_build() -> Guest:
+    if not shutil.which("apt-get"):
+        pytest.skip("building the test guest needs apt-get")
+    return build_guest()
+
+
+@pytest.fixture(scope="session")
+def run_dir():
+    path = RUNS_ROOT / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
+    path.mkdir(parents=True, mode=0o755)
+    for directory in (RUNS_ROOT, path):
+        directory.chmod(0o755)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
+        try:
+            RUNS_ROOT.rmdir()
+        except OSError:
+            pass  # other runs still use it
+
+
+@pytest.fixture(scope="session")
+def guest(guest_build: Guest, run_dir: Path) -> Guest:
+    target = run_dir / "guest"
+    target.mkdir(mode=0o755)
+    kernel = Path(shutil.copy(guest_build.kernel, target / "vmlinuz"))
+    initrd = Path(shutil.copy(guest_build.initrd, target / "initrd.img"))
+    for path in (target, kernel, initrd):
+        path.chmod(0o755 if path.is_dir() else 0o644)
+    return replace(guest_build, kernel=kernel, initrd=initrd)
+
+
+@pytest.fixture
+def workdir(request, run_dir: Path) -> Path:
+    # Short names keep QMP/monitor socket paths under 108 bytes.
+    slug = re.sub(r"[^A-Za-z0-9_.-]+", "-", request.node.name)[:40]
+    path = run_dir / f"{slug}-{secrets.token_hex(2)}"
+    path.mkdir(mode=0o755)
+    path.chmod(0o755)
+    return path
+
+
+@pytest.fixture
+def domain_name(libvirtd: Libvirtd):
+    name = f"virtops-test-{secrets.token_hex(4)}"
+    yield name
+    libvirtd.virsh("destroy", name, check=False)
+    libvirtd.virsh("undefine", name, "--nvram", check=False)
+    Path(f"/var/log/libvirt/qemu/{name}.log").unlink(missing_ok=True)

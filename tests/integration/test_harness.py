@@ -1,0 +1,192 @@
+"""The test harness itself: guest image, bare QEMU, libvirtd, Ansible runner."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import re
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.ansible import AnsibleRunError, run_module, run_playbook
+from harness.guest import MARKER, POWEROFF_MARKER, build_guest
+from harness.libvirtd import domain_xml, wait_for_line
+from harness.qemu import BareQemu
+
+SCHEMA = Path("/usr/share/libvirt/schemas/domain.rng")
+MAC = "52:54:00:5e:00:53"
+
+
+def _guest_report(log: str) -> tuple[dict, dict]:
+    after = log.split(MARKER, 1)[1]
+    disks = dict(re.findall(r"^VIRTOPS-DISK (\S+) (\d+)$", after, re.M))
+    nics = dict(re.findall(r"^VIRTOPS-NIC (\S+) (\S+)$", after, re.M))
+    return disks, nics
+
+
+@pytest.mark.guest
+def test_guest_build_is_cached(guest_build):
+    again = build_guest()
+    assert again == guest_build
+    assert guest_build.kernel.stat().st_size > 1_000_000
+    initrd = gzip.decompress(guest_build.initrd.read_bytes())
+    assert initrd.startswith(b"070701")
+    for member in (b"init\0", b"bin/busybox\0", b"lib/modules/virtio_net.ko\0",
+                   b"etc/acpi/PWRF/00000080/poweroff\0"):
+        assert member in initrd
+
+
+@pytest.mark.guest
+@pytest.mark.slow
+def test_bare_qemu_boot_devices_and_powerdown(guest_build, workdir):
+    disk = workdir / "disk.img"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(disk), "3M"],
+                   check=True)
+    devices = [
+        "-netdev", "user,id=net0",
+        "-device", f"virtio-net-pci,netdev=net0,mac={MAC},romfile=",
+        "-blockdev", f"driver=file,filename={disk},node-name=disk0",
+        "-device", "virtio-blk-pci,drive=disk0",
+    ]
+    with BareQemu(guest_build, workdir, devices) as vm:
+        start = time.monotonic()
+        wait_for_line(vm.serial_log, MARKER, timeout=60)
+        boot = time.monotonic() - start
+        log = wait_for_line(vm.serial_log, "VIRTOPS-NIC", timeout=10)
+        disks, nics = _guest_report(log)
+        assert disks == {"vda": str(3 * 1024 * 1024 // 512)}
+        assert nics == {"eth0": MAC}
+        qmp = vm.qmp()
+        qmp.execute("system_powerdown")
+        assert vm.wait_exit(timeout=30) == 0
+        qmp.close()
+    assert POWEROFF_MARKER in vm.serial_log.read_text()
+    print(f"bare QEMU boot to marker: {boot:.1f}s")
+
+
+@pytest.mark.guest
+def test_domain_xml_validates(guest, tmp_path):
+    lxml = pytest.importorskip("lxml.etree")
+    if not SCHEMA.exists():
+        pytest.skip("libvirt RelaxNG schemas are not installed")
+    nic = f"<interface type='user'><mac address='{MAC}'/>" \
+          "<model type='virtio'/></interface>"
+    xml = domain_xml("virtops-x", guest, tmp_path / "serial.log",
+                     extra_devices=nic)
+    schema = lxml.RelaxNG(lxml.parse(str(SCHEMA)))
+    doc = lxml.fromstring(xml.encode())
+    assert schema.validate(doc), schema.error_log
+
+
+@pytest.mark.libvirt
+@pytest.mark.guest
+@pytest.mark.slow
+def test_libvirt_boot_and_shutdown(libvirtd, guest, workdir, domain_name):
+    serial = workdir / "serial.log"
+    xml_file = workdir / "domain.xml"
+    xml_file.write_text(domain_xml(domain_name, guest, serial))
+    libvirtd.virsh("define", str(xml_file))
+    start = time.monotonic()
+    libvirtd.virsh("start", domain_name)
+    wait_for_line(serial, MARKER, timeout=60)
+    boot = time.monotonic() - start
+    if libvirtd.netns:
+        _assert_in_netns(domain_name, libvirtd.netns)
+    libvirtd.virsh("shutdown", domain_name)
+    deadline = time.monotonic() + 30
+    while libvirtd.virsh("domstate", domain_name).strip() != "shut off":
+        assert time.monotonic() < deadline, "guest did not power off"
+        time.sleep(0.5)
+    assert POWEROFF_MARKER in serial.read_text()
+    print(f"libvirt boot to marker: {boot:.1f}s")
+
+
+def _assert_in_netns(domain: str, netns: str) -> None:
+    pid = Path(f"/run/libvirt/qemu/{domain}.pid").read_text().strip()
+    qemu_ns = os.stat(f"/proc/{pid}/ns/net").st_ino
+    assert qemu_ns == os.stat(f"/run/netns/{netns}").st_ino
+
+
+@pytest.mark.libvirt
+def test_libvirtd_fixture_shape(libvirtd):
+    assert libvirtd.uri == "qemu:///system"
+    assert libvirtd.netns is None or libvirtd.netns.startswith("virtops-test-")
+    assert "QEMU" in libvirtd.virsh("version")
+
+
+def test_wait_for_line_timeout_shows_tail(tmp_path):
+    log = tmp_path / "serial.log"
+    log.write_text("booting\nstill booting\n")
+    with pytest.raises(TimeoutError, match="still booting"):
+        wait_for_line(log, MARKER, timeout=0.5)
+
+
+def test_run_module_ok_and_changed():
+    assert run_module("ansible.builtin.ping", {})["ping"] == "pong"
+    result = run_module("ansible.builtin.command", {"argv": ["echo", "hi"]})
+    assert result["changed"] is True and result["failed"] is False
+    assert result["stdout"] == "hi"
+
+
+def test_run_module_failure_is_returned():
+    result = run_module("ansible.builtin.command", {"argv": ["false"]})
+    assert result["failed"] is True
+    assert result["rc"] == 1
+
+
+def test_run_module_check_and_diff(tmp_path):
+    dest = tmp_path / "file.txt"
+    args = {"content": "hello\n", "dest": str(dest)}
+    result = run_module("ansible.builtin.copy", args, check=True, diff=True)
+    assert result["changed"] is True
+    assert not dest.exists()
+    assert result["diff"][0]["after"] == "hello\n"
+    skipped = run_module("ansible.builtin.command", {"argv": ["touch", str(dest)]},
+                         check=True)
+    assert skipped.get("skipped") or not skipped["changed"]
+    assert not dest.exists()
+
+
+def test_run_module_unknown_module_fails():
+    result = run_module("nosuchmodule", {"a": 1})
+    assert result["failed"] is True
+    assert "virtops.qemu.nosuchmodule" in result["msg"]
+
+
+def test_run_playbook_parse_error_raises():
+    plays = [{"hosts": "localhost", "tasks": [
+        {"name": "bad", "ansible.builtin.ping": {}, "no_such_keyword": 1}]}]
+    with pytest.raises(AnsibleRunError, match="without task results"):
+        run_playbook(plays)
+
+
+def test_run_playbook_results_in_order(tmp_path):
+    dest = tmp_path / "out.txt"
+    plays = [{
+        "hosts": "localhost",
+        "gather_facts": False,
+        "tasks": [
+            {"name": "write", "ansible.builtin.copy":
+                {"content": "{{ text }}", "dest": str(dest)}},
+            {"name": "write again", "ansible.builtin.copy":
+                {"content": "{{ text }}", "dest": str(dest)}},
+            {"name": "fail", "ansible.builtin.command": {"argv": ["false"]},
+             "ignore_errors": True},
+            {"name": "skip", "ansible.builtin.debug": {"msg": "x"},
+             "when": False},
+        ],
+    }]
+    results = run_playbook(plays, extra_vars={"text": "abc"}, diff=True)
+    assert [r["task"] for r in results] == ["write", "write again", "fail",
+                                            "skip"]
+    assert [r["changed"] for r in results[:2]] == [True, False]
+    assert results[0]["diff"]
+    assert results[2]["failed"] and results[2]["ignored"]
+    assert results[3]["skipped"]
+    assert dest.read_text() == "abc"
+    checked = run_playbook(plays, extra_vars={"text": "new"}, check=True)
+    assert checked[0]["changed"] is True
+    assert dest.read_text() == "abc"
