@@ -1,0 +1,792 @@
+# -*- coding: utf-8 -*-
+# Copyright: virtops.qemu contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""QEMU command line of the embedded driver.
+
+``build_command`` turns a post-parsed domain (see postparse.py) into the argv
+and environment of the QEMU process, in the modern syntax libvirt 9.0 uses
+for QEMU 7.2: JSON ``-blockdev``/``-device``/``-netdev``/``-object``,
+``-machine ...,memory-backend=``, ``-accel``, a UNIX-socket QMP monitor.
+
+Differences from libvirt, all due to there being no daemon:
+
+* ``on_poweroff``/``on_reboot``/``on_crash`` become ``-action`` (see
+  ``lifecycle_action``) instead of ``-no-shutdown`` plus a daemon reacting to
+  monitor events.
+* Taps are referenced by name (``ifname`` from the interface's
+  ``<target dev>``): the caller creates the tap before starting QEMU and
+  records its name in the live XML.  libvirt passes an open fd instead.
+* No master-key secret object (nothing here needs encrypted secrets).
+* VNC/SPICE passwords are not on the command line: ``password=on`` is
+  emitted and the caller sets the password over QMP (``set_password``).
+* VNC/SPICE ``autoport``: the caller picks the port and passes it as
+  ``paths.vnc_port`` / ``paths.spice_port``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse import (
+    disk_index,
+    machine_family,
+    to_kib,
+)
+
+QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
+_NS = {"qemu": QEMU_NS}
+
+_NET_DRIVERS = {"virtio": "virtio-net-pci", "e1000": "e1000", "e1000e": "e1000e", "rtl8139": "rtl8139"}
+_USB_DRIVERS = {"piix3-uhci": "piix3-usb-uhci", "qemu-xhci": "qemu-xhci", "nec-xhci": "nec-usb-xhci"}
+_SCSI_DRIVERS = {"lsilogic": "lsi", "virtio-scsi": "virtio-scsi-pci"}
+_INPUT_DRIVERS = {
+    ("tablet", "usb"): "usb-tablet", ("mouse", "usb"): "usb-mouse", ("keyboard", "usb"): "usb-kbd",
+    ("tablet", "virtio"): "virtio-tablet-pci", ("mouse", "virtio"): "virtio-mouse-pci",
+    ("keyboard", "virtio"): "virtio-keyboard-pci",
+}
+# cache mode -> (cache.direct, cache.no-flush, write-cache)
+_CACHE_MODES = {
+    "none": (True, False, "on"),
+    "writeback": (False, False, "on"),
+    "writethrough": (False, False, "off"),
+    "directsync": (True, False, "off"),
+    "unsafe": (False, True, "on"),
+}
+_DEPRECATION = {
+    "none": None,
+    "omit": {"deprecated-output": "hide"},
+    "reject": {"deprecated-output": "hide", "deprecated-input": "reject"},
+    "crash": {"deprecated-output": "hide", "deprecated-input": "crash"},
+}
+SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
+
+
+def build_command(domain, caps, paths, conf) -> tuple[list[str], dict[str, str]]:
+    """argv and environment that start ``domain`` (post-parsed) paused (-S).
+
+    ``paths`` needs ``monitor_socket``, ``pidfile``, ``domain_dir`` and
+    ``log_file``; optional ``vnc_port``/``spice_port`` for autoport graphics
+    and ``nvram`` (vars file path used when the XML names none).  ``conf``
+    holds qemu.conf settings; seccomp_sandbox, vnc_listen, vnc_password and
+    spice_listen are used, the rest is ignored here.
+    """
+    return _CommandBuilder(domain, caps, paths, conf or {}).build()
+
+
+def taints(domain) -> list[str]:
+    """libvirt's taint reasons that apply to this definition."""
+    reasons = []
+    ns_commandline = domain.find("qemu:commandline", _NS)
+    if (ns_commandline is not None and len(ns_commandline)) or domain.find("qemu:capabilities", _NS) is not None:
+        reasons.append("custom-argv")
+    if domain.find("qemu:override/qemu:device", _NS) is not None:
+        reasons.append("custom-device")
+    if domain.findtext("os/dtb"):
+        reasons.append("custom-dtb")
+    cpu = domain.find("cpu")
+    if cpu is not None and cpu.get("mode") == "host-passthrough":
+        reasons.append("host-cpu")
+    return reasons
+
+
+def namespace_capabilities(domain) -> dict[str, list[str]]:
+    """The capability bits added/removed by <qemu:capabilities> (recorded, not acted on)."""
+    caps = domain.find("qemu:capabilities", _NS)
+    found: dict[str, list[str]] = {"add": [], "del": []}
+    if caps is None:
+        return found
+    for kind in ("add", "del"):
+        for elem in caps.findall(f"qemu:{kind}", _NS):
+            name = elem.get("capability")
+            if not name:
+                raise InvalidInput(f"<qemu:{kind}> needs a capability attribute", "qemu:capabilities")
+            found[kind].append(name)
+    return found
+
+
+def lifecycle_action(domain, caps) -> str:
+    """The ``-action`` value for on_poweroff/on_reboot/on_crash.
+
+    * on_poweroff: destroy -> shutdown=poweroff (QEMU exits); preserve ->
+      shutdown=pause (the guest stays, stopped).  restart/rename-restart
+      need a daemon and are refused.
+    * on_reboot: restart -> reboot=reset; destroy/preserve -> reboot=shutdown,
+      which then runs the shutdown action, so destroy needs
+      on_poweroff=destroy and preserve needs on_poweroff=preserve.
+    * on_crash (seen only with a <panic> device): destroy -> panic=exit-failure
+      (QEMU >= 7.1, so the exit is recognisable as a crash; older QEMU:
+      panic=shutdown), preserve -> panic=pause, restart -> panic=none (QEMU
+      lets the guest run its own panic handler, e.g. Linux ``panic=N``
+      reboots); coredump-* need a daemon and are refused.
+    """
+    poweroff = domain.findtext("on_poweroff") or "destroy"
+    reboot = domain.findtext("on_reboot") or "restart"
+    crash = domain.findtext("on_crash") or "destroy"
+    shutdown_action = {"destroy": "poweroff", "preserve": "pause"}.get(poweroff)
+    if shutdown_action is None:
+        raise InvalidInput(f"{poweroff!r} needs a daemon; the embedded driver supports destroy and preserve",
+                           "on_poweroff")
+    if reboot == "restart":
+        reboot_action = "reset"
+    elif reboot in ("destroy", "preserve") and reboot == poweroff:
+        reboot_action = "shutdown"
+    elif reboot in ("destroy", "preserve"):
+        raise InvalidInput(f"on_reboot={reboot} needs on_poweroff={reboot} in the embedded driver "
+                           "(QEMU turns the reboot into a shutdown)", "on_reboot")
+    else:
+        raise InvalidInput(f"unknown action {reboot!r}", "on_reboot")
+    destroy_on_panic = "exit-failure" if tuple(caps.version[:2]) >= (7, 1) else "shutdown"
+    panic_action = {"destroy": destroy_on_panic, "preserve": "pause", "restart": "none"}.get(crash)
+    if panic_action is None:
+        raise InvalidInput(f"{crash!r} needs a daemon; the embedded driver supports destroy, preserve "
+                           "and restart", "on_crash")
+    return f"reboot={reboot_action},shutdown={shutdown_action},panic={panic_action}"
+
+
+def opt_escape(value: str) -> str:
+    """Escape a value for QEMU's key=value option syntax (commas are doubled)."""
+    return str(value).replace(",", ",,")
+
+
+def _json(props: dict) -> str:
+    return json.dumps(props, separators=(",", ":"))
+
+
+def _yes(value):
+    return value in ("yes", "on")
+
+
+class _CommandBuilder:
+    def __init__(self, domain, caps, paths, conf):
+        self.dom = domain
+        self.caps = caps
+        self.paths = paths
+        self.conf = conf
+        self.devices = domain.find("devices")
+        if self.devices is None:
+            raise InvalidInput("the domain has no <devices>; run postparse first", "devices")
+        self.machine = domain.find("os/type").get("machine")
+        self.family = machine_family(self.machine)
+        self.argv: list[str] = []
+        self.device_args: dict[str, dict] = {}  # id -> JSON props of -device (for qemu:override)
+        self.bootindex = _BootOrder(domain)
+
+    def add(self, *args):
+        self.argv.extend(str(a) for a in args)
+
+    def add_device(self, props):
+        self.device_args[props["id"]] = props
+        self.argv.append("-device")
+        self.argv.append(props)  # serialised at the end, after overrides
+
+    # -- top level
+
+    def build(self):
+        emulator = (self.devices.findtext("emulator") or "").strip() or self.caps.binary
+        self.add(emulator, "-name", f"guest={opt_escape(self.dom.findtext('name'))},debug-threads=on")
+        self._compat()
+        self.add("-S")
+        pflash = self._firmware()
+        self._machine(pflash)
+        self._cpu_memory_smp()
+        self.add("-uuid", self.dom.findtext("uuid"))
+        if self.devices.find("graphics") is None:
+            self.add("-display", "none")
+        self.add("-no-user-config", "-nodefaults")
+        self.add("-chardev", f"socket,id=charmonitor,path={opt_escape(self.paths.monitor_socket)},server=on,wait=off",
+                 "-mon", "chardev=charmonitor,id=monitor,mode=control")
+        self._clock()
+        self.add("-action", lifecycle_action(self.dom, self.caps))
+        if self.dom.find("features/acpi") is None:
+            self.add("-no-acpi")
+        self._boot()
+        self._controllers()
+        self._disks()
+        self._interfaces()
+        self._serials()
+        self._inputs()
+        audio_id = self._audio()
+        self._graphics(audio_id)
+        self._videos()
+        self._watchdog_panic_balloon()
+        self._apply_overrides()
+        argv = [_json(a) if isinstance(a, dict) else a for a in self.argv]
+        argv.extend(self._custom_args())
+        if str(self.conf.get("seccomp_sandbox", 1)) != "0":
+            argv += ["-sandbox", SANDBOX]
+        argv += ["-msg", "timestamp=on"]
+        return argv, self._environment()
+
+    def _environment(self):
+        home = self.paths.domain_dir
+        env = {
+            "LC_ALL": "C",
+            "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+            "HOME": home,
+            "XDG_DATA_HOME": os.path.join(home, ".local/share"),
+            "XDG_CACHE_HOME": os.path.join(home, ".cache"),
+            "XDG_CONFIG_HOME": os.path.join(home, ".config"),
+        }
+        for var in self.dom.findall("qemu:commandline/qemu:env", _NS):
+            name = var.get("name")
+            if not name or not (name[0].isalpha() or name[0] == "_") or not all(
+                    c.isalnum() or c == "_" for c in name):
+                raise InvalidInput(f"invalid environment variable name {name!r}", "qemu:commandline/qemu:env")
+            env[name] = var.get("value", "")
+        return env
+
+    def _custom_args(self):
+        args = []
+        for arg in self.dom.findall("qemu:commandline/qemu:arg", _NS):
+            if arg.get("value") is None:
+                raise InvalidInput("<qemu:arg> needs a value attribute", "qemu:commandline/qemu:arg")
+            args.append(arg.get("value"))
+        return args
+
+    def _compat(self):
+        deprecation = self.dom.find("qemu:deprecation", _NS)
+        if deprecation is None:
+            return
+        behavior = deprecation.get("behavior")
+        if behavior not in _DEPRECATION:
+            raise InvalidInput(f"unknown behavior {behavior!r}", "qemu:deprecation")
+        if _DEPRECATION[behavior]:
+            self.add("-compat", _json(_DEPRECATION[behavior]))
+
+    def _firmware(self):
+        loader = self.dom.find("os/loader")
+        if self.dom.find("os").get("firmware") and loader is None:
+            raise InvalidInput("firmware auto-selection is not supported by the embedded driver; "
+                               "name the <loader> and <nvram>", "os@firmware")
+        if loader is None:
+            return []
+        path = (loader.text or "").strip()
+        if loader.get("type", "rom") == "rom":
+            self.add("-bios", path)
+            return []
+        if _yes(loader.get("secure", "no")):
+            raise InvalidInput("secure-boot pflash (secure='yes') is not supported by the embedded driver",
+                               "os/loader@secure")
+        nodes = [self._pflash_node(0, path, readonly=_yes(loader.get("readonly", "no")))]
+        if _yes(loader.get("readonly", "no")):
+            nvram = (self.dom.findtext("os/nvram") or "").strip() or getattr(self.paths, "nvram", None)
+            if not nvram:
+                raise InvalidInput("a read-only pflash loader needs an <nvram> vars file", "os/nvram")
+            nodes.append(self._pflash_node(1, nvram, readonly=False))
+        return nodes
+
+    def _pflash_node(self, unit, path, readonly):
+        storage, fmt = f"libvirt-pflash{unit}-storage", f"libvirt-pflash{unit}-format"
+        self.add("-blockdev", _json({"driver": "file", "filename": path, "node-name": storage,
+                                     "auto-read-only": True, "discard": "unmap"}))
+        self.add("-blockdev", _json({"node-name": fmt, "read-only": readonly, "driver": "raw", "file": storage}))
+        return fmt
+
+    def _machine(self, pflash):
+        opts = [self.machine, "usb=off", "dump-guest-core=off", "memory-backend=pc.ram"]
+        opts += [f"pflash{i}={node}" for i, node in enumerate(pflash)]
+        self.add("-machine", ",".join(opts))
+        accel = "kvm" if self.dom.get("type") == "kvm" else "tcg"
+        if self.caps.accels and accel not in self.caps.accels:
+            raise InvalidInput(f"accelerator {accel} is not available on this host", "domain@type")
+        self.add("-accel", accel)
+
+    def _cpu_memory_smp(self):
+        cpu = self.dom.find("cpu")
+        model = self._cpu_model(cpu)
+        if model:
+            self.add("-cpu", model)
+        mib = -(-to_kib(self.dom.find("memory"), "memory") // 1024)
+        self.add("-m", mib)
+        self.add("-object", _json({"qom-type": "memory-backend-ram", "id": "pc.ram", "size": mib * 1024 * 1024}))
+        self.add("-overcommit", "mem-lock=off")
+        self.add("-smp", self._smp(cpu))
+
+    def _cpu_model(self, cpu):
+        if cpu is None:
+            return None
+        mode = cpu.get("mode", "custom")
+        if mode == "host-passthrough":
+            if self.dom.get("type") != "kvm":
+                raise InvalidInput("host-passthrough needs a kvm domain", "cpu@mode")
+            name = "host"
+        elif mode == "maximum":
+            name = "max"
+        elif mode == "host-model":
+            raise InvalidInput("host-model is not supported by the embedded driver; use host-passthrough "
+                               "or a named model", "cpu@mode")
+        else:
+            name = cpu.findtext("model")
+            if not name:
+                return None
+            if self.caps.cpu_models and name not in self.caps.cpu_models:
+                raise InvalidInput(f"CPU model {name!r} is not known to {self.caps.binary}", "cpu/model")
+        for feature in cpu.findall("feature"):
+            policy = feature.get("policy", "require")
+            sign = {"require": "+", "force": "+", "disable": "-", "forbid": "-"}.get(policy)
+            if sign is None:
+                raise InvalidInput(f"feature policy {policy!r} is not supported", "cpu/feature@policy")
+            name += f",{sign}{feature.get('name')}"
+        return name
+
+    def _smp(self, cpu):
+        vcpu = self.dom.find("vcpu")
+        maximum = int(vcpu.text)
+        current = int(vcpu.get("current", maximum))
+        topology = cpu.find("topology") if cpu is not None else None
+        if topology is not None:
+            sockets, cores, threads = (int(topology.get(k, "1")) for k in ("sockets", "cores", "threads"))
+            dies = int(topology.get("dies", "1"))
+            if sockets * dies * cores * threads != maximum:
+                raise InvalidInput("CPU topology does not match the vcpu count", "cpu/topology")
+        else:
+            sockets, dies, cores, threads = maximum, 1, 1, 1
+        opts = [str(current)]
+        if current != maximum:
+            opts.append(f"maxcpus={maximum}")
+        opts.append(f"sockets={sockets}")
+        if dies != 1:
+            opts.append(f"dies={dies}")
+        opts += [f"cores={cores}", f"threads={threads}"]
+        return ",".join(opts)
+
+    def _clock(self):
+        offset = (self.dom.find("clock").get("offset") if self.dom.find("clock") is not None else "utc")
+        if offset not in ("utc", "localtime"):
+            raise InvalidInput(f"clock offset {offset!r} is not supported by the embedded driver", "clock@offset")
+        self.add("-rtc", f"base={offset}")
+
+    def _boot(self):
+        opts = []
+        menu = self.dom.find("os/bootmenu")
+        if menu is not None and _yes(menu.get("enable")):
+            opts.append("menu=on")
+        opts.append("strict=on")
+        self.add("-boot", ",".join(opts))
+        for tag, flag in (("kernel", "-kernel"), ("initrd", "-initrd"), ("cmdline", "-append"), ("dtb", "-dtb")):
+            value = self.dom.findtext(f"os/{tag}")
+            if value:
+                self.add(flag, value)
+
+    # -- addresses and aliases
+
+    def _bus_name(self, index):
+        if index == 0:
+            return "pcie.0" if self.family == "q35" else "pci.0"
+        return f"pci.{index}"
+
+    def _pci(self, elem, props):
+        address = elem.find("address[@type='pci']")
+        if address is None:
+            raise InvalidInput(f"<{elem.tag}> has no PCI address; run postparse first", f"devices/{elem.tag}/address")
+        slot, function = int(address.get("slot"), 0), int(address.get("function", "0"), 0)
+        props["bus"] = self._bus_name(int(address.get("bus"), 0))
+        if _yes(address.get("multifunction", "off")):
+            props["multifunction"] = True
+        props["addr"] = f"0x{slot:x}" if function == 0 else f"0x{slot:x}.0x{function:x}"
+        return props
+
+    @staticmethod
+    def _alias(elem, default):
+        alias = elem.find("alias")
+        if alias is not None and (alias.get("name") or "").startswith("ua-"):
+            return alias.get("name")
+        return default
+
+    # -- devices
+
+    def _controllers(self):
+        ctrls = self.devices.findall("controller")
+        for ctrl in sorted(ctrls, key=lambda c: int(c.get("index"))):
+            if ctrl.get("type") == "pci":
+                self._pci_controller(ctrl)
+        for ctype in ("usb", "scsi", "sata", "virtio-serial"):
+            for ctrl in (c for c in ctrls if c.get("type") == ctype):
+                self._device_controller(ctrl)
+        for ctrl in ctrls:
+            if ctrl.get("type") not in ("pci", "usb", "scsi", "sata", "virtio-serial", "ide"):
+                raise InvalidInput(f"controller type {ctrl.get('type')!r} is not supported by the embedded "
+                                   "driver", "devices/controller@type")
+            if ctrl.get("type") == "ide" and (self.family == "q35" or int(ctrl.get("index")) > 0):
+                raise InvalidInput("only the built-in IDE controller of pc machines exists",
+                                   "devices/controller@type")
+
+    def _pci_controller(self, ctrl):
+        model, index = ctrl.get("model"), int(ctrl.get("index"))
+        ident = self._alias(ctrl, f"pci.{index}")
+        if model in ("pci-root", "pcie-root"):
+            return
+        target = ctrl.find("target")
+        if model == "pcie-root-port":
+            props = {"driver": "pcie-root-port", "port": int(target.get("port"), 0),
+                     "chassis": int(target.get("chassis")), "id": ident}
+        elif model == "pcie-to-pci-bridge":
+            props = {"driver": "pcie-pci-bridge", "id": ident}
+        elif model == "pci-bridge":
+            props = {"driver": "pci-bridge", "chassis_nr": int(target.get("chassisNr")), "id": ident}
+        else:
+            raise InvalidInput(f"PCI controller model {model!r} is not supported", "devices/controller@model")
+        self.add_device(self._pci(ctrl, props))
+
+    def _device_controller(self, ctrl):
+        ctype, model, index = ctrl.get("type"), ctrl.get("model"), int(ctrl.get("index"))
+        if ctype == "usb":
+            if model == "none":
+                return
+            driver = _USB_DRIVERS.get(model)
+            ident = "usb" if index == 0 else f"usb{index}"
+        elif ctype == "scsi":
+            driver, ident = _SCSI_DRIVERS.get(model), f"scsi{index}"
+        elif ctype == "sata":
+            if self.family == "q35" and index == 0:
+                return  # the ICH9 AHCI controller is built into q35
+            driver, ident = "ich9-ahci", f"sata{index}"
+        else:
+            driver, ident = "virtio-serial-pci", f"virtio-serial{index}"
+        if driver is None:
+            raise InvalidInput(f"{ctype} controller model {model!r} is not supported by the embedded driver",
+                               "devices/controller@model")
+        self.add_device(self._pci(ctrl, {"driver": driver, "id": self._alias(ctrl, ident)}))
+
+    def _disks(self):
+        disks = self.devices.findall("disk")
+        for number, disk in enumerate(disks):
+            self._disk(disk, len(disks) - number)
+
+    def _disk(self, disk, node_number):
+        target = disk.find("target")
+        bus, dev, device = target.get("bus"), target.get("dev"), disk.get("device", "disk")
+        if device not in ("disk", "cdrom"):
+            raise InvalidInput(f"disk device {device!r} is not supported by the embedded driver", "devices/disk@device")
+        driver = disk.find("driver")
+        cache = _CACHE_MODES.get(driver.get("cache")) if driver is not None and driver.get("cache") else None
+        if driver is not None and driver.get("cache") and cache is None:
+            raise InvalidInput(f"unknown cache mode {driver.get('cache')!r}", "devices/disk/driver@cache")
+        readonly = disk.find("readonly") is not None
+        node = self._disk_nodes(disk, node_number, cache, readonly)
+        props = self._disk_frontend(disk, bus, dev, device)
+        if node:
+            props["drive"] = node
+        props["id"] = self._alias(disk, props.pop("id"))
+        boot = self.bootindex.of(disk)
+        if boot:
+            props["bootindex"] = boot
+        if cache and node:
+            props["write-cache"] = cache[2]
+        self.add_device(props)
+
+    def _disk_nodes(self, disk, number, cache, readonly):
+        source = disk.find("source")
+        dtype = disk.get("type", "file")
+        if dtype not in ("file", "block"):
+            raise InvalidInput(f"disk type {dtype!r} is not supported by the embedded driver", "devices/disk@type")
+        path = None if source is None else source.get("file" if dtype == "file" else "dev")
+        if not path:
+            if disk.get("device") == "cdrom":
+                return None
+            raise InvalidInput(f"disk {disk.find('target').get('dev')} has no source", "devices/disk/source")
+        storage, fmt = f"libvirt-{number}-storage", f"libvirt-{number}-format"
+        cache_opts = {"cache": {"direct": cache[0], "no-flush": cache[1]}} if cache else {}
+        self.add("-blockdev", _json({"driver": "file" if dtype == "file" else "host_device", "filename": path,
+                                     "node-name": storage, **cache_opts, "auto-read-only": True,
+                                     "discard": "unmap"}))
+        fmt_props = {"node-name": fmt, "read-only": readonly, **cache_opts,
+                     "driver": disk.find("driver").get("type", "raw"), "file": storage}
+        self.add("-blockdev", _json(fmt_props))
+        return fmt
+
+    def _disk_frontend(self, disk, bus, dev, device):
+        cd = device == "cdrom"
+        address = disk.find("address")
+        if bus == "virtio":
+            if cd:
+                raise InvalidInput("a cdrom cannot be on the virtio bus", "devices/disk/target@bus")
+            return self._pci(disk, {"driver": "virtio-blk-pci", "id": f"virtio-disk{disk_index(dev)}"})
+        ctrl, unit = int(address.get("controller")), int(address.get("unit"))
+        drive_bus, target = int(address.get("bus")), int(address.get("target", "0"))
+        if bus == "ide":
+            return {"driver": "ide-cd" if cd else "ide-hd", "bus": f"ide.{drive_bus}", "unit": unit,
+                    "id": f"ide{ctrl}-{drive_bus}-{unit}"}
+        if bus == "sata":
+            ahci = "ide" if self.family == "q35" and ctrl == 0 else f"sata{ctrl}"
+            return {"driver": "ide-cd" if cd else "ide-hd", "bus": f"{ahci}.{unit}", "id": f"sata{ctrl}-0-{unit}"}
+        if bus == "scsi":
+            return self._scsi_frontend(cd, ctrl, drive_bus, target, unit)
+        raise InvalidInput(f"disk bus {bus!r} is not supported by the embedded driver", "devices/disk/target@bus")
+
+    def _scsi_frontend(self, cd, ctrl, drive_bus, target, unit):
+        driver = "scsi-cd" if cd else "scsi-hd"
+        model = next((c.get("model") for c in self.devices.findall("controller[@type='scsi']")
+                      if int(c.get("index")) == ctrl), None)
+        if model == "virtio-scsi":
+            name = f"scsi{ctrl}-{drive_bus}-{target}-{unit}"
+            return {"driver": driver, "bus": f"scsi{ctrl}.0", "channel": drive_bus, "scsi-id": target,
+                    "lun": unit, "device_id": f"drive-{name}", "id": name}
+        name = f"scsi{ctrl}-{drive_bus}-{unit}"
+        return {"driver": driver, "bus": f"scsi{ctrl}.0", "scsi-id": unit, "device_id": f"drive-{name}",
+                "id": name}
+
+    def _interfaces(self):
+        for number, iface in enumerate(self.devices.findall("interface")):
+            netdev = {"type": "user"} if iface.get("type") == "user" else self._tap(iface)
+            netdev["id"] = f"hostnet{number}"
+            self.add("-netdev", _json(netdev))
+            model = iface.find("model").get("type")
+            driver = _NET_DRIVERS.get(model)
+            if driver is None:
+                raise InvalidInput(f"interface model {model!r} is not supported by the embedded driver",
+                                   "devices/interface/model@type")
+            props = {"driver": driver, "netdev": netdev["id"], "id": self._alias(iface, f"net{number}"),
+                     "mac": iface.find("mac").get("address")}
+            boot = self.bootindex.of(iface)
+            if boot:
+                props["bootindex"] = boot
+            self.add_device(self._pci(iface, props))
+
+    @staticmethod
+    def _tap(iface):
+        if iface.get("type") not in ("bridge", "network", "ethernet"):
+            raise InvalidInput(f"interface type {iface.get('type')!r} is not supported by the embedded driver",
+                               "devices/interface@type")
+        target = iface.find("target")
+        if target is None or not target.get("dev"):
+            raise InvalidInput("a tap interface needs <target dev='...'/>, the tap the driver created",
+                               "devices/interface/target@dev")
+        return {"type": "tap", "ifname": target.get("dev"), "script": "no", "downscript": "no"}
+
+    def _serials(self):
+        for serial in self.devices.findall("serial"):
+            target = serial.find("target")
+            if target.get("type") != "isa-serial":
+                raise InvalidInput(f"serial target {target.get('type')!r} is not supported", "devices/serial/target")
+            port = int(target.get("port"))
+            chardev = f"charserial{port}"
+            self.add("-chardev", self._chardev_backend(serial, chardev))
+            self.add_device({"driver": "isa-serial", "chardev": chardev,
+                             "id": self._alias(serial, f"serial{port}"), "index": port})
+        for console in self.devices.findall("console"):
+            if console.find("target").get("type") != "serial":
+                raise InvalidInput("only serial consoles are supported by the embedded driver",
+                                   "devices/console/target@type")
+
+    def _chardev_backend(self, chardev, ident):
+        ctype = chardev.get("type", "pty")
+        source = chardev.find("source")
+        src = source.attrib if source is not None else {}
+        if ctype in ("pty", "null"):
+            return f"{ctype},id={ident}"
+        if ctype == "file":
+            if not src.get("path"):
+                raise InvalidInput("a file chardev needs <source path>", f"devices/{chardev.tag}/source@path")
+            append = ",append=on" if src.get("append") == "on" else ""
+            return f"file,id={ident},path={opt_escape(src['path'])}{append}"
+        server = ",server=on,wait=off" if src.get("mode", "connect") == "bind" else ""
+        if ctype == "unix" and src.get("path"):
+            return f"socket,id={ident},path={opt_escape(src['path'])}{server}"
+        if ctype == "tcp" and src.get("service"):
+            protocol = chardev.find("protocol")
+            telnet = ",telnet=on" if protocol is not None and protocol.get("type") == "telnet" else ""
+            host = src.get("host", "127.0.0.1")
+            return f"socket,id={ident},host={opt_escape(host)},port={src['service']}{telnet}{server}"
+        raise InvalidInput(f"chardev type {ctype!r} (or its source) is not supported by the embedded driver",
+                           f"devices/{chardev.tag}@type")
+
+    def _inputs(self):
+        for number, inp in enumerate(self.devices.findall("input")):
+            key = (inp.get("type"), inp.get("bus"))
+            if key[1] == "ps2":
+                continue  # the i8042 is built into the machine
+            driver = _INPUT_DRIVERS.get(key)
+            if driver is None:
+                raise InvalidInput(f"input {key[0]} on bus {key[1]} is not supported", "devices/input")
+            props = {"driver": driver, "id": self._alias(inp, f"input{number}")}
+            if key[1] == "usb":
+                address = inp.find("address")
+                props.update({"bus": f"usb.{address.get('bus', '0')}", "port": address.get("port")})
+                self.add_device(props)
+            else:
+                self.add_device(self._pci(inp, props))
+
+    def _audio(self):
+        audio = self.devices.find("audio")
+        if audio is None:
+            return None
+        kind = audio.get("type")
+        if kind not in ("none", "spice"):
+            raise InvalidInput(f"audio type {kind!r} is not supported by the embedded driver", "devices/audio@type")
+        ident = f"audio{audio.get('id', '1')}"
+        self.add("-audiodev", _json({"id": ident, "driver": kind}))
+        return ident
+
+    def _graphics(self, audio_id):
+        for graphics in self.devices.findall("graphics"):
+            kind = graphics.get("type")
+            if kind == "vnc":
+                self.add("-vnc", self._vnc(graphics, audio_id))
+            elif kind == "spice":
+                self.add("-spice", self._spice(graphics))
+            else:
+                raise InvalidInput(f"graphics type {kind!r} is not supported by the embedded driver",
+                                   "devices/graphics@type")
+
+    def _vnc(self, graphics, audio_id):
+        listen = graphics.find("listen")
+        ltype = listen.get("type") if listen is not None else "address"
+        if ltype == "none":
+            display = "none"
+        elif ltype == "socket":
+            path = listen.get("socket") or graphics.get("socket") or os.path.join(self.paths.domain_dir, "vnc.sock")
+            display = f"vnc=unix:{opt_escape(path)}"
+        else:
+            address = (listen.get("address") if listen is not None else None) or graphics.get("listen") \
+                or self.conf.get("vnc_listen", "127.0.0.1")
+            if ":" in address:
+                address = f"[{address}]"
+            display = f"{address}:{self._port(graphics, 'vnc_port', 5900) - 5900}"
+        opts = [display]
+        if graphics.get("passwd") or self.conf.get("vnc_password"):
+            opts.append("password=on")
+        if audio_id:
+            opts.append(f"audiodev={audio_id}")
+        return ",".join(opts)
+
+    def _spice(self, graphics):
+        listen = graphics.find("listen")
+        opts = []
+        if listen is None or listen.get("type") != "none":
+            address = (listen.get("address") if listen is not None else None) or graphics.get("listen") \
+                or self.conf.get("spice_listen", "127.0.0.1")
+            opts += [f"port={self._port(graphics, 'spice_port', 0)}", f"addr={address}"]
+        if not (graphics.get("passwd") or self.conf.get("spice_password")):
+            opts.append("disable-ticketing=on")
+        opts.append("seamless-migration=on")
+        return ",".join(opts)
+
+    def _port(self, graphics, attr, minimum):
+        port = graphics.get("port")
+        if graphics.get("autoport") == "yes" or port in (None, "-1"):
+            port = getattr(self.paths, attr, None)
+            if port is None:
+                raise InvalidInput(f"{graphics.get('type')} autoport needs a port chosen by the caller "
+                                   f"(paths.{attr})", "devices/graphics@port")
+        port = int(port)
+        if port < minimum or port > 65535:
+            raise InvalidInput(f"port {port} is out of range", "devices/graphics@port")
+        return port
+
+    def _videos(self):
+        for number, video in enumerate(self.devices.findall("video")):
+            model = video.find("model")
+            vtype = model.get("type")
+            if vtype == "none":
+                continue
+            primary = model.get("primary") == "yes" or number == 0
+            props = {"driver": self._video_driver(vtype, primary), "id": self._alias(video, f"video{number}")}
+            if vtype == "vga":
+                props["vgamem_mb"] = int(model.get("vram", "16384")) // 1024
+            elif vtype == "virtio":
+                props["max_outputs"] = int(model.get("heads", "1"))
+            elif vtype == "qxl":
+                props.update({"ram_size": int(model.get("ram")) * 1024, "vram_size": int(model.get("vram")) * 1024,
+                              "vgamem_mb": int(model.get("vgamem")) // 1024, "max_outputs": int(model.get("heads"))})
+            elif vtype == "bochs":
+                props["vgamem"] = int(model.get("vram", "16384")) * 1024
+            self.add_device(self._pci(video, props))
+
+    @staticmethod
+    def _video_driver(vtype, primary):
+        drivers = {"cirrus": ("cirrus-vga", None), "vga": ("VGA", None), "bochs": ("bochs-display", "bochs-display"),
+                   "virtio": ("virtio-vga", "virtio-gpu-pci"), "qxl": ("qxl-vga", "qxl")}
+        if vtype not in drivers:
+            raise InvalidInput(f"video model {vtype!r} is not supported by the embedded driver",
+                               "devices/video/model@type")
+        driver = drivers[vtype][0 if primary else 1]
+        if driver is None:
+            raise InvalidInput(f"video model {vtype!r} can only be the primary video", "devices/video/model@type")
+        return driver
+
+    def _watchdog_panic_balloon(self):
+        for panic in self.devices.findall("panic"):
+            if panic.get("model", "isa") != "isa":
+                raise InvalidInput(f"panic model {panic.get('model')!r} is not supported", "devices/panic@model")
+            self.add_device({"driver": "pvpanic", "ioport": 1285, "id": self._alias(panic, "panic0")})
+        balloon = self.devices.find("memballoon")
+        if balloon is not None and balloon.get("model") != "none":
+            if balloon.get("model") != "virtio":
+                raise InvalidInput(f"memballoon model {balloon.get('model')!r} is not supported",
+                                   "devices/memballoon@model")
+            self.add_device(self._pci(balloon, {"driver": "virtio-balloon-pci",
+                                                "id": self._alias(balloon, "balloon0")}))
+
+    # -- qemu:override
+
+    def _apply_overrides(self):
+        for device in self.dom.findall("qemu:override/qemu:device", _NS):
+            alias = device.get("alias")
+            props = self.device_args.get(alias)
+            if props is None:
+                raise InvalidInput(f"no device with alias {alias!r} to override", "qemu:override/qemu:device@alias")
+            for prop in device.findall("qemu:frontend/qemu:property", _NS):
+                _override_property(props, prop, alias)
+
+
+def _override_property(props, prop, alias):
+    name, ptype, value = prop.get("name"), prop.get("type"), prop.get("value")
+    where = "qemu:override/qemu:device/qemu:frontend/qemu:property"
+    if not name:
+        raise InvalidInput("a property needs a name", where)
+    if ptype == "remove":
+        if name not in props:
+            raise InvalidInput(f"device {alias!r} has no property {name!r} to remove", where)
+        del props[name]
+        return
+    if value is None:
+        raise InvalidInput(f"property {name!r} needs a value", where)
+    if ptype == "string":
+        props[name] = value
+    elif ptype in ("signed", "unsigned"):
+        try:
+            number = int(value, 10)
+        except ValueError:
+            raise InvalidInput(f"property {name!r}: {value!r} is not an integer", where) from None
+        if ptype == "unsigned" and number < 0:
+            raise InvalidInput(f"property {name!r}: {value!r} is not unsigned", where)
+        props[name] = number
+    elif ptype == "bool":
+        if value not in ("true", "false"):
+            raise InvalidInput(f"property {name!r}: bool must be 'true' or 'false', not {value!r}", where)
+        props[name] = value == "true"
+    else:
+        raise InvalidInput(f"property {name!r}: unknown type {ptype!r}", where)
+
+
+class _BootOrder:
+    """bootindex of disks and interfaces, from <boot order> or the <os><boot dev> list."""
+
+    def __init__(self, domain):
+        # the elements are kept referenced, so lxml hands out the same proxies later
+        self.order: list[tuple[object, int]] = []
+        devices = domain.find("devices")
+        explicit = [e for e in devices if e.find("boot") is not None]
+        if explicit:
+            self.order = [(e, int(e.find("boot").get("order"))) for e in explicit]
+            return
+        for position, boot in enumerate(domain.findall("os/boot"), start=1):
+            elem = self._first(devices, boot.get("dev"))
+            if elem is not None and self.of(elem) is None:
+                self.order.append((elem, position))
+
+    @staticmethod
+    def _first(devices, dev):
+        if dev == "hd":
+            return devices.find("disk[@device='disk']")
+        if dev == "cdrom":
+            return devices.find("disk[@device='cdrom']")
+        if dev == "network":
+            return devices.find("interface")
+        return None
+
+    def of(self, elem):
+        return next((index for known, index in self.order if known is elem), None)

@@ -1,0 +1,247 @@
+"""Unit tests of the embedded driver's QEMU command line."""
+
+from __future__ import annotations
+
+import json
+from types import SimpleNamespace
+
+import pytest
+from lxml import etree
+
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.command import (
+    build_command,
+    lifecycle_action,
+    namespace_capabilities,
+    taints,
+)
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse import postparse
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
+
+ALIASES = {"pc": "pc-i440fx-7.2", "q35": "pc-q35-7.2"}
+CAPS = SimpleNamespace(
+    binary="/usr/bin/qemu-system-x86_64", version=(7, 2, 22), arch="x86_64", machine_aliases=ALIASES,
+    default_machine="pc-i440fx-7.2",
+    canonical_machine=lambda n: ALIASES.get(n, n if n.startswith(("pc-i440fx-", "pc-q35-")) else None),
+    devices={"cirrus-vga", "VGA", "lsi", "virtio-scsi-pci", "qemu-xhci", "piix3-usb-uhci"},
+    cpu_models={"qemu64", "max"}, accels={"tcg", "kvm"}, commands=set(),
+)
+NS = "xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'"
+PATHS = SimpleNamespace(monitor_socket="/r/lib/qemu/domain-1-t/monitor.sock", pidfile="/r/run/qemu/t.pid",
+                        domain_dir="/r/lib/qemu/domain-1-t", log_file="/r/log/qemu/t.log", vnc_port=5907)
+
+
+def xml(devices="", machine="pc", extra="", dtype="qemu", tail=""):
+    return etree.fromstring(
+        f"<domain type='{dtype}' {NS}><name>t</name><memory unit='MiB'>64</memory><vcpu>2</vcpu>"
+        f"<os><type machine='{machine}'>hvm</type></os>{extra}<devices>{devices}</devices>{tail}</domain>")
+
+
+def build(root, conf=None, paths=PATHS):
+    return build_command(postparse(root, CAPS), CAPS, paths, conf or {})
+
+
+def opts(argv, flag):
+    return [argv[i + 1] for i, a in enumerate(argv[:-1]) if a == flag]
+
+
+def devices(argv):
+    return [json.loads(d) for d in opts(argv, "-device") if d.startswith("{")]
+
+
+def test_fixed_part_of_the_command_line():
+    argv, env = build(xml())
+    assert argv[0] == CAPS.binary
+    assert opts(argv, "-name") == ["guest=t,debug-threads=on"]
+    assert "-S" in argv and "-no-user-config" in argv and "-nodefaults" in argv
+    assert opts(argv, "-machine") == ["pc-i440fx-7.2,usb=off,dump-guest-core=off,memory-backend=pc.ram"]
+    assert opts(argv, "-accel") == ["tcg"]
+    assert opts(argv, "-m") == ["64"]
+    assert json.loads(opts(argv, "-object")[0]) == {"qom-type": "memory-backend-ram", "id": "pc.ram",
+                                                    "size": 64 * 2 ** 20}
+    assert opts(argv, "-smp") == ["2,sockets=2,cores=1,threads=1"]
+    assert opts(argv, "-chardev")[0] == f"socket,id=charmonitor,path={PATHS.monitor_socket},server=on,wait=off"
+    assert opts(argv, "-mon") == ["chardev=charmonitor,id=monitor,mode=control"]
+    assert opts(argv, "-display") == ["none"]
+    assert argv[-4:] == ["-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny",
+                         "-msg", "timestamp=on"]
+    assert env["HOME"] == PATHS.domain_dir and env["LC_ALL"] == "C"
+    assert "-no-shutdown" not in argv
+
+
+def test_seccomp_sandbox_off_and_kvm():
+    argv, _ = build(xml(dtype="kvm"), conf={"seccomp_sandbox": 0})
+    assert "-sandbox" not in argv and opts(argv, "-accel") == ["kvm"]
+
+
+@pytest.mark.parametrize("poweroff,reboot,crash,expected", [
+    ("destroy", "restart", "destroy", "reboot=reset,shutdown=poweroff,panic=exit-failure"),
+    ("destroy", "destroy", "destroy", "reboot=shutdown,shutdown=poweroff,panic=exit-failure"),
+    ("preserve", "preserve", "preserve", "reboot=shutdown,shutdown=pause,panic=pause"),
+    ("preserve", "restart", "restart", "reboot=reset,shutdown=pause,panic=none"),
+])
+def test_lifecycle_maps_onto_action(poweroff, reboot, crash, expected):
+    root = xml(extra=f"<on_poweroff>{poweroff}</on_poweroff><on_reboot>{reboot}</on_reboot>"
+                     f"<on_crash>{crash}</on_crash>")
+    argv, _ = build(root)
+    assert opts(argv, "-action") == [expected]
+
+
+def test_panic_destroy_on_old_qemu_falls_back_to_shutdown():
+    old = SimpleNamespace(**{**vars(CAPS), "version": (7, 0, 0)})
+    assert lifecycle_action(xml(), old).endswith("panic=shutdown")
+
+
+@pytest.mark.parametrize("extra,option", [
+    ("<on_poweroff>restart</on_poweroff>", "on_poweroff"),
+    ("<on_reboot>destroy</on_reboot><on_poweroff>preserve</on_poweroff>", "on_reboot"),
+    ("<on_crash>coredump-destroy</on_crash>", "on_crash"),
+])
+def test_lifecycle_needing_a_daemon_is_rejected(extra, option):
+    with pytest.raises(InvalidInput) as err:
+        lifecycle_action(xml(extra=extra), CAPS)
+    assert err.value.option == option
+
+
+def test_virtio_disk_user_net_serial_kernel_vnc_on_pc():
+    root = xml("<disk type='file'><driver name='qemu' type='qcow2' cache='none'/><source file='/d.qcow2'/>"
+               "<target dev='vda' bus='virtio'/></disk>"
+               "<interface type='user'><mac address='52:54:00:00:00:01'/><model type='virtio'/></interface>"
+               "<serial type='pty'/><graphics type='vnc' autoport='yes'/>",
+               extra="<features><acpi/></features>")
+    root.find("os").extend([etree.fromstring("<kernel>/k</kernel>"), etree.fromstring("<initrd>/i</initrd>"),
+                            etree.fromstring("<cmdline>console=ttyS0</cmdline>")])
+    argv, _ = build(root, conf={"vnc_listen": "0.0.0.0"})
+    assert [opts(argv, f) for f in ("-kernel", "-initrd", "-append")] == [["/k"], ["/i"], ["console=ttyS0"]]
+    assert "-no-acpi" not in argv
+    storage, fmt = (json.loads(b) for b in opts(argv, "-blockdev"))
+    assert storage["driver"] == "file" and storage["filename"] == "/d.qcow2"
+    assert storage["cache"] == {"direct": True, "no-flush": False}
+    assert fmt["driver"] == "qcow2" and fmt["read-only"] is False and fmt["file"] == storage["node-name"]
+    devs = {d["driver"]: d for d in devices(argv)}
+    blk = devs["virtio-blk-pci"]
+    assert (blk["bus"], blk["addr"], blk["drive"], blk["bootindex"], blk["write-cache"]) == (
+        "pci.0", "0x4", fmt["node-name"], 1, "on")
+    assert json.loads(opts(argv, "-netdev")[0]) == {"type": "user", "id": "hostnet0"}
+    assert devs["virtio-net-pci"] == {"driver": "virtio-net-pci", "netdev": "hostnet0", "id": "net0",
+                                      "mac": "52:54:00:00:00:01", "bus": "pci.0", "addr": "0x3"}
+    assert devs["piix3-usb-uhci"]["addr"] == "0x1.0x2"
+    assert devs["isa-serial"] == {"driver": "isa-serial", "chardev": "charserial0", "id": "serial0", "index": 0}
+    assert "pty,id=charserial0" in opts(argv, "-chardev")
+    assert opts(argv, "-vnc") == ["0.0.0.0:7,audiodev=audio1"]
+    assert devs["cirrus-vga"]["addr"] == "0x2"
+    assert devs["virtio-balloon-pci"]["addr"] == "0x5"
+
+
+def test_q35_devices_sit_on_root_ports():
+    argv, _ = build(xml("<interface type='user'><model type='virtio'/></interface>", machine="q35"))
+    devs = devices(argv)
+    ports = [d for d in devs if d["driver"] == "pcie-root-port"]
+    assert ports[0] == {"driver": "pcie-root-port", "port": 8, "chassis": 1, "id": "pci.1", "bus": "pcie.0",
+                        "multifunction": True, "addr": "0x1"}
+    net = next(d for d in devs if d["driver"] == "virtio-net-pci")
+    assert (net["bus"], net["addr"]) == ("pci.1", "0x0")
+
+
+def test_cdrom_without_media_has_no_drive():
+    argv, _ = build(xml("<disk type='file' device='cdrom'><target dev='hdc' bus='ide'/></disk>"))
+    assert opts(argv, "-blockdev") == []
+    cd = next(d for d in devices(argv) if d["driver"] == "ide-cd")
+    assert cd == {"driver": "ide-cd", "bus": "ide.1", "unit": 0, "id": "ide0-1-0"}
+
+
+def test_bridge_interface_uses_the_named_tap():
+    root = postparse(xml("<interface type='bridge'><source bridge='br0'/><model type='virtio'/></interface>"), CAPS)
+    with pytest.raises(InvalidInput, match="target dev"):
+        build_command(root, CAPS, PATHS, {})
+    root.find("devices/interface/mac").addnext(etree.Element("target", dev="vo-tap0"))
+    argv, _ = build_command(root, CAPS, PATHS, {})
+    assert json.loads(opts(argv, "-netdev")[0]) == {"type": "tap", "ifname": "vo-tap0", "script": "no",
+                                                    "downscript": "no", "id": "hostnet0"}
+
+
+def test_serial_backends():
+    argv, _ = build(xml("<serial type='file'><source path='/l,og'/></serial>"
+                        "<serial type='unix'><source mode='bind' path='/s.sock'/></serial>"
+                        "<serial type='tcp'><source mode='connect' host='127.0.0.1' service='9'/>"
+                        "<protocol type='telnet'/></serial><serial type='null'/>"))
+    assert opts(argv, "-chardev")[1:] == [
+        "file,id=charserial0,path=/l,,og", "socket,id=charserial1,path=/s.sock,server=on,wait=off",
+        "socket,id=charserial2,host=127.0.0.1,port=9,telnet=on", "null,id=charserial3"]
+
+
+def test_vnc_socket_and_password_and_autoport_without_port():
+    argv, _ = build(xml("<graphics type='vnc'><listen type='socket'/></graphics>"), conf={"vnc_password": "x"})
+    assert opts(argv, "-vnc") == [f"vnc=unix:{PATHS.domain_dir}/vnc.sock,password=on,audiodev=audio1"]
+    no_port = SimpleNamespace(**{k: v for k, v in vars(PATHS).items() if k != "vnc_port"})
+    with pytest.raises(InvalidInput, match="vnc_port"):
+        build(xml("<graphics type='vnc'/>"), paths=no_port)
+
+
+def test_efi_pflash():
+    root = xml(extra="")
+    root.find("os").extend([
+        etree.fromstring("<loader readonly='yes' type='pflash'>/usr/share/OVMF/OVMF_CODE_4M.fd</loader>"),
+        etree.fromstring("<nvram>/r/lib/qemu/nvram/t_VARS.fd</nvram>")])
+    argv, _ = build(root)
+    nodes = [json.loads(b) for b in opts(argv, "-blockdev")]
+    assert [n.get("filename") for n in nodes[::2]] == ["/usr/share/OVMF/OVMF_CODE_4M.fd", "/r/lib/qemu/nvram/t_VARS.fd"]
+    assert [n["read-only"] for n in nodes[1::2]] == [True, False]
+    assert opts(argv, "-machine")[0].endswith(",pflash0=libvirt-pflash0-format,pflash1=libvirt-pflash1-format")
+    assert argv.index("-blockdev") < argv.index("-machine")
+
+
+NS_TAIL = """
+  <qemu:commandline><qemu:arg value='-trace'/><qemu:arg value='kvm_*'/>
+    <qemu:env name='FOO' value='bar'/><qemu:env name='EMPTY'/></qemu:commandline>
+  <qemu:capabilities><qemu:add capability='blockdev'/><qemu:del capability='drive'/></qemu:capabilities>
+  <qemu:deprecation behavior='crash'/>"""
+
+
+def test_qemu_namespace_commandline_env_deprecation_caps_taints():
+    root = xml(tail=NS_TAIL)
+    argv, env = build(root)
+    assert argv[-6:-4] == ["-trace", "kvm_*"]
+    assert env["FOO"] == "bar" and env["EMPTY"] == ""
+    assert json.loads(opts(argv, "-compat")[0]) == {"deprecated-output": "hide", "deprecated-input": "crash"}
+    assert namespace_capabilities(root) == {"add": ["blockdev"], "del": ["drive"]}
+    assert taints(root) == ["custom-argv"]
+    assert taints(xml()) == []
+
+
+OVERRIDE = """<qemu:override><qemu:device alias='{alias}'><qemu:frontend>{props}</qemu:frontend>
+  </qemu:device></qemu:override>"""
+NET = "<interface type='user'><mac address='52:54:00:00:00:02'/><model type='virtio'/><alias name='ua-n'/></interface>"
+
+
+def test_qemu_override_applies_each_type():
+    props = ("<qemu:property name='mac' type='string' value='52:54:00:de:ad:01'/>"
+             "<qemu:property name='host_mtu' type='unsigned' value='1400'/>"
+             "<qemu:property name='x-txburst' type='signed' value='-1'/>"
+             "<qemu:property name='mrg_rxbuf' type='bool' value='false'/>"
+             "<qemu:property name='addr' type='remove'/>")
+    root = xml(NET, tail=OVERRIDE.format(alias="ua-n", props=props))
+    argv, _ = build(root)
+    net = next(d for d in devices(argv) if d["driver"] == "virtio-net-pci")
+    assert net["id"] == "ua-n" and net["mac"] == "52:54:00:de:ad:01"
+    assert net["host_mtu"] == 1400 and net["x-txburst"] == -1 and net["mrg_rxbuf"] is False
+    assert "addr" not in net
+    assert "custom-device" in taints(root)
+
+
+@pytest.mark.parametrize("alias,props,message", [
+    ("ua-missing", "<qemu:property name='x' type='string' value='y'/>", "no device with alias"),
+    ("ua-n", "<qemu:property name='bootindex' type='remove'/>", "no property 'bootindex' to remove"),
+    ("ua-n", "<qemu:property name='x' type='unsigned' value='-3'/>", "not unsigned"),
+    ("ua-n", "<qemu:property name='x' type='signed' value='1.5'/>", "not an integer"),
+    ("ua-n", "<qemu:property name='x' type='bool' value='yes'/>", "bool"),
+])
+def test_qemu_override_errors(alias, props, message):
+    with pytest.raises(InvalidInput, match=message) as err:
+        build(xml(NET, tail=OVERRIDE.format(alias=alias, props=props)))
+    assert err.value.option.startswith("qemu:override")
+
+
+def test_unsupported_xml_names_the_element():
+    with pytest.raises(InvalidInput) as err:
+        build(xml("<disk type='network'><source protocol='nbd' name='x'/><target dev='vda'/></disk>"))
+    assert err.value.option == "devices/disk@type"
