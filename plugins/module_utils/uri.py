@@ -81,7 +81,7 @@ def parse_uri(raw: str) -> ConnectionURI:
 
 
 def _transport(scheme: str, raw: str) -> str | None:
-    driver, _, transport = scheme.partition("+")
+    driver, transport = (scheme.split("+", 1) + [""])[:2]
     if driver != "qemu":
         raise InvalidInput(
             f"unknown scheme {scheme!r} in {raw!r}: this collection drives QEMU, use qemu:// or qemu+TRANSPORT://", "uri")

@@ -11,7 +11,7 @@ short_description: Define, start, stop and remove QEMU/KVM virtual machines
 version_added: 0.1.0
 description:
   - Manages the whole life of a libvirt domain (a virtual machine) on a QEMU
-    driver instance: its persistent definition, its power state and autostart.
+    driver instance, that is its persistent definition, its power state and autostart.
   - The definition is given either verbatim as libvirt domain XML in O(xml)
     or by structured options (O(memory), O(disks), O(interfaces), ...).
   - Comparison is by desired subset. What you specify must hold in the

@@ -18,7 +18,6 @@ author:
 extends_documentation_fragment:
   - virtops.qemu.connection
   - virtops.qemu.connection.attributes
-  - ansible.builtin.action_common_attributes.info_module
 attributes:
   check_mode:
     support: full

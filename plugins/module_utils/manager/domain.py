@@ -85,15 +85,16 @@ class DomainManager:
         merged = model.merge_domain(model.parse_domain(before_xml), req.desired, req.owned_lists)
         return (to_string(merged.tree), True) if merged.changed else (before_xml, False)
 
-    @staticmethod
-    def _plan_restart(req, plan):
+    def _plan_restart(self, req, plan):
+        """A running guest whose live hardware differs from the request needs a cold restart."""
         stays_active = plan.status not in ("shutoff", "crashed", "nostate") and not (
             set(plan.steps) & {"shutdown", "destroy"})
-        if plan.define and plan.before_xml and stays_active:
-            if req.restart:
-                plan.restart_now = True
-            else:
-                plan.restart_required = True
+        if req.desired is None or not plan.before_xml or not stays_active:
+            return
+        live = model.parse_domain(self.driver.domain_xml(req.name, inactive=False), "xml")
+        if model.merge_domain(live, req.desired, req.owned_lists).changed:
+            plan.restart_now = req.restart
+            plan.restart_required = not req.restart
 
     # -- acting -----------------------------------------------------------
     def _apply(self, req, plan):

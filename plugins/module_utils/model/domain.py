@@ -25,6 +25,11 @@ def _same_machine(current: str, desired: str) -> bool:
     return bool(family) and current.startswith(family)
 
 
+def _any_port(current: str, desired: str) -> bool:
+    """Port -1 asks for any free port; the live definition shows the one picked."""
+    return desired == "-1"
+
+
 def _same_mac(current: str, desired: str) -> bool:
     return current.lower() == desired.lower()
 
@@ -61,6 +66,7 @@ DOMAIN_RULES = Rules(
     equivalent={
         "domain/os/type@machine": _same_machine,
         f"{DEVICES}/interface/mac@address": _same_mac,
+        f"{DEVICES}/graphics@port": _any_port,
     },
 )
 

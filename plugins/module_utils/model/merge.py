@@ -114,7 +114,7 @@ def _merge_children(cur, des, tag, path, rules, owned, changes):
         else:
             _merge_node(have, want, path, rules, owned, changes)
     if path in owned:
-        matched = {id(h) for h, _ in pairs if h is not None}
+        matched = {id(have) for have, _want in pairs if have is not None}
         for extra in present:
             if id(extra) not in matched:
                 cur.remove(extra)

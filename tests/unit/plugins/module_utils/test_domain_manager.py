@@ -20,7 +20,7 @@ class MemoryDriver:
     """Stores XML as given, like a hypervisor that adds nothing."""
 
     def __init__(self, guest_obeys_acpi=True):
-        self.xml, self.state, self.autostart, self.calls = {}, {}, {}, []
+        self.xml, self.live, self.state, self.autostart, self.calls = {}, {}, {}, {}, []
         self.guest_obeys_acpi = guest_obeys_acpi
 
     def domain_exists(self, name):
@@ -29,7 +29,7 @@ class MemoryDriver:
     def domain_xml(self, name, inactive=True):
         if name not in self.xml:
             raise NotFound(name)
-        return self.xml[name]
+        return self.xml[name] if inactive or name not in self.live else self.live[name]
 
     def domain_define(self, xml):
         from lxml import etree
@@ -56,15 +56,18 @@ class MemoryDriver:
     def domain_start(self, name, paused=False):
         self.calls.append("start_paused" if paused else "start")
         self.state[name] = "paused" if paused else "running"
+        self.live[name] = self.xml[name]
 
     def domain_shutdown(self, name):
         self.calls.append("shutdown")
         if self.guest_obeys_acpi:
             self.state[name] = "shutoff"
+            self.live.pop(name, None)
 
     def domain_destroy(self, name):
         self.calls.append("destroy")
         self.state[name] = "shutoff"
+        self.live.pop(name, None)
 
     def domain_suspend(self, name):
         self.calls.append("suspend")
@@ -109,17 +112,30 @@ def test_define_and_start_in_one_task():
 
 
 def test_changed_definition_of_running_domain_requires_restart(driver):
-    driver.state["vm"] = "running"
+    ensure(driver, name="vm", state="running")
+    driver.calls.clear()
     result = ensure(driver, name="vm", memory="256MiB")
     assert result["restart_required"] and driver.calls == ["define"]
     assert result["diff"]["before"] != result["diff"]["after"]
 
 
 def test_restart_applies_it(driver):
-    driver.state["vm"] = "running"
+    ensure(driver, name="vm", state="running")
+    driver.calls.clear()
     result = ensure(driver, name="vm", state="running", memory="256MiB", restart=True)
     assert driver.calls == ["define", "shutdown", "start"]
     assert not result["restart_required"] and result["state"] == "running"
+
+
+def test_pending_change_is_reported_until_a_restart(driver):
+    ensure(driver, name="vm", state="running")
+    assert ensure(driver, name="vm", memory="256MiB")["restart_required"]
+    again = ensure(driver, name="vm", memory="256MiB")
+    assert not again["changed"] and again["restart_required"]
+    driver.calls.clear()
+    applied = ensure(driver, name="vm", memory="256MiB", restart=True)
+    assert applied["changed"] and driver.calls == ["shutdown", "start"]
+    assert not ensure(driver, name="vm", memory="256MiB")["restart_required"]
 
 
 def test_shutdown_timeout_fails_without_force():
