@@ -547,7 +547,7 @@ def _check_writable(key: str, text: str) -> None:
 
 
 def _typed(kind: KeyType | None, value: Value) -> Value:
-    if kind is KeyType.BOOL and type(value) is int and value in (0, 1):
+    if kind is KeyType.BOOL and isinstance(value, int) and not isinstance(value, bool) and value in (0, 1):
         return bool(value)
     return value
 

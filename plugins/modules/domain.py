@@ -26,7 +26,7 @@ description:
     configuration and reported with RV(restart_required=true); set
     O(restart=true) to apply it by a restart.
 author:
-  - virtops.qemu contributors
+  - virtops.qemu maintainers (@virtops)
 extends_documentation_fragment:
   - virtops.qemu.connection
   - virtops.qemu.connection.attributes
@@ -40,7 +40,7 @@ attributes:
 options:
   name:
     description:
-      - Name of the domain. Letters, digits and C(_ . + : -); no C(/).
+      - Name of the domain, made of letters, digits and C(_), C(.), C(+), C(:), C(-); no C(/).
     type: str
     required: true
   state:
@@ -228,7 +228,7 @@ options:
       type:
         description: Host side of the port.
         type: str
-        choices: [pty, file, unix, null]
+        choices: [pty, file, unix, 'null']
         default: pty
       path:
         description: Log file (V(file)) or socket path (V(unix)).

@@ -14,7 +14,7 @@ description:
     or the same for every domain of the driver instance.
   - Never changes anything.
 author:
-  - virtops.qemu contributors
+  - virtops.qemu maintainers (@virtops)
 extends_documentation_fragment:
   - virtops.qemu.connection
   - virtops.qemu.connection.attributes

@@ -93,7 +93,7 @@ def _run(argv: list[str], check: bool, diff: bool,
     with tempfile.TemporaryDirectory(prefix="virtops-ansible-") as tmp:
         results_file = os.path.join(tmp, "results.json")
         proc = subprocess.run(argv, env=ansible_env(results_file, env),
-                              cwd=tmp, capture_output=True, text=True,
+                              cwd=tmp, capture_output=True, text=True, check=False,
                               timeout=TIMEOUT)
         try:
             with open(results_file, encoding="utf-8") as handle:

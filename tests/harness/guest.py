@@ -90,7 +90,7 @@ def build_guest(cache_dir: Path = GUEST_CACHE) -> Guest:
 # -- inputs and cache -------------------------------------------------------
 
 def _run(argv: list[str], **kwargs) -> str:
-    proc = subprocess.run(argv, capture_output=True, text=True, **kwargs)
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)
     if proc.returncode != 0:
         raise RuntimeError(f"{argv!r} failed ({proc.returncode}): "
                            f"{proc.stderr.strip()}")
@@ -115,7 +115,7 @@ def _key(inputs: dict) -> str:
 def _kernel_package() -> str:
     out = _run(["apt-cache", "depends", "--important", KERNEL_METAPACKAGE])
     for line in out.splitlines():
-        kind, _, name = line.strip().partition(": ")
+        kind, _sep, name = line.strip().partition(": ")
         if kind == "Depends" and name.startswith("linux-image-"):
             return name
     raise RuntimeError(f"cannot resolve the kernel behind {KERNEL_METAPACKAGE}")
@@ -253,7 +253,7 @@ def _initramfs(busybox: Path, modules: list[tuple[str, bytes]]) -> bytes:
             cpio.symlink(applet, "/bin/busybox")
     for name, data in modules:
         cpio.file(f"lib/modules/{name}.ko", data, 0o644)
-    names = " ".join(name for name, _ in modules)
+    names = " ".join(name for name, _data in modules)
     cpio.file("init", INIT_SCRIPT.format(modules=names, marker=MARKER)
               .encode(), 0o755)
     cpio.file("etc/acpi/PWRF/00000080/poweroff",

@@ -39,7 +39,7 @@ def virsh(*args: str, uri: str = URI, check: bool = True,
           timeout: float = 60) -> str:
     """Run ``virsh -c URI ARGS``; return stdout, raise VirshError on failure."""
     argv = ["virsh", "-q", "-c", uri, *args]
-    proc = subprocess.run(argv, capture_output=True, text=True,
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False,
                           timeout=timeout)
     if check and proc.returncode != 0:
         raise VirshError(f"{' '.join(argv)} failed ({proc.returncode}): "
@@ -157,7 +157,7 @@ def ensure_host_setup() -> None:
 # -- processes --------------------------------------------------------------
 
 def _run(argv: list[str], check: bool = True) -> subprocess.CompletedProcess:
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=120)
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120)
     if check and proc.returncode != 0:
         raise RuntimeError(f"{argv!r} failed ({proc.returncode}): "
                            f"{proc.stderr.strip()}")

@@ -120,7 +120,7 @@ def probed(tmp_path_factory):
 
 
 def test_probe_reports_version_arch_and_machines(probed):
-    caps, _ = probed
+    caps = probed[0]
     assert caps.binary == os.path.realpath(QEMU) or caps.binary == QEMU
     assert caps.version[:2] == (7, 2)
     assert caps.version_string.startswith("7.2.")
@@ -140,7 +140,7 @@ def test_probe_reports_version_arch_and_machines(probed):
 
 
 def test_probe_reports_devices_cpus_commands_and_options(probed):
-    caps, _ = probed
+    caps = probed[0]
     assert {"virtio-net-pci", "virtio-blk-pci", "pcie-root-port", "isa-serial"} <= caps.devices
     assert "pci-device" not in caps.devices           # abstract types are left out
     assert {"memory-backend-ram", "memory-backend-memfd", "rng-random", "iothread"} <= caps.objects
@@ -285,13 +285,13 @@ def host_caps(tmp_path_factory):
 def test_capabilities_xml_validates_against_libvirt_schema(host_caps):
     if not os.path.exists(CAPABILITY_RNG):
         pytest.skip("libvirt schemas not installed")
-    _, document = host_caps
+    document = host_caps[1]
     schema = etree.RelaxNG(etree.parse(CAPABILITY_RNG))
     assert schema.validate(document), schema.error_log
 
 
 def test_capabilities_xml_kvm_domain_follows_kvm_usable(probed):
-    caps, _ = probed
+    caps = probed[0]
     without = etree.fromstring(capsmod.host_capabilities_xml([caps], kvm_usable=False))
     with_kvm = etree.fromstring(capsmod.host_capabilities_xml([caps], kvm_usable=True))
     assert without.xpath("guest/arch/domain/@type") == ["qemu"]
@@ -323,7 +323,7 @@ def libvirt_caps():
 
 @pytest.mark.libvirt
 def test_guest_capabilities_match_libvirt(host_caps, libvirt_caps):
-    _, ours = host_caps
+    ours = host_caps[1]
     ours_guests, libvirt_guests = _guests(ours), _guests(libvirt_caps)
     assert "x86_64" in ours_guests
     for arch, libvirt_guest in libvirt_guests.items():
@@ -340,7 +340,7 @@ def test_guest_capabilities_match_libvirt(host_caps, libvirt_caps):
 
 @pytest.mark.libvirt
 def test_guest_capabilities_are_in_libvirts_order(host_caps, libvirt_caps):
-    _, ours = host_caps
+    ours = host_caps[1]
     ours_x86 = _guests(ours)["x86_64"]
     libvirt_x86 = _guests(libvirt_caps)["x86_64"]
     assert _machine_pairs(ours_x86) == _machine_pairs(libvirt_x86)

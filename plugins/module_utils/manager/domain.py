@@ -214,6 +214,6 @@ def _reconcile_name(desired, name: str) -> None:
 def describe(driver, name: str) -> dict:
     """What domain_info returns for one domain."""
     status = driver.domain_status(name)
-    xml = driver.domain_xml(name)
+    xml = to_string(model.parse_domain(driver.domain_xml(name), "xml"))
     return {"name": name, "state": status.state, "reason": status.reason, "active": status.active,
             "xml": xml, "uuid": _uuid(xml), "autostart": driver.domain_autostart(name)}

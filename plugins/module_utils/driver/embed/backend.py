@@ -1,13 +1,593 @@
 # -*- coding: utf-8 -*-
 # Copyright: virtops.qemu contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""The embedded (daemonless) QEMU driver at qemu:///embed?root=/dir.  Private to the collection."""
+"""The embedded (daemonless) QEMU driver at qemu:///embed?root=/dir.
+
+The collection itself plays libvirt's QEMU driver: definitions are
+post-parsed and stored under ``etc/qemu``, QEMU is started paused and
+resumed over QMP, and each later run finds it again from the status XML,
+the pidfile and the monitor socket (see layout.py, state.py, process.py).
+Every operation on a domain holds that domain's lock.  Private to the
+collection.
+"""
 
 from __future__ import annotations
 
-from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError
+import copy
+import os
+import shutil
+from datetime import datetime, timezone
+from types import SimpleNamespace
+
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import DomainStatus, Driver
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import caps as capsmod
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import process
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import state
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.layout import (
+    Layout, check_socket_path, make_private_dir)
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.state import DomainRecord
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
+    BackendError, Conflict, InvalidInput, NotFound, VirtError)
+from ansible_collections.virtops.qemu.plugins.module_utils.model.domain import validate_name
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import etree, parse, sub, to_string
+from ansible_collections.virtops.qemu.plugins.module_utils.qemu_conf import read_conf, settings_from_text
+from ansible_collections.virtops.qemu.plugins.module_utils.qmp import QMPClient
+
+DOMAIN_SCHEMA = "/usr/share/libvirt/schemas/domain.rng"
+QMP_TIMEOUT = 30.0
+STARTUP_TIMEOUT = 60.0
+STATUS_QMP_TIMEOUT = 10.0
+DESTROY_GRACE = 10.0
+VNC_PORT_MIN = 5900
+# libvirt architecture names whose QEMU target is spelt differently.
+_QEMU_TARGET = {"i686": "i386", "armv7l": "arm"}
+# QMP runstates -> (libvirt state, reason when the driver did not cause it).
+_RUNSTATES = {
+    "running": ("running", "unknown"),
+    "paused": ("paused", "unknown"),
+    "prelaunch": ("paused", "starting up"),
+    "debug": ("paused", "unknown"),
+    "io-error": ("paused", "I/O error"),
+    "watchdog": ("paused", "watchdog"),
+    "shutdown": ("paused", "shutting down"),
+    "guest-panicked": ("crashed", "panicked"),
+    "internal-error": ("paused", "unknown"),
+    "inmigrate": ("paused", "migrating"),
+    "postmigrate": ("paused", "migrating"),
+    "finish-migrate": ("paused", "migrating"),
+    "save-vm": ("paused", "saving"),
+    "restore-vm": ("paused", "unknown"),
+    "suspended": ("pmsuspended", "unknown"),
+    "colo": ("running", "unknown"),
+}
+_SCHEMA = None
 
 
-class EmbedDriver:
+class EmbedDriver(Driver):
     def __init__(self, uri):
-        raise BackendError(f"{uri.raw}: the embedded QEMU driver is not available in this version")
+        super().__init__(uri)
+        root = uri.embed_root
+        if not root or not os.path.isabs(root):
+            raise InvalidInput(f"{uri.raw!r}: the embed root must be an absolute path", "uri")
+        self.layout = Layout(root, uri.raw)
+        self.layout.check_socket_room()
+        self.layout.ensure_tree()
+        self._caps_cache: dict[str, object] = {}
+
+    def close(self) -> None:
+        """Nothing stays open between calls: every call opens and closes its own QMP session."""
+
+    def capabilities(self) -> str:
+        found = capsmod.probe_all(self.layout.cache_dir)
+        return capsmod.host_capabilities_xml(found, capsmod.kvm_usable())
+
+    def qemu_conf(self) -> dict:
+        """The settings of $root/etc/qemu.conf (empty when the file does not exist)."""
+        return settings_from_text(read_conf(self.layout.qemu_conf))
+
+    # -- helpers ----------------------------------------------------------
+    def _lock(self, name: str):
+        validate_name(name)
+        return state.file_lock(self.layout.lock_file(name), f"domain {name!r}")
+
+    def _driver_lock(self):
+        return state.file_lock(self.layout.driver_lock_file(), f"embed root {self.layout.root}")
+
+    def _config(self, name: str):
+        text = state.read_text(self.layout.config_file(name))
+        return None if text is None else parse(text, "domain", self.layout.config_file(name))
+
+    def _record(self, name: str) -> DomainRecord | None:
+        return state.load_record(self.layout.status_file(name))
+
+    def _save(self, name: str, record: DomainRecord) -> None:
+        state.save_record(self.layout.status_file(name), record)
+
+    def _caps_for(self, domain):
+        binary = (domain.findtext("devices/emulator") or "").strip() or self._default_emulator(domain)
+        if binary not in self._caps_cache:
+            self._caps_cache[binary] = capsmod.probe(binary, self.layout.cache_dir)
+        return self._caps_cache[binary]
+
+    @staticmethod
+    def _default_emulator(domain) -> str:
+        ostype = domain.find("os/type")
+        arch = (ostype.get("arch") if ostype is not None else None) or capsmod.host_arch()
+        binary = shutil.which(f"qemu-system-{_QEMU_TARGET.get(arch, arch)}")
+        if binary is None:
+            raise InvalidInput(f"no qemu-system binary for architecture {arch!r} is installed",
+                               "devices/emulator")
+        return binary
+
+    def _names_on_disk(self) -> set[str]:
+        names = {f[:-4] for f in os.listdir(self.layout.config_dir) if f.endswith(".xml")}
+        for entry in os.listdir(self.layout.run_dir):
+            if entry.endswith(".xml") and not entry.startswith("."):
+                names.add(entry[:-4])
+        return names
+
+    # -- definition ---------------------------------------------------------
+    def domain_names(self) -> list[str]:
+        return sorted(n for n in self._names_on_disk() if self.domain_exists(n))
+
+    def domain_exists(self, name: str) -> bool:
+        if os.path.exists(self.layout.config_file(name)):
+            return True
+        record = self._record(name)
+        return record is not None and record.active
+
+    def domain_xml(self, name: str, inactive: bool = True) -> str:
+        with self._lock(name):
+            record = self._refresh(name)
+            if not inactive and record.active and record.live is not None:
+                return to_string(record.live)
+            config = self._config(name)
+            if config is None:
+                raise NotFound(f"domain {name!r} is not defined in {self.uri.raw}")
+            return to_string(config)
+
+    def domain_define(self, xml: str) -> None:
+        desired = parse(xml, "domain")
+        name = validate_name((desired.findtext("name") or "").strip(), "name")
+        _validate_schema(desired)
+        with self._lock(name):
+            current = self._config(name)
+            self._check_uuid(name, desired, current)
+            final = self._postparse(desired, current)
+            _validate_schema(final, what="the completed definition")
+            state.atomic_write(self.layout.config_file(name), to_string(final))
+
+    def _postparse(self, desired, current):
+        from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse import postparse
+        if current is not None:
+            _carry_over(desired, current)
+        return postparse(desired, self._caps_for(desired))
+
+    def _check_uuid(self, name: str, desired, current) -> None:
+        wanted = (desired.findtext("uuid") or "").strip().lower()
+        if current is not None:
+            have = (current.findtext("uuid") or "").strip().lower()
+            if wanted and wanted != have:
+                raise Conflict(f"domain {name!r} already exists with uuid {have}")
+            return
+        if not wanted:
+            return
+        for other in self._names_on_disk() - {name}:
+            config = self._config(other)
+            if config is not None and (config.findtext("uuid") or "").strip().lower() == wanted:
+                raise Conflict(f"domain {other!r} already has uuid {wanted}; a domain cannot be renamed by define")
+
+    def domain_undefine(self, name: str) -> None:
+        with self._lock(name):
+            config = self._config(name)
+            if config is None:
+                raise NotFound(f"domain {name!r} is not defined in {self.uri.raw}")
+            record = self._refresh(name)
+            state.remove_quietly(self.layout.autostart_link(name))
+            state.remove_quietly(self.layout.config_file(name))
+            state.fsync_directory(self.layout.config_dir)
+            if not record.active:
+                self._remove_domain_data(name, config)
+                state.remove_quietly(self.layout.status_file(name))
+
+    def _remove_domain_data(self, name: str, config) -> None:
+        """NVRAM and TPM state, as virDomainUndefineFlags(NVRAM|TPM) removes them."""
+        nvram = (config.findtext("os/nvram") or "").strip()
+        state.remove_quietly(nvram or self.layout.nvram_file(name))
+        uuid = (config.findtext("uuid") or "").strip()
+        if uuid and "/" not in uuid:
+            shutil.rmtree(self.layout.tpm_state_dir(uuid), ignore_errors=True)
+
+    def domain_autostart(self, name: str) -> bool:
+        if not self.domain_exists(name):
+            raise NotFound(f"domain {name!r} is not defined in {self.uri.raw}")
+        return os.path.islink(self.layout.autostart_link(name))
+
+    def domain_set_autostart(self, name: str, enabled: bool) -> None:
+        with self._lock(name):
+            config_file = self.layout.config_file(name)
+            if not os.path.exists(config_file):
+                raise NotFound(f"domain {name!r} has no persistent definition in {self.uri.raw}")
+            link = self.layout.autostart_link(name)
+            if not enabled:
+                state.remove_quietly(link)
+            elif not os.path.islink(link):
+                temporary = f"{link}.tmp"
+                state.remove_quietly(temporary)
+                os.symlink(config_file, temporary)
+                os.replace(temporary, link)
+            state.fsync_directory(self.layout.autostart_dir)
+
+    # -- status -----------------------------------------------------------
+    def domain_status(self, name: str) -> DomainStatus:
+        with self._lock(name):
+            record = self._refresh(name)
+        return DomainStatus(record.state, record.reason)
+
+    def _refresh(self, name: str) -> DomainRecord:
+        """The domain's current record; a QEMU found dead is cleaned up here.  Lock held."""
+        record = self._record(name)
+        if record is None or not record.active:
+            if record is None and not os.path.exists(self.layout.config_file(name)):
+                raise NotFound(f"domain {name!r} is not defined in {self.uri.raw}")
+            return record or DomainRecord("shutoff", "unknown")
+        if record.pid is None:
+            self._kill_orphan(name)
+            return self._cleanup(name, record, "failed")     # a start that died half-way
+        if process.is_alive(record.pid, record.starttime):
+            observed = self._observe(name, record)
+            if observed is not None or process.is_alive(record.pid, record.starttime):
+                return observed or record   # a busy or hung monitor: trust the record
+        # QEMU is gone (perhaps while we asked it): clean up after it.
+        pidfile_left = os.path.exists(self.layout.pidfile(name))
+        trace = state.read_text(self.layout.trace_file(name))
+        return self._cleanup(name, record, process.exit_reason(pidfile_left, trace))
+
+    def _kill_orphan(self, name: str) -> None:
+        pid = process.read_pid(self.layout.pidfile(name))
+        if pid and process.is_alive(pid, None) and process.is_qemu(pid):
+            process.kill(pid, None)
+
+    def _observe(self, name: str, record: DomainRecord) -> DomainRecord | None:
+        """Bring the recorded state in line with what QEMU says it is doing; None if it did not answer."""
+        try:
+            with QMPClient.connect(record.monitor, timeout=STATUS_QMP_TIMEOUT,
+                                   alive=lambda: process.is_alive(record.pid, record.starttime)) as qmp:
+                runstate = qmp.execute("query-status", timeout=STATUS_QMP_TIMEOUT)["status"]
+        except VirtError:
+            return None
+        word, reason = _RUNSTATES.get(runstate, ("nostate", "unknown"))
+        if word == "running" and record.state == "paused":
+            reason = "unpaused"
+        if word != record.state:
+            record.state, record.reason = word, reason
+            self._save(name, record)
+        return record
+
+    def _cleanup(self, name: str, record: DomainRecord, reason: str) -> DomainRecord:
+        """Remove what a stopped QEMU left behind and remember why it stopped."""
+        errors = []
+        for tap in record.taps:
+            try:
+                process.delete_tap(tap)
+            except BackendError as exc:
+                errors.append(str(exc))
+        if record.monitor:
+            state.remove_quietly(record.monitor)
+        if record.domain_dir and os.path.dirname(record.domain_dir) == self.layout.lib_dir:
+            shutil.rmtree(record.domain_dir, ignore_errors=True)
+        for leftover in (self.layout.pidfile(name), self.layout.trace_file(name)):
+            state.remove_quietly(leftover)
+        stopped = DomainRecord("shutoff", reason)
+        if os.path.exists(self.layout.config_file(name)):
+            self._save(name, stopped)
+        else:
+            state.remove_quietly(self.layout.status_file(name))
+        if errors:
+            raise BackendError(f"domain {name!r} stopped but cleaning up failed: {'; '.join(errors)}")
+        return stopped
+
+    # -- life cycle -------------------------------------------------------
+    def domain_start(self, name: str, paused: bool = False) -> None:
+        with self._lock(name):
+            if self._refresh(name).active:
+                raise Conflict(f"domain {name!r} is already running")
+            config = self._config(name)
+            if config is None:
+                raise NotFound(f"domain {name!r} is not defined in {self.uri.raw}")
+            caps = self._caps_for(config)
+            _check_startable(config, caps)
+            record = self._reserve(name, config, caps)
+            try:
+                self._launch(name, record, caps, paused)
+            except BaseException:
+                self._abort_start(name, record)
+                raise
+
+    def _reserve(self, name: str, config, caps) -> DomainRecord:
+        """Pick a domain id, display ports and tap names no other domain of this root uses."""
+        conf = self.qemu_conf()
+        with self._driver_lock():
+            others = [r for r in self._other_records(name) if r.active]
+            domain_id = _lowest_free({r.domain_id for r in others if r.domain_id})
+            monitor = self.layout.monitor_socket(domain_id, name)
+            check_socket_path(monitor, self.uri.raw, "the monitor socket")
+            live = copy.deepcopy(config)
+            live.set("id", str(domain_id))
+            _assign_ports(live, conf, _ports_in(others))
+            taps = _assign_taps(live, {t for r in others for t in r.taps})
+            record = DomainRecord(
+                "paused", "starting up", domain_id=domain_id, monitor=monitor,
+                domain_dir=self.layout.domain_dir(domain_id, name), taps=taps, live=live)
+            self._save(name, record)
+        return record
+
+    def _other_records(self, name: str) -> list[DomainRecord]:
+        records = []
+        for other in self._names_on_disk() - {name}:
+            try:
+                found = self._record(other)
+            except BackendError:
+                continue
+            if found is not None:
+                records.append(found)
+        return records
+
+    def _launch(self, name: str, record: DomainRecord, caps, paused: bool) -> None:
+        from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import command
+        live, conf = record.live, self.qemu_conf()
+        self._prepare_host(name, record)
+        paths = self._paths(name, record)
+        argv, env = command.build_command(live, caps, paths, conf)
+        argv += process.runtime_args(paths.pidfile, self.layout.trace_file(name), caps.has_option("trace"))
+        record.taints = _taints(command, live)
+        child, offset = process.spawn(argv, env, paths.log_file)
+        record.pid = child.pid
+        record.starttime = process.start_time(child.pid)
+        record.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        self._save(name, record)
+        self._configure(name, record, child, offset, conf, paused)
+
+    def _prepare_host(self, name: str, record: DomainRecord) -> None:
+        for leftover in (self.layout.pidfile(name), self.layout.trace_file(name), record.monitor):
+            state.remove_quietly(leftover)
+        make_private_dir(record.domain_dir)
+        _copy_nvram_template(record.live, self.layout.nvram_file(name))
+        for iface in record.live.findall("devices/interface[@type='bridge']"):
+            mac = iface.find("mac")
+            process.create_tap(iface.find("target").get("dev"), iface.find("source").get("bridge"),
+                               mac.get("address") if mac is not None else None)
+
+    def _paths(self, name: str, record: DomainRecord) -> SimpleNamespace:
+        ports = {g.get("type"): int(g.get("port")) for g in record.live.findall("devices/graphics")
+                 if (g.get("port") or "-1") != "-1"}
+        return SimpleNamespace(
+            monitor_socket=record.monitor, pidfile=self.layout.pidfile(name), domain_dir=record.domain_dir,
+            log_file=self.layout.log_file(name), nvram=self.layout.nvram_file(name),
+            vnc_port=ports.get("vnc"), spice_port=ports.get("spice"))
+
+    def _configure(self, name, record, child, offset, conf, paused) -> None:
+        """Connect to the paused QEMU, finish its set-up and let the guest run."""
+        log_file = self.layout.log_file(name)
+        try:
+            with QMPClient.connect(record.monitor, timeout=STARTUP_TIMEOUT,
+                                   alive=lambda: child.poll() is None) as qmp:
+                _set_passwords(qmp, record.live, conf)
+                _record_ptys(qmp, record.live)
+                if not paused:
+                    qmp.execute("cont", timeout=QMP_TIMEOUT)
+        except VirtError as exc:
+            raise BackendError(f"domain {name!r} failed to start: {exc}{process.log_tail(log_file, offset)}") from exc
+        record.state, record.reason = ("paused", "user") if paused else ("running", "booted")
+        self._save(name, record)
+
+    def _abort_start(self, name: str, record: DomainRecord) -> None:
+        if record.pid:
+            try:
+                process.kill(record.pid, record.starttime, grace=2.0)
+            except BackendError:
+                pass
+        try:
+            self._cleanup(name, record, "failed")
+        except BackendError:
+            pass    # the start error matters more than a tap that would not go away
+
+    def domain_shutdown(self, name: str) -> None:
+        self._qmp_on_active(name, "shut down", "system_powerdown")
+
+    def domain_suspend(self, name: str) -> None:
+        self._qmp_on_active(name, "pause", "stop", ("paused", "user"))
+
+    def domain_resume(self, name: str) -> None:
+        self._qmp_on_active(name, "resume", "cont", ("running", "unpaused"))
+
+    def _qmp_on_active(self, name: str, verb: str, command: str, after=None) -> None:
+        with self._lock(name):
+            record = self._active_record(name, verb)
+            with QMPClient.connect(record.monitor, timeout=QMP_TIMEOUT) as qmp:
+                qmp.execute(command, timeout=QMP_TIMEOUT)
+            if after:
+                record.state, record.reason = after
+                self._save(name, record)
+
+    def _active_record(self, name: str, verb: str) -> DomainRecord:
+        record = self._refresh(name)
+        if not record.active:
+            raise Conflict(f"cannot {verb} domain {name!r}: it is not running")
+        return record
+
+    def domain_destroy(self, name: str) -> None:
+        with self._lock(name):
+            record = self._active_record(name, "destroy")
+            try:
+                with QMPClient.connect(record.monitor, timeout=5.0) as qmp:
+                    qmp.execute("quit", timeout=5.0)
+            except VirtError:
+                pass    # a wedged monitor: the signals below still work
+            if not process.wait_gone(record.pid, record.starttime, DESTROY_GRACE):
+                process.kill(record.pid, record.starttime)
+            self._cleanup(name, record, "destroyed")
+
+    def domain_monitor(self, name: str, command: dict) -> dict:
+        if not isinstance(command, dict) or not command.get("execute"):
+            raise InvalidInput("a monitor command is a dict with an 'execute' key", "command")
+        with self._lock(name):
+            record = self._active_record(name, f"run {command['execute']!r} on")
+            with QMPClient.connect(record.monitor, timeout=QMP_TIMEOUT) as qmp:
+                return qmp.execute(command["execute"], command.get("arguments"), timeout=QMP_TIMEOUT)
+
+    # -- storage ----------------------------------------------------------
+    def delete_disk_source(self, source: dict) -> None:
+        if source.get("volume"):
+            raise BackendError(f"deleting storage volume {source.get('pool')}/{source['volume']} "
+                               "is not supported by the embedded driver yet")
+        path = source["path"]
+        if not os.path.lexists(path):
+            return
+        if not (os.path.isfile(path) or os.path.islink(path)):
+            raise BackendError(f"{path!r} is not a regular file; the embedded driver deletes only image files")
+        os.remove(path)
+
+
+# -- definition helpers ---------------------------------------------------------
+def _validate_schema(domain, what: str = "the definition") -> None:
+    global _SCHEMA
+    if _SCHEMA is None:
+        if not os.path.exists(DOMAIN_SCHEMA):
+            return
+        _SCHEMA = etree.RelaxNG(etree.parse(DOMAIN_SCHEMA))
+    if not _SCHEMA.validate(domain):
+        error = _SCHEMA.error_log.last_error
+        raise InvalidInput(f"{what} does not match libvirt's domain schema: line {error.line}: {error.message}",
+                           "xml")
+
+
+def _carry_over(desired, current) -> None:
+    """Keep the generated uuid and MACs when a definition is replaced without them."""
+    if desired.find("uuid") is None and current.find("uuid") is not None:
+        desired.find("name").addnext(copy.deepcopy(current.find("uuid")))
+    old = current.findall("devices/interface")
+    for index, iface in enumerate(desired.findall("devices/interface")):
+        if iface.find("mac") is None and index < len(old) and old[index].find("mac") is not None \
+                and old[index].get("type") == iface.get("type"):
+            iface.insert(0, copy.deepcopy(old[index].find("mac")))
+
+
+# -- start helpers ----------------------------------------------------------------
+def _check_startable(domain, caps) -> None:
+    if domain.get("type") == "kvm" and "kvm" not in (caps.accels or []):
+        raise InvalidInput("domain type 'kvm' needs a usable /dev/kvm on this host; use type 'qemu' (TCG)",
+                           "type")
+    for iface in domain.findall("devices/interface"):
+        kind = iface.get("type")
+        if kind == "network":
+            raise InvalidInput("interface type 'network' is not supported by the embedded driver yet; "
+                               "use type 'bridge' with an existing bridge, or 'user'", "devices/interface@type")
+        if kind == "bridge" and not (iface.find("source") is not None and iface.find("source").get("bridge")):
+            raise InvalidInput("a bridge interface needs <source bridge='...'/>", "devices/interface/source@bridge")
+
+
+def _lowest_free(used: set[int]) -> int:
+    domain_id = 1
+    while domain_id in used:
+        domain_id += 1
+    return domain_id
+
+
+def _ports_in(records: list[DomainRecord]) -> set[int]:
+    ports = set()
+    for record in records:
+        if record.live is None:
+            continue
+        for graphics in record.live.findall("devices/graphics"):
+            if (graphics.get("port") or "-1").isdigit():
+                ports.add(int(graphics.get("port")))
+    return ports
+
+
+def _assign_ports(live, conf: dict, taken: set[int]) -> None:
+    """Choose ports for autoport VNC/SPICE, recorded in the live XML like libvirt does."""
+    first = int(conf.get("remote_display_port_min", VNC_PORT_MIN))
+    last = int(conf.get("remote_display_port_max", 65535))
+    for graphics in live.findall("devices/graphics"):
+        kind = graphics.get("type")
+        listen = graphics.find("listen")
+        if kind not in ("vnc", "spice") or (listen is not None and listen.get("type") in ("socket", "none")):
+            continue
+        if graphics.get("autoport") != "yes" and (graphics.get("port") or "-1") != "-1":
+            continue
+        address = (listen.get("address") if listen is not None else None) or graphics.get("listen") \
+            or conf.get(f"{kind}_listen", "127.0.0.1")
+        port = process.free_port(address, first, last, taken)
+        taken.add(port)
+        graphics.set("port", str(port))
+
+
+def _assign_taps(live, taken: set[str]) -> list[str]:
+    taps = []
+    for iface in live.findall("devices/interface[@type='bridge']"):
+        target = iface.find("target")
+        if target is None:
+            target = sub(iface, "target")
+            iface.find("source").addnext(target)
+        name = target.get("dev") or ""
+        if not name or name.startswith(process.TAP_PREFIX):
+            name = process.free_tap_name(taken | set(taps))
+        target.set("dev", name)
+        taps.append(name)
+    return taps
+
+
+def _copy_nvram_template(live, default_path: str) -> None:
+    loader = live.find("os/loader")
+    if loader is None or loader.get("readonly") != "yes":
+        return
+    nvram = live.find("os/nvram")
+    path = (nvram.text or "").strip() if nvram is not None else ""
+    path = path or default_path
+    template = nvram.get("template") if nvram is not None else None
+    if not os.path.exists(path):
+        if not template:
+            raise InvalidInput(f"NVRAM file {path} does not exist and <nvram> names no template",
+                               "os/nvram@template")
+        shutil.copyfile(template, path)
+        os.chmod(path, 0o600)
+
+
+def _taints(command_module, live) -> list[str]:
+    taints = getattr(command_module, "taints", None)
+    return taints(live) if taints else []
+
+
+def _set_passwords(qmp: QMPClient, live, conf: dict) -> None:
+    for graphics in live.findall("devices/graphics"):
+        kind = graphics.get("type")
+        password = graphics.get("passwd") or conf.get(f"{kind}_password")
+        if kind in ("vnc", "spice") and password:
+            qmp.execute("set_password", {"protocol": kind, "password": password}, timeout=QMP_TIMEOUT)
+
+
+def _record_ptys(qmp: QMPClient, live) -> None:
+    """Write the pty QEMU allocated into the live XML, as libvirt shows it."""
+    serials = [s for s in live.findall("devices/serial") if s.get("type") == "pty"]
+    if not serials:
+        return
+    ptys = {c["label"]: c["filename"][4:] for c in qmp.execute("query-chardev", timeout=QMP_TIMEOUT)
+            if c.get("filename", "").startswith("pty:")}
+    for serial in serials:
+        port = serial.find("target").get("port", "0")
+        path = ptys.get(f"charserial{port}")
+        if path:
+            _set_source_path(serial, path)
+            for console in live.findall("devices/console[@type='pty']"):
+                if console.find("target").get("port", "0") == port:
+                    console.set("tty", path)
+                    _set_source_path(console, path)
+
+
+def _set_source_path(device, path: str) -> None:
+    source = device.find("source")
+    if source is None:
+        source = sub(device, "source")
+        device.insert(0, source)
+    source.set("path", path)

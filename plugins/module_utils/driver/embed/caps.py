@@ -24,7 +24,7 @@ import tempfile
 import uuid
 from dataclasses import dataclass, field
 
-from lxml import etree
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import etree
 
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     BackendError,

@@ -19,7 +19,7 @@ import copy
 import random
 import uuid as uuidlib
 
-from lxml import etree
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import etree
 
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
 
@@ -380,7 +380,7 @@ def _default_scsi_model(caps):
 
 def random_mac(taken=()) -> str:
     while True:
-        mac = "52:54:00:" + ":".join(f"{random.randrange(256):02x}" for _ in range(3))
+        mac = "52:54:00:" + ":".join(f"{random.randrange(256):02x}" for _octet in range(3))
         if mac not in taken:
             return mac
 

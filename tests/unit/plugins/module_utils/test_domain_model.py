@@ -148,7 +148,7 @@ def test_bad_structured_options(options, words):
 
 
 def test_disk_targets_follow_the_bus():
-    domain, _ = render({"name": "vm1", "disks": [
-        {"path": "/a"}, {"path": "/b"}, {"device": "cdrom"}, {"path": "/dev/sdz", "bus": "ide"}]})
+    domain = render({"name": "vm1", "disks": [
+        {"path": "/a"}, {"path": "/b"}, {"device": "cdrom"}, {"path": "/dev/sdz", "bus": "ide"}]})[0]
     targets = [(d.get("type"), d.find("target").get("dev")) for d in domain.iterfind("devices/disk")]
     assert targets == [("file", "vda"), ("file", "vdb"), ("file", "sda"), ("block", "hda")]

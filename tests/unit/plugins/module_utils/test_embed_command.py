@@ -69,7 +69,7 @@ def test_fixed_part_of_the_command_line():
 
 
 def test_seccomp_sandbox_off_and_kvm():
-    argv, _ = build(xml(dtype="kvm"), conf={"seccomp_sandbox": 0})
+    argv = build(xml(dtype="kvm"), conf={"seccomp_sandbox": 0})[0]
     assert "-sandbox" not in argv and opts(argv, "-accel") == ["kvm"]
 
 
@@ -82,7 +82,7 @@ def test_seccomp_sandbox_off_and_kvm():
 def test_lifecycle_maps_onto_action(poweroff, reboot, crash, expected):
     root = xml(extra=f"<on_poweroff>{poweroff}</on_poweroff><on_reboot>{reboot}</on_reboot>"
                      f"<on_crash>{crash}</on_crash>")
-    argv, _ = build(root)
+    argv = build(root)[0]
     assert opts(argv, "-action") == [expected]
 
 
@@ -110,7 +110,7 @@ def test_virtio_disk_user_net_serial_kernel_vnc_on_pc():
                extra="<features><acpi/></features>")
     root.find("os").extend([etree.fromstring("<kernel>/k</kernel>"), etree.fromstring("<initrd>/i</initrd>"),
                             etree.fromstring("<cmdline>console=ttyS0</cmdline>")])
-    argv, _ = build(root, conf={"vnc_listen": "0.0.0.0"})
+    argv = build(root, conf={"vnc_listen": "0.0.0.0"})[0]
     assert [opts(argv, f) for f in ("-kernel", "-initrd", "-append")] == [["/k"], ["/i"], ["console=ttyS0"]]
     assert "-no-acpi" not in argv
     storage, fmt = (json.loads(b) for b in opts(argv, "-blockdev"))
@@ -133,7 +133,7 @@ def test_virtio_disk_user_net_serial_kernel_vnc_on_pc():
 
 
 def test_q35_devices_sit_on_root_ports():
-    argv, _ = build(xml("<interface type='user'><model type='virtio'/></interface>", machine="q35"))
+    argv = build(xml("<interface type='user'><model type='virtio'/></interface>", machine="q35"))[0]
     devs = devices(argv)
     ports = [d for d in devs if d["driver"] == "pcie-root-port"]
     assert ports[0] == {"driver": "pcie-root-port", "port": 8, "chassis": 1, "id": "pci.1", "bus": "pcie.0",
@@ -143,7 +143,7 @@ def test_q35_devices_sit_on_root_ports():
 
 
 def test_cdrom_without_media_has_no_drive():
-    argv, _ = build(xml("<disk type='file' device='cdrom'><target dev='hdc' bus='ide'/></disk>"))
+    argv = build(xml("<disk type='file' device='cdrom'><target dev='hdc' bus='ide'/></disk>"))[0]
     assert opts(argv, "-blockdev") == []
     cd = next(d for d in devices(argv) if d["driver"] == "ide-cd")
     assert cd == {"driver": "ide-cd", "bus": "ide.1", "unit": 0, "id": "ide0-1-0"}
@@ -154,23 +154,23 @@ def test_bridge_interface_uses_the_named_tap():
     with pytest.raises(InvalidInput, match="target dev"):
         build_command(root, CAPS, PATHS, {})
     root.find("devices/interface/mac").addnext(etree.Element("target", dev="vo-tap0"))
-    argv, _ = build_command(root, CAPS, PATHS, {})
+    argv = build_command(root, CAPS, PATHS, {})[0]
     assert json.loads(opts(argv, "-netdev")[0]) == {"type": "tap", "ifname": "vo-tap0", "script": "no",
                                                     "downscript": "no", "id": "hostnet0"}
 
 
 def test_serial_backends():
-    argv, _ = build(xml("<serial type='file'><source path='/l,og'/></serial>"
-                        "<serial type='unix'><source mode='bind' path='/s.sock'/></serial>"
-                        "<serial type='tcp'><source mode='connect' host='127.0.0.1' service='9'/>"
-                        "<protocol type='telnet'/></serial><serial type='null'/>"))
+    argv = build(xml("<serial type='file'><source path='/l,og'/></serial>"
+                     "<serial type='unix'><source mode='bind' path='/s.sock'/></serial>"
+                     "<serial type='tcp'><source mode='connect' host='127.0.0.1' service='9'/>"
+                     "<protocol type='telnet'/></serial><serial type='null'/>"))[0]
     assert opts(argv, "-chardev")[1:] == [
         "file,id=charserial0,path=/l,,og", "socket,id=charserial1,path=/s.sock,server=on,wait=off",
         "socket,id=charserial2,host=127.0.0.1,port=9,telnet=on", "null,id=charserial3"]
 
 
 def test_vnc_socket_and_password_and_autoport_without_port():
-    argv, _ = build(xml("<graphics type='vnc'><listen type='socket'/></graphics>"), conf={"vnc_password": "x"})
+    argv = build(xml("<graphics type='vnc'><listen type='socket'/></graphics>"), conf={"vnc_password": "x"})[0]
     assert opts(argv, "-vnc") == [f"vnc=unix:{PATHS.domain_dir}/vnc.sock,password=on,audiodev=audio1"]
     no_port = SimpleNamespace(**{k: v for k, v in vars(PATHS).items() if k != "vnc_port"})
     with pytest.raises(InvalidInput, match="vnc_port"):
@@ -182,7 +182,7 @@ def test_efi_pflash():
     root.find("os").extend([
         etree.fromstring("<loader readonly='yes' type='pflash'>/usr/share/OVMF/OVMF_CODE_4M.fd</loader>"),
         etree.fromstring("<nvram>/r/lib/qemu/nvram/t_VARS.fd</nvram>")])
-    argv, _ = build(root)
+    argv = build(root)[0]
     nodes = [json.loads(b) for b in opts(argv, "-blockdev")]
     assert [n.get("filename") for n in nodes[::2]] == ["/usr/share/OVMF/OVMF_CODE_4M.fd", "/r/lib/qemu/nvram/t_VARS.fd"]
     assert [n["read-only"] for n in nodes[1::2]] == [True, False]
@@ -220,7 +220,7 @@ def test_qemu_override_applies_each_type():
              "<qemu:property name='mrg_rxbuf' type='bool' value='false'/>"
              "<qemu:property name='addr' type='remove'/>")
     root = xml(NET, tail=OVERRIDE.format(alias="ua-n", props=props))
-    argv, _ = build(root)
+    argv = build(root)[0]
     net = next(d for d in devices(argv) if d["driver"] == "virtio-net-pci")
     assert net["id"] == "ua-n" and net["mac"] == "52:54:00:de:ad:01"
     assert net["host_mtu"] == 1400 and net["x-txburst"] == -1 and net["mrg_rxbuf"] is False

@@ -83,8 +83,8 @@ def test_i440fx_layout():
     assert pci(dev.find("disk[@device='disk']")) == (0, 4, 0)
     assert pci(dev.find("memballoon")) == (0, 5, 0)
     cd = dev.find("disk[@device='cdrom']")
-    assert dict(cd.find("address").attrib) == {"type": "drive", "controller": "0", "bus": "1", "target": "0",
-                                                "unit": "0"}
+    assert dict(cd.find("address").attrib) == {
+        "type": "drive", "controller": "0", "bus": "1", "target": "0", "unit": "0"}
     assert cd.find("readonly") is not None
     assert {(i.get("type"), i.get("bus")) for i in dev.iter("input")} == {("mouse", "ps2"), ("keyboard", "ps2")}
 

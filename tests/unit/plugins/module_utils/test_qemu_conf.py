@@ -103,8 +103,8 @@ def test_every_key_documented_by_debian_is_known(debian_text):
     ("dynamic_ownership", False, "#dynamic_ownership = 1", "dynamic_ownership = 0"),
     ("max_core", 0, '#max_core = "unlimited"', "max_core = 0"),
 ])
-def test_setting_documented_key_uncomments_exactly_its_line(debian_text, key, value,
-                                                             old_line, new_line):
+def test_setting_documented_key_uncomments_exactly_its_line(
+        debian_text, key, value, old_line, new_line):
     conf = QemuConf.parse(debian_text)
     assert conf.set(key, value) is True
     after = conf.render()

@@ -89,7 +89,7 @@ class FakeQMPServer:
             listener.bind(self.path)
             listener.listen(1)
             listener.settimeout(10)
-            conn, _ = listener.accept()
+            conn = listener.accept()[0]
             with conn:
                 self.peer = Peer(conn)
                 self.script(self.peer)

@@ -1,0 +1,84 @@
+# -*- coding: utf-8 -*-
+# Copyright: virtops.qemu contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Start the autostart domains of an embed root, as libvirtd does when it starts.
+
+There is no daemon to do it at boot, so run this once per root from a boot
+unit::
+
+    PYTHONPATH=/path/to/collections \\
+        python3 -m ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.autostart --root /var/lib/virtops
+
+``systemd_unit`` renders such a unit.  Private to the collection.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import VirtError
+from ansible_collections.virtops.qemu.plugins.module_utils.uri import parse_uri
+
+MODULE = "ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.autostart"
+
+
+def autostart_domains(root: str) -> dict[str, str | None]:
+    """Start every inactive autostart domain of ``root``; name -> None or the error."""
+    from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.backend import EmbedDriver
+    results: dict[str, str | None] = {}
+    with EmbedDriver(parse_uri(f"qemu:///embed?root={root}")) as driver:
+        for name in driver.domain_names():
+            try:
+                if driver.domain_autostart(name) and not driver.domain_status(name).active:
+                    driver.domain_start(name)
+                    results[name] = None
+            except VirtError as exc:
+                results[name] = str(exc)
+    return results
+
+
+def systemd_unit(root: str, collections_path: str, python: str = "/usr/bin/python3") -> str:
+    """A oneshot unit that starts the autostart domains of ``root`` at boot."""
+    # KillMode=process: QEMU stays in the unit's cgroup; the default would kill
+    # every guest when the oneshot finishes or the unit is stopped.
+    return f"""[Unit]
+Description=Autostart virtops.qemu embedded domains in {root}
+Wants=network-online.target
+After=network-online.target local-fs.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+KillMode=process
+Environment=PYTHONPATH={collections_path}
+ExecStart={python} -m {MODULE} --root {root}
+
+[Install]
+WantedBy=multi-user.target
+"""
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="Start the autostart domains of a virtops.qemu embed root.")
+    parser.add_argument("--root", required=True, help="the root of qemu:///embed?root=DIR")
+    parser.add_argument("--systemd-unit", action="store_true",
+                        help="print a systemd unit that runs this at boot instead")
+    args = parser.parse_args(argv)
+    if args.systemd_unit:
+        collections = os.path.abspath(os.path.join(os.path.dirname(__file__), *[".."] * 7))
+        sys.stdout.write(systemd_unit(args.root, collections, sys.executable))
+        return 0
+    try:
+        results = autostart_domains(args.root)
+    except VirtError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    for name, error in sorted(results.items()):
+        print(f"{name}: {'started' if error is None else 'failed: ' + error}")
+    return 1 if any(results.values()) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,167 @@
+# -*- coding: utf-8 -*-
+# Copyright: virtops.qemu contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Where the embedded driver keeps its files under ``qemu:///embed?root=DIR``.
+
+The tree is the one libvirt's embedded QEMU driver uses::
+
+    DIR/log/qemu/<name>.log            QEMU's stderr
+    DIR/log/swtpm/
+    DIR/etc/qemu.conf
+    DIR/etc/qemu/<name>.xml            persistent definitions
+    DIR/etc/qemu/autostart/<name>.xml  symlinks to the definitions
+    DIR/etc/pki/qemu/
+    DIR/run/qemu/<name>.xml            status XML (<domstatus>) of active domains
+    DIR/run/qemu/<name>.pid            QEMU's pidfile
+    DIR/run/swtpm/
+    DIR/cache/qemu/                    capabilities cache
+    DIR/lib/qemu/domain-<id>-<short name>/monitor.sock
+    DIR/lib/qemu/nvram/<name>_VARS.fd
+    DIR/lib/swtpm/<uuid>/              TPM state
+
+Directories are created on first use, private to the user running the driver
+(0700).  Private to the collection.
+"""
+
+from __future__ import annotations
+
+import os
+
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
+
+# sun_path holds 108 bytes including the terminating NUL.
+MAX_SOCKET_PATH = 107
+# libvirt shortens domain names to 20 characters in per-domain directory names.
+SHORT_NAME_LENGTH = 20
+# Budget for the domain id in socket paths checked when the driver opens.
+MAX_ID_DIGITS = 5
+DIR_MODE = 0o700
+
+_TREE = ("log/qemu", "log/swtpm", "etc/qemu", "etc/qemu/autostart", "etc/pki/qemu",
+         "run/qemu", "run/swtpm", "cache/qemu", "lib/qemu", "lib/qemu/nvram", "lib/swtpm")
+
+
+def short_name(name: str) -> str:
+    return name[:SHORT_NAME_LENGTH]
+
+
+class Layout:
+    """Paths of one embedded driver root."""
+
+    def __init__(self, root: str, uri_text: str = ""):
+        self.root = os.path.normpath(root)
+        self.uri_text = uri_text or f"qemu:///embed?root={root}"
+
+    # -- directories --------------------------------------------------------
+    def path(self, *parts: str) -> str:
+        return os.path.join(self.root, *parts)
+
+    @property
+    def config_dir(self) -> str:
+        return self.path("etc", "qemu")
+
+    @property
+    def autostart_dir(self) -> str:
+        return self.path("etc", "qemu", "autostart")
+
+    @property
+    def qemu_conf(self) -> str:
+        return self.path("etc", "qemu.conf")
+
+    @property
+    def run_dir(self) -> str:
+        return self.path("run", "qemu")
+
+    @property
+    def log_dir(self) -> str:
+        return self.path("log", "qemu")
+
+    @property
+    def cache_dir(self) -> str:
+        return self.path("cache", "qemu")
+
+    @property
+    def lib_dir(self) -> str:
+        return self.path("lib", "qemu")
+
+    @property
+    def nvram_dir(self) -> str:
+        return self.path("lib", "qemu", "nvram")
+
+    # -- per domain -----------------------------------------------------------
+    def config_file(self, name: str) -> str:
+        return os.path.join(self.config_dir, f"{name}.xml")
+
+    def autostart_link(self, name: str) -> str:
+        return os.path.join(self.autostart_dir, f"{name}.xml")
+
+    def status_file(self, name: str) -> str:
+        return os.path.join(self.run_dir, f"{name}.xml")
+
+    def pidfile(self, name: str) -> str:
+        return os.path.join(self.run_dir, f"{name}.pid")
+
+    def trace_file(self, name: str) -> str:
+        """QEMU's own record of runstate changes and shutdown requests (-D)."""
+        return os.path.join(self.run_dir, f"{name}.trace")
+
+    def lock_file(self, name: str) -> str:
+        return os.path.join(self.run_dir, f"{name}.lock")
+
+    def driver_lock_file(self) -> str:
+        return os.path.join(self.run_dir, "driver.lock")
+
+    def log_file(self, name: str) -> str:
+        return os.path.join(self.log_dir, f"{name}.log")
+
+    def domain_dir(self, domain_id: int | str, name: str) -> str:
+        return os.path.join(self.lib_dir, f"domain-{domain_id}-{short_name(name)}")
+
+    def monitor_socket(self, domain_id: int | str, name: str) -> str:
+        return os.path.join(self.domain_dir(domain_id, name), "monitor.sock")
+
+    def nvram_file(self, name: str) -> str:
+        return os.path.join(self.nvram_dir, f"{name}_VARS.fd")
+
+    def tpm_state_dir(self, uuid: str) -> str:
+        return self.path("lib", "swtpm", uuid)
+
+    # -- checks and creation ----------------------------------------------------
+    def check_socket_room(self) -> None:
+        """Fail before creating anything when monitor sockets cannot fit in sun_path."""
+        worst = self.monitor_socket("9" * MAX_ID_DIGITS, "n" * SHORT_NAME_LENGTH)
+        check_socket_path(worst, self.uri_text, f"root {self.root!r} is too long: monitor sockets such as")
+
+    def ensure_tree(self) -> None:
+        """Create the root and every driver directory that is missing, mode 0700."""
+        make_private_dir(self.root)
+        for relative in _TREE:
+            make_private_dir(self.path(*relative.split("/")))
+
+
+def check_socket_path(path: str, uri_text: str, what: str = "the socket path") -> None:
+    size = len(os.fsencode(path))
+    if size > MAX_SOCKET_PATH:
+        raise InvalidInput(
+            f"{uri_text}: {what} {path!r} would be {size} bytes, over the {MAX_SOCKET_PATH}-byte "
+            "limit of UNIX socket paths; pick a shorter root directory", "uri")
+
+
+def make_private_dir(path: str) -> None:
+    """mkdir -p with 0700 on every directory created here; existing ones are left alone."""
+    missing = []
+    current = path
+    while not os.path.isdir(current):
+        missing.append(current)
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, DIR_MODE)
+        except FileExistsError:
+            if not os.path.isdir(directory):
+                raise
+            continue
+        os.chmod(directory, DIR_MODE)     # mkdir applies the umask; make the mode exact

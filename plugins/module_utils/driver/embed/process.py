@@ -1,0 +1,251 @@
+# -*- coding: utf-8 -*-
+# Copyright: virtops.qemu contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""QEMU processes and host resources of the embedded driver.
+
+QEMU must outlive the module run that started it.  It is not started with
+``-daemonize``: QEMU forks to daemonize after installing its seccomp filter,
+and the ``-sandbox ...,spawn=deny`` policy libvirt uses (and command.py
+emits) kills that fork with SIGSYS.  Instead QEMU is spawned the way libvirt
+spawns it: in a session of its own, cwd /, stdin from /dev/null,
+stdout/stderr appended to ``log/qemu/<name>.log``, with ``-pidfile``; it is
+reparented to init when the module exits.  ``-D`` sends two trace events
+(``runstate_set``, ``qemu_system_shutdown_request``) to a file of their own,
+QEMU's own record of how it stopped.  QEMU removes its pidfile on every
+orderly exit, so a dead pid whose pidfile is still there was killed or
+crashed.  Private to the collection.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import signal
+import socket
+import subprocess
+import time
+from datetime import datetime, timezone
+
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, InvalidInput
+
+LOG_TAIL_BYTES = 4000
+TRACE_EVENTS = ("runstate_set", "qemu_system_shutdown_request")
+IP = "ip"
+TAP_PREFIX = "vnet"
+
+# QEMU's ShutdownCause for a guest panic.
+_GUEST_PANIC = 8
+_RUNSTATE = re.compile(r"runstate_set .*new_state \d+ \(([\w-]+)\)")
+_SHUTDOWN = re.compile(r"qemu_system_shutdown_request reason=(\d+)")
+# QEMUs started by this process, so that their exit is reaped rather than left a zombie.
+_CHILDREN: dict[int, subprocess.Popen] = {}
+
+
+# -- starting ---------------------------------------------------------------
+def runtime_args(pidfile: str, trace_file: str, with_trace: bool) -> list[str]:
+    args = ["-pidfile", pidfile]
+    if with_trace:
+        args += ["-D", trace_file]
+        for event in TRACE_EVENTS:
+            args += ["-trace", event]
+    return args
+
+
+def spawn(argv: list[str], env: dict, log_file: str) -> tuple[subprocess.Popen, int]:
+    """Start QEMU detached from this process's session; returns it and where its output begins."""
+    offset = _log_header(log_file, argv, env)
+    fd = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, env=env,
+                                 cwd="/", close_fds=True, start_new_session=True)
+    except OSError as exc:
+        raise BackendError(f"cannot run {argv[0]}: {exc}") from exc
+    finally:
+        os.close(fd)
+    _CHILDREN[child.pid] = child
+    return child, offset
+
+
+def _log_header(log_file: str, argv: list[str], env: dict) -> int:
+    """libvirt-style 'starting up' line and the command line; returns where QEMU's output begins."""
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    environment = " ".join(f"{key}={value}" for key, value in sorted(env.items()))
+    text = f"{stamp}+0000: starting up\n{environment} \\\n{shlex.join(argv)}\n"
+    with open(log_file, "a", encoding="utf-8") as log:
+        log.write(text)
+        return log.tell()
+
+
+def read_pid(pidfile: str) -> int | None:
+    try:
+        with open(pidfile, encoding="ascii") as handle:
+            return int(handle.read().strip())
+    except (OSError, ValueError):
+        return None
+
+
+def log_tail(log_file: str, offset: int = 0, limit: int = LOG_TAIL_BYTES) -> str:
+    """The end of a QEMU log from ``offset``, as a suffix for an error message."""
+    try:
+        with open(log_file, "rb") as log:
+            log.seek(max(offset, os.path.getsize(log_file) - limit))
+            text = log.read().decode(errors="replace").strip()
+    except OSError:
+        return ""
+    return f"; QEMU log ({log_file}): {text}" if text else f"; see {log_file}"
+
+
+def log_size(log_file: str) -> int:
+    try:
+        return os.path.getsize(log_file)
+    except OSError:
+        return 0
+
+
+# -- watching ---------------------------------------------------------------
+def start_time(pid: int) -> int | None:
+    """The kernel's start time of a live process, None when it is gone or a zombie."""
+    child = _CHILDREN.get(pid)
+    if child is not None and child.poll() is not None:
+        del _CHILDREN[pid]
+        return None
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as handle:
+            stat = handle.read()
+    except OSError:
+        return None
+    fields = stat[stat.rfind(")") + 2:].split()
+    if fields[0] in ("Z", "X"):
+        return None     # exited; nobody has reaped it yet
+    return int(fields[19])
+
+
+def is_alive(pid: int | None, starttime: int | None) -> bool:
+    if not pid:
+        return False
+    current = start_time(pid)
+    return current is not None and (starttime is None or current == starttime)
+
+
+def is_qemu(pid: int) -> bool:
+    try:
+        return os.path.basename(os.readlink(f"/proc/{pid}/exe")).startswith("qemu")
+    except OSError:
+        return False
+
+
+def wait_gone(pid: int, starttime: int | None, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while is_alive(pid, starttime):
+        if time.monotonic() >= deadline:
+            return False
+        time.sleep(0.05)
+    return True
+
+
+def signal_process(pid: int, starttime: int | None, signum: int) -> None:
+    if is_alive(pid, starttime):
+        try:
+            os.kill(pid, signum)
+        except ProcessLookupError:
+            pass
+
+
+def kill(pid: int, starttime: int | None, grace: float = 5.0) -> None:
+    """SIGTERM, then SIGKILL if QEMU has not gone after ``grace`` seconds."""
+    signal_process(pid, starttime, signal.SIGTERM)
+    if wait_gone(pid, starttime, grace):
+        return
+    signal_process(pid, starttime, signal.SIGKILL)
+    if not wait_gone(pid, starttime, 10.0):
+        raise BackendError(f"QEMU process {pid} survived SIGKILL")
+
+
+def exit_reason(pidfile_left: bool, trace_text: str | None) -> str:
+    """libvirt's shutoff reason for a QEMU that exited without us stopping it."""
+    if pidfile_left:
+        return "crashed"
+    if trace_text:
+        states = _RUNSTATE.findall(trace_text)
+        causes = [int(c) for c in _SHUTDOWN.findall(trace_text)]
+        if "guest-panicked" in states or _GUEST_PANIC in causes:
+            return "crashed"
+    return "shutdown"
+
+
+# -- taps ---------------------------------------------------------------------
+def run_ip(*args: str) -> str:
+    try:
+        done = subprocess.run([IP, *args], check=True, capture_output=True, text=True, timeout=30)
+    except FileNotFoundError as exc:
+        raise BackendError("the 'ip' command (iproute2) is needed for tap interfaces") from exc
+    except subprocess.CalledProcessError as exc:
+        raise BackendError(f"ip {' '.join(args)} failed: {exc.stderr.strip() or exc.returncode}") from exc
+    return done.stdout
+
+
+def link_names() -> set[str]:
+    """Links of this process's network namespace (ip, not /sys: sysfs may belong to another one)."""
+    names = set()
+    for line in run_ip("-o", "link", "show").splitlines():
+        parts = line.split(":", 2)
+        if len(parts) == 3:
+            names.add(parts[1].strip().split("@", 1)[0])
+    return names
+
+
+def is_bridge(name: str) -> bool:
+    try:
+        details = run_ip("-d", "-o", "link", "show", "dev", name)
+    except BackendError:
+        return False
+    return " bridge " in details
+
+
+def free_tap_name(taken: set[str]) -> str:
+    existing = link_names() | taken
+    for number in range(0, 65536):
+        name = f"{TAP_PREFIX}{number}"
+        if name not in existing:
+            return name
+    raise BackendError("no free vnetN tap name")
+
+
+def create_tap(name: str, bridge: str, mac: str | None) -> None:
+    """A persistent tap enslaved to an existing bridge, as libvirt sets it up."""
+    if not is_bridge(bridge):
+        raise InvalidInput(f"bridge {bridge!r} does not exist on this host", "devices/interface/source@bridge")
+    if os.geteuid() != 0:
+        raise BackendError(f"creating tap {name} on bridge {bridge} needs root")
+    run_ip("tuntap", "add", "dev", name, "mode", "tap")
+    try:
+        args = ["link", "set", "dev", name]
+        if mac:
+            # libvirt's habit: the host side gets the guest MAC with fe: so the bridge never takes it over.
+            args += ["address", "fe" + mac[2:]]
+        run_ip(*args, "master", bridge, "up")
+    except BackendError:
+        delete_tap(name)
+        raise
+
+
+def delete_tap(name: str) -> None:
+    if name in link_names():
+        run_ip("link", "del", "dev", name)
+
+
+# -- ports ------------------------------------------------------------------
+def free_port(address: str, first: int, last: int, taken: set[int]) -> int:
+    """The first TCP port in [first, last] nobody listens on and no other domain reserved."""
+    family = socket.AF_INET6 if ":" in address else socket.AF_INET
+    for port in range(first, last + 1):
+        if port in taken:
+            continue
+        with socket.socket(family, socket.SOCK_STREAM) as probe:
+            try:
+                probe.bind((address, port))
+            except OSError:
+                continue
+        return port
+    raise BackendError(f"no free port between {first} and {last} on {address}")

@@ -1,0 +1,188 @@
+# -*- coding: utf-8 -*-
+# Copyright: virtops.qemu contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Durable state of the embedded driver: atomic files, locks, status XML.
+
+Without a daemon every module run must find a running QEMU again from what
+an earlier run wrote: the status XML under ``run/qemu`` in libvirt's
+``<domstatus>`` shape (state, reason, pid, monitor socket, taints, taps and
+the live domain XML).  A shut-off domain keeps a small status file that only
+remembers why it stopped.  Private to the collection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import fcntl
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
+    BackendError, InvalidInput, OperationTimeout)
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import (
+    element, etree, parse, sub, to_string)
+
+LOCK_TIMEOUT = 300.0
+_LOCK_POLL = 0.05
+FILE_MODE = 0o600
+
+
+# -- files ------------------------------------------------------------------
+def atomic_write(path: str, text: str, mode: int = FILE_MODE) -> None:
+    """Replace ``path`` with ``text``: temp file, fsync, rename, fsync the directory."""
+    directory = os.path.dirname(path)
+    fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.chmod(temporary, mode)
+        os.replace(temporary, path)
+    except BaseException:
+        remove_quietly(temporary)
+        raise
+    fsync_directory(directory)
+
+
+def fsync_directory(directory: str) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def remove_quietly(path: str) -> bool:
+    """Remove a file, socket or symlink; True when something was removed."""
+    try:
+        os.unlink(path)
+    except FileNotFoundError:
+        return False
+    return True
+
+
+def read_text(path: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return handle.read()
+    except FileNotFoundError:
+        return None
+
+
+# -- locks ------------------------------------------------------------------
+@contextlib.contextmanager
+def file_lock(path: str, what: str, timeout: float = LOCK_TIMEOUT):
+    """An exclusive flock on ``path``; flock (not lockf) so threads contend too."""
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
+    try:
+        _acquire(fd, what, timeout)
+        yield
+    finally:
+        os.close(fd)
+
+
+def _acquire(fd: int, what: str, timeout: float) -> None:
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return
+        except OSError as exc:
+            if exc.errno not in (errno.EAGAIN, errno.EACCES):
+                raise BackendError(f"cannot lock {what}: {exc}") from exc
+        if time.monotonic() >= deadline:
+            raise OperationTimeout(f"{what} stayed locked by another run for {timeout:.0f} s")
+        time.sleep(_LOCK_POLL)
+
+
+# -- status XML -------------------------------------------------------------
+@dataclass
+class DomainRecord:
+    """What run/qemu/<name>.xml says about a domain."""
+
+    state: str                              # libvirt state word
+    reason: str
+    pid: int | None = None
+    starttime: int | None = None            # /proc/<pid>/stat start time: guards against pid reuse
+    started: str = ""                       # ISO 8601 wall-clock start
+    domain_id: int | None = None
+    monitor: str = ""
+    domain_dir: str = ""
+    taints: list[str] = field(default_factory=list)
+    taps: list[str] = field(default_factory=list)
+    live: object = None                     # the live <domain> element
+
+    @property
+    def active(self) -> bool:
+        """A QEMU process exists (or is being started); a panicked guest kept for inspection counts."""
+        return self.state != "shutoff"
+
+
+def record_to_xml(record: DomainRecord) -> str:
+    root = element("domstatus", state=record.state, reason=record.reason, pid=record.pid)
+    for flag in record.taints:
+        sub(root, "taint", flag=flag)
+    if record.monitor:
+        sub(root, "monitor", path=record.monitor, type="unix")
+    if record.domain_dir:
+        sub(root, "libDir", path=record.domain_dir)
+    if record.pid is not None:
+        sub(root, "process", starttime=record.starttime, started=record.started)
+    for tap in record.taps:
+        sub(root, "tap", name=tap)
+    if record.live is not None:
+        root.append(_copy(record.live))
+    return to_string(root)
+
+
+def record_from_xml(text: str, source: str) -> DomainRecord:
+    root = parse(text, "domstatus", source)
+    process = root.find("process")
+    live = root.find("domain")
+    return DomainRecord(
+        state=root.get("state", "nostate"),
+        reason=root.get("reason", "unknown"),
+        pid=_int(root.get("pid")),
+        starttime=_int(process.get("starttime")) if process is not None else None,
+        started=process.get("started", "") if process is not None else "",
+        domain_id=_int(live.get("id")) if live is not None else None,
+        monitor=_attr(root, "monitor", "path"),
+        domain_dir=_attr(root, "libDir", "path"),
+        taints=[node.get("flag") for node in root.findall("taint") if node.get("flag")],
+        taps=[node.get("name") for node in root.findall("tap") if node.get("name")],
+        live=live,
+    )
+
+
+def load_record(path: str) -> DomainRecord | None:
+    text = read_text(path)
+    if text is None:
+        return None
+    try:
+        return record_from_xml(text, path)
+    except InvalidInput as exc:
+        raise BackendError(f"status file {path} is unreadable ({exc}); remove it if no QEMU runs") from exc
+
+
+def save_record(path: str, record: DomainRecord) -> None:
+    atomic_write(path, record_to_xml(record))
+
+
+def _attr(root, tag: str, name: str) -> str:
+    node = root.find(tag)
+    return node.get(name, "") if node is not None else ""
+
+
+def _int(text) -> int | None:
+    try:
+        return int(text)
+    except (TypeError, ValueError):
+        return None
+
+
+def _copy(node):
+    return etree.fromstring(etree.tostring(node))
