@@ -218,7 +218,7 @@ options:
         description: TCP port; V(-1) or unset picks a free one at start.
         type: int
       password:
-        description: Console password.
+        description: Console password; at most 8 characters for VNC.
         type: str
   serials:
     description: Serial ports, in order; the first one is also the text console.

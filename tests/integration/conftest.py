@@ -102,3 +102,34 @@ def domain_name(libvirtd: Libvirtd):
     libvirtd.virsh("destroy", name, check=False)
     libvirtd.virsh("undefine", name, "--nvram", check=False)
     Path(f"/var/log/libvirt/qemu/{name}.log").unlink(missing_ok=True)
+
+
+@pytest.fixture(scope="session")
+def embed_backend():
+    from harness.backends import EmbedBackend
+
+    _need_root()
+    # Short: the monitor socket path must stay under 108 bytes.
+    backend = EmbedBackend(f"/var/tmp/vte-{secrets.token_hex(3)}")
+    try:
+        yield backend
+    finally:
+        backend.close()
+
+
+@pytest.fixture(params=["libvirt", "embed"])
+def backend(request):
+    """Each backend in turn, for scenarios that must behave the same on both."""
+    if request.param == "libvirt":
+        from harness.backends import LibvirtBackend
+        return LibvirtBackend(request.getfixturevalue("libvirtd"))
+    return request.getfixturevalue("embed_backend")
+
+
+@pytest.fixture
+def vm(backend):
+    """A unique domain name on the backend under test, removed afterwards."""
+    name = f"virtops-test-{secrets.token_hex(4)}"
+    yield name
+    backend.remove(name)
+    Path(f"/var/log/libvirt/qemu/{name}.log").unlink(missing_ok=True)

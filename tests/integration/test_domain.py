@@ -1,26 +1,27 @@
-"""The domain and domain_info modules against a real libvirtd and a booted guest.
+"""The domain and domain_info modules against each backend, with a booted guest.
 
+One scenario suite, parametrised by backend (libvirtd at qemu:///system and
+the embedded driver at qemu:///embed?root=...), with the same assertions.
 Every scenario runs the modules through Ansible, as users do, and checks the
-result against what the hypervisor reports (virsh, QMP, the serial console).
+result against what the hypervisor side reports: the stored definition, the
+state with its reason, QEMU's own QMP status and the guest's serial console.
 """
 
 from __future__ import annotations
 
 import difflib
-import json
 import subprocess
 
 import pytest
 from harness.ansible import run_module
 from harness.libvirtd import wait_for_line
+from lxml import etree
 
-pytestmark = [pytest.mark.libvirt, pytest.mark.guest]
-
-URI = "qemu:///system"
+pytestmark = [pytest.mark.guest]
 
 
-def domain(args: dict, **kwargs) -> dict:
-    return run_module("domain", {"uri": URI, **args}, **kwargs)
+def domain(backend, args: dict, **kwargs) -> dict:
+    return run_module("domain", {"uri": backend.uri, **args}, **kwargs)
 
 
 def guest_options(name, guest, workdir, **extra) -> dict:
@@ -35,17 +36,8 @@ def guest_options(name, guest, workdir, **extra) -> dict:
     }
 
 
-def dumpxml(libvirtd, name) -> str:
-    return libvirtd.virsh("dumpxml", "--inactive", "--security-info", name)
-
-
-def domstate(libvirtd, name) -> str:
-    return libvirtd.virsh("domstate", "--reason", name).strip()
-
-
-def qmp_status(libvirtd, name) -> str:
-    reply = libvirtd.virsh("qemu-monitor-command", name, json.dumps({"execute": "query-status"}))
-    return json.loads(reply)["return"]["status"]
+def parsed(xml: str):
+    return etree.fromstring(xml.encode())
 
 
 def changed_lines(diff: dict) -> list[str]:
@@ -54,40 +46,40 @@ def changed_lines(diff: dict) -> list[str]:
 
 
 @pytest.fixture
-def booted(libvirtd, guest, workdir, domain_name):
+def booted(backend, guest, workdir, vm):
     """A test guest defined and started in one task, up to its console marker."""
-    result = domain({**guest_options(domain_name, guest, workdir), "state": "running"})
+    result = domain(backend, {**guest_options(vm, guest, workdir), "state": "running"})
     assert result["changed"] and result["state"] == "running", result
     wait_for_line(workdir / "serial.log", guest.marker, timeout=90)
-    return domain_name
+    return vm
 
 
-def test_define_and_start_in_one_task_then_no_change(libvirtd, guest, workdir, booted):
-    assert domstate(libvirtd, booted) == "running (booted)"
-    assert qmp_status(libvirtd, booted) == "running"
-    again = domain({**guest_options(booted, guest, workdir), "state": "running"})
+def test_define_and_start_in_one_task_then_no_change(backend, guest, workdir, booted):
+    assert backend.domstate(booted) == "running (booted)"
+    assert backend.qmp_status(booted) == "running"
+    again = domain(backend, {**guest_options(booted, guest, workdir), "state": "running"})
     assert not again["changed"], again
     assert not again["restart_required"]
 
 
-def test_check_mode_predicts_and_touches_nothing(libvirtd, guest, workdir, domain_name):
-    options = guest_options(domain_name, guest, workdir)
-    predicted = domain({**options, "state": "running"}, check=True)
+def test_check_mode_predicts_and_touches_nothing(backend, guest, workdir, vm):
+    options = guest_options(vm, guest, workdir)
+    predicted = domain(backend, {**options, "state": "running"}, check=True)
     assert predicted["changed"] and predicted["state"] == "running"
-    assert libvirtd.virsh("list", "--all", "--name").split().count(domain_name) == 0
-    domain(options)
-    before = dumpxml(libvirtd, domain_name)
-    predicted = domain({"name": domain_name, "vcpus": 2}, check=True, diff=True)
+    assert vm not in backend.names()
+    domain(backend, options)
+    before = backend.stored_xml(vm)
+    predicted = domain(backend, {"name": vm, "vcpus": 2}, check=True, diff=True)
     assert predicted["changed"]
-    assert dumpxml(libvirtd, domain_name) == before
-    real = domain({"name": domain_name, "vcpus": 2}, diff=True)
+    assert backend.stored_xml(vm) == before
+    real = domain(backend, {"name": vm, "vcpus": 2}, diff=True)
     assert real["changed"] and real["diff"]["after"] == predicted["diff"]["after"]
-    assert "<vcpu placement='static'>2</vcpu>" in dumpxml(libvirtd, domain_name)
+    assert parsed(backend.stored_xml(vm)).findtext("vcpu") == "2"
 
 
-def test_memory_diff_shows_only_memory_lines(libvirtd, guest, workdir, domain_name):
-    domain(guest_options(domain_name, guest, workdir))
-    result = domain({"name": domain_name, "memory": "384MiB"}, diff=True)
+def test_memory_diff_shows_only_memory_lines(backend, guest, workdir, vm):
+    domain(backend, guest_options(vm, guest, workdir))
+    result = domain(backend, {"name": vm, "memory": "384MiB"}, diff=True)
     assert result["changed"]
     assert changed_lines(result["diff"]) == [
         '-  <memory unit="KiB">262144</memory>',
@@ -95,79 +87,76 @@ def test_memory_diff_shows_only_memory_lines(libvirtd, guest, workdir, domain_na
         '+  <memory unit="KiB">393216</memory>',
         '+  <currentMemory unit="KiB">393216</currentMemory>',
     ]
-    repeat = domain({"name": domain_name, "memory": "384MiB"}, diff=True)
+    repeat = domain(backend, {"name": vm, "memory": "384MiB"}, diff=True)
     assert not repeat["changed"] and repeat["diff"]["before"] == repeat["diff"]["after"]
 
 
-def test_redefine_keeps_mac_and_pci_addresses(libvirtd, guest, workdir, domain_name):
-    from lxml import etree
-
+def test_redefine_keeps_mac_and_pci_addresses(backend, guest, workdir, vm):
     def hardware():
-        tree = etree.fromstring(dumpxml(libvirtd, domain_name).encode())
+        tree = parsed(backend.stored_xml(vm))
         return (tree.findtext("uuid"), tree.find("devices/interface/mac").get("address"),
-                [etree.tostring(a) for a in tree.iterfind("devices//address")])
+                sorted(etree.tostring(a) for a in tree.iterfind("devices//address")))
 
-    domain(guest_options(domain_name, guest, workdir))
+    domain(backend, guest_options(vm, guest, workdir))
     before = hardware()
-    result = domain({**guest_options(domain_name, guest, workdir, vcpus=2),
-                     "interfaces": [{"type": "user", "model": "e1000"}]})
+    result = domain(backend, {**guest_options(vm, guest, workdir, vcpus=2),
+                              "interfaces": [{"type": "user", "model": "e1000"}]})
     assert result["changed"]
     assert hardware() == before
-    assert "<model type='e1000'/>" in dumpxml(libvirtd, domain_name)
+    assert parsed(backend.stored_xml(vm)).find("devices/interface/model").get("type") == "e1000"
 
 
-def test_running_domain_reports_restart_required_then_restart_applies(libvirtd, guest, workdir, booted):
-    result = domain({"name": booted, "memory": "320MiB"})
+def test_running_domain_reports_restart_required_then_restart_applies(backend, workdir, booted):
+    result = domain(backend, {"name": booted, "memory": "320MiB"})
     assert result["changed"] and result["restart_required"]
-    live = libvirtd.virsh("dumpxml", booted)
-    assert "<memory unit='KiB'>262144</memory>" in live
-    result = domain({"name": booted, "memory": "320MiB", "state": "running", "restart": True,
-                     "shutdown_timeout": 60})
+    assert parsed(backend.live_xml(booted)).findtext("memory") == "262144"
+    result = domain(backend, {"name": booted, "memory": "320MiB", "state": "running", "restart": True,
+                              "shutdown_timeout": 60})
     assert result["changed"] and not result["restart_required"] and result["state"] == "running"
-    assert "<memory unit='KiB'>327680</memory>" in libvirtd.virsh("dumpxml", booted)
+    assert parsed(backend.live_xml(booted)).findtext("memory") == "327680"
 
 
-def test_graceful_shutdown_powers_the_guest_off(libvirtd, workdir, booted):
-    result = domain({"name": booted, "state": "shutdown", "shutdown_timeout": 60})
+def test_graceful_shutdown_powers_the_guest_off(backend, workdir, booted):
+    result = domain(backend, {"name": booted, "state": "shutdown", "shutdown_timeout": 60})
     assert result["changed"] and result["state"] == "shutoff"
-    assert domstate(libvirtd, booted) == "shut off (shutdown)"
+    assert backend.domstate(booted) == "shut off (shutdown)"
     wait_for_line(workdir / "serial.log", "VIRTOPS-GUEST-POWEROFF", timeout=5)
-    assert not domain({"name": booted, "state": "shutdown"})["changed"]
+    assert not domain(backend, {"name": booted, "state": "shutdown"})["changed"]
 
 
-def test_pause_and_resume(libvirtd, booted):
-    result = domain({"name": booted, "state": "paused"})
+def test_pause_and_resume(backend, booted):
+    result = domain(backend, {"name": booted, "state": "paused"})
     assert result["changed"] and result["state"] == "paused"
-    assert qmp_status(libvirtd, booted) == "paused"
-    assert not domain({"name": booted, "state": "paused"})["changed"]
-    result = domain({"name": booted, "state": "running"})
-    assert result["changed"] and qmp_status(libvirtd, booted) == "running"
+    assert backend.qmp_status(booted) == "paused"
+    assert not domain(backend, {"name": booted, "state": "paused"})["changed"]
+    result = domain(backend, {"name": booted, "state": "running"})
+    assert result["changed"] and backend.qmp_status(booted) == "running"
 
 
-def test_destroyed_then_absent_with_named_disk(libvirtd, guest, workdir, domain_name):
+def test_destroyed_then_absent_with_named_disk(backend, guest, workdir, vm):
     keep, doomed = workdir / "keep.raw", workdir / "doomed.raw"
     for path in (keep, doomed):
         subprocess.run(["qemu-img", "create", "-q", "-f", "raw", str(path), "8M"], check=True)
-    domain({**guest_options(domain_name, guest, workdir), "state": "running",
-            "disks": [{"path": str(keep), "format": "raw"}, {"path": str(doomed), "format": "raw"}]})
+    domain(backend, {**guest_options(vm, guest, workdir), "state": "running",
+                     "disks": [{"path": str(keep), "format": "raw"}, {"path": str(doomed), "format": "raw"}]})
     wait_for_line(workdir / "serial.log", "VIRTOPS-DISK vdb 16384", timeout=90)
-    result = domain({"name": domain_name, "state": "destroyed"})
-    assert result["changed"] and domstate(libvirtd, domain_name) == "shut off (destroyed)"
-    predicted = domain({"name": domain_name, "state": "absent", "remove_disks": ["vdb"]}, check=True)
+    result = domain(backend, {"name": vm, "state": "destroyed"})
+    assert result["changed"] and backend.domstate(vm) == "shut off (destroyed)"
+    predicted = domain(backend, {"name": vm, "state": "absent", "remove_disks": ["vdb"]}, check=True)
     assert predicted["changed"] and doomed.exists()
-    result = domain({"name": domain_name, "state": "absent", "remove_disks": ["vdb"]})
+    result = domain(backend, {"name": vm, "state": "absent", "remove_disks": ["vdb"]})
     assert result["changed"] and result["removed_disks"] == [{"path": str(doomed)}]
-    assert domain_name not in libvirtd.virsh("list", "--all", "--name").split()
+    assert vm not in backend.names()
     assert keep.exists() and not doomed.exists()
-    assert not domain({"name": domain_name, "state": "absent"})["changed"]
+    assert not domain(backend, {"name": vm, "state": "absent"})["changed"]
 
 
-def test_domain_info(libvirtd, booted):
-    one = run_module("domain_info", {"uri": URI, "name": booted})
+def test_domain_info(backend, booted):
+    one = run_module("domain_info", {"uri": backend.uri, "name": booted})
     assert not one["changed"]
     assert (one["state"], one["reason"], one["active"]) == ("running", "booted", True)
     assert one["uuid"] in one["xml"]
-    listed = run_module("domain_info", {"uri": URI})
+    listed = run_module("domain_info", {"uri": backend.uri})
     assert booted in [d["name"] for d in listed["domains"]]
 
 
@@ -179,18 +168,19 @@ def test_domain_info(libvirtd, booted):
     ({"no_such_option": 1}, "Unsupported parameters"),
     ({"uri": "qemu+tcp://127.0.0.1:1/system"}, "cannot connect to qemu+tcp://127.0.0.1:1/system"),
     ({"uri": "xen:///system"}, "uri: unknown scheme"),
+    ({"uri": "qemu:///embed?root=relative"}, "uri: 'qemu:///embed?root=relative': the embed root"),
     ({"state": "absent", "remove_disks": ["vdz"]}, "remove_disks: 'vdz' names no disk"),
 ])
-def test_bad_input_fails_clearly_and_changes_nothing(libvirtd, guest, workdir, domain_name, args, words):
-    domain(guest_options(domain_name, guest, workdir))
-    before = dumpxml(libvirtd, domain_name)
-    result = domain({"name": domain_name, **args})
+def test_bad_input_fails_clearly_and_changes_nothing(backend, guest, workdir, vm, args, words):
+    domain(backend, guest_options(vm, guest, workdir))
+    before = backend.stored_xml(vm)
+    result = domain(backend, {"name": vm, **args})
     assert result["failed"] and words in result["msg"], result["msg"]
-    assert dumpxml(libvirtd, domain_name) == before
+    assert backend.stored_xml(vm) == before
 
 
-def test_unknown_domain_without_definition(libvirtd, domain_name):
-    result = domain({"name": domain_name, "state": "running"})
+def test_unknown_domain_without_definition(backend, vm):
+    result = domain(backend, {"name": vm, "state": "running"})
     assert result["failed"] and "is not defined" in result["msg"]
-    info = run_module("domain_info", {"uri": URI, "name": domain_name})
-    assert info["failed"] and "cannot find domain" in info["msg"]
+    info = run_module("domain_info", {"uri": backend.uri, "name": vm})
+    assert info["failed"] and info["error"] == "NotFound"

@@ -194,6 +194,10 @@ def _graphics(devices, graphics):
     kind = graphics.get("type") or "vnc"
     if kind == "none":
         return
+    password = graphics.get("password")
+    if kind == "vnc" and password is not None and len(password) > 8:
+        raise InvalidInput("a VNC password has at most 8 characters (a limit of the VNC protocol)",
+                           "graphics.password")
     port = graphics.get("port")
     node = element("graphics", type=kind,
                    port=-1 if port is None else port,

@@ -140,6 +140,7 @@ def test_entities_are_not_expanded():
     ({"interfaces": [{"model": "virtio"}]}, "set network, bridge, or type: user"),
     ({"serials": [{"type": "file"}]}, "needs a path"),
     ({"memory": "lots"}, "memory: expected a size"),
+    ({"graphics": {"type": "vnc", "password": "nine-char"}}, "graphics.password: a VNC password has at most 8"),
     ({"memory": "12 parsecs"}, "unknown unit"),
 ])
 def test_bad_structured_options(options, words):
