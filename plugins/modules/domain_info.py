@@ -10,8 +10,8 @@ module: domain_info
 short_description: Read the state and definition of QEMU/KVM virtual machines
 version_added: 0.1.0
 description:
-  - Returns one domain's state, persistent definition, autostart flag and uuid,
-    or the same for every domain of the driver instance.
+  - Returns one domain's state, persistent definition, autostart flag, uuid and
+    QEMU command line, or the same for every domain of the driver instance.
   - Never changes anything.
 author:
   - virtops.qemu maintainers (@virtops)
@@ -83,6 +83,24 @@ autostart:
   description: Whether the domain starts with the host.
   returned: when O(name) is given
   type: bool
+qemu_argv:
+  description:
+    - The QEMU command line the definition starts with, as C(virsh domxml-to-native qemu-argv)
+      shows it. Runtime values such as the domain id, tap names and display ports are placeholders.
+    - V(null) when the definition cannot be turned into a command line; RV(qemu_argv_error) says why.
+  returned: when O(name) is given
+  type: list
+  elements: str
+  sample: ["/usr/bin/qemu-system-x86_64", "-name", "guest=demo01,debug-threads=on", "-S"]
+qemu_env:
+  description: Environment QEMU is started with.
+  returned: when O(name) is given
+  type: dict
+  sample: {"LC_ALL": "C", "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+qemu_argv_error:
+  description: Why RV(qemu_argv) is V(null).
+  returned: when the definition cannot be turned into a command line
+  type: str
 domains:
   description: Every domain, each with the keys above.
   returned: when O(name) is not given

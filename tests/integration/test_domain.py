@@ -10,6 +10,7 @@ state with its reason, QEMU's own QMP status and the guest's serial console.
 from __future__ import annotations
 
 import difflib
+import json
 import subprocess
 
 import pytest
@@ -184,3 +185,49 @@ def test_unknown_domain_without_definition(backend, vm):
     assert result["failed"] and "is not defined" in result["msg"]
     info = run_module("domain_info", {"uri": backend.uri, "name": vm})
     assert info["failed"] and info["error"] == "NotFound"
+
+
+def devices_of(argv: list[str]) -> list[str]:
+    """QEMU device drivers in order, from JSON or key=value -device arguments."""
+    found = []
+    for flag, value in zip(argv, argv[1:]):
+        if flag == "-device":
+            found.append(json.loads(value)["driver"] if value.startswith("{") else value.split(",")[0])
+    return found
+
+
+def test_domain_info_shows_the_qemu_command_line(backend, guest, workdir, vm):
+    domain(backend, guest_options(vm, guest, workdir))
+    info = run_module("domain_info", {"uri": backend.uri, "name": vm})
+    argv, env = info["qemu_argv"], info["qemu_env"]
+    assert argv[0].endswith("qemu-system-x86_64") and "-S" in argv
+    assert argv[argv.index("-machine") + 1].startswith("pc-i440fx-7.2,")
+    assert argv[argv.index("-accel") + 1] == "tcg"
+    assert argv[argv.index("-kernel") + 1] == str(guest.kernel)
+    assert "virtio-net-pci" in devices_of(argv) and "isa-serial" in devices_of(argv)
+    assert env.get("LC_ALL") == "C"
+
+
+def test_both_backends_run_the_same_qemu_devices(libvirtd, embed_backend, guest, workdir):
+    from harness.backends import LibvirtBackend
+    name = "virtops-test-same-argv"
+    argvs = {}
+    for side in (LibvirtBackend(libvirtd), embed_backend):
+        try:
+            domain(side, guest_options(name, guest, workdir))
+            argvs[side.name] = run_module("domain_info", {"uri": side.uri, "name": name})["qemu_argv"]
+        finally:
+            side.remove(name)
+    assert devices_of(argvs["embed"]) == devices_of(argvs["libvirt"])
+    for flag in ("-machine", "-accel", "-m", "-smp", "-cpu", "-kernel", "-initrd", "-append"):
+        assert argvs["embed"][argvs["embed"].index(flag) + 1] == argvs["libvirt"][argvs["libvirt"].index(flag) + 1], flag
+
+
+def test_host_info(backend):
+    info = run_module("host_info", {"uri": backend.uri})
+    assert not info["changed"] and info["arch"] == "x86_64"
+    x86 = next(g for g in info["guests"] if g["arch"] == "x86_64")
+    assert x86["emulator"].endswith("qemu-system-x86_64") and "qemu" in x86["domain_types"]
+    canonical = {m["name"]: m["canonical"] for m in x86["machines"]}
+    assert canonical["pc"] == "pc-i440fx-7.2" and canonical["q35"] == "pc-q35-7.2"
+    assert "<capabilities>" in info["capabilities_xml"]

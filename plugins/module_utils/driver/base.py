@@ -100,6 +100,10 @@ class Driver(ABC):
     def domain_resume(self, name: str) -> None: ...
 
     @abstractmethod
+    def domain_native_command(self, name: str) -> tuple[list[str], dict[str, str]]:
+        """The QEMU argv and environment the definition starts with, as ``virsh domxml-to-native qemu-argv``."""
+
+    @abstractmethod
     def domain_monitor(self, name: str, command: dict) -> dict:
         """Run one QMP command ({"execute": ..., "arguments": ...}) and return its "return" value."""
 

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import (
     DOMAIN_STATES, DomainStatus, Driver)
@@ -43,6 +45,19 @@ STATE_REASONS = {
 _UNDEFINE_FLAG_NAMES = ("VIR_DOMAIN_UNDEFINE_MANAGED_SAVE", "VIR_DOMAIN_UNDEFINE_SNAPSHOTS_METADATA",
                         "VIR_DOMAIN_UNDEFINE_CHECKPOINTS_METADATA", "VIR_DOMAIN_UNDEFINE_NVRAM",
                         "VIR_DOMAIN_UNDEFINE_TPM")
+
+
+_ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+
+
+def split_native_command(text: str) -> tuple[list[str], dict[str, str]]:
+    """libvirt's shell-quoted "VAR=value ... /usr/bin/qemu-system-x86_64 -name ..." as argv and env."""
+    words = shlex.split(text)
+    env = {}
+    while words and _ENV_ASSIGNMENT.match(words[0]):
+        key, value = words.pop(0).split("=", 1)
+        env[key] = value
+    return words, env
 
 
 def _quiet(_ctx, _err):
@@ -139,6 +154,11 @@ class LibvirtDriver(Driver):
 
     def domain_resume(self, name: str) -> None:
         self._call(f"resume {name!r}", self._domain(name).resume)
+
+    def domain_native_command(self, name: str) -> tuple[list[str], dict[str, str]]:
+        text = self._call(f"convert {name!r} to a QEMU command line", self.conn.domainXMLToNative,
+                          "qemu-argv", self.domain_xml(name), 0)
+        return split_native_command(text)
 
     def domain_monitor(self, name: str, command: dict) -> dict:
         try:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput, NotFound
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput, NotFound, VirtError
 from ansible_collections.virtops.qemu.plugins.module_utils.manager import power
 from ansible_collections.virtops.qemu.plugins.module_utils.model import domain as model
 from ansible_collections.virtops.qemu.plugins.module_utils.model import domain_options
@@ -215,5 +215,16 @@ def describe(driver, name: str) -> dict:
     """What domain_info returns for one domain."""
     status = driver.domain_status(name)
     xml = to_string(model.parse_domain(driver.domain_xml(name), "xml"))
-    return {"name": name, "state": status.state, "reason": status.reason, "active": status.active,
+    info = {"name": name, "state": status.state, "reason": status.reason, "active": status.active,
             "xml": xml, "uuid": _uuid(xml), "autostart": driver.domain_autostart(name)}
+    info.update(native_command(driver, name))
+    return info
+
+
+def native_command(driver, name: str) -> dict:
+    """QEMU's argv/env for the definition; a definition QEMU cannot run says why instead."""
+    try:
+        argv, env = driver.domain_native_command(name)
+    except VirtError as e:
+        return {"qemu_argv": None, "qemu_env": None, "qemu_argv_error": str(e)}
+    return {"qemu_argv": argv, "qemu_env": env}

@@ -73,12 +73,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         results = autostart_domains(args.root)
     except VirtError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        sys.stderr.write(f"error: {exc}\n")
         return 2
     for name, error in sorted(results.items()):
-        print(f"{name}: {'started' if error is None else 'failed: ' + error}")
+        sys.stdout.write(f"{name}: {'started' if error is None else 'failed: ' + error}\n")
     return 1 if any(results.values()) else 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(main())

@@ -428,6 +428,23 @@ class EmbedDriver(Driver):
                 process.kill(record.pid, record.starttime)
             self._cleanup(name, record, "destroyed")
 
+    def domain_native_command(self, name: str) -> tuple[list[str], dict[str, str]]:
+        """The command line a start would use, with placeholder runtime values as libvirt shows them."""
+        from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import command
+        config = self._config(name)
+        if config is None:
+            raise NotFound(f"domain {name!r} is not defined in {self.uri.raw}")
+        live = copy.deepcopy(config)
+        live.set("id", "-1")
+        for graphics in live.findall("devices/graphics"):
+            if graphics.get("autoport") == "yes" or (graphics.get("port") or "-1") == "-1":
+                graphics.set("port", str(VNC_PORT_MIN))
+        _assign_taps(live, set())
+        placeholder = SimpleNamespace(live=live, monitor=self.layout.monitor_socket(-1, name),
+                                      domain_dir=self.layout.domain_dir(-1, name))
+        paths = self._paths(name, placeholder)
+        return command.build_command(live, self._caps_for(live), paths, self.qemu_conf())
+
     def domain_monitor(self, name: str, command: dict) -> dict:
         if not isinstance(command, dict) or not command.get("execute"):
             raise InvalidInput("a monitor command is a dict with an 'execute' key", "command")
