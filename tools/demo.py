@@ -1,8 +1,10 @@
-"""Prepare the demo (libvirtd, a tiny guest) and run playbooks/demo.yml.
+"""Prepare the demo (a tiny guest, libvirtd when asked for) and run playbooks/demo.yml.
 
-libvirtd is started, in a network namespace of its own, only when none
-answers; it is stopped again afterwards.  The guest is built from Debian
-packages by the test harness and cached in tests/.cache/guest.
+By default the VM runs on the daemonless embedded driver, under
+/var/tmp/virtops-demo/root.  With --libvirt it runs on qemu:///system; a
+libvirtd is then started, in a network namespace of its own, only when none
+answers, and stopped afterwards.  The guest is built from Debian packages by
+the test harness and cached in tests/.cache/guest.
 """
 
 import os
@@ -38,14 +40,16 @@ def run_playbook(args: list) -> int:
     return subprocess.run(argv, env=env, check=False).returncode
 
 
-def main() -> int:
+def main(args: list) -> int:
     stage_guest()
+    if "--libvirt" not in args:
+        return run_playbook(args)
     daemon = Libvirtd.start()
     try:
-        return run_playbook(sys.argv[1:])
+        return run_playbook([a for a in args if a != "--libvirt"] + ["-e", f"demo_uri={daemon.uri}"])
     finally:
         daemon.stop()
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))

@@ -27,9 +27,9 @@ def examples(module: str) -> str:
     raise AssertionError(f"{module} has no EXAMPLES")
 
 
-def test_demo_playbook(libvirtd, guest, workdir, domain_name):
+def test_demo_playbook(backend, guest, workdir, vm):
     results = run_playbook(Path(REPO) / "playbooks" / "demo.yml", extra_vars={
-        "demo_name": domain_name, "demo_dir": str(workdir),
+        "demo_name": vm, "demo_dir": str(workdir), "demo_uri": backend.uri,
         "demo_kernel": str(guest.kernel), "demo_initrd": str(guest.initrd)})
     by_task = {r["task"]: r for r in results}
     assert not [r for r in results if r["failed"]], results
@@ -37,7 +37,7 @@ def test_demo_playbook(libvirtd, guest, workdir, domain_name):
     assert not by_task["Running the same task again changes nothing"]["changed"]
     assert by_task["Inspect the VM"]["state"] == "running"
     assert by_task["Shut the guest down gracefully (ACPI power button)"]["changed"]
-    assert domain_name not in libvirtd.virsh("list", "--all", "--name").split()
+    assert vm not in backend.names()
 
 
 @pytest.fixture
