@@ -40,4 +40,6 @@ def run(module, action) -> None:
         module.fail_json(msg=str(e), error=type(e).__name__)
     if not module._diff:
         result.pop("diff", None)
+    for warning in result.pop("warnings", []):
+        module.warn(warning)
     module.exit_json(**result)

@@ -506,7 +506,7 @@ OPTIONS = dict(
 def ensure(module):
     request = request_from_params(module.params)
     with open_driver(module.params["uri"]) as driver:
-        return DomainManager(driver).ensure(request, module.check_mode)
+        return dict(DomainManager(driver).ensure(request, module.check_mode), warnings=driver.warnings)
 
 
 def main():

@@ -122,8 +122,9 @@ def gather(params):
         validate_name(name)
     with open_driver(params["uri"]) as driver:
         if name is not None:
-            return dict(changed=False, **describe(driver, name))
-        return dict(changed=False, domains=[describe(driver, n) for n in driver.domain_names()])
+            return dict(changed=False, warnings=driver.warnings, **describe(driver, name))
+        domains = [describe(driver, n) for n in driver.domain_names()]
+        return dict(changed=False, domains=domains, warnings=driver.warnings)
 
 
 def main():

@@ -231,3 +231,19 @@ def test_host_info(backend):
     canonical = {m["name"]: m["canonical"] for m in x86["machines"]}
     assert canonical["pc"] == "pc-i440fx-7.2" and canonical["q35"] == "pc-q35-7.2"
     assert "<capabilities>" in info["capabilities_xml"]
+
+
+def test_embedded_driver_names_the_qemu_conf_keys_it_ignores(guest, workdir):
+    import secrets
+    from harness.backends import EmbedBackend
+    side = EmbedBackend(f"/var/tmp/vte-{secrets.token_hex(3)}")
+    try:
+        domain(side, guest_options("conf-test", guest, workdir))
+        conf = f"{side.root}/etc/qemu.conf"
+        with open(conf, "w", encoding="utf-8") as handle:
+            handle.write('user = "nobody"\nvnc_listen = "127.0.0.1"\n')
+        info = run_module("domain_info", {"uri": side.uri, "name": "conf-test"})
+        assert not info["failed"]
+        assert any(f"{conf}: the embedded driver ignores user" in str(w) for w in info["warnings"]), info
+    finally:
+        side.close()

@@ -34,6 +34,7 @@ class Driver(ABC):
 
     def __init__(self, uri):
         self.uri = uri          # a uri.ConnectionURI
+        self.warnings: list[str] = []   # things the user should know, shown as Ansible warnings
 
     # -- connection -----------------------------------------------------
     @abstractmethod

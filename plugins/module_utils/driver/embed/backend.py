@@ -33,6 +33,12 @@ from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import 
 from ansible_collections.virtops.qemu.plugins.module_utils.qemu_conf import read_conf, settings_from_text
 from ansible_collections.virtops.qemu.plugins.module_utils.qmp import QMPClient
 
+# The qemu.conf keys this driver acts on; others are reported as ignored.
+HONOURED_CONF_KEYS = frozenset({
+    "seccomp_sandbox", "vnc_listen", "vnc_password", "spice_listen", "spice_password",
+    "remote_display_port_min", "remote_display_port_max",
+})
+
 DOMAIN_SCHEMA = "/usr/share/libvirt/schemas/domain.rng"
 QMP_TIMEOUT = 30.0
 STARTUP_TIMEOUT = 60.0
@@ -83,7 +89,12 @@ class EmbedDriver(Driver):
 
     def qemu_conf(self) -> dict:
         """The settings of $root/etc/qemu.conf (empty when the file does not exist)."""
-        return settings_from_text(read_conf(self.layout.qemu_conf))
+        settings = settings_from_text(read_conf(self.layout.qemu_conf))
+        ignored = sorted(set(settings) - HONOURED_CONF_KEYS)
+        warning = f"{self.layout.qemu_conf}: the embedded driver ignores {', '.join(ignored)}"
+        if ignored and warning not in self.warnings:
+            self.warnings.append(warning)
+        return settings
 
     # -- helpers ----------------------------------------------------------
     def _lock(self, name: str):
