@@ -41,6 +41,10 @@ class LibvirtBackend:
     def names(self) -> list[str]:
         return self.libvirtd.virsh("list", "--all", "--name").split()
 
+    def autostart(self, name: str) -> bool:
+        info = dict(line.split(":", 1) for line in self.libvirtd.virsh("dominfo", name).splitlines() if ":" in line)
+        return info["Autostart"].strip() == "enable"
+
     def remove(self, name: str) -> None:
         self.libvirtd.virsh("destroy", name, check=False)
         self.libvirtd.virsh("undefine", name, "--nvram", check=False)
@@ -81,6 +85,9 @@ class EmbedBackend:
             return qmp.execute("query-status")["status"]
         finally:
             qmp.close()
+
+    def autostart(self, name: str) -> bool:
+        return os.path.islink(os.path.join(self.root, "etc", "qemu", "autostart", f"{name}.xml"))
 
     def names(self) -> list[str]:
         config = os.path.join(self.root, "etc", "qemu")

@@ -247,3 +247,15 @@ def test_embedded_driver_names_the_qemu_conf_keys_it_ignores(guest, workdir):
         assert any(f"{conf}: the embedded driver ignores user" in str(w) for w in info["warnings"]), info
     finally:
         side.close()
+
+
+def test_autostart(backend, guest, workdir, vm):
+    domain(backend, guest_options(vm, guest, workdir))
+    predicted = domain(backend, {"name": vm, "autostart": True}, check=True)
+    assert predicted["changed"] and predicted["autostart"] and not backend.autostart(vm)
+    result = domain(backend, {"name": vm, "autostart": True})
+    assert result["changed"] and backend.autostart(vm)
+    assert not domain(backend, {"name": vm, "autostart": True})["changed"]
+    assert run_module("domain_info", {"uri": backend.uri, "name": vm})["autostart"] is True
+    domain(backend, {"name": vm, "autostart": False})
+    assert not backend.autostart(vm)
