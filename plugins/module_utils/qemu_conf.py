@@ -19,18 +19,15 @@ Private to the collection; no Ansible imports.
 
 from __future__ import annotations
 
-import contextlib
 import difflib
-import fcntl
 import os
 import re
-import stat
-import tempfile
 from dataclasses import dataclass
 from enum import Enum
 from typing import Iterator, Union
 
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
+from ansible_collections.virtops.qemu.plugins.module_utils.fileio import atomic_write, file_lock, read_text
 
 Value = Union[str, int, bool, list]
 
@@ -597,18 +594,15 @@ def apply_settings(text: str, settings: dict[str, object]) -> tuple[str, list[st
 
 def read_conf(path: str) -> str:
     """The text of a qemu.conf; a missing file is an empty configuration."""
-    try:
-        with open(path, encoding="utf-8", errors="surrogateescape", newline="") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return ""
+    text = read_text(path)
+    return "" if text is None else text
 
 
 def write_conf_atomic(path: str, text: str) -> None:
     """Replace a qemu.conf atomically, keeping its mode and owner."""
     target = os.path.realpath(path)
     with _locked(target):
-        _replace_file(target, text)
+        atomic_write(target, text)
 
 
 def update_conf(path: str, settings: dict[str, object],
@@ -623,56 +617,10 @@ def update_conf(path: str, settings: dict[str, object],
         before = read_conf(target)
         after, changed = apply_settings(before, settings)
         if write and changed:
-            _replace_file(target, after)
+            atomic_write(target, after)
     return before, after, changed
 
 
-@contextlib.contextmanager
-def _locked(target: str) -> Iterator[None]:
+def _locked(target: str):
     directory, name = os.path.split(target)
-    descriptor = os.open(os.path.join(directory, f".{name}.lock"),
-                         os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
-    try:
-        fcntl.flock(descriptor, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(descriptor)
-
-
-def _replace_file(target: str, text: str) -> None:
-    directory, name = os.path.split(target)
-    try:
-        old = os.stat(target)
-    except FileNotFoundError:
-        old = None
-    descriptor, temporary = tempfile.mkstemp(prefix=f".{name}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(descriptor, "w", encoding="utf-8", errors="surrogateescape",
-                       newline="") as handle:
-            handle.write(text)
-            handle.flush()
-            _copy_owner_and_mode(handle.fileno(), old)
-            os.fsync(handle.fileno())
-        os.replace(temporary, target)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(temporary)
-        raise
-    _fsync_directory(directory)
-
-
-def _copy_owner_and_mode(descriptor: int, old: os.stat_result | None) -> None:
-    if old is None:
-        os.fchmod(descriptor, 0o600)
-        return
-    if (old.st_uid, old.st_gid) != (os.geteuid(), os.getegid()):
-        os.fchown(descriptor, old.st_uid, old.st_gid)
-    os.fchmod(descriptor, stat.S_IMODE(old.st_mode))
-
-
-def _fsync_directory(directory: str) -> None:
-    descriptor = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(descriptor)
-    finally:
-        os.close(descriptor)
+    return file_lock(os.path.join(directory, f".{name}.lock"), target)

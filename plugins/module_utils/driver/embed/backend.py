@@ -23,6 +23,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import Do
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import caps as capsmod
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import process
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import state
+from ansible_collections.virtops.qemu.plugins.module_utils import fileio
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.layout import (
     Layout, check_socket_path, make_private_dir)
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.state import DomainRecord
@@ -99,13 +100,13 @@ class EmbedDriver(Driver):
     # -- helpers ----------------------------------------------------------
     def _lock(self, name: str):
         validate_name(name)
-        return state.file_lock(self.layout.lock_file(name), f"domain {name!r}")
+        return fileio.file_lock(self.layout.lock_file(name), f"domain {name!r}")
 
     def _driver_lock(self):
-        return state.file_lock(self.layout.driver_lock_file(), f"embed root {self.layout.root}")
+        return fileio.file_lock(self.layout.driver_lock_file(), f"embed root {self.layout.root}")
 
     def _config(self, name: str):
-        text = state.read_text(self.layout.config_file(name))
+        text = fileio.read_text(self.layout.config_file(name))
         return None if text is None else parse(text, "domain", self.layout.config_file(name))
 
     def _record(self, name: str) -> DomainRecord | None:
@@ -166,7 +167,7 @@ class EmbedDriver(Driver):
             self._check_uuid(name, desired, current)
             final = self._postparse(desired, current)
             _validate_schema(final, what="the completed definition")
-            state.atomic_write(self.layout.config_file(name), to_string(final))
+            fileio.atomic_write(self.layout.config_file(name), to_string(final), mode=state.PRIVATE)
 
     def _postparse(self, desired, current):
         from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse import postparse
@@ -194,17 +195,17 @@ class EmbedDriver(Driver):
             if config is None:
                 raise NotFound(f"domain {name!r} is not defined in {self.uri.raw}")
             record = self._refresh(name)
-            state.remove_quietly(self.layout.autostart_link(name))
-            state.remove_quietly(self.layout.config_file(name))
-            state.fsync_directory(self.layout.config_dir)
+            fileio.remove_quietly(self.layout.autostart_link(name))
+            fileio.remove_quietly(self.layout.config_file(name))
+            fileio.fsync_directory(self.layout.config_dir)
             if not record.active:
                 self._remove_domain_data(name, config)
-                state.remove_quietly(self.layout.status_file(name))
+                fileio.remove_quietly(self.layout.status_file(name))
 
     def _remove_domain_data(self, name: str, config) -> None:
         """NVRAM and TPM state, as virDomainUndefineFlags(NVRAM|TPM) removes them."""
         nvram = (config.findtext("os/nvram") or "").strip()
-        state.remove_quietly(nvram or self.layout.nvram_file(name))
+        fileio.remove_quietly(nvram or self.layout.nvram_file(name))
         uuid = (config.findtext("uuid") or "").strip()
         if uuid and "/" not in uuid:
             shutil.rmtree(self.layout.tpm_state_dir(uuid), ignore_errors=True)
@@ -221,13 +222,13 @@ class EmbedDriver(Driver):
                 raise NotFound(f"domain {name!r} has no persistent definition in {self.uri.raw}")
             link = self.layout.autostart_link(name)
             if not enabled:
-                state.remove_quietly(link)
+                fileio.remove_quietly(link)
             elif not os.path.islink(link):
                 temporary = f"{link}.tmp"
-                state.remove_quietly(temporary)
+                fileio.remove_quietly(temporary)
                 os.symlink(config_file, temporary)
                 os.replace(temporary, link)
-            state.fsync_directory(self.layout.autostart_dir)
+            fileio.fsync_directory(self.layout.autostart_dir)
 
     # -- status -----------------------------------------------------------
     def domain_status(self, name: str) -> DomainStatus:
@@ -251,7 +252,7 @@ class EmbedDriver(Driver):
                 return observed or record   # a busy or hung monitor: trust the record
         # QEMU is gone (perhaps while we asked it): clean up after it.
         pidfile_left = os.path.exists(self.layout.pidfile(name))
-        trace = state.read_text(self.layout.trace_file(name))
+        trace = fileio.read_text(self.layout.trace_file(name))
         return self._cleanup(name, record, process.exit_reason(pidfile_left, trace))
 
     def _kill_orphan(self, name: str) -> None:
@@ -284,16 +285,16 @@ class EmbedDriver(Driver):
             except BackendError as exc:
                 errors.append(str(exc))
         if record.monitor:
-            state.remove_quietly(record.monitor)
+            fileio.remove_quietly(record.monitor)
         if record.domain_dir and os.path.dirname(record.domain_dir) == self.layout.lib_dir:
             shutil.rmtree(record.domain_dir, ignore_errors=True)
         for leftover in (self.layout.pidfile(name), self.layout.trace_file(name)):
-            state.remove_quietly(leftover)
+            fileio.remove_quietly(leftover)
         stopped = DomainRecord("shutoff", reason)
         if os.path.exists(self.layout.config_file(name)):
             self._save(name, stopped)
         else:
-            state.remove_quietly(self.layout.status_file(name))
+            fileio.remove_quietly(self.layout.status_file(name))
         if errors:
             raise BackendError(f"domain {name!r} stopped but cleaning up failed: {'; '.join(errors)}")
         return stopped
@@ -361,7 +362,7 @@ class EmbedDriver(Driver):
 
     def _prepare_host(self, name: str, record: DomainRecord) -> None:
         for leftover in (self.layout.pidfile(name), self.layout.trace_file(name), record.monitor):
-            state.remove_quietly(leftover)
+            fileio.remove_quietly(leftover)
         make_private_dir(record.domain_dir)
         _copy_nvram_template(record.live, self.layout.nvram_file(name))
         for iface in record.live.findall("devices/interface[@type='bridge']"):

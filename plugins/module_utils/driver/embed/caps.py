@@ -30,6 +30,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     BackendError,
     VirtError,
 )
+from ansible_collections.virtops.qemu.plugins.module_utils.fileio import atomic_write
 from ansible_collections.virtops.qemu.plugins.module_utils.qmp import QMPClient
 
 CACHE_FORMAT = 1
@@ -382,36 +383,9 @@ def _load_cache(path: str, key: dict) -> QemuCaps | None:
 
 
 def _write_cache(path: str, key: dict, caps: QemuCaps) -> None:
-    directory = os.path.dirname(path)
-    os.makedirs(directory, mode=0o755, exist_ok=True)
+    os.makedirs(os.path.dirname(path), mode=0o755, exist_ok=True)
     document = json.dumps({"key": key, "caps": caps.to_dict()}, indent=1)
-    fd, temporary = tempfile.mkstemp(prefix=".caps-", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as cache:
-            cache.write(document)
-            cache.flush()
-            os.fsync(cache.fileno())
-        os.chmod(temporary, 0o644)
-        os.replace(temporary, path)
-    except BaseException:
-        _remove_quietly(temporary)
-        raise
-    _fsync_directory(directory)
-
-
-def _remove_quietly(path: str) -> None:
-    try:
-        os.unlink(path)
-    except OSError:
-        pass
-
-
-def _fsync_directory(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+    atomic_write(path, document, mode=0o644)
 
 
 # -- <capabilities> XML -----------------------------------------------------

@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: virtops.qemu contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Durable state of the embedded driver: atomic files, locks, status XML.
+"""Durable state of the embedded driver: status XML.
 
 Without a daemon every module run must find a running QEMU again from what
 an earlier run wrote: the status XML under ``run/qemu`` in libvirt's
@@ -12,91 +12,15 @@ remembers why it stopped.  Private to the collection.
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import fcntl
 import os
-import tempfile
-import time
 from dataclasses import dataclass, field
 
-from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
-    BackendError, InvalidInput, OperationTimeout)
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, InvalidInput
+from ansible_collections.virtops.qemu.plugins.module_utils.fileio import atomic_write, read_text
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import (
     element, etree, parse, sub, to_string)
 
-LOCK_TIMEOUT = 300.0
-_LOCK_POLL = 0.05
-FILE_MODE = 0o600
-
-
-# -- files ------------------------------------------------------------------
-def atomic_write(path: str, text: str, mode: int = FILE_MODE) -> None:
-    """Replace ``path`` with ``text``: temp file, fsync, rename, fsync the directory."""
-    directory = os.path.dirname(path)
-    fd, temporary = tempfile.mkstemp(prefix=f".{os.path.basename(path)}.", suffix=".tmp", dir=directory)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.chmod(temporary, mode)
-        os.replace(temporary, path)
-    except BaseException:
-        remove_quietly(temporary)
-        raise
-    fsync_directory(directory)
-
-
-def fsync_directory(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def remove_quietly(path: str) -> bool:
-    """Remove a file, socket or symlink; True when something was removed."""
-    try:
-        os.unlink(path)
-    except FileNotFoundError:
-        return False
-    return True
-
-
-def read_text(path: str) -> str | None:
-    try:
-        with open(path, encoding="utf-8") as handle:
-            return handle.read()
-    except FileNotFoundError:
-        return None
-
-
-# -- locks ------------------------------------------------------------------
-@contextlib.contextmanager
-def file_lock(path: str, what: str, timeout: float = LOCK_TIMEOUT):
-    """An exclusive flock on ``path``; flock (not lockf) so threads contend too."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, FILE_MODE)
-    try:
-        _acquire(fd, what, timeout)
-        yield
-    finally:
-        os.close(fd)
-
-
-def _acquire(fd: int, what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
-    while True:
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except OSError as exc:
-            if exc.errno not in (errno.EAGAIN, errno.EACCES):
-                raise BackendError(f"cannot lock {what}: {exc}") from exc
-        if time.monotonic() >= deadline:
-            raise OperationTimeout(f"{what} stayed locked by another run for {timeout:.0f} s")
-        time.sleep(_LOCK_POLL)
+PRIVATE = 0o600
 
 
 # -- status XML -------------------------------------------------------------
@@ -169,7 +93,7 @@ def load_record(path: str) -> DomainRecord | None:
 
 
 def save_record(path: str, record: DomainRecord) -> None:
-    atomic_write(path, record_to_xml(record))
+    atomic_write(path, record_to_xml(record), mode=PRIVATE)
 
 
 def _attr(root, tag: str, name: str) -> str:

@@ -12,6 +12,7 @@ import time
 
 import pytest
 
+from ansible_collections.virtops.qemu.plugins.module_utils import fileio
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import process, state
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.autostart import systemd_unit
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.layout import (
@@ -102,7 +103,7 @@ def test_relative_root_is_refused():
 def test_atomic_write_replaces_privately(tmp_path):
     target = tmp_path / "x.xml"
     target.write_text("old")
-    state.atomic_write(str(target), "new")
+    fileio.atomic_write(str(target), "new", mode=0o600)
     assert target.read_text() == "new"
     assert _mode(target) == 0o600
     assert [p.name for p in tmp_path.iterdir()] == ["x.xml"]
@@ -140,7 +141,7 @@ def test_lock_excludes_other_threads(tmp_path):
     inside, order = threading.Event(), []
 
     def holder():
-        with state.file_lock(path, "domain d"):
+        with fileio.file_lock(path, "domain d"):
             inside.set()
             time.sleep(0.3)
             order.append("holder")
@@ -148,7 +149,7 @@ def test_lock_excludes_other_threads(tmp_path):
     thread = threading.Thread(target=holder)
     thread.start()
     inside.wait(5)
-    with state.file_lock(path, "domain d"):
+    with fileio.file_lock(path, "domain d"):
         order.append("second")
     thread.join()
     assert order == ["holder", "second"]
@@ -156,9 +157,9 @@ def test_lock_excludes_other_threads(tmp_path):
 
 def test_lock_times_out(tmp_path):
     path = str(tmp_path / "d.lock")
-    with state.file_lock(path, "domain d"):
+    with fileio.file_lock(path, "domain d"):
         with pytest.raises(OperationTimeout, match="domain d"):
-            with state.file_lock(path, "domain d", timeout=0.2):
+            with fileio.file_lock(path, "domain d", timeout=0.2):
                 pass
 
 
