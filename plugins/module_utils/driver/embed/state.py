@@ -12,7 +12,6 @@ remembers why it stopped.  Private to the collection.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, InvalidInput
