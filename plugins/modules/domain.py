@@ -301,6 +301,10 @@ options:
 notes:
   - The comparison ignores values you did not specify; to remove a device from a list you
     own (disks, interfaces, serials, graphics), give the list without it.
+  - On the embedded driver (V(qemu:///embed?root=/dir)) interfaces of type V(network) and
+    disks that are storage pool volumes are not supported yet, O(on_poweroff=restart) is
+    refused, and O(autostart) takes effect only where the host runs the collection's
+    autostart entry point at boot (see the collection README).
 seealso:
   - module: virtops.qemu.domain_info
   - name: libvirt domain XML format
