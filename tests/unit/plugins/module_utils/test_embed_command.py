@@ -16,15 +16,8 @@ from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.command 
 )
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse import postparse
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
+from qemu72_caps import CAPS
 
-ALIASES = {"pc": "pc-i440fx-7.2", "q35": "pc-q35-7.2"}
-CAPS = SimpleNamespace(
-    binary="/usr/bin/qemu-system-x86_64", version=(7, 2, 22), arch="x86_64", machine_aliases=ALIASES,
-    default_machine="pc-i440fx-7.2",
-    canonical_machine=lambda n: ALIASES.get(n, n if n.startswith(("pc-i440fx-", "pc-q35-")) else None),
-    devices={"cirrus-vga", "VGA", "lsi", "virtio-scsi-pci", "qemu-xhci", "piix3-usb-uhci"},
-    cpu_models={"qemu64", "max"}, accels={"tcg", "kvm"}, commands=set(),
-)
 NS = "xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'"
 PATHS = SimpleNamespace(monitor_socket="/r/lib/qemu/domain-1-t/monitor.sock", pidfile="/r/run/qemu/t.pid",
                         domain_dir="/r/lib/qemu/domain-1-t", log_file="/r/log/qemu/t.log", vnc_port=5907)

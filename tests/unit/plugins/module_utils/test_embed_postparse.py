@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
 from lxml import etree
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse import disk_index, postparse
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
-
-ALIASES = {"pc": "pc-i440fx-7.2", "q35": "pc-q35-7.2"}
-# values probed from QEMU 7.2 on the reference machine
-CAPS = SimpleNamespace(
-    binary="/usr/bin/qemu-system-x86_64", version=(7, 2, 22), arch="x86_64", machine_aliases=ALIASES,
-    default_machine="pc-i440fx-7.2",
-    canonical_machine=lambda n: ALIASES.get(n, n if n.startswith(("pc-i440fx-", "pc-q35-")) else None),
-    devices={"cirrus-vga", "VGA", "lsi", "virtio-scsi-pci", "qemu-xhci", "piix3-usb-uhci"},
-    cpu_models={"qemu64"}, accels={"tcg", "kvm"}, commands=set(),
-)
+from qemu72_caps import CAPS
 
 
 def dom(devices="", machine="pc", extra=""):
