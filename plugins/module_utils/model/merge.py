@@ -160,8 +160,3 @@ def _insert(parent, node, tag):
 def _equivalent(rules, where, old, new):
     test = rules.equivalent.get(where)
     return bool(test and old is not None and test(old, new))
-
-
-def is_subset(current, desired, rules: Rules, owned_paths=None) -> bool:
-    """True when ``desired`` already holds in ``current``."""
-    return not merge(current, desired, rules, owned_paths).changed

@@ -72,11 +72,8 @@ _SCHEMA = None
 
 class EmbedDriver(Driver):
     def __init__(self, uri):
-        super().__init__(uri)
-        root = uri.embed_root
-        if not root or not os.path.isabs(root):
-            raise InvalidInput(f"{uri.raw!r}: the embed root must be an absolute path", "uri")
-        self.layout = Layout(root, uri.raw)
+        super().__init__(uri)       # parse_uri has checked that the root is absolute
+        self.layout = Layout(uri.embed_root, uri.raw)
         self.layout.check_socket_room()
         self.layout.ensure_tree()
         self._caps_cache: dict[str, object] = {}
