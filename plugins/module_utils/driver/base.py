@@ -17,6 +17,12 @@ from dataclasses import dataclass
 # libvirt's words for a domain's state, virDomainState order.
 DOMAIN_STATES = ("nostate", "running", "blocked", "paused", "shutdown",
                  "shutoff", "crashed", "pmsuspended")
+# States in which no QEMU process runs for the domain.
+INACTIVE_STATES = ("shutoff", "crashed", "nostate")
+
+
+def is_active(state: str) -> bool:
+    return state not in INACTIVE_STATES
 
 
 @dataclass(frozen=True)
@@ -26,7 +32,7 @@ class DomainStatus:
 
     @property
     def active(self) -> bool:
-        return self.state not in ("shutoff", "crashed", "nostate")
+        return is_active(self.state)
 
 
 class Driver(ABC):

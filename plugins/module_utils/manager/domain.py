@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import is_active
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput, NotFound, VirtError
 from ansible_collections.virtops.qemu.plugins.module_utils.manager import power
 from ansible_collections.virtops.qemu.plugins.module_utils.model import domain as model
@@ -56,17 +57,18 @@ class DomainManager:
             self._apply(req, plan)
         return self._result(req, plan, check_mode)
 
-    def _stored_xml(self, name: str) -> str:
-        """The persistent definition, serialised the way merged trees are, for a clean diff."""
-        return to_string(model.parse_domain(self.driver.domain_xml(name), "xml"))
+    def _stored(self, name: str):
+        """The persistent definition as a tree, and serialised the way merged trees are, for a clean diff."""
+        tree = model.parse_domain(self.driver.domain_xml(name), "xml")
+        return tree, to_string(tree)
 
     # -- planning ---------------------------------------------------------
     def _plan(self, req: DomainRequest) -> Plan:
         exists = self.driver.domain_exists(req.name)
         if not exists and req.desired is None:
             raise NotFound(f"domain {req.name!r} is not defined; give its definition (xml or options) to create it")
-        before_xml = self._stored_xml(req.name) if exists else ""
-        after, define = self._definition(req, before_xml)
+        before, before_xml = self._stored(req.name) if exists else (None, "")
+        after, define = self._definition(req, before, before_xml)
         status = self.driver.domain_status(req.name).state if exists else "shutoff"
         power.require_known_state(req.name, status)
         steps = power.steps_to(req.state, status)
@@ -76,19 +78,19 @@ class DomainManager:
         self._plan_restart(req, plan)
         return plan
 
-    def _definition(self, req, before_xml):
+    @staticmethod
+    def _definition(req, before, before_xml):
         if req.desired is None:
             return before_xml, False
-        if not before_xml:
+        if before is None:
             new = model.with_creation_defaults(req.desired)
             return to_string(new), True
-        merged = model.merge_domain(model.parse_domain(before_xml), req.desired, req.owned_lists)
+        merged = model.merge_domain(before, req.desired, req.owned_lists)
         return (to_string(merged.tree), True) if merged.changed else (before_xml, False)
 
     def _plan_restart(self, req, plan):
         """A running guest whose live hardware differs from the request needs a cold restart."""
-        stays_active = plan.status not in ("shutoff", "crashed", "nostate") and not (
-            set(plan.steps) & {"shutdown", "destroy"})
+        stays_active = is_active(plan.status) and not set(plan.steps) & {"shutdown", "destroy"}
         if req.desired is None or not plan.before_xml or not stays_active:
             return
         live = model.parse_domain(self.driver.domain_xml(req.name, inactive=False), "xml")
@@ -100,7 +102,7 @@ class DomainManager:
     def _apply(self, req, plan):
         if plan.define:
             self.driver.domain_define(plan.after_xml)
-            plan.after_xml = self._stored_xml(req.name)
+            plan.after_xml = self._stored(req.name)[1]
         if plan.autostart_change:
             self.driver.domain_set_autostart(req.name, req.autostart)
         if plan.restart_now:
@@ -135,8 +137,8 @@ class DomainManager:
     def _absent(self, req, check_mode):
         if not self.driver.domain_exists(req.name):
             return self._gone(req, False, "")
-        before_xml = self._stored_xml(req.name)
-        doomed = self._disks_to_remove(req, before_xml)
+        before, before_xml = self._stored(req.name)
+        doomed = self._disks_to_remove(req, before)
         if not check_mode:
             if self.driver.domain_status(req.name).active:
                 self.driver.domain_destroy(req.name)
@@ -147,9 +149,10 @@ class DomainManager:
         result["removed_disks"] = doomed
         return result
 
-    def _disks_to_remove(self, req, before_xml):
+    @staticmethod
+    def _disks_to_remove(req, before):
         """Resolve remove_disks (target devs, paths or pool/volume) before anything changes."""
-        disks = model.disk_sources(model.parse_domain(before_xml))
+        disks = model.disk_sources(before)
         doomed = []
         for wanted in req.remove_disks:
             hit = next((source for target, source in disks if wanted in (target, *_names(source))), None)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import time
 
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import is_active
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import Conflict, OperationTimeout
 
 POLL_SECONDS = 0.2
@@ -18,7 +19,7 @@ POLL_SECONDS = 0.2
 
 def steps_to(state: str, current: str) -> list[str]:
     """The driver actions that take a domain from libvirt state ``current`` to module ``state``."""
-    active = current not in ("shutoff", "crashed", "nostate")
+    active = is_active(current)
     if state == "running":
         if current == "paused":
             return ["resume"]
