@@ -10,7 +10,7 @@ import re
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
 
 # libvirt: single letters and *B are powers of 1024 except "KB", "MB"... which are 1000.
-_FACTORS = {
+UNIT_FACTORS = {
     "b": 1, "bytes": 1,
     "k": 1024, "kib": 1024, "kb": 1000,
     "m": 1024 ** 2, "mib": 1024 ** 2, "mb": 1000 ** 2,
@@ -29,7 +29,7 @@ def to_bytes(value, default_unit: str, option: str) -> int:
     if not found:
         raise InvalidInput(f"expected a size such as 512MiB or 2GiB, got {text!r}", option)
     number, unit = found.groups()
-    factor = _FACTORS.get((unit or default_unit).lower())
+    factor = UNIT_FACTORS.get((unit or default_unit).lower())
     if factor is None:
         raise InvalidInput(f"unknown unit {unit!r} in {text!r}; use KiB, MiB, GiB, TiB (or KB, MB, GB, TB)", option)
     return int(number) * factor

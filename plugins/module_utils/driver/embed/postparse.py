@@ -19,17 +19,9 @@ import copy
 import random
 import uuid as uuidlib
 
-from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import etree
-
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
-
-_MEMORY_UNITS = {
-    "b": 1, "bytes": 1,
-    "kb": 10 ** 3, "k": 2 ** 10, "kib": 2 ** 10,
-    "mb": 10 ** 6, "m": 2 ** 20, "mib": 2 ** 20,
-    "gb": 10 ** 9, "g": 2 ** 30, "gib": 2 ** 30,
-    "tb": 10 ** 12, "t": 2 ** 40, "tib": 2 ** 40,
-}
+from ansible_collections.virtops.qemu.plugins.module_utils.model.units import UNIT_FACTORS
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import etree
 
 # Order in which libvirt formats <devices> children.
 _DEVICE_ORDER = (
@@ -154,7 +146,7 @@ def _ensure_uuid(dom):
 def to_kib(elem, option):
     """Value of a libvirt scaled-integer element in KiB."""
     unit = (elem.get("unit") or "KiB").lower()
-    if unit not in _MEMORY_UNITS:
+    if unit not in UNIT_FACTORS:
         raise InvalidInput(f"unknown unit {elem.get('unit')!r}", option)
     try:
         value = int((elem.text or "").strip())
@@ -162,7 +154,7 @@ def to_kib(elem, option):
         raise InvalidInput(f"not an integer: {elem.text!r}", option) from None
     if value < 0:
         raise InvalidInput("must not be negative", option)
-    return value * _MEMORY_UNITS[unit] // 1024
+    return value * UNIT_FACTORS[unit] // 1024
 
 
 def _normalise_memory(dom):
