@@ -21,11 +21,13 @@ from types import SimpleNamespace
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import DomainStatus, Driver
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import caps as capsmod
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import command
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import process
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import state
 from ansible_collections.virtops.qemu.plugins.module_utils import fileio
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.layout import (
     Layout, check_socket_path, make_private_dir)
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse import postparse
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.state import DomainRecord
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     BackendError, Conflict, InvalidInput, NotFound, VirtError)
@@ -167,7 +169,6 @@ class EmbedDriver(Driver):
             fileio.atomic_write(self.layout.config_file(name), to_string(final), mode=state.PRIVATE)
 
     def _postparse(self, desired, current):
-        from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse import postparse
         if current is not None:
             _carry_over(desired, current)
         return postparse(desired, self._caps_for(desired))
@@ -343,7 +344,6 @@ class EmbedDriver(Driver):
         return records
 
     def _launch(self, name: str, record: DomainRecord, caps, paused: bool) -> None:
-        from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import command
         live, conf = record.live, self.qemu_conf()
         self._prepare_host(name, record)
         paths = self._paths(name, record)
@@ -439,7 +439,6 @@ class EmbedDriver(Driver):
 
     def domain_native_command(self, name: str) -> tuple[list[str], dict[str, str]]:
         """The command line a start would use, with placeholder runtime values as libvirt shows them."""
-        from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import command
         config = self._config(name)
         if config is None:
             raise NotFound(f"domain {name!r} is not defined in {self.uri.raw}")

@@ -78,12 +78,6 @@ class QemuCaps:
             return name
         return self.machine_aliases.get(name)
 
-    def has_device(self, type_name: str) -> bool:
-        return type_name in self.devices
-
-    def has_command(self, command: str) -> bool:
-        return command in self.commands
-
     def has_option(self, option: str) -> bool:
         """Whether a command-line option is accepted, e.g. 'sandbox', 'action', 'compat'."""
         if option == "compat":
