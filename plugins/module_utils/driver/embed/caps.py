@@ -166,15 +166,19 @@ def _kvm_can_run(guest_arch: str, host: str) -> bool:
 
 
 # -- probing ----------------------------------------------------------------
-def probe(binary: str, cache_dir: str, timeout: float = PROBE_TIMEOUT) -> QemuCaps:
-    """Capabilities of ``binary``, from the cache when the binary is unchanged."""
+def probe(binary: str, cache_dir: str | None, timeout: float = PROBE_TIMEOUT) -> QemuCaps:
+    """Capabilities of ``binary``, from the cache when the binary is unchanged.
+
+    Without ``cache_dir`` the binary is probed and nothing is written.
+    """
     binary = _resolve_binary(binary)
     key = _cache_key(binary)
-    path = cache_path(cache_dir, binary)
-    caps = _load_cache(path, key)
+    path = cache_path(cache_dir, binary) if cache_dir else None
+    caps = _load_cache(path, key) if path else None
     if caps is None:
         caps = _probe_binary(binary, timeout)
-        _write_cache(path, key, caps)
+        if path:
+            _write_cache(path, key, caps)
     caps.accels = _usable_accels(caps)
     return caps
 
@@ -188,7 +192,7 @@ def _resolve_binary(binary: str) -> str:
     return os.path.abspath(found)
 
 
-def probe_all(cache_dir: str, binaries: list[str] | None = None) -> list[QemuCaps]:
+def probe_all(cache_dir: str | None, binaries: list[str] | None = None) -> list[QemuCaps]:
     """Probe every emulator found on the host; one entry per architecture."""
     by_arch: dict[str, QemuCaps] = {}
     for binary in binaries if binaries is not None else find_emulators():
