@@ -10,6 +10,7 @@ import time
 import pytest
 
 from ansible_collections.virtops.qemu.plugins.module_utils import fileio
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import caps, process
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.layout import Layout, make_private_dir
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, InvalidInput
 from ansible_collections.virtops.qemu.plugins.module_utils.model import domain as model
@@ -176,3 +177,22 @@ def test_unexpected_errors_are_one_failure_naming_the_path(error, words, kind):
     result = done.value.args[0]
     assert (result["msg"], result["error"]) == (words, kind)
     assert "Traceback" in result["exception"]
+
+
+# -- probe directories of dead runs -------------------------------------------------------
+def test_probe_directories_of_dead_runs_are_removed(tmp_path):
+    me = os.getpid()
+    dead = tmp_path / "virtops-caps-999999999-12-abcd"      # no such pid
+    reused = tmp_path / f"virtops-caps-{me}-1-abcd"          # this pid, but another start time
+    live = tmp_path / f"virtops-caps-{me}-{process.start_time(me)}-abcd"
+    foreign = tmp_path / "virtops-caps-999999999-13-efgh"
+    other = tmp_path / "unrelated-999999999-12-x"
+    for path in (dead, reused, live, foreign, other):
+        path.mkdir()
+        (path / "qemu.pid").write_text(f"{me}\n")       # a pid that is no probe QEMU: never signalled
+    kept = [live, other]
+    if os.geteuid() == 0:
+        os.chown(foreign, 65534, 65534)     # another user's directory is not ours to remove
+        kept.append(foreign)
+    caps.reap_stale_probes(str(tmp_path))
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(p.name for p in kept)
