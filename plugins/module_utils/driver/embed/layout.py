@@ -156,9 +156,6 @@ class Layout:
         if not stat.S_ISDIR(info.st_mode):
             raise InvalidInput(f"{self.uri_text}: the embed root {self.root} is not a directory", "uri")
 
-    def exists(self) -> bool:
-        return os.path.isdir(self.root)
-
     def ensure_tree(self) -> None:
         """Create the root and every driver directory that is missing, mode 0700."""
         make_private_dir(self.root)
@@ -189,7 +186,8 @@ def make_private_dir(path: str) -> None:
             os.mkdir(directory, DIR_MODE)
         except FileExistsError as exc:
             if not os.path.isdir(directory):
-                raise BackendError(f"cannot create directory {path}: {directory} exists and is not a directory") from exc
+                raise BackendError(
+                    f"cannot create directory {path}: {directory} exists and is not a directory") from exc
             continue
         except OSError as exc:
             raise host_error(exc, "create directory", directory) from exc
