@@ -8,9 +8,9 @@ and asked over QMP what it supports.  The answer is cached as JSON under
 ``<cache_dir>/capabilities/`` and reused until the binary (or its module
 directory) changes.  A probe never outlives the run that started it: the
 kernel kills the probe QEMU when its parent dies, and the next probe removes
-the directories (socket, pidfile, log) of probes whose run is gone.  ``host_capabilities_xml`` renders libvirt's
-``<capabilities>`` document from the probed binaries.  Private to the
-collection.
+the directories (socket, pidfile, log) of probes whose run is gone.
+``host_capabilities_xml`` renders libvirt's ``<capabilities>`` document from
+the probed binaries.  Private to the collection.
 """
 
 from __future__ import annotations
