@@ -20,11 +20,10 @@ import time
 from pathlib import Path
 
 import pytest
-from harness.ansible import run_module
-
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import process
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, InvalidInput, NotFound
+from harness.ansible import run_module
 
 QEMU = shutil.which("qemu-system-x86_64") or "/usr/bin/qemu-system-x86_64"
 

@@ -29,6 +29,7 @@ import sysconfig
 import tempfile
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import etree
@@ -50,7 +51,7 @@ KVM_EMULATORS = ("qemu-kvm",)
 PROBE_DIR_PREFIX = "virtops-caps-"
 _PROBE_DIR = re.compile(r"^virtops-caps-(\d+)-(\d+)-")
 _PR_SET_PDEATHSIG = 1
-_reaped_in = set()      # temp directories this process has already cleaned
+_reaped_in: set[str] = set()    # temp directories this process has already cleaned
 
 # QEMU target names whose libvirt architecture name differs.
 _LIBVIRT_ARCH = {"i386": "i686", "arm": "armv7l"}
@@ -262,17 +263,18 @@ def _start_probe_process(binary: str, socket_path: str, pidfile: str, log) -> su
     try:
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, env=env, close_fds=True,
-                                preexec_fn=_die_with(os.getpid()))
+                                preexec_fn=_die_with(os.getpid()))  # noqa: PLW1509 - see _die_with
     except OSError as exc:
         raise BackendError(f"cannot run {binary} to probe its capabilities: {exc}") from exc
 
 
-def _die_with(parent: int):
+def _die_with(parent: int) -> Callable[[], None] | None:
     """A preexec_fn that has the kernel SIGKILL the child when the thread that spawned it ends.
 
     QEMU has no option to exit with its parent, and a module run killed while
     it probes would leave the probe QEMU running for good.  The libc handle is
-    loaded here, before the fork, so that the child only makes two system calls.
+    loaded here, before the fork, so that the child only makes two system calls
+    and takes no lock a thread of the parent could hold.
     """
     try:
         prctl = ctypes.CDLL(None, use_errno=True).prctl

@@ -8,7 +8,6 @@ import threading
 import time
 
 import pytest
-
 from ansible_collections.virtops.qemu.plugins.module_utils import fileio
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import caps, process
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.layout import Layout, make_private_dir
@@ -39,7 +38,7 @@ def test_a_removed_lock_file_is_not_locked_twice(tmp_path):
     """A run waiting on a lock file its holder removes must not share the lock with a newcomer."""
     path = str(tmp_path / "d.lock")
     events = []
-    holder_may_go, newcomer_holds, newcomer_may_go = threading.Event(), threading.Event(), threading.Event()
+    newcomer_holds, newcomer_may_go = threading.Event(), threading.Event()
 
     def waiter():
         with fileio.file_lock(path, "domain d"):
@@ -97,9 +96,9 @@ def test_unlistable_directory_names_the_path(tmp_path, monkeypatch):
 
 
 def test_lock_file_that_cannot_be_created_names_the_path(tmp_path):
-    with pytest.raises(BackendError, match=f"cannot open lock file {tmp_path}/no/d.lock"):
-        with fileio.file_lock(str(tmp_path / "no" / "d.lock"), "domain d"):
-            pass
+    with pytest.raises(BackendError, match=f"cannot open lock file {tmp_path}/no/d.lock"), \
+            fileio.file_lock(str(tmp_path / "no" / "d.lock"), "domain d"):
+        pass
 
 
 def test_tree_below_a_file_names_the_file(tmp_path):
