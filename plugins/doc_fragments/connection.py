@@ -18,6 +18,9 @@ options:
       - V(qemu:///embed?root=/abs/dir) selects the daemonless embedded driver,
         which runs QEMU itself and keeps its state under the absolute directory O(uri)
         names (C(etc/qemu), C(run/qemu), C(log/qemu), C(lib/qemu), C(cache/qemu)).
+        C(root) is its only parameter and may be given once; it cannot be C(/) itself
+        or a file. The tree is created by the first change; check mode and the
+        C(_info) modules create nothing.
       - Set it once for every module of the collection with
         C(module_defaults) and the action group C(group/virtops.qemu.qemu).
     type: str

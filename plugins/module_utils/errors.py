@@ -34,6 +34,11 @@ class BackendError(VirtError):
     """The hypervisor, libvirtd or QEMU refused or failed an operation."""
 
 
+def host_error(exc: OSError, doing: str, path: str) -> BackendError:
+    """A BackendError for a failed file operation, naming the path and the system's reason."""
+    return BackendError(f"cannot {doing} {path}: {exc.strerror or exc}")
+
+
 class MissingDependency(VirtError):
     """A Python library the chosen backend needs is not installed."""
 

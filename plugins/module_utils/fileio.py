@@ -3,7 +3,8 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Atomic file replacement and per-object locks, shared by every writer of the core.
 
-Private to the collection.
+OS errors leave these helpers as BackendError naming the path.  Private to
+the collection.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import stat
 import tempfile
 import time
 
-from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, OperationTimeout
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, OperationTimeout, host_error
 
 NEW_FILE_MODE = 0o600
 LOCK_TIMEOUT = 300.0
@@ -29,6 +30,14 @@ def atomic_write(path: str, text: str, mode: int | None = None) -> None:
     With ``mode`` the file gets that mode; without, a replaced file keeps its
     mode and owner and a new one is private (0600).
     """
+    try:
+        _replace(path, text, mode)
+    except OSError as exc:
+        raise host_error(exc, "write", path) from exc
+    fsync_directory(os.path.dirname(path))
+
+
+def _replace(path: str, text: str, mode: int | None) -> None:
     directory, name = os.path.split(path)
     try:
         old = os.stat(path)
@@ -46,7 +55,6 @@ def atomic_write(path: str, text: str, mode: int | None = None) -> None:
     except BaseException:
         remove_quietly(temporary)
         raise
-    fsync_directory(directory)
 
 
 def _set_owner_and_mode(fd: int, old: os.stat_result | None, mode: int | None) -> None:
@@ -59,19 +67,24 @@ def _set_owner_and_mode(fd: int, old: os.stat_result | None, mode: int | None) -
 
 
 def fsync_directory(directory: str) -> None:
-    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
     try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except OSError as exc:
+        raise host_error(exc, "sync directory", directory) from exc
 
 
 def remove_quietly(path: str) -> bool:
     """Remove a file, socket or symlink; True when something was removed."""
     try:
         os.unlink(path)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         return False
+    except OSError as exc:
+        raise host_error(exc, "remove", path) from exc
     return True
 
 
@@ -82,21 +95,67 @@ def read_text(path: str) -> str | None:
             return handle.read()
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        raise host_error(exc, "read", path) from exc
+
+
+def list_dir(directory: str) -> list[str]:
+    """The entries of ``directory``; none when it does not exist (yet)."""
+    try:
+        return os.listdir(directory)
+    except FileNotFoundError:
+        return []
+    except OSError as exc:
+        raise host_error(exc, "list directory", directory) from exc
 
 
 @contextlib.contextmanager
 def file_lock(path: str, what: str, timeout: float = LOCK_TIMEOUT):
-    """An exclusive flock on ``path``; flock (not lockf) so that threads contend too."""
-    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, NEW_FILE_MODE)
+    """An exclusive flock on ``path``; flock (not lockf) so that threads contend too.
+
+    The holder may remove ``path`` (see remove_lock_file): a run that was
+    waiting on the removed file notices and locks the current one instead.
+    """
+    deadline = time.monotonic() + timeout
+    while True:
+        fd = _open_lock(path)
+        try:
+            _acquire(fd, what, deadline, timeout)
+        except BaseException:
+            os.close(fd)
+            raise
+        if _is_current(fd, path):
+            break
+        os.close(fd)
     try:
-        _acquire(fd, what, timeout)
         yield
     finally:
         os.close(fd)
 
 
-def _acquire(fd: int, what: str, timeout: float) -> None:
-    deadline = time.monotonic() + timeout
+def remove_lock_file(path: str) -> None:
+    """Remove the lock file of an object that is gone; only while holding its lock."""
+    remove_quietly(path)
+
+
+def _open_lock(path: str) -> int:
+    try:
+        return os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, NEW_FILE_MODE)
+    except OSError as exc:
+        raise host_error(exc, "open lock file", path) from exc
+
+
+def _is_current(fd: int, path: str) -> bool:
+    """Whether the locked file is still the one at ``path``, not one removed meanwhile."""
+    try:
+        on_disk = os.stat(path)
+    except FileNotFoundError:
+        return False
+    held = os.fstat(fd)
+    return (held.st_dev, held.st_ino) == (on_disk.st_dev, on_disk.st_ino)
+
+
+def _acquire(fd: int, what: str, deadline: float, timeout: float) -> None:
     while True:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)

@@ -38,6 +38,13 @@ def run(module, action) -> None:
                          exception=traceback.format_exc())
     except VirtError as e:
         module.fail_json(msg=str(e), error=type(e).__name__)
+    except OSError as e:
+        # A file error the driver did not anticipate: still one message naming the path.
+        where = f" ({e.filename})" if e.filename else ""
+        module.fail_json(msg=f"{e.strerror or e}{where}", error="OSError", exception=traceback.format_exc())
+    except ValueError as e:
+        # lxml refuses text it cannot store in XML (NUL, control characters) with ValueError.
+        module.fail_json(msg=str(e), error="ValueError", exception=traceback.format_exc())
     if not module._diff:
         result.pop("diff", None)
     for warning in result.pop("warnings", []):

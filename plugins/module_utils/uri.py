@@ -11,7 +11,7 @@ driver.  Private to the collection.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from urllib.parse import parse_qsl, urlsplit
 
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
@@ -19,6 +19,8 @@ from ansible_collections.virtops.qemu.plugins.module_utils.errors import Invalid
 TRANSPORTS = ("unix", "ssh", "libssh", "libssh2", "tcp", "tls", "ext")
 REMOTE_TRANSPORTS = ("ssh", "libssh", "libssh2", "tcp", "tls")
 INSTANCES = ("system", "session", "embed")
+# libvirt's embed URI knows no other parameter; a typo must not go unnoticed.
+EMBED_PARAMS = ("root",)
 SYSTEM_QEMU_CONF = "/etc/libvirt/qemu.conf"
 
 
@@ -70,11 +72,11 @@ def parse_uri(raw: str) -> ConnectionURI:
         port = parts.port
     except ValueError as e:
         raise InvalidInput(f"bad port in {raw!r}: {e}", "uri") from e
+    pairs = parse_qsl(parts.query, keep_blank_values=True)
     uri = ConnectionURI(raw=raw, transport=transport, user=parts.username,
-                        host=parts.hostname, port=port, instance=instance,
-                        params=dict(parse_qsl(parts.query, keep_blank_values=True)))
+                        host=parts.hostname, port=port, instance=instance, params=dict(pairs))
     if instance == "embed":
-        _check_embed(uri)
+        uri = _check_embed(uri, pairs)
     elif transport in REMOTE_TRANSPORTS and not uri.host:
         raise InvalidInput(f"{raw!r} uses the {transport} transport but names no host", "uri")
     return uri
@@ -91,13 +93,31 @@ def _transport(scheme: str, raw: str) -> str | None:
     return transport or None
 
 
-def _check_embed(uri: ConnectionURI) -> None:
+def _check_embed(uri: ConnectionURI, pairs: list[tuple[str, str]]) -> ConnectionURI:
+    """The embed URI with its root normalised, or InvalidInput."""
     if uri.host or uri.transport not in (None, "unix"):
         raise InvalidInput(f"{uri.raw!r}: the embedded driver runs locally; it takes no host or remote transport", "uri")
-    root = uri.params.get("root")
+    names = [name for name, _value in pairs]
+    for name in names:
+        if name not in EMBED_PARAMS:
+            raise InvalidInput(f"{uri.raw!r}: unknown parameter {name!r}; qemu:///embed takes only root", "uri")
+    if names.count("root") > 1:
+        raise InvalidInput(f"{uri.raw!r} gives root more than once", "uri")
+    root = _embed_root(uri.raw, uri.params.get("root"))
+    return replace(uri, params={**uri.params, "root": root})
+
+
+def _embed_root(raw: str, root: str | None) -> str:
     if not root:
-        raise InvalidInput(f"{uri.raw!r}: qemu:///embed needs a root directory, as in qemu:///embed?root=/var/lib/myapp", "uri")
+        raise InvalidInput(f"{raw!r}: qemu:///embed needs a root directory, as in qemu:///embed?root=/var/lib/myapp", "uri")
+    if any(ord(char) < 32 or ord(char) == 127 for char in root):
+        raise InvalidInput(f"{raw!r}: the embed root {root!r} contains a control character", "uri")
     if not os.path.isabs(root):
-        raise InvalidInput(f"{uri.raw!r}: the embed root {root!r} must be an absolute path", "uri")
-    if os.path.normpath(root) == "/":
-        raise InvalidInput(f"{uri.raw!r}: the embed root cannot be / itself", "uri")
+        # libvirt refuses a relative root too ("Driver root must be an absolute path").
+        raise InvalidInput(f"{raw!r}: the embed root {root!r} must be an absolute path", "uri")
+    # POSIX lets a path start with exactly two slashes mean something else, so
+    # normpath keeps "//"; on Linux it is plain /.
+    normal = "/" + os.path.normpath(root).lstrip("/")
+    if normal == "/" or os.path.realpath(normal) == "/":
+        raise InvalidInput(f"{raw!r}: the embed root cannot be / itself", "uri")
+    return normal

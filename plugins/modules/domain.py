@@ -509,7 +509,7 @@ OPTIONS = dict(
 
 def ensure(module):
     request = request_from_params(module.params)
-    with open_driver(module.params["uri"]) as driver:
+    with open_driver(module.params["uri"], read_only=module.check_mode) as driver:
         return dict(DomainManager(driver).ensure(request, module.check_mode), warnings=driver.warnings)
 
 

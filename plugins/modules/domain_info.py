@@ -120,7 +120,7 @@ def gather(params):
     name = params.get("name")
     if name is not None:
         validate_name(name)
-    with open_driver(params["uri"]) as driver:
+    with open_driver(params["uri"], read_only=True) as driver:
         if name is not None:
             return dict(changed=False, warnings=driver.warnings, **describe(driver, name))
         domains = [describe(driver, n) for n in driver.domain_names()]

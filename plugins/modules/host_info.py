@@ -16,6 +16,8 @@ description:
     whether KVM can be used.
   - On the embedded driver, each emulator is probed once and the result is
     cached under the root's C(cache/qemu); the cache is refreshed when the binary changes.
+    This module only uses and refreshes a cache that exists; on a root that has no
+    tree yet it probes every time and creates nothing.
   - Never changes anything.
 author:
   - virtops.qemu maintainers (@virtops)
@@ -85,7 +87,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import ar
 
 
 def gather(params):
-    with open_driver(params["uri"]) as driver:
+    with open_driver(params["uri"], read_only=True) as driver:
         xml = driver.capabilities()
     return dict(changed=False, capabilities_xml=xml, **summarise(xml))
 

@@ -130,10 +130,11 @@ def _mode(path) -> int:
 
 
 # -- root and connection ----------------------------------------------------
-def test_root_tree_created_private(root):
+def test_root_tree_created_private_by_the_first_write(root, guest_build):
     target = root / "tree"
-    with open_driver(f"qemu:///embed?root={target}"):
-        pass
+    with open_driver(f"qemu:///embed?root={target}") as driver:
+        assert not target.exists()
+        driver.domain_define(domain_xml(guest_build, root))
     assert _mode(target) == 0o700
     for relative in ("log/qemu", "etc/qemu", "etc/pki/qemu", "run/qemu", "cache/qemu", "lib/qemu",
                      "log/swtpm", "run/swtpm", "lib/swtpm"):

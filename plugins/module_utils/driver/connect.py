@@ -8,11 +8,17 @@ from __future__ import annotations
 from ansible_collections.virtops.qemu.plugins.module_utils.uri import parse_uri
 
 
-def open_driver(raw_uri: str):
-    """Return an open Driver for ``raw_uri`` (a context manager)."""
+def open_driver(raw_uri: str, read_only: bool = False):
+    """Return an open Driver for ``raw_uri`` (a context manager).
+
+    ``read_only`` is for runs that change nothing (check mode, info modules):
+    the embedded driver then creates no directory, cache or lock file for an
+    unknown domain.  libvirtd needs no such care, and a read-only libvirt
+    connection could not read secrets, so the libvirt backend ignores it.
+    """
     uri = parse_uri(raw_uri)
     if uri.backend == "embed":
         from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.backend import EmbedDriver
-        return EmbedDriver(uri)
+        return EmbedDriver(uri, read_only=read_only)
     from ansible_collections.virtops.qemu.plugins.module_utils.driver.libvirt_backend import LibvirtDriver
     return LibvirtDriver(uri)

@@ -77,7 +77,7 @@ def validate_name(name, option: str = "name") -> str:
     """libvirt takes nearly anything; paths and shells do not, so be strict."""
     if not isinstance(name, str) or not name:
         raise InvalidInput("a domain name is required", option)
-    if "/" in name or not _NAME.match(name):
+    if "/" in name or not _NAME.fullmatch(name):
         raise InvalidInput(
             f"{name!r} is not a valid domain name: use letters, digits and _ . + : - "
             "(no '/', no spaces, not starting with '.' or '-', at most 200 characters)", option)

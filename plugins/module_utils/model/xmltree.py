@@ -51,11 +51,26 @@ def to_string(element) -> str:
 
 
 def element(tag: str, text=None, **attrib):
-    """A new element; attributes whose value is None are left out."""
-    node = etree.Element(tag, {k: str(v) for k, v in attrib.items() if v is not None})
+    """A new element; attributes whose value is None are left out.
+
+    A value XML cannot hold (NUL, control characters) is InvalidInput naming the element.
+    """
+    values = {k: str(v) for k, v in attrib.items() if v is not None}
+    for name, value in [("", None if text is None else str(text)), *values.items()]:
+        if value is not None and not _xml_compatible(value):
+            where = f"{tag}@{name}" if name else tag
+            raise InvalidInput(f"{value!r} contains a character XML cannot hold (NUL or a control character)",
+                               where)
+    node = etree.Element(tag, values)
     if text is not None:
         node.text = str(text)
     return node
+
+
+def _xml_compatible(value: str) -> bool:
+    # XML 1.0 Char: tab, newline, carriage return, then U+0020 up, minus surrogates and U+FFFE/U+FFFF.
+    return not any((ord(c) < 0x20 and c not in "\t\n\r") or 0xD800 <= ord(c) <= 0xDFFF or c in "\ufffe\uffff"
+                   for c in value)
 
 
 def sub(parent, tag: str, text=None, **attrib):

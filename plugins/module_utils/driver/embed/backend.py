@@ -7,12 +7,15 @@ The collection itself plays libvirt's QEMU driver: definitions are
 post-parsed and stored under ``etc/qemu``, QEMU is started paused and
 resumed over QMP, and each later run finds it again from the status XML,
 the pidfile and the monitor socket (see layout.py, state.py, process.py).
-Every operation on a domain holds that domain's lock.  Private to the
-collection.
+Every operation on a domain holds that domain's lock.  The root's tree is
+created by the first write; a read-only driver (check mode, info modules)
+creates nothing and reads a missing tree as a root without domains.  Private
+to the collection.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import shutil
@@ -21,11 +24,13 @@ from types import SimpleNamespace
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import DomainStatus, Driver
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import caps as capsmod
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import command
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import process
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import state
 from ansible_collections.virtops.qemu.plugins.module_utils import fileio
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.layout import (
     Layout, check_socket_path, make_private_dir)
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse import postparse
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.state import DomainRecord
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     BackendError, Conflict, InvalidInput, NotFound, VirtError)
@@ -71,18 +76,20 @@ _SCHEMA = None
 
 
 class EmbedDriver(Driver):
-    def __init__(self, uri):
+    def __init__(self, uri, read_only: bool = False):
         super().__init__(uri)       # parse_uri has checked that the root is absolute
+        self.read_only = read_only
         self.layout = Layout(uri.embed_root, uri.raw)
         self.layout.check_socket_room()
-        self.layout.ensure_tree()
+        self.layout.check_root()
+        self._tree_ready = False
         self._caps_cache: dict[str, object] = {}
 
     def close(self) -> None:
         """Nothing stays open between calls: every call opens and closes its own QMP session."""
 
     def capabilities(self) -> str:
-        found = capsmod.probe_all(self.layout.cache_dir)
+        found = capsmod.probe_all(self._caps_cache_dir())
         return capsmod.host_capabilities_xml(found, capsmod.kvm_usable())
 
     def qemu_conf(self) -> dict:
@@ -95,9 +102,31 @@ class EmbedDriver(Driver):
         return settings
 
     # -- helpers ----------------------------------------------------------
-    def _lock(self, name: str):
+    def _ensure_tree(self) -> None:
+        if self.read_only:
+            raise BackendError(f"{self.uri.raw} was opened read-only; nothing may be written")
+        if not self._tree_ready:
+            self.layout.ensure_tree()
+            self._tree_ready = True
+
+    @contextlib.contextmanager
+    def _lock(self, name: str, creating: bool = False):
+        """The domain's lock; only a define (``creating``) takes it for a domain that does not exist.
+
+        No lock file is made for an unknown name, and a domain's lock file goes with the domain.
+        """
         validate_name(name)
-        return fileio.file_lock(self.layout.lock_file(name), f"domain {name!r}")
+        if not creating and not self.domain_exists(name):
+            raise NotFound(f"domain {name!r} is not defined in {self.uri.raw}")
+        if creating or not self.read_only:
+            self._ensure_tree()
+        path = self.layout.lock_file(name)
+        make_private_dir(os.path.dirname(path))     # a read-only run on a root of an older release
+        with fileio.file_lock(path, f"domain {name!r}"):
+            if not creating and not self.domain_exists(name):
+                fileio.remove_lock_file(path)       # removed by another run while this one waited
+                raise NotFound(f"domain {name!r} is not defined in {self.uri.raw}")
+            yield
 
     def _driver_lock(self):
         return fileio.file_lock(self.layout.driver_lock_file(), f"embed root {self.layout.root}")
@@ -115,8 +144,17 @@ class EmbedDriver(Driver):
     def _caps_for(self, domain):
         binary = (domain.findtext("devices/emulator") or "").strip() or self._default_emulator(domain)
         if binary not in self._caps_cache:
-            self._caps_cache[binary] = capsmod.probe(binary, self.layout.cache_dir)
+            self._caps_cache[binary] = capsmod.probe(binary, self._caps_cache_dir())
         return self._caps_cache[binary]
+
+    def _caps_cache_dir(self) -> str | None:
+        """Where probed capabilities are cached; None to probe without a cache.
+
+        A read-only run uses and refreshes an existing cache but never creates one.
+        """
+        if not self.read_only:
+            self._ensure_tree()
+        return self.layout.cache_dir if os.path.isdir(self.layout.cache_dir) else None
 
     @staticmethod
     def _default_emulator(domain) -> str:
@@ -129,8 +167,8 @@ class EmbedDriver(Driver):
         return binary
 
     def _names_on_disk(self) -> set[str]:
-        names = {f[:-4] for f in os.listdir(self.layout.config_dir) if f.endswith(".xml")}
-        for entry in os.listdir(self.layout.run_dir):
+        names = {f[:-4] for f in fileio.list_dir(self.layout.config_dir) if f.endswith(".xml")}
+        for entry in fileio.list_dir(self.layout.run_dir):
             if entry.endswith(".xml") and not entry.startswith("."):
                 names.add(entry[:-4])
         return names
@@ -159,7 +197,7 @@ class EmbedDriver(Driver):
         desired = parse(xml, "domain")
         name = validate_name((desired.findtext("name") or "").strip(), "name")
         _validate_schema(desired)
-        with self._lock(name):
+        with self._lock(name, creating=True):
             current = self._config(name)
             self._check_uuid(name, desired, current)
             final = self._postparse(desired, current)
@@ -167,7 +205,6 @@ class EmbedDriver(Driver):
             fileio.atomic_write(self.layout.config_file(name), to_string(final), mode=state.PRIVATE)
 
     def _postparse(self, desired, current):
-        from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse import postparse
         if current is not None:
             _carry_over(desired, current)
         return postparse(desired, self._caps_for(desired))
@@ -198,6 +235,7 @@ class EmbedDriver(Driver):
             if not record.active:
                 self._remove_domain_data(name, config)
                 fileio.remove_quietly(self.layout.status_file(name))
+                fileio.remove_lock_file(self.layout.lock_file(name))
 
     def _remove_domain_data(self, name: str, config) -> None:
         """NVRAM and TPM state, as virDomainUndefineFlags(NVRAM|TPM) removes them."""
@@ -292,6 +330,7 @@ class EmbedDriver(Driver):
             self._save(name, stopped)
         else:
             fileio.remove_quietly(self.layout.status_file(name))
+            fileio.remove_lock_file(self.layout.lock_file(name))
         if errors:
             raise BackendError(f"domain {name!r} stopped but cleaning up failed: {'; '.join(errors)}")
         return stopped
@@ -343,7 +382,6 @@ class EmbedDriver(Driver):
         return records
 
     def _launch(self, name: str, record: DomainRecord, caps, paused: bool) -> None:
-        from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import command
         live, conf = record.live, self.qemu_conf()
         self._prepare_host(name, record)
         paths = self._paths(name, record)
@@ -439,7 +477,6 @@ class EmbedDriver(Driver):
 
     def domain_native_command(self, name: str) -> tuple[list[str], dict[str, str]]:
         """The command line a start would use, with placeholder runtime values as libvirt shows them."""
-        from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import command
         config = self._config(name)
         if config is None:
             raise NotFound(f"domain {name!r} is not defined in {self.uri.raw}")

@@ -6,22 +6,30 @@
 Each ``qemu-system-*`` binary is started once, paused and without a machine,
 and asked over QMP what it supports.  The answer is cached as JSON under
 ``<cache_dir>/capabilities/`` and reused until the binary (or its module
-directory) changes.  ``host_capabilities_xml`` renders libvirt's
-``<capabilities>`` document from the probed binaries.  Private to the
-collection.
+directory) changes.  A probe never outlives the run that started it: the
+kernel kills the probe QEMU when its parent dies, and the next probe removes
+the directories (socket, pidfile, log) of probes whose run is gone.
+``host_capabilities_xml`` renders libvirt's ``<capabilities>`` document from
+the probed binaries.  Private to the collection.
 """
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import hashlib
 import json
 import os
+import re
 import shutil
+import signal
+import stat
 import subprocess
 import sysconfig
 import tempfile
+import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import etree
@@ -30,6 +38,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     BackendError,
     VirtError,
 )
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.process import is_alive, read_pid, start_time
 from ansible_collections.virtops.qemu.plugins.module_utils.fileio import atomic_write
 from ansible_collections.virtops.qemu.plugins.module_utils.qmp import QMPClient
 
@@ -38,6 +47,11 @@ PROBE_TIMEOUT = 30.0
 KVM_DEVICE = "/dev/kvm"
 EMULATOR_PREFIX = "qemu-system-"
 KVM_EMULATORS = ("qemu-kvm",)
+# Probe directories are named after the run that owns them: virtops-caps-<pid>-<start time>-<random>.
+PROBE_DIR_PREFIX = "virtops-caps-"
+_PROBE_DIR = re.compile(r"^virtops-caps-(\d+)-(\d+)-")
+_PR_SET_PDEATHSIG = 1
+_reaped_in: set[str] = set()    # temp directories this process has already cleaned
 
 # QEMU target names whose libvirt architecture name differs.
 _LIBVIRT_ARCH = {"i386": "i686", "arm": "armv7l"}
@@ -77,12 +91,6 @@ class QemuCaps:
         if name in self.machines:
             return name
         return self.machine_aliases.get(name)
-
-    def has_device(self, type_name: str) -> bool:
-        return type_name in self.devices
-
-    def has_command(self, command: str) -> bool:
-        return command in self.commands
 
     def has_option(self, option: str) -> bool:
         """Whether a command-line option is accepted, e.g. 'sandbox', 'action', 'compat'."""
@@ -172,15 +180,20 @@ def _kvm_can_run(guest_arch: str, host: str) -> bool:
 
 
 # -- probing ----------------------------------------------------------------
-def probe(binary: str, cache_dir: str, timeout: float = PROBE_TIMEOUT) -> QemuCaps:
-    """Capabilities of ``binary``, from the cache when the binary is unchanged."""
+def probe(binary: str, cache_dir: str | None, timeout: float = PROBE_TIMEOUT) -> QemuCaps:
+    """Capabilities of ``binary``, from the cache when the binary is unchanged.
+
+    Without ``cache_dir`` the binary is probed and nothing is written.
+    """
+    reap_stale_probes()
     binary = _resolve_binary(binary)
     key = _cache_key(binary)
-    path = cache_path(cache_dir, binary)
-    caps = _load_cache(path, key)
+    path = cache_path(cache_dir, binary) if cache_dir else None
+    caps = _load_cache(path, key) if path else None
     if caps is None:
         caps = _probe_binary(binary, timeout)
-        _write_cache(path, key, caps)
+        if path:
+            _write_cache(path, key, caps)
     caps.accels = _usable_accels(caps)
     return caps
 
@@ -194,7 +207,7 @@ def _resolve_binary(binary: str) -> str:
     return os.path.abspath(found)
 
 
-def probe_all(cache_dir: str, binaries: list[str] | None = None) -> list[QemuCaps]:
+def probe_all(cache_dir: str | None, binaries: list[str] | None = None) -> list[QemuCaps]:
     """Probe every emulator found on the host; one entry per architecture."""
     by_arch: dict[str, QemuCaps] = {}
     for binary in binaries if binaries is not None else find_emulators():
@@ -216,36 +229,110 @@ def _usable_accels(caps: QemuCaps) -> list[str]:
 
 
 def _probe_binary(binary: str, timeout: float) -> QemuCaps:
-    # A short private directory: UNIX socket paths are limited to 108 bytes.
-    with tempfile.TemporaryDirectory(prefix="virtops-caps-") as workdir:
+    workdir = _probe_dir()
+    try:
         socket_path = os.path.join(workdir, "qmp.sock")
         log_path = os.path.join(workdir, "stderr.log")
         with open(log_path, "wb") as log:
-            process = _start_probe_process(binary, socket_path, log)
+            process = _start_probe_process(binary, socket_path, os.path.join(workdir, "qemu.pid"), log)
         try:
             return _query_process(binary, process, socket_path, timeout)
         except VirtError as exc:
             raise BackendError(f"probing {binary} failed: {exc}{_log_tail(log_path)}") from exc
         finally:
             _stop(process)
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
-def _start_probe_process(binary: str, socket_path: str, log) -> subprocess.Popen:
+def _probe_dir() -> str:
+    # A short private directory: UNIX socket paths are limited to 108 bytes.
+    me = os.getpid()
+    try:
+        return tempfile.mkdtemp(prefix=f"{PROBE_DIR_PREFIX}{me}-{start_time(me)}-")
+    except OSError as exc:
+        raise BackendError(f"cannot create a directory for probing QEMU in {tempfile.gettempdir()}: "
+                           f"{exc.strerror or exc}") from exc
+
+
+def _start_probe_process(binary: str, socket_path: str, pidfile: str, log) -> subprocess.Popen:
     argv = [binary, "-S", "-no-user-config", "-nodefaults", "-nographic",
             "-machine", "none,accel=tcg",
-            "-qmp", f"unix:{socket_path},server=on,wait=off"]
+            "-qmp", f"unix:{socket_path},server=on,wait=off", "-pidfile", pidfile]
     env = {"LC_ALL": "C", "PATH": os.environ.get("PATH", "/usr/bin:/bin")}
     try:
         return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
-                                stderr=subprocess.STDOUT, env=env, close_fds=True)
+                                stderr=subprocess.STDOUT, env=env, close_fds=True,
+                                preexec_fn=_die_with(os.getpid()))  # noqa: PLW1509 - see _die_with
     except OSError as exc:
         raise BackendError(f"cannot run {binary} to probe its capabilities: {exc}") from exc
+
+
+def _die_with(parent: int) -> Callable[[], None] | None:
+    """A preexec_fn that has the kernel SIGKILL the child when the thread that spawned it ends.
+
+    QEMU has no option to exit with its parent, and a module run killed while
+    it probes would leave the probe QEMU running for good.  The libc handle is
+    loaded here, before the fork, so that the child only makes two system calls
+    and takes no lock a thread of the parent could hold.
+    """
+    try:
+        prctl = ctypes.CDLL(None, use_errno=True).prctl
+    except (OSError, AttributeError):
+        return None     # not Linux: stale probes are still reaped by the next run
+
+    def set_parent_death_signal():
+        prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+        if os.getppid() != parent:
+            os._exit(1)     # the parent died before the signal was armed
+    return set_parent_death_signal
 
 
 def _stop(process: subprocess.Popen) -> None:
     if process.poll() is None:
         process.kill()
     process.wait()
+
+
+def reap_stale_probes(directory: str | None = None) -> None:
+    """Kill the QEMU and remove the directory of every probe whose run has died."""
+    directory = directory or tempfile.gettempdir()
+    if directory in _reaped_in:
+        return
+    _reaped_in.add(directory)
+    try:
+        entries = os.listdir(directory)
+    except OSError:
+        return
+    for entry in entries:
+        owner = _PROBE_DIR.match(entry)
+        if owner and not is_alive(int(owner[1]), int(owner[2])):
+            _reap_probe(os.path.join(directory, entry))
+
+
+def _reap_probe(workdir: str) -> None:
+    try:
+        info = os.lstat(workdir)
+    except OSError:
+        return
+    if not stat.S_ISDIR(info.st_mode) or info.st_uid != os.geteuid():
+        return      # not one of ours
+    pid = read_pid(os.path.join(workdir, "qemu.pid"))
+    needle = f"unix:{os.path.join(workdir, 'qmp.sock')},".encode()
+    if pid and needle in _cmdline(pid):
+        os.kill(pid, signal.SIGKILL)
+        deadline = time.monotonic() + 5
+        while is_alive(pid, None) and time.monotonic() < deadline:
+            time.sleep(0.02)
+    shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _cmdline(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as source:
+            return source.read()
+    except OSError:
+        return b""
 
 
 def _log_tail(log_path: str) -> str:

@@ -13,21 +13,26 @@ The tree is the one libvirt's embedded QEMU driver uses::
     DIR/etc/pki/qemu/
     DIR/run/qemu/<name>.xml            status XML (<domstatus>) of active domains
     DIR/run/qemu/<name>.pid            QEMU's pidfile
+    DIR/run/qemu/locks/driver.lock     the root's own lock (domain ids, ports, taps)
+    DIR/run/qemu/locks/domain/<name>.lock
     DIR/run/swtpm/
     DIR/cache/qemu/                    capabilities cache
     DIR/lib/qemu/domain-<id>-<short name>/monitor.sock
     DIR/lib/qemu/nvram/<name>_VARS.fd
     DIR/lib/swtpm/<uuid>/              TPM state
 
-Directories are created on first use, private to the user running the driver
-(0700).  Private to the collection.
+Locks live in a directory of their own, one per kind of object, so no object
+name can reach the root's own lock.  Directories are created on the first
+write, private to the user running the driver (0700); reading a root that
+does not exist (yet) finds no domains.  Private to the collection.
 """
 
 from __future__ import annotations
 
 import os
+import stat
 
-from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, InvalidInput, host_error
 
 # sun_path holds 108 bytes including the terminating NUL.
 MAX_SOCKET_PATH = 107
@@ -38,7 +43,8 @@ MAX_ID_DIGITS = 5
 DIR_MODE = 0o700
 
 _TREE = ("log/qemu", "log/swtpm", "etc/qemu", "etc/qemu/autostart", "etc/pki/qemu",
-         "run/qemu", "run/swtpm", "cache/qemu", "lib/qemu", "lib/qemu/nvram", "lib/swtpm")
+         "run/qemu", "run/qemu/locks", "run/qemu/locks/domain", "run/swtpm", "cache/qemu", "lib/qemu",
+         "lib/qemu/nvram", "lib/swtpm")
 
 
 def short_name(name: str) -> str:
@@ -105,11 +111,15 @@ class Layout:
         """QEMU's own record of runstate changes and shutdown requests (-D)."""
         return os.path.join(self.run_dir, f"{name}.trace")
 
+    @property
+    def lock_dir(self) -> str:
+        return self.path("run", "qemu", "locks")
+
     def lock_file(self, name: str) -> str:
-        return os.path.join(self.run_dir, f"{name}.lock")
+        return os.path.join(self.lock_dir, "domain", f"{name}.lock")
 
     def driver_lock_file(self) -> str:
-        return os.path.join(self.run_dir, "driver.lock")
+        return os.path.join(self.lock_dir, "driver.lock")
 
     def log_file(self, name: str) -> str:
         return os.path.join(self.log_dir, f"{name}.log")
@@ -131,6 +141,20 @@ class Layout:
         """Fail before creating anything when monitor sockets cannot fit in sun_path."""
         worst = self.monitor_socket("9" * MAX_ID_DIGITS, "n" * SHORT_NAME_LENGTH)
         check_socket_path(worst, self.uri_text, f"root {self.root!r} is too long: monitor sockets such as")
+
+    def check_root(self) -> None:
+        """Refuse a root that is not a directory, before anything is read or written."""
+        try:
+            info = os.stat(self.root)
+        except FileNotFoundError:
+            return      # created by the first write
+        except NotADirectoryError as exc:
+            raise InvalidInput(f"{self.uri_text}: the embed root {self.root} is below a file, "
+                               "not a directory", "uri") from exc
+        except OSError as exc:
+            raise host_error(exc, "access the embed root", self.root) from exc
+        if not stat.S_ISDIR(info.st_mode):
+            raise InvalidInput(f"{self.uri_text}: the embed root {self.root} is not a directory", "uri")
 
     def ensure_tree(self) -> None:
         """Create the root and every driver directory that is missing, mode 0700."""
@@ -160,8 +184,11 @@ def make_private_dir(path: str) -> None:
     for directory in reversed(missing):
         try:
             os.mkdir(directory, DIR_MODE)
-        except FileExistsError:
+        except FileExistsError as exc:
             if not os.path.isdir(directory):
-                raise
+                raise BackendError(
+                    f"cannot create directory {path}: {directory} exists and is not a directory") from exc
             continue
+        except OSError as exc:
+            raise host_error(exc, "create directory", directory) from exc
         os.chmod(directory, DIR_MODE)     # mkdir applies the umask; make the mode exact

@@ -96,13 +96,6 @@ def log_tail(log_file: str, offset: int = 0, limit: int = LOG_TAIL_BYTES) -> str
     return f"; QEMU log ({log_file}): {text}" if text else f"; see {log_file}"
 
 
-def log_size(log_file: str) -> int:
-    try:
-        return os.path.getsize(log_file)
-    except OSError:
-        return 0
-
-
 # -- watching ---------------------------------------------------------------
 def start_time(pid: int) -> int | None:
     """The kernel's start time of a live process, None when it is gone or a zombie."""

@@ -19,7 +19,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from ansible_collections.virtops.qemu.plugins.module_utils import qemu_conf
-from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, InvalidInput
 from ansible_collections.virtops.qemu.plugins.module_utils.qemu_conf import (
     KEYS,
     ConfSyntaxError,
@@ -569,7 +569,7 @@ def test_failed_write_keeps_old_file_and_removes_temp(tmp_path, monkeypatch):
         raise OSError("disk on fire")
 
     monkeypatch.setattr(qemu_conf.os, "replace", refuse)
-    with pytest.raises(OSError, match="disk on fire"):
+    with pytest.raises(BackendError, match=r"cannot write .*qemu.conf: disk on fire"):
         write_conf_atomic(str(path), "vnc_tls = 1\n")
     assert path.read_text() == "vnc_tls = 0\n"
     assert sorted(os.listdir(tmp_path)) == [".qemu.conf.lock", "qemu.conf"]

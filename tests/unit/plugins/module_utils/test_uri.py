@@ -57,3 +57,37 @@ def test_qemu_conf_locations():
     session = parse_uri("qemu:///session")
     assert session.qemu_conf_path({"XDG_CONFIG_HOME": "/x", "HOME": "/h"}) == "/x/libvirt/qemu.conf"
     assert session.qemu_conf_path({"HOME": "/h"}) == "/h/.config/libvirt/qemu.conf"
+
+
+@pytest.mark.parametrize("root", ["/", "//", "//.", "///", "/../", "/./..", "/tmp/..", "%2F", "/%2F/"])
+def test_embed_root_that_is_the_host_root_is_refused(root):
+    with pytest.raises(InvalidInput) as err:
+        parse_uri(f"qemu:///embed?root={root}")
+    assert str(err.value).startswith("uri: ") and "cannot be / itself" in str(err.value)
+
+
+def test_embed_root_symlinked_to_the_host_root_is_refused(tmp_path):
+    (tmp_path / "slash").symlink_to("/")
+    with pytest.raises(InvalidInput, match="cannot be / itself"):
+        parse_uri(f"qemu:///embed?root={tmp_path}/slash")
+
+
+@pytest.mark.parametrize("root, normal", [
+    ("//srv/vms", "/srv/vms"), ("/srv/./vms/", "/srv/vms"), ("/srv/x/../vms", "/srv/vms"),
+])
+def test_embed_root_is_normalised(root, normal):
+    uri = parse_uri(f"qemu:///embed?root={root}")
+    assert uri.embed_root == normal
+    assert uri.qemu_conf_path() == f"{normal}/etc/qemu.conf"
+
+
+@pytest.mark.parametrize("query, words", [
+    ("root=/a&root=/b", "root more than once"),
+    ("root=/a&rot=/b", "unknown parameter 'rot'"),
+    ("root=/a%00b", "control character"),
+    ("root=/a%0Ab", "control character"),
+])
+def test_embed_query_is_strict(query, words):
+    with pytest.raises(InvalidInput) as err:
+        parse_uri(f"qemu:///embed?{query}")
+    assert str(err.value).startswith("uri: ") and words in str(err.value)
