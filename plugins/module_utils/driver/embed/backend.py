@@ -103,8 +103,14 @@ class EmbedDriver(Driver):
         return fileio.file_lock(self.layout.driver_lock_file(), f"embed root {self.layout.root}")
 
     def _config(self, name: str):
-        text = fileio.read_text(self.layout.config_file(name))
-        return None if text is None else parse(text, "domain", self.layout.config_file(name))
+        path = self.layout.config_file(name)
+        text = fileio.read_text(path)
+        if text is None:
+            return None
+        try:
+            return parse(text, "domain", path)
+        except (VirtError, ValueError) as exc:     # ValueError: bytes that are not UTF-8
+            raise BackendError(f"domain {name!r}: definition file {path} cannot be parsed: {exc}") from exc
 
     def _record(self, name: str) -> DomainRecord | None:
         return state.load_record(self.layout.status_file(name))
@@ -142,7 +148,10 @@ class EmbedDriver(Driver):
     def domain_exists(self, name: str) -> bool:
         if os.path.exists(self.layout.config_file(name)):
             return True
-        record = self._record(name)
+        try:
+            record = self._record(name)
+        except BackendError:
+            return True     # listed, so that its status names the unreadable file
         return record is not None and record.active
 
     def domain_xml(self, name: str, inactive: bool = True) -> str:
@@ -182,22 +191,34 @@ class EmbedDriver(Driver):
         if not wanted:
             return
         for other in self._names_on_disk() - {name}:
-            config = self._config(other)
+            try:
+                config = self._config(other)
+            except BackendError:
+                continue    # an unreadable definition claims no uuid
             if config is not None and (config.findtext("uuid") or "").strip().lower() == wanted:
                 raise Conflict(f"domain {other!r} already has uuid {wanted}; a domain cannot be renamed by define")
 
     def domain_undefine(self, name: str) -> None:
         with self._lock(name):
-            config = self._config(name)
-            if config is None:
-                raise NotFound(f"domain {name!r} is not defined in {self.uri.raw}")
+            config = self._config_to_undefine(name)
             record = self._refresh(name)
             fileio.remove_quietly(self.layout.autostart_link(name))
             fileio.remove_quietly(self.layout.config_file(name))
             fileio.fsync_directory(self.layout.config_dir)
             if not record.active:
-                self._remove_domain_data(name, config)
+                if config is not None:
+                    self._remove_domain_data(name, config)
                 fileio.remove_quietly(self.layout.status_file(name))
+
+    def _config_to_undefine(self, name: str):
+        """The definition; None for an unreadable one, which is removed without knowing its NVRAM."""
+        if not os.path.exists(self.layout.config_file(name)):
+            raise NotFound(f"domain {name!r} is not defined in {self.uri.raw}")
+        try:
+            return self._config(name)
+        except BackendError as exc:
+            self.warnings.append(f"{exc}; removed unread, so any NVRAM or TPM state of the domain is kept")
+            return None
 
     def _remove_domain_data(self, name: str, config) -> None:
         """NVRAM and TPM state, as virDomainUndefineFlags(NVRAM|TPM) removes them."""
