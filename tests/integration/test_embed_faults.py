@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import pytest
@@ -157,3 +158,46 @@ def test_corrupt_definition_can_be_undefined_while_running(guest_build, root):
         drv.domain_destroy("vm1")
         assert drv.domain_names() == []
     assert not _alive(pid)
+
+
+# -- a silent QEMU ------------------------------------------------------------------------
+def test_stopped_qemu_does_not_stall_status_or_destroy(guest_build, root):
+    pid = _started(guest_build, root, "vm1")
+    _started(guest_build, root, "vm2")
+    os.kill(pid, signal.SIGSTOP)
+    with _driver(root) as drv:
+        began = time.monotonic()
+        assert drv.domain_status("vm1") == DomainStatus("running", "booted")
+        assert time.monotonic() - began < 6
+        assert any("'vm1'" in w and _monitor(root, "vm1") in w and "does not answer" in w for w in drv.warnings)
+        assert drv.domain_status("vm2") == DomainStatus("running", "booted")
+        began = time.monotonic()
+        with pytest.raises(BackendError, match="does not answer"):
+            drv.domain_suspend("vm1")
+        assert time.monotonic() - began < 9       # the status check, then the command: two deadlines
+        began = time.monotonic()
+        drv.domain_destroy("vm1")
+        assert time.monotonic() - began < 15
+        assert drv.domain_status("vm1") == DomainStatus("shutoff", "destroyed")
+        drv.domain_destroy("vm2")
+    assert _qemu_pids(root) == []
+
+
+def test_removed_monitor_socket_fails_fast_and_destroy_uses_signals(guest_build, root):
+    pid = _started(guest_build, root)
+    monitor = _monitor(root)
+    os.unlink(monitor)
+    with _driver(root) as drv:
+        began = time.monotonic()
+        assert drv.domain_status("vm1") == DomainStatus("running", "booted")
+        assert time.monotonic() - began < 2
+        assert any(monitor in w for w in drv.warnings)
+        began = time.monotonic()
+        with pytest.raises(BackendError, match=monitor):
+            drv.domain_monitor("vm1", {"execute": "query-status"})
+        assert time.monotonic() - began < 2
+        began = time.monotonic()
+        drv.domain_destroy("vm1")
+        assert time.monotonic() - began < 8
+        assert drv.domain_status("vm1") == DomainStatus("shutoff", "destroyed")
+    assert not _alive(pid) and _qemu_pids(root) == []

@@ -41,9 +41,9 @@ HONOURED_CONF_KEYS = frozenset({
 })
 
 DOMAIN_SCHEMA = "/usr/share/libvirt/schemas/domain.rng"
-QMP_TIMEOUT = 30.0
 STARTUP_TIMEOUT = 60.0
-STATUS_QMP_TIMEOUT = 10.0
+# Connecting to a QEMU that already runs: its greeting comes at once unless QEMU is stopped or wedged.
+MONITOR_TIMEOUT = 3.0
 DESTROY_GRACE = 10.0
 VNC_PORT_MIN = 5900
 # libvirt architecture names whose QEMU target is spelt differently.
@@ -267,7 +267,7 @@ class EmbedDriver(Driver):
         if process.is_alive(record.pid, record.starttime):
             observed = self._observe(name, record)
             if observed is not None or process.is_alive(record.pid, record.starttime):
-                return observed or record   # a busy or hung monitor: trust the record
+                return observed or record   # a stopped or hung monitor: trust the record
         # QEMU is gone (perhaps while we asked it): clean up after it.
         pidfile_left = os.path.exists(self.layout.pidfile(name))
         trace = fileio.read_text(self.layout.trace_file(name))
@@ -281,10 +281,10 @@ class EmbedDriver(Driver):
     def _observe(self, name: str, record: DomainRecord) -> DomainRecord | None:
         """Bring the recorded state in line with what QEMU says it is doing; None if it did not answer."""
         try:
-            with QMPClient.connect(record.monitor, timeout=STATUS_QMP_TIMEOUT,
-                                   alive=lambda: process.is_alive(record.pid, record.starttime)) as qmp:
-                runstate = qmp.execute("query-status", timeout=STATUS_QMP_TIMEOUT)["status"]
-        except VirtError:
+            with QMPClient.connect(record.monitor, timeout=MONITOR_TIMEOUT, wait_for_socket=False) as qmp:
+                runstate = qmp.execute("query-status")["status"]
+        except VirtError as exc:
+            self._warn_silent(name, record, exc)
             return None
         word, reason = _RUNSTATES.get(runstate, ("nostate", "unknown"))
         if word == "running" and record.state == "paused":
@@ -293,6 +293,12 @@ class EmbedDriver(Driver):
             record.state, record.reason = word, reason
             self._save(name, record)
         return record
+
+    def _warn_silent(self, name: str, record: DomainRecord, exc: VirtError) -> None:
+        warning = (f"domain {name!r}: the QEMU monitor {record.monitor} does not answer ({exc}); "
+                   f"reporting the last recorded state, {record.state} ({record.reason})")
+        if warning not in self.warnings:
+            self.warnings.append(warning)
 
     def _cleanup(self, name: str, record: DomainRecord, reason: str) -> DomainRecord:
         """Remove what a stopped QEMU left behind and remember why it stopped."""
@@ -405,7 +411,7 @@ class EmbedDriver(Driver):
                 _set_passwords(qmp, record.live, conf)
                 _record_ptys(qmp, record.live)
                 if not paused:
-                    qmp.execute("cont", timeout=QMP_TIMEOUT)
+                    qmp.execute("cont")
         except VirtError as exc:
             raise BackendError(f"domain {name!r} failed to start: {exc}{process.log_tail(log_file, offset)}") from exc
         record.state, record.reason = ("paused", "user") if paused else ("running", "booted")
@@ -434,11 +440,18 @@ class EmbedDriver(Driver):
     def _qmp_on_active(self, name: str, verb: str, command: str, after=None) -> None:
         with self._lock(name):
             record = self._active_record(name, verb)
-            with QMPClient.connect(record.monitor, timeout=QMP_TIMEOUT) as qmp:
-                qmp.execute(command, timeout=QMP_TIMEOUT)
+            with self._monitor(name, record) as qmp:
+                qmp.execute(command)
             if after:
                 record.state, record.reason = after
                 self._save(name, record)
+
+    def _monitor(self, name: str, record: DomainRecord) -> QMPClient:
+        """A QMP session with the domain's running QEMU; fails within seconds when QEMU does not answer."""
+        try:
+            return QMPClient.connect(record.monitor, timeout=MONITOR_TIMEOUT, wait_for_socket=False)
+        except VirtError as exc:
+            raise BackendError(f"domain {name!r}: the QEMU monitor {record.monitor} does not answer: {exc}") from exc
 
     def _active_record(self, name: str, verb: str) -> DomainRecord:
         record = self._refresh(name)
@@ -449,14 +462,19 @@ class EmbedDriver(Driver):
     def domain_destroy(self, name: str) -> None:
         with self._lock(name):
             record = self._active_record(name, "destroy")
-            try:
-                with QMPClient.connect(record.monitor, timeout=5.0) as qmp:
-                    qmp.execute("quit", timeout=5.0)
-            except VirtError:
-                pass    # a wedged monitor: the signals below still work
-            if not process.wait_gone(record.pid, record.starttime, DESTROY_GRACE):
+            if not (self._quit(record) and process.wait_gone(record.pid, record.starttime, DESTROY_GRACE)):
                 process.kill(record.pid, record.starttime)
             self._cleanup(name, record, "destroyed")
+
+    @staticmethod
+    def _quit(record: DomainRecord) -> bool:
+        """Ask QEMU to quit; False when its monitor does not answer, and signals must do it."""
+        try:
+            with QMPClient.connect(record.monitor, timeout=MONITOR_TIMEOUT, wait_for_socket=False) as qmp:
+                qmp.execute("quit", timeout=MONITOR_TIMEOUT)
+        except VirtError:
+            return False
+        return True
 
     def domain_native_command(self, name: str) -> tuple[list[str], dict[str, str]]:
         """The command line a start would use, with placeholder runtime values as libvirt shows them."""
@@ -480,8 +498,8 @@ class EmbedDriver(Driver):
             raise InvalidInput("a monitor command is a dict with an 'execute' key", "command")
         with self._lock(name):
             record = self._active_record(name, f"run {command['execute']!r} on")
-            with QMPClient.connect(record.monitor, timeout=QMP_TIMEOUT) as qmp:
-                return qmp.execute(command["execute"], command.get("arguments"), timeout=QMP_TIMEOUT)
+            with self._monitor(name, record) as qmp:
+                return qmp.execute(command["execute"], command.get("arguments"))
 
     # -- storage ----------------------------------------------------------
     def delete_disk_source(self, source: dict) -> None:
@@ -611,7 +629,7 @@ def _set_passwords(qmp: QMPClient, live, conf: dict) -> None:
         kind = graphics.get("type")
         password = graphics.get("passwd") or conf.get(f"{kind}_password")
         if kind in ("vnc", "spice") and password:
-            qmp.execute("set_password", {"protocol": kind, "password": password}, timeout=QMP_TIMEOUT)
+            qmp.execute("set_password", {"protocol": kind, "password": password})
 
 
 def _record_ptys(qmp: QMPClient, live) -> None:
@@ -619,7 +637,7 @@ def _record_ptys(qmp: QMPClient, live) -> None:
     serials = [s for s in live.findall("devices/serial") if s.get("type") == "pty"]
     if not serials:
         return
-    ptys = {c["label"]: c["filename"][4:] for c in qmp.execute("query-chardev", timeout=QMP_TIMEOUT)
+    ptys = {c["label"]: c["filename"][4:] for c in qmp.execute("query-chardev")
             if c.get("filename", "").startswith("pty:")}
     for serial in serials:
         port = serial.find("target").get("port", "0")
