@@ -22,10 +22,12 @@ import pytest
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import DomainStatus
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import state
-from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import process, state
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, Conflict
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse
 
+from harness.guest import MARKER  # noqa: E402  (tests/ is on sys.path via conftest)
+from harness.libvirtd import wait_for_line  # noqa: E402
 
 pytestmark = [pytest.mark.embed]
 
@@ -120,6 +122,154 @@ def _python(script: str, *args: str, **kwargs) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
 
+# -- a lost status record -----------------------------------------------------------
+def test_lost_status_record_is_rebuilt_from_the_running_qemu(guest_build, root):
+    pid = _started(guest_build, root)
+    (root / "run" / "qemu" / "vm1.xml").unlink()
+    with _driver(root) as drv:
+        with pytest.raises(Conflict, match="already running"):
+            drv.domain_start("vm1")
+        assert drv.domain_status("vm1") == DomainStatus("running", "unknown")
+        assert any("reattached" in w and str(pid) in w for w in drv.warnings)
+        assert parse(drv.domain_xml("vm1", inactive=False), "domain").get("id") == "1"
+        assert _qemu_pids(root) == [pid]
+        drv.domain_destroy("vm1")
+        assert drv.domain_status("vm1") == DomainStatus("shutoff", "destroyed")
+    assert _qemu_pids(root) == []
+
+
+def test_lost_status_record_and_pidfile_still_find_the_qemu(guest_build, root):
+    pid = _started(guest_build, root)
+    (root / "run" / "qemu" / "vm1.xml").unlink()
+    (root / "run" / "qemu" / "vm1.pid").unlink()
+    with _driver(root) as drv:
+        with pytest.raises(Conflict, match=f"QEMU process {pid}"):
+            drv.domain_start("vm1")
+        assert _qemu_pids(root) == [pid]
+        assert drv.domain_status("vm1").state == "running"
+        drv.domain_destroy("vm1")
+    assert _qemu_pids(root) == []
+
+
+def test_lost_status_record_of_a_silent_qemu_refuses_start_naming_the_pid(guest_build, root):
+    pid = _started(guest_build, root)
+    os.kill(pid, signal.SIGSTOP)
+    (root / "run" / "qemu" / "vm1.xml").unlink()
+    with _driver(root) as drv:
+        with pytest.raises(Conflict, match=f"QEMU process {pid} runs domain 'vm1'"):
+            drv.domain_start("vm1")
+    assert _qemu_pids(root) == [pid]
+
+
+# -- a start killed half-way ----------------------------------------------------------
+KILLED_START = r"""
+import os, signal, sys, time
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import backend, process
+root, when = sys.argv[1], sys.argv[2]
+
+def die(*args):
+    os.kill(os.getpid(), signal.SIGKILL)
+
+def spawn_then_die(argv, env, log_file):
+    process_spawn(argv, env, log_file)
+    pidfile = argv[argv.index("-pidfile") + 1]
+    while not os.path.exists(pidfile):
+        time.sleep(0.01)
+    die()
+
+if when == "qmp-setup":
+    backend._set_passwords = die            # connected to QEMU, nothing configured yet
+else:
+    process_spawn, process.spawn = process.spawn, spawn_then_die
+with open_driver(f"qemu:///embed?root={root}") as drv:
+    drv.domain_start("vm1")
+"""
+
+
+@pytest.mark.parametrize("when", ["after-spawn", "qmp-setup"])
+def test_start_killed_half_way_is_cleaned_up_then_started_afresh(guest_build, root, when):
+    pty = "<serial type='pty'><target port='1'/></serial>"
+    with _driver(root) as drv:
+        drv.domain_define(_xml(guest_build, root, extra=pty))
+    run = _python(KILLED_START, str(root), when)
+    assert run.wait(60) == -signal.SIGKILL, run.stderr.read()
+    leftover = _qemu_pids(root)
+    assert len(leftover) == 1                                   # paused, half set up
+
+    with _driver(root) as drv:
+        assert drv.domain_status("vm1") == DomainStatus("shutoff", "failed")
+        assert _qemu_pids(root) == []
+        drv.domain_start("vm1")
+        assert drv.domain_status("vm1") == DomainStatus("running", "booted")
+        live = parse(drv.domain_xml("vm1", inactive=False), "domain")
+        assert live.find("devices/serial[@type='pty']/source").get("path").startswith("/dev/pts/")
+        wait_for_line(root / "vm1-serial.log", MARKER, timeout=90)
+        assert len(_qemu_pids(root)) == 1 and _qemu_pids(root) != leftover
+        drv.domain_destroy("vm1")
+    assert _qemu_pids(root) == []
+
+
+def test_a_start_found_half_way_is_killed_by_the_next_start(guest_build, root):
+    with _driver(root) as drv:
+        drv.domain_define(_xml(guest_build, root))
+    run = _python(KILLED_START, str(root), "qmp-setup")
+    assert run.wait(60) == -signal.SIGKILL, run.stderr.read()
+    leftover = _qemu_pids(root)
+    with _driver(root) as drv:
+        drv.domain_start("vm1")                                  # no status asked first
+        assert drv.domain_status("vm1") == DomainStatus("running", "booted")
+        assert len(_qemu_pids(root)) == 1 and not any(_alive(pid) for pid in leftover)
+        drv.domain_destroy("vm1")
+
+
+def test_a_start_in_progress_in_another_run_is_left_alone(guest_build, root):
+    with _driver(root) as drv:
+        drv.domain_define(_xml(guest_build, root))
+        config = parse(drv.domain_xml("vm1"), "domain")
+    starter = subprocess.Popen(["sleep", "60"])     # the run doing the start, alive
+    try:
+        state.save_record(str(root / "run" / "qemu" / "vm1.xml"), state.DomainRecord(
+            "paused", "starting up", domain_id=1, monitor=str(root / "lib" / "qemu" / "domain-1-vm1" / "monitor.sock"),
+            domain_dir=str(root / "lib" / "qemu" / "domain-1-vm1"), live=config,
+            starter=starter.pid, starter_time=process.start_time(starter.pid)))
+        with _driver(root) as drv:
+            assert drv.domain_status("vm1") == DomainStatus("paused", "starting up")
+    finally:
+        starter.kill()
+        starter.wait()
+    with _driver(root) as drv:
+        assert drv.domain_status("vm1") == DomainStatus("shutoff", "failed")
+
+
+# -- pids that are not the domain's ---------------------------------------------------
+def test_a_pid_is_trusted_only_if_its_qemu_names_the_domain_uuid(guest_build, root):
+    with _driver(root) as drv:
+        drv.domain_define(_xml(guest_build, root, "vm1"))
+        config = parse(drv.domain_xml("vm1"), "domain")
+    other = _started(guest_build, root, "vm2")
+    status_file, pidfile = str(root / "run" / "qemu" / "vm1.xml"), root / "run" / "qemu" / "vm1.pid"
+
+    # A start of vm1 that died before recording a pid, with a pidfile naming vm2's QEMU (a reused pid).
+    state.save_record(status_file, state.DomainRecord(
+        "paused", "starting up", domain_id=7, monitor=str(root / "lib" / "qemu" / "domain-7-vm1" / "monitor.sock"),
+        domain_dir=str(root / "lib" / "qemu" / "domain-7-vm1"), live=config))
+    pidfile.write_text(f"{other}\n")
+    with _driver(root) as drv:
+        assert drv.domain_status("vm1") == DomainStatus("shutoff", "failed")
+    assert _alive(other)
+
+    # A record without a start time whose pid is now vm2's QEMU.
+    state.save_record(status_file, state.DomainRecord(
+        "running", "booted", pid=other, domain_id=7, monitor=str(root / "nowhere.sock"), live=config))
+    with _driver(root) as drv:
+        with pytest.raises(Conflict, match="not running"):
+            drv.domain_destroy("vm1")
+        assert drv.domain_status("vm2") == DomainStatus("running", "booted")
+        drv.domain_destroy("vm2")
+    assert not _alive(other)
+
+
 # -- a corrupt definition ---------------------------------------------------------------
 def test_corrupt_definition_of_a_running_domain(guest_build, root):
     _started(guest_build, root, "vm1")
@@ -201,3 +351,40 @@ def test_removed_monitor_socket_fails_fast_and_destroy_uses_signals(guest_build,
         assert time.monotonic() - began < 8
         assert drv.domain_status("vm1") == DomainStatus("shutoff", "destroyed")
     assert not _alive(pid) and _qemu_pids(root) == []
+
+
+# -- concurrent runs ------------------------------------------------------------------------
+RACING_START = r"""
+import os, sys, time
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import Conflict
+root, go = sys.argv[1], sys.argv[2]
+with open_driver(f"qemu:///embed?root={root}") as drv:
+    while not os.path.exists(go):
+        time.sleep(0.001)
+    try:
+        drv.domain_start("vm1")
+        print("started")
+    except Conflict:
+        print("conflict")
+"""
+
+
+def test_concurrent_processes_start_one_qemu(guest_build, root):
+    with _driver(root) as drv:
+        drv.domain_define(_xml(guest_build, root))
+    go = root / "go"
+    runs = [_python(RACING_START, str(root), str(go)) for _run in range(3)]
+    time.sleep(1.0)     # every run has opened the driver and waits
+    go.touch()
+    outcomes = []
+    for run in runs:
+        out, err = run.communicate(timeout=120)
+        assert run.returncode == 0, err
+        outcomes.append(out.strip())
+    assert sorted(outcomes) == ["conflict", "conflict", "started"]
+    assert len(_qemu_pids(root)) == 1
+    with _driver(root) as drv:
+        assert drv.domain_status("vm1") == DomainStatus("running", "booted")
+        drv.domain_destroy("vm1")
+    assert _qemu_pids(root) == []

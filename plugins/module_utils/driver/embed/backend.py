@@ -52,7 +52,8 @@ _QEMU_TARGET = {"i686": "i386", "armv7l": "arm"}
 _RUNSTATES = {
     "running": ("running", "unknown"),
     "paused": ("paused", "unknown"),
-    "prelaunch": ("paused", "starting up"),
+    # "starting up" is kept for the record written before launch: it marks a start not finished.
+    "prelaunch": ("paused", "unknown"),
     "debug": ("paused", "unknown"),
     "io-error": ("paused", "I/O error"),
     "watchdog": ("paused", "watchdog"),
@@ -257,26 +258,72 @@ class EmbedDriver(Driver):
     def _refresh(self, name: str) -> DomainRecord:
         """The domain's current record; a QEMU found dead is cleaned up here.  Lock held."""
         record = self._record(name)
-        if record is None or not record.active:
-            if record is None and not os.path.exists(self.layout.config_file(name)):
+        if record is None:
+            if not os.path.exists(self.layout.config_file(name)):
                 raise NotFound(f"domain {name!r} is not defined in {self.uri.raw}")
-            return record or DomainRecord("shutoff", "unknown")
-        if record.pid is None:
-            self._kill_orphan(name)
-            return self._cleanup(name, record, "failed")     # a start that died half-way
-        if process.is_alive(record.pid, record.starttime):
+            return self._recover(name, scan=False) or DomainRecord("shutoff", "unknown")
+        if not record.active:
+            return record
+        if (record.state, record.reason) == ("paused", "starting up"):
+            if process.is_alive(record.starter, record.starter_time):
+                return record       # being started by a run that is alive (seen only by a reader without the lock)
+            # The run that started it died half-way.  Like libvirt on reconnect: such a QEMU is not trusted.
+            self._kill_leftover(name, record)
+            return self._cleanup(name, record, "failed")
+        if self._runs(record):
             observed = self._observe(name, record)
-            if observed is not None or process.is_alive(record.pid, record.starttime):
+            if observed is not None or self._runs(record):
                 return observed or record   # a stopped or hung monitor: trust the record
         # QEMU is gone (perhaps while we asked it): clean up after it.
         pidfile_left = os.path.exists(self.layout.pidfile(name))
         trace = fileio.read_text(self.layout.trace_file(name))
         return self._cleanup(name, record, process.exit_reason(pidfile_left, trace))
 
-    def _kill_orphan(self, name: str) -> None:
-        pid = process.read_pid(self.layout.pidfile(name))
-        if pid and process.is_alive(pid, None) and process.is_qemu(pid):
-            process.kill(pid, None)
+    def _runs(self, record: DomainRecord) -> bool:
+        return process.is_domain_process(record.pid, record.starttime, _uuid(record.live))
+
+    def _kill_leftover(self, name: str, record: DomainRecord) -> None:
+        """Kill the QEMU of an unfinished start: the recorded one, else whatever runs with its pidfile and uuid."""
+        pid, starttime = record.pid, record.starttime
+        if not (pid and starttime and process.is_alive(pid, starttime)):
+            pid = process.find_domain_process(self.layout.pidfile(name), _uuid(record.live))
+            starttime = process.start_time(pid) if pid else None
+        if pid and starttime:
+            process.kill(pid, starttime)
+
+    def _recover(self, name: str, scan: bool) -> DomainRecord | None:
+        """Find a live QEMU of the domain that has no status record and reattach to it."""
+        pidfile = self.layout.pidfile(name)
+        if not scan and process.read_pid(pidfile) is None:
+            return None
+        config = self._config(name)
+        if config is None:
+            return None
+        pid = process.find_domain_process(pidfile, _uuid(config), scan)
+        return None if pid is None else self._reattach(name, config, pid)
+
+    def _reattach(self, name: str, config, pid: int) -> DomainRecord:
+        """Rebuild the status record of a running QEMU from its command line and monitor."""
+        argv, starttime = process.command_line(pid), process.start_time(pid)
+        monitor = process.monitor_path(argv)
+        try:
+            with QMPClient.connect(monitor, timeout=MONITOR_TIMEOUT, wait_for_socket=False) as qmp:
+                runstate = qmp.execute("query-status")["status"]
+        except VirtError as exc:
+            raise Conflict(f"QEMU process {pid} runs domain {name!r}, which has no status record, and its "
+                           f"monitor {monitor or '(none on its command line)'} does not answer ({exc}); "
+                           f"stop process {pid} before starting the domain again") from exc
+        domain_dir = os.path.dirname(monitor)
+        domain_id = _id_from_dir(os.path.basename(domain_dir))
+        live = copy.deepcopy(config)
+        if domain_id is not None:
+            live.set("id", str(domain_id))
+        state_word, reason = _RUNSTATES.get(runstate, ("paused", "unknown"))
+        record = DomainRecord(state_word, reason, pid=pid, starttime=starttime, domain_id=domain_id,
+                              monitor=monitor, domain_dir=domain_dir, taps=process.tap_names(argv), live=live)
+        self._save(name, record)
+        self.warnings.append(f"domain {name!r} had no status record; reattached to QEMU process {pid}")
+        return record
 
     def _observe(self, name: str, record: DomainRecord) -> DomainRecord | None:
         """Bring the recorded state in line with what QEMU says it is doing; None if it did not answer."""
@@ -331,6 +378,7 @@ class EmbedDriver(Driver):
             config = self._config(name)
             if config is None:
                 raise NotFound(f"domain {name!r} is not defined in {self.uri.raw}")
+            self._refuse_second_qemu(name)
             caps = self._caps_for(config)
             _check_startable(config, caps)
             record = self._reserve(name, config, caps)
@@ -339,6 +387,12 @@ class EmbedDriver(Driver):
             except BaseException:
                 self._abort_start(name, record)
                 raise
+
+    def _refuse_second_qemu(self, name: str) -> None:
+        """Never two QEMUs for one domain: one that runs without a usable record is reattached, not doubled."""
+        record = self._recover(name, scan=True)
+        if record is not None:
+            raise Conflict(f"domain {name!r} is already running (QEMU process {record.pid})")
 
     def _reserve(self, name: str, config, caps) -> DomainRecord:
         """Pick a domain id, display ports and tap names no other domain of this root uses."""
@@ -354,7 +408,8 @@ class EmbedDriver(Driver):
             taps = _assign_taps(live, {t for r in others for t in r.taps})
             record = DomainRecord(
                 "paused", "starting up", domain_id=domain_id, monitor=monitor,
-                domain_dir=self.layout.domain_dir(domain_id, name), taps=taps, live=live)
+                domain_dir=self.layout.domain_dir(domain_id, name), taps=taps, live=live,
+                starter=os.getpid(), starter_time=process.start_time(os.getpid()))
             self._save(name, record)
         return record
 
@@ -415,6 +470,7 @@ class EmbedDriver(Driver):
         except VirtError as exc:
             raise BackendError(f"domain {name!r} failed to start: {exc}{process.log_tail(log_file, offset)}") from exc
         record.state, record.reason = ("paused", "user") if paused else ("running", "booted")
+        record.starter = record.starter_time = None
         self._save(name, record)
 
     def _abort_start(self, name: str, record: DomainRecord) -> None:
@@ -536,6 +592,16 @@ def _carry_over(desired, current) -> None:
         if iface.find("mac") is None and index < len(old) and old[index].find("mac") is not None \
                 and old[index].get("type") == iface.get("type"):
             iface.insert(0, copy.deepcopy(old[index].find("mac")))
+
+
+def _uuid(domain) -> str | None:
+    return None if domain is None else (domain.findtext("uuid") or "").strip() or None
+
+
+def _id_from_dir(dirname: str) -> int | None:
+    """The domain id in a ``domain-<id>-<short name>`` directory name."""
+    parts = dirname.split("-", 2)
+    return int(parts[1]) if len(parts) == 3 and parts[0] == "domain" and parts[1].isdigit() else None
 
 
 # -- start helpers ----------------------------------------------------------------

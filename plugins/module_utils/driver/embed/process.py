@@ -134,13 +134,6 @@ def is_alive(pid: int | None, starttime: int | None) -> bool:
     return current is not None and (starttime is None or current == starttime)
 
 
-def is_qemu(pid: int) -> bool:
-    try:
-        return os.path.basename(os.readlink(f"/proc/{pid}/exe")).startswith("qemu")
-    except OSError:
-        return False
-
-
 def command_line(pid: int) -> list[str]:
     """The argv of a process; empty when it is gone (or a zombie, whose cmdline is empty)."""
     try:
