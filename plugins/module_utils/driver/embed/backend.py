@@ -13,9 +13,11 @@ collection.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import os
 import shutil
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from types import SimpleNamespace
 
@@ -32,7 +34,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
 from ansible_collections.virtops.qemu.plugins.module_utils.model.domain import validate_name
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import etree, parse, sub, to_string
 from ansible_collections.virtops.qemu.plugins.module_utils.qemu_conf import read_conf, settings_from_text
-from ansible_collections.virtops.qemu.plugins.module_utils.qmp import QMPClient
+from ansible_collections.virtops.qemu.plugins.module_utils.qmp import QMPClient, QMPError
 
 # The qemu.conf keys this driver acts on; others are reported as ignored.
 HONOURED_CONF_KEYS = frozenset({
@@ -328,7 +330,7 @@ class EmbedDriver(Driver):
     def _observe(self, name: str, record: DomainRecord) -> DomainRecord | None:
         """Bring the recorded state in line with what QEMU says it is doing; None if it did not answer."""
         try:
-            with QMPClient.connect(record.monitor, timeout=MONITOR_TIMEOUT, wait_for_socket=False) as qmp:
+            with self._session(record.monitor) as qmp:
                 runstate = qmp.execute("query-status")["status"]
         except VirtError as exc:
             self._warn_silent(name, record, exc)
@@ -341,11 +343,31 @@ class EmbedDriver(Driver):
             self._save(name, record)
         return record
 
+    @contextlib.contextmanager
+    def _session(self, monitor: str) -> Iterator[QMPClient]:
+        """QMP with a running QEMU.  A monitor that did not answer in time is not asked again by this
+        driver, so a stopped QEMU costs a run one deadline instead of one per call."""
+        if monitor in self._unanswered:
+            raise BackendError(f"QMP {monitor}: did not answer earlier in this run")
+        try:
+            with QMPClient.connect(monitor, timeout=MONITOR_TIMEOUT, wait_for_socket=False) as qmp:
+                yield qmp
+        except QMPError:
+            raise       # QEMU answered, with an error
+        except VirtError:
+            self._unanswered.add(monitor)
+            raise
+
+    @property
+    def _unanswered(self) -> set[str]:
+        """Monitor sockets that did not answer in time while this driver was open."""
+        return self.__dict__.setdefault("_unanswered_monitors", set())
+
     def _warn_silent(self, name: str, record: DomainRecord, exc: VirtError) -> None:
-        warning = (f"domain {name!r}: the QEMU monitor {record.monitor} does not answer ({exc}); "
-                   f"reporting the last recorded state, {record.state} ({record.reason})")
-        if warning not in self.warnings:
-            self.warnings.append(warning)
+        warning = f"domain {name!r}: the QEMU monitor {record.monitor} does not answer"
+        if not any(w.startswith(warning) for w in self.warnings):
+            self.warnings.append(f"{warning} ({exc}); reporting the last recorded state, "
+                                 f"{record.state} ({record.reason})")
 
     def _cleanup(self, name: str, record: DomainRecord, reason: str) -> DomainRecord:
         """Remove what a stopped QEMU left behind and remember why it stopped."""
@@ -357,6 +379,7 @@ class EmbedDriver(Driver):
                 errors.append(str(exc))
         if record.monitor:
             fileio.remove_quietly(record.monitor)
+            self._unanswered.discard(record.monitor)
         if record.domain_dir and os.path.dirname(record.domain_dir) == self.layout.lib_dir:
             shutil.rmtree(record.domain_dir, ignore_errors=True)
         for leftover in (self.layout.pidfile(name), self.layout.trace_file(name)):
@@ -502,10 +525,14 @@ class EmbedDriver(Driver):
                 record.state, record.reason = after
                 self._save(name, record)
 
-    def _monitor(self, name: str, record: DomainRecord) -> QMPClient:
+    @contextlib.contextmanager
+    def _monitor(self, name: str, record: DomainRecord) -> Iterator[QMPClient]:
         """A QMP session with the domain's running QEMU; fails within seconds when QEMU does not answer."""
         try:
-            return QMPClient.connect(record.monitor, timeout=MONITOR_TIMEOUT, wait_for_socket=False)
+            with self._session(record.monitor) as qmp:
+                yield qmp
+        except QMPError:
+            raise
         except VirtError as exc:
             raise BackendError(f"domain {name!r}: the QEMU monitor {record.monitor} does not answer: {exc}") from exc
 
@@ -522,11 +549,10 @@ class EmbedDriver(Driver):
                 process.kill(record.pid, record.starttime)
             self._cleanup(name, record, "destroyed")
 
-    @staticmethod
-    def _quit(record: DomainRecord) -> bool:
+    def _quit(self, record: DomainRecord) -> bool:
         """Ask QEMU to quit; False when its monitor does not answer, and signals must do it."""
         try:
-            with QMPClient.connect(record.monitor, timeout=MONITOR_TIMEOUT, wait_for_socket=False) as qmp:
+            with self._session(record.monitor) as qmp:
                 qmp.execute("quit", timeout=MONITOR_TIMEOUT)
         except VirtError:
             return False
