@@ -6,7 +6,8 @@
 One ``QMPClient`` talks to one QEMU monitor.  Commands carry an ``id`` so
 their reply can be told apart from the asynchronous events QEMU sends at any
 time; events seen while waiting for a reply are queued for ``wait_event`` and
-``events``.  Private to the collection.
+``events``.  Every exchange has a deadline: a QEMU that is stopped or
+wedged must not stall a module run.  Private to the collection.
 """
 
 from __future__ import annotations
@@ -23,6 +24,8 @@ from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
 )
 
 DEFAULT_TIMEOUT = 30.0
+# Queries only read QEMU's state and answer at once from a healthy main loop.
+QUERY_TIMEOUT = 3.0
 _RETRY_INTERVAL = 0.05
 # Polling a socket that does not exist yet is cheap; a short interval lets a
 # start proceed as soon as QEMU listens instead of on the next coarse tick.
@@ -57,14 +60,18 @@ class QMPClient:
     # -- session --------------------------------------------------------
     @classmethod
     def connect(cls, path: str, timeout: float = DEFAULT_TIMEOUT,
-                alive: Callable[[], bool] | None = None) -> QMPClient:
+                alive: Callable[[], bool] | None = None,
+                wait_for_socket: bool = True) -> QMPClient:
         """Connect, read the greeting and leave capabilities negotiation mode.
 
-        ``alive`` lets a caller that started QEMU stop waiting as soon as the
-        process is gone instead of retrying until ``timeout``.
+        ``timeout`` bounds the whole handshake.  A freshly spawned QEMU may
+        not listen yet, so by default a missing or refusing socket is retried;
+        ``alive`` lets the caller that started QEMU stop waiting as soon as
+        the process is gone.  For a QEMU that already runs, pass
+        ``wait_for_socket=False``: a socket that is not there now never will be.
         """
         deadline = time.monotonic() + timeout
-        client = cls(_connect_socket(path, deadline, alive), path)
+        client = cls(_connect_socket(path, deadline, alive, wait_for_socket), path)
         try:
             client._read_greeting(deadline)
             client.execute("qmp_capabilities", timeout=_remaining(deadline))
@@ -92,14 +99,15 @@ class QMPClient:
 
     # -- commands -------------------------------------------------------
     def execute(self, command: str, arguments: dict | None = None,
-                timeout: float = DEFAULT_TIMEOUT,
+                timeout: float | None = None,
                 fds: Iterable[int] = ()) -> object:
         """Run one command and return its ``return`` value.
 
+        Without ``timeout`` the deadline is ``command_timeout(command)``.
         ``fds`` are passed along with the command (SCM_RIGHTS), as ``getfd``
         and ``add-fd`` expect.
         """
-        deadline = time.monotonic() + timeout
+        deadline = time.monotonic() + (command_timeout(command) if timeout is None else timeout)
         self._next_id += 1
         request_id = f"virtops-{self._next_id}"
         request: dict = {"execute": command, "id": request_id}
@@ -216,8 +224,15 @@ class QMPClient:
         return self._sock
 
 
-def _connect_socket(path: str, deadline: float,
-                    alive: Callable[[], bool] | None) -> socket.socket:
+def command_timeout(command: str) -> float:
+    """The default deadline of a command: short for queries, longer for anything that acts."""
+    if command.startswith("query-") or command == "qmp_capabilities":
+        return QUERY_TIMEOUT
+    return DEFAULT_TIMEOUT
+
+
+def _connect_socket(path: str, deadline: float, alive: Callable[[], bool] | None,
+                    wait_for_socket: bool) -> socket.socket:
     while True:
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         try:
@@ -226,7 +241,7 @@ def _connect_socket(path: str, deadline: float,
             return sock
         except OSError as exc:
             sock.close()
-            if exc.errno not in _NOT_YET_LISTENING:
+            if exc.errno not in _NOT_YET_LISTENING or not wait_for_socket:
                 raise BackendError(f"cannot connect to QMP socket {path}: {exc}") from exc
             if alive is not None and not alive():
                 raise BackendError(f"QEMU exited before its QMP socket {path} accepted connections") from exc

@@ -19,6 +19,7 @@ import contextlib
 import copy
 import os
 import shutil
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from types import SimpleNamespace
 
@@ -37,7 +38,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
 from ansible_collections.virtops.qemu.plugins.module_utils.model.domain import validate_name
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import etree, parse, sub, to_string
 from ansible_collections.virtops.qemu.plugins.module_utils.qemu_conf import read_conf, settings_from_text
-from ansible_collections.virtops.qemu.plugins.module_utils.qmp import QMPClient
+from ansible_collections.virtops.qemu.plugins.module_utils.qmp import QMPClient, QMPError
 
 # The qemu.conf keys this driver acts on; others are reported as ignored.
 HONOURED_CONF_KEYS = frozenset({
@@ -46,9 +47,9 @@ HONOURED_CONF_KEYS = frozenset({
 })
 
 DOMAIN_SCHEMA = "/usr/share/libvirt/schemas/domain.rng"
-QMP_TIMEOUT = 30.0
 STARTUP_TIMEOUT = 60.0
-STATUS_QMP_TIMEOUT = 10.0
+# Connecting to a QEMU that already runs: its greeting comes at once unless QEMU is stopped or wedged.
+MONITOR_TIMEOUT = 3.0
 DESTROY_GRACE = 10.0
 VNC_PORT_MIN = 5900
 # libvirt architecture names whose QEMU target is spelt differently.
@@ -57,7 +58,8 @@ _QEMU_TARGET = {"i686": "i386", "armv7l": "arm"}
 _RUNSTATES = {
     "running": ("running", "unknown"),
     "paused": ("paused", "unknown"),
-    "prelaunch": ("paused", "starting up"),
+    # "starting up" is kept for the record written before launch: it marks a start not finished.
+    "prelaunch": ("paused", "unknown"),
     "debug": ("paused", "unknown"),
     "io-error": ("paused", "I/O error"),
     "watchdog": ("paused", "watchdog"),
@@ -132,8 +134,14 @@ class EmbedDriver(Driver):
         return fileio.file_lock(self.layout.driver_lock_file(), f"embed root {self.layout.root}")
 
     def _config(self, name: str):
-        text = fileio.read_text(self.layout.config_file(name))
-        return None if text is None else parse(text, "domain", self.layout.config_file(name))
+        path = self.layout.config_file(name)
+        text = fileio.read_text(path)
+        if text is None:
+            return None
+        try:
+            return parse(text, "domain", path)
+        except (VirtError, ValueError) as exc:     # ValueError: bytes that are not UTF-8
+            raise BackendError(f"domain {name!r}: definition file {path} cannot be parsed: {exc}") from exc
 
     def _record(self, name: str) -> DomainRecord | None:
         return state.load_record(self.layout.status_file(name))
@@ -180,7 +188,10 @@ class EmbedDriver(Driver):
     def domain_exists(self, name: str) -> bool:
         if os.path.exists(self.layout.config_file(name)):
             return True
-        record = self._record(name)
+        try:
+            record = self._record(name)
+        except BackendError:
+            return True     # listed, so that its status names the unreadable file
         return record is not None and record.active
 
     def domain_xml(self, name: str, inactive: bool = True) -> str:
@@ -219,23 +230,35 @@ class EmbedDriver(Driver):
         if not wanted:
             return
         for other in self._names_on_disk() - {name}:
-            config = self._config(other)
+            try:
+                config = self._config(other)
+            except BackendError:
+                continue    # an unreadable definition claims no uuid
             if config is not None and (config.findtext("uuid") or "").strip().lower() == wanted:
                 raise Conflict(f"domain {other!r} already has uuid {wanted}; a domain cannot be renamed by define")
 
     def domain_undefine(self, name: str) -> None:
         with self._lock(name):
-            config = self._config(name)
-            if config is None:
-                raise NotFound(f"domain {name!r} is not defined in {self.uri.raw}")
+            config = self._config_to_undefine(name)
             record = self._refresh(name)
             fileio.remove_quietly(self.layout.autostart_link(name))
             fileio.remove_quietly(self.layout.config_file(name))
             fileio.fsync_directory(self.layout.config_dir)
             if not record.active:
-                self._remove_domain_data(name, config)
+                if config is not None:
+                    self._remove_domain_data(name, config)
                 fileio.remove_quietly(self.layout.status_file(name))
                 fileio.remove_lock_file(self.layout.lock_file(name))
+
+    def _config_to_undefine(self, name: str):
+        """The definition; None for an unreadable one, which is removed without knowing its NVRAM."""
+        if not os.path.exists(self.layout.config_file(name)):
+            raise NotFound(f"domain {name!r} is not defined in {self.uri.raw}")
+        try:
+            return self._config(name)
+        except BackendError as exc:
+            self.warnings.append(f"{exc}; removed unread, so any NVRAM or TPM state of the domain is kept")
+            return None
 
     def _remove_domain_data(self, name: str, config) -> None:
         """NVRAM and TPM state, as virDomainUndefineFlags(NVRAM|TPM) removes them."""
@@ -274,34 +297,80 @@ class EmbedDriver(Driver):
     def _refresh(self, name: str) -> DomainRecord:
         """The domain's current record; a QEMU found dead is cleaned up here.  Lock held."""
         record = self._record(name)
-        if record is None or not record.active:
-            if record is None and not os.path.exists(self.layout.config_file(name)):
+        if record is None:
+            if not os.path.exists(self.layout.config_file(name)):
                 raise NotFound(f"domain {name!r} is not defined in {self.uri.raw}")
-            return record or DomainRecord("shutoff", "unknown")
-        if record.pid is None:
-            self._kill_orphan(name)
-            return self._cleanup(name, record, "failed")     # a start that died half-way
-        if process.is_alive(record.pid, record.starttime):
+            return self._recover(name, scan=False) or DomainRecord("shutoff", "unknown")
+        if not record.active:
+            return record
+        if (record.state, record.reason) == ("paused", "starting up"):
+            if process.is_alive(record.starter, record.starter_time):
+                return record       # being started by a run that is alive (seen only by a reader without the lock)
+            # The run that started it died half-way.  Like libvirt on reconnect: such a QEMU is not trusted.
+            self._kill_leftover(name, record)
+            return self._cleanup(name, record, "failed")
+        if self._runs(record):
             observed = self._observe(name, record)
-            if observed is not None or process.is_alive(record.pid, record.starttime):
-                return observed or record   # a busy or hung monitor: trust the record
+            if observed is not None or self._runs(record):
+                return observed or record   # a stopped or hung monitor: trust the record
         # QEMU is gone (perhaps while we asked it): clean up after it.
         pidfile_left = os.path.exists(self.layout.pidfile(name))
         trace = fileio.read_text(self.layout.trace_file(name))
         return self._cleanup(name, record, process.exit_reason(pidfile_left, trace))
 
-    def _kill_orphan(self, name: str) -> None:
-        pid = process.read_pid(self.layout.pidfile(name))
-        if pid and process.is_alive(pid, None) and process.is_qemu(pid):
-            process.kill(pid, None)
+    def _runs(self, record: DomainRecord) -> bool:
+        return process.is_domain_process(record.pid, record.starttime, _uuid(record.live))
+
+    def _kill_leftover(self, name: str, record: DomainRecord) -> None:
+        """Kill the QEMU of an unfinished start: the recorded one, else whatever runs with its pidfile and uuid."""
+        pid, starttime = record.pid, record.starttime
+        if not (pid and starttime and process.is_alive(pid, starttime)):
+            pid = process.find_domain_process(self.layout.pidfile(name), _uuid(record.live))
+            starttime = process.start_time(pid) if pid else None
+        if pid and starttime:
+            process.kill(pid, starttime)
+
+    def _recover(self, name: str, scan: bool) -> DomainRecord | None:
+        """Find a live QEMU of the domain that has no status record and reattach to it."""
+        pidfile = self.layout.pidfile(name)
+        if not scan and process.read_pid(pidfile) is None:
+            return None
+        config = self._config(name)
+        if config is None:
+            return None
+        pid = process.find_domain_process(pidfile, _uuid(config), scan)
+        return None if pid is None else self._reattach(name, config, pid)
+
+    def _reattach(self, name: str, config, pid: int) -> DomainRecord:
+        """Rebuild the status record of a running QEMU from its command line and monitor."""
+        argv, starttime = process.command_line(pid), process.start_time(pid)
+        monitor = process.monitor_path(argv)
+        try:
+            with QMPClient.connect(monitor, timeout=MONITOR_TIMEOUT, wait_for_socket=False) as qmp:
+                runstate = qmp.execute("query-status")["status"]
+        except VirtError as exc:
+            raise Conflict(f"QEMU process {pid} runs domain {name!r}, which has no status record, and its "
+                           f"monitor {monitor or '(none on its command line)'} does not answer ({exc}); "
+                           f"stop process {pid} before starting the domain again") from exc
+        domain_dir = os.path.dirname(monitor)
+        domain_id = _id_from_dir(os.path.basename(domain_dir))
+        live = copy.deepcopy(config)
+        if domain_id is not None:
+            live.set("id", str(domain_id))
+        state_word, reason = _RUNSTATES.get(runstate, ("paused", "unknown"))
+        record = DomainRecord(state_word, reason, pid=pid, starttime=starttime, domain_id=domain_id,
+                              monitor=monitor, domain_dir=domain_dir, taps=process.tap_names(argv), live=live)
+        self._save(name, record)
+        self.warnings.append(f"domain {name!r} had no status record; reattached to QEMU process {pid}")
+        return record
 
     def _observe(self, name: str, record: DomainRecord) -> DomainRecord | None:
         """Bring the recorded state in line with what QEMU says it is doing; None if it did not answer."""
         try:
-            with QMPClient.connect(record.monitor, timeout=STATUS_QMP_TIMEOUT,
-                                   alive=lambda: process.is_alive(record.pid, record.starttime)) as qmp:
-                runstate = qmp.execute("query-status", timeout=STATUS_QMP_TIMEOUT)["status"]
-        except VirtError:
+            with self._session(record.monitor) as qmp:
+                runstate = qmp.execute("query-status")["status"]
+        except VirtError as exc:
+            self._warn_silent(name, record, exc)
             return None
         word, reason = _RUNSTATES.get(runstate, ("nostate", "unknown"))
         if word == "running" and record.state == "paused":
@@ -310,6 +379,32 @@ class EmbedDriver(Driver):
             record.state, record.reason = word, reason
             self._save(name, record)
         return record
+
+    @contextlib.contextmanager
+    def _session(self, monitor: str) -> Iterator[QMPClient]:
+        """QMP with a running QEMU.  A monitor that did not answer in time is not asked again by this
+        driver, so a stopped QEMU costs a run one deadline instead of one per call."""
+        if monitor in self._unanswered:
+            raise BackendError(f"QMP {monitor}: did not answer earlier in this run")
+        try:
+            with QMPClient.connect(monitor, timeout=MONITOR_TIMEOUT, wait_for_socket=False) as qmp:
+                yield qmp
+        except QMPError:
+            raise       # QEMU answered, with an error
+        except VirtError:
+            self._unanswered.add(monitor)
+            raise
+
+    @property
+    def _unanswered(self) -> set[str]:
+        """Monitor sockets that did not answer in time while this driver was open."""
+        return self.__dict__.setdefault("_unanswered_monitors", set())
+
+    def _warn_silent(self, name: str, record: DomainRecord, exc: VirtError) -> None:
+        warning = f"domain {name!r}: the QEMU monitor {record.monitor} does not answer"
+        if not any(w.startswith(warning) for w in self.warnings):
+            self.warnings.append(f"{warning} ({exc}); reporting the last recorded state, "
+                                 f"{record.state} ({record.reason})")
 
     def _cleanup(self, name: str, record: DomainRecord, reason: str) -> DomainRecord:
         """Remove what a stopped QEMU left behind and remember why it stopped."""
@@ -321,6 +416,7 @@ class EmbedDriver(Driver):
                 errors.append(str(exc))
         if record.monitor:
             fileio.remove_quietly(record.monitor)
+            self._unanswered.discard(record.monitor)
         if record.domain_dir and os.path.dirname(record.domain_dir) == self.layout.lib_dir:
             shutil.rmtree(record.domain_dir, ignore_errors=True)
         for leftover in (self.layout.pidfile(name), self.layout.trace_file(name)):
@@ -343,6 +439,7 @@ class EmbedDriver(Driver):
             config = self._config(name)
             if config is None:
                 raise NotFound(f"domain {name!r} is not defined in {self.uri.raw}")
+            self._refuse_second_qemu(name)
             caps = self._caps_for(config)
             _check_startable(config, caps)
             record = self._reserve(name, config, caps)
@@ -351,6 +448,12 @@ class EmbedDriver(Driver):
             except BaseException:
                 self._abort_start(name, record)
                 raise
+
+    def _refuse_second_qemu(self, name: str) -> None:
+        """Never two QEMUs for one domain: one that runs without a usable record is reattached, not doubled."""
+        record = self._recover(name, scan=True)
+        if record is not None:
+            raise Conflict(f"domain {name!r} is already running (QEMU process {record.pid})")
 
     def _reserve(self, name: str, config, caps) -> DomainRecord:
         """Pick a domain id, display ports and tap names no other domain of this root uses."""
@@ -366,7 +469,8 @@ class EmbedDriver(Driver):
             taps = _assign_taps(live, {t for r in others for t in r.taps})
             record = DomainRecord(
                 "paused", "starting up", domain_id=domain_id, monitor=monitor,
-                domain_dir=self.layout.domain_dir(domain_id, name), taps=taps, live=live)
+                domain_dir=self.layout.domain_dir(domain_id, name), taps=taps, live=live,
+                starter=os.getpid(), starter_time=process.start_time(os.getpid()))
             self._save(name, record)
         return record
 
@@ -422,10 +526,11 @@ class EmbedDriver(Driver):
                 _set_passwords(qmp, record.live, conf)
                 _record_ptys(qmp, record.live)
                 if not paused:
-                    qmp.execute("cont", timeout=QMP_TIMEOUT)
+                    qmp.execute("cont")
         except VirtError as exc:
             raise BackendError(f"domain {name!r} failed to start: {exc}{process.log_tail(log_file, offset)}") from exc
         record.state, record.reason = ("paused", "user") if paused else ("running", "booted")
+        record.starter = record.starter_time = None
         self._save(name, record)
 
     def _abort_start(self, name: str, record: DomainRecord) -> None:
@@ -451,11 +556,22 @@ class EmbedDriver(Driver):
     def _qmp_on_active(self, name: str, verb: str, command: str, after=None) -> None:
         with self._lock(name):
             record = self._active_record(name, verb)
-            with QMPClient.connect(record.monitor, timeout=QMP_TIMEOUT) as qmp:
-                qmp.execute(command, timeout=QMP_TIMEOUT)
+            with self._monitor(name, record) as qmp:
+                qmp.execute(command)
             if after:
                 record.state, record.reason = after
                 self._save(name, record)
+
+    @contextlib.contextmanager
+    def _monitor(self, name: str, record: DomainRecord) -> Iterator[QMPClient]:
+        """A QMP session with the domain's running QEMU; fails within seconds when QEMU does not answer."""
+        try:
+            with self._session(record.monitor) as qmp:
+                yield qmp
+        except QMPError:
+            raise
+        except VirtError as exc:
+            raise BackendError(f"domain {name!r}: the QEMU monitor {record.monitor} does not answer: {exc}") from exc
 
     def _active_record(self, name: str, verb: str) -> DomainRecord:
         record = self._refresh(name)
@@ -466,14 +582,18 @@ class EmbedDriver(Driver):
     def domain_destroy(self, name: str) -> None:
         with self._lock(name):
             record = self._active_record(name, "destroy")
-            try:
-                with QMPClient.connect(record.monitor, timeout=5.0) as qmp:
-                    qmp.execute("quit", timeout=5.0)
-            except VirtError:
-                pass    # a wedged monitor: the signals below still work
-            if not process.wait_gone(record.pid, record.starttime, DESTROY_GRACE):
+            if not (self._quit(record) and process.wait_gone(record.pid, record.starttime, DESTROY_GRACE)):
                 process.kill(record.pid, record.starttime)
             self._cleanup(name, record, "destroyed")
+
+    def _quit(self, record: DomainRecord) -> bool:
+        """Ask QEMU to quit; False when its monitor does not answer, and signals must do it."""
+        try:
+            with self._session(record.monitor) as qmp:
+                qmp.execute("quit", timeout=MONITOR_TIMEOUT)
+        except VirtError:
+            return False
+        return True
 
     def domain_native_command(self, name: str) -> tuple[list[str], dict[str, str]]:
         """The command line a start would use, with placeholder runtime values as libvirt shows them."""
@@ -496,8 +616,8 @@ class EmbedDriver(Driver):
             raise InvalidInput("a monitor command is a dict with an 'execute' key", "command")
         with self._lock(name):
             record = self._active_record(name, f"run {command['execute']!r} on")
-            with QMPClient.connect(record.monitor, timeout=QMP_TIMEOUT) as qmp:
-                return qmp.execute(command["execute"], command.get("arguments"), timeout=QMP_TIMEOUT)
+            with self._monitor(name, record) as qmp:
+                return qmp.execute(command["execute"], command.get("arguments"))
 
     # -- storage ----------------------------------------------------------
     def delete_disk_source(self, source: dict) -> None:
@@ -534,6 +654,16 @@ def _carry_over(desired, current) -> None:
         if iface.find("mac") is None and index < len(old) and old[index].find("mac") is not None \
                 and old[index].get("type") == iface.get("type"):
             iface.insert(0, copy.deepcopy(old[index].find("mac")))
+
+
+def _uuid(domain) -> str | None:
+    return None if domain is None else (domain.findtext("uuid") or "").strip() or None
+
+
+def _id_from_dir(dirname: str) -> int | None:
+    """The domain id in a ``domain-<id>-<short name>`` directory name."""
+    parts = dirname.split("-", 2)
+    return int(parts[1]) if len(parts) == 3 and parts[0] == "domain" and parts[1].isdigit() else None
 
 
 # -- start helpers ----------------------------------------------------------------
@@ -627,7 +757,7 @@ def _set_passwords(qmp: QMPClient, live, conf: dict) -> None:
         kind = graphics.get("type")
         password = graphics.get("passwd") or conf.get(f"{kind}_password")
         if kind in ("vnc", "spice") and password:
-            qmp.execute("set_password", {"protocol": kind, "password": password}, timeout=QMP_TIMEOUT)
+            qmp.execute("set_password", {"protocol": kind, "password": password})
 
 
 def _record_ptys(qmp: QMPClient, live) -> None:
@@ -635,7 +765,7 @@ def _record_ptys(qmp: QMPClient, live) -> None:
     serials = [s for s in live.findall("devices/serial") if s.get("type") == "pty"]
     if not serials:
         return
-    ptys = {c["label"]: c["filename"][4:] for c in qmp.execute("query-chardev", timeout=QMP_TIMEOUT)
+    ptys = {c["label"]: c["filename"][4:] for c in qmp.execute("query-chardev")
             if c.get("filename", "").startswith("pty:")}
     for serial in serials:
         port = serial.find("target").get("port", "0")

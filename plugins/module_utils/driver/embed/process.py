@@ -13,11 +13,17 @@ reparented to init when the module exits.  ``-D`` sends two trace events
 (``runstate_set``, ``qemu_system_shutdown_request``) to a file of their own,
 QEMU's own record of how it stopped.  QEMU removes its pidfile on every
 orderly exit, so a dead pid whose pidfile is still there was killed or
-crashed.  Private to the collection.
+crashed.
+
+A pid is trusted as a domain's QEMU only while its start time is the
+recorded one, or, where no start time is known, while its command line
+names the domain's uuid (QEMU is started with ``-uuid``): pids are reused.
+Private to the collection.
 """
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shlex
@@ -121,11 +127,92 @@ def is_alive(pid: int | None, starttime: int | None) -> bool:
     return current is not None and (starttime is None or current == starttime)
 
 
-def is_qemu(pid: int) -> bool:
+def command_line(pid: int) -> list[str]:
+    """The argv of a process; empty when it is gone (or a zombie, whose cmdline is empty)."""
     try:
-        return os.path.basename(os.readlink(f"/proc/{pid}/exe")).startswith("qemu")
+        with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            raw = handle.read()
     except OSError:
+        return []
+    return [os.fsdecode(arg) for arg in raw.split(b"\0")[:-1]]
+
+
+def runs_domain(pid: int, uuid: str | None) -> bool:
+    """The process is a QEMU started for the domain with this uuid."""
+    return bool(uuid) and option_value(command_line(pid), "-uuid").lower() == (uuid or "").lower()
+
+
+def is_domain_process(pid: int | None, starttime: int | None, uuid: str | None) -> bool:
+    """``pid`` still is the domain's QEMU: its recorded start time, or else its uuid, says so."""
+    if not pid or not is_alive(pid, starttime):
         return False
+    return starttime is not None or runs_domain(pid, uuid)
+
+
+def find_domain_process(pidfile: str, uuid: str | None, scan: bool = True) -> int | None:
+    """The live QEMU of a domain: the pid in its pidfile, else (with ``scan``) a process started
+    with that pidfile and uuid, for a QEMU whose pidfile was removed or not written yet."""
+    pid = read_pid(pidfile)
+    if pid and is_domain_process(pid, None, uuid):
+        return pid
+    if not scan or not uuid:
+        return None
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and entry != str(os.getpid()):
+            argv = command_line(int(entry))
+            if option_value(argv, "-pidfile") == pidfile and is_domain_process(int(entry), None, uuid):
+                return int(entry)
+    return None
+
+
+def option_value(argv: list[str], flag: str) -> str:
+    """The argument following the first ``flag`` in argv, "" when there is none."""
+    for index, arg in enumerate(argv[:-1]):
+        if arg == flag:
+            return argv[index + 1]
+    return ""
+
+
+def monitor_path(argv: list[str]) -> str:
+    """The QMP monitor socket of a QEMU command line (the ``charmonitor`` chardev), "" if none."""
+    for index, arg in enumerate(argv[:-1]):
+        if arg == "-chardev":
+            props = split_options(argv[index + 1])
+            if props.get("id") == "charmonitor":
+                return props.get("path", "")
+    return ""
+
+
+def tap_names(argv: list[str]) -> list[str]:
+    """The taps a QEMU command line uses (JSON ``-netdev`` of type tap)."""
+    taps = []
+    for index, arg in enumerate(argv[:-1]):
+        if arg == "-netdev" and argv[index + 1].startswith("{"):
+            try:
+                netdev = json.loads(argv[index + 1])
+            except ValueError:
+                continue
+            if netdev.get("type") == "tap" and netdev.get("ifname"):
+                taps.append(netdev["ifname"])
+    return taps
+
+
+def split_options(text: str) -> dict[str, str]:
+    """QEMU's key=value,... option syntax, where ",," is a literal comma."""
+    parts, current, index = [], [], 0
+    while index < len(text):
+        if text[index] == "," and text[index + 1:index + 2] == ",":
+            current.append(",")
+            index += 2
+            continue
+        if text[index] == ",":
+            parts.append("".join(current))
+            current = []
+        else:
+            current.append(text[index])
+        index += 1
+    parts.append("".join(current))
+    return dict(part.split("=", 1) for part in parts if "=" in part)
 
 
 def wait_gone(pid: int, starttime: int | None, timeout: float) -> bool:
@@ -148,6 +235,7 @@ def signal_process(pid: int, starttime: int | None, signum: int) -> None:
 def kill(pid: int, starttime: int | None, grace: float = 5.0) -> None:
     """SIGTERM, then SIGKILL if QEMU has not gone after ``grace`` seconds."""
     signal_process(pid, starttime, signal.SIGTERM)
+    signal_process(pid, starttime, signal.SIGCONT)      # a stopped QEMU acts on SIGTERM only once resumed
     if wait_gone(pid, starttime, grace):
         return
     signal_process(pid, starttime, signal.SIGKILL)

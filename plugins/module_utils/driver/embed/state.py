@@ -6,8 +6,11 @@
 Without a daemon every module run must find a running QEMU again from what
 an earlier run wrote: the status XML under ``run/qemu`` in libvirt's
 ``<domstatus>`` shape (state, reason, pid, monitor socket, taints, taps and
-the live domain XML).  A shut-off domain keeps a small status file that only
-remembers why it stopped.  Private to the collection.
+the live domain XML).  While a start is under way the record is paused with
+reason "starting up" and names the process doing the start, so that a later
+run can tell a start in progress from one whose run died.  A shut-off domain
+keeps a small status file that only remembers why it stopped.  Private to the
+collection.
 """
 
 from __future__ import annotations
@@ -38,6 +41,8 @@ class DomainRecord:
     taints: list[str] = field(default_factory=list)
     taps: list[str] = field(default_factory=list)
     live: object = None                     # the live <domain> element
+    starter: int | None = None              # pid of the run doing a start in progress ...
+    starter_time: int | None = None         # ... and its /proc start time
 
     @property
     def active(self) -> bool:
@@ -57,6 +62,8 @@ def record_to_xml(record: DomainRecord) -> str:
         sub(root, "process", starttime=record.starttime, started=record.started)
     for tap in record.taps:
         sub(root, "tap", name=tap)
+    if record.starter is not None:
+        sub(root, "starter", pid=record.starter, starttime=record.starter_time)
     if record.live is not None:
         root.append(_copy(record.live))
     return to_string(root)
@@ -65,6 +72,7 @@ def record_to_xml(record: DomainRecord) -> str:
 def record_from_xml(text: str, source: str) -> DomainRecord:
     root = parse(text, "domstatus", source)
     process = root.find("process")
+    starter = root.find("starter")
     live = root.find("domain")
     return DomainRecord(
         state=root.get("state", "nostate"),
@@ -78,6 +86,8 @@ def record_from_xml(text: str, source: str) -> DomainRecord:
         taints=[node.get("flag") for node in root.findall("taint") if node.get("flag")],
         taps=[node.get("name") for node in root.findall("tap") if node.get("name")],
         live=live,
+        starter=_int(starter.get("pid")) if starter is not None else None,
+        starter_time=_int(starter.get("starttime")) if starter is not None else None,
     )
 
 

@@ -17,6 +17,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     BackendError,
     OperationTimeout,
 )
+from ansible_collections.virtops.qemu.plugins.module_utils import qmp
 from ansible_collections.virtops.qemu.plugins.module_utils.qmp import QMPClient, QMPError
 
 GREETING = {"QMP": {"version": {"qemu": {"micro": 22, "minor": 2, "major": 7},
@@ -282,8 +283,8 @@ def test_malformed_message(sock_path):
 
 
 def test_connect_retries_until_the_socket_exists(sock_path):
-    server = serve(sock_path, lambda peer: peer.negotiate(), listen_after=0.4)
     started = time.monotonic()
+    server = serve(sock_path, lambda peer: peer.negotiate(), listen_after=0.4)
     with QMPClient.connect(sock_path, timeout=5) as client:
         assert client.version == (7, 2, 22)
     assert time.monotonic() - started >= 0.4
@@ -331,6 +332,64 @@ def test_connect_to_an_impossible_path_fails_at_once(tmp_path):
     with pytest.raises(BackendError, match="cannot connect"):
         QMPClient.connect(str(tmp_path / "plain-file" / "qmp.sock"), timeout=5)
     assert time.monotonic() - started < 1
+
+
+def test_connect_to_a_running_qemu_does_not_wait_for_a_missing_socket(sock_path):
+    started = time.monotonic()
+    with pytest.raises(BackendError, match="cannot connect"):
+        QMPClient.connect(sock_path, timeout=10, wait_for_socket=False)
+    assert time.monotonic() - started < 0.5
+
+
+def test_connect_to_a_running_qemu_does_not_wait_while_refused(sock_path):
+    stale = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    stale.bind(sock_path)       # bound, never listening: a monitor nobody serves
+    started = time.monotonic()
+    try:
+        with pytest.raises(BackendError, match="cannot connect"):
+            QMPClient.connect(sock_path, timeout=10, wait_for_socket=False)
+    finally:
+        stale.close()
+    assert time.monotonic() - started < 0.5
+
+
+def test_connect_to_a_silent_monitor_times_out(sock_path):
+    release = threading.Event()
+    server = serve(sock_path, lambda peer: release.wait(5))    # accepts, never greets: a stopped QEMU
+    while not os.path.exists(sock_path):
+        time.sleep(0.01)
+    time.sleep(0.05)    # from bind to listen
+    started = time.monotonic()
+    with pytest.raises(OperationTimeout, match="greeting"):
+        QMPClient.connect(sock_path, timeout=0.3, wait_for_socket=False)
+    assert time.monotonic() - started < 1
+    release.set()
+    server.join()
+
+
+def test_queries_have_a_short_default_deadline():
+    assert qmp.command_timeout("query-status") == qmp.QUERY_TIMEOUT <= 3
+    assert qmp.command_timeout("qmp_capabilities") == qmp.QUERY_TIMEOUT
+    assert qmp.command_timeout("blockdev-add") == qmp.DEFAULT_TIMEOUT > qmp.QUERY_TIMEOUT
+
+
+def test_execute_without_timeout_uses_the_command_deadline(sock_path, monkeypatch):
+    monkeypatch.setattr(qmp, "QUERY_TIMEOUT", 0.3)
+    release = threading.Event()
+
+    def script(peer):
+        peer.negotiate()
+        peer.request()
+        release.wait(5)
+
+    server = serve(sock_path, script)
+    with QMPClient.connect(sock_path, timeout=5) as client:
+        started = time.monotonic()
+        with pytest.raises(OperationTimeout, match="query-status"):
+            client.execute("query-status")
+        assert time.monotonic() - started < 1
+    release.set()
+    server.join()
 
 
 def test_execute_times_out(sock_path):
