@@ -18,13 +18,11 @@ import time
 from pathlib import Path
 
 import pytest
-
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import firmware
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse
-
-from harness.guest import MARKER  # noqa: E402  (tests/ is on sys.path via conftest)
-from harness.libvirtd import wait_for_line  # noqa: E402
+from harness.guest import MARKER
+from harness.libvirtd import wait_for_line
 
 pytestmark = pytest.mark.embed
 

@@ -30,13 +30,14 @@ import json
 import os
 import time
 
-from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import firmware
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse import (
     disk_index,
     machine_family,
     to_kib,
 )
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import etree
 
 QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
 _NS = {"qemu": QEMU_NS}
@@ -74,7 +75,7 @@ _SMBIOS_TABLES = (
 SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
 
 
-def build_command(domain, caps, paths, conf) -> tuple[list[str], dict[str, str]]:
+def build_command(domain: etree._Element, caps, paths, conf: dict | None) -> tuple[list[str], dict[str, str]]:
     """argv and environment that start ``domain`` (post-parsed) paused (-S).
 
     ``paths`` needs ``monitor_socket``, ``pidfile``, ``domain_dir`` and
@@ -169,7 +170,7 @@ def _yes(value: str | None) -> bool:
     return value in ("yes", "on")
 
 
-def _rtc_base(clock, offset: str) -> str:
+def _rtc_base(clock: etree._Element, offset: str) -> str:
     """-rtc base: utc, localtime or, for a variable clock, the start time shifted by the adjustment."""
     if offset in ("utc", "localtime"):
         return offset
@@ -181,7 +182,7 @@ def _rtc_base(clock, offset: str) -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%S", stamp)
 
 
-def _hyperv_flags(hyperv) -> list[str]:
+def _hyperv_flags(hyperv: etree._Element | None) -> list[str]:
     """hv-* CPU flags of <features><hyperv mode='custom'>."""
     if hyperv is None:
         return []
@@ -200,7 +201,7 @@ def _hyperv_flags(hyperv) -> list[str]:
 
 
 class _CommandBuilder:
-    def __init__(self, domain, caps, paths, conf):
+    def __init__(self, domain: etree._Element, caps, paths, conf: dict) -> None:
         if domain.find("os").get("firmware") or domain.find("os/loader") is not None:
             domain = copy.deepcopy(domain)   # the caller's definition stays as it is
             firmware.fill(domain, getattr(paths, "nvram", None) or "")
@@ -219,7 +220,7 @@ class _CommandBuilder:
         self.device_args: dict[str, dict] = {}  # id -> JSON props of -device (for qemu:override)
         self.bootindex = _BootOrder(domain)
 
-    def add(self, *args):
+    def add(self, *args: object) -> None:
         self.argv.extend(str(a) for a in args)
 
     def add_device(self, props):
@@ -229,7 +230,7 @@ class _CommandBuilder:
 
     # -- top level
 
-    def build(self):
+    def build(self) -> tuple[list[str], dict[str, str]]:
         emulator = (self.devices.findtext("emulator") or "").strip() or self.caps.binary
         self.add(emulator, "-name", f"guest={opt_escape(self.dom.findtext('name'))},debug-threads=on")
         self._compat()
@@ -374,7 +375,7 @@ class _CommandBuilder:
             self.add("-object", _json({"qom-type": "iothread", "id": f"iothread{number}"}))
         self._numa()
 
-    def _memory_backend(self, ident: str, size: int, cell) -> dict:
+    def _memory_backend(self, ident: str, size: int, cell: etree._Element | None) -> dict:
         """A memory-backend-* object for guest RAM (``cell`` is a NUMA <cell> or None)."""
         backing = self.dom.find("memoryBacking")
         source = backing.find("source").get("type") if backing is not None and backing.find("source") \
@@ -403,7 +404,7 @@ class _CommandBuilder:
             self.add("-object", _json(self._memory_backend(node, int(cell.get("memory")) * 1024, cell)))
             self.add("-numa", f"node,nodeid={cell.get('id')},cpus={cell.get('cpus')},memdev={node}")
 
-    def _cpu_model(self, cpu) -> str | None:
+    def _cpu_model(self, cpu: etree._Element | None) -> str | None:
         if cpu is None:
             return None
         mode = cpu.get("mode", "custom")
@@ -440,7 +441,7 @@ class _CommandBuilder:
             flags.append(f"pmu={pmu.get('state', 'on')}")
         return flags
 
-    def _smp(self, cpu) -> str:
+    def _smp(self, cpu: etree._Element | None) -> str:
         vcpu = self.dom.find("vcpu")
         maximum = int(vcpu.text)
         current = int(vcpu.get("current", maximum))

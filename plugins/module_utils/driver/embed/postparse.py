@@ -105,7 +105,8 @@ def machine_family(machine: str) -> str:
 
 # -- generic helpers ---------------------------------------------------------
 
-def _child(parent, tag, after=(), attrib=None):
+def _child(parent: etree._Element, tag: str, after: tuple[str, ...] = (),
+           attrib: dict[str, str] | None = None) -> etree._Element:
     """Return parent's <tag>, creating it after the first existing sibling in ``after``."""
     found = parent.find(tag)
     if found is not None:
@@ -131,14 +132,14 @@ def _insert_before_address(elem, child):
     return child
 
 
-def _set_default(elem, name, value):
+def _set_default(elem: etree._Element, name: str, value: str) -> None:
     if elem.get(name) is None:
         elem.set(name, value)
 
 
 # -- domain level ------------------------------------------------------------
 
-def _ensure_uuid(dom):
+def _ensure_uuid(dom: etree._Element) -> None:
     node = dom.find("uuid")
     if node is None:
         node = _child(dom, "uuid", after=("name",))
@@ -150,7 +151,7 @@ def _ensure_uuid(dom):
         raise InvalidInput(f"malformed uuid {node.text!r}", "uuid") from None
 
 
-def to_kib(elem, option):
+def to_kib(elem: etree._Element, option: str) -> int:
     """Value of a libvirt scaled-integer element in KiB."""
     unit = (elem.get("unit") or "KiB").lower()
     if unit not in UNIT_FACTORS:
@@ -164,7 +165,7 @@ def to_kib(elem, option):
     return value * UNIT_FACTORS[unit] // 1024
 
 
-def _normalise_memory(dom):
+def _normalise_memory(dom: etree._Element) -> None:
     memory = dom.find("memory")
     if memory is None:
         raise InvalidInput("a domain needs <memory>", "memory")
@@ -177,7 +178,7 @@ def _normalise_memory(dom):
     current.text, current.attrib["unit"] = str(min(current_kib, kib)), "KiB"
 
 
-def _normalise_vcpu(dom):
+def _normalise_vcpu(dom: etree._Element) -> None:
     vcpu = _child(dom, "vcpu", after=("currentMemory", "memory"))
     if not (vcpu.text or "").strip():
         vcpu.text = "1"
@@ -281,7 +282,7 @@ def _scaled_attr(elem: etree._Element, attr: str, option: str) -> int:
     return to_kib(probe, option)
 
 
-def _ensure_clock_and_lifecycle(dom):
+def _ensure_clock_and_lifecycle(dom: etree._Element) -> None:
     _child(dom, "clock", after=("cpu", "features", "os"), attrib={"offset": "utc"})
     anchor = "clock"
     for event, default in (("on_poweroff", "destroy"), ("on_reboot", "restart"), ("on_crash", "destroy")):
@@ -308,6 +309,7 @@ def check_system(dom: etree._Element) -> None:
     _check_sysinfo(dom)
     _check_clock(dom)
     _check_bios_serial(dom)
+    _check_vcpus(dom)
 
 
 def _check_features(dom: etree._Element) -> None:
@@ -391,6 +393,21 @@ def _check_clock(dom: etree._Element) -> None:
             raise InvalidInput(f"pit tickpolicy {policy!r} is not supported by QEMU", "clock/timer@tickpolicy")
         if name == "rtc" and timer.get("track") == "boot":
             raise InvalidInput("rtc track 'boot' is not supported by QEMU", "clock/timer@track")
+
+
+def _check_vcpus(dom: etree._Element) -> None:
+    vcpu = dom.find("vcpu")
+    if vcpu.get("placement") == "auto" or vcpu.get("cpuset"):
+        raise InvalidInput("vcpu placement 'auto' (numad) and cpuset pinning are applied by a daemon; the "
+                           "embedded driver does not pin", "vcpu")
+    for tag in ("cputune", "numatune", "memtune", "blkiotune"):
+        if dom.find(tag) is not None:
+            raise InvalidInput(f"<{tag}> needs cgroups or thread pinning set up by a daemon, which the embedded "
+                               "driver does not do", tag)
+    if dom.find("vcpus/vcpu[@enabled='yes'][@hotpluggable='yes']") is not None:
+        raise InvalidInput("enabled hotpluggable vcpus are plugged over the monitor by libvirt at start; the "
+                           "embedded driver starts every enabled vcpu as a boot CPU (use hotpluggable='no')",
+                           "vcpus/vcpu@hotpluggable")
 
 
 def _check_bios_serial(dom: etree._Element) -> None:

@@ -7,11 +7,10 @@ import time
 from types import SimpleNamespace
 
 import pytest
-from lxml import etree
-
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.command import build_command
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse import postparse
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
+from lxml import etree
 from qemu72_caps import CAPS
 
 PATHS = SimpleNamespace(monitor_socket="/r/mon.sock", pidfile="/r/pid", domain_dir="/r/d", log_file="/r/log")
@@ -45,8 +44,8 @@ def test_named_model_features_and_feature_driven_flags():
                 "<spinlocks state='on' retries='8191'/><vendor_id state='on' value='KVMKVM'/></hyperv>"
                 "<kvm><hidden state='on'/></kvm><pmu state='off'/>")
     argv = build(domain(body, features=features))[0]
-    assert opts(argv, "-cpu") == ["Skylake-Client,pcid=on,hle=off,rtm=off,vmx=on,kvm-pv-eoi=on,hv-relaxed=on,"
-                                  "hv-vapic=off,hv-spinlocks=0x1fff,hv-vendor-id=KVMKVM,kvm=off,pmu=off"]
+    assert opts(argv, "-cpu") == [("Skylake-Client,pcid=on,hle=off,rtm=off,vmx=on,kvm-pv-eoi=on,hv-relaxed=on,"
+                                  "hv-vapic=off,hv-spinlocks=0x1fff,hv-vendor-id=KVMKVM,kvm=off,pmu=off")]
 
 
 def test_maximum_mode_and_kvmclock_timer():
@@ -98,16 +97,16 @@ def test_numa_cells_get_a_backend_each_and_no_machine_memory_backend():
 def test_memory_backing(backing, expected, machine_extra, lock):
     argv = build(domain(f"<memoryBacking>{backing}</memoryBacking>"))[0]
     assert objects(argv) == [{**expected, "size": 256 * 2 ** 20}]
-    assert opts(argv, "-machine") == [f"pc-i440fx-7.2,usb=off,dump-guest-core=off,{machine_extra}"
-                                      "memory-backend=pc.ram"]
+    assert opts(argv, "-machine") == [(f"pc-i440fx-7.2,usb=off,dump-guest-core=off,{machine_extra}"
+                                      "memory-backend=pc.ram")]
     assert opts(argv, "-overcommit") == [f"mem-lock={lock}"]
 
 
 def test_machine_features_smm_tseg_vmport_ioapic():
     features = "<acpi/><vmport state='off'/><smm state='on'><tseg unit='MiB'>48</tseg></smm><ioapic driver='qemu'/>"
     argv = build(domain(machine="q35", features=features))[0]
-    assert opts(argv, "-machine") == ["pc-q35-7.2,usb=off,vmport=off,smm=on,kernel_irqchip=split,"
-                                      "dump-guest-core=off,memory-backend=pc.ram"]
+    assert opts(argv, "-machine") == [("pc-q35-7.2,usb=off,vmport=off,smm=on,kernel_irqchip=split,"
+                                      "dump-guest-core=off,memory-backend=pc.ram")]
     assert opts(argv, "-global")[0] == "mch.extended-tseg-mbytes=48"
     assert argv.index("-accel") < argv.index("mch.extended-tseg-mbytes=48") < argv.index("-cpu")
 
@@ -195,6 +194,12 @@ def test_postparse_orders_os_features_and_memory_backing():
     (domain(os_extra="<bios useserial='yes'/>"), "os/bios@useserial"),
     (domain(features="<gic version='3'/>"), "features/gic"),
     (domain(features="<hyperv mode='passthrough'/>"), "features/hyperv@mode"),
+    (domain(vcpu="<vcpu placement='auto'>2</vcpu>"), "vcpu"),
+    (domain(vcpu="<vcpu cpuset='0-1'>2</vcpu>"), "vcpu"),
+    (domain("<cputune><vcpupin vcpu='0' cpuset='1'/></cputune>"), "cputune"),
+    (domain("<memtune><hard_limit unit='MiB'>512</hard_limit></memtune>"), "memtune"),
+    (domain("<vcpus><vcpu id='0' enabled='yes' hotpluggable='no'/><vcpu id='1' enabled='yes' "
+            "hotpluggable='yes'/></vcpus>"), "vcpus/vcpu@hotpluggable"),
 ])
 def test_define_refuses_what_needs_a_daemon_or_host_probing(root, option):
     with pytest.raises(InvalidInput) as err:

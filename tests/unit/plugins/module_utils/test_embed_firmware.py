@@ -6,12 +6,11 @@ import json
 from types import SimpleNamespace
 
 import pytest
-from lxml import etree
-
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import firmware
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.command import build_command
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse import postparse
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
+from lxml import etree
 from qemu72_caps import CAPS
 
 PATHS = SimpleNamespace(monitor_socket="/r/mon.sock", pidfile="/r/pid", domain_dir="/r/d", log_file="/r/log",
@@ -149,8 +148,8 @@ def test_argv_of_auto_selected_secure_firmware(fwdirs):
     nodes = [json.loads(n) for n in opts(argv, "-blockdev")]
     assert [n.get("filename") for n in nodes[::2]] == ["/fw/CODE.ms.fd", PATHS.nvram]
     assert [n["read-only"] for n in nodes[1::2]] == [True, False]
-    assert opts(argv, "-machine") == ["pc-q35-7.2,usb=off,smm=on,dump-guest-core=off,memory-backend=pc.ram,"
-                                      "pflash0=libvirt-pflash0-format,pflash1=libvirt-pflash1-format"]
+    assert opts(argv, "-machine") == [("pc-q35-7.2,usb=off,smm=on,dump-guest-core=off,memory-backend=pc.ram,"
+                                      "pflash0=libvirt-pflash0-format,pflash1=libvirt-pflash1-format")]
     assert opts(argv, "-global") == ["driver=cfi.pflash01,property=secure,value=on"]
     assert argv.index("-global") > argv.index("-cpu")
 
@@ -169,8 +168,8 @@ def test_build_command_leaves_the_callers_definition_alone(fwdirs):
     ("firmware='efi'", "<loader secure='yes'/>", "pc", "<acpi/>", "q35"),
     ("", "<loader readonly='yes' type='pflash' secure='yes'>/fw/CODE.secboot.fd</loader>", "q35", "<acpi/>",
      "SMM"),
-    ("firmware='efi'", "<firmware><feature enabled='yes' name='enrolled-keys'/>"
-                       "<feature enabled='no' name='secure-boot'/></firmware>", "q35", "<acpi/>", "enrolled-keys"),
+    ("firmware='efi'", ("<firmware><feature enabled='yes' name='enrolled-keys'/>"
+                       "<feature enabled='no' name='secure-boot'/></firmware>"), "q35", "<acpi/>", "enrolled-keys"),
     ("", "<firmware><feature enabled='yes' name='secure-boot'/></firmware>", "q35", "<acpi/>", "auto-selection"),
     ("firmware='uboot'", "", "q35", "<acpi/>", "unknown firmware"),
 ])
