@@ -170,6 +170,13 @@ def _yes(value: str | None) -> bool:
     return value in ("yes", "on")
 
 
+def _discards(backing: etree._Element | None, cell: etree._Element | None) -> bool:
+    """Whether guest RAM is discarded on exit: a NUMA cell's discard attribute wins over <memoryBacking>."""
+    if cell is not None and cell.get("discard"):
+        return _yes(cell.get("discard"))
+    return backing is not None and backing.find("discard") is not None
+
+
 def _rtc_base(clock: etree._Element, offset: str) -> str:
     """-rtc base: utc, localtime or, for a variable clock, the start time shifted by the adjustment."""
     if offset in ("utc", "localtime"):
@@ -389,7 +396,7 @@ class _CommandBuilder:
         props: dict = {"qom-type": _BACKENDS[source], "id": ident}
         if source == "file":
             props["mem-path"] = os.path.join(self.paths.domain_dir, ident)
-            if backing.find("discard") is not None:
+            if _discards(backing, cell):
                 props["discard-data"] = True
         if access is not None:
             props["share"] = access == "shared"
@@ -399,10 +406,14 @@ class _CommandBuilder:
         return props
 
     def _numa(self) -> None:
-        for cell in self.dom.findall("cpu/numa/cell"):
+        cells = self.dom.findall("cpu/numa/cell")
+        for cell in cells:
             node = f"ram-node{cell.get('id')}"
             self.add("-object", _json(self._memory_backend(node, int(cell.get("memory")) * 1024, cell)))
             self.add("-numa", f"node,nodeid={cell.get('id')},cpus={cell.get('cpus')},memdev={node}")
+        for cell in cells:
+            for sibling in cell.findall("distances/sibling"):
+                self.add("-numa", f"dist,src={cell.get('id')},dst={sibling.get('id')},val={sibling.get('value')}")
 
     def _cpu_model(self, cpu: etree._Element | None) -> str | None:
         if cpu is None:

@@ -266,7 +266,7 @@ def _normalise_numa(dom: etree._Element) -> None:
         attrs = dict(cell.attrib)
         attrs.update(memory=str(kib), unit="KiB")
         cell.attrib.clear()
-        for name in ("id", "cpus", "memory", "unit", *sorted(attrs)):
+        for name in ("id", "cpus", "memory", "unit", "memAccess", "discard", *sorted(attrs)):
             if name in attrs and name not in cell.attrib:
                 cell.set(name, attrs[name])
         total += kib

@@ -205,3 +205,18 @@ def test_define_refuses_what_needs_a_daemon_or_host_probing(root, option):
     with pytest.raises(InvalidInput) as err:
         postparse(root, SYS_CAPS)
     assert err.value.option == option
+
+
+def test_numa_distances_and_per_cell_discard():
+    body = ("<memoryBacking><source type='file'/></memoryBacking><cpu><numa>"
+            "<cell cpus='0' memory='128' unit='MiB' discard='yes' memAccess='shared'><distances>"
+            "<sibling id='0' value='10'/><sibling id='1' value='21'/></distances></cell>"
+            "<cell cpus='1' memory='128' unit='MiB'><distances>"
+            "<sibling id='0' value='21'/><sibling id='1' value='10'/></distances></cell></numa></cpu>")
+    argv = build(domain(body))[0]
+    assert objects(argv) == [
+        {"qom-type": "memory-backend-file", "id": "ram-node0", "mem-path": "/r/d/ram-node0", "discard-data": True,
+         "share": True, "size": 128 * 2 ** 20},
+        {"qom-type": "memory-backend-file", "id": "ram-node1", "mem-path": "/r/d/ram-node1", "size": 128 * 2 ** 20}]
+    assert opts(argv, "-numa")[2:] == ["dist,src=0,dst=0,val=10", "dist,src=0,dst=1,val=21",
+                                       "dist,src=1,dst=0,val=21", "dist,src=1,dst=1,val=10"]
