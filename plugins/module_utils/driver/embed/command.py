@@ -177,6 +177,21 @@ def _discards(backing: etree._Element | None, cell: etree._Element | None) -> bo
     return backing is not None and backing.find("discard") is not None
 
 
+def _kvm_flags(kvm: etree._Element | None) -> list[str]:
+    """CPU flags of <features><kvm>: a hidden hypervisor signature, then the PV hints."""
+    if kvm is None:
+        return []
+    flags = []
+    hidden = kvm.find("hidden")
+    if hidden is not None:
+        flags.append(f"kvm={'off' if hidden.get('state', 'on') == 'on' else 'on'}")
+    for name in ("hint-dedicated", "poll-control", "pv-ipi"):
+        feature = kvm.find(name)
+        if feature is not None:
+            flags.append(f"kvm-{name}={feature.get('state', 'on')}")
+    return flags
+
+
 def _rtc_base(clock: etree._Element, offset: str) -> str:
     """-rtc base: utc, localtime or, for a variable clock, the start time shifted by the adjustment."""
     if offset in ("utc", "localtime"):
@@ -267,6 +282,7 @@ class _CommandBuilder:
         self._graphics(audio_id)
         self._videos()
         self._watchdog_panic_balloon()
+        self._vmcoreinfo()
         self._apply_overrides()
         argv = [_json(a) if isinstance(a, dict) else a for a in self.argv]
         argv.extend(self._custom_args())
@@ -444,9 +460,11 @@ class _CommandBuilder:
         eoi = self.dom.find("features/apic")
         if eoi is not None and eoi.get("eoi"):
             flags.append(f"kvm-pv-eoi={eoi.get('eoi')}")
+        pvspinlock = self.dom.find("features/pvspinlock")
+        if pvspinlock is not None:
+            flags.append(f"kvm-pv-unhalt={pvspinlock.get('state', 'on')}")
         flags += _hyperv_flags(self.dom.find("features/hyperv"))
-        if self.dom.find("features/kvm/hidden[@state='on']") is not None:
-            flags.append("kvm=off")
+        flags += _kvm_flags(self.dom.find("features/kvm"))
         pmu = self.dom.find("features/pmu")
         if pmu is not None:
             flags.append(f"pmu={pmu.get('state', 'on')}")
@@ -510,6 +528,11 @@ class _CommandBuilder:
             elem = self.dom.find(f"pm/{tag}")
             if elem is not None and elem.get("enabled") in ("yes", "no"):
                 self.add("-global", f"{device}.disable_{state}={0 if _yes(elem.get('enabled')) else 1}")
+
+    def _vmcoreinfo(self) -> None:
+        if self.dom.find("features/vmcoreinfo[@state='off']") is None and \
+                self.dom.find("features/vmcoreinfo") is not None:
+            self.argv += ["-device", _json({"driver": "vmcoreinfo"})]
 
     def _boot(self) -> None:
         opts = []

@@ -320,6 +320,10 @@ def _check_features(dom: etree._Element) -> None:
         if isinstance(feature.tag, str) and feature.tag not in FEATURE_ORDER:
             raise InvalidInput(f"feature <{feature.tag}> is not supported by the embedded driver",
                                f"features/{feature.tag}")
+    for kvm_feature in features.findall("kvm/*"):
+        if kvm_feature.tag not in ("hidden", "hint-dedicated", "poll-control", "pv-ipi"):
+            raise InvalidInput(f"kvm feature <{kvm_feature.tag}> is not supported by the embedded driver",
+                               f"features/kvm/{kvm_feature.tag}")
     hyperv = features.find("hyperv")
     if hyperv is not None and hyperv.get("mode", "custom") != "custom":
         raise InvalidInput("hyperv mode 'passthrough' needs the host CPU (KVM); use mode 'custom'",

@@ -220,3 +220,19 @@ def test_numa_distances_and_per_cell_discard():
         {"qom-type": "memory-backend-file", "id": "ram-node1", "mem-path": "/r/d/ram-node1", "size": 128 * 2 ** 20}]
     assert opts(argv, "-numa")[2:] == ["dist,src=0,dst=0,val=10", "dist,src=0,dst=1,val=21",
                                        "dist,src=1,dst=0,val=21", "dist,src=1,dst=1,val=10"]
+
+
+def test_kvm_and_pvspinlock_flags_and_vmcoreinfo():
+    features = ("<acpi/><hap state='on'/><privnet/><kvm><hidden state='on'/><hint-dedicated state='on'/>"
+                "<poll-control state='on'/><pv-ipi state='off'/></kvm><pvspinlock state='on'/>"
+                "<vmcoreinfo state='on'/>")
+    argv = build(domain(features=features))[0]
+    assert opts(argv, "-cpu") == ["qemu64,kvm-pv-unhalt=on,kvm=off,kvm-hint-dedicated=on,kvm-poll-control=on,"
+                                  "kvm-pv-ipi=off"]
+    assert {"driver": "vmcoreinfo"} in [json.loads(d) for d in opts(argv, "-device")]
+
+
+def test_unknown_kvm_feature_is_refused():
+    with pytest.raises(InvalidInput) as err:
+        postparse(domain(features="<kvm><dirty-ring state='on' size='4096'/></kvm>"), SYS_CAPS)
+    assert err.value.option == "features/kvm/dirty-ring"
