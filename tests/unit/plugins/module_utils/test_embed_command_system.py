@@ -227,8 +227,8 @@ def test_kvm_and_pvspinlock_flags_and_vmcoreinfo():
                 "<poll-control state='on'/><pv-ipi state='off'/></kvm><pvspinlock state='on'/>"
                 "<vmcoreinfo state='on'/>")
     argv = build(domain(features=features))[0]
-    assert opts(argv, "-cpu") == ["qemu64,kvm-pv-unhalt=on,kvm=off,kvm-hint-dedicated=on,kvm-poll-control=on,"
-                                  "kvm-pv-ipi=off"]
+    assert opts(argv, "-cpu") == [("qemu64,kvm-pv-unhalt=on,kvm=off,kvm-hint-dedicated=on,kvm-poll-control=on,"
+                                  "kvm-pv-ipi=off")]
     assert {"driver": "vmcoreinfo"} in [json.loads(d) for d in opts(argv, "-device")]
 
 
