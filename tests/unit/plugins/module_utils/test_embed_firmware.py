@@ -188,3 +188,12 @@ def test_define_keeps_auto_selection_unresolved():
     dom = postparse(domain("q35", os_extra="<loader secure='yes'/>"), CAPS)
     assert dom.find("os").get("firmware") == "efi"
     assert dict(dom.find("os/loader").attrib) == {"secure": "yes"}
+
+
+def test_explicit_secure_loader_with_smm():
+    root = domain("q35", os_attrs="", features="<acpi/><smm state='on'/>", os_extra=(
+        "<loader readonly='yes' secure='yes' type='pflash'>/fw/CODE.secboot.fd</loader>"
+        "<nvram template='/fw/VARS.fd'>/r/vars.fd</nvram>"))
+    argv = build_command(postparse(root, CAPS), CAPS, PATHS, {})[0]
+    assert opts(argv, "-global") == ["driver=cfi.pflash01,property=secure,value=on"]
+    assert ",smm=on," in opts(argv, "-machine")[0]
