@@ -44,6 +44,7 @@ class Descriptor:
     targets: tuple[tuple[str, tuple[str, ...]], ...]
     features: frozenset[str]
     mode: str = "split"
+    formats: tuple[str, ...] = ()    # of the executable and the NVRAM template
 
     def supports(self, arch: str, machine: str) -> bool:
         return any(arch == target_arch and any(fnmatch.fnmatchcase(machine, glob) for glob in globs)
@@ -86,10 +87,13 @@ def load(path: str) -> Descriptor:
         mapping = doc["mapping"]
         device = mapping["device"]
         executable, template = _mapping_files(mapping, device)
+        formats = tuple(mapping[key].get("format", "raw") for key in ("executable", "nvram-template")
+                        if device == "flash" and key in mapping)
         targets = tuple((t["architecture"], tuple(t.get("machines", ()))) for t in doc.get("targets", ()))
         return Descriptor(path=path, interfaces=tuple(doc.get("interface-types", ())), device=device,
                           executable=executable, nvram_template=template, targets=targets,
-                          features=frozenset(doc.get("features", ())), mode=mapping.get("mode", "split"))
+                          features=frozenset(doc.get("features", ())), mode=mapping.get("mode", "split"),
+                          formats=formats)
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise InvalidInput(f"cannot read firmware descriptor {path}: {exc}", "os@firmware") from exc
 
@@ -199,6 +203,9 @@ def _apply(domain, desc: Descriptor, nvram_path: str) -> None:
         loader.set("type", "rom")
         loader.text = desc.executable
         return
+    if any(fmt != "raw" for fmt in desc.formats):
+        raise InvalidInput(f"firmware {desc.executable} from {desc.path} is not in raw format, which is the only "
+                           "pflash format supported", "os@firmware")
     loader.set("readonly", "yes")
     if "requires-smm" in desc.features:
         _require_smm(domain)

@@ -197,3 +197,11 @@ def test_explicit_secure_loader_with_smm():
     argv = build_command(postparse(root, CAPS), CAPS, PATHS, {})[0]
     assert opts(argv, "-global") == ["driver=cfi.pflash01,property=secure,value=on"]
     assert ",smm=on," in opts(argv, "-machine")[0]
+
+
+def test_selected_firmware_in_qcow2_is_refused(fwdirs):
+    doc = descriptor("/fw/CODE.qcow2", "/fw/VARS.qcow2", ["pc-*"], [])
+    doc["mapping"]["executable"]["format"] = "qcow2"
+    (fwdirs.etc / "10-qcow2.json").write_text(json.dumps(doc))
+    with pytest.raises(InvalidInput, match="raw"):
+        live(domain("pc"))
