@@ -21,6 +21,11 @@ Differences from libvirt, all due to there being no daemon:
   emitted and the caller sets the password over QMP (``set_password``).
 * VNC/SPICE ``autoport``: the caller picks the port and passes it as
   ``paths.vnc_port`` / ``paths.spice_port``.
+* A ``variable`` clock starts at its adjustment, but a guest that sets its
+  RTC does not update ``adjustment`` (libvirt follows RTC_CHANGE events).
+* File-backed guest RAM lives in the domain's directory
+  (``lib/qemu/domain-ID-NAME/pc.ram``), not under a separate memory
+  backing directory.
 """
 
 from __future__ import annotations
