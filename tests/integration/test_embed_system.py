@@ -164,3 +164,30 @@ def test_system_settings_boot_the_test_guest(driver, guest_build, root):
     cpus = driver.domain_monitor("sys", {"execute": "query-cpus-fast"})
     assert len(cpus) == 2
     driver.domain_destroy("sys")
+
+
+def test_machine_features_and_file_backed_memory_accepted_by_qemu(driver, root):
+    driver.domain_define("""<domain type='qemu'>
+  <name>mach</name>
+  <memory unit='MiB'>128</memory>
+  <vcpu>2</vcpu>
+  <memoryBacking><locked/><source type='file'/><discard/></memoryBacking>
+  <os><type arch='x86_64' machine='q35'>hvm</type></os>
+  <features>
+    <acpi/><apic/>
+    <hyperv mode='custom'><relaxed state='on'/></hyperv>
+    <kvm><hidden state='on'/></kvm><pvspinlock state='on'/>
+    <smm state='on'><tseg unit='MiB'>48</tseg></smm><ioapic driver='qemu'/><vmcoreinfo state='on'/>
+  </features>
+  <clock offset='timezone' timezone='Europe/Paris'><timer name='pit' tickpolicy='discard'/></clock>
+  <pm><suspend-to-mem enabled='no'/></pm>
+  <devices/>
+</domain>""")
+    _run_briefly(driver, "mach")
+    (memdev,) = driver.domain_monitor("mach", {"execute": "query-memdev"})
+    assert memdev["id"] == "pc.ram" and memdev["size"] == 128 * 2 ** 20
+    assert (root / "lib" / "qemu" / "domain-1-mach" / "pc.ram").exists()
+    (pid,) = _qemu_cmdlines(root)
+    assert b"TZ=Europe/Paris" in Path(f"/proc/{pid}/environ").read_bytes()
+    driver.domain_destroy("mach")
+    assert not (root / "lib" / "qemu" / "domain-1-mach").exists()
