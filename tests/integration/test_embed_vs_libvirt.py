@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import copy
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -45,7 +46,7 @@ CAPS = SimpleNamespace(
     machine_aliases=ALIASES, default_machine="pc-i440fx-7.2", canonical_machine=_canonical,
     devices={"cirrus-vga", "VGA", "virtio-vga", "qxl-vga", "lsi", "virtio-scsi-pci", "qemu-xhci",
              "piix3-usb-uhci", "virtio-net-pci", "e1000", "e1000e", "rtl8139", "virtio-blk-pci"},
-    cpu_models={"qemu64", "qemu32", "max"}, accels={"tcg", "kvm"}, commands=set(),
+    cpu_models={"qemu64", "qemu32", "max", "Skylake-Client"}, accels={"tcg", "kvm"}, commands=set(),
 )
 
 
@@ -114,7 +115,8 @@ def test_postparse_matches_virsh_define(path, defined):
     reference = defined(path)
     ours = postparse(_load(path), CAPS)
     assert _devices(ours) == _devices(reference)
-    for tag in ("os", "cpu", "clock", "on_poweroff", "on_reboot", "on_crash", "memory", "currentMemory", "vcpu"):
+    for tag in ("os", "cpu", "clock", "on_poweroff", "on_reboot", "on_crash", "memory", "currentMemory", "vcpu",
+                "features", "sysinfo", "memoryBacking", "pm", "iothreads"):
         assert _plain(ours.find(tag)) == _plain(reference.find(tag)), tag
 
 
@@ -136,6 +138,7 @@ def test_postparse_is_stable_under_libvirt(path, defined, tmp_path):
 
 # -- argv against virsh domxml-to-native -------------------------------------
 
+LIBVIRT_NVRAM_DIR = "/var/lib/libvirt/qemu/nvram"
 IGNORED_DEVICE_PROPS = {"id", "drive", "netdev", "chardev", "mac", "device_id"}
 IGNORED_NODE_PROPS = {"node-name", "file"}
 
@@ -156,13 +159,25 @@ def _summary(argv):
         "machine": machine,
         "pflash": sorted(o.split("=")[0] for o in _options(argv, "-machine")[0].split(",") if o.startswith("pflash")),
         "single": {flag: _options(argv, flag) for flag in (
-            "-accel", "-cpu", "-m", "-smp", "-rtc", "-boot", "-kernel", "-initrd", "-append", "-display",
-            "-vnc", "-spice", "-audiodev", "-compat", "-sandbox", "-msg")},
-        "objects": sorted(o for o in _options(argv, "-object") if "memory-backend" in o),
+            "-accel", "-cpu", "-m", "-smp", "-boot", "-kernel", "-initrd", "-append", "-display",
+            "-vnc", "-spice", "-audiodev", "-compat", "-sandbox", "-msg", "-smbios", "-numa", "-bios",
+            "-overcommit")},
+        # a variable clock starts at "now + adjustment": the time of day differs between the two runs
+        "rtc": [re.sub(r"base=\d{4}-\d\d-\d\dT[\d:]+", "base=DATETIME", o) for o in _options(argv, "-rtc")],
+        "globals": sorted(_options(argv, "-global")),
+        "no_hpet": "-no-hpet" in argv,
+        "objects": sorted(_memory_object(o) for o in _options(argv, "-object")
+                          if "memory-backend" in o or "iothread" in o),
         "chardev_types": sorted(c.split(",")[0] for c in _options(argv, "-chardev") if "charmonitor" not in c),
         "no_acpi": "-no-acpi" in argv,
         "nodefaults": "-nodefaults" in argv and "-no-user-config" in argv,
     }
+
+
+def _memory_object(text):
+    props = json.loads(text)
+    props.pop("mem-path", None)     # a file under the daemon's or the domain's directory
+    return json.dumps(props, sort_keys=True)
 
 
 def _libvirt_argv(path):
@@ -186,7 +201,7 @@ def _our_argv(path, tmp_path):
             iface.find("mac").addnext(etree.Element("target", dev=f"vnet{number}"))
     paths = SimpleNamespace(monitor_socket=str(tmp_path / "monitor.sock"), pidfile=str(tmp_path / "pid"),
                             domain_dir=str(tmp_path), log_file=str(tmp_path / "log"), vnc_port=5900,
-                            spice_port=5901)
+                            spice_port=5901, nvram=f"{LIBVIRT_NVRAM_DIR}/{dom.findtext('name')}_VARS.fd")
     argv, _env = build_command(dom, CAPS, paths, {})
     return argv
 
@@ -206,7 +221,10 @@ def test_data_set_covers_the_brief():
     for needle in ("bus='virtio'", "bus='sata'", "bus='scsi'", "bus='ide'", "device='cdrom'",
                    "type='user'", "type='bridge'", "<serial type='pty'", "<serial type='file'",
                    "type='vnc'", "machine='q35'", "machine='pc'", "<kernel>", "<loader",
-                   "qemu:commandline", "qemu:override", "qemu:deprecation"):
+                   "qemu:commandline", "qemu:override", "qemu:deprecation",
+                   "os firmware='efi'", "<sysinfo type='smbios'>", "<smbios mode='sysinfo'/>", "<numa>",
+                   "<topology", "<memoryBacking>", "<timer name='rtc'", "<pm>", "<hyperv", "<smm",
+                   "<iothreads>", "mode='maximum'", "policy='disable'"):
         assert needle in text, needle
 
 

@@ -26,6 +26,7 @@ from types import SimpleNamespace
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import DomainStatus, Driver
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import caps as capsmod
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import command
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import firmware
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import process
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import state
 from ansible_collections.virtops.qemu.plugins.module_utils import fileio
@@ -503,6 +504,7 @@ class EmbedDriver(Driver):
         for leftover in (self.layout.pidfile(name), self.layout.trace_file(name), record.monitor):
             fileio.remove_quietly(leftover)
         make_private_dir(record.domain_dir)
+        firmware.fill(record.live, self.layout.nvram_file(name))
         _copy_nvram_template(record.live, self.layout.nvram_file(name))
         for iface in record.live.findall("devices/interface[@type='bridge']"):
             mac = iface.find("mac")

@@ -21,19 +21,28 @@ Differences from libvirt, all due to there being no daemon:
   emitted and the caller sets the password over QMP (``set_password``).
 * VNC/SPICE ``autoport``: the caller picks the port and passes it as
   ``paths.vnc_port`` / ``paths.spice_port``.
+* A ``variable`` clock starts at its adjustment, but a guest that sets its
+  RTC does not update ``adjustment`` (libvirt follows RTC_CHANGE events).
+* File-backed guest RAM lives in the domain's directory
+  (``lib/qemu/domain-ID-NAME/pc.ram``), not under a separate memory
+  backing directory.
 """
 
 from __future__ import annotations
 
+import copy
 import json
 import os
+import time
 
-from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import firmware
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse import (
     disk_index,
     machine_family,
     to_kib,
 )
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import etree
 
 QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
 _NS = {"qemu": QEMU_NS}
@@ -60,10 +69,18 @@ _DEPRECATION = {
     "reject": {"deprecated-output": "hide", "deprecated-input": "reject"},
     "crash": {"deprecated-output": "hide", "deprecated-input": "crash"},
 }
+_BACKENDS = {"anonymous": "memory-backend-ram", "memfd": "memory-backend-memfd", "file": "memory-backend-file"}
+# (sysinfo section, SMBIOS type, entries in the order libvirt writes them)
+_SMBIOS_TABLES = (
+    ("bios", 0, ("vendor", "version", "date", "release")),
+    ("system", 1, ("manufacturer", "product", "version", "serial", "uuid", "sku", "family")),
+    ("baseBoard", 2, ("manufacturer", "product", "version", "serial", "asset", "location")),
+    ("chassis", 3, ("manufacturer", "version", "serial", "asset", "sku")),
+)
 SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
 
 
-def build_command(domain, caps, paths, conf) -> tuple[list[str], dict[str, str]]:
+def build_command(domain: etree._Element, caps, paths, conf: dict | None) -> tuple[list[str], dict[str, str]]:
     """argv and environment that start ``domain`` (post-parsed) paused (-S).
 
     ``paths`` needs ``monitor_socket``, ``pidfile``, ``domain_dir`` and
@@ -154,13 +171,70 @@ def _json(props: dict) -> str:
     return json.dumps(props, separators=(",", ":"))
 
 
-def _yes(value):
+def _yes(value: str | None) -> bool:
     return value in ("yes", "on")
 
 
+def _discards(backing: etree._Element | None, cell: etree._Element | None) -> bool:
+    """Whether guest RAM is discarded on exit: a NUMA cell's discard attribute wins over <memoryBacking>."""
+    if cell is not None and cell.get("discard"):
+        return _yes(cell.get("discard"))
+    return backing is not None and backing.find("discard") is not None
+
+
+def _kvm_flags(kvm: etree._Element | None) -> list[str]:
+    """CPU flags of <features><kvm>: a hidden hypervisor signature, then the PV hints."""
+    if kvm is None:
+        return []
+    flags = []
+    hidden = kvm.find("hidden")
+    if hidden is not None:
+        flags.append(f"kvm={'off' if hidden.get('state', 'on') == 'on' else 'on'}")
+    for name in ("hint-dedicated", "poll-control", "pv-ipi"):
+        feature = kvm.find(name)
+        if feature is not None:
+            flags.append(f"kvm-{name}={feature.get('state', 'on')}")
+    return flags
+
+
+def _rtc_base(clock: etree._Element, offset: str) -> str:
+    """-rtc base: utc, localtime or, for a variable clock, the start time shifted by the adjustment."""
+    if offset in ("utc", "localtime"):
+        return offset
+    if offset == "timezone":
+        return "localtime"
+    adjustment = int(clock.get("adjustment", "0"))
+    now = time.time() + adjustment
+    stamp = time.localtime(now) if clock.get("basis") == "localtime" else time.gmtime(now)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", stamp)
+
+
+def _hyperv_flags(hyperv: etree._Element | None) -> list[str]:
+    """hv-* CPU flags of <features><hyperv mode='custom'>."""
+    if hyperv is None:
+        return []
+    flags = []
+    for feature in hyperv:
+        if not isinstance(feature.tag, str):
+            continue
+        name, state = feature.tag, feature.get("state", "on")
+        if name == "spinlocks" and state == "on":
+            flags.append(f"hv-spinlocks=0x{int(feature.get('retries', '4095')):x}")
+        elif name == "vendor_id" and state == "on":
+            flags.append(f"hv-vendor-id={opt_escape(feature.get('value', ''))}")
+        elif name not in ("spinlocks", "vendor_id"):
+            flags.append(f"hv-{name.replace('_', '-')}={state}")
+    return flags
+
+
 class _CommandBuilder:
-    def __init__(self, domain, caps, paths, conf):
+    def __init__(self, domain: etree._Element, caps, paths, conf: dict) -> None:
+        if domain.find("os").get("firmware") or domain.find("os/loader") is not None:
+            domain = copy.deepcopy(domain)   # the caller's definition stays as it is
+            firmware.fill(domain, getattr(paths, "nvram", None) or "")
         self.dom = domain
+        self.bios: str | None = None
+        self.extra_env: dict[str, str] = {}
         self.caps = caps
         self.paths = paths
         self.conf = conf
@@ -173,7 +247,7 @@ class _CommandBuilder:
         self.device_args: dict[str, dict] = {}  # id -> JSON props of -device (for qemu:override)
         self.bootindex = _BootOrder(domain)
 
-    def add(self, *args):
+    def add(self, *args: object) -> None:
         self.argv.extend(str(a) for a in args)
 
     def add_device(self, props):
@@ -183,7 +257,7 @@ class _CommandBuilder:
 
     # -- top level
 
-    def build(self):
+    def build(self) -> tuple[list[str], dict[str, str]]:
         emulator = (self.devices.findtext("emulator") or "").strip() or self.caps.binary
         self.add(emulator, "-name", f"guest={opt_escape(self.dom.findtext('name'))},debug-threads=on")
         self._compat()
@@ -192,6 +266,7 @@ class _CommandBuilder:
         self._machine(pflash)
         self._cpu_memory_smp()
         self.add("-uuid", self.dom.findtext("uuid"))
+        self._smbios()
         if self.devices.find("graphics") is None:
             self.add("-display", "none")
         self.add("-no-user-config", "-nodefaults")
@@ -201,6 +276,7 @@ class _CommandBuilder:
         self.add("-action", lifecycle_action(self.dom, self.caps))
         if self.dom.find("features/acpi") is None:
             self.add("-no-acpi")
+        self._power_management()
         self._boot()
         self._controllers()
         self._disks()
@@ -211,13 +287,14 @@ class _CommandBuilder:
         self._graphics(audio_id)
         self._videos()
         self._watchdog_panic_balloon()
+        self._vmcoreinfo()
         self._apply_overrides()
         argv = [_json(a) if isinstance(a, dict) else a for a in self.argv]
         argv.extend(self._custom_args())
         if str(self.conf.get("seccomp_sandbox", 1)) != "0":
             argv += ["-sandbox", SANDBOX]
         argv += ["-msg", "timestamp=on"]
-        return argv, self._environment()
+        return argv, {**self._environment(), **self.extra_env}
 
     def _environment(self):
         home = self.paths.domain_dir
@@ -255,114 +332,223 @@ class _CommandBuilder:
         if _DEPRECATION[behavior]:
             self.add("-compat", _json(_DEPRECATION[behavior]))
 
-    def _firmware(self):
+    def _firmware(self) -> list[str]:
         loader = self.dom.find("os/loader")
-        if self.dom.find("os").get("firmware") and loader is None:
-            raise InvalidInput("firmware auto-selection is not supported by the embedded driver; "
-                               "name the <loader> and <nvram>", "os@firmware")
         if loader is None:
             return []
         path = (loader.text or "").strip()
         if loader.get("type", "rom") == "rom":
-            self.add("-bios", path)
+            self.bios = path
             return []
-        if _yes(loader.get("secure", "no")):
-            raise InvalidInput("secure-boot pflash (secure='yes') is not supported by the embedded driver",
-                               "os/loader@secure")
-        nodes = [self._pflash_node(0, path, readonly=_yes(loader.get("readonly", "no")))]
-        if _yes(loader.get("readonly", "no")):
+        readonly = _yes(loader.get("readonly", "no"))
+        nodes = [self._pflash_node(0, path, readonly=readonly)]
+        if readonly:
             nvram = (self.dom.findtext("os/nvram") or "").strip() or getattr(self.paths, "nvram", None)
             if not nvram:
                 raise InvalidInput("a read-only pflash loader needs an <nvram> vars file", "os/nvram")
             nodes.append(self._pflash_node(1, nvram, readonly=False))
         return nodes
 
-    def _pflash_node(self, unit, path, readonly):
+    def _pflash_node(self, unit: int, path: str, readonly: bool) -> str:
         storage, fmt = f"libvirt-pflash{unit}-storage", f"libvirt-pflash{unit}-format"
         self.add("-blockdev", _json({"driver": "file", "filename": path, "node-name": storage,
                                      "auto-read-only": True, "discard": "unmap"}))
         self.add("-blockdev", _json({"node-name": fmt, "read-only": readonly, "driver": "raw", "file": storage}))
         return fmt
 
-    def _machine(self, pflash):
-        opts = [self.machine, "usb=off", "dump-guest-core=off", "memory-backend=pc.ram"]
+    def _machine(self, pflash: list[str]) -> None:
+        opts = [self.machine, "usb=off"]
+        vmport, smm = self.dom.find("features/vmport"), self.dom.find("features/smm")
+        if vmport is not None:
+            opts.append(f"vmport={vmport.get('state', 'on')}")
+        if smm is not None:
+            opts.append(f"smm={smm.get('state', 'on')}")
+        ioapic = self.dom.find("features/ioapic")
+        if ioapic is not None and ioapic.get("driver"):
+            opts.append("kernel_irqchip=" + ("split" if ioapic.get("driver") == "qemu" else "on"))
+        opts.append("dump-guest-core=off")
+        if self.dom.find("memoryBacking/nosharepages") is not None:
+            opts.append("mem-merge=off")
+        if not self.dom.findall("cpu/numa/cell"):
+            opts.append("memory-backend=pc.ram")
         opts += [f"pflash{i}={node}" for i, node in enumerate(pflash)]
+        if self.dom.find("os/bios[@useserial='yes']") is not None:
+            opts.append("graphics=off")
         self.add("-machine", ",".join(opts))
         accel = "kvm" if self.dom.get("type") == "kvm" else "tcg"
         if self.caps.accels and accel not in self.caps.accels:
             raise InvalidInput(f"accelerator {accel} is not available on this host", "domain@type")
         self.add("-accel", accel)
+        tseg = self.dom.find("features/smm/tseg")
+        if tseg is not None:
+            self.add("-global", f"mch.extended-tseg-mbytes={to_kib(tseg, 'features/smm/tseg') // 1024}")
 
-    def _cpu_memory_smp(self):
+    def _cpu_memory_smp(self) -> None:
         cpu = self.dom.find("cpu")
         model = self._cpu_model(cpu)
         if model:
             self.add("-cpu", model)
+        if self.bios:
+            self.add("-bios", self.bios)
+        elif self.dom.find("os/loader[@secure='yes']") is not None:
+            self.add("-global", "driver=cfi.pflash01,property=secure,value=on")
         mib = -(-to_kib(self.dom.find("memory"), "memory") // 1024)
         self.add("-m", mib)
-        self.add("-object", _json({"qom-type": "memory-backend-ram", "id": "pc.ram", "size": mib * 1024 * 1024}))
-        self.add("-overcommit", "mem-lock=off")
+        if not self.dom.findall("cpu/numa/cell"):
+            self.add("-object", _json(self._memory_backend("pc.ram", mib * 1024 * 1024, None)))
+        locked = self.dom.find("memoryBacking/locked") is not None
+        self.add("-overcommit", f"mem-lock={'on' if locked else 'off'}")
         self.add("-smp", self._smp(cpu))
+        for number in range(1, int(self.dom.findtext("iothreads") or 0) + 1):
+            self.add("-object", _json({"qom-type": "iothread", "id": f"iothread{number}"}))
+        self._numa()
 
-    def _cpu_model(self, cpu):
+    def _memory_backend(self, ident: str, size: int, cell: etree._Element | None) -> dict:
+        """A memory-backend-* object for guest RAM (``cell`` is a NUMA <cell> or None)."""
+        backing = self.dom.find("memoryBacking")
+        source = backing.find("source").get("type") if backing is not None and backing.find("source") \
+            is not None else "anonymous"
+        access = backing.find("access").get("mode") if backing is not None and backing.find("access") \
+            is not None else None
+        if cell is not None and cell.get("memAccess"):
+            access = cell.get("memAccess")
+        if source == "anonymous" and access is not None:
+            source = "file"     # shared or private mappings need a file, as in libvirt
+        props: dict = {"qom-type": _BACKENDS[source], "id": ident}
+        if source == "file":
+            props["mem-path"] = os.path.join(self.paths.domain_dir, ident)
+            if _discards(backing, cell):
+                props["discard-data"] = True
+        if access is not None:
+            props["share"] = access == "shared"
+        if source != "anonymous" and cell is None:
+            props["x-use-canonical-path-for-ramblock-id"] = False
+        props["size"] = size
+        return props
+
+    def _numa(self) -> None:
+        cells = self.dom.findall("cpu/numa/cell")
+        for cell in cells:
+            node = f"ram-node{cell.get('id')}"
+            self.add("-object", _json(self._memory_backend(node, int(cell.get("memory")) * 1024, cell)))
+            self.add("-numa", f"node,nodeid={cell.get('id')},cpus={cell.get('cpus')},memdev={node}")
+        for cell in cells:
+            for sibling in cell.findall("distances/sibling"):
+                self.add("-numa", f"dist,src={cell.get('id')},dst={sibling.get('id')},val={sibling.get('value')}")
+
+    def _cpu_model(self, cpu: etree._Element | None) -> str | None:
         if cpu is None:
             return None
         mode = cpu.get("mode", "custom")
         if mode == "host-passthrough":
-            if self.dom.get("type") != "kvm":
-                raise InvalidInput("host-passthrough needs a kvm domain", "cpu@mode")
             name = "host"
         elif mode == "maximum":
             name = "max"
-        elif mode == "host-model":
-            raise InvalidInput("host-model is not supported by the embedded driver; use host-passthrough "
-                               "or a named model", "cpu@mode")
-        else:
+        elif mode == "custom":
             name = cpu.findtext("model")
             if not name:
                 return None
             if self.caps.cpu_models and name not in self.caps.cpu_models:
                 raise InvalidInput(f"CPU model {name!r} is not known to {self.caps.binary}", "cpu/model")
-        for feature in cpu.findall("feature"):
-            policy = feature.get("policy", "require")
-            sign = {"require": "+", "force": "+", "disable": "-", "forbid": "-"}.get(policy)
-            if sign is None:
-                raise InvalidInput(f"feature policy {policy!r} is not supported", "cpu/feature@policy")
-            name += f",{sign}{feature.get('name')}"
-        return name
+        else:
+            raise InvalidInput(f"CPU mode {mode!r} is not supported by the embedded driver", "cpu@mode")
+        flags = [f"{f.get('name')}={'on' if f.get('policy', 'require') in ('require', 'force') else 'off'}"
+                 for f in cpu.findall("feature")]
+        flags += self._cpu_flags_from_features()
+        return ",".join([name, *flags])
 
-    def _smp(self, cpu):
+    def _cpu_flags_from_features(self) -> list[str]:
+        flags = []
+        kvmclock = self.dom.find("clock/timer[@name='kvmclock']")
+        if kvmclock is not None and kvmclock.get("present"):
+            flags.append(f"kvmclock={'on' if _yes(kvmclock.get('present')) else 'off'}")
+        eoi = self.dom.find("features/apic")
+        if eoi is not None and eoi.get("eoi"):
+            flags.append(f"kvm-pv-eoi={eoi.get('eoi')}")
+        pvspinlock = self.dom.find("features/pvspinlock")
+        if pvspinlock is not None:
+            flags.append(f"kvm-pv-unhalt={pvspinlock.get('state', 'on')}")
+        flags += _hyperv_flags(self.dom.find("features/hyperv"))
+        flags += _kvm_flags(self.dom.find("features/kvm"))
+        pmu = self.dom.find("features/pmu")
+        if pmu is not None:
+            flags.append(f"pmu={pmu.get('state', 'on')}")
+        return flags
+
+    def _smp(self, cpu: etree._Element | None) -> str:
         vcpu = self.dom.find("vcpu")
         maximum = int(vcpu.text)
         current = int(vcpu.get("current", maximum))
         topology = cpu.find("topology") if cpu is not None else None
-        if topology is not None:
-            sockets, cores, threads = (int(topology.get(k, "1")) for k in ("sockets", "cores", "threads"))
-            dies = int(topology.get("dies", "1"))
-            if sockets * dies * cores * threads != maximum:
-                raise InvalidInput("CPU topology does not match the vcpu count", "cpu/topology")
-        else:
-            sockets, dies, cores, threads = maximum, 1, 1, 1
         opts = [str(current)]
         if current != maximum:
             opts.append(f"maxcpus={maximum}")
-        opts.append(f"sockets={sockets}")
-        if dies != 1:
-            opts.append(f"dies={dies}")
-        opts += [f"cores={cores}", f"threads={threads}"]
+        if topology is None:
+            return ",".join([*opts, f"sockets={maximum}", "cores=1", "threads=1"])
+        counts = [int(topology.get(k, "1")) for k in ("sockets", "dies", "cores", "threads")]
+        if counts[0] * counts[1] * counts[2] * counts[3] != maximum:
+            raise InvalidInput("CPU topology does not match the vcpu count", "cpu/topology")
+        opts += [f"{k}={n}" for k, n in zip(("sockets", "dies", "cores", "threads"), counts)]
         return ",".join(opts)
 
-    def _clock(self):
-        offset = (self.dom.find("clock").get("offset") if self.dom.find("clock") is not None else "utc")
-        if offset not in ("utc", "localtime"):
-            raise InvalidInput(f"clock offset {offset!r} is not supported by the embedded driver", "clock@offset")
-        self.add("-rtc", f"base={offset}")
+    def _smbios(self) -> None:
+        if self.dom.find("os/smbios[@mode='sysinfo']") is None:
+            return
+        sysinfo = self.dom.find("sysinfo[@type='smbios']")
+        for section, number, fields in _SMBIOS_TABLES:
+            block = sysinfo.find(section)
+            if block is None:
+                continue
+            entries = {e.get("name"): (e.text or "") for e in block.findall("entry")}
+            opts = [f"{name}={opt_escape(entries[name])}" for name in fields if entries.get(name)]
+            if opts:
+                self.add("-smbios", ",".join([f"type={number}", *opts]))
+        strings = [e.text or "" for e in sysinfo.findall("oemStrings/entry")]
+        if strings:
+            self.add("-smbios", ",".join(["type=11", *(f"value={opt_escape(v)}" for v in strings)]))
 
-    def _boot(self):
+    def _clock(self) -> None:
+        clock = self.dom.find("clock")
+        offset = clock.get("offset", "utc") if clock is not None else "utc"
+        rtc = [f"base={_rtc_base(clock, offset)}"]
+        if offset == "timezone":
+            self.extra_env["TZ"] = clock.get("timezone", "")
+        timer = clock.find("timer[@name='rtc']") if clock is not None else None
+        if timer is not None:
+            track = {"guest": "vm", "wall": "host", "realtime": "rt"}.get(timer.get("track", ""))
+            if track:
+                rtc.append(f"clock={track}")
+            if timer.get("tickpolicy") == "catchup":
+                rtc.append("driftfix=slew")
+        self.add("-rtc", ",".join(rtc))
+        pit = clock.find("timer[@name='pit']") if clock is not None else None
+        if pit is not None and pit.get("tickpolicy") in (None, "delay", "discard"):
+            self.add("-global", f"kvm-pit.lost_tick_policy={pit.get('tickpolicy') or 'delay'}")
+        if clock is not None and clock.find("timer[@name='hpet'][@present='no']") is not None:
+            self.add("-no-hpet")
+
+    def _power_management(self) -> None:
+        device = "ICH9-LPC" if self.family == "q35" else "PIIX4_PM"
+        for tag, state in (("suspend-to-mem", "s3"), ("suspend-to-disk", "s4")):
+            elem = self.dom.find(f"pm/{tag}")
+            if elem is not None and elem.get("enabled") in ("yes", "no"):
+                self.add("-global", f"{device}.disable_{state}={0 if _yes(elem.get('enabled')) else 1}")
+
+    def _vmcoreinfo(self) -> None:
+        if self.dom.find("features/vmcoreinfo[@state='off']") is None and \
+                self.dom.find("features/vmcoreinfo") is not None:
+            self.argv += ["-device", _json({"driver": "vmcoreinfo"})]
+
+    def _boot(self) -> None:
         opts = []
         menu = self.dom.find("os/bootmenu")
-        if menu is not None and _yes(menu.get("enable")):
-            opts.append("menu=on")
+        if menu is not None and menu.get("enable") in ("yes", "no"):
+            opts.append(f"menu={'on' if _yes(menu.get('enable')) else 'off'}")
+        bios = self.dom.find("os/bios")
+        if bios is not None and bios.get("rebootTimeout") is not None:
+            opts.append(f"reboot-timeout={bios.get('rebootTimeout')}")
+        if menu is not None and _yes(menu.get("enable")) and menu.get("timeout") is not None:
+            opts.append(f"splash-time={menu.get('timeout')}")
         opts.append("strict=on")
         self.add("-boot", ",".join(opts))
         for tag, flag in (("kernel", "-kernel"), ("initrd", "-initrd"), ("cmdline", "-append"), ("dtb", "-dtb")):
