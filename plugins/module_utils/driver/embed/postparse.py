@@ -480,18 +480,14 @@ def _complete_inputs(devices):
 
 def _complete_channels(devices: etree._Element) -> None:
     """virtio-serial ports for virtio channels, and the controller libvirt adds for them."""
-    next_port: dict[tuple[str, str], int] = {}
     channels = [c for c in devices.findall("channel")
                 if c.find("target") is not None and c.find("target").get("type") == "virtio"]
-    for channel in channels:
-        address = channel.find("address[@type='virtio-serial']")
-        if address is not None:
-            key = (address.get("controller", "0"), address.get("bus", "0"))
-            next_port[key] = max(next_port.get(key, 1), int(address.get("port", "0")) + 1)
+    used = {int(a.get("port", "0")) for c in channels for a in c.findall("address[@type='virtio-serial']")
+            if a.get("controller", "0") == "0" and a.get("bus", "0") == "0"}
     for channel in channels:
         if channel.find("address") is None:
-            port = next_port.get(("0", "0"), 1)
-            next_port[("0", "0")] = port + 1
+            port = next(p for p in range(1, len(used) + 2) if p not in used)  # the lowest free port
+            used.add(port)
             channel.append(etree.Element("address", type="virtio-serial", controller="0", bus="0", port=str(port)))
         index = int(channel.find("address").get("controller", "0"))
         if _controller(devices, "virtio-serial", index) is None:
