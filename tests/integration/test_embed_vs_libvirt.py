@@ -157,7 +157,7 @@ def _summary(argv):
         "pflash": sorted(o.split("=")[0] for o in _options(argv, "-machine")[0].split(",") if o.startswith("pflash")),
         "single": {flag: _options(argv, flag) for flag in (
             "-accel", "-cpu", "-m", "-smp", "-rtc", "-boot", "-kernel", "-initrd", "-append", "-display",
-            "-vnc", "-spice", "-audiodev", "-compat", "-sandbox", "-msg")},
+            "-vnc", "-spice", "-audiodev", "-compat", "-sandbox", "-msg", "-soundhw")},
         "objects": sorted(json.dumps(json.loads(o), sort_keys=True) for o in _options(argv, "-object")
                           if '"secret"' not in o),
         "chardevs": sorted(_chardev_shape(c) for c in _options(argv, "-chardev") if "charmonitor" not in c),

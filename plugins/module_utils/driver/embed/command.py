@@ -48,7 +48,7 @@ _INPUT_DRIVERS = {
     ("tablet", "virtio"): "virtio-tablet-pci", ("mouse", "virtio"): "virtio-mouse-pci",
     ("keyboard", "virtio"): "virtio-keyboard-pci",
 }
-_HDA_DRIVERS = {"ich6": "intel-hda", "ich7": "intel-hda", "ich9": "ich9-intel-hda"}
+_HDA_DRIVERS = {"ich6": "intel-hda", "ich9": "ich9-intel-hda"}
 _SOUND_DRIVERS = {"ac97": "AC97", "es1370": "ES1370", "sb16": "sb16", "usb": "usb-audio"}
 _WATCHDOG_ACTIONS = ("reset", "shutdown", "poweroff", "pause", "none", "inject-nmi")
 # cache mode -> (cache.direct, cache.no-flush, write-cache)
@@ -943,7 +943,13 @@ class _CommandBuilder:
                 self._codecs(sound, ident, audio_id)
             elif model in _SOUND_DRIVERS:
                 props = {"driver": _SOUND_DRIVERS[model], "id": ident, "audiodev": audio_id}
-                self.add_device(self._usb(sound, props) if model == "usb" else self._pci(sound, props))
+                if model == "usb":
+                    props = self._usb(sound, props)
+                elif model != "sb16":  # an ISA card
+                    props = self._pci(sound, props)
+                self.add_device(props)
+            elif model == "pcspk":
+                self.add("-soundhw", "pcspk")
             else:
                 raise InvalidInput(f"sound model {model!r} is not supported by the embedded driver",
                                    "devices/sound@model")

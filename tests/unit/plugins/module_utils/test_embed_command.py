@@ -324,6 +324,15 @@ def test_sound_models_carry_the_audio_backend():
                                                "bus": "usb.0", "port": "1"}
 
 
+def test_isa_sound_cards_have_no_pci_address():
+    argv = build(xml("<sound model='sb16'/><sound model='pcspk'/>"))[0]
+    assert by_driver(argv, "sb16") == [{"driver": "sb16", "id": "sound0", "audiodev": "audio1"}]
+    assert opts(argv, "-soundhw") == ["pcspk"]
+    with pytest.raises(InvalidInput) as err:
+        build(xml("<sound model='ich7'/>"))
+    assert err.value.option == "devices/sound@model"
+
+
 def test_disk_options_usb_and_floppy():
     argv = build(xml("<disk type='file'><driver name='qemu' type='raw' io='threads' discard='unmap' "
                      "detect_zeroes='unmap'/><source file='/a'/><target dev='sda' bus='scsi'/><serial>S1</serial>"
