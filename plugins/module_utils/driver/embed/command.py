@@ -480,8 +480,8 @@ class _CommandBuilder:
                                "devices/controller@model")
         if ctype == "usb" and ctrl.find("master") is not None:
             # a UHCI companion of an EHCI controller: no bus of its own, so no id
-            self.argv += ["-device", self._pci(ctrl, {"driver": driver, "masterbus": f"{ident}.0",
-                                                      "firstport": int(ctrl.find("master").get("startport"))})]
+            self._add_anonymous_device(self._pci(ctrl, {"driver": driver, "masterbus": f"{ident}.0",
+                                                        "firstport": int(ctrl.find("master").get("startport"))}))
             return
         self.add_device(self._pci(ctrl, {"driver": driver, "id": self._alias(ctrl, ident)}))
 
@@ -649,8 +649,8 @@ class _CommandBuilder:
             return self._udp_chardev(sources, ident, where)
         generated = ctype == "unix" and not src.get("path")
         server = ",server=on,wait=off" if src.get("mode", "bind" if generated else "connect") == "bind" else ""
-        if ctype == "unix" and (src.get("path") or default_path):
-            path = src.get("path") or default_path
+        path = src.get("path") or default_path
+        if ctype == "unix" and path:
             return f"socket,id={ident},path={opt_escape(path)}{server}"
         if ctype == "tcp" and src.get("service"):
             protocol = chardev.find("protocol")
@@ -846,7 +846,7 @@ class _CommandBuilder:
             address = panic.find("address[@type='isa']")
             if address is not None and address.get("iobase"):
                 props["ioport"] = int(address.get("iobase"), 0)
-            self.argv += ["-device", props]  # no id: libvirt names none, so qemu:override cannot reach it
+            self._add_anonymous_device(props)  # libvirt names none, so qemu:override cannot reach it
 
     def _balloon(self) -> None:
         balloon = self.devices.find("memballoon")
@@ -976,6 +976,11 @@ class _CommandBuilder:
             self.add("-chardev", self._chardev_backend(redir, chardev, "devices/redirdev", spice_name="usbredir"))
             self.add_device(self._usb(redir, {"driver": "usb-redir", "chardev": chardev,
                                               "id": self._alias(redir, f"redir{number}")}))
+
+    def _add_anonymous_device(self, props):
+        """A -device without an id, as libvirt emits some (pvpanic, UHCI companions)."""
+        self.argv.append("-device")
+        self.argv.append(props)
 
     def _usb(self, elem, props: dict) -> dict:
         address = elem.find("address[@type='usb']")
