@@ -220,7 +220,9 @@ def test_data_set_covers_the_brief():
                    "<panic", "<iommu", "<vsock", "<sound model='ich9'", "<sound model='usb'", "ich9-ehci1",
                    "model='lsilogic'", "device='floppy'", "bus='usb'", "<parallel", "<serial type='udp'",
                    "type='spice'", "<hub", "<redirdev", "ivshmem-plain", "<model type='qxl'",
-                   "type='ethernet'", "<wwn>", "<shareable/>", "detect_zeroes", "io='threads'"):
+                   "type='ethernet'", "<wwn>", "<shareable/>", "detect_zeroes", "io='threads'",
+                   "model='nec-xhci'", "<model type='e1000e'", "<model type='bochs'", "passwd=",
+                   "<sound model='sb16'", "<sound model='pcspk'"):
         assert needle in text, needle
 
 
