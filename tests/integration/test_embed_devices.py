@@ -19,6 +19,7 @@ import pytest
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse
 
 from harness.guest import MARKER  # noqa: E402  (tests/ is on sys.path via conftest)
 from harness.libvirtd import wait_for_line  # noqa: E402
@@ -109,7 +110,11 @@ def test_device_rich_domain_boots_to_the_marker(driver, guest_build, root):
                 "sound0-codec0", "sound1", "shmem0", "iommu0", "hub0", "input0", "input1", "parallel0",
                 "serial1", "scsi0-0-0-0", "video0", "net0"}
     assert expected <= _peripherals(driver)
-    agent = next(root.glob("lib/qemu/domain-1-rich/org.qemu.guest_agent.0"))
+    agent = root / "lib" / "qemu" / "domain-1-rich" / "org.qemu.guest_agent.0"
+    live = parse(driver.domain_xml("rich", inactive=False), "domain")
+    source = live.find("devices/channel[@type='unix']/source")
+    assert source.attrib == {"mode": "bind", "path": str(agent)}  # shown as libvirt shows its channel sockets
+    assert parse(driver.domain_xml("rich"), "domain").find("devices/channel/source") is None
     with socket.socket(socket.AF_UNIX) as sock:  # QEMU listens on the guest agent channel
         sock.connect(str(agent))
     balloon = driver.domain_monitor("rich", {"execute": "qom-get", "arguments": {

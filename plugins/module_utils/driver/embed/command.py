@@ -150,6 +150,33 @@ def lifecycle_action(domain, caps) -> str:
     return f"reboot={reboot_action},shutdown={shutdown_action},panic={panic_action}"
 
 
+def channel_socket_path(domain_dir: str, name: str | None) -> str | None:
+    """Socket of a unix channel without a path: in the domain's private directory, as libvirt's channel dir."""
+    if not name:
+        return None
+    path = os.path.join(domain_dir, name)
+    if len(path.encode()) >= 108:
+        raise InvalidInput(f"the channel socket path {path} is longer than the 107 bytes a UNIX socket allows; "
+                           "use a shorter root or a <source path>", "devices/channel/source@path")
+    return path
+
+
+def record_channel_paths(live, domain_dir: str) -> None:
+    """Write the generated socket of each unix channel into the live XML, as libvirt shows it."""
+    for channel in live.findall("devices/channel[@type='unix']"):
+        source = channel.find("source")
+        if source is not None and source.get("path"):
+            continue
+        path = channel_socket_path(domain_dir, channel.find("target").get("name"))
+        if path is None:
+            continue
+        if source is None:
+            source = channel.makeelement("source", {})
+            channel.insert(0, source)
+        source.set("mode", "bind")
+        source.set("path", path)
+
+
 def opt_escape(value: str) -> str:
     """Escape a value for QEMU's key=value option syntax (commas are doubled)."""
     return str(value).replace(",", ",,")
@@ -697,14 +724,7 @@ class _CommandBuilder:
             self.add_device(props)
 
     def _channel_path(self, name: str | None) -> str | None:
-        """Socket of a unix channel without a path: in the domain's private directory, as libvirt's channel dir."""
-        if not name:
-            return None
-        path = os.path.join(self.paths.domain_dir, name)
-        if len(path.encode()) >= 108:
-            raise InvalidInput(f"the channel socket path {path} is longer than the 107 bytes a UNIX socket allows; "
-                               "use a shorter root or a <source path>", "devices/channel/source@path")
-        return path
+        return channel_socket_path(self.paths.domain_dir, name)
 
     def _inputs(self):
         for number, inp in enumerate(self.devices.findall("input")):

@@ -12,6 +12,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.command 
     build_command,
     lifecycle_action,
     namespace_capabilities,
+    record_channel_paths,
     taints,
 )
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse import postparse
@@ -272,6 +273,19 @@ def test_guest_agent_channel_gets_a_socket_in_the_domain_dir():
     assert ports[0] == {"driver": "virtserialport", "bus": "virtio-serial0.0", "nr": 1, "chardev": "charchannel0",
                         "id": "channel0", "name": "org.qemu.guest_agent.0"}
     assert ports[1]["nr"] == 2
+
+
+def test_live_xml_records_generated_channel_sockets():
+    live = postparse(xml("<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>"
+                         "<channel type='unix'><source mode='connect' path='/s'/><target type='virtio' name='b'/>"
+                         "</channel>"), CAPS)
+    record_channel_paths(live, PATHS.domain_dir)
+    first, second = (c.find("source").attrib for c in live.findall("devices/channel"))
+    assert first == {"mode": "bind", "path": f"{PATHS.domain_dir}/org.qemu.guest_agent.0"}
+    assert second == {"mode": "connect", "path": "/s"}
+    argv = build_command(live, CAPS, PATHS, {})[0]
+    assert f"socket,id=charchannel0,path={PATHS.domain_dir}/org.qemu.guest_agent.0,server=on,wait=off" in \
+        opts(argv, "-chardev")
 
 
 def test_channel_socket_path_too_long_is_refused():
