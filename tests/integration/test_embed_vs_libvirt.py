@@ -97,11 +97,15 @@ def _load_string(text):
 def _device_key(dev):
     """What identifies a device and where it sits, leaving out random values."""
     attrs = {k: v for k, v in dev.attrib.items() if k not in ("passwd",)}
-    parts = [dev.tag, json.dumps(attrs, sort_keys=True)]
+    parts = []
     for child in dev:
-        if child.tag in ("address", "model", "target", "driver", "listen", "readonly", "source"):
-            parts.append(child.tag + json.dumps(dict(child.attrib), sort_keys=True))
-    return " ".join(parts)
+        if child.tag in ("address", "model", "target", "driver", "listen", "readonly", "source", "master", "backend",
+                         "rate", "codec", "cid", "stats", "size", "serial", "wwn", "shareable", "boot"):
+            parts.append(child.tag + json.dumps(dict(child.attrib), sort_keys=True) + (child.text or "").strip())
+            parts += [f"{child.tag}/{c.tag}" + json.dumps(dict(c.attrib), sort_keys=True) for c in child
+                      if isinstance(c.tag, str)]
+    # the order of a device's children carries no meaning
+    return " ".join([dev.tag, json.dumps(attrs, sort_keys=True), *sorted(parts)])
 
 
 def _devices(dom):
