@@ -539,7 +539,7 @@ _HELPER_DEVICES = (
 # Device families the embedded driver does not build (yet).
 _UNSUPPORTED_DEVICES = (
     ("tpm", "devices/tpm"), ("filesystem", "devices/filesystem"), ("hostdev", "devices/hostdev"),
-    ("smartcard", "devices/smartcard"), ("memory", "devices/memory"), ("lease", "devices/lease"),
+    ("smartcard", "devices/smartcard"), ("lease", "devices/lease"),
     ("interface[@type='hostdev']", "devices/interface@type"), ("crypto", "devices/crypto"),
 )
 
