@@ -555,6 +555,10 @@ def refuse_helper_devices(devices: etree._Element) -> None:
         found = devices.find(path)
         if found is not None:
             raise InvalidInput(f"{option} {_describe(found)}is not supported by the embedded driver", option)
+    for cid in devices.findall("vsock/cid"):
+        if cid.get("auto") == "yes" or cid.get("address") is None:
+            raise InvalidInput("devices/vsock/cid: the embedded driver does not pick guest CIDs; give a fixed one "
+                               "with <cid auto='no' address='N'/>", "devices/vsock/cid")
 
 
 def _describe(device: etree._Element) -> str:

@@ -395,6 +395,8 @@ def test_parallel_udp_spicevmc_hub_redirdev_shmem_vsock():
     assert by_driver(argv, "vhost-vsock-pci")[0]["guest-cid"] == 5
 
 
-def test_vsock_with_automatic_cid_is_refused():
+def test_vsock_without_a_fixed_cid_is_refused():
+    root = postparse(xml("<vsock model='virtio'><cid auto='no' address='3'/></vsock>"), CAPS)
+    root.find("devices/vsock/cid").attrib.pop("address")
     with pytest.raises(InvalidInput, match="fixed guest CID"):
-        build(xml("<vsock model='virtio'><cid auto='yes'/></vsock>"))
+        build_command(root, CAPS, PATHS, {})

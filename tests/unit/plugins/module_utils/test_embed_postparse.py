@@ -217,6 +217,7 @@ def test_audio_backend_follows_the_last_display(graphics, backend):
     ("<interface type='vhostuser'><source type='unix' path='/s' mode='client'/><model type='virtio'/></interface>",
      "devices/interface@type", "needs a vhost-user backend process"),
     ("<interface type='user'><backend type='passt'/></interface>", "devices/interface/backend@type", "needs passt"),
+    ("<vsock model='virtio'><cid auto='yes'/></vsock>", "devices/vsock/cid", "fixed one"),
     ("<tpm model='tpm-tis'><backend type='passthrough'><device path='/dev/tpm0'/></backend></tpm>", "devices/tpm",
      "is not supported"),
 ])
