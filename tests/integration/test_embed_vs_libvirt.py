@@ -98,11 +98,15 @@ def _load_string(text):
 def _device_key(dev):
     """What identifies a device and where it sits, leaving out random values."""
     attrs = {k: v for k, v in dev.attrib.items() if k not in ("passwd",)}
-    parts = [dev.tag, json.dumps(attrs, sort_keys=True)]
+    parts = []
     for child in dev:
-        if child.tag in ("address", "model", "target", "driver", "listen", "readonly", "source"):
-            parts.append(child.tag + json.dumps(dict(child.attrib), sort_keys=True))
-    return " ".join(parts)
+        if child.tag in ("address", "model", "target", "driver", "listen", "readonly", "source", "master", "backend",
+                         "rate", "codec", "cid", "stats", "size", "serial", "wwn", "shareable", "boot"):
+            parts.append(child.tag + json.dumps(dict(child.attrib), sort_keys=True) + (child.text or "").strip())
+            parts += [f"{child.tag}/{c.tag}" + json.dumps(dict(c.attrib), sort_keys=True) for c in child
+                      if isinstance(c.tag, str)]
+    # the order of a device's children carries no meaning
+    return " ".join([dev.tag, json.dumps(attrs, sort_keys=True), *sorted(parts)])
 
 
 def _devices(dom):
@@ -139,7 +143,7 @@ def test_postparse_is_stable_under_libvirt(path, defined, tmp_path):
 # -- argv against virsh domxml-to-native -------------------------------------
 
 LIBVIRT_NVRAM_DIR = "/var/lib/libvirt/qemu/nvram"
-IGNORED_DEVICE_PROPS = {"id", "drive", "netdev", "chardev", "mac", "device_id"}
+IGNORED_DEVICE_PROPS = {"id", "drive", "netdev", "chardev", "mac", "device_id", "vhostfd"}
 IGNORED_NODE_PROPS = {"node-name", "file"}
 
 
@@ -161,23 +165,29 @@ def _summary(argv):
         "single": {flag: _options(argv, flag) for flag in (
             "-accel", "-cpu", "-m", "-smp", "-boot", "-kernel", "-initrd", "-append", "-display",
             "-vnc", "-spice", "-audiodev", "-compat", "-sandbox", "-msg", "-smbios", "-numa", "-bios",
-            "-overcommit")},
+            "-overcommit", "-soundhw")},
         # a variable clock starts at "now + adjustment": the time of day differs between the two runs
         "rtc": [re.sub(r"base=\d{4}-\d\d-\d\dT[\d:]+", "base=DATETIME", o) for o in _options(argv, "-rtc")],
         "globals": sorted(_options(argv, "-global")),
         "no_hpet": "-no-hpet" in argv,
-        "objects": sorted(_memory_object(o) for o in _options(argv, "-object")
-                          if "memory-backend" in o or "iothread" in o),
-        "chardev_types": sorted(c.split(",")[0] for c in _options(argv, "-chardev") if "charmonitor" not in c),
+        "objects": sorted(_object_shape(o) for o in _options(argv, "-object") if '"secret"' not in o),
+        "chardevs": sorted(_chardev_shape(c) for c in _options(argv, "-chardev") if "charmonitor" not in c),
+        "watchdog_action": _options(argv, "-watchdog-action"),
         "no_acpi": "-no-acpi" in argv,
         "nodefaults": "-nodefaults" in argv and "-no-user-config" in argv,
     }
 
 
-def _memory_object(text):
+def _object_shape(text):
     props = json.loads(text)
     props.pop("mem-path", None)     # a file under the daemon's or the domain's directory
     return json.dumps(props, sort_keys=True)
+
+
+def _chardev_shape(value):
+    """A -chardev value with socket paths cut to their file name: libvirt's channel dir is not ours."""
+    opts = [o if not o.startswith("path=") else "path=" + o.rsplit("/", 1)[-1] for o in value.split(",")]
+    return ",".join(opts)
 
 
 def _libvirt_argv(path):
@@ -224,7 +234,15 @@ def test_data_set_covers_the_brief():
                    "qemu:commandline", "qemu:override", "qemu:deprecation",
                    "os firmware='efi'", "<sysinfo type='smbios'>", "<smbios mode='sysinfo'/>", "<numa>",
                    "<topology", "<memoryBacking>", "<timer name='rtc'", "<pm>", "<hyperv", "<smm",
-                   "<iothreads>", "mode='maximum'", "policy='disable'"):
+                   "<iothreads>", "mode='maximum'", "policy='disable'",
+                   "<channel type='unix'", "org.qemu.guest_agent.0", "<backend model='random'",
+                   "<backend model='builtin'", "<backend model='egd'", "<watchdog", "<memballoon",
+                   "<panic", "<iommu", "<vsock", "<sound model='ich9'", "<sound model='usb'", "ich9-ehci1",
+                   "model='lsilogic'", "device='floppy'", "bus='usb'", "<parallel", "<serial type='udp'",
+                   "type='spice'", "<hub", "<redirdev", "ivshmem-plain", "<model type='qxl'",
+                   "type='ethernet'", "<wwn>", "<shareable/>", "detect_zeroes", "io='threads'",
+                   "model='nec-xhci'", "<model type='e1000e'", "<model type='bochs'", "passwd=",
+                   "<sound model='sb16'", "<sound model='pcspk'"):
         assert needle in text, needle
 
 

@@ -458,6 +458,7 @@ class EmbedDriver(Driver):
 
     def _reserve(self, name: str, config, caps) -> DomainRecord:
         """Pick a domain id, display ports and tap names no other domain of this root uses."""
+        from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import command
         conf = self.qemu_conf()
         with self._driver_lock():
             others = [r for r in self._other_records(name) if r.active]
@@ -468,9 +469,11 @@ class EmbedDriver(Driver):
             live.set("id", str(domain_id))
             _assign_ports(live, conf, _ports_in(others))
             taps = _assign_taps(live, {t for r in others for t in r.taps})
+            domain_dir = self.layout.domain_dir(domain_id, name)
+            command.record_channel_paths(live, domain_dir)
             record = DomainRecord(
                 "paused", "starting up", domain_id=domain_id, monitor=monitor,
-                domain_dir=self.layout.domain_dir(domain_id, name), taps=taps, live=live,
+                domain_dir=domain_dir, taps=taps, live=live,
                 starter=os.getpid(), starter_time=process.start_time(os.getpid()))
             self._save(name, record)
         return record

@@ -48,13 +48,18 @@ QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
 _NS = {"qemu": QEMU_NS}
 
 _NET_DRIVERS = {"virtio": "virtio-net-pci", "e1000": "e1000", "e1000e": "e1000e", "rtl8139": "rtl8139"}
-_USB_DRIVERS = {"piix3-uhci": "piix3-usb-uhci", "qemu-xhci": "qemu-xhci", "nec-xhci": "nec-usb-xhci"}
+_USB_DRIVERS = {"piix3-uhci": "piix3-usb-uhci", "piix4-uhci": "piix4-usb-uhci", "qemu-xhci": "qemu-xhci",
+                "nec-xhci": "nec-usb-xhci", "ehci": "usb-ehci", "ich9-ehci1": "ich9-usb-ehci1",
+                "ich9-uhci1": "ich9-usb-uhci1", "ich9-uhci2": "ich9-usb-uhci2", "ich9-uhci3": "ich9-usb-uhci3"}
 _SCSI_DRIVERS = {"lsilogic": "lsi", "virtio-scsi": "virtio-scsi-pci"}
 _INPUT_DRIVERS = {
     ("tablet", "usb"): "usb-tablet", ("mouse", "usb"): "usb-mouse", ("keyboard", "usb"): "usb-kbd",
     ("tablet", "virtio"): "virtio-tablet-pci", ("mouse", "virtio"): "virtio-mouse-pci",
     ("keyboard", "virtio"): "virtio-keyboard-pci",
 }
+_HDA_DRIVERS = {"ich6": "intel-hda", "ich9": "ich9-intel-hda"}
+_SOUND_DRIVERS = {"ac97": "AC97", "es1370": "ES1370", "sb16": "sb16", "usb": "usb-audio"}
+_WATCHDOG_ACTIONS = ("reset", "shutdown", "poweroff", "pause", "none", "inject-nmi")
 # cache mode -> (cache.direct, cache.no-flush, write-cache)
 _CACHE_MODES = {
     "none": (True, False, "on"),
@@ -162,6 +167,33 @@ def lifecycle_action(domain, caps) -> str:
     return f"reboot={reboot_action},shutdown={shutdown_action},panic={panic_action}"
 
 
+def channel_socket_path(domain_dir: str, name: str | None) -> str | None:
+    """Socket of a unix channel without a path: in the domain's private directory, as libvirt's channel dir."""
+    if not name:
+        return None
+    path = os.path.join(domain_dir, name)
+    if len(path.encode()) >= 108:
+        raise InvalidInput(f"the channel socket path {path} is longer than the 107 bytes a UNIX socket allows; "
+                           "use a shorter root or a <source path>", "devices/channel/source@path")
+    return path
+
+
+def record_channel_paths(live, domain_dir: str) -> None:
+    """Write the generated socket of each unix channel into the live XML, as libvirt shows it."""
+    for channel in live.findall("devices/channel[@type='unix']"):
+        source = channel.find("source")
+        if source is not None and source.get("path"):
+            continue
+        path = channel_socket_path(domain_dir, channel.find("target").get("name"))
+        if path is None:
+            continue
+        if source is None:
+            source = channel.makeelement("source", {})
+            channel.insert(0, source)
+        source.set("mode", "bind")
+        source.set("path", path)
+
+
 def opt_escape(value: str) -> str:
     """Escape a value for QEMU's key=value option syntax (commas are doubled)."""
     return str(value).replace(",", ",,")
@@ -227,6 +259,17 @@ def _hyperv_flags(hyperv: etree._Element | None) -> list[str]:
     return flags
 
 
+def _discard_options(driver) -> dict:
+    """discard/detect-zeroes of a disk's format node; detect-zeroes=unmap only applies with discard=unmap."""
+    opts = {}
+    if driver.get("discard") == "unmap":
+        opts["discard"] = "unmap"
+    zeroes = driver.get("detect_zeroes")
+    if zeroes and zeroes != "off":
+        opts["detect-zeroes"] = "unmap" if zeroes == "unmap" and opts.get("discard") else "on"
+    return opts
+
+
 class _CommandBuilder:
     def __init__(self, domain: etree._Element, caps, paths, conf: dict) -> None:
         if domain.find("os").get("firmware") or domain.find("os/loader") is not None:
@@ -278,16 +321,27 @@ class _CommandBuilder:
             self.add("-no-acpi")
         self._power_management()
         self._boot()
+        self._iommu()
         self._controllers()
+        self._hubs()
         self._disks()
         self._interfaces()
         self._serials()
+        self._parallels()
+        self._channels()
         self._inputs()
         audio_id = self._audio()
         self._graphics(audio_id)
         self._videos()
-        self._watchdog_panic_balloon()
+        self._sounds(audio_id)
+        self._watchdogs()
+        self._redirdevs()
+        self._balloon()
+        self._rngs()
         self._vmcoreinfo()
+        self._panics()
+        self._shmems()
+        self._vsocks()
         self._apply_overrides()
         argv = [_json(a) if isinstance(a, dict) else a for a in self.argv]
         argv.extend(self._custom_args())
@@ -592,11 +646,11 @@ class _CommandBuilder:
             for ctrl in (c for c in ctrls if c.get("type") == ctype):
                 self._device_controller(ctrl)
         for ctrl in ctrls:
-            if ctrl.get("type") not in ("pci", "usb", "scsi", "sata", "virtio-serial", "ide"):
+            if ctrl.get("type") not in ("pci", "usb", "scsi", "sata", "virtio-serial", "ide", "fdc"):
                 raise InvalidInput(f"controller type {ctrl.get('type')!r} is not supported by the embedded "
                                    "driver", "devices/controller@type")
-            if ctrl.get("type") == "ide" and (self.family == "q35" or int(ctrl.get("index")) > 0):
-                raise InvalidInput("only the built-in IDE controller of pc machines exists",
+            if ctrl.get("type") in ("ide", "fdc") and (self.family == "q35" or int(ctrl.get("index")) > 0):
+                raise InvalidInput(f"only the built-in {ctrl.get('type')} controller of pc machines exists",
                                    "devices/controller@type")
 
     def _pci_controller(self, ctrl):
@@ -634,6 +688,11 @@ class _CommandBuilder:
         if driver is None:
             raise InvalidInput(f"{ctype} controller model {model!r} is not supported by the embedded driver",
                                "devices/controller@model")
+        if ctype == "usb" and ctrl.find("master") is not None:
+            # a UHCI companion of an EHCI controller: no bus of its own, so no id
+            self._add_anonymous_device(self._pci(ctrl, {"driver": driver, "masterbus": f"{ident}.0",
+                                                        "firstport": int(ctrl.find("master").get("startport"))}))
+            return
         self.add_device(self._pci(ctrl, {"driver": driver, "id": self._alias(ctrl, ident)}))
 
     def _disks(self):
@@ -641,57 +700,80 @@ class _CommandBuilder:
         for number, disk in enumerate(disks):
             self._disk(disk, len(disks) - number)
 
-    def _disk(self, disk, node_number):
+    def _disk(self, disk, node_number: int) -> None:
         target = disk.find("target")
         bus, dev, device = target.get("bus"), target.get("dev"), disk.get("device", "disk")
-        if device not in ("disk", "cdrom"):
+        if device not in ("disk", "cdrom", "floppy"):
             raise InvalidInput(f"disk device {device!r} is not supported by the embedded driver", "devices/disk@device")
         driver = disk.find("driver")
-        cache = _CACHE_MODES.get(driver.get("cache")) if driver is not None and driver.get("cache") else None
-        if driver is not None and driver.get("cache") and cache is None:
-            raise InvalidInput(f"unknown cache mode {driver.get('cache')!r}", "devices/disk/driver@cache")
+        shareable = disk.find("shareable") is not None
+        mode = (driver.get("cache") if driver is not None else None) or ("none" if shareable else None)
+        cache = _CACHE_MODES.get(mode) if mode else None
+        if mode and cache is None:
+            raise InvalidInput(f"unknown cache mode {mode!r}", "devices/disk/driver@cache")
         readonly = disk.find("readonly") is not None
         node = self._disk_nodes(disk, node_number, cache, readonly)
         props = self._disk_frontend(disk, bus, dev, device)
         if node:
             props["drive"] = node
         props["id"] = self._alias(disk, props.pop("id"))
-        boot = self.bootindex.of(disk)
-        if boot:
-            props["bootindex"] = boot
+        self._disk_properties(disk, props, shareable)
         if cache and node:
             props["write-cache"] = cache[2]
         self.add_device(props)
 
-    def _disk_nodes(self, disk, number, cache, readonly):
+    def _disk_properties(self, disk, props: dict, shareable: bool) -> None:
+        boot = self.bootindex.of(disk)
+        if boot:
+            props["bootindex"] = boot
+        if shareable:
+            props["share-rw"] = True
+        if disk.findtext("serial"):
+            props["serial"] = disk.findtext("serial")
+        wwn = disk.findtext("wwn")
+        if wwn:
+            try:
+                props["wwn"] = int(wwn, 16)
+            except ValueError:
+                raise InvalidInput(f"wwn {wwn!r} is not a hexadecimal number", "devices/disk/wwn") from None
+
+    def _disk_nodes(self, disk, number: int, cache, readonly: bool) -> str | None:
         source = disk.find("source")
         dtype = disk.get("type", "file")
         if dtype not in ("file", "block"):
             raise InvalidInput(f"disk type {dtype!r} is not supported by the embedded driver", "devices/disk@type")
         path = None if source is None else source.get("file" if dtype == "file" else "dev")
         if not path:
-            if disk.get("device") == "cdrom":
+            if disk.get("device") in ("cdrom", "floppy"):
                 return None
             raise InvalidInput(f"disk {disk.find('target').get('dev')} has no source", "devices/disk/source")
         storage, fmt = f"libvirt-{number}-storage", f"libvirt-{number}-format"
+        driver = disk.find("driver")
         cache_opts = {"cache": {"direct": cache[0], "no-flush": cache[1]}} if cache else {}
-        self.add("-blockdev", _json({"driver": "file" if dtype == "file" else "host_device", "filename": path,
+        aio = {"aio": driver.get("io")} if driver.get("io") else {}
+        self.add("-blockdev", _json({"driver": "file" if dtype == "file" else "host_device", "filename": path, **aio,
                                      "node-name": storage, **cache_opts, "auto-read-only": True,
                                      "discard": "unmap"}))
-        fmt_props = {"node-name": fmt, "read-only": readonly, **cache_opts,
-                     "driver": disk.find("driver").get("type", "raw"), "file": storage}
+        fmt_props = {"node-name": fmt, "read-only": readonly, **_discard_options(driver), **cache_opts,
+                     "driver": driver.get("type", "raw"), "file": storage}
         self.add("-blockdev", _json(fmt_props))
         return fmt
 
-    def _disk_frontend(self, disk, bus, dev, device):
+    def _disk_frontend(self, disk, bus: str, dev: str, device: str) -> dict:
         cd = device == "cdrom"
         address = disk.find("address")
         if bus == "virtio":
             if cd:
                 raise InvalidInput("a cdrom cannot be on the virtio bus", "devices/disk/target@bus")
             return self._pci(disk, {"driver": "virtio-blk-pci", "id": f"virtio-disk{disk_index(dev)}"})
+        if bus == "usb":
+            removable = _yes(disk.find("target").get("removable", "no"))
+            return self._usb(disk, {"driver": "usb-storage", "id": f"usb-disk{disk_index(dev)}",
+                                    "removable": removable})
         ctrl, unit = int(address.get("controller")), int(address.get("unit"))
         drive_bus, target = int(address.get("bus")), int(address.get("target", "0"))
+        if bus == "fdc":
+            return {"driver": "floppy", "unit": unit, "id": f"fdc0-0-{unit}"}
         if bus == "ide":
             return {"driver": "ide-cd" if cd else "ide-hd", "bus": f"ide.{drive_bus}", "unit": unit,
                     "id": f"ide{ctrl}-{drive_bus}-{unit}"}
@@ -757,27 +839,75 @@ class _CommandBuilder:
                 raise InvalidInput("only serial consoles are supported by the embedded driver",
                                    "devices/console/target@type")
 
-    def _chardev_backend(self, chardev, ident):
+    def _chardev_backend(self, chardev, ident: str, where: str | None = None, spice_name: str = "vdagent",
+                         default_path: str | None = None) -> str:
+        """The -chardev value for a character device's backend (its type and <source>)."""
+        where = where or f"devices/{chardev.tag}"
         ctype = chardev.get("type", "pty")
-        source = chardev.find("source")
-        src = source.attrib if source is not None else {}
+        sources = chardev.findall("source")
+        src = sources[0].attrib if sources else {}
         if ctype in ("pty", "null"):
             return f"{ctype},id={ident}"
+        if ctype == "spicevmc":
+            return f"spicevmc,id={ident},name={spice_name}"
         if ctype == "file":
             if not src.get("path"):
-                raise InvalidInput("a file chardev needs <source path>", f"devices/{chardev.tag}/source@path")
+                raise InvalidInput("a file chardev needs <source path>", f"{where}/source@path")
             append = ",append=on" if src.get("append") == "on" else ""
             return f"file,id={ident},path={opt_escape(src['path'])}{append}"
-        server = ",server=on,wait=off" if src.get("mode", "connect") == "bind" else ""
-        if ctype == "unix" and src.get("path"):
-            return f"socket,id={ident},path={opt_escape(src['path'])}{server}"
+        if ctype == "udp":
+            return self._udp_chardev(sources, ident, where)
+        generated = ctype == "unix" and not src.get("path")
+        server = ",server=on,wait=off" if src.get("mode", "bind" if generated else "connect") == "bind" else ""
+        path = src.get("path") or default_path
+        if ctype == "unix" and path:
+            return f"socket,id={ident},path={opt_escape(path)}{server}"
         if ctype == "tcp" and src.get("service"):
             protocol = chardev.find("protocol")
             telnet = ",telnet=on" if protocol is not None and protocol.get("type") == "telnet" else ""
             host = src.get("host", "127.0.0.1")
             return f"socket,id={ident},host={opt_escape(host)},port={src['service']}{telnet}{server}"
         raise InvalidInput(f"chardev type {ctype!r} (or its source) is not supported by the embedded driver",
-                           f"devices/{chardev.tag}@type")
+                           f"{where}@type")
+
+    @staticmethod
+    def _udp_chardev(sources, ident: str, where: str) -> str:
+        by_mode = {s.get("mode", "connect"): s for s in sources}
+        remote = by_mode.get("connect")
+        if remote is None or not remote.get("service"):
+            raise InvalidInput("a udp chardev needs <source mode='connect' service='...'/>", f"{where}/source")
+        opts = f"udp,id={ident},host={opt_escape(remote.get('host', '127.0.0.1'))},port={remote.get('service')}"
+        local = by_mode.get("bind")
+        if local is not None:
+            opts += f",localaddr={opt_escape(local.get('host', '127.0.0.1'))},localport={local.get('service', '0')}"
+        return opts
+
+    def _parallels(self) -> None:
+        for number, parallel in enumerate(self.devices.findall("parallel")):
+            chardev = f"charparallel{number}"
+            self.add("-chardev", self._chardev_backend(parallel, chardev))
+            self.add_device({"driver": "isa-parallel", "chardev": chardev,
+                             "id": self._alias(parallel, f"parallel{number}")})
+
+    def _channels(self) -> None:
+        for number, channel in enumerate(self.devices.findall("channel")):
+            target = channel.find("target")
+            if target is None or target.get("type") != "virtio":
+                raise InvalidInput("only virtio channels are supported by the embedded driver (guestfwd needs "
+                                   "a daemon-side socket)", "devices/channel/target@type")
+            name = target.get("name")
+            chardev = f"charchannel{number}"
+            self.add("-chardev", self._chardev_backend(channel, chardev, default_path=self._channel_path(name)))
+            address = channel.find("address[@type='virtio-serial']")
+            props = {"driver": "virtserialport", "bus": f"virtio-serial{address.get('controller', '0')}."
+                     f"{address.get('bus', '0')}", "nr": int(address.get("port")), "chardev": chardev,
+                     "id": self._alias(channel, f"channel{number}")}
+            if name:
+                props["name"] = name
+            self.add_device(props)
+
+    def _channel_path(self, name: str | None) -> str | None:
+        return channel_socket_path(self.paths.domain_dir, name)
 
     def _inputs(self):
         for number, inp in enumerate(self.devices.findall("input")):
@@ -876,6 +1006,7 @@ class _CommandBuilder:
                 props["max_outputs"] = int(model.get("heads", "1"))
             elif vtype == "qxl":
                 props.update({"ram_size": int(model.get("ram")) * 1024, "vram_size": int(model.get("vram")) * 1024,
+                              "vram64_size_mb": int(model.get("vram64", "0")) // 1024,
                               "vgamem_mb": int(model.get("vgamem")) // 1024, "max_outputs": int(model.get("heads"))})
             elif vtype == "bochs":
                 props["vgamem"] = int(model.get("vram", "16384")) * 1024
@@ -893,18 +1024,173 @@ class _CommandBuilder:
             raise InvalidInput(f"video model {vtype!r} can only be the primary video", "devices/video/model@type")
         return driver
 
-    def _watchdog_panic_balloon(self):
+    def _watchdogs(self) -> None:
+        for number, watchdog in enumerate(self.devices.findall("watchdog")):
+            model = watchdog.get("model")
+            props = {"driver": model, "id": self._alias(watchdog, f"watchdog{number}")}
+            if model == "i6300esb":
+                self.add_device(self._pci(watchdog, props))
+            elif model == "ib700":
+                self.add_device(props)
+            else:
+                raise InvalidInput(f"watchdog model {model!r} is not supported by the embedded driver",
+                                   "devices/watchdog@model")
+            action = watchdog.get("action", "reset")
+            if action not in _WATCHDOG_ACTIONS:
+                raise InvalidInput(f"watchdog action {action!r} is not supported by the embedded driver "
+                                   f"(dump needs a daemon to write the core)", "devices/watchdog@action")
+            self.add("-watchdog-action", action)
+
+    def _panics(self) -> None:
         for panic in self.devices.findall("panic"):
             if panic.get("model", "isa") != "isa":
                 raise InvalidInput(f"panic model {panic.get('model')!r} is not supported", "devices/panic@model")
-            self.add_device({"driver": "pvpanic", "ioport": 1285, "id": self._alias(panic, "panic0")})
+            props: dict = {"driver": "pvpanic"}
+            address = panic.find("address[@type='isa']")
+            if address is not None and address.get("iobase"):
+                props["ioport"] = int(address.get("iobase"), 0)
+            self._add_anonymous_device(props)  # libvirt names none, so qemu:override cannot reach it
+
+    def _balloon(self) -> None:
         balloon = self.devices.find("memballoon")
-        if balloon is not None and balloon.get("model") != "none":
-            if balloon.get("model") != "virtio":
-                raise InvalidInput(f"memballoon model {balloon.get('model')!r} is not supported",
-                                   "devices/memballoon@model")
-            self.add_device(self._pci(balloon, {"driver": "virtio-balloon-pci",
-                                                "id": self._alias(balloon, "balloon0")}))
+        if balloon is None or balloon.get("model") == "none":
+            return
+        if balloon.get("model") != "virtio":
+            raise InvalidInput(f"memballoon model {balloon.get('model')!r} is not supported",
+                               "devices/memballoon@model")
+        props = {"driver": "virtio-balloon-pci", "id": self._alias(balloon, "balloon0")}
+        for attr, prop in (("autodeflate", "deflate-on-oom"), ("freePageReporting", "free-page-reporting")):
+            if balloon.get(attr):
+                props[prop] = _yes(balloon.get(attr))
+        self.add_device(self._pci(balloon, props))
+
+    def _rngs(self) -> None:
+        for number, rng in enumerate(self.devices.findall("rng")):
+            if rng.get("model") != "virtio":
+                raise InvalidInput(f"rng model {rng.get('model')!r} is not supported", "devices/rng@model")
+            backend = self._rng_backend(rng.find("backend"), number)
+            backend["id"] = f"objrng{number}"
+            self.add("-object", _json(backend))
+            props = {"driver": "virtio-rng-pci", "rng": backend["id"], "id": self._alias(rng, f"rng{number}")}
+            rate = rng.find("rate")
+            if rate is not None and rate.get("bytes"):
+                props["max-bytes"] = int(rate.get("bytes"))
+                props["period"] = int(rate.get("period", "1000"))
+            self.add_device(self._pci(rng, props))
+
+    def _rng_backend(self, backend, number: int) -> dict:
+        model = backend.get("model") if backend is not None else None
+        if model == "random":
+            return {"qom-type": "rng-random", "filename": (backend.text or "").strip() or "/dev/urandom"}
+        if model == "builtin":
+            return {"qom-type": "rng-builtin"}
+        if model == "egd":
+            chardev = f"charrng{number}"
+            self.add("-chardev", self._chardev_backend(backend, chardev, "devices/rng/backend"))
+            return {"qom-type": "rng-egd", "chardev": chardev}
+        raise InvalidInput(f"rng backend {model!r} is not supported", "devices/rng/backend@model")
+
+    def _iommu(self) -> None:
+        iommu = self.devices.find("iommu")
+        if iommu is None:
+            return
+        if iommu.get("model") != "intel" or self.family != "q35":
+            raise InvalidInput("only the intel IOMMU on q35 machines is supported by the embedded driver",
+                               "devices/iommu@model")
+        props: dict = {"driver": "intel-iommu", "id": self._alias(iommu, "iommu0")}
+        driver = iommu.find("driver")
+        attrs = driver.attrib if driver is not None else {}
+        for attr in ("intremap", "eim"):  # on/off/auto switches in QEMU
+            if attrs.get(attr):
+                props[attr] = attrs[attr]
+        for attr, prop in (("caching_mode", "caching-mode"), ("iotlb", "device-iotlb")):
+            if attrs.get(attr):
+                props[prop] = _yes(attrs[attr])
+        if attrs.get("aw_bits"):
+            props["aw-bits"] = int(attrs["aw_bits"])
+        self.add_device(props)
+
+    def _vsocks(self) -> None:
+        for vsock in self.devices.findall("vsock"):
+            cid = vsock.find("cid")
+            if cid is None or cid.get("address") is None or _yes(cid.get("auto", "no")):
+                raise InvalidInput("the embedded driver needs a fixed guest CID: <cid auto='no' address='N'/>",
+                                   "devices/vsock/cid")
+            props = {"driver": "vhost-vsock-pci", "id": self._alias(vsock, "vsock0"),
+                     "guest-cid": int(cid.get("address"))}
+            self.add_device(self._pci(vsock, props))
+
+    def _shmems(self) -> None:
+        for number, shmem in enumerate(self.devices.findall("shmem")):
+            model = shmem.find("model")
+            if model is not None and model.get("type") != "ivshmem-plain":
+                raise InvalidInput(f"shmem model {model.get('type')!r} needs ivshmem-server, which the embedded "
+                                   "driver does not run", "devices/shmem/model@type")
+            name = shmem.get("name")
+            size = shmem.find("size")
+            backend = {"qom-type": "memory-backend-file", "id": f"shmmem-shmem{number}",
+                       "mem-path": f"/dev/shm/{name}",
+                       "size": to_kib(size, "devices/shmem/size") * 1024 if size is not None else 4 << 20,
+                       "share": True}
+            self.add("-object", _json(backend))
+            props = {"driver": "ivshmem-plain", "id": self._alias(shmem, f"shmem{number}"),
+                     "memdev": backend["id"]}
+            self.add_device(self._pci(shmem, props))
+
+    def _sounds(self, audio_id: str | None) -> None:
+        for number, sound in enumerate(self.devices.findall("sound")):
+            model = sound.get("model")
+            ident = self._alias(sound, f"sound{number}")
+            if model in _HDA_DRIVERS:
+                self.add_device(self._pci(sound, {"driver": _HDA_DRIVERS[model], "id": ident}))
+                self._codecs(sound, ident, audio_id)
+            elif model in _SOUND_DRIVERS:
+                props = {"driver": _SOUND_DRIVERS[model], "id": ident, "audiodev": audio_id}
+                if model == "usb":
+                    props = self._usb(sound, props)
+                elif model != "sb16":  # an ISA card
+                    props = self._pci(sound, props)
+                self.add_device(props)
+            elif model == "pcspk":
+                self.add("-soundhw", "pcspk")
+            else:
+                raise InvalidInput(f"sound model {model!r} is not supported by the embedded driver",
+                                   "devices/sound@model")
+
+    def _codecs(self, sound, ident: str, audio_id: str | None) -> None:
+        codecs = [codec.get("type", "duplex") for codec in sound.findall("codec")] or ["duplex"]
+        for cad, ctype in enumerate(codecs):
+            if ctype not in ("duplex", "micro", "output"):
+                raise InvalidInput(f"codec type {ctype!r} is not supported", "devices/sound/codec@type")
+            self.add_device({"driver": f"hda-{ctype}", "id": f"{ident}-codec{cad}", "bus": f"{ident}.0",
+                             "cad": cad, "audiodev": audio_id})
+
+    def _hubs(self) -> None:
+        for number, hub in enumerate(self.devices.findall("hub")):
+            if hub.get("type") != "usb":
+                raise InvalidInput(f"hub type {hub.get('type')!r} is not supported", "devices/hub@type")
+            self.add_device(self._usb(hub, {"driver": "usb-hub", "id": self._alias(hub, f"hub{number}")}))
+
+    def _redirdevs(self) -> None:
+        for number, redir in enumerate(self.devices.findall("redirdev")):
+            if redir.get("bus", "usb") != "usb":
+                raise InvalidInput("only USB redirection is supported", "devices/redirdev@bus")
+            chardev = f"charredir{number}"
+            self.add("-chardev", self._chardev_backend(redir, chardev, "devices/redirdev", spice_name="usbredir"))
+            self.add_device(self._usb(redir, {"driver": "usb-redir", "chardev": chardev,
+                                              "id": self._alias(redir, f"redir{number}")}))
+
+    def _add_anonymous_device(self, props):
+        """A -device without an id, as libvirt emits some (pvpanic, UHCI companions)."""
+        self.argv.append("-device")
+        self.argv.append(props)
+
+    def _usb(self, elem, props: dict) -> dict:
+        address = elem.find("address[@type='usb']")
+        if address is None:
+            raise InvalidInput(f"<{elem.tag}> has no USB address; run postparse first", f"devices/{elem.tag}/address")
+        props.update({"bus": f"usb.{address.get('bus', '0')}", "port": address.get("port")})
+        return props
 
     # -- qemu:override
 

@@ -50,6 +50,9 @@ _VIDEO_DEFAULTS = {
 # machine is conventional PCI and needs a pcie-to-pci-bridge.
 _PCIE_NET_MODELS = ("virtio", "virtio-transitional", "virtio-non-transitional", "e1000e")
 _PCIE_USB_MODELS = ("qemu-xhci", "nec-xhci")
+_PCI_SOUND_MODELS = ("ich6", "ich9", "ac97", "es1370")
+# PCI function of each member of an EHCI controller and its UHCI companions (one slot).
+_USB_GROUP_FUNCTIONS = {"ich9-ehci1": 7, "ich9-uhci1": 0, "ich9-uhci2": 1, "ich9-uhci3": 2}
 _PCIE_SCSI_MODELS = ("virtio-scsi", "virtio-transitional", "virtio-non-transitional")
 
 # Order in which libvirt formats <os> children.
@@ -79,11 +82,16 @@ def postparse(domain: etree._Element, caps) -> etree._Element:
     check_system(dom)
     devices = _child(dom, "devices", after=("on_crash", "on_reboot", "on_poweroff", "clock", "cpu", "features", "os"))
     _ensure_emulator(devices, caps)
+    refuse_helper_devices(devices)
     _complete_disks(devices)
     _complete_controllers(devices, machine, caps)
     _complete_interfaces(dom, devices)
     _complete_chardevs(devices)
+    _complete_channels(devices)
+    _complete_parallels(devices)
     _complete_inputs(devices)
+    _assign_usb_ports(devices)
+    _complete_rngs(devices)
     _complete_graphics(devices)
     _complete_audio(devices)
     _complete_video(devices, caps)
@@ -525,6 +533,7 @@ def _complete_controllers(devices, machine, caps):
     elif root.get("model") is None:
         root.set("model", root_model)
     _default_usb(devices, family, caps)
+    _usb_companions(devices)
     if family == "q35" and _controller(devices, "sata", 0) is None:
         _add_controller(devices, "sata", 0)
     for disk in devices.findall("disk"):
@@ -550,6 +559,16 @@ def _default_usb(devices, family, caps):
         _add_controller(devices, "usb", 0, default)
     elif usb.get("model") is None:
         usb.set("model", default)
+
+
+def _usb_companions(devices: etree._Element) -> None:
+    """UHCI companions of an ICH9 EHCI controller take ports 0-1, 2-3, 4-5 of its bus."""
+    for ctrl in devices.findall("controller[@type='usb']"):
+        model = ctrl.get("model") or ""
+        ehci = devices.find(f"controller[@type='usb'][@model='ich9-ehci1'][@index='{ctrl.get('index')}']")
+        if not model.startswith("ich9-uhci") or ehci is None or ctrl.find("master") is not None:
+            continue
+        _insert_before_address(ctrl, etree.Element("master", startport=str(2 * (int(model[-1]) - 1))))
 
 
 def _default_scsi_model(caps):
@@ -600,12 +619,29 @@ def _complete_chardevs(devices):
     if serials and not consoles:
         devices.append(_console_for(serials[0]))
         return
+    if serials and _is_serial_console(consoles[0]):
+        consoles[0] = _mirror_serial(consoles[0], serials[0])
     for console in consoles:
         target = console.find("target")
         if target is None:
             target = _insert_before_address(console, etree.Element("target"))
         _set_default(target, "type", "serial")
         _set_default(target, "port", "0")
+
+
+def _is_serial_console(console: etree._Element) -> bool:
+    target = console.find("target")
+    return target is None or target.get("type", "serial") == "serial"
+
+
+def _mirror_serial(console: etree._Element, serial: etree._Element) -> etree._Element:
+    """The first serial console shows the first serial port: libvirt makes it a copy of that port's backend."""
+    mirror = _chardev_copy(serial, "console")
+    for child in console:
+        if child.tag not in ("source", "protocol", "log"):
+            mirror.append(copy.deepcopy(child))
+    console.getparent().replace(console, mirror)
+    return mirror
 
 
 def _chardev_copy(source, tag):
@@ -626,14 +662,100 @@ def _complete_inputs(devices):
     for inp in devices.findall("input"):
         if inp.get("bus") is None:
             inp.set("bus", "usb" if inp.get("type") == "tablet" else "ps2")
-    usb_port = 1
-    for inp in devices.findall("input[@bus='usb']"):
-        if inp.find("address") is None:
-            inp.append(etree.Element("address", type="usb", bus="0", port=str(usb_port)))
-        usb_port += 1
     for kind in ("mouse", "keyboard"):
         if devices.find(f"input[@type='{kind}'][@bus='ps2']") is None:
             devices.append(etree.Element("input", type=kind, bus="ps2"))
+
+
+def _complete_channels(devices: etree._Element) -> None:
+    """virtio-serial ports for virtio channels, and the controller libvirt adds for them."""
+    channels = [c for c in devices.findall("channel")
+                if c.find("target") is not None and c.find("target").get("type") == "virtio"]
+    used = {int(a.get("port", "0")) for c in channels for a in c.findall("address[@type='virtio-serial']")
+            if a.get("controller", "0") == "0" and a.get("bus", "0") == "0"}
+    for channel in channels:
+        if channel.find("address") is None:
+            port = next(p for p in range(1, len(used) + 2) if p not in used)  # the lowest free port
+            used.add(port)
+            channel.append(etree.Element("address", type="virtio-serial", controller="0", bus="0", port=str(port)))
+        index = int(channel.find("address").get("controller", "0"))
+        if _controller(devices, "virtio-serial", index) is None:
+            _add_controller(devices, "virtio-serial", index)
+
+
+def _complete_parallels(devices: etree._Element) -> None:
+    for port, parallel in enumerate(devices.findall("parallel")):
+        target = parallel.find("target")
+        if target is None:
+            target = _insert_before_address(parallel, etree.Element("target"))
+        _set_default(target, "port", str(port))
+
+
+# USB devices in the order libvirt gives them root-hub ports.
+_USB_DEVICE_PATHS = ("hub[@type='usb']", "disk/target[@bus='usb']/..", "input[@bus='usb']", "sound[@model='usb']",
+                     "redirdev")
+
+
+def _assign_usb_ports(devices: etree._Element) -> None:
+    used = {a.get("port") for a in devices.iterfind("*/address[@type='usb']")}
+    port = 1
+    for path in _USB_DEVICE_PATHS:
+        for device in devices.findall(path):
+            if device.find("address") is not None:
+                continue
+            while str(port) in used:
+                port += 1
+            device.append(etree.Element("address", type="usb", bus="0", port=str(port)))
+            used.add(str(port))
+
+
+def _complete_rngs(devices: etree._Element) -> None:
+    for backend in devices.findall("rng/backend[@model='egd']"):
+        if backend.get("type") in ("tcp", "udp") and backend.find("protocol") is None:
+            backend.append(etree.Element("protocol", type="raw"))
+
+
+# Devices that need a helper process next to QEMU (libvirt starts it from its daemon).
+_HELPER_DEVICES = (
+    ("tpm/backend[@type='emulator']/..", "devices/tpm/backend@type", "needs swtpm"),
+    ("filesystem/driver[@type='virtiofs']/..", "devices/filesystem/driver@type", "needs virtiofsd"),
+    ("interface[@type='vhostuser']", "devices/interface@type", "needs a vhost-user backend process"),
+    ("interface/backend[@type='passt']/..", "devices/interface/backend@type", "needs passt"),
+    ("video/driver[@name='vhostuser']/..", "devices/video/driver@name", "needs vhost-user-gpu"),
+    ("disk[@type='vhostuser']", "devices/disk@type", "needs a vhost-user-blk backend process"),
+    ("shmem/server/..", "devices/shmem/server", "needs ivshmem-server"),
+)
+# Device families the embedded driver does not build (yet).
+_UNSUPPORTED_DEVICES = (
+    ("tpm", "devices/tpm"), ("filesystem", "devices/filesystem"), ("hostdev", "devices/hostdev"),
+    ("smartcard", "devices/smartcard"), ("lease", "devices/lease"),
+    ("interface[@type='hostdev']", "devices/interface@type"), ("crypto", "devices/crypto"),
+)
+
+
+def refuse_helper_devices(devices: etree._Element) -> None:
+    """Refuse, at define time, the devices the embedded driver cannot run."""
+    for path, option, reason in _HELPER_DEVICES:
+        found = devices.find(path)
+        if found is not None:
+            raise InvalidInput(f"{option} {_describe(found)}{reason}, which the embedded driver does not run",
+                               option)
+    for path, option in _UNSUPPORTED_DEVICES:
+        found = devices.find(path)
+        if found is not None:
+            raise InvalidInput(f"{option} {_describe(found)}is not supported by the embedded driver", option)
+    for cid in devices.findall("vsock/cid"):
+        if cid.get("auto") == "yes" or cid.get("address") is None:
+            raise InvalidInput("devices/vsock/cid: the embedded driver does not pick guest CIDs; give a fixed one "
+                               "with <cid auto='no' address='N'/>", "devices/vsock/cid")
+
+
+def _describe(device: etree._Element) -> str:
+    words = [f"{attr} {device.get(attr)!r}" for attr in ("model", "type") if device.get(attr)]
+    backend = device.find("backend")
+    if backend is not None and backend.get("type"):
+        words.append(f"backend {backend.get('type')!r}")
+    return " ".join(words) + " " if words else ""
 
 
 def _complete_graphics(devices):
@@ -664,7 +786,8 @@ def _complete_graphics(devices):
 def _complete_audio(devices):
     if devices.find("audio") is not None:
         return
-    kind = "spice" if devices.find("graphics[@type='spice']") is not None else "none"
+    displays = [g.get("type") for g in devices.findall("graphics") if g.get("type") in ("vnc", "spice")]
+    kind = "spice" if displays and displays[-1] == "spice" else "none"  # libvirt: the last display decides
     devices.append(etree.Element("audio", id="1", type=kind))
 
 
@@ -711,6 +834,7 @@ class Bus:
         self.controller = controller
         self.used: dict[int, set[int]] = {}
         self.aggregate: set[int] = set()
+        self.reserved_for: str | None = None  # the only kind this bus may take
         if model == "pcie-root-port":
             self.slots = range(0, 1)
         elif model in ("pcie-to-pci-bridge", "pci-bridge", "pci-root", "pcie-root"):
@@ -719,6 +843,8 @@ class Bus:
             self.slots = range(0, 0)
 
     def accepts(self, kind):
+        if self.reserved_for:
+            return kind == self.reserved_for
         return kind in {
             "pci-root": ("pci", "pcie", "pci-bridge"),
             "pci-bridge": ("pci", "pcie", "pci-bridge"),
@@ -766,12 +892,22 @@ class PciPlanner:
         for ctrl in sorted(self.devices.findall("controller[@type='pci']"), key=lambda c: int(c.get("index"))):
             if int(ctrl.get("index")) > 0 and ctrl.find("address") is None:
                 self._place(ctrl, self._controller_kind(ctrl.get("model")))
+        self._reserve_bridge_port()
         for elem, kind in self._devices_in_libvirt_order():
             self._place(elem, kind)
         if self.family == "q35" and self.added_root_ports and not self.pci_controllers_given:
             self._add_root_port()  # libvirt leaves one spare port for hotplug
         self._finish_controllers()
         self._set_multifunction()
+
+    def _reserve_bridge_port(self):
+        """On q35, libvirt keeps the first new root port for the pcie-to-pci-bridge that conventional PCI
+        devices will need, before it places any device."""
+        if self.family != "q35" or any(b.accepts("pci") for b in self.buses.values()):
+            return
+        if any(kind == "pci" and elem.find("address") is None for elem, kind in self._devices_in_libvirt_order()):
+            port = self._add_root_port()
+            port.reserved_for = "pcie-pci-bridge"
 
     # existing and fixed addresses
 
@@ -814,6 +950,9 @@ class PciPlanner:
         sata = _controller(self.devices, "sata", 0)
         if sata is not None and sata.find("address") is None:
             self._set_address(sata, root, 0x1F, 2)
+        sound = self.devices.find("sound[@model='ich9']")
+        if sound is not None and sound.find("address") is None and not root.used.get(0x1B):
+            self._set_address(sound, root, 0x1B, 0)  # where the ICH9 HDA sits on real q35 boards
         self._reserve_primary_video(root, 1)
 
     def _reserve_primary_video(self, root, slot):
@@ -832,6 +971,9 @@ class PciPlanner:
         for iface in dev.findall("interface"):
             if iface.get("type") != "hostdev":
                 yield iface, self._net_kind(iface)
+        for sound in dev.findall("sound"):
+            if sound.get("model") in _PCI_SOUND_MODELS:
+                yield sound, "pci"
         for ctrl in dev.findall("controller"):
             kind = self._controller_device_kind(ctrl)
             if kind:
@@ -850,6 +992,8 @@ class PciPlanner:
             vtype = video.find("model").get("type")
             if vtype in _VIDEO_DEFAULTS:
                 yield video, "pcie" if vtype == "virtio" else "pci"
+        for shmem in dev.findall("shmem"):
+            yield shmem, "pci"
         for inp in dev.findall("input[@bus='virtio']"):
             yield inp, "pcie"
         for vsock in dev.findall("vsock"):
@@ -892,8 +1036,24 @@ class PciPlanner:
             return
         if self.family == "i440fx" and kind in ("pcie", "pcie-pci-bridge"):
             kind = "pci"
+        group = self._usb_group_slot(elem)
+        if group is not None:
+            self._set_address(elem, *group, _USB_GROUP_FUNCTIONS[elem.get("model")])
+            return
         bus, slot, function = self._find_slot(kind)
+        if elem.tag == "controller" and elem.get("model") in _USB_GROUP_FUNCTIONS:
+            function = _USB_GROUP_FUNCTIONS[elem.get("model")]
         self._set_address(elem, bus, slot, function)
+
+    def _usb_group_slot(self, elem):
+        """Bus and slot already taken by another member of this USB controller's EHCI/UHCI group."""
+        if elem.tag != "controller" or elem.get("model") not in _USB_GROUP_FUNCTIONS:
+            return None
+        for other, bus, slot, _function in self.assigned:
+            if (other.tag == "controller" and other.get("type") == "usb" and other.get("index") == elem.get("index")
+                    and other.get("model") in _USB_GROUP_FUNCTIONS):
+                return bus, slot
+        return None
 
     def _find_slot(self, kind):
         for bus in sorted(self.buses.values(), key=lambda b: b.index):
@@ -929,6 +1089,7 @@ class PciPlanner:
         self._set_address(ctrl, parent, slot, function)
         bus = Bus(index, model, ctrl)
         self.buses[index] = bus
+        parent.reserved_for = None
         if model == "pcie-root-port":
             self.added_root_ports += 1
         return bus

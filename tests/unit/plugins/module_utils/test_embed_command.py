@@ -12,6 +12,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.command 
     build_command,
     lifecycle_action,
     namespace_capabilities,
+    record_channel_paths,
     taints,
 )
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse import postparse
@@ -238,3 +239,164 @@ def test_unsupported_xml_names_the_element():
     with pytest.raises(InvalidInput) as err:
         build(xml("<disk type='network'><source protocol='nbd' name='x'/><target dev='vda'/></disk>"))
     assert err.value.option == "devices/disk@type"
+
+
+# -- device families ----------------------------------------------------------
+
+def by_driver(argv, driver):
+    return [d for d in devices(argv) if d["driver"] == driver]
+
+
+def test_rng_backends_and_rate():
+    argv = build(xml("<rng model='virtio'><backend model='random'>/dev/random</backend></rng>"
+                     "<rng model='virtio'><rate bytes='1234'/><backend model='builtin'/></rng>"
+                     "<rng model='virtio'><backend model='egd' type='tcp'>"
+                     "<source mode='connect' host='127.0.0.1' service='1234'/></backend></rng>"))[0]
+    assert [json.loads(o) for o in opts(argv, "-object")[1:]] == [
+        {"qom-type": "rng-random", "filename": "/dev/random", "id": "objrng0"},
+        {"qom-type": "rng-builtin", "id": "objrng1"},
+        {"qom-type": "rng-egd", "chardev": "charrng2", "id": "objrng2"}]
+    assert "socket,id=charrng2,host=127.0.0.1,port=1234" in opts(argv, "-chardev")
+    rngs = by_driver(argv, "virtio-rng-pci")
+    assert [r["rng"] for r in rngs] == ["objrng0", "objrng1", "objrng2"]
+    assert (rngs[1]["max-bytes"], rngs[1]["period"]) == (1234, 1000) and "max-bytes" not in rngs[0]
+
+
+def test_guest_agent_channel_gets_a_socket_in_the_domain_dir():
+    argv = build(xml("<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>"
+                     "<channel type='pty'><target type='virtio' name='org.example.b'/></channel>"))[0]
+    assert opts(argv, "-chardev")[1:] == [
+        f"socket,id=charchannel0,path={PATHS.domain_dir}/org.qemu.guest_agent.0,server=on,wait=off",
+        "pty,id=charchannel1"]
+    assert by_driver(argv, "virtio-serial-pci")[0]["id"] == "virtio-serial0"
+    ports = by_driver(argv, "virtserialport")
+    assert ports[0] == {"driver": "virtserialport", "bus": "virtio-serial0.0", "nr": 1, "chardev": "charchannel0",
+                        "id": "channel0", "name": "org.qemu.guest_agent.0"}
+    assert ports[1]["nr"] == 2
+
+
+def test_live_xml_records_generated_channel_sockets():
+    live = postparse(xml("<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>"
+                         "<channel type='unix'><source mode='connect' path='/s'/><target type='virtio' name='b'/>"
+                         "</channel>"), CAPS)
+    record_channel_paths(live, PATHS.domain_dir)
+    first, second = (c.find("source").attrib for c in live.findall("devices/channel"))
+    assert first == {"mode": "bind", "path": f"{PATHS.domain_dir}/org.qemu.guest_agent.0"}
+    assert second == {"mode": "connect", "path": "/s"}
+    argv = build_command(live, CAPS, PATHS, {})[0]
+    assert f"socket,id=charchannel0,path={PATHS.domain_dir}/org.qemu.guest_agent.0,server=on,wait=off" in \
+        opts(argv, "-chardev")
+
+
+def test_channel_socket_path_too_long_is_refused():
+    long_dir = SimpleNamespace(**{**vars(PATHS), "domain_dir": "/r" + "/x" * 50})
+    with pytest.raises(InvalidInput, match="107 bytes") as err:
+        build(xml("<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>"),
+              paths=long_dir)
+    assert err.value.option == "devices/channel/source@path"
+
+
+def test_guestfwd_channel_is_refused():
+    with pytest.raises(InvalidInput, match="guestfwd"):
+        build(xml("<channel type='pty'><target type='guestfwd' address='10.0.2.1' port='4600'/></channel>"))
+
+
+def test_watchdog_panic_balloon_iommu():
+    argv = build(xml("<watchdog model='i6300esb' action='poweroff'/><panic model='isa'/>"
+                     "<memballoon model='virtio' autodeflate='on' freePageReporting='off'/>"
+                     "<iommu model='intel'><driver intremap='on' caching_mode='on' aw_bits='48'/></iommu>",
+                     machine="q35", extra="<features><acpi/><ioapic driver='qemu'/></features>"))[0]
+    bridge = by_driver(argv, "pcie-pci-bridge")[0]
+    assert bridge["bus"] == "pci.1"  # the first root port is kept for the bridge
+    assert by_driver(argv, "i6300esb")[0]["bus"] == bridge["id"]
+    assert opts(argv, "-watchdog-action") == ["poweroff"]
+    assert by_driver(argv, "pvpanic") == [{"driver": "pvpanic"}]
+    balloon = by_driver(argv, "virtio-balloon-pci")[0]
+    assert (balloon["deflate-on-oom"], balloon["free-page-reporting"]) == (True, False)
+    assert by_driver(argv, "intel-iommu") == [{"driver": "intel-iommu", "id": "iommu0", "intremap": "on",
+                                               "caching-mode": True, "aw-bits": 48}]
+    assert "kernel_irqchip=split" in opts(argv, "-machine")[0].split(",")
+
+
+def test_ib700_and_refused_watchdog_action():
+    argv = build(xml("<watchdog model='ib700'/>"))[0]
+    assert by_driver(argv, "ib700") == [{"driver": "ib700", "id": "watchdog0"}]
+    assert opts(argv, "-watchdog-action") == ["reset"]
+    with pytest.raises(InvalidInput, match="dump") as err:
+        build(xml("<watchdog model='ib700' action='dump'/>"))
+    assert err.value.option == "devices/watchdog@action"
+
+
+def test_sound_models_carry_the_audio_backend():
+    argv = build(xml("<sound model='ich6'><codec type='micro'/></sound><sound model='ac97'/>"
+                     "<sound model='usb'/>"))[0]
+    assert by_driver(argv, "intel-hda")[0]["id"] == "sound0"
+    assert by_driver(argv, "hda-micro") == [{"driver": "hda-micro", "id": "sound0-codec0", "bus": "sound0.0",
+                                             "cad": 0, "audiodev": "audio1"}]
+    assert by_driver(argv, "AC97")[0]["audiodev"] == "audio1"
+    assert by_driver(argv, "usb-audio")[0] == {"driver": "usb-audio", "id": "sound2", "audiodev": "audio1",
+                                               "bus": "usb.0", "port": "1"}
+
+
+def test_isa_sound_cards_have_no_pci_address():
+    argv = build(xml("<sound model='sb16'/><sound model='pcspk'/>"))[0]
+    assert by_driver(argv, "sb16") == [{"driver": "sb16", "id": "sound0", "audiodev": "audio1"}]
+    assert opts(argv, "-soundhw") == ["pcspk"]
+    with pytest.raises(InvalidInput) as err:
+        build(xml("<sound model='ich7'/>"))
+    assert err.value.option == "devices/sound@model"
+
+
+def test_disk_options_usb_and_floppy():
+    argv = build(xml("<disk type='file'><driver name='qemu' type='raw' io='threads' discard='unmap' "
+                     "detect_zeroes='unmap'/><source file='/a'/><target dev='sda' bus='scsi'/><serial>S1</serial>"
+                     "<wwn>5000c50015ea71ac</wwn><shareable/></disk>"
+                     "<disk type='file'><source file='/b'/><target dev='sdb' bus='usb'/></disk>"
+                     "<disk type='file' device='floppy'><source file='/c'/><target dev='fda'/></disk>"))[0]
+    storage, fmt = (json.loads(b) for b in opts(argv, "-blockdev")[:2])
+    assert storage["aio"] == "threads" and storage["cache"] == {"direct": True, "no-flush": False}
+    assert (fmt["discard"], fmt["detect-zeroes"]) == ("unmap", "unmap")
+    hd = by_driver(argv, "scsi-hd")[0]
+    assert (hd["serial"], hd["wwn"], hd["share-rw"], hd["write-cache"]) == ("S1", 0x5000c50015ea71ac, True, "on")
+    assert by_driver(argv, "usb-storage")[0] | {"drive": None} == {
+        "driver": "usb-storage", "id": "usb-disk1", "removable": False, "bus": "usb.0", "port": "1", "drive": None}
+    assert by_driver(argv, "floppy")[0]["id"] == "fdc0-0-0"
+
+
+def test_ehci_with_uhci_companions_share_one_slot():
+    argv = build(xml("<controller type='usb' model='ich9-ehci1'/><controller type='usb' model='ich9-uhci1'/>"
+                     "<controller type='usb' model='ich9-uhci2'/>"))[0]
+    ehci = by_driver(argv, "ich9-usb-ehci1")[0]
+    uhci1, uhci2 = by_driver(argv, "ich9-usb-uhci1")[0], by_driver(argv, "ich9-usb-uhci2")[0]
+    assert (ehci["id"], ehci["addr"]) == ("usb", "0x2.0x7")
+    assert uhci1 == {"driver": "ich9-usb-uhci1", "masterbus": "usb.0", "firstport": 0, "bus": "pci.0",
+                     "multifunction": True, "addr": "0x2"}
+    assert (uhci2["firstport"], uhci2["addr"]) == (2, "0x2.0x1")
+
+
+def test_parallel_udp_spicevmc_hub_redirdev_shmem_vsock():
+    argv = build(xml("<parallel type='null'/>"
+                     "<serial type='udp'><source mode='bind' host='127.0.0.1' service='5'/>"
+                     "<source mode='connect' host='10.0.0.1' service='6'/></serial>"
+                     "<channel type='spicevmc'><target type='virtio' name='com.redhat.spice.0'/></channel>"
+                     "<hub type='usb'/><redirdev bus='usb' type='spicevmc'/>"
+                     "<shmem name='sh'><model type='ivshmem-plain'/><size unit='M'>8</size></shmem>"
+                     "<vsock model='virtio'><cid auto='no' address='5'/></vsock>"
+                     "<graphics type='spice' port='5901'/>"))[0]
+    chardevs = opts(argv, "-chardev")
+    assert "null,id=charparallel0" in chardevs and "spicevmc,id=charchannel0,name=vdagent" in chardevs
+    assert "udp,id=charserial0,host=10.0.0.1,port=6,localaddr=127.0.0.1,localport=5" in chardevs
+    assert "spicevmc,id=charredir0,name=usbredir" in chardevs
+    assert by_driver(argv, "isa-parallel") == [{"driver": "isa-parallel", "chardev": "charparallel0",
+                                                "id": "parallel0"}]
+    assert (by_driver(argv, "usb-hub")[0]["port"], by_driver(argv, "usb-redir")[0]["port"]) == ("1", "2")
+    assert json.loads(opts(argv, "-object")[-1]) == {"qom-type": "memory-backend-file", "id": "shmmem-shmem0",
+                                                     "mem-path": "/dev/shm/sh", "size": 8 << 20, "share": True}
+    assert by_driver(argv, "vhost-vsock-pci")[0]["guest-cid"] == 5
+
+
+def test_vsock_without_a_fixed_cid_is_refused():
+    root = postparse(xml("<vsock model='virtio'><cid auto='no' address='3'/></vsock>"), CAPS)
+    root.find("devices/vsock/cid").attrib.pop("address")
+    with pytest.raises(InvalidInput, match="fixed guest CID"):
+        build_command(root, CAPS, PATHS, {})

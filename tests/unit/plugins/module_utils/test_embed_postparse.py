@@ -162,3 +162,66 @@ def test_bad_input_names_the_element():
     with pytest.raises(InvalidInput) as err:
         postparse(dom("<disk type='file'><source file='/a'/></disk>"), CAPS)
     assert err.value.option == "devices/disk/target"
+
+
+def test_channels_get_virtio_serial_ports_and_controller():
+    out = postparse(dom("<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>"
+                        "<channel type='pty'><target type='virtio' name='b'/>"
+                        "<address type='virtio-serial' controller='0' bus='0' port='3'/></channel>"
+                        "<channel type='pty'><target type='virtio' name='c'/></channel>"), CAPS)
+    ports = [c.find("address").get("port") for c in out.findall("devices/channel")]
+    assert ports == ["1", "3", "2"]  # the lowest free port, as libvirt
+    ctrl = out.find("devices/controller[@type='virtio-serial']")
+    assert ctrl.get("index") == "0" and ctrl.find("address[@type='pci']") is not None
+    assert out.find("devices/channel/source") is None  # the socket path is chosen when the domain starts
+
+
+def test_usb_ports_follow_libvirt_order():
+    out = postparse(dom("<redirdev bus='usb' type='spicevmc'/><sound model='usb'/><input type='tablet'/>"
+                        "<disk type='file'><source file='/d'/><target dev='sda' bus='usb'/></disk><hub type='usb'/>"
+                        "<graphics type='spice' port='5901'/>"), CAPS)
+    ports = {e.tag: e.find("address[@type='usb']").get("port") for e in out.find("devices")
+             if e.find("address[@type='usb']") is not None}
+    assert ports == {"hub": "1", "disk": "2", "input": "3", "sound": "4", "redirdev": "5"}
+
+
+def test_q35_ich9_sound_and_bridge_port_reservation():
+    out = postparse(dom("<sound model='ich9'/><sound model='ac97'/>", machine="q35"), CAPS)
+    assert pci(out.find("devices/sound[@model='ich9']")) == (0, 0x1B, 0)
+    bridge = out.find("devices/controller[@model='pcie-to-pci-bridge']")
+    assert pci(bridge) == (1, 0, 0)  # the first root port, kept before any device was placed
+    assert pci(out.find("devices/sound[@model='ac97']"))[0] == int(bridge.get("index"))
+
+
+def test_first_console_mirrors_the_first_serial_port():
+    out = postparse(dom("<serial type='file'><source path='/log'/></serial><console type='pty'/>"), CAPS)
+    console = out.find("devices/console")
+    assert console.get("type") == "file" and console.find("source").get("path") == "/log"
+    assert console.find("target").attrib == {"type": "serial", "port": "0"}
+
+
+@pytest.mark.parametrize("graphics,backend", [
+    ("<graphics type='spice'/>", "spice"),
+    ("<graphics type='spice'/><graphics type='vnc'/>", "none"),
+    ("<graphics type='vnc'/><graphics type='spice'/>", "spice"),
+])
+def test_audio_backend_follows_the_last_display(graphics, backend):
+    assert postparse(dom(graphics), CAPS).find("devices/audio").get("type") == backend
+
+
+@pytest.mark.parametrize("device,option,reason", [
+    ("<tpm model='tpm-crb'><backend type='emulator' version='2.0'/></tpm>", "devices/tpm/backend@type",
+     "devices/tpm/backend@type model 'tpm-crb' backend 'emulator' needs swtpm, which the embedded driver does not run"),
+    ("<filesystem type='mount'><driver type='virtiofs'/><source dir='/s'/><target dir='t'/></filesystem>",
+     "devices/filesystem/driver@type", "needs virtiofsd"),
+    ("<interface type='vhostuser'><source type='unix' path='/s' mode='client'/><model type='virtio'/></interface>",
+     "devices/interface@type", "needs a vhost-user backend process"),
+    ("<interface type='user'><backend type='passt'/></interface>", "devices/interface/backend@type", "needs passt"),
+    ("<vsock model='virtio'><cid auto='yes'/></vsock>", "devices/vsock/cid", "fixed one"),
+    ("<tpm model='tpm-tis'><backend type='passthrough'><device path='/dev/tpm0'/></backend></tpm>", "devices/tpm",
+     "is not supported"),
+])
+def test_devices_needing_a_helper_are_refused_at_define(device, option, reason):
+    with pytest.raises(InvalidInput) as err:
+        postparse(dom(device), CAPS)
+    assert err.value.option == option and reason in str(err.value)
