@@ -87,6 +87,8 @@ class EmbedDriver(Driver):
         self.layout.check_root()
         self._tree_ready = False
         self._caps_cache: dict[str, object] = {}
+        # Monitors that timed out once in this run: asking again would only stall the run again.
+        self._unanswered: set[str] = set()
 
     def close(self) -> None:
         """Nothing stays open between calls: every call opens and closes its own QMP session."""
@@ -396,11 +398,6 @@ class EmbedDriver(Driver):
             self._unanswered.add(monitor)
             raise
 
-    @property
-    def _unanswered(self) -> set[str]:
-        """Monitor sockets that did not answer in time while this driver was open."""
-        return self.__dict__.setdefault("_unanswered_monitors", set())
-
     def _warn_silent(self, name: str, record: DomainRecord, exc: VirtError) -> None:
         warning = f"domain {name!r}: the QEMU monitor {record.monitor} does not answer"
         if not any(w.startswith(warning) for w in self.warnings):
@@ -495,7 +492,7 @@ class EmbedDriver(Driver):
         paths = self._paths(name, record)
         argv, env = command.build_command(live, caps, paths, conf)
         argv += process.runtime_args(paths.pidfile, self.layout.trace_file(name), caps.has_option("trace"))
-        record.taints = _taints(command, live)
+        record.taints = command.taints(live)
         child, offset = process.spawn(argv, env, paths.log_file)
         record.pid = child.pid
         record.starttime = process.start_time(child.pid)
@@ -750,11 +747,6 @@ def _copy_nvram_template(live, default_path: str) -> None:
                                "os/nvram@template")
         shutil.copyfile(template, path)
         os.chmod(path, 0o600)
-
-
-def _taints(command_module, live) -> list[str]:
-    taints = getattr(command_module, "taints", None)
-    return taints(live) if taints else []
 
 
 def _set_passwords(qmp: QMPClient, live, conf: dict) -> None:
