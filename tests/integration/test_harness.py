@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from lxml import etree
 
 from harness.ansible import AnsibleRunError, run_module, run_playbook
 from harness.guest import MARKER, POWEROFF_MARKER, build_guest
@@ -69,15 +70,12 @@ def test_bare_qemu_boot_devices_and_powerdown(guest_build, workdir):
 
 @pytest.mark.guest
 def test_domain_xml_validates(guest, tmp_path):
-    lxml = pytest.importorskip("lxml.etree")
-    if not SCHEMA.exists():
-        pytest.skip("libvirt RelaxNG schemas are not installed")
     nic = f"<interface type='user'><mac address='{MAC}'/>" \
           "<model type='virtio'/></interface>"
     xml = domain_xml("virtops-x", guest, tmp_path / "serial.log",
                      extra_devices=nic)
-    schema = lxml.RelaxNG(lxml.parse(str(SCHEMA)))
-    doc = lxml.fromstring(xml.encode())
+    schema = etree.RelaxNG(etree.parse(str(SCHEMA)))
+    doc = etree.fromstring(xml.encode())
     assert schema.validate(doc), schema.error_log
 
 

@@ -56,10 +56,10 @@ def _fetch_debian_package() -> None:
                 ["apt-get", "download", "libvirt-daemon-system"],
                 cwd=download, capture_output=True, text=True, timeout=300, check=False)
         except (OSError, subprocess.TimeoutExpired) as error:
-            pytest.skip(f"cannot run apt-get download libvirt-daemon-system: {error}")
+            pytest.fail(f"cannot run apt-get download libvirt-daemon-system: {error}")
         packages = glob.glob(os.path.join(download, "*.deb"))
         if result.returncode != 0 or not packages:
-            pytest.skip("apt-get download libvirt-daemon-system failed: "
+            pytest.fail("apt-get download libvirt-daemon-system failed: "
                         + (result.stderr.strip().splitlines() or ["no .deb"])[-1])
         staging = tempfile.mkdtemp(prefix="debian-libvirt.", dir=DEBIAN_CACHE.parent
                                    if DEBIAN_CACHE.parent.exists() else None)
