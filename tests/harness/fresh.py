@@ -6,7 +6,8 @@ PID namespaces. Inside them, before ``argv`` runs:
 - /etc is a copy (under ``workdir``) without the accounts harness.host
   creates, so useradd and groupadd work on the copy;
 - /run, /var/lib, /var/cache and /var/log are empty tmpfs, so neither the
-  libvirt directories nor a running libvirtd's sockets are visible.
+  libvirt directories nor a running libvirtd's sockets are visible; only
+  apt's and dpkg's state under /var/lib is there, read-only.
 
 The host's own accounts, directories and daemons are untouched. This module
 is the namespace's init: it reaps orphans while ``argv`` runs, and when it
@@ -24,6 +25,8 @@ from pathlib import Path
 from . import host
 
 EMPTIED = ("/run", "/var/lib", "/var/cache", "/var/log")
+# The package state stays visible, read-only: apt-get download builds the guest.
+KEPT = ("/var/lib/apt", "/var/lib/dpkg")
 ACCOUNT_FILES = {"passwd": host.USERS, "shadow": host.USERS,
                  "group": host.GROUPS, "gshadow": host.GROUPS}
 TESTS = Path(__file__).resolve().parents[1]
@@ -61,9 +64,21 @@ def _enter(workdir: Path) -> None:
     etc = workdir / "etc"
     subprocess.run(["cp", "-a", "/etc", str(etc)], check=True)
     strip_accounts(etc)
-    subprocess.run(["mount", "--bind", str(etc), "/etc"], check=True)
+    _mount("--bind", str(etc), "/etc")
+    staged = {path: workdir / "kept" / Path(path).name for path in KEPT}
+    for path, stage in staged.items():
+        stage.mkdir(parents=True)
+        _mount("--bind", path, str(stage))
     for path in EMPTIED:
-        subprocess.run(["mount", "-t", "tmpfs", "-o", "mode=0755", "tmpfs", path], check=True)
+        _mount("-t", "tmpfs", "-o", "mode=0755", "tmpfs", path)
+    for path, stage in staged.items():
+        Path(path).mkdir(parents=True)
+        _mount("--bind", str(stage), path)
+        _mount("-o", "remount,bind,ro", path)
+
+
+def _mount(*args: str) -> None:
+    subprocess.run(["mount", *args], check=True)
 
 
 def _init(argv: list[str]) -> int:
