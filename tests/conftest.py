@@ -4,6 +4,8 @@ The collection is linked into tests/.cache/collections so that tests import
 the same ``ansible_collections.virtops.qemu...`` paths the modules use, and
 ansible-playbook runs started by tests find it through
 ANSIBLE_COLLECTIONS_PATH.
+
+Under CI (CI=true) a skipped test fails the run (harness/ci_gate.py).
 """
 
 import os
@@ -19,3 +21,9 @@ if not os.path.islink(LINK):
 if COLLECTIONS not in sys.path:
     sys.path.insert(0, COLLECTIONS)
 os.environ["ANSIBLE_COLLECTIONS_PATH"] = COLLECTIONS
+
+TESTS = os.path.dirname(os.path.abspath(__file__))
+if TESTS not in sys.path:
+    sys.path.insert(0, TESTS)
+
+from harness.ci_gate import pytest_configure  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import

@@ -3,7 +3,7 @@
 By default the VM runs on the daemonless embedded driver, under
 /var/tmp/virtops-demo/root.  With --libvirt it runs on qemu:///system; a
 libvirtd is then started, in a network namespace of its own, only when none
-answers, and stopped afterwards.  The guest is built from Debian packages by
+runs, and stopped afterwards (the harness prepares the host for it first).  The guest is built from Debian packages by
 the test harness and cached in tests/.cache/guest.
 """
 

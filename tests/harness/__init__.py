@@ -2,9 +2,14 @@
 
 - guest: builds the tiny TCG test guest (kernel + busybox initramfs) from
   Debian packages and caches it under tests/.cache/guest/.
+- host: the accounts and directories libvirtd and QEMU need, created when
+  missing (tools/setup and the libvirtd start both use it).
 - libvirtd: reuses a running libvirtd or starts one in a private network
   namespace, and renders domain XML for the test guest.
+- fresh: runs a command on a throwaway view of the host without libvirt's
+  accounts and directories (tests of host and libvirtd).
 - ansible: runs modules ad hoc and playbooks, returning structured results.
+- ci_gate: under CI=true, a skipped test fails the pytest run.
 """
 
 from pathlib import Path

@@ -1,10 +1,12 @@
 """A libvirtd for the tests: reuse a running one, or start one privately.
 
-When no libvirtd answers on qemu:///system, ``Libvirtd.start()`` starts
-``virtlogd -d`` (unless it runs already) and ``libvirtd -d`` inside a fresh
-network namespace, so every bridge, tap, dnsmasq or NAT rule libvirtd makes
-lives there. ``stop()`` ends exactly the daemons it started, sweeps whatever
-is left in the namespace and deletes it.
+When no libvirtd runs, ``Libvirtd.start()`` prepares the host
+(harness.host), then starts ``virtlogd -d`` (unless it runs already) and
+``libvirtd -d`` inside a fresh network namespace, so every bridge, tap,
+dnsmasq or NAT rule libvirtd makes lives there. ``stop()`` ends exactly the
+daemons it started, sweeps whatever is left in the namespace and deletes it.
+A daemon that does not come up raises DaemonStartError, which ends with the
+tail of the daemon's log.
 """
 
 from __future__ import annotations
@@ -15,24 +17,30 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from xml.sax.saxutils import escape, quoteattr
 
 from .guest import Guest
+from .host import prepare_host
 
 URI = "qemu:///system"
-QEMU_USER = "libvirt-qemu"
-QEMU_GROUP = "kvm"
-RUN_DIRS = (Path("/var/log/libvirt"), Path("/var/run/libvirt"))
 LIBVIRTD_PIDFILE = Path("/var/run/libvirtd.pid")
 VIRTLOGD_PIDFILE = Path("/var/run/virtlogd.pid")
 VIRTLOGD_SOCKET = Path("/var/run/libvirt/virtlogd-sock")
 NETNS_DIR = Path("/run/netns")
+LOG_DIR = Path("/var/log/libvirt")
+LOG_TAIL_LINES = 20
 
 
 class VirshError(RuntimeError):
     pass
+
+
+class DaemonStartError(RuntimeError):
+    """virtlogd or libvirtd did not come up; the message ends with its log's tail."""
 
 
 def virsh(*args: str, uri: str = URI, check: bool = True,
@@ -47,9 +55,11 @@ def virsh(*args: str, uri: str = URI, check: bool = True,
     return proc.stdout
 
 
-def answers(uri: str = URI) -> bool:
+def answers(uri: str = URI, timeout: float = 10) -> bool:
+    # `virsh uri` only opens the connection; `version` and `capabilities`
+    # can wait for a QEMU capabilities probe.
     try:
-        virsh("version", uri=uri, timeout=10)
+        virsh("uri", uri=uri, timeout=timeout)
     except (VirshError, subprocess.TimeoutExpired):
         return False
     return True
@@ -67,10 +77,16 @@ class Libvirtd:
         return virsh(*args, uri=self.uri, check=check, timeout=timeout)
 
     @classmethod
-    def start(cls) -> "Libvirtd":
-        ensure_host_setup()
+    def start(cls) -> Libvirtd:
+        prepare_host()
         daemon = cls()
         if answers(daemon.uri):
+            return daemon
+        running = _pid_of(LIBVIRTD_PIDFILE, "libvirtd")
+        if running:
+            # a second libvirtd cannot take the pidfile: wait for this one
+            with _explained("libvirtd"):
+                _wait(lambda: _answers_while_alive(daemon.uri, running), 120, f"libvirtd (pid {running}) to answer")
             return daemon
         try:
             daemon._start_private()
@@ -86,13 +102,11 @@ class Libvirtd:
         self.netns = name
         _run(["ip", "-n", name, "link", "set", "lo", "up"])
         if not _virtlogd_running():
-            _run(["virtlogd", "-d"])
-            self.started["virtlogd"] = _wait_pidfile(VIRTLOGD_PIDFILE,
-                                                     "virtlogd")
-        _run(["ip", "netns", "exec", name, "libvirtd", "-d"])
-        self.started["libvirtd"] = _wait_pidfile(LIBVIRTD_PIDFILE,
-                                                 "libvirtd")
-        _wait(lambda: answers(self.uri), 60, "libvirtd to answer")
+            self.started["virtlogd"] = _start_daemon(["virtlogd", "-d"], VIRTLOGD_PIDFILE, "virtlogd")
+        pid = _start_daemon(["ip", "netns", "exec", name, "libvirtd", "-d"], LIBVIRTD_PIDFILE, "libvirtd")
+        self.started["libvirtd"] = pid
+        with _explained("libvirtd"):
+            _wait(lambda: _answers_while_alive(self.uri, pid), 60, "libvirtd to answer")
 
     def stop(self) -> None:
         """Stop what start() started; a reused daemon is left alone."""
@@ -140,18 +154,37 @@ def _mount_id(path: Path) -> int:
     raise RuntimeError(f"no mnt_id for {path}")
 
 
-# -- host preparation -------------------------------------------------------
+# -- start-up --------------------------------------------------------------
 
-def ensure_host_setup() -> None:
-    """Create the dirs, group and user libvirtd/QEMU need, if missing."""
-    for path in RUN_DIRS:
-        path.mkdir(mode=0o755, parents=True, exist_ok=True)
-    if _run(["getent", "group", QEMU_GROUP], check=False).returncode:
-        _run(["groupadd", "--system", QEMU_GROUP])
-    if _run(["getent", "passwd", QEMU_USER], check=False).returncode:
-        _run(["useradd", "--system", "--gid", QEMU_GROUP, "--no-create-home",
-              "--home-dir", "/var/lib/libvirt", "--shell", "/usr/sbin/nologin",
-              QEMU_USER])
+def _start_daemon(argv: list[str], pidfile: Path, comm: str) -> int:
+    with _explained(comm):
+        _run(argv)
+        return _wait_pidfile(pidfile, comm)
+
+
+@contextmanager
+def _explained(comm: str) -> Iterator[None]:
+    """Turn a failed start into DaemonStartError carrying the daemon's own log."""
+    try:
+        yield
+    except (RuntimeError, TimeoutError) as error:
+        raise DaemonStartError(f"{comm} did not start: {error}\n{log_tail(comm)}") from error
+
+
+def log_tail(comm: str, lines: int = LOG_TAIL_LINES) -> str:
+    path = LOG_DIR / f"{comm}.log"
+    try:
+        text = path.read_text(errors="replace")
+    except OSError as error:
+        return f"(no log: {error})"
+    tail = "\n".join(text.splitlines()[-lines:])
+    return f"last {lines} lines of {path}:\n{tail}"
+
+
+def _answers_while_alive(uri: str, pid: int) -> bool:
+    if not _alive(pid):
+        raise RuntimeError(f"pid {pid} exited")
+    return answers(uri)
 
 
 # -- processes --------------------------------------------------------------

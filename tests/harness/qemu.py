@@ -76,7 +76,7 @@ class BareQemu:
         ]
         self.proc: subprocess.Popen | None = None
 
-    def __enter__(self) -> "BareQemu":
+    def __enter__(self) -> BareQemu:
         self.proc = subprocess.Popen(self.argv, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE,
                                      stderr=subprocess.STDOUT)

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import gzip
+import json
 import os
 import re
 import subprocess
+import sys
 import time
 from pathlib import Path
 
 import pytest
+from lxml import etree
 
 from harness.ansible import AnsibleRunError, run_module, run_playbook
+from harness.fresh import fresh_host_argv, fresh_host_env
 from harness.guest import MARKER, POWEROFF_MARKER, build_guest
+from harness.host import DIRECTORIES
 from harness.libvirtd import domain_xml, wait_for_line
 from harness.qemu import BareQemu
 
@@ -69,15 +74,12 @@ def test_bare_qemu_boot_devices_and_powerdown(guest_build, workdir):
 
 @pytest.mark.guest
 def test_domain_xml_validates(guest, tmp_path):
-    lxml = pytest.importorskip("lxml.etree")
-    if not SCHEMA.exists():
-        pytest.skip("libvirt RelaxNG schemas are not installed")
     nic = f"<interface type='user'><mac address='{MAC}'/>" \
           "<model type='virtio'/></interface>"
     xml = domain_xml("virtops-x", guest, tmp_path / "serial.log",
                      extra_devices=nic)
-    schema = lxml.RelaxNG(lxml.parse(str(SCHEMA)))
-    doc = lxml.fromstring(xml.encode())
+    schema = etree.RelaxNG(etree.parse(str(SCHEMA)))
+    doc = etree.fromstring(xml.encode())
     assert schema.validate(doc), schema.error_log
 
 
@@ -190,3 +192,116 @@ def test_run_playbook_results_in_order(tmp_path):
     checked = run_playbook(plays, extra_vars={"text": "new"}, check=True)
     assert checked[0]["changed"] is True
     assert dest.read_text() == "abc"
+
+
+# -- host preparation, on a throwaway view of a host that never had libvirt --
+
+FRESH_HOST_SCRIPT = """
+import grp, json, os, pwd, sys
+from harness import host
+seen = {"before": [os.path.isdir("/var/lib/libvirt"), host._group_exists("libvirt-qemu"),
+                   host._group_exists("kvm"), host._user_exists("libvirt-qemu")]}
+seen["changes"] = host.prepare_host()
+seen["again"] = host.prepare_host()
+user = pwd.getpwnam("libvirt-qemu")
+seen["user"] = [grp.getgrgid(user.pw_gid).gr_name, user.pw_dir, user.pw_shell,
+                sorted(g.gr_name for g in grp.getgrall() if "libvirt-qemu" in g.gr_mem)]
+seen["dirs"] = {str(d.path): [pwd.getpwuid(os.stat(d.path).st_uid).pw_name,
+                              grp.getgrgid(os.stat(d.path).st_gid).gr_name,
+                              oct(os.stat(d.path).st_mode & 0o7777)] for d in host.DIRECTORIES}
+print(json.dumps(seen))
+"""
+
+# What the harness did before it created the group libvirt-qemu.
+OLD_HARNESS_ACCOUNTS = (["groupadd", "--system", "kvm"],
+                        ["useradd", "--system", "--gid", "kvm", "--no-create-home", "libvirt-qemu"])
+
+UPGRADE_SCRIPT = """
+import json, subprocess, sys
+from harness import host
+for argv in json.loads(sys.argv[1]):
+    subprocess.run(argv, check=True)
+print(json.dumps(host.prepare_host()))
+"""
+
+FAILED_START_SCRIPT = """
+import json, os, subprocess, sys
+from harness import libvirtd
+for argv in json.loads(sys.argv[1]):
+    subprocess.run(argv, check=True)
+for path in ("/var/log/libvirt", "/var/run/libvirt"):
+    os.makedirs(path)
+libvirtd.prepare_host = lambda: []
+try:
+    libvirtd.Libvirtd.start()
+except libvirtd.DaemonStartError as error:
+    print(json.dumps(str(error)))
+"""
+
+FRESH_LIBVIRTD_SCRIPT = """
+import json, sys, time
+from pathlib import Path
+from harness.guest import Guest, MARKER
+from harness.libvirtd import Libvirtd, domain_xml, wait_for_line
+kernel, initrd, cmdline, workdir = sys.argv[1:5]
+daemon = Libvirtd.start()
+try:
+    serial = Path(workdir) / "serial.log"
+    xml = Path(workdir) / "domain.xml"
+    xml.write_text(domain_xml("virtops-fresh", Guest(Path(kernel), Path(initrd), cmdline), serial))
+    daemon.virsh("define", str(xml))
+    daemon.virsh("start", "virtops-fresh")
+    wait_for_line(serial, MARKER, timeout=120)
+    daemon.virsh("destroy", "virtops-fresh")
+    daemon.virsh("undefine", "virtops-fresh")
+    print(json.dumps({"netns": daemon.netns, "started": sorted(daemon.started), "booted": True}))
+finally:
+    daemon.stop()
+"""
+
+
+def _in_fresh_host(workdir: Path, script: str, *args: str, timeout: float = 120):
+    argv = fresh_host_argv(workdir, [sys.executable, "-c", script, *args])
+    proc = subprocess.run(argv, env=fresh_host_env(), capture_output=True, text=True,
+                          timeout=timeout, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def test_prepare_host_creates_what_debian_libvirt_has_and_is_idempotent(workdir):
+    seen = _in_fresh_host(workdir, FRESH_HOST_SCRIPT)
+    assert seen["before"] == [False, False, False, False]
+    assert "created group kvm" in seen["changes"]
+    assert "created group libvirt-qemu" in seen["changes"]
+    assert "created user libvirt-qemu" in seen["changes"]
+    assert seen["again"] == []
+    assert seen["user"] == ["kvm", "/var/lib/libvirt", "/usr/sbin/nologin", ["libvirt-qemu"]]
+    assert seen["dirs"]["/var/lib/libvirt/qemu"] == ["libvirt-qemu", "libvirt-qemu", "0o750"]
+    assert seen["dirs"]["/var/cache/libvirt"] == ["root", "root", "0o711"]
+    assert seen["dirs"]["/var/log/libvirt"] == ["root", "root", "0o755"]
+    assert set(seen["dirs"]) == {str(d.path) for d in DIRECTORIES}
+
+
+def test_prepare_host_completes_the_accounts_of_an_older_harness(workdir):
+    changes = _in_fresh_host(workdir, UPGRADE_SCRIPT, json.dumps(OLD_HARNESS_ACCOUNTS))
+    accounts = [c for c in changes if "group" in c or "user" in c]
+    assert accounts == ["created group libvirt-qemu", "added user libvirt-qemu to group libvirt-qemu"]
+
+
+@pytest.mark.libvirt
+def test_a_libvirtd_that_does_not_come_up_is_explained_by_its_log(workdir):
+    message = _in_fresh_host(workdir, FAILED_START_SCRIPT, json.dumps(OLD_HARNESS_ACCOUNTS))
+    assert message.startswith("libvirtd did not start: ")
+    assert "last 20 lines of /var/log/libvirt/libvirtd.log" in message
+    assert "Failed to parse group 'libvirt-qemu'" in message
+
+
+@pytest.mark.libvirt
+@pytest.mark.guest
+@pytest.mark.slow
+def test_harness_libvirtd_boots_a_guest_on_a_fresh_host(guest, workdir):
+    seen = _in_fresh_host(workdir, FRESH_LIBVIRTD_SCRIPT, str(guest.kernel), str(guest.initrd),
+                          guest.cmdline, str(workdir), timeout=400)
+    assert seen["booted"] is True
+    assert seen["started"] == ["libvirtd", "virtlogd"]
+    assert seen["netns"].startswith("virtops-test-")
