@@ -7,7 +7,9 @@ PID namespaces. Inside them, before ``argv`` runs:
   creates, so useradd and groupadd work on the copy;
 - /run, /var/lib, /var/cache and /var/log are empty tmpfs, so neither the
   libvirt directories nor a running libvirtd's sockets are visible; only
-  apt's and dpkg's state under /var/lib is there, read-only.
+  apt's and dpkg's state under /var/lib is there, read-only;
+- harness.host prepares a root-only stand-in file instead of /dev/kvm, so
+  the view's own ``kvm`` group never lands on the host's device.
 
 The host's own accounts, directories and daemons are untouched. This module
 is the namespace's init: it reaps orphans while ``argv`` runs, and when it
@@ -75,6 +77,9 @@ def _enter(workdir: Path) -> None:
         Path(path).mkdir(parents=True)
         _mount("--bind", str(stage), path)
         _mount("-o", "remount,bind,ro", path)
+    stand_in = workdir / "kvm"
+    stand_in.touch(mode=0o600)
+    os.environ[host.KVM_DEVICE_VARIABLE] = str(stand_in)
 
 
 def _mount(*args: str) -> None:

@@ -9,9 +9,13 @@ here, the way that package does:
 - system user ``libvirt-qemu`` (home /var/lib/libvirt, no login), primary
   group ``kvm``, member of ``libvirt-qemu``: libvirt 9 as built by Debian runs
   QEMU as ``libvirt-qemu:libvirt-qemu`` and exits at start-up without them;
-- the directories of ``DIRECTORIES``, with the owners and modes Debian gives.
+- the directories of ``DIRECTORIES``, with the owners and modes Debian gives;
+- ``/dev/kvm`` owned by group ``kvm``, mode 0660, as Debian's udev rules set
+  it: where the QEMU user cannot open it, libvirt 9 finds its cached QEMU
+  capabilities (probed with KVM) stale on every call and probes QEMU again,
+  which makes each ``virsh`` call take half a minute or more.
 
-Only what is missing is created; nothing existing is changed or removed.
+Only what is missing is created; nothing existing is removed.
 ``tools/setup`` runs ``python3 -m harness.host`` (with tests/ on the path),
 and the harness calls ``prepare_host()`` before it starts a libvirtd.
 """
@@ -29,6 +33,9 @@ from pathlib import Path
 QEMU_USER = "libvirt-qemu"
 QEMU_GROUP = "libvirt-qemu"
 KVM_GROUP = "kvm"
+# A throwaway host view (harness.fresh) points this at a stand-in file.
+KVM_DEVICE_VARIABLE = "VIRTOPS_KVM_DEVICE"
+KVM_DEVICE = Path(os.environ.get(KVM_DEVICE_VARIABLE, "/dev/kvm"))
 QEMU_HOME = "/var/lib/libvirt"
 # The ids Debian allocates to libvirt-qemu, taken when free.
 DEBIAN_QEMU_ID = 64055
@@ -75,6 +82,7 @@ def prepare_host() -> list[str]:
         done += _ensure_member(QEMU_USER, group)
     for directory in DIRECTORIES:
         done += _ensure_directory(directory)
+    done += _ensure_kvm_device()
     return done
 
 
@@ -151,6 +159,19 @@ def _ensure_directory(directory: Directory) -> list[str]:
     directory.path.chmod(directory.mode)
     os.chown(directory.path, pwd.getpwnam(directory.owner).pw_uid, grp.getgrnam(directory.group).gr_gid)
     return [f"created {directory.path} ({directory.owner}:{directory.group} {directory.mode:o})"]
+
+
+def _ensure_kvm_device() -> list[str]:
+    try:
+        info = KVM_DEVICE.stat()
+    except FileNotFoundError:
+        return []
+    gid = grp.getgrnam(KVM_GROUP).gr_gid
+    if info.st_gid == gid and info.st_mode & 0o060 == 0o060:
+        return []
+    os.chown(KVM_DEVICE, -1, gid)
+    KVM_DEVICE.chmod(0o660)
+    return [f"set {KVM_DEVICE} to root:{KVM_GROUP} 660"]
 
 
 def _run(argv: list[str]) -> None:

@@ -209,6 +209,8 @@ seen["user"] = [grp.getgrgid(user.pw_gid).gr_name, user.pw_dir, user.pw_shell,
 seen["dirs"] = {str(d.path): [pwd.getpwuid(os.stat(d.path).st_uid).pw_name,
                               grp.getgrgid(os.stat(d.path).st_gid).gr_name,
                               oct(os.stat(d.path).st_mode & 0o7777)] for d in host.DIRECTORIES}
+kvm = os.stat(host.KVM_DEVICE)
+seen["kvm"] = [grp.getgrgid(kvm.st_gid).gr_name, oct(kvm.st_mode & 0o777)]
 print(json.dumps(seen))
 """
 
@@ -280,6 +282,7 @@ def test_prepare_host_creates_what_debian_libvirt_has_and_is_idempotent(workdir)
     assert seen["dirs"]["/var/cache/libvirt"] == ["root", "root", "0o711"]
     assert seen["dirs"]["/var/log/libvirt"] == ["root", "root", "0o755"]
     assert set(seen["dirs"]) == {str(d.path) for d in DIRECTORIES}
+    assert seen["kvm"] == ["kvm", "0o660"]
 
 
 def test_prepare_host_completes_the_accounts_of_an_older_harness(workdir):
