@@ -36,6 +36,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postpars
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.state import DomainRecord
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     BackendError, Conflict, InvalidInput, NotFound, VirtError)
+from ansible_collections.virtops.qemu.plugins.module_utils.model import schema
 from ansible_collections.virtops.qemu.plugins.module_utils.model.domain import validate_name
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import etree, parse, sub, to_string
 from ansible_collections.virtops.qemu.plugins.module_utils.qemu_conf import read_conf, settings_from_text
@@ -47,7 +48,6 @@ HONOURED_CONF_KEYS = frozenset({
     "remote_display_port_min", "remote_display_port_max",
 })
 
-DOMAIN_SCHEMA = "/usr/share/libvirt/schemas/domain.rng"
 STARTUP_TIMEOUT = 60.0
 # Connecting to a QEMU that already runs: its greeting comes at once unless QEMU is stopped or wedged.
 MONITOR_TIMEOUT = 3.0
@@ -75,7 +75,6 @@ _RUNSTATES = {
     "suspended": ("pmsuspended", "unknown"),
     "colo": ("running", "unknown"),
 }
-_SCHEMA = None
 
 
 class EmbedDriver(Driver):
@@ -210,12 +209,12 @@ class EmbedDriver(Driver):
     def domain_define(self, xml: str) -> None:
         desired = parse(xml, "domain")
         name = validate_name((desired.findtext("name") or "").strip(), "name")
-        _validate_schema(desired)
+        schema.validate(desired, "domain")
         with self._lock(name, creating=True):
             current = self._config(name)
             self._check_uuid(name, desired, current)
             final = self._postparse(desired, current)
-            _validate_schema(final, what="the completed definition")
+            schema.validate(final, "domain", what="the completed definition")
             fileio.atomic_write(self.layout.config_file(name), to_string(final), mode=state.PRIVATE)
 
     def _postparse(self, desired, current):
@@ -635,18 +634,6 @@ class EmbedDriver(Driver):
 
 
 # -- definition helpers ---------------------------------------------------------
-def _validate_schema(domain, what: str = "the definition") -> None:
-    global _SCHEMA
-    if _SCHEMA is None:
-        if not os.path.exists(DOMAIN_SCHEMA):
-            return
-        _SCHEMA = etree.RelaxNG(etree.parse(DOMAIN_SCHEMA))
-    if not _SCHEMA.validate(domain):
-        error = _SCHEMA.error_log.last_error
-        raise InvalidInput(f"{what} does not match libvirt's domain schema: line {error.line}: {error.message}",
-                           "xml")
-
-
 def _carry_over(desired, current) -> None:
     """Keep the generated uuid and MACs when a definition is replaced without them."""
     if desired.find("uuid") is None and current.find("uuid") is not None:
