@@ -37,9 +37,13 @@ def run(module, action) -> None:
         module.fail_json(msg=missing_required_lib(e.library, reason=str(e).split(" is required ", 1)[1]),
                          exception=traceback.format_exc())
     except VirtError as e:
-        module.fail_json(msg=str(e), error=type(e).__name__)
-    if not module._diff:
-        result.pop("diff", None)
+        module.fail_json(msg=str(e), error=type(e).__name__, **_shown(module, e.result))
+    result = _shown(module, result)
     for warning in result.pop("warnings", []):
         module.warn(warning)
     module.exit_json(**result)
+
+
+def _shown(module, result: dict) -> dict:
+    """The result without its diff unless the user asked for one."""
+    return result if module._diff else {k: v for k, v in result.items() if k != "diff"}
