@@ -69,6 +69,8 @@ options:
     description:
       - The domain as libvirt domain XML. Its C(<name>) must match O(name) or be absent.
       - Cannot be combined with the structured definition options.
+      - Console passwords (C(passwd) attributes) in it are hidden in the task's results
+        like a C(no_log) option.
     type: str
   title:
     description: Short title of the domain.
@@ -476,6 +478,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.domain import (
     DomainManager, request_from_params)
+from ansible_collections.virtops.qemu.plugins.module_utils.model.domain import secrets_in
 from ansible_collections.virtops.qemu.plugins.module_utils.model.domain_options import DEFINITION_OPTIONS
 from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import argument_spec, run
 
@@ -539,6 +542,8 @@ OPTIONS = dict(
 
 
 def ensure(module):
+    # Passwords inside xml are as secret as graphics.password, which is no_log.
+    module.no_log_values.update(secrets_in(module.params.get("xml")))
     request = request_from_params(module.params)
     with open_driver(module.params["uri"]) as driver:
         return dict(DomainManager(driver).ensure(request, module.check_mode), warnings=driver.warnings)

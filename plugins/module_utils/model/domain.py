@@ -231,6 +231,13 @@ def mask_secrets_in_diff(before: str, after: str) -> tuple[str, str]:
     return mask_secrets(before), _masked(after, earlier)
 
 
+def secrets_in(xml: str | None) -> set[str]:
+    """The secret values a user's XML carries, for Ansible to hide wherever they appear."""
+    if not xml or not _has_secret(xml):
+        return set()
+    return {value for value in _secret_values(parse_domain(xml)).values() if value}
+
+
 def _has_secret(xml: str) -> bool:
     return any(f"{name}=" in xml for name in SECRET_ATTRIBUTES)
 

@@ -1,19 +1,23 @@
 """What the domain modules return and refuse: masked secrets, partial results, numbers, features."""
 
 import pytest
-from lxml import etree
-
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import DomainRuntime
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.libvirt_backend import taint_flags
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
-    BackendError, InvalidInput, OperationTimeout, VirtError)
-from ansible_collections.virtops.qemu.plugins.module_utils.manager import power
+    BackendError,
+    InvalidInput,
+    OperationTimeout,
+    VirtError,
+)
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.domain import (
-    DomainManager, describe, describe_all, request_from_params)
+    describe,
+    describe_all,
+    request_from_params,
+)
 from ansible_collections.virtops.qemu.plugins.module_utils.model import domain as model
 from ansible_collections.virtops.qemu.plugins.module_utils.model import domain_options
 from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import run
-
+from lxml import etree
 from test_domain_manager import BASE, MemoryDriver, ensure
 
 
@@ -65,7 +69,8 @@ def test_current_memory_above_the_stored_memory_is_refused_before_anything_chang
     with pytest.raises(InvalidInput, match="^xml: the current memory"):
         ensure(d, name="vm", xml="<domain><name>vm</name><currentMemory unit='GiB'>1</currentMemory></domain>")
     with pytest.raises(InvalidInput, match="^xml: the current memory"):
-        ensure(Driver(), name="new", xml="<domain><name>new</name><currentMemory unit='GiB'>2</currentMemory></domain>")
+        ensure(Driver(), name="new",
+               xml="<domain><name>new</name><currentMemory unit='GiB'>2</currentMemory></domain>")
     assert d.calls == []
 
 
@@ -230,6 +235,11 @@ def test_a_changed_secret_is_marked_in_the_diff_after_side():
     same = model.mask_secrets_in_diff(SECRET, SECRET)
     assert same[0] == same[1]
     assert model.mask_secrets_in_diff("", SECRET)[1] == model.mask_secrets(SECRET)
+
+
+def test_secrets_in_user_xml_are_found_for_no_log():
+    assert model.secrets_in(SECRET) == {"pw1", "pw2"}
+    assert model.secrets_in(None) == set() and model.secrets_in("<domain><name>v</name></domain>") == set()
 
 
 def test_results_mask_secrets_but_the_comparison_sees_them():
