@@ -115,7 +115,7 @@ class DomainManager:
         except VirtError as e:
             if plan.done:
                 raise e.after_changes(f"{_what_was_done(req.name, plan.done)} but {_failure(step)}: {e}",
-                                      self._partial_result(req, plan)) from None
+                                      self._partial_result(req, plan))
             raise
 
     @staticmethod

@@ -165,8 +165,9 @@ def _clock(domain: XmlNode, clock: Params | None) -> None:
 
 def _devices(domain: XmlNode, params: Params, owned: set[str]) -> None:
     devices = element("devices")
-    builders: tuple[tuple[str, str, Callable[[XmlNode, Any], None]], ...] = (("disks", "disk", _disks), ("interfaces", "interface", _interfaces),
-                ("graphics", "graphics", _graphics), ("serials", "serial", _serials))
+    builders: tuple[tuple[str, str, Callable[[XmlNode, Any], None]], ...] = (
+        ("disks", "disk", _disks), ("interfaces", "interface", _interfaces),
+        ("graphics", "graphics", _graphics), ("serials", "serial", _serials))
     mentioned = [b for b in builders if params.get(b[0]) is not None]
     for option, tag, build in mentioned:
         owned.add(f"{DEVICES}/{tag}")
