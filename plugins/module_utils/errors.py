@@ -11,7 +11,21 @@ from __future__ import annotations
 
 
 class VirtError(Exception):
-    """Base of every error raised by the driver core."""
+    """Base of every error raised by the driver core.
+
+    ``result`` holds what a run had already done when it failed (``changed``,
+    ``diff``, ...); the module glue returns it with the failure.
+    """
+
+    def __init__(self, *args: object):
+        super().__init__(*args)
+        self.result: dict = {}
+
+    def after_changes(self, message: str, result: dict) -> VirtError:
+        """Reword the error for a run that had already changed something, and carry that result."""
+        self.args = (message,)
+        self.result = result
+        return self
 
 
 class InvalidInput(VirtError):

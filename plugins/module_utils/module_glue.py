@@ -37,7 +37,7 @@ def run(module, action) -> None:
         module.fail_json(msg=missing_required_lib(e.library, reason=str(e).split(" is required ", 1)[1]),
                          exception=traceback.format_exc())
     except VirtError as e:
-        module.fail_json(msg=str(e), error=type(e).__name__)
+        module.fail_json(msg=str(e), error=type(e).__name__, **_shown(module, e.result))
     except OSError as e:
         # A file error the driver did not anticipate: still one message naming the path.
         where = f" ({e.filename})" if e.filename else ""
@@ -45,8 +45,12 @@ def run(module, action) -> None:
     except ValueError as e:
         # lxml refuses text it cannot store in XML (NUL, control characters) with ValueError.
         module.fail_json(msg=str(e), error="ValueError", exception=traceback.format_exc())
-    if not module._diff:
-        result.pop("diff", None)
+    result = _shown(module, result)
     for warning in result.pop("warnings", []):
         module.warn(warning)
     module.exit_json(**result)
+
+
+def _shown(module, result: dict) -> dict:
+    """The result without its diff unless the user asked for one."""
+    return result if module._diff else {k: v for k, v in result.items() if k != "diff"}

@@ -25,6 +25,13 @@ description:
   - A changed definition of a running domain is written to the persistent
     configuration and reported with RV(restart_required=true); set
     O(restart=true) to apply it by a restart.
+  - Console passwords never appear in the results. The C(passwd) attributes of
+    RV(xml) and of the diff are masked as C(********); a password that the task
+    changes shows as C(********(changed)) in the diff's after side. The comparison
+    sees the real values, so a new password is detected and applied.
+  - When the definition was written but a later step failed (a start that QEMU
+    or libvirt refused, say), the task fails with C(changed=true) and the diff of the
+    definition, and the message says that the domain was defined.
 author:
   - virtops.qemu maintainers (@virtops)
 extends_documentation_fragment:
@@ -62,6 +69,8 @@ options:
     description:
       - The domain as libvirt domain XML. Its C(<name>) must match O(name) or be absent.
       - Cannot be combined with the structured definition options.
+      - Console passwords (C(passwd) attributes) in it are hidden in the task's results
+        like a C(no_log) option.
     type: str
   title:
     description: Short title of the domain.
@@ -90,10 +99,13 @@ options:
       - Unless O(current_memory) is set, the current memory follows it.
     type: str
   current_memory:
-    description: Memory the guest gets at start, at most O(memory); same format.
+    description:
+      - Memory the guest gets at start; same format.
+      - It must be at most O(memory) (or the domain's memory when O(memory) is not given);
+        a larger value is refused, as is a C(<currentMemory>) above C(<memory>) in O(xml).
     type: str
   vcpus:
-    description: Number of virtual CPUs. A new domain defaults to 1.
+    description: Number of virtual CPUs, at least 1. A new domain defaults to 1.
     type: int
   cpu:
     description: The guest CPU.
@@ -215,10 +227,12 @@ options:
         description: Address to listen on.
         type: str
       port:
-        description: TCP port; V(-1) or unset picks a free one at start.
+        description: TCP port (5900 to 65535 for VNC); V(-1) or unset picks a free one at start.
         type: int
       password:
-        description: Console password; at most 8 characters for VNC.
+        description:
+          - Console password; at most 8 characters for VNC.
+          - Never returned; results show C(********) in its place.
         type: str
   serials:
     description: Serial ports, in order; the first one is also the text console.
@@ -234,9 +248,15 @@ options:
         description: Log file (V(file)) or socket path (V(unix)).
         type: path
   features:
-    description: Hypervisor features to enable, for example V(acpi), V(apic), V(pae). Listed ones are added; others are left as they are.
-    type: list
-    elements: str
+    description:
+      - Hypervisor features, for example V(acpi), V(apic), V(pae).
+      - A list of names turns those features on; the others are left as they are.
+      - A dict of feature names to V(true) or V(false) also turns features off (for example
+        V(acpi) set to V(false)); a feature turned off is removed from the definition.
+      - A new x86 domain defined from options gets V(acpi) and V(apic) (as virt-install
+        gives them) unless they are turned off here; without ACPI the guest cannot see the
+        power button that O(state=shutdown) presses. Existing domains and O(xml) get no defaults.
+    type: raw
   clock:
     description: Guest clock.
     type: dict
@@ -287,7 +307,10 @@ options:
     type: bool
     default: false
   shutdown_timeout:
-    description: Seconds to wait for the guest to power off after the ACPI request.
+    description:
+      - Seconds to wait for the guest to power off after the ACPI request; 0 or more.
+      - When the wait ends and the guest has no ACPI (no V(acpi) in O(features)), the
+        error says so.
     type: int
     default: 120
   remove_disks:
@@ -371,6 +394,14 @@ EXAMPLES = r"""
       password: "{{ vnc_password }}"
     autostart: true
 
+- name: A VM without ACPI (it gets ACPI and APIC by default); stop it with state destroyed
+  virtops.qemu.domain:
+    name: legacy01
+    type: qemu
+    memory: 64MiB
+    features:
+      acpi: false
+
 - name: Pause and resume
   virtops.qemu.domain:
     name: demo01
@@ -421,7 +452,9 @@ uuid:
   type: str
   sample: 4dea22b3-1d52-d8f3-2516-782e98a23fa0
 xml:
-  description: Persistent definition after the task (predicted in check mode).
+  description:
+    - Persistent definition after the task (predicted in check mode).
+    - Console passwords (C(passwd) attributes) are masked as C(********).
   returned: always
   type: str
 autostart:
@@ -445,6 +478,7 @@ from ansible.module_utils.basic import AnsibleModule
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.domain import (
     DomainManager, request_from_params)
+from ansible_collections.virtops.qemu.plugins.module_utils.model.domain import secrets_in
 from ansible_collections.virtops.qemu.plugins.module_utils.model.domain_options import DEFINITION_OPTIONS
 from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import argument_spec, run
 
@@ -489,7 +523,7 @@ OPTIONS = dict(
     serials=dict(type="list", elements="dict", options=dict(
         type=dict(type="str", choices=["pty", "file", "unix", "null"], default="pty"),
         path=dict(type="path"))),
-    features=dict(type="list", elements="str"),
+    features=dict(type="raw"),
     clock=dict(type="dict", options=dict(
         offset=dict(type="str", choices=["utc", "localtime"]),
         timers=dict(type="list", elements="dict", options=dict(
@@ -508,6 +542,8 @@ OPTIONS = dict(
 
 
 def ensure(module):
+    # Passwords inside xml are as secret as graphics.password, which is no_log.
+    module.no_log_values.update(secrets_in(module.params.get("xml")))
     request = request_from_params(module.params)
     with open_driver(module.params["uri"], read_only=module.check_mode) as driver:
         return dict(DomainManager(driver).ensure(request, module.check_mode), warnings=driver.warnings)

@@ -12,6 +12,12 @@ version_added: 0.1.0
 description:
   - Returns one domain's state, persistent definition, autostart flag, uuid and
     QEMU command line, or the same for every domain of the driver instance.
+  - For a running domain it also returns what only the running guest has, that is the
+    live definition (with the display ports and pty paths chosen at start), the QEMU
+    process id, the domain id, libvirt's taint flags, and whether the persistent
+    definition has changes that wait for a restart.
+  - Console passwords (the C(passwd) attributes libvirt shows only to privileged
+    readers) are masked as C(********) in every returned XML.
   - Never changes anything.
 author:
   - virtops.qemu maintainers (@virtops)
@@ -50,6 +56,17 @@ EXAMPLES = r"""
 - name: Print them
   ansible.builtin.debug:
     msg: "{{ all_domains.domains | selectattr('state', 'equalto', 'running') | map(attribute='name') | list }}"
+
+- name: Name the domains that could not be read, and why
+  ansible.builtin.debug:
+    msg: "{{ all_domains.domains | selectattr('error', 'defined') | items2dict(key_name='name', value_name='error') }}"
+
+- name: Warn about running domains with changes that wait for a restart
+  ansible.builtin.debug:
+    msg: "{{ item.name }} (QEMU pid {{ item.pid }}) needs a restart"
+  loop: "{{ all_domains.domains | selectattr('restart_required', 'defined') | selectattr('restart_required') }}"
+  loop_control:
+    label: "{{ item.name }}"
 """
 
 RETURN = r"""
@@ -72,9 +89,44 @@ active:
   returned: when O(name) is given
   type: bool
 xml:
-  description: Persistent definition (inactive XML, secrets included).
+  description: Persistent definition (inactive XML); console passwords are masked as C(********).
   returned: when O(name) is given
   type: str
+live_xml:
+  description:
+    - Definition of the running guest, with what was chosen at start (display ports,
+      pty paths, aliases); console passwords are masked as C(********).
+    - V(null) when the domain is not running.
+  returned: when O(name) is given
+  type: str
+pid:
+  description:
+    - Process id of the domain's QEMU.
+    - V(null) when the domain is not running, or when the backend cannot tell
+      (libvirt on a remote host, or without the right to read libvirtd's pidfiles).
+  returned: when O(name) is given
+  type: int
+  sample: 48213
+id:
+  description: libvirt's domain id of the running domain (as C(virsh domid) shows it); V(null) when it is not running.
+  returned: when O(name) is given
+  type: int
+  sample: 7
+taints:
+  description:
+    - libvirt's taint flags of the running domain, for example V(custom-argv) (C(qemu:commandline)
+      in the definition), V(host-cpu), V(custom-device), V(deprecated-config); empty when it is not running.
+  returned: when O(name) is given
+  type: list
+  elements: str
+  sample: ["custom-argv"]
+restart_required:
+  description:
+    - Whether the persistent definition asks for something the running guest does not have,
+      so that it takes effect only at the next cold start (the comparison the
+      M(virtops.qemu.domain) module makes). V(false) when the domain is not running.
+  returned: when O(name) is given
+  type: bool
 uuid:
   description: UUID of the domain.
   returned: when O(name) is given
@@ -102,16 +154,20 @@ qemu_argv_error:
   returned: when the definition cannot be turned into a command line
   type: str
 domains:
-  description: Every domain, each with the keys above.
+  description:
+    - Every domain, each with the keys above.
+    - A domain that cannot be read (a corrupt definition, say) does not fail the listing;
+      it is listed as a dict with only C(name) and C(error), the reason.
   returned: when O(name) is not given
   type: list
   elements: dict
+  sample: [{"name": "demo01", "state": "running", "active": true}, {"name": "broken", "error": "..."}]
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
-from ansible_collections.virtops.qemu.plugins.module_utils.manager.domain import describe
+from ansible_collections.virtops.qemu.plugins.module_utils.manager.domain import describe, describe_all
 from ansible_collections.virtops.qemu.plugins.module_utils.model.domain import validate_name
 from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import argument_spec, run
 
@@ -123,8 +179,7 @@ def gather(params):
     with open_driver(params["uri"], read_only=True) as driver:
         if name is not None:
             return dict(changed=False, warnings=driver.warnings, **describe(driver, name))
-        domains = [describe(driver, n) for n in driver.domain_names()]
-        return dict(changed=False, domains=domains, warnings=driver.warnings)
+        return dict(changed=False, domains=describe_all(driver), warnings=driver.warnings)
 
 
 def main():

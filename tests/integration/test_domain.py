@@ -259,3 +259,74 @@ def test_autostart(backend, guest, workdir, vm):
     assert run_module("domain_info", {"uri": backend.uri, "name": vm})["autostart"] is True
     domain(backend, {"name": vm, "autostart": False})
     assert not backend.autostart(vm)
+
+
+def test_current_memory_above_memory_is_refused_on_every_path(backend, guest, workdir, vm):
+    domain(backend, guest_options(vm, guest, workdir))
+    before = backend.stored_xml(vm)
+    for args, option in (({"memory": "256MiB", "current_memory": "512MiB"}, "current_memory"),
+                         ({"current_memory": "512MiB"}, "current_memory"),
+                         ({"xml": f"<domain><name>{vm}</name>"
+                                  "<currentMemory unit='MiB'>512</currentMemory></domain>"}, "xml")):
+        result = domain(backend, {"name": vm, **args})
+        assert result["failed"] and result["msg"].startswith(f"{option}: "), result["msg"]
+        assert backend.stored_xml(vm) == before
+    lower = {"name": vm, "xml": f"<domain><name>{vm}</name><memory unit='MiB'>128</memory></domain>"}
+    assert domain(backend, lower)["changed"]
+    assert parsed(backend.stored_xml(vm)).findtext("currentMemory") == "131072"
+    assert not domain(backend, lower)["changed"]
+
+
+def test_a_start_that_fails_after_the_definition_was_written_says_so(backend, guest, workdir, vm):
+    result = domain(backend, {**guest_options(vm, guest, workdir), "cpu": {"mode": "host-passthrough"},
+                              "state": "running"}, diff=True)
+    assert result["failed"] and result["changed"], result
+    assert result["msg"].startswith(f"domain '{vm}' was defined but failed to start: "), result["msg"]
+    assert "rejected the definition" not in result["msg"]
+    assert result["diff"]["before"] == "" and "host-passthrough" in result["diff"]["after"]
+    assert parsed(backend.stored_xml(vm)).find("cpu").get("mode") == "host-passthrough"
+    assert backend.domstate(vm).startswith("shut off")
+
+
+def test_console_passwords_are_masked_in_every_result(backend, guest, workdir, vm):
+    secret, other = "s3cr3tpw", "n3wpassw"
+    options = {**guest_options(vm, guest, workdir), "graphics": {"type": "vnc", "password": secret}}
+    domain(backend, options)
+    results = [domain(backend, {"name": vm, "vcpus": 2}, diff=True),
+               run_module("domain_info", {"uri": backend.uri, "name": vm}),
+               run_module("domain_info", {"uri": backend.uri})]
+    xml = backend.stored_xml(vm).replace(secret, other)
+    changed = domain(backend, {"name": vm, "xml": xml}, diff=True)
+    results.append(changed)
+    for result in results:
+        assert not result.get("failed"), result
+        text = json.dumps(result)
+        assert secret not in text and other not in text and "********" in text
+    assert changed["changed"]
+    assert changed_lines(changed["diff"]) == [
+        '-    <graphics type="vnc" port="-1" autoport="yes" passwd="********">',
+        '+    <graphics type="vnc" port="-1" autoport="yes" passwd="********(changed)">']
+    assert parsed(backend.stored_xml(vm)).find("devices/graphics").get("passwd") == other
+    assert not domain(backend, {"name": vm, "xml": xml})["changed"]
+
+
+def test_structured_options_give_x86_guests_acpi_and_apic(backend, guest, workdir, vm):
+    options = {k: v for k, v in guest_options(vm, guest, workdir).items() if k != "features"}
+    domain(backend, {**options, "state": "running"})
+    features = parsed(backend.stored_xml(vm)).find("features")
+    assert features is not None and features.find("acpi") is not None and features.find("apic") is not None
+    wait_for_line(workdir / "serial.log", guest.marker, timeout=90)
+    result = domain(backend, {"name": vm, "state": "shutdown", "shutdown_timeout": 60})
+    assert result["changed"] and backend.domstate(vm) == "shut off (shutdown)"
+
+
+def test_acpi_can_be_turned_off_and_then_a_shutdown_timeout_says_why(backend, guest, workdir, vm):
+    options = {**guest_options(vm, guest, workdir), "features": {"acpi": False}}
+    domain(backend, {**options, "state": "running"})
+    stored = parsed(backend.stored_xml(vm))
+    assert stored.find("features/acpi") is None and stored.find("features/apic") is not None
+    assert not domain(backend, options)["changed"]
+    result = domain(backend, {"name": vm, "state": "shutdown", "shutdown_timeout": 3})
+    assert result["failed"] and result["error"] == "OperationTimeout"
+    assert "without ACPI" in result["msg"] and "power button cannot reach the guest" in result["msg"]
+    assert backend.domstate(vm).startswith("running")

@@ -35,6 +35,14 @@ class DomainStatus:
         return is_active(self.state)
 
 
+@dataclass(frozen=True)
+class DomainRuntime:
+    """What only a running domain has; pid and domain_id are None when it is not running."""
+    pid: int | None             # the QEMU process, where the backend can tell
+    domain_id: int | None       # libvirt's domain id (virsh domid)
+    taints: list[str]           # libvirt's taint flag names, e.g. "custom-argv", "host-cpu"
+
+
 class Driver(ABC):
     """One connection to one QEMU driver instance."""
 
@@ -88,6 +96,10 @@ class Driver(ABC):
     # -- domains: life cycle --------------------------------------------
     @abstractmethod
     def domain_status(self, name: str) -> DomainStatus: ...
+
+    @abstractmethod
+    def domain_runtime(self, name: str) -> DomainRuntime:
+        """QEMU pid, domain id and taints of the running domain (empty values when it does not run)."""
 
     @abstractmethod
     def domain_start(self, name: str, paused: bool = False) -> None: ...

@@ -14,7 +14,7 @@ import re
 import shlex
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import (
-    DOMAIN_STATES, DomainStatus, Driver)
+    DOMAIN_STATES, DomainRuntime, DomainStatus, Driver)
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     BackendError, InvalidInput, MissingDependency, NotFound)
 
@@ -48,6 +48,38 @@ _UNDEFINE_FLAG_NAMES = ("VIR_DOMAIN_UNDEFINE_MANAGED_SAVE", "VIR_DOMAIN_UNDEFINE
 
 
 _ENV_ASSIGNMENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*=")
+
+# The messages libvirtd keeps for each virDomainTaintFlags value ("tainted: <message>"),
+# mapped back to the flag names libvirt writes into its status XML.
+TAINT_MESSAGES = {
+    "custom configuration parameters specified": "custom-argv",
+    "custom monitor control commands issued": "custom-monitor",
+    "running with undesirable elevated privileges": "high-privileges",
+    "network configuration using opaque shell scripts": "shell-scripts",
+    "potentially unsafe disk format probing": "disk-probing",
+    "managing externally launched configuration": "external-launch",
+    "potentially unsafe use of host CPU passthrough": "host-cpu",
+    "configuration potentially modified by hook script": "hook-script",
+    "use of host cdrom passthrough": "cdrom-passthrough",
+    "custom device tree blob used": "custom-dtb",
+    "custom guest agent control commands issued": "custom-ga-command",
+    "hypervisor feature autodetection override": "custom-hypervisor-feature",
+    "use of deprecated configuration settings": "deprecated-config",
+    "custom device configuration": "custom-device",
+}
+# Where libvirtd's QEMU driver keeps its pidfiles, per local instance.
+SYSTEM_RUN_DIR = "/run/libvirt/qemu"
+
+
+def taint_flags(messages: list[str]) -> list[str]:
+    """libvirt's taint flag names from the domain's "tainted: ..." messages; unknown ones verbatim."""
+    flags = []
+    for message in messages:
+        text = message.split("tainted:", 1)[-1].strip()
+        flag = TAINT_MESSAGES.get(text, text)
+        if flag not in flags:
+            flags.append(flag)
+    return flags
 
 
 def split_native_command(text: str) -> tuple[list[str], dict[str, str]]:
@@ -84,14 +116,15 @@ class LibvirtDriver(Driver):
         return self._call("read the host capabilities", self.conn.getCapabilities)
 
     # -- helpers ----------------------------------------------------------
-    def _call(self, what, fn, *args):
+    def _call(self, what, fn, *args, definition: bool = False):
+        """Call libvirt; ``definition`` says that a refusal is about the XML being defined."""
         try:
             return fn(*args)
         except libvirt.libvirtError as e:
             if e.get_error_code() in (libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_NO_STORAGE_VOL):
                 raise NotFound(f"cannot {what}: {e.get_error_message()}") from e
-            if e.get_error_code() in (libvirt.VIR_ERR_XML_ERROR, libvirt.VIR_ERR_XML_DETAIL,
-                                      libvirt.VIR_ERR_CONFIG_UNSUPPORTED):
+            if definition and e.get_error_code() in (libvirt.VIR_ERR_XML_ERROR, libvirt.VIR_ERR_XML_DETAIL,
+                                                     libvirt.VIR_ERR_CONFIG_UNSUPPORTED):
                 raise InvalidInput(f"libvirt rejected the definition: {e.get_error_message()}", "xml") from e
             raise BackendError(f"cannot {what}: {e.get_error_message()}") from e
 
@@ -117,7 +150,7 @@ class LibvirtDriver(Driver):
 
     def domain_define(self, xml: str) -> None:
         flags = getattr(libvirt, "VIR_DOMAIN_DEFINE_VALIDATE", 0)
-        self._call("define the domain", self.conn.defineXMLFlags, xml, flags)
+        self._call("define the domain", self.conn.defineXMLFlags, xml, flags, definition=True)
 
     def domain_undefine(self, name: str) -> None:
         flags = 0
@@ -137,6 +170,36 @@ class LibvirtDriver(Driver):
         word = DOMAIN_STATES[state] if state < len(DOMAIN_STATES) else "nostate"
         reasons = STATE_REASONS.get(word, ("unknown",))
         return DomainStatus(word, reasons[reason] if reason < len(reasons) else "unknown")
+
+    def domain_runtime(self, name: str) -> DomainRuntime:
+        domain = self._domain(name)
+        if not self._call(f"read the state of {name!r}", domain.isActive):
+            return DomainRuntime(None, None, [])
+        messages = getattr(domain, "messages", None)     # libvirt >= 7.1
+        tainting = getattr(libvirt, "VIR_DOMAIN_MESSAGE_TAINTING", 2)
+        taints = taint_flags(self._call(f"read the messages of {name!r}", messages, tainting)) if messages else []
+        domain_id = self._call(f"read the id of {name!r}", domain.ID)
+        return DomainRuntime(self._qemu_pid(name), domain_id if domain_id > 0 else None, taints)
+
+    def _qemu_pid(self, name: str) -> int | None:
+        """libvirt has no API for the QEMU pid; a local libvirtd keeps it in its pidfile."""
+        run_dir = self._run_dir()
+        if run_dir is None:
+            return None
+        try:
+            with open(os.path.join(run_dir, f"{name}.pid"), encoding="ascii") as handle:
+                pid = int(handle.read().strip())
+        except (OSError, ValueError):
+            return None
+        return pid if os.path.exists(f"/proc/{pid}") else None
+
+    def _run_dir(self) -> str | None:
+        if not self.uri.is_local:
+            return None
+        if self.uri.instance == "system":
+            return SYSTEM_RUN_DIR
+        runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.getuid()}"
+        return os.path.join(runtime, "libvirt", "qemu", "run")
 
     def domain_start(self, name: str, paused: bool = False) -> None:
         flags = libvirt.VIR_DOMAIN_START_PAUSED if paused else 0

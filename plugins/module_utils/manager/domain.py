@@ -10,6 +10,7 @@ Private to the collection.
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import is_active
@@ -31,6 +32,8 @@ class DomainRequest:
     force: bool = False
     shutdown_timeout: float = 120
     remove_disks: list = field(default_factory=list)
+    definition_option: str = "current_memory"   # the option a wrong definition is blamed on
+    creation_features: tuple = ()       # features a new domain gets unless turned off
 
 
 @dataclass
@@ -43,6 +46,7 @@ class Plan:
     autostart_change: bool
     restart_required: bool = False
     restart_now: bool = False
+    done: list = field(default_factory=list)    # what _apply has done so far
 
 
 class DomainManager:
@@ -83,9 +87,11 @@ class DomainManager:
         if req.desired is None:
             return before_xml, False
         if before is None:
-            new = model.with_creation_defaults(req.desired)
+            new = model.with_creation_defaults(copy.deepcopy(req.desired), features=req.creation_features)
+            model.settle_memory(new, req.desired, req.definition_option)
             return to_string(new), True
         merged = model.merge_domain(before, req.desired, req.owned_lists)
+        model.settle_memory(merged.tree, req.desired, req.definition_option)
         return (to_string(merged.tree), True) if merged.changed else (before_xml, False)
 
     def _plan_restart(self, req, plan):
@@ -100,16 +106,39 @@ class DomainManager:
 
     # -- acting -----------------------------------------------------------
     def _apply(self, req, plan):
-        if plan.define:
+        """Act on the plan; a failure after a first change carries what was already changed."""
+        step = None
+        try:
+            for step in self._actions(plan):
+                self._act(req, plan, step)
+                plan.done.append(step)
+        except VirtError as e:
+            if plan.done:
+                raise e.after_changes(f"{_what_was_done(req.name, plan.done)} but {_failure(step)}: {e}",
+                                      self._partial_result(req, plan))
+            raise
+
+    @staticmethod
+    def _actions(plan):
+        actions = ["define"] * plan.define + ["autostart"] * plan.autostart_change
+        return actions + (["restart"] if plan.restart_now else list(plan.steps))
+
+    def _act(self, req, plan, step):
+        if step == "define":
             self.driver.domain_define(plan.after_xml)
             plan.after_xml = self._stored(req.name)[1]
-        if plan.autostart_change:
+        elif step == "autostart":
             self.driver.domain_set_autostart(req.name, req.autostart)
-        if plan.restart_now:
+        elif step == "restart":
             paused = req.state == "paused" or (req.state == "present" and plan.status == "paused")
             power.restart(self.driver, req.name, paused, req.shutdown_timeout, req.force)
-            return
-        power.run_steps(self.driver, req.name, plan.steps, req.shutdown_timeout, req.force)
+        else:
+            power.run_steps(self.driver, req.name, [step], req.shutdown_timeout, req.force)
+
+    def _partial_result(self, req, plan):
+        before, after = model.mask_secrets_in_diff(plan.before_xml, plan.after_xml)
+        return {"changed": True, "name": req.name, "xml": after, "uuid": _uuid(plan.after_xml),
+                "diff": {"before": before, "after": after}}
 
     # -- result -----------------------------------------------------------
     def _result(self, req, plan, check_mode):
@@ -122,15 +151,16 @@ class DomainManager:
         else:
             state = self.driver.domain_status(req.name).state
             autostart = self.driver.domain_autostart(req.name)
+        before, after = model.mask_secrets_in_diff(plan.before_xml, plan.after_xml)
         return {
             "changed": changed,
             "name": req.name,
             "state": state,
-            "xml": plan.after_xml,
+            "xml": after,
             "uuid": _uuid(plan.after_xml),
             "autostart": autostart,
             "restart_required": plan.restart_required,
-            "diff": {"before": plan.before_xml, "after": plan.after_xml},
+            "diff": {"before": before, "after": after},
         }
 
     # -- absent -----------------------------------------------------------
@@ -145,7 +175,7 @@ class DomainManager:
             self.driver.domain_undefine(req.name)
             for path in doomed:
                 self.driver.delete_disk_source(path)
-        result = self._gone(req, True, before_xml)
+        result = self._gone(req, True, model.mask_secrets(before_xml))
         result["removed_disks"] = doomed
         return result
 
@@ -168,6 +198,29 @@ class DomainManager:
         return {"changed": changed, "name": req.name, "state": "absent", "xml": "", "uuid": None,
                 "autostart": False, "restart_required": False, "removed_disks": [],
                 "diff": {"before": before_xml, "after": ""}}
+
+
+# How a failed action reads after "domain 'x' was defined but ...".
+_FAILURES = {"start": "failed to start", "start_paused": "failed to start", "restart": "failed to restart",
+             "shutdown": "did not shut down", "destroy": "could not be destroyed",
+             "suspend": "could not be paused", "resume": "could not be resumed",
+             "autostart": "its autostart could not be set"}
+
+
+_DONE = {"start": "started", "start_paused": "started paused", "restart": "restarted",
+         "shutdown": "shut down", "destroy": "destroyed", "suspend": "paused", "resume": "resumed"}
+
+
+def _what_was_done(name: str, done: list) -> str:
+    if "define" in done:
+        return f"domain {name!r} was defined"
+    if done == ["autostart"]:
+        return f"the autostart of domain {name!r} was set"
+    return f"domain {name!r} was {_DONE.get(done[-1], 'changed')}"
+
+
+def _failure(step) -> str:
+    return _FAILURES.get(step, f"then failed to {step}")
 
 
 def _names(source: dict) -> tuple:
@@ -198,11 +251,17 @@ def request_from_params(params: dict) -> DomainRequest:
         model.normalise(desired)
     if params.get("remove_disks") and params["state"] != "absent":
         raise InvalidInput("only applies with state: absent", "remove_disks")
+    timeout = params.get("shutdown_timeout", 120)
+    if timeout is not None and timeout < 0:
+        raise InvalidInput(f"must be 0 or more seconds, got {timeout}", "shutdown_timeout")
+    from_options = desired is not None and not params.get("xml")
     return DomainRequest(
         name=name, state=params["state"], desired=desired, owned_lists=owned,
         autostart=params.get("autostart"), restart=params.get("restart", False),
-        force=params.get("force", False), shutdown_timeout=params.get("shutdown_timeout", 120),
-        remove_disks=params.get("remove_disks") or [])
+        force=params.get("force", False), shutdown_timeout=120 if timeout is None else timeout,
+        remove_disks=params.get("remove_disks") or [],
+        definition_option="current_memory" if from_options else "xml",
+        creation_features=domain_options.creation_features(params) if from_options else ())
 
 
 def _reconcile_name(desired, name: str) -> None:
@@ -215,12 +274,39 @@ def _reconcile_name(desired, name: str) -> None:
 
 
 def describe(driver, name: str) -> dict:
-    """What domain_info returns for one domain."""
+    """What domain_info returns for one domain; secrets are masked."""
     status = driver.domain_status(name)
-    xml = to_string(model.parse_domain(driver.domain_xml(name), "xml"))
+    stored = model.parse_domain(driver.domain_xml(name), "xml")
+    xml = to_string(stored)
     info = {"name": name, "state": status.state, "reason": status.reason, "active": status.active,
-            "xml": xml, "uuid": _uuid(xml), "autostart": driver.domain_autostart(name)}
+            "xml": model.mask_secrets(xml), "uuid": _uuid(xml), "autostart": driver.domain_autostart(name)}
+    info.update(_runtime(driver, name, stored, status.active))
     info.update(native_command(driver, name))
+    return info
+
+
+def describe_all(driver) -> list:
+    """Every domain as describe() has it; one that cannot be read is listed as {name, error}."""
+    found = []
+    for name in driver.domain_names():
+        try:
+            found.append(describe(driver, name))
+        except NotFound:
+            continue        # undefined while we were listing
+        except VirtError as e:
+            found.append({"name": name, "error": str(e)})
+    return found
+
+
+def _runtime(driver, name: str, stored, active: bool) -> dict:
+    """The running side: live XML, QEMU pid, domain id, taints, and whether a restart is pending."""
+    runtime = driver.domain_runtime(name)
+    info = {"pid": runtime.pid, "id": runtime.domain_id, "taints": runtime.taints,
+            "live_xml": None, "restart_required": False}
+    if active:
+        live = model.parse_domain(driver.domain_xml(name, inactive=False), "xml")
+        info["live_xml"] = model.mask_secrets(to_string(live))
+        info["restart_required"] = bool(model.pending_changes(live, stored))
     return info
 
 

@@ -9,10 +9,13 @@ Private to the collection.
 
 from __future__ import annotations
 
+import os
 import time
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import is_active
-from ansible_collections.virtops.qemu.plugins.module_utils.errors import Conflict, OperationTimeout
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import Conflict, OperationTimeout, VirtError
+from ansible_collections.virtops.qemu.plugins.module_utils.model.domain import parse_domain
+from ansible_collections.virtops.qemu.plugins.module_utils.model.domain_options import X86_ARCHES
 
 POLL_SECONDS = 0.2
 
@@ -61,9 +64,25 @@ def shutdown(driver, name: str, timeout: float, force: bool) -> None:
     if force:
         driver.domain_destroy(name)
         return
+    if not _has_acpi(driver, name):
+        raise OperationTimeout(
+            f"domain {name!r} did not power off within {timeout} s: it runs without ACPI "
+            "(no <acpi/> in its features), so the ACPI power button cannot reach the guest; "
+            "use state: destroyed or force: true, and turn the acpi feature on for the next start")
     raise OperationTimeout(
         f"domain {name!r} did not power off within {timeout} s of the ACPI shutdown request; "
         "set force: true to destroy it after the timeout, or raise shutdown_timeout")
+
+
+def _has_acpi(driver, name: str) -> bool:
+    """Whether the running x86 guest has ACPI; True when unknown or not x86, where other buttons exist."""
+    try:
+        running = parse_domain(driver.domain_xml(name, inactive=False), "xml")
+    except VirtError:
+        return True
+    os_type = running.find("os/type")
+    arch = (os_type.get("arch") if os_type is not None else None) or os.uname().machine
+    return arch not in X86_ARCHES or running.find("features/acpi") is not None
 
 
 def wait_for_shutoff(driver, name: str, timeout: float) -> bool:

@@ -8,7 +8,9 @@ Private to the collection.
 
 from __future__ import annotations
 
+import copy
 import re
+from collections.abc import Iterable
 
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
 from ansible_collections.virtops.qemu.plugins.module_utils.model import xmltree
@@ -108,7 +110,7 @@ def owned_lists_in(domain) -> set:
         ({"domain/os/boot"} if domain.find("os/boot") is not None else set())
 
 
-def with_creation_defaults(domain, default_type: str = "kvm"):
+def with_creation_defaults(domain, default_type: str = "kvm", features: Iterable[str] = ()):
     """What a brand-new definition needs besides what the user gave."""
     if not domain.get("type"):
         domain.set("type", default_type)
@@ -125,11 +127,70 @@ def with_creation_defaults(domain, default_type: str = "kvm"):
         os_node.insert(0, os_type)
     if not (os_type.text or "").strip():
         os_type.text = "hvm"
+    _add_features(domain, features)
     return domain
+
+
+def _add_features(domain, names: Iterable[str]) -> None:
+    node = domain.find("features")
+    if node is None:
+        node = xmltree.element("features")
+        anchor = domain.find("os")
+        if anchor is not None:
+            anchor.addnext(node)
+        else:
+            domain.append(node)
+    for name in names:
+        if node.find(name) is None:
+            xmltree.sub(node, name)
+    if len(node) == 0:
+        domain.remove(node)     # features the user only turned off
+
+
+def settle_memory(domain, desired, option: str) -> None:
+    """Keep currentMemory within memory, as libvirt does when it stores a definition.
+
+    A currentMemory above memory that the user asked for is refused: libvirt
+    would lower it and every later run would find a difference.  One that
+    only stays from the current definition is lowered here, so the plan
+    shows what libvirt will store.
+    """
+    memory, current = _kib(domain, "memory"), _kib(domain, "currentMemory")
+    if memory is None or current is None or current <= memory:
+        return
+    if desired.find("currentMemory") is not None:
+        raise InvalidInput(f"the current memory ({current} KiB) is larger than the memory ({memory} KiB); "
+                           "it must be at most the memory", option)
+    node = domain.find("currentMemory")
+    node.text = str(memory)
+    node.set("unit", "KiB")
+
+
+def _kib(domain, tag: str) -> int | None:
+    node = domain.find(tag)
+    if node is None or not (node.text or "").strip():
+        return None
+    return xml_size_to_kib(node.text.strip(), node.get("unit"))
 
 
 def merge_domain(current, desired, owned_lists):
     return merge(current, desired, DOMAIN_RULES, owned_lists)
+
+
+def pending_changes(live, persistent) -> list:
+    """What of the persistent definition the running guest does not have yet.
+
+    The same desired-subset comparison as for a user's request, minus what
+    libvirt rewrites in the running definition at every start: the CPU check
+    level, and a host-model CPU, which it expands to the host's model.
+    """
+    wanted = copy.deepcopy(persistent)
+    cpu = wanted.find("cpu")
+    if cpu is not None:
+        cpu.attrib.pop("check", None)
+        if cpu.get("mode") == "host-model":
+            wanted.remove(cpu)
+    return merge_domain(live, wanted, owned_lists_in(wanted)).changes
 
 
 def disk_sources(domain) -> list:
@@ -150,3 +211,59 @@ def disk_sources(domain) -> list:
             continue
         found.append((None if target is None else target.get("dev"), description))
     return found
+
+
+# Attributes libvirt includes only in XML read with VIR_DOMAIN_XML_SECURE
+# (the VNC/SPICE/RDP console passwords).  Results show a mask instead.
+SECRET_ATTRIBUTES = frozenset({"passwd"})
+SECRET_MASK = "********"
+CHANGED_SECRET_MASK = "********(changed)"
+
+
+def mask_secrets(xml: str) -> str:
+    """``xml`` with every secret attribute replaced by a mask, for results."""
+    return _masked(xml, {})
+
+
+def mask_secrets_in_diff(before: str, after: str) -> tuple[str, str]:
+    """A diff's two sides with secrets masked; a secret that changed shows CHANGED_SECRET_MASK after."""
+    earlier = _secret_values(parse_domain(before)) if before and _has_secret(before) else {}
+    return mask_secrets(before), _masked(after, earlier)
+
+
+def secrets_in(xml: str | None) -> set[str]:
+    """The secret values a user's XML carries, for Ansible to hide wherever they appear."""
+    if not xml or not _has_secret(xml):
+        return set()
+    return {value for value in _secret_values(parse_domain(xml)).values() if value}
+
+
+def _has_secret(xml: str) -> bool:
+    return any(f"{name}=" in xml for name in SECRET_ATTRIBUTES)
+
+
+def _masked(xml: str, earlier: dict) -> str:
+    if not xml or not _has_secret(xml):
+        return xml
+    tree = parse_domain(xml)
+    for place, (node, attr) in _secret_places(tree).items():
+        old = earlier.get(place)
+        node.set(attr, CHANGED_SECRET_MASK if old is not None and old != node.get(attr) else SECRET_MASK)
+    return xmltree.to_string(tree)
+
+
+def _secret_values(tree) -> dict:
+    return {place: node.get(attr) for place, (node, attr) in _secret_places(tree).items()}
+
+
+def _secret_places(tree) -> dict:
+    """Secret attributes by place: lineage of (tag, type), attribute name and occurrence."""
+    places: dict = {}
+    for node in tree.iter():
+        if not isinstance(node.tag, str):
+            continue
+        for attr in sorted(SECRET_ATTRIBUTES & set(node.attrib)):
+            lineage = tuple((n.tag, n.get("type")) for n in (*reversed(list(node.iterancestors())), node))
+            occurrence = sum(1 for key in places if key[:2] == (lineage, attr))
+            places[(lineage, attr, occurrence)] = (node, attr)
+    return places

@@ -10,10 +10,13 @@ Private to the collection.
 
 from __future__ import annotations
 
+import os
+from typing import Any, Callable, Dict
+
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
 from ansible_collections.virtops.qemu.plugins.module_utils.model.domain import DEVICES
 from ansible_collections.virtops.qemu.plugins.module_utils.model.units import to_bytes
-from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import element, sub
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import XmlNode, element, sub
 
 DEFINITION_OPTIONS = (
     "title", "description", "type", "arch", "machine", "memory", "current_memory",
@@ -21,13 +24,52 @@ DEFINITION_OPTIONS = (
     "graphics", "serials", "features", "clock", "on_poweroff", "on_reboot", "on_crash",
 )
 TARGET_PREFIX = {"virtio": "vd", "sata": "sd", "scsi": "sd", "usb": "sd", "ide": "hd"}
+# What virt-install turns on for x86 guests: without ACPI the power button
+# (state: shutdown) cannot reach the guest.
+X86_ARCHES = frozenset({"x86_64", "i686", "i586", "i486", "i386"})
+X86_DEFAULT_FEATURES = ("acpi", "apic")
+VNC_FIRST_PORT = 5900
+
+Params = Dict[str, Any]
 
 
-def has_definition(params: dict) -> bool:
+def has_definition(params: Params) -> bool:
     return any(params.get(k) is not None for k in DEFINITION_OPTIONS)
 
 
-def render(params: dict):
+def creation_features(params: Params) -> tuple[str, ...]:
+    """Features a new domain gets unless the user turned them off: ACPI and APIC on x86."""
+    arch = params.get("arch") or os.uname().machine
+    if arch not in X86_ARCHES:
+        return ()
+    switches = feature_switches(params.get("features"))
+    return tuple(name for name in X86_DEFAULT_FEATURES if switches.get(name, True))
+
+
+def feature_switches(features: Any) -> dict[str, bool]:
+    """The features option (a list of names to turn on, or a dict of name: on/off) as a dict."""
+    if features is None:
+        return {}
+    if isinstance(features, str):
+        features = [f.strip() for f in features.split(",") if f.strip()]
+    if isinstance(features, list) and all(isinstance(name, str) for name in features):
+        return dict.fromkeys(features, True)
+    if isinstance(features, dict) and all(_switch(on) is not None for on in features.values()):
+        return {str(name): bool(_switch(on)) for name, on in features.items()}
+    raise InvalidInput("expected a list of feature names, or a dict of feature name: true/false", "features")
+
+
+def _switch(value: Any) -> bool | None:
+    if isinstance(value, bool):
+        return value
+    return _SWITCH_WORDS.get(str(value).lower())
+
+
+_SWITCH_WORDS = {"true": True, "yes": True, "on": True, "1": True,
+                 "false": False, "no": False, "off": False, "0": False}
+
+
+def render(params: Params) -> tuple[XmlNode, set[str]]:
     """Return (domain element, owned list paths) for the given options."""
     domain = element("domain", type=params.get("type"))
     sub(domain, "name", params["name"])
@@ -36,11 +78,13 @@ def render(params: dict):
             sub(domain, tag, params[option])
     _memory(domain, params)
     if params.get("vcpus") is not None:
+        if params["vcpus"] < 1:
+            raise InvalidInput(f"a domain needs at least 1 virtual CPU, got {params['vcpus']}", "vcpus")
         sub(domain, "vcpu", params["vcpus"])
-    owned = set()
+    owned: set[str] = set()
     _os(domain, params, owned)
     _cpu(domain, params.get("cpu"))
-    _features(domain, params.get("features"))
+    _features(domain, feature_switches(params.get("features")), owned)
     _clock(domain, params.get("clock"))
     for event in ("on_poweroff", "on_reboot", "on_crash"):
         if params.get(event):
@@ -49,18 +93,30 @@ def render(params: dict):
     return domain, owned
 
 
-def _memory(domain, params):
-    memory = params.get("memory")
-    current = params.get("current_memory", None)
+def _memory(domain: XmlNode, params: Params) -> None:
+    memory = _kib(params, "memory")
+    current = _kib(params, "current_memory")
     if memory is not None:
-        sub(domain, "memory", to_bytes(memory, "MiB", "memory") // 1024, unit="KiB")
+        sub(domain, "memory", memory, unit="KiB")
         if current is None:
             current = memory
+        elif current > memory:
+            raise InvalidInput(f"{params['current_memory']} is more than memory ({params['memory']}); "
+                               "the current memory must be at most the memory", "current_memory")
     if current is not None:
-        sub(domain, "currentMemory", to_bytes(current, "MiB", "current_memory") // 1024, unit="KiB")
+        sub(domain, "currentMemory", current, unit="KiB")
 
 
-def _os(domain, params, owned):
+def _kib(params: Params, option: str) -> int | None:
+    if params.get(option) is None:
+        return None
+    kib = to_bytes(params[option], "MiB", option) // 1024
+    if kib < 1:
+        raise InvalidInput(f"{params[option]!r} is less than 1 KiB", option)
+    return kib
+
+
+def _os(domain: XmlNode, params: Params, owned: set[str]) -> None:
     kernel = params.get("kernel") or {}
     if not (kernel or params.get("boot_order") is not None
             or any(params.get(k) for k in ("arch", "machine", "firmware"))):
@@ -76,7 +132,7 @@ def _os(domain, params, owned):
             sub(os_node, "boot", dev=dev)
 
 
-def _cpu(domain, cpu):
+def _cpu(domain: XmlNode, cpu: Params | None) -> None:
     if not cpu:
         return
     node = sub(domain, "cpu", mode=cpu.get("mode"))
@@ -86,14 +142,19 @@ def _cpu(domain, cpu):
         sub(node, "model", cpu["model"], fallback="allow")
 
 
-def _features(domain, features):
-    if features:
-        node = sub(domain, "features")
-        for name in features:
+def _features(domain: XmlNode, switches: dict[str, bool], owned: set[str]) -> None:
+    """Turned-on features must be there; turned-off ones are removed (their path is owned)."""
+    if not switches:
+        return
+    node = sub(domain, "features")
+    for name, on in switches.items():
+        if on:
             sub(node, name)
+        else:
+            owned.add(f"domain/features/{name}")
 
 
-def _clock(domain, clock):
+def _clock(domain: XmlNode, clock: Params | None) -> None:
     if not clock:
         return
     node = sub(domain, "clock", offset=clock.get("offset"))
@@ -102,10 +163,11 @@ def _clock(domain, clock):
             present=None if timer.get("present") is None else ("yes" if timer["present"] else "no"))
 
 
-def _devices(domain, params, owned):
+def _devices(domain: XmlNode, params: Params, owned: set[str]) -> None:
     devices = element("devices")
-    builders = (("disks", "disk", _disks), ("interfaces", "interface", _interfaces),
-                ("graphics", "graphics", _graphics), ("serials", "serial", _serials))
+    builders: tuple[tuple[str, str, Callable[[XmlNode, Any], None]], ...] = (
+        ("disks", "disk", _disks), ("interfaces", "interface", _interfaces),
+        ("graphics", "graphics", _graphics), ("serials", "serial", _serials))
     mentioned = [b for b in builders if params.get(b[0]) is not None]
     for option, tag, build in mentioned:
         owned.add(f"{DEVICES}/{tag}")
@@ -114,13 +176,13 @@ def _devices(domain, params, owned):
         domain.append(devices)
 
 
-def _disks(devices, disks):
-    used = set()
+def _disks(devices: XmlNode, disks: list[Params]) -> None:
+    used: set[str] = set()
     for index, disk in enumerate(disks):
         devices.append(_disk(disk, used, f"disks[{index}]"))
 
 
-def _disk(disk, used, where):
+def _disk(disk: Params, used: set[str], where: str) -> XmlNode:
     device = disk.get("device") or "disk"
     bus = disk.get("bus") or ("sata" if device == "cdrom" else "virtio")
     kind = disk.get("type") or _disk_type(disk, where)
@@ -138,7 +200,7 @@ def _disk(disk, used, where):
     return node
 
 
-def _disk_type(disk, where):
+def _disk_type(disk: Params, where: str) -> str:
     if disk.get("volume"):
         return "volume"
     path = disk.get("path")
@@ -149,7 +211,7 @@ def _disk_type(disk, where):
     return "block" if path.startswith("/dev/") else "file"
 
 
-def _disk_source(node, kind, disk, where):
+def _disk_source(node: XmlNode, kind: str, disk: Params, where: str) -> None:
     if kind == "volume":
         if not disk.get("pool") or not disk.get("volume"):
             raise InvalidInput("a volume disk needs both pool and volume", where)
@@ -160,7 +222,7 @@ def _disk_source(node, kind, disk, where):
         sub(node, "source", **{"dev" if kind == "block" else "file": disk["path"]})
 
 
-def _next_target(bus, used, where):
+def _next_target(bus: str, used: set[str], where: str) -> str:
     prefix = TARGET_PREFIX.get(bus)
     if prefix is None:
         raise InvalidInput(f"unknown bus {bus!r}", where)
@@ -170,12 +232,12 @@ def _next_target(bus, used, where):
     raise InvalidInput(f"no free target name on bus {bus}", where)
 
 
-def _interfaces(devices, interfaces):
+def _interfaces(devices: XmlNode, interfaces: list[Params]) -> None:
     for index, nic in enumerate(interfaces):
         devices.append(_interface(nic, f"interfaces[{index}]"))
 
 
-def _interface(nic, where):
+def _interface(nic: Params, where: str) -> XmlNode:
     kind = nic.get("type") or ("network" if nic.get("network") else "bridge" if nic.get("bridge") else None)
     if kind is None:
         raise InvalidInput("set network, bridge, or type: user", where)
@@ -190,7 +252,7 @@ def _interface(nic, where):
     return node
 
 
-def _graphics(devices, graphics):
+def _graphics(devices: XmlNode, graphics: Params) -> None:
     kind = graphics.get("type") or "vnc"
     if kind == "none":
         return
@@ -199,6 +261,7 @@ def _graphics(devices, graphics):
         raise InvalidInput("a VNC password has at most 8 characters (a limit of the VNC protocol)",
                            "graphics.password")
     port = graphics.get("port")
+    _check_port(kind, port)
     node = element("graphics", type=kind,
                    port=-1 if port is None else port,
                    autoport="yes" if port in (None, -1) else "no",
@@ -207,7 +270,14 @@ def _graphics(devices, graphics):
     devices.append(node)
 
 
-def _serials(devices, serials):
+def _check_port(kind: str, port: int | None) -> None:
+    first = VNC_FIRST_PORT if kind == "vnc" else 1
+    if port is not None and port != -1 and not first <= port <= 65535:
+        raise InvalidInput(f"{port} is not a {kind} port: use -1 (any free port) or {first} to 65535",
+                           "graphics.port")
+
+
+def _serials(devices: XmlNode, serials: list[Params]) -> None:
     for port, serial in enumerate(serials):
         kind = serial.get("type") or "pty"
         node = element("serial", type=kind)

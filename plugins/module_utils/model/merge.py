@@ -13,29 +13,37 @@ Private to the collection.
 from __future__ import annotations
 
 import copy
+from collections.abc import Collection
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Dict, Hashable, Optional
+
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import XmlNode
+
+# An element's identity within its list; None means "match by position".
+KeyFunction = Callable[[XmlNode], Optional[Hashable]]
+# Whether a current value already satisfies the desired one.
+Equivalence = Callable[[str, str], bool]
 
 
-def child_attr(child_tag: str, attr: str) -> Callable:
+def child_attr(child_tag: str, attr: str) -> KeyFunction:
     """Identity taken from an attribute of a child element, e.g. target/@dev."""
-    def key(node):
+    def key(node: XmlNode) -> Hashable | None:
         found = node.find(child_tag)
         return None if found is None else found.get(attr)
     return key
 
 
-def own_attr(*attrs: str) -> Callable:
+def own_attr(*attrs: str) -> KeyFunction:
     """Identity taken from the element's own attributes; None unless all are set."""
-    def key(node):
+    def key(node: XmlNode) -> Hashable | None:
         values = tuple(node.get(a) for a in attrs)
         return None if None in values else values
     return key
 
 
-def first_key(*keys: Callable) -> Callable:
+def first_key(*keys: KeyFunction) -> KeyFunction:
     """The first identity that is known on the desired element decides."""
-    def key(node):
+    def key(node: XmlNode) -> Hashable | None:
         for index, fn in enumerate(keys):
             value = fn(node)
             if value is not None:
@@ -53,22 +61,23 @@ class Rules:
     members are dropped when the desired tree does not list them.
     ``equivalent``: "path@attr" or "path#text" -> predicate(current, desired).
     """
-    identity: dict = field(default_factory=dict)
-    owned: frozenset = frozenset()
-    equivalent: dict = field(default_factory=dict)
+    identity: Dict[str, KeyFunction] = field(default_factory=dict)
+    owned: frozenset[str] = frozenset()
+    equivalent: Dict[str, Equivalence] = field(default_factory=dict)
 
 
 @dataclass
 class MergeResult:
-    tree: object                    # the merged element tree
-    changes: list                   # human-readable paths of what changed
+    tree: XmlNode                   # the merged element tree
+    changes: list[str]              # human-readable paths of what changed
 
     @property
     def changed(self) -> bool:
         return bool(self.changes)
 
 
-def merge(current, desired, rules: Rules, owned_paths=None) -> MergeResult:
+def merge(current: XmlNode, desired: XmlNode, rules: Rules,
+          owned_paths: Collection[str] | None = None) -> MergeResult:
     """Return ``current`` with ``desired`` laid over it, and what that changed.
 
     ``owned_paths`` overrides ``rules.owned`` with the lists the user has
@@ -76,12 +85,13 @@ def merge(current, desired, rules: Rules, owned_paths=None) -> MergeResult:
     """
     tree = copy.deepcopy(current)
     owned = rules.owned if owned_paths is None else frozenset(owned_paths)
-    changes: list = []
+    changes: list[str] = []
     _merge_node(tree, desired, tree.tag, rules, owned, changes)
     return MergeResult(tree, changes)
 
 
-def _merge_node(cur, des, path, rules, owned, changes):
+def _merge_node(cur: XmlNode, des: XmlNode, path: str, rules: Rules, owned: frozenset[str],
+                changes: list[str]) -> None:
     for name, value in des.attrib.items():
         old = cur.get(name)
         if old != value and not _equivalent(rules, f"{path}@{name}", old, value):
@@ -96,19 +106,22 @@ def _merge_node(cur, des, path, rules, owned, changes):
         _merge_children(cur, des, tag, f"{path}/{tag}", rules, owned, changes)
 
 
-def _child_tags(des, path, owned):
+def _child_tags(des: XmlNode, path: str, owned: frozenset[str]) -> list[str]:
     tags = [c.tag for c in des if isinstance(c.tag, str)]
     prefix = path + "/"
     tags += [p[len(prefix):] for p in owned if p.startswith(prefix) and "/" not in p[len(prefix):]]
     return list(dict.fromkeys(tags))
 
 
-def _merge_children(cur, des, tag, path, rules, owned, changes):
+def _merge_children(cur: XmlNode, des: XmlNode, tag: str, path: str, rules: Rules,
+                    owned: frozenset[str], changes: list[str]) -> None:
     wanted = des.findall(tag)
     present = cur.findall(tag)
     pairs = match(present, wanted, rules.identity.get(path))
     for have, want in pairs:
         if have is None:
+            if _only_owns_lists(want, path, owned):
+                continue
             _insert(cur, copy.deepcopy(want), tag)
             changes.append(f"{path}+")
         else:
@@ -121,14 +134,24 @@ def _merge_children(cur, des, tag, path, rules, owned, changes):
                 changes.append(f"{path}-")
 
 
-def match(present: list, wanted: list, key: Callable | None) -> list:
+def _only_owns_lists(node: XmlNode, path: str, owned: frozenset[str]) -> bool:
+    """An empty element that is there only to own lists below it (e.g. features turned off).
+
+    Where it is missing, nothing below it can be removed, so it is not created.
+    """
+    empty = not node.attrib and not (node.text or "").strip() and len(node) == 0
+    return empty and any(p.startswith(path + "/") for p in owned)
+
+
+def match(present: list[XmlNode], wanted: list[XmlNode],
+          key: KeyFunction | None) -> list[tuple[XmlNode | None, XmlNode]]:
     """Pair each wanted element with a present one (or None when it is new).
 
     Wanted elements with a known identity take the present element with the
     same identity; the rest take the remaining present elements in order.
     """
     free = list(present)
-    pairs: list = [None] * len(wanted)
+    pairs: list[tuple[XmlNode | None, XmlNode] | None] = [None] * len(wanted)
     if key is not None:
         for i, want in enumerate(wanted):
             ident = key(want)
@@ -145,10 +168,10 @@ def match(present: list, wanted: list, key: Callable | None) -> list:
             if hit is not None:
                 free.remove(hit)
             pairs[i] = (hit, want)
-    return pairs
+    return [pair for pair in pairs if pair is not None]
 
 
-def _insert(parent, node, tag):
+def _insert(parent: XmlNode, node: XmlNode, tag: str) -> None:
     """Put a new element after its last sibling of the same tag, for a readable diff."""
     same = parent.findall(tag)
     if same:
@@ -157,6 +180,6 @@ def _insert(parent, node, tag):
         parent.append(node)
 
 
-def _equivalent(rules, where, old, new):
+def _equivalent(rules: Rules, where: str, old: str | None, new: str) -> bool:
     test = rules.equivalent.get(where)
     return bool(test and old is not None and test(old, new))

@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
 
@@ -17,6 +18,9 @@ except ImportError as exc:  # pragma: no cover - depends on the host
     etree = None
     HAS_LXML = False
     LXML_IMPORT_ERROR = exc
+
+# An lxml element; lxml ships no type information.
+XmlNode = Any
 
 
 def _parser():

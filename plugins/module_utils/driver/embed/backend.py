@@ -632,6 +632,16 @@ class EmbedDriver(Driver):
             raise BackendError(f"{path!r} is not a regular file; the embedded driver deletes only image files")
         os.remove(path)
 
+    # -- runtime ------------------------------------------------------------
+    def domain_runtime(self, name: str):
+        """QEMU pid, domain id and taints from the status record of a running domain."""
+        from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import DomainRuntime
+        with self._lock(name):
+            record = self._refresh(name)
+        if not record.active:
+            return DomainRuntime(None, None, [])
+        return DomainRuntime(record.pid, record.domain_id, list(record.taints))
+
 
 # -- definition helpers ---------------------------------------------------------
 def _carry_over(desired, current) -> None:

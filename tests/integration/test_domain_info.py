@@ -1,0 +1,74 @@
+"""What domain_info reports about running domains and about a listing with a broken domain.
+
+Runs on both backends (the ``backend`` fixture); the checks compare the
+module's answer with the host: the QEMU process, the live definition, the
+persistent one.
+"""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+from harness.ansible import run_module
+from test_domain import domain, guest_options, parsed
+
+pytestmark = [pytest.mark.guest]
+
+QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
+
+
+def info(backend, name: str | None = None) -> dict:
+    return run_module("domain_info", {"uri": backend.uri, **({"name": name} if name else {})})
+
+
+def qemu_cmdline(pid: int) -> list[str]:
+    with open(f"/proc/{pid}/cmdline", "rb") as handle:
+        return handle.read().decode().split("\0")
+
+
+def test_running_domain_shows_its_live_side(backend, guest, workdir, vm):
+    domain(backend, guest_options(vm, guest, workdir))
+    stopped = info(backend, vm)
+    assert (stopped["pid"], stopped["id"], stopped["taints"], stopped["live_xml"]) == (None, None, [], None)
+    assert stopped["restart_required"] is False
+    domain(backend, {"name": vm, "state": "running"})
+    running = info(backend, vm)
+    assert running["id"] > 0 and running["taints"] == []
+    assert "qemu-system-x86_64" in qemu_cmdline(running["pid"])[0]
+    assert f"guest={vm}" in ",".join(qemu_cmdline(running["pid"]))
+    live = parsed(running["live_xml"])
+    assert live.get("id") == str(running["id"]) and live.findtext("name") == vm
+    assert running["restart_required"] is False
+    assert domain(backend, {"name": vm, "vcpus": 2})["restart_required"]
+    assert info(backend, vm)["restart_required"] is True
+
+
+def test_qemu_commandline_taints_the_domain(backend, guest, workdir, vm):
+    domain(backend, guest_options(vm, guest, workdir))
+    tree = parsed(backend.stored_xml(vm))
+    commandline = tree.makeelement(f"{{{QEMU_NS}}}commandline", nsmap={"qemu": QEMU_NS})
+    commandline.append(tree.makeelement(f"{{{QEMU_NS}}}env", {"name": "VIRTOPS_TAINT", "value": "1"}))
+    tree.append(commandline)
+    from lxml import etree
+    result = domain(backend, {"name": vm, "xml": etree.tostring(tree, encoding="unicode"), "state": "running"})
+    assert result["changed"] and result["state"] == "running", result
+    assert "custom-argv" in info(backend, vm)["taints"]
+
+
+def test_listing_survives_a_domain_that_cannot_be_read(embed_backend, guest, workdir):
+    good = "virtops-info-good"
+    domain(embed_backend, guest_options(good, guest, workdir))
+    broken = os.path.join(embed_backend.root, "etc", "qemu", "virtops-info-broken.xml")
+    with open(broken, "w", encoding="utf-8") as handle:
+        handle.write("<domain><name>virtops-info-broken</name>")
+    try:
+        listed = info(embed_backend)
+        assert not listed.get("failed"), listed
+        by_name = {d["name"]: d for d in listed["domains"]}
+        assert by_name[good]["state"] == "shutoff"
+        assert set(by_name["virtops-info-broken"]) == {"name", "error"}
+        assert "malformed XML" in by_name["virtops-info-broken"]["error"]
+    finally:
+        os.remove(broken)
+        embed_backend.remove(good)
