@@ -53,6 +53,10 @@ def host_error(exc: OSError, doing: str, path: str) -> BackendError:
     return BackendError(f"cannot {doing} {path}: {exc.strerror or exc}")
 
 
+class UnreadableDefinition(BackendError):
+    """A stored definition cannot be parsed; the object can still be stopped and removed."""
+
+
 class MissingDependency(VirtError):
     """A Python library the chosen backend needs is not installed."""
 

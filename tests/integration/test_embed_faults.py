@@ -26,7 +26,8 @@ from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import p
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, Conflict
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse
 
-from harness.guest import MARKER  # noqa: E402  (tests/ is on sys.path via conftest)
+from harness.ansible import run_module  # noqa: E402  (tests/ is on sys.path via conftest)
+from harness.guest import MARKER  # noqa: E402
 from harness.libvirtd import wait_for_line  # noqa: E402
 
 pytestmark = [pytest.mark.embed]
@@ -309,6 +310,24 @@ def test_corrupt_definition_can_be_undefined_while_running(guest_build, root):
         assert drv.domain_names() == []
     assert not _alive(pid)
 
+
+
+def test_corrupt_definition_does_not_stop_the_domain_module(guest_build, root):
+    """state=destroyed and state=absent need nothing from the definition file."""
+    pid = _started(guest_build, root, "vm1")
+    config = root / "etc" / "qemu" / "vm1.xml"
+    config.write_text("<domain><name>vm1")
+    uri = f"qemu:///embed?root={root}"
+    checked = run_module("domain", {"name": "vm1", "state": "destroyed"}, check=True, uri=uri)
+    assert checked["changed"] is True and _alive(pid)
+    destroyed = run_module("domain", {"name": "vm1", "state": "destroyed"}, uri=uri)
+    assert destroyed["changed"] is True and destroyed["state"] == "shutoff"
+    assert any("cannot be parsed" in w for w in destroyed.get("warnings", []))
+    assert not _alive(pid)
+    refused = run_module("domain", {"name": "vm1", "state": "running", "memory": "128MiB"}, uri=uri)
+    assert refused.get("failed") and "cannot be parsed" in refused["msg"]
+    removed = run_module("domain", {"name": "vm1", "state": "absent"}, uri=uri)
+    assert removed["changed"] is True and not config.exists()
 
 # -- a silent QEMU ------------------------------------------------------------------------
 def test_stopped_qemu_does_not_stall_status_or_destroy(guest_build, root):

@@ -14,7 +14,8 @@ import copy
 from dataclasses import dataclass, field
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import is_active
-from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput, NotFound, VirtError
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
+    InvalidInput, NotFound, UnreadableDefinition, VirtError)
 from ansible_collections.virtops.qemu.plugins.module_utils.manager import power
 from ansible_collections.virtops.qemu.plugins.module_utils.model import domain as model
 from ansible_collections.virtops.qemu.plugins.module_utils.model import domain_options
@@ -66,12 +67,26 @@ class DomainManager:
         tree = model.parse_domain(self.driver.domain_xml(name), "xml")
         return tree, to_string(tree)
 
+    def _stored_unless_unreadable(self, req: DomainRequest):
+        """The stored definition; an unreadable one does not stop a request that needs none of it.
+
+        Power changes and removal work from the hypervisor's own record, so a
+        broken definition file cannot keep a guest running.
+        """
+        try:
+            return self._stored(req.name)
+        except UnreadableDefinition as e:
+            if req.desired is not None or req.remove_disks:
+                raise
+            self.driver.warnings.append(str(e))
+            return None, ""
+
     # -- planning ---------------------------------------------------------
     def _plan(self, req: DomainRequest) -> Plan:
         exists = self.driver.domain_exists(req.name)
         if not exists and req.desired is None:
             raise NotFound(f"domain {req.name!r} is not defined; give its definition (xml or options) to create it")
-        before, before_xml = self._stored(req.name) if exists else (None, "")
+        before, before_xml = self._stored_unless_unreadable(req) if exists else (None, "")
         after, define = self._definition(req, before, before_xml)
         status = self.driver.domain_status(req.name).state if exists else "shutoff"
         power.require_known_state(req.name, status)
@@ -167,8 +182,8 @@ class DomainManager:
     def _absent(self, req, check_mode):
         if not self.driver.domain_exists(req.name):
             return self._gone(req, False, "")
-        before, before_xml = self._stored(req.name)
-        doomed = self._disks_to_remove(req, before)
+        before, before_xml = self._stored_unless_unreadable(req)
+        doomed = self._disks_to_remove(req, before) if before is not None else []
         if not check_mode:
             if self.driver.domain_status(req.name).active:
                 self.driver.domain_destroy(req.name)

@@ -23,7 +23,7 @@ from collections.abc import Iterator
 from datetime import datetime, timezone
 from types import SimpleNamespace
 
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import DomainStatus, Driver
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import DomainRuntime, DomainStatus, Driver
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import caps as capsmod
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import command
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import firmware
@@ -35,7 +35,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.layout i
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse import postparse
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.state import DomainRecord
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
-    BackendError, Conflict, InvalidInput, NotFound, VirtError)
+    BackendError, Conflict, InvalidInput, NotFound, UnreadableDefinition, VirtError)
 from ansible_collections.virtops.qemu.plugins.module_utils.model import schema
 from ansible_collections.virtops.qemu.plugins.module_utils.model.domain import validate_name
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import etree, parse, sub, to_string
@@ -143,7 +143,7 @@ class EmbedDriver(Driver):
         try:
             return parse(text, "domain", path)
         except (VirtError, ValueError) as exc:     # ValueError: bytes that are not UTF-8
-            raise BackendError(f"domain {name!r}: definition file {path} cannot be parsed: {exc}") from exc
+            raise UnreadableDefinition(f"domain {name!r}: definition file {path} cannot be parsed: {exc}") from exc
 
     def _record(self, name: str) -> DomainRecord | None:
         return state.load_record(self.layout.status_file(name))
@@ -633,9 +633,8 @@ class EmbedDriver(Driver):
         os.remove(path)
 
     # -- runtime ------------------------------------------------------------
-    def domain_runtime(self, name: str):
+    def domain_runtime(self, name: str) -> DomainRuntime:
         """QEMU pid, domain id and taints from the status record of a running domain."""
-        from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import DomainRuntime
         with self._lock(name):
             record = self._refresh(name)
         if not record.active:
