@@ -22,14 +22,15 @@ from __future__ import annotations
 import difflib
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
-from typing import Iterator, Union
+from typing import Union
 
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
 from ansible_collections.virtops.qemu.plugins.module_utils.fileio import atomic_write, file_lock, read_text
 
-Value = Union[str, int, bool, list]
+Value = Union[str, int, bool, list]  # noqa: UP007 - evaluated at run time, on the managed host's Python
 
 
 class KeyType(Enum):
@@ -148,7 +149,7 @@ class _Assignment:
     value: Value
 
 
-_Piece = Union[str, _Comment, _Assignment]
+_Piece = Union[str, _Comment, _Assignment]  # noqa: UP007 - evaluated at run time
 
 
 def _render(pieces: list[_Piece]) -> str:

@@ -158,7 +158,7 @@ class QMPClient:
                 data = data[socket.send_fds(sock, [data], fds):]
             if data:
                 sock.sendall(data)
-        except socket.timeout:
+        except TimeoutError:
             raise OperationTimeout(f"QMP {command}: timed out sending to {self.path}") from None
         except OSError as exc:
             raise BackendError(f"QMP {command}: cannot send to {self.path}: {exc}") from exc
@@ -176,7 +176,7 @@ class QMPClient:
         sock.settimeout(remaining)
         try:
             chunk = sock.recv(_RECV_SIZE)
-        except socket.timeout:
+        except TimeoutError:
             raise OperationTimeout(
                 f"QMP {self.path}: timed out waiting for {waiting_for}") from None
         except OSError as exc:

@@ -86,7 +86,8 @@ def _transport(scheme: str, raw: str) -> str | None:
     driver, transport = (scheme.split("+", 1) + [""])[:2]
     if driver != "qemu":
         raise InvalidInput(
-            f"unknown scheme {scheme!r} in {raw!r}: this collection drives QEMU, use qemu:// or qemu+TRANSPORT://", "uri")
+            f"unknown scheme {scheme!r} in {raw!r}: this collection drives QEMU, "
+            "use qemu:// or qemu+TRANSPORT://", "uri")
     if transport and transport not in TRANSPORTS:
         raise InvalidInput(
             f"unknown transport {transport!r} in {raw!r}; known: {', '.join(TRANSPORTS)}", "uri")
@@ -96,7 +97,8 @@ def _transport(scheme: str, raw: str) -> str | None:
 def _check_embed(uri: ConnectionURI, pairs: list[tuple[str, str]]) -> ConnectionURI:
     """The embed URI with its root normalised, or InvalidInput."""
     if uri.host or uri.transport not in (None, "unix"):
-        raise InvalidInput(f"{uri.raw!r}: the embedded driver runs locally; it takes no host or remote transport", "uri")
+        raise InvalidInput(f"{uri.raw!r}: the embedded driver runs locally; it takes no host or remote transport",
+                           "uri")
     names = [name for name, _value in pairs]
     for name in names:
         if name not in EMBED_PARAMS:
@@ -109,7 +111,8 @@ def _check_embed(uri: ConnectionURI, pairs: list[tuple[str, str]]) -> Connection
 
 def _embed_root(raw: str, root: str | None) -> str:
     if not root:
-        raise InvalidInput(f"{raw!r}: qemu:///embed needs a root directory, as in qemu:///embed?root=/var/lib/myapp", "uri")
+        raise InvalidInput(f"{raw!r}: qemu:///embed needs a root directory, as in qemu:///embed?root=/var/lib/myapp",
+                           "uri")
     if any(ord(char) < 32 or ord(char) == 127 for char in root):
         raise InvalidInput(f"{raw!r}: the embed root {root!r} contains a control character", "uri")
     if not os.path.isabs(root):

@@ -476,8 +476,7 @@ removed_disks:
 from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
-from ansible_collections.virtops.qemu.plugins.module_utils.manager.domain import (
-    DomainManager, request_from_params)
+from ansible_collections.virtops.qemu.plugins.module_utils.manager.domain import DomainManager, request_from_params
 from ansible_collections.virtops.qemu.plugins.module_utils.model.domain import secrets_in
 from ansible_collections.virtops.qemu.plugins.module_utils.model.domain_options import DEFINITION_OPTIONS
 from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import argument_spec, run

@@ -43,7 +43,9 @@ EXAMPLES = r"""
 
 - name: Show the machine types x86_64 guests can use
   ansible.builtin.debug:
-    msg: "{{ (host.guests | selectattr('arch', 'equalto', 'x86_64') | first).machines | map(attribute='canonical') | unique | list }}"
+    msg: >-
+      {{ (host.guests | selectattr('arch', 'equalto', 'x86_64') | first).machines
+         | map(attribute='canonical') | unique | list }}
 """
 
 RETURN = r"""

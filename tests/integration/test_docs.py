@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from harness import REPO
 from harness.ansible import ansible_env
 

@@ -14,9 +14,10 @@ import json
 import subprocess
 
 import pytest
+from lxml import etree
+
 from harness.ansible import run_module
 from harness.libvirtd import wait_for_line
-from lxml import etree
 
 pytestmark = [pytest.mark.guest]
 
@@ -190,7 +191,7 @@ def test_unknown_domain_without_definition(backend, vm):
 def devices_of(argv: list[str]) -> list[str]:
     """QEMU device drivers in order, from JSON or key=value -device arguments."""
     found = []
-    for flag, value in zip(argv, argv[1:]):
+    for flag, value in zip(argv, argv[1:], strict=False):
         if flag == "-device":
             found.append(json.loads(value)["driver"] if value.startswith("{") else value.split(",")[0])
     return found
@@ -220,7 +221,8 @@ def test_both_backends_run_the_same_qemu_devices(libvirtd, embed_backend, guest,
             side.remove(name)
     assert devices_of(argvs["embed"]) == devices_of(argvs["libvirt"])
     for flag in ("-machine", "-accel", "-m", "-smp", "-cpu", "-kernel", "-initrd", "-append"):
-        assert argvs["embed"][argvs["embed"].index(flag) + 1] == argvs["libvirt"][argvs["libvirt"].index(flag) + 1], flag
+        embed, libvirt = argvs["embed"], argvs["libvirt"]
+        assert embed[embed.index(flag) + 1] == libvirt[libvirt.index(flag) + 1], flag
 
 
 def test_host_info(backend):
@@ -235,6 +237,7 @@ def test_host_info(backend):
 
 def test_embedded_driver_names_the_qemu_conf_keys_it_ignores(guest, workdir):
     import secrets
+
     from harness.backends import EmbedBackend
     side = EmbedBackend(f"/var/tmp/vte-{secrets.token_hex(3)}")
     try:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import os
 
 import pytest
-from harness.ansible import run_module
 from test_domain import domain, guest_options, parsed
+
+from harness.ansible import run_module
 
 pytestmark = [pytest.mark.guest]
 

@@ -24,10 +24,8 @@ from lxml import etree
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import autostart, process
-from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
-    BackendError, Conflict, InvalidInput, NotFound)
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, Conflict, InvalidInput, NotFound
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse
-
 from harness.guest import MARKER, POWEROFF_MARKER  # noqa: E402  (tests/ is on sys.path via conftest)
 from harness.libvirtd import wait_for_line  # noqa: E402
 

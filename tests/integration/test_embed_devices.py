@@ -20,7 +20,6 @@ import pytest
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse
-
 from harness.guest import MARKER  # noqa: E402  (tests/ is on sys.path via conftest)
 from harness.libvirtd import wait_for_line  # noqa: E402
 

@@ -25,7 +25,6 @@ from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import process, state
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, Conflict
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse
-
 from harness.ansible import run_module  # noqa: E402  (tests/ is on sys.path via conftest)
 from harness.guest import MARKER  # noqa: E402
 from harness.libvirtd import wait_for_line  # noqa: E402

@@ -20,6 +20,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import process
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, InvalidInput, NotFound

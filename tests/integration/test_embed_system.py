@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import pytest
+
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import firmware
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse

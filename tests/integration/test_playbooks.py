@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+
 from harness import REPO
 from harness.ansible import run_playbook
 

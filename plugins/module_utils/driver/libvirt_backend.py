@@ -14,9 +14,17 @@ import re
 import shlex
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import (
-    DOMAIN_STATES, DomainRuntime, DomainStatus, Driver)
+    DOMAIN_STATES,
+    DomainRuntime,
+    DomainStatus,
+    Driver,
+)
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
-    BackendError, InvalidInput, MissingDependency, NotFound)
+    BackendError,
+    InvalidInput,
+    MissingDependency,
+    NotFound,
+)
 
 try:
     import libvirt

@@ -15,7 +15,11 @@ from dataclasses import dataclass, field
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import is_active
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
-    InvalidInput, NotFound, UnreadableDefinition, VirtError)
+    InvalidInput,
+    NotFound,
+    UnreadableDefinition,
+    VirtError,
+)
 from ansible_collections.virtops.qemu.plugins.module_utils.manager import power
 from ansible_collections.virtops.qemu.plugins.module_utils.model import domain as model
 from ansible_collections.virtops.qemu.plugins.module_utils.model import domain_options
@@ -129,8 +133,8 @@ class DomainManager:
                 plan.done.append(step)
         except VirtError as e:
             if plan.done:
-                raise e.after_changes(f"{_what_was_done(req.name, plan.done)} but {_failure(step)}: {e}",
-                                      self._partial_result(req, plan))
+                e.after_changes(f"{_what_was_done(req.name, plan.done)} but {_failure(step)}: {e}",
+                                self._partial_result(req, plan))
             raise
 
     @staticmethod

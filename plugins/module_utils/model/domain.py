@@ -15,7 +15,12 @@ from collections.abc import Iterable
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
 from ansible_collections.virtops.qemu.plugins.module_utils.model import xmltree
 from ansible_collections.virtops.qemu.plugins.module_utils.model.merge import (
-    Rules, child_attr, first_key, own_attr, merge)
+    Rules,
+    child_attr,
+    first_key,
+    merge,
+    own_attr,
+)
 from ansible_collections.virtops.qemu.plugins.module_utils.model.units import xml_size_to_kib
 
 # Machine aliases libvirt stores as the versioned name it resolves them to.

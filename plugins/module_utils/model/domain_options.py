@@ -11,7 +11,8 @@ Private to the collection.
 from __future__ import annotations
 
 import os
-from typing import Any, Callable, Dict
+from collections.abc import Callable
+from typing import Any
 
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
 from ansible_collections.virtops.qemu.plugins.module_utils.model.domain import DEVICES
@@ -30,7 +31,7 @@ X86_ARCHES = frozenset({"x86_64", "i686", "i586", "i486", "i386"})
 X86_DEFAULT_FEATURES = ("acpi", "apic")
 VNC_FIRST_PORT = 5900
 
-Params = Dict[str, Any]
+Params = dict[str, Any]
 
 
 def has_definition(params: Params) -> bool:

@@ -13,14 +13,13 @@ Private to the collection.
 from __future__ import annotations
 
 import copy
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Hashable
 from dataclasses import dataclass, field
-from typing import Callable, Dict, Hashable, Optional
 
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import XmlNode
 
 # An element's identity within its list; None means "match by position".
-KeyFunction = Callable[[XmlNode], Optional[Hashable]]
+KeyFunction = Callable[[XmlNode], Hashable | None]
 # Whether a current value already satisfies the desired one.
 Equivalence = Callable[[str, str], bool]
 
@@ -61,9 +60,9 @@ class Rules:
     members are dropped when the desired tree does not list them.
     ``equivalent``: "path@attr" or "path#text" -> predicate(current, desired).
     """
-    identity: Dict[str, KeyFunction] = field(default_factory=dict)
+    identity: dict[str, KeyFunction] = field(default_factory=dict)
     owned: frozenset[str] = frozenset()
-    equivalent: Dict[str, Equivalence] = field(default_factory=dict)
+    equivalent: dict[str, Equivalence] = field(default_factory=dict)
 
 
 @dataclass

@@ -20,25 +20,31 @@ import copy
 import os
 import shutil
 from collections.abc import Iterator
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from types import SimpleNamespace
 
+from ansible_collections.virtops.qemu.plugins.module_utils import fileio
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import DomainRuntime, DomainStatus, Driver
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import caps as capsmod
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import command
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import firmware
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import process
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import state
-from ansible_collections.virtops.qemu.plugins.module_utils import fileio
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import command, firmware, process, state
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.layout import (
-    Layout, check_socket_path, make_private_dir)
+    Layout,
+    check_socket_path,
+    make_private_dir,
+)
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse import postparse
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.state import DomainRecord
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
-    BackendError, Conflict, InvalidInput, NotFound, UnreadableDefinition, VirtError)
+    BackendError,
+    Conflict,
+    InvalidInput,
+    NotFound,
+    UnreadableDefinition,
+    VirtError,
+)
 from ansible_collections.virtops.qemu.plugins.module_utils.model import schema
 from ansible_collections.virtops.qemu.plugins.module_utils.model.domain import validate_name
-from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import etree, parse, sub, to_string
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse, sub, to_string
 from ansible_collections.virtops.qemu.plugins.module_utils.qemu_conf import read_conf, settings_from_text
 from ansible_collections.virtops.qemu.plugins.module_utils.qmp import QMPClient, QMPError
 
@@ -495,7 +501,7 @@ class EmbedDriver(Driver):
         child, offset = process.spawn(argv, env, paths.log_file)
         record.pid = child.pid
         record.starttime = process.start_time(child.pid)
-        record.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        record.started = datetime.now(UTC).isoformat(timespec="seconds")
         self._save(name, record)
         self._configure(name, record, child, offset, conf, paused)
 

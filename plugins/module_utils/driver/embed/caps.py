@@ -32,14 +32,13 @@ import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import etree
-
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.process import is_alive, read_pid, start_time
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     BackendError,
     VirtError,
 )
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.process import is_alive, read_pid, start_time
 from ansible_collections.virtops.qemu.plugins.module_utils.fileio import atomic_write
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import etree
 from ansible_collections.virtops.qemu.plugins.module_utils.qmp import QMPClient
 
 CACHE_FORMAT = 1

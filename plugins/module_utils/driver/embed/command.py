@@ -542,7 +542,7 @@ class _CommandBuilder:
         counts = [int(topology.get(k, "1")) for k in ("sockets", "dies", "cores", "threads")]
         if counts[0] * counts[1] * counts[2] * counts[3] != maximum:
             raise InvalidInput("CPU topology does not match the vcpu count", "cpu/topology")
-        opts += [f"{k}={n}" for k, n in zip(("sockets", "dies", "cores", "threads"), counts)]
+        opts += [f"{k}={n}" for k, n in zip(("sockets", "dies", "cores", "threads"), counts, strict=True)]
         return ",".join(opts)
 
     def _smbios(self) -> None:

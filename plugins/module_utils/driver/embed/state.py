@@ -19,8 +19,7 @@ from dataclasses import dataclass, field
 
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, InvalidInput
 from ansible_collections.virtops.qemu.plugins.module_utils.fileio import atomic_write, read_text
-from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import (
-    element, etree, parse, sub, to_string)
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import element, etree, parse, sub, to_string
 
 PRIVATE = 0o600
 

@@ -9,8 +9,7 @@ import pytest
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import DomainStatus
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput, NotFound, OperationTimeout
 from ansible_collections.virtops.qemu.plugins.module_utils.manager import power
-from ansible_collections.virtops.qemu.plugins.module_utils.manager.domain import (
-    DomainManager, request_from_params)
+from ansible_collections.virtops.qemu.plugins.module_utils.manager.domain import DomainManager, request_from_params
 
 BASE = {"uri": "qemu:///system", "state": "present", "restart": False, "force": False,
         "shutdown_timeout": 1, "remove_disks": []}

@@ -1,6 +1,9 @@
 """What the domain modules return and refuse: masked secrets, partial results, numbers, features."""
 
 import pytest
+from lxml import etree
+from test_domain_manager import BASE, MemoryDriver, ensure
+
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import DomainRuntime
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.libvirt_backend import taint_flags
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
@@ -17,8 +20,6 @@ from ansible_collections.virtops.qemu.plugins.module_utils.manager.domain import
 from ansible_collections.virtops.qemu.plugins.module_utils.model import domain as model
 from ansible_collections.virtops.qemu.plugins.module_utils.model import domain_options
 from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import run
-from lxml import etree
-from test_domain_manager import BASE, MemoryDriver, ensure
 
 
 class Driver(MemoryDriver):
@@ -64,7 +65,8 @@ def test_current_memory_above_the_stored_memory_is_refused_before_anything_chang
     d = Driver()
     ensure(d, name="vm", type="qemu", memory="256MiB")
     d.calls.clear()
-    with pytest.raises(InvalidInput, match="^current_memory: the current memory .524288 KiB. is larger than the memory .262144 KiB."):
+    too_much = "^current_memory: the current memory .524288 KiB. is larger than the memory .262144 KiB."
+    with pytest.raises(InvalidInput, match=too_much):
         ensure(d, name="vm", current_memory="512MiB")
     with pytest.raises(InvalidInput, match="^xml: the current memory"):
         ensure(d, name="vm", xml="<domain><name>vm</name><currentMemory unit='GiB'>1</currentMemory></domain>")

@@ -7,6 +7,7 @@ from types import SimpleNamespace
 
 import pytest
 from lxml import etree
+from qemu72_caps import CAPS
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.command import (
     build_command,
@@ -17,7 +18,6 @@ from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.command 
 )
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse import postparse
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
-from qemu72_caps import CAPS
 
 NS = "xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'"
 PATHS = SimpleNamespace(monitor_socket="/r/lib/qemu/domain-1-t/monitor.sock", pidfile="/r/run/qemu/t.pid",

@@ -16,7 +16,11 @@ from ansible_collections.virtops.qemu.plugins.module_utils import fileio
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import process, state
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.autostart import systemd_unit
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.layout import (
-    MAX_SOCKET_PATH, Layout, check_socket_path, short_name)
+    MAX_SOCKET_PATH,
+    Layout,
+    check_socket_path,
+    short_name,
+)
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput, OperationTimeout
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse
 from ansible_collections.virtops.qemu.plugins.module_utils.uri import parse_uri

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 from lxml import etree
+from qemu72_caps import CAPS
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse import disk_index, postparse
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
-from qemu72_caps import CAPS
 
 
 def dom(devices="", machine="pc", extra=""):

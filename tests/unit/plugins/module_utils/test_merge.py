@@ -2,7 +2,8 @@
 
 import copy
 
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from lxml import etree
 
 from ansible_collections.virtops.qemu.plugins.module_utils.model.merge import Rules, match, merge, own_attr

@@ -13,11 +13,11 @@ import time
 
 import pytest
 
+from ansible_collections.virtops.qemu.plugins.module_utils import qmp
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     BackendError,
     OperationTimeout,
 )
-from ansible_collections.virtops.qemu.plugins.module_utils import qmp
 from ansible_collections.virtops.qemu.plugins.module_utils.qmp import QMPClient, QMPError
 
 GREETING = {"QMP": {"version": {"qemu": {"micro": 22, "minor": 2, "major": 7},

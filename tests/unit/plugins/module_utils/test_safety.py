@@ -8,6 +8,7 @@ import threading
 import time
 
 import pytest
+
 from ansible_collections.virtops.qemu.plugins.module_utils import fileio
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import caps, process
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.layout import Layout, make_private_dir
