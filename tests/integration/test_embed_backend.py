@@ -156,7 +156,7 @@ def test_too_long_socket_path_refused_before_creating_anything(root):
 def test_capabilities(driver):
     caps = etree.fromstring(driver.capabilities().encode())
     assert caps.find("guest/arch[@name='x86_64']/domain[@type='qemu']") is not None
-    assert driver.qemu_conf_path().endswith("/etc/qemu.conf")
+    assert driver.layout.qemu_conf == driver.uri.qemu_conf_path()
 
 
 # -- definition ---------------------------------------------------------------

@@ -64,9 +64,6 @@ class Driver(ABC):
     def capabilities(self) -> str:
         """The host capabilities XML (libvirt's <capabilities> format)."""
 
-    def qemu_conf_path(self) -> str:
-        return self.uri.qemu_conf_path()
-
     # -- domains: definition --------------------------------------------
     @abstractmethod
     def domain_names(self) -> list[str]:

@@ -18,6 +18,7 @@ import argparse
 import os
 import sys
 
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.backend import EmbedDriver
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import VirtError
 from ansible_collections.virtops.qemu.plugins.module_utils.uri import parse_uri
 
@@ -26,7 +27,6 @@ MODULE = "ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.aut
 
 def autostart_domains(root: str) -> dict[str, str | None]:
     """Start every inactive autostart domain of ``root``; name -> None or the error."""
-    from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.backend import EmbedDriver
     results: dict[str, str | None] = {}
     with EmbedDriver(parse_uri(f"qemu:///embed?root={root}")) as driver:
         for name in driver.domain_names():
