@@ -25,7 +25,7 @@ import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from enum import Enum
-from typing import Union
+from typing import NoReturn, Union
 
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
 from ansible_collections.virtops.qemu.plugins.module_utils.fileio import atomic_write, file_lock, read_text
@@ -199,7 +199,7 @@ class _Parser:
             self._fail("expecting a separator")
         return key, raw, end
 
-    def _fail(self, reason: str) -> None:
+    def _fail(self, reason: str) -> NoReturn:
         raise ConfSyntaxError(self.line, reason, self.source)
 
     def _peek(self) -> str:
@@ -275,7 +275,6 @@ class _Parser:
         if char in "+-0123456789":
             return self._number()
         self._fail("expecting a value (a quoted string, a number or a list)")
-        raise AssertionError("unreachable")
 
     def _quoted(self, quote: str) -> str:
         end = self.pos + 1
@@ -297,9 +296,9 @@ class _Parser:
             self._fail("expecting digits")
         return int(self._advance(match.end()))
 
-    def _list(self) -> list:
+    def _list(self) -> list[Value]:
         self._advance(self.pos + 1)
-        items = []
+        items: list[Value] = []
         self._list_gap()
         while self._peek() != "]":
             if self.pos >= len(self.text):
@@ -445,8 +444,9 @@ class QemuConf:
     def _example_at(self, index: int, key: str) -> _Example | None:
         block = self._comment_block(index)
         # The comment lines with their '#' cut off, joined by their own breaks.
-        bodies = "".join(_piece_text(piece)[1:] if isinstance(piece, _Comment)
-                         else piece for piece in self._pieces[index:block[-1] + 1])
+        # Between the comments of a block there are only line breaks.
+        bodies = "".join(piece.text[1:] if isinstance(piece, _Comment)
+                         else _piece_text(piece) for piece in self._pieces[index:block[-1] + 1])
         try:
             found_key, raw, end = _Parser(bodies).lone_statement()
         except ConfSyntaxError:
@@ -454,7 +454,9 @@ class QemuConf:
         if found_key != key:
             return None
         lines = bodies[:end].count("\n") + 1
-        canonical = self._pieces[index].text.startswith("#" + key)
+        first = self._pieces[index]
+        assert isinstance(first, _Comment), "an example starts at a comment"  # _examples passes only those
+        canonical = first.text.startswith("#" + key)
         return _Example(index, block[lines - 1] + 1, raw, canonical)
 
     def _comment_block(self, index: int) -> list[int]:
@@ -487,6 +489,7 @@ def normalize(key: str, value: object) -> Value:
     unambiguous forms ("yes"/"no"/"true"/"false"/"on"/"off"/"1"/"0", digits).
     """
     kind = key_type(key)
+    result: Value | None
     if kind is KeyType.BOOL:
         result = _to_bool(value)
     elif kind in _INT_RANGE:

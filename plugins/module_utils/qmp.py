@@ -51,7 +51,7 @@ class QMPClient:
     def __init__(self, sock: socket.socket, path: str = ""):
         self.path = path
         self.greeting: dict = {}
-        self._sock = sock
+        self._sock: socket.socket | None = sock
         self._buffer = b""
         self._pending: list[dict] = []
         self._event_queue: list[dict] = []

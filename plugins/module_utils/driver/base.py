@@ -120,7 +120,7 @@ class Driver(ABC):
         """The QEMU argv and environment the definition starts with, as ``virsh domxml-to-native qemu-argv``."""
 
     @abstractmethod
-    def domain_monitor(self, name: str, command: dict) -> dict:
+    def domain_monitor(self, name: str, command: dict) -> object:
         """Run one QMP command ({"execute": ..., "arguments": ...}) and return its "return" value."""
 
     # -- storage ----------------------------------------------------------

@@ -231,7 +231,7 @@ class LibvirtDriver(Driver):
                           "qemu-argv", self.domain_xml(name), 0)
         return split_native_command(text)
 
-    def domain_monitor(self, name: str, command: dict) -> dict:
+    def domain_monitor(self, name: str, command: dict) -> object:
         try:
             import libvirt_qemu
         except ImportError as e:  # pragma: no cover - shipped with the bindings

@@ -29,7 +29,7 @@ _MACHINE_FAMILIES = {"pc": "pc-i440fx-", "q35": "pc-q35-"}
 
 def _same_machine(current: str, desired: str) -> bool:
     family = _MACHINE_FAMILIES.get(desired)
-    return bool(family) and current.startswith(family)
+    return family is not None and current.startswith(family)
 
 
 def _any_port(current: str, desired: str) -> bool:

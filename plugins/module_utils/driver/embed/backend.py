@@ -22,6 +22,7 @@ import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from types import SimpleNamespace
+from typing import Any, cast
 
 from ansible_collections.virtops.qemu.plugins.module_utils import fileio
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import DomainRuntime, DomainStatus, Driver
@@ -44,7 +45,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
 )
 from ansible_collections.virtops.qemu.plugins.module_utils.model import schema
 from ansible_collections.virtops.qemu.plugins.module_utils.model.domain import validate_name
-from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse, sub, to_string
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import etree, parse, sub, to_string
 from ansible_collections.virtops.qemu.plugins.module_utils.qemu_conf import read_conf, settings_from_text
 from ansible_collections.virtops.qemu.plugins.module_utils.qmp import QMPClient, QMPError
 
@@ -355,7 +356,7 @@ class EmbedDriver(Driver):
         monitor = process.monitor_path(argv)
         try:
             with QMPClient.connect(monitor, timeout=MONITOR_TIMEOUT, wait_for_socket=False) as qmp:
-                runstate = qmp.execute("query-status")["status"]
+                runstate = _runstate(qmp)
         except VirtError as exc:
             raise Conflict(f"QEMU process {pid} runs domain {name!r}, which has no status record, and its "
                            f"monitor {monitor or '(none on its command line)'} does not answer ({exc}); "
@@ -376,7 +377,7 @@ class EmbedDriver(Driver):
         """Bring the recorded state in line with what QEMU says it is doing; None if it did not answer."""
         try:
             with self._session(record.monitor) as qmp:
-                runstate = qmp.execute("query-status")["status"]
+                runstate = _runstate(qmp)
         except VirtError as exc:
             self._warn_silent(name, record, exc)
             return None
@@ -493,8 +494,9 @@ class EmbedDriver(Driver):
 
     def _launch(self, name: str, record: DomainRecord, caps, paused: bool) -> None:
         live, conf = record.live, self.qemu_conf()
-        self._prepare_host(name, record)
-        paths = self._paths(name, record)
+        assert live is not None, "_reserve gives the record its live XML"
+        self._prepare_host(name, record, live)
+        paths = self._paths(name, live, record.monitor, record.domain_dir)
         argv, env = command.build_command(live, caps, paths, conf)
         argv += process.runtime_args(paths.pidfile, self.layout.trace_file(name), caps.has_option("trace"))
         record.taints = command.taints(live)
@@ -505,22 +507,23 @@ class EmbedDriver(Driver):
         self._save(name, record)
         self._configure(name, record, child, offset, conf, paused)
 
-    def _prepare_host(self, name: str, record: DomainRecord) -> None:
+    def _prepare_host(self, name: str, record: DomainRecord, live: etree._Element) -> None:
         for leftover in (self.layout.pidfile(name), self.layout.trace_file(name), record.monitor):
             fileio.remove_quietly(leftover)
         make_private_dir(record.domain_dir)
-        firmware.fill(record.live, self.layout.nvram_file(name))
-        _copy_nvram_template(record.live, self.layout.nvram_file(name))
-        for iface in record.live.findall("devices/interface[@type='bridge']"):
+        firmware.fill(live, self.layout.nvram_file(name))
+        _copy_nvram_template(live, self.layout.nvram_file(name))
+        for iface in live.findall("devices/interface[@type='bridge']"):
             mac = iface.find("mac")
             process.create_tap(iface.find("target").get("dev"), iface.find("source").get("bridge"),
                                mac.get("address") if mac is not None else None)
 
-    def _paths(self, name: str, record: DomainRecord) -> SimpleNamespace:
-        ports = {g.get("type"): int(g.get("port")) for g in record.live.findall("devices/graphics")
+    def _paths(self, name: str, live: etree._Element, monitor: str, domain_dir: str) -> SimpleNamespace:
+        """The ``paths`` of command.build_command for a run with this live XML, monitor and directory."""
+        ports = {g.get("type"): int(g.get("port")) for g in live.findall("devices/graphics")
                  if (g.get("port") or "-1") != "-1"}
         return SimpleNamespace(
-            monitor_socket=record.monitor, pidfile=self.layout.pidfile(name), domain_dir=record.domain_dir,
+            monitor_socket=monitor, pidfile=self.layout.pidfile(name), domain_dir=domain_dir,
             log_file=self.layout.log_file(name), nvram=self.layout.nvram_file(name),
             vnc_port=ports.get("vnc"), spice_port=ports.get("spice"))
 
@@ -589,8 +592,11 @@ class EmbedDriver(Driver):
     def domain_destroy(self, name: str) -> None:
         with self._lock(name):
             record = self._active_record(name, "destroy")
-            if not (self._quit(record) and process.wait_gone(record.pid, record.starttime, DESTROY_GRACE)):
-                process.kill(record.pid, record.starttime)
+            quit_asked = self._quit(record)
+            # No pid: a start in progress has not spawned QEMU yet, and there is no process to wait for or kill.
+            pid = record.pid
+            if pid is not None and not (quit_asked and process.wait_gone(pid, record.starttime, DESTROY_GRACE)):
+                process.kill(pid, record.starttime)
             self._cleanup(name, record, "destroyed")
 
     def _quit(self, record: DomainRecord) -> bool:
@@ -613,12 +619,10 @@ class EmbedDriver(Driver):
             if graphics.get("autoport") == "yes" or (graphics.get("port") or "-1") == "-1":
                 graphics.set("port", str(VNC_PORT_MIN))
         _assign_taps(live, set())
-        placeholder = SimpleNamespace(live=live, monitor=self.layout.monitor_socket(-1, name),
-                                      domain_dir=self.layout.domain_dir(-1, name))
-        paths = self._paths(name, placeholder)
+        paths = self._paths(name, live, self.layout.monitor_socket(-1, name), self.layout.domain_dir(-1, name))
         return command.build_command(live, self._caps_for(live), paths, self.qemu_conf())
 
-    def domain_monitor(self, name: str, command: dict) -> dict:
+    def domain_monitor(self, name: str, command: dict) -> object:
         if not isinstance(command, dict) or not command.get("execute"):
             raise InvalidInput("a monitor command is a dict with an 'execute' key", "command")
         with self._lock(name):
@@ -658,6 +662,11 @@ def _carry_over(desired, current) -> None:
         if iface.find("mac") is None and index < len(old) and old[index].find("mac") is not None \
                 and old[index].get("type") == iface.get("type"):
             iface.insert(0, copy.deepcopy(old[index].find("mac")))
+
+
+def _runstate(qmp: QMPClient) -> str:
+    """QEMU's run state; query-status returns a StatusInfo object: {"status": ..., "running": ...}."""
+    return cast("dict[str, Any]", qmp.execute("query-status"))["status"]
 
 
 def _uuid(domain) -> str | None:
@@ -721,7 +730,7 @@ def _assign_ports(live, conf: dict, taken: set[int]) -> None:
 
 
 def _assign_taps(live, taken: set[str]) -> list[str]:
-    taps = []
+    taps: list[str] = []
     for iface in live.findall("devices/interface[@type='bridge']"):
         target = iface.find("target")
         if target is None:
@@ -764,8 +773,9 @@ def _record_ptys(qmp: QMPClient, live) -> None:
     serials = [s for s in live.findall("devices/serial") if s.get("type") == "pty"]
     if not serials:
         return
-    ptys = {c["label"]: c["filename"][4:] for c in qmp.execute("query-chardev")
-            if c.get("filename", "").startswith("pty:")}
+    # query-chardev returns a list of ChardevInfo objects: {"label": ..., "filename": ..., ...}.
+    chardevs = cast("list[dict[str, Any]]", qmp.execute("query-chardev"))
+    ptys = {c["label"]: c["filename"][4:] for c in chardevs if c.get("filename", "").startswith("pty:")}
     for serial in serials:
         port = serial.find("target").get("port", "0")
         path = ptys.get(f"charserial{port}")

@@ -39,7 +39,7 @@ class DomainRecord:
     domain_dir: str = ""
     taints: list[str] = field(default_factory=list)
     taps: list[str] = field(default_factory=list)
-    live: object = None                     # the live <domain> element
+    live: etree._Element | None = None      # the live <domain> element
     starter: int | None = None              # pid of the run doing a start in progress ...
     starter_time: int | None = None         # ... and its /proc start time
 
