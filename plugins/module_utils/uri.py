@@ -49,9 +49,7 @@ class ConnectionURI:
     def qemu_conf_path(self, environ=None) -> str:
         """Where the QEMU driver of this instance reads qemu.conf."""
         if self.instance == "embed":
-            root = self.embed_root
-            assert root is not None, "parse_uri gives every embed URI a root"
-            return os.path.join(root, "etc", "qemu.conf")
+            return os.path.join(self.params["root"], "etc", "qemu.conf")
         if self.instance == "session":
             env = os.environ if environ is None else environ
             base = env.get("XDG_CONFIG_HOME") or os.path.join(

@@ -310,7 +310,6 @@ def test_corrupt_definition_can_be_undefined_while_running(guest_build, root):
     assert not _alive(pid)
 
 
-
 def test_corrupt_definition_does_not_stop_the_domain_module(guest_build, root):
     """state=destroyed and state=absent need nothing from the definition file."""
     pid = _started(guest_build, root, "vm1")
@@ -327,6 +326,7 @@ def test_corrupt_definition_does_not_stop_the_domain_module(guest_build, root):
     assert refused.get("failed") and "cannot be parsed" in refused["msg"]
     removed = run_module("domain", {"name": "vm1", "state": "absent"}, uri=uri)
     assert removed["changed"] is True and not config.exists()
+
 
 # -- a silent QEMU ------------------------------------------------------------------------
 def test_stopped_qemu_does_not_stall_status_or_destroy(guest_build, root):

@@ -101,7 +101,9 @@ def test_efi_auto_selection_starts_secure_firmware_on_q35(driver, root):
     assert nvram.text == str(root / "lib" / "qemu" / "nvram" / "efi_VARS.fd")
     assert os.path.getsize(nvram.text) == os.path.getsize(expected.nvram_template)
     assert live.find("features/smm").get("state") == "on"
-    (cmdline,) = _qemu_cmdlines(root).values()
+    cmdlines = list(_qemu_cmdlines(root).values())
+    assert len(cmdlines) == 1
+    cmdline = cmdlines[0]
     assert b"driver=cfi.pflash01,property=secure,value=on" in cmdline and b"smm=on" in cmdline
     # the stored definition still asks for auto-selection, as libvirt 9.0 keeps it
     assert parse(driver.domain_xml("efi"), "domain").find("os/loader") is None
@@ -188,7 +190,9 @@ def test_machine_features_and_file_backed_memory_accepted_by_qemu(driver, root):
     (memdev,) = driver.domain_monitor("mach", {"execute": "query-memdev"})
     assert memdev["id"] == "pc.ram" and memdev["size"] == 128 * 2 ** 20
     assert (root / "lib" / "qemu" / "domain-1-mach" / "pc.ram").exists()
-    (pid,) = _qemu_cmdlines(root)
+    pids = list(_qemu_cmdlines(root))
+    assert len(pids) == 1
+    pid = pids[0]
     assert b"TZ=Europe/Paris" in Path(f"/proc/{pid}/environ").read_bytes()
     driver.domain_destroy("mach")
     assert not (root / "lib" / "qemu" / "domain-1-mach").exists()

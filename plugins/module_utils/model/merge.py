@@ -15,11 +15,12 @@ from __future__ import annotations
 import copy
 from collections.abc import Callable, Collection, Hashable
 from dataclasses import dataclass, field
+from typing import Optional
 
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import XmlNode
 
 # An element's identity within its list; None means "match by position".
-KeyFunction = Callable[[XmlNode], Hashable | None]
+KeyFunction = Callable[[XmlNode], Optional[Hashable]]  # noqa: UP045 - evaluated at run time
 # Whether a current value already satisfies the desired one.
 Equivalence = Callable[[str, str], bool]
 

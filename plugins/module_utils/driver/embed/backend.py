@@ -22,7 +22,7 @@ import shutil
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from types import SimpleNamespace
-from typing import Any, cast
+from typing import cast
 
 from ansible_collections.virtops.qemu.plugins.module_utils import fileio
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import DomainRuntime, DomainStatus, Driver
@@ -494,7 +494,8 @@ class EmbedDriver(Driver):
 
     def _launch(self, name: str, record: DomainRecord, caps, paused: bool) -> None:
         live, conf = record.live, self.qemu_conf()
-        assert live is not None, "_reserve gives the record its live XML"
+        if live is None:
+            raise BackendError(f"domain {name!r}: the start record holds no definition")
         self._prepare_host(name, record, live)
         paths = self._paths(name, live, record.monitor, record.domain_dir)
         argv, env = command.build_command(live, caps, paths, conf)
@@ -666,7 +667,7 @@ def _carry_over(desired, current) -> None:
 
 def _runstate(qmp: QMPClient) -> str:
     """QEMU's run state; query-status returns a StatusInfo object: {"status": ..., "running": ...}."""
-    return cast("dict[str, Any]", qmp.execute("query-status"))["status"]
+    return cast(dict, qmp.execute("query-status"))["status"]
 
 
 def _uuid(domain) -> str | None:
@@ -774,7 +775,7 @@ def _record_ptys(qmp: QMPClient, live) -> None:
     if not serials:
         return
     # query-chardev returns a list of ChardevInfo objects: {"label": ..., "filename": ..., ...}.
-    chardevs = cast("list[dict[str, Any]]", qmp.execute("query-chardev"))
+    chardevs = cast(list, qmp.execute("query-chardev"))
     ptys = {c["label"]: c["filename"][4:] for c in chardevs if c.get("filename", "").startswith("pty:")}
     for serial in serials:
         port = serial.find("target").get("port", "0")

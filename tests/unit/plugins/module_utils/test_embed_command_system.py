@@ -152,8 +152,8 @@ def test_timezone_clock_sets_tz():
 @pytest.mark.parametrize("machine,device", [("pc", "PIIX4_PM"), ("q35", "ICH9-LPC")])
 def test_power_management(machine, device):
     body = "<pm><suspend-to-mem enabled='no'/><suspend-to-disk enabled='yes'/></pm>"
-    assert opts(build(domain(body, machine=machine))[0], "-global") == [f"{device}.disable_s3=1",
-                                                                         f"{device}.disable_s4=0"]
+    expected = [f"{device}.disable_s3=1", f"{device}.disable_s4=0"]
+    assert opts(build(domain(body, machine=machine))[0], "-global") == expected
 
 
 def test_boot_menu_and_bios_options():

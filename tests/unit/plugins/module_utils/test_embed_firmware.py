@@ -169,8 +169,9 @@ def test_build_command_leaves_the_callers_definition_alone(fwdirs):
     ("firmware='efi'", "<loader secure='yes'/>", "pc", "<acpi/>", "q35"),
     ("", "<loader readonly='yes' type='pflash' secure='yes'>/fw/CODE.secboot.fd</loader>", "q35", "<acpi/>",
      "SMM"),
-    ("firmware='efi'", ("<firmware><feature enabled='yes' name='enrolled-keys'/>"
-                       "<feature enabled='no' name='secure-boot'/></firmware>"), "q35", "<acpi/>", "enrolled-keys"),
+    ("firmware='efi'",
+     "<firmware><feature enabled='yes' name='enrolled-keys'/><feature enabled='no' name='secure-boot'/></firmware>",
+     "q35", "<acpi/>", "enrolled-keys"),
     ("", "<firmware><feature enabled='yes' name='secure-boot'/></firmware>", "q35", "<acpi/>", "auto-selection"),
     ("firmware='uboot'", "", "q35", "<acpi/>", "unknown firmware"),
 ])
