@@ -14,7 +14,6 @@ import os
 import shutil
 import signal
 import stat
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -26,6 +25,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import autostart, process
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, Conflict, InvalidInput, NotFound
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse
+from harness.embed import private_root, qemu_pids  # noqa: E402
 from harness.guest import MARKER, POWEROFF_MARKER  # noqa: E402  (tests/ is on sys.path via conftest)
 from harness.libvirtd import wait_for_line  # noqa: E402
 
@@ -40,45 +40,8 @@ pytestmark = [
 # -- fixtures ---------------------------------------------------------------
 @pytest.fixture
 def root():
-    path = Path(tempfile.mkdtemp(prefix="vo-", dir="/tmp"))
-    try:
+    with private_root() as path:
         yield path
-    finally:
-        _kill_qemus_of(path)
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def _kill_qemus_of(root: Path) -> None:
-    """Kill every process whose command line mentions this test's root: only QEMUs we started."""
-    needle = str(root).encode()
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if needle in cmdline and b"qemu-system" in cmdline:
-            try:
-                os.kill(int(entry), signal.SIGKILL)
-            except ProcessLookupError:
-                pass
-
-
-def _qemu_pids(root: Path) -> list[int]:
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            status = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        alive = status[status.rfind(")") + 2] not in "ZX"
-        if alive and str(root).encode() in cmdline and b"qemu-system" in cmdline:
-            pids.append(int(entry))
-    return pids
 
 
 @pytest.fixture
@@ -254,7 +217,7 @@ def test_lifecycle_start_pause_shutdown_destroy(driver, guest_build, root):
     powerdown_until_off(driver, "vm1")
     assert driver.domain_status("vm1") == _status("shutoff", "shutdown")
     assert POWEROFF_MARKER in serial_log(root).read_text()
-    assert _qemu_pids(root) == []
+    assert qemu_pids(root) == []
     assert not os.path.exists(monitor) and not (root / "run" / "qemu" / "vm1.pid").exists()
 
     driver.domain_start("vm1", paused=True)
@@ -262,7 +225,7 @@ def test_lifecycle_start_pause_shutdown_destroy(driver, guest_build, root):
     assert driver.domain_monitor("vm1", {"execute": "query-status"})["status"] == "prelaunch"
     driver.domain_destroy("vm1")
     assert driver.domain_status("vm1") == _status("shutoff", "destroyed")
-    assert _qemu_pids(root) == []
+    assert qemu_pids(root) == []
     with pytest.raises(Conflict):
         driver.domain_destroy("vm1")
     print(f"embedded boot to marker: {boot:.1f}s")
@@ -288,7 +251,7 @@ def test_kill_9_is_crashed_cleaned_and_restartable(driver, guest_build, root):
         assert later.domain_status("vm1") == _status("running", "booted")
         wait_for_line(serial_log(root), MARKER, timeout=90)
         later.domain_destroy("vm1")
-    assert _qemu_pids(root) == []
+    assert qemu_pids(root) == []
 
 
 def test_concurrent_starts_run_one_qemu(root, guest_build):
@@ -312,7 +275,7 @@ def test_concurrent_starts_run_one_qemu(root, guest_build):
     for thread in threads:
         thread.join(120)
     assert sorted(outcomes) == ["conflict", "conflict", "started"]
-    assert len(_qemu_pids(root)) == 1
+    assert len(qemu_pids(root)) == 1
     with open_driver(uri) as drv:
         drv.domain_destroy("vm1")
 
@@ -324,7 +287,7 @@ def test_failed_start_reports_log_tail(driver, guest_build, root):
     assert "no-such-kernel" in str(info.value)
     assert "QEMU log" in str(info.value)
     assert driver.domain_status("vm1") == _status("shutoff", "failed")
-    assert _qemu_pids(root) == []
+    assert qemu_pids(root) == []
     assert not (root / "lib" / "qemu" / "domain-1-vm1").exists()
 
 

@@ -10,9 +10,7 @@ reaches its serial marker.
 
 from __future__ import annotations
 
-import shutil
 import socket
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -20,6 +18,7 @@ import pytest
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse
+from harness.embed import private_root
 from harness.guest import MARKER  # noqa: E402  (tests/ is on sys.path via conftest)
 from harness.libvirtd import wait_for_line  # noqa: E402
 
@@ -77,12 +76,9 @@ def rich_domain(guest, root: Path) -> str:
 
 @pytest.fixture
 def root():
-    path = Path(tempfile.mkdtemp(prefix="vo-", dir="/tmp"))
-    try:
+    with private_root() as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
-        Path(f"/dev/shm/vo-shm-{path.name}").unlink(missing_ok=True)
+    Path(f"/dev/shm/vo-shm-{path.name}").unlink(missing_ok=True)
 
 
 @pytest.fixture

@@ -10,11 +10,9 @@ Every test has a private root and kills whatever QEMU it started.
 from __future__ import annotations
 
 import os
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -26,6 +24,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import p
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, Conflict
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse
 from harness.ansible import run_module  # noqa: E402  (tests/ is on sys.path via conftest)
+from harness.embed import private_root, qemu_pids  # noqa: E402
 from harness.guest import MARKER  # noqa: E402
 from harness.libvirtd import wait_for_line  # noqa: E402
 
@@ -37,29 +36,8 @@ pytestmark = [pytest.mark.embed]
 def root():
     if os.geteuid() != 0:
         pytest.fail("the embedded driver tests run as root (QEMU, /proc of every process)")
-    path = Path(tempfile.mkdtemp(prefix="vf-", dir="/tmp"))
-    try:
+    with private_root("vf-") as path:
         yield path
-    finally:
-        for pid in _qemu_pids(path):
-            _signal(pid, signal.SIGKILL)      # SIGKILL also ends a stopped QEMU
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def _qemu_pids(root: Path) -> list[int]:
-    """Live QEMUs whose command line mentions this test's root: only QEMUs this test started."""
-    pids = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        if stat[stat.rfind(")") + 2] not in "ZX" and str(root).encode() in cmdline and b"qemu-system" in cmdline:
-            pids.append(int(entry))
-    return pids
 
 
 def _signal(pid: int, signum: int) -> None:
@@ -132,10 +110,10 @@ def test_lost_status_record_is_rebuilt_from_the_running_qemu(guest_build, root):
         assert drv.domain_status("vm1") == DomainStatus("running", "unknown")
         assert any("reattached" in w and str(pid) in w for w in drv.warnings)
         assert parse(drv.domain_xml("vm1", inactive=False), "domain").get("id") == "1"
-        assert _qemu_pids(root) == [pid]
+        assert qemu_pids(root) == [pid]
         drv.domain_destroy("vm1")
         assert drv.domain_status("vm1") == DomainStatus("shutoff", "destroyed")
-    assert _qemu_pids(root) == []
+    assert qemu_pids(root) == []
 
 
 def test_lost_status_record_and_pidfile_still_find_the_qemu(guest_build, root):
@@ -145,10 +123,10 @@ def test_lost_status_record_and_pidfile_still_find_the_qemu(guest_build, root):
     with _driver(root) as drv:
         with pytest.raises(Conflict, match=f"QEMU process {pid}"):
             drv.domain_start("vm1")
-        assert _qemu_pids(root) == [pid]
+        assert qemu_pids(root) == [pid]
         assert drv.domain_status("vm1").state == "running"
         drv.domain_destroy("vm1")
-    assert _qemu_pids(root) == []
+    assert qemu_pids(root) == []
 
 
 def test_lost_status_record_of_a_silent_qemu_refuses_start_naming_the_pid(guest_build, root):
@@ -158,7 +136,7 @@ def test_lost_status_record_of_a_silent_qemu_refuses_start_naming_the_pid(guest_
     with _driver(root) as drv:
         with pytest.raises(Conflict, match=f"QEMU process {pid} runs domain 'vm1'"):
             drv.domain_start("vm1")
-    assert _qemu_pids(root) == [pid]
+    assert qemu_pids(root) == [pid]
 
 
 # -- a start killed half-way ----------------------------------------------------------
@@ -194,20 +172,20 @@ def test_start_killed_half_way_is_cleaned_up_then_started_afresh(guest_build, ro
         drv.domain_define(_xml(guest_build, root, extra=pty))
     run = _python(KILLED_START, str(root), when)
     assert run.wait(60) == -signal.SIGKILL, run.stderr.read()
-    leftover = _qemu_pids(root)
+    leftover = qemu_pids(root)
     assert len(leftover) == 1                                   # paused, half set up
 
     with _driver(root) as drv:
         assert drv.domain_status("vm1") == DomainStatus("shutoff", "failed")
-        assert _qemu_pids(root) == []
+        assert qemu_pids(root) == []
         drv.domain_start("vm1")
         assert drv.domain_status("vm1") == DomainStatus("running", "booted")
         live = parse(drv.domain_xml("vm1", inactive=False), "domain")
         assert live.find("devices/serial[@type='pty']/source").get("path").startswith("/dev/pts/")
         wait_for_line(root / "vm1-serial.log", MARKER, timeout=90)
-        assert len(_qemu_pids(root)) == 1 and _qemu_pids(root) != leftover
+        assert len(qemu_pids(root)) == 1 and qemu_pids(root) != leftover
         drv.domain_destroy("vm1")
-    assert _qemu_pids(root) == []
+    assert qemu_pids(root) == []
 
 
 def test_a_start_found_half_way_is_killed_by_the_next_start(guest_build, root):
@@ -215,11 +193,11 @@ def test_a_start_found_half_way_is_killed_by_the_next_start(guest_build, root):
         drv.domain_define(_xml(guest_build, root))
     run = _python(KILLED_START, str(root), "qmp-setup")
     assert run.wait(60) == -signal.SIGKILL, run.stderr.read()
-    leftover = _qemu_pids(root)
+    leftover = qemu_pids(root)
     with _driver(root) as drv:
         drv.domain_start("vm1")                                  # no status asked first
         assert drv.domain_status("vm1") == DomainStatus("running", "booted")
-        assert len(_qemu_pids(root)) == 1 and not any(_alive(pid) for pid in leftover)
+        assert len(qemu_pids(root)) == 1 and not any(_alive(pid) for pid in leftover)
         drv.domain_destroy("vm1")
 
 
@@ -290,7 +268,7 @@ def test_corrupt_definition_of_a_running_domain(guest_build, root):
         drv.domain_shutdown("vm1")
         drv.domain_destroy("vm1")
         assert drv.domain_status("vm1") == DomainStatus("shutoff", "destroyed")
-        assert _qemu_pids(root) == []
+        assert qemu_pids(root) == []
         drv.domain_undefine("vm1")
         assert any(str(config) in w and "NVRAM" in w for w in drv.warnings)
         assert not drv.domain_exists("vm1") and not config.exists()
@@ -361,7 +339,7 @@ def test_stopped_qemu_does_not_stall_status_or_destroy(guest_build, root):
         drv.domain_destroy("vm1")
         assert drv.domain_status("vm1") == DomainStatus("shutoff", "destroyed")
         drv.domain_destroy("vm2")
-    assert _qemu_pids(root) == []
+    assert qemu_pids(root) == []
 
 
 def test_removed_monitor_socket_fails_fast_and_destroy_uses_signals(guest_build, root):
@@ -381,7 +359,7 @@ def test_removed_monitor_socket_fails_fast_and_destroy_uses_signals(guest_build,
         drv.domain_destroy("vm1")
         assert time.monotonic() - began < 8
         assert drv.domain_status("vm1") == DomainStatus("shutoff", "destroyed")
-    assert not _alive(pid) and _qemu_pids(root) == []
+    assert not _alive(pid) and qemu_pids(root) == []
 
 
 # -- concurrent runs ------------------------------------------------------------------------
@@ -414,8 +392,8 @@ def test_concurrent_processes_start_one_qemu(guest_build, root):
         assert run.returncode == 0, err
         outcomes.append(out.strip())
     assert sorted(outcomes) == ["conflict", "conflict", "started"]
-    assert len(_qemu_pids(root)) == 1
+    assert len(qemu_pids(root)) == 1
     with _driver(root) as drv:
         assert drv.domain_status("vm1") == DomainStatus("running", "booted")
         drv.domain_destroy("vm1")
-    assert _qemu_pids(root) == []
+    assert qemu_pids(root) == []

@@ -14,7 +14,6 @@ import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -25,38 +24,20 @@ from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import process
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, InvalidInput, NotFound
 from harness.ansible import run_module
+from harness.embed import private_root
 
 QEMU = shutil.which("qemu-system-x86_64") or "/usr/bin/qemu-system-x86_64"
 
 pytestmark = [
     pytest.mark.embed,
-    pytest.mark.skipif(not os.access(QEMU, os.X_OK), reason="qemu-system-x86_64 not installed"),
 ]
 
 
 @pytest.fixture
 def base():
     """A private directory under /tmp; the embed roots of a test live below it."""
-    path = Path(tempfile.mkdtemp(prefix="vo-", dir="/tmp"))
-    try:
+    with private_root() as path:
         yield path
-    finally:
-        for pid in _qemu_pids(str(path)):
-            os.kill(pid, signal.SIGKILL)
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def _qemu_pids(needle: str) -> list[int]:
-    """Live QEMU processes whose command line mentions ``needle``."""
-    found = []
-    for entry in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if needle.encode() in cmdline and b"qemu-system" in cmdline and process.is_alive(int(entry), None):
-            found.append(int(entry))
-    return found
 
 
 def domain_xml(guest, base: Path, name: str = "vm1") -> str:

@@ -11,9 +11,6 @@ QEMU accepts the pflash, SMM and secure-boot arguments.
 from __future__ import annotations
 
 import os
-import shutil
-import signal
-import tempfile
 import time
 from pathlib import Path
 
@@ -22,6 +19,7 @@ import pytest
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import firmware
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse
+from harness.embed import private_root, qemu_cmdlines
 from harness.guest import MARKER
 from harness.libvirtd import wait_for_line
 
@@ -30,34 +28,8 @@ pytestmark = pytest.mark.embed
 
 @pytest.fixture
 def root():
-    path = Path(tempfile.mkdtemp(prefix="vo-", dir="/tmp"))
-    try:
+    with private_root() as path:
         yield path
-    finally:
-        _kill_qemus_of(path)
-        shutil.rmtree(path, ignore_errors=True)
-
-
-def _qemu_cmdlines(root: Path) -> dict[int, bytes]:
-    found = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
-        except OSError:
-            continue
-        if str(root).encode() in cmdline and b"qemu-system" in cmdline:
-            found[int(entry)] = cmdline
-    return found
-
-
-def _kill_qemus_of(root: Path) -> None:
-    for pid in _qemu_cmdlines(root):
-        try:
-            os.kill(pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 @pytest.fixture
@@ -101,7 +73,7 @@ def test_efi_auto_selection_starts_secure_firmware_on_q35(driver, root):
     assert nvram.text == str(root / "lib" / "qemu" / "nvram" / "efi_VARS.fd")
     assert os.path.getsize(nvram.text) == os.path.getsize(expected.nvram_template)
     assert live.find("features/smm").get("state") == "on"
-    cmdlines = list(_qemu_cmdlines(root).values())
+    cmdlines = list(qemu_cmdlines(root).values())
     assert len(cmdlines) == 1
     cmdline = cmdlines[0]
     assert b"driver=cfi.pflash01,property=secure,value=on" in cmdline and b"smm=on" in cmdline
@@ -190,7 +162,7 @@ def test_machine_features_and_file_backed_memory_accepted_by_qemu(driver, root):
     (memdev,) = driver.domain_monitor("mach", {"execute": "query-memdev"})
     assert memdev["id"] == "pc.ram" and memdev["size"] == 128 * 2 ** 20
     assert (root / "lib" / "qemu" / "domain-1-mach" / "pc.ram").exists()
-    pids = list(_qemu_cmdlines(root))
+    pids = list(qemu_cmdlines(root))
     assert len(pids) == 1
     pid = pids[0]
     assert b"TZ=Europe/Paris" in Path(f"/proc/{pid}/environ").read_bytes()
