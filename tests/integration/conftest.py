@@ -9,6 +9,8 @@
   disks and sockets; short enough for UNIX socket paths.
 - ``domain_name`` (per test): a unique domain name; the domain is destroyed
   and undefined after the test.
+- ``root`` / ``driver`` (per test): a private embedded-driver root under /tmp
+  and the driver on it; its QEMUs are killed and its files removed afterwards.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ TESTS = str(Path(__file__).resolve().parents[1])
 if TESTS not in sys.path:
     sys.path.insert(0, TESTS)
 
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver  # noqa: E402
+from harness.embed import private_root  # noqa: E402
 from harness.guest import Guest, build_guest  # noqa: E402
 from harness.libvirtd import Libvirtd  # noqa: E402
 
@@ -98,6 +102,21 @@ def domain_name(libvirtd: Libvirtd):
     libvirtd.virsh("destroy", name, check=False)
     libvirtd.virsh("undefine", name, "--nvram", check=False)
     Path(f"/var/log/libvirt/qemu/{name}.log").unlink(missing_ok=True)
+
+
+@pytest.fixture
+def root():
+    """A private embedded-driver root under /tmp; its QEMUs are killed and its files removed afterwards."""
+    _need_root()
+    with private_root() as path:
+        yield path
+
+
+@pytest.fixture
+def driver(root):
+    """The embedded driver on ``root``."""
+    with open_driver(f"qemu:///embed?root={root}") as drv:
+        yield drv
 
 
 @pytest.fixture(scope="session")

@@ -25,7 +25,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import autostart, process
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, Conflict, InvalidInput, NotFound
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse
-from harness.embed import private_root, qemu_pids  # noqa: E402
+from harness.embed import qemu_pids  # noqa: E402
 from harness.guest import MARKER, POWEROFF_MARKER  # noqa: E402  (tests/ is on sys.path via conftest)
 from harness.libvirtd import wait_for_line  # noqa: E402
 
@@ -38,18 +38,6 @@ pytestmark = [
 
 
 # -- fixtures ---------------------------------------------------------------
-@pytest.fixture
-def root():
-    with private_root() as path:
-        yield path
-
-
-@pytest.fixture
-def driver(root):
-    with open_driver(f"qemu:///embed?root={root}") as drv:
-        yield drv
-
-
 def domain_xml(guest, root: Path, name: str = "vm1", extra_devices: str = "",
                kernel: str | None = None) -> str:
     return f"""<domain type='qemu'>

@@ -24,7 +24,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import p
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, Conflict
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse
 from harness.ansible import run_module  # noqa: E402  (tests/ is on sys.path via conftest)
-from harness.embed import private_root, qemu_pids  # noqa: E402
+from harness.embed import qemu_pids  # noqa: E402
 from harness.guest import MARKER  # noqa: E402
 from harness.libvirtd import wait_for_line  # noqa: E402
 
@@ -32,14 +32,6 @@ pytestmark = [pytest.mark.embed]
 
 
 # -- fixtures and helpers ---------------------------------------------------------
-@pytest.fixture
-def root():
-    if os.geteuid() != 0:
-        pytest.fail("the embedded driver tests run as root (QEMU, /proc of every process)")
-    with private_root("vf-") as path:
-        yield path
-
-
 def _signal(pid: int, signum: int) -> None:
     try:
         os.kill(pid, signum)

@@ -16,26 +16,13 @@ from pathlib import Path
 
 import pytest
 
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import firmware
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse
-from harness.embed import private_root, qemu_cmdlines
+from harness.embed import qemu_cmdlines
 from harness.guest import MARKER
 from harness.libvirtd import wait_for_line
 
 pytestmark = pytest.mark.embed
-
-
-@pytest.fixture
-def root():
-    with private_root() as path:
-        yield path
-
-
-@pytest.fixture
-def driver(root):
-    with open_driver(f"qemu:///embed?root={root}") as drv:
-        yield drv
 
 
 def efi_xml(name: str, machine: str, os_extra: str = "") -> str:
