@@ -94,4 +94,7 @@ def test_domain_info_examples(libvirtd, example_names):
                              "module_defaults": {"group/virtops.qemu.qemu": {"uri": libvirtd.uri}},
                              "tasks": [define, *tasks]}])
     assert not [r for r in results if r["failed"]], results
-    assert results[-1]["msg"].count(example_names["demo01"]) == 1
+    printed = next(r for r in results if r["task"] == "Print them")
+    assert printed["msg"].count(example_names["demo01"]) == 1
+    unreadable = next(r for r in results if r["task"] == "Name the domains that could not be read, and why")
+    assert unreadable["msg"] == {}

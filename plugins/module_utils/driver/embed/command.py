@@ -495,6 +495,10 @@ class _CommandBuilder:
             return None
         mode = cpu.get("mode", "custom")
         if mode == "host-passthrough":
+            # Refused at start, not at define, as libvirt does: the definition may move to a KVM host.
+            if self.dom.get("type") != "kvm":
+                raise InvalidInput("CPU mode 'host-passthrough' needs a kvm domain: "
+                                   "a qemu (TCG) domain has no host CPU to pass through", "cpu@mode")
             name = "host"
         elif mode == "maximum":
             name = "max"

@@ -345,8 +345,6 @@ def _check_cpu_mode(dom: etree._Element) -> None:
     if mode == "host-model":
         raise InvalidInput("host-model needs libvirt's expansion of the host CPU, which the embedded driver "
                            "does not do; use a named model, 'maximum' or (kvm) 'host-passthrough'", "cpu@mode")
-    if mode == "host-passthrough" and dom.get("type") != "kvm":
-        raise InvalidInput("host-passthrough needs a kvm domain", "cpu@mode")
     for feature in cpu.findall("feature"):
         policy = feature.get("policy", "require")
         if policy == "optional":

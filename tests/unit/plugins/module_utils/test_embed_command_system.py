@@ -184,7 +184,6 @@ def test_postparse_orders_os_features_and_memory_backing():
 
 @pytest.mark.parametrize("root,option", [
     (domain("<cpu mode='host-model'/>"), "cpu@mode"),
-    (domain("<cpu mode='host-passthrough'/>"), "cpu@mode"),
     (domain("<cpu><model>qemu64</model><feature policy='optional' name='pcid'/></cpu>"), "cpu/feature@policy"),
     (domain("<memoryBacking><hugepages/></memoryBacking>"), "memoryBacking/hugepages"),
     (domain("<maxMemory slots='16' unit='GiB'>4</maxMemory>"), "maxMemory"),
@@ -206,6 +205,14 @@ def test_define_refuses_what_needs_a_daemon_or_host_probing(root, option):
     with pytest.raises(InvalidInput) as err:
         postparse(root, SYS_CAPS)
     assert err.value.option == option
+
+
+def test_host_passthrough_on_tcg_is_defined_but_refused_at_start():
+    """As libvirt: the definition may later run on a KVM host; a TCG start cannot pass the host CPU through."""
+    stored = postparse(domain("<cpu mode='host-passthrough'/>"), SYS_CAPS)
+    with pytest.raises(InvalidInput) as err:
+        build_command(stored, SYS_CAPS, PATHS, {})
+    assert err.value.option == "cpu@mode" and "kvm" in str(err.value)
 
 
 def test_numa_distances_and_per_cell_discard():
