@@ -23,6 +23,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
 from ansible_collections.virtops.qemu.plugins.module_utils.manager import power
 from ansible_collections.virtops.qemu.plugins.module_utils.model import domain as model
 from ansible_collections.virtops.qemu.plugins.module_utils.model import domain_options
+from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import element, to_string
 
 
@@ -258,7 +259,7 @@ def _uuid(xml: str):
 
 def request_from_params(params: dict) -> DomainRequest:
     """Validate the module's options and build the request; connects to nothing."""
-    name = model.validate_name(params["name"])
+    name = validate_name(params["name"], "domain")
     desired, owned = None, set()
     if params.get("xml"):
         desired = model.parse_domain(params["xml"])

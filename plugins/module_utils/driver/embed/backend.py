@@ -44,7 +44,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     VirtError,
 )
 from ansible_collections.virtops.qemu.plugins.module_utils.model import schema
-from ansible_collections.virtops.qemu.plugins.module_utils.model.domain import validate_name
+from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import etree, parse, sub, to_string
 from ansible_collections.virtops.qemu.plugins.module_utils.qemu_conf import read_conf, settings_from_text
 from ansible_collections.virtops.qemu.plugins.module_utils.qmp import QMPClient, QMPError
@@ -126,7 +126,7 @@ class EmbedDriver(Driver):
 
         No lock file is made for an unknown name, and a domain's lock file goes with the domain.
         """
-        validate_name(name)
+        validate_name(name, "domain")
         if not creating and not self.domain_exists(name):
             raise NotFound(f"domain {name!r} is not defined in {self.uri.raw}")
         if creating or not self.read_only:
@@ -215,7 +215,7 @@ class EmbedDriver(Driver):
 
     def domain_define(self, xml: str) -> None:
         desired = parse(xml, "domain")
-        name = validate_name((desired.findtext("name") or "").strip(), "name")
+        name = validate_name((desired.findtext("name") or "").strip(), "domain")
         schema.validate(desired, "domain")
         with self._lock(name, creating=True):
             current = self._config(name)

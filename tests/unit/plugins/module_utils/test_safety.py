@@ -13,8 +13,8 @@ from ansible_collections.virtops.qemu.plugins.module_utils import fileio
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import caps, process
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.layout import Layout, make_private_dir
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, InvalidInput
-from ansible_collections.virtops.qemu.plugins.module_utils.model import domain as model
 from ansible_collections.virtops.qemu.plugins.module_utils.model.domain_options import render
+from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import element
 from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import run
 
@@ -22,7 +22,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import ru
 @pytest.mark.parametrize("name", ["vm1\n", "vm1\n\n", "\nvm1", "vm\n1", "vm1\r"])
 def test_names_with_line_breaks_are_refused(name):
     with pytest.raises(InvalidInput) as err:
-        model.validate_name(name)
+        validate_name(name, "domain")
     assert str(err.value).startswith("name: ")
 
 
