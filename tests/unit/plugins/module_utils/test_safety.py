@@ -30,9 +30,9 @@ def test_names_with_line_breaks_are_refused(name):
 def test_no_domain_name_reaches_the_root_lock():
     layout = Layout("/r")
     assert layout.driver_lock_file() == "/r/run/qemu/locks/driver.lock"
-    assert layout.lock_file("driver") == "/r/run/qemu/locks/domain/driver.lock"
+    assert layout.domains.lock_file("driver") == "/r/run/qemu/locks/domain/driver.lock"
     for name in ("driver", "locks", "domain", "..", "driver.lock"):
-        assert os.path.dirname(layout.lock_file(name)) == "/r/run/qemu/locks/domain"
+        assert os.path.dirname(layout.domains.lock_file(name)) == "/r/run/qemu/locks/domain"
 
 
 def test_a_removed_lock_file_is_not_locked_twice(tmp_path):
