@@ -23,6 +23,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import (
 )
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     BackendError,
+    Conflict,
     InvalidInput,
     MissingDependency,
     NotFound,
@@ -118,6 +119,9 @@ def call(what: str, fn, *args, definition: bool = False):
     except libvirt.libvirtError as e:
         if e.get_error_code() in _not_found_codes():
             raise NotFound(f"cannot {what}: {e.get_error_message()}") from e
+        if e.get_error_code() == libvirt.VIR_ERR_OPERATION_INVALID:
+            # "domain is not running", "network is already active": the embedded driver's Conflict.
+            raise Conflict(f"cannot {what}: {e.get_error_message()}") from e
         if definition and e.get_error_code() in (libvirt.VIR_ERR_XML_ERROR, libvirt.VIR_ERR_XML_DETAIL,
                                                  libvirt.VIR_ERR_CONFIG_UNSUPPORTED):
             raise InvalidInput(f"libvirt rejected the definition: {e.get_error_message()}", "xml") from e
