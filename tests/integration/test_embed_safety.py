@@ -99,7 +99,7 @@ def test_opening_and_reading_create_nothing(base):
         assert "<capabilities>" in driver.capabilities()
         with pytest.raises(BackendError, match="read-only"):
             driver.domains.define("<domain type='qemu'><name>vm1</name><memory>65536</memory>"
-                                 "<os><type>hvm</type></os></domain>")
+                                  "<os><type>hvm</type></os></domain>")
     assert not root.exists()
 
 

@@ -76,6 +76,7 @@ DOMAIN_RULES = Rules(
     },
 )
 
+
 def parse_domain(text: str, option: str = "xml"):
     return xmltree.parse(text, "domain", option)
 
