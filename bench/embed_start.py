@@ -222,16 +222,16 @@ class Embedded:
 
     def define(self) -> None:
         with open_driver(self.uri) as driver:
-            driver.domain_define(self.xml)
+            driver.domains.define(self.xml)
 
     def stop(self, undefine: bool = False) -> None:
         with open_driver(self.uri) as driver:
-            if not driver.domain_exists(self.name):
+            if not driver.domains.exists(self.name):
                 return
-            if driver.domain_status(self.name).active:
-                driver.domain_destroy(self.name)
+            if driver.domains.status(self.name).active:
+                driver.domains.destroy(self.name)
             if undefine:
-                driver.domain_undefine(self.name)
+                driver.domains.undefine(self.name)
 
     def pid(self) -> int:
         status = Path(self.uri.split("root=", 1)[1], "run", "qemu", f"{self.name}.pid")

@@ -168,14 +168,14 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.domain import describe, describe_all
-from ansible_collections.virtops.qemu.plugins.module_utils.model.domain import validate_name
+from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
 from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import argument_spec, run
 
 
 def gather(params):
     name = params.get("name")
     if name is not None:
-        validate_name(name)
+        validate_name(name, "domain")
     with open_driver(params["uri"], read_only=True) as driver:
         if name is not None:
             return dict(changed=False, warnings=driver.warnings, **describe(driver, name))

@@ -70,11 +70,11 @@ class EmbedBackend:
 
     def live_xml(self, name: str) -> str:
         with self._driver() as driver:
-            return driver.domain_xml(name, inactive=False)
+            return driver.domains.xml(name, inactive=False)
 
     def domstate(self, name: str) -> str:
         with self._driver() as driver:
-            status = driver.domain_status(name)
+            status = driver.domains.status(name)
         return f"{VIRSH_STATE.get(status.state, status.state)} ({status.reason})"
 
     def qmp_status(self, name: str) -> str:
@@ -95,11 +95,11 @@ class EmbedBackend:
 
     def remove(self, name: str) -> None:
         with self._driver() as driver:
-            if not driver.domain_exists(name):
+            if not driver.domains.exists(name):
                 return
-            if driver.domain_status(name).active:
-                driver.domain_destroy(name)
-            driver.domain_undefine(name)
+            if driver.domains.status(name).active:
+                driver.domains.destroy(name)
+            driver.domains.undefine(name)
 
     def close(self) -> None:
         for name in self.names():

@@ -65,11 +65,11 @@ def serial_log(root: Path, name: str = "vm1") -> Path:
 def powerdown_until_off(driver, name: str, timeout: float = 60) -> None:
     """Press the power button until the guest is off; acpid may miss a press made while it starts."""
     deadline = time.monotonic() + timeout
-    while driver.domain_status(name).active:
+    while driver.domains.status(name).active:
         assert time.monotonic() < deadline, "guest did not power off"
-        driver.domain_shutdown(name)
+        driver.domains.shutdown(name)
         pressed = time.monotonic()
-        while driver.domain_status(name).active and time.monotonic() - pressed < 5:
+        while driver.domains.status(name).active and time.monotonic() - pressed < 5:
             time.sleep(0.2)
 
 
@@ -82,7 +82,7 @@ def test_root_tree_created_private_by_the_first_write(root, guest_build):
     target = root / "tree"
     with open_driver(f"qemu:///embed?root={target}") as driver:
         assert not target.exists()
-        driver.domain_define(domain_xml(guest_build, root))
+        driver.domains.define(domain_xml(guest_build, root))
     assert _mode(target) == 0o700
     for relative in ("log/qemu", "etc/qemu", "etc/pki/qemu", "run/qemu", "cache/qemu", "lib/qemu",
                      "log/swtpm", "run/swtpm", "lib/swtpm"):
@@ -113,8 +113,8 @@ def test_capabilities(driver):
 # -- definition ---------------------------------------------------------------
 def test_define_post_parses_validates_and_keeps_generated_values(driver, guest_build, root):
     xml = domain_xml(guest_build, root)
-    driver.domain_define(xml)
-    stored = parse(driver.domain_xml("vm1"), "domain")
+    driver.domains.define(xml)
+    stored = parse(driver.domains.xml("vm1"), "domain")
     assert etree.RelaxNG(etree.parse(SCHEMA)).validate(stored)
     uuid = stored.findtext("uuid")
     mac = stored.find("devices/interface/mac").get("address")
@@ -125,14 +125,14 @@ def test_define_post_parses_validates_and_keeps_generated_values(driver, guest_b
     assert stored.find("devices/interface/address[@type='pci']") is not None
     config = root / "etc" / "qemu" / "vm1.xml"
     assert _mode(config) == 0o600
-    assert driver.domain_names() == ["vm1"]
-    assert driver.domain_status("vm1").state == "shutoff"
+    assert driver.domains.names() == ["vm1"]
+    assert driver.domains.status("vm1").state == "shutoff"
 
-    first = driver.domain_xml("vm1")
-    driver.domain_define(first)                         # as the manager redefines
-    assert driver.domain_xml("vm1") == first
-    driver.domain_define(xml)                           # the sparse XML again
-    again = parse(driver.domain_xml("vm1"), "domain")
+    first = driver.domains.xml("vm1")
+    driver.domains.define(first)                         # as the manager redefines
+    assert driver.domains.xml("vm1") == first
+    driver.domains.define(xml)                           # the sparse XML again
+    again = parse(driver.domains.xml("vm1"), "domain")
     assert again.findtext("uuid") == uuid
     assert again.find("devices/interface/mac").get("address") == mac
     assert etree.tostring(again.find("devices/interface/address")) == \
@@ -141,42 +141,42 @@ def test_define_post_parses_validates_and_keeps_generated_values(driver, guest_b
 
 def test_define_rejects_bad_input(driver, guest_build, root):
     with pytest.raises(InvalidInput):
-        driver.domain_define(domain_xml(guest_build, root, name="bad/name"))
+        driver.domains.define(domain_xml(guest_build, root, name="bad/name"))
     with pytest.raises(InvalidInput):
-        driver.domain_define(domain_xml(guest_build, root).replace("type='qemu'", "type='xen'", 1))
-    driver.domain_define(domain_xml(guest_build, root))
+        driver.domains.define(domain_xml(guest_build, root).replace("type='qemu'", "type='xen'", 1))
+    driver.domains.define(domain_xml(guest_build, root))
     other = domain_xml(guest_build, root).replace(
         "<name>vm1</name>", "<name>vm1</name><uuid>00000000-0000-4000-8000-000000000001</uuid>")
     with pytest.raises(Conflict):
-        driver.domain_define(other)
+        driver.domains.define(other)
     with pytest.raises(NotFound):
-        driver.domain_xml("nope")
+        driver.domains.xml("nope")
 
 
 def test_autostart_link_and_entry_point(driver, guest_build, root):
-    driver.domain_define(domain_xml(guest_build, root))
-    assert driver.domain_autostart("vm1") is False
-    driver.domain_set_autostart("vm1", True)
+    driver.domains.define(domain_xml(guest_build, root))
+    assert driver.domains.autostart("vm1") is False
+    driver.domains.set_autostart("vm1", True)
     link = root / "etc" / "qemu" / "autostart" / "vm1.xml"
     assert link.is_symlink() and os.readlink(link) == str(root / "etc" / "qemu" / "vm1.xml")
-    assert driver.domain_autostart("vm1") is True
+    assert driver.domains.autostart("vm1") is True
     try:
         assert autostart.autostart_domains(str(root)) == {"vm1": None}
-        assert driver.domain_status("vm1").state == "running"
+        assert driver.domains.status("vm1").state == "running"
         assert autostart.autostart_domains(str(root)) == {}       # already running
     finally:
-        driver.domain_destroy("vm1")
-    driver.domain_set_autostart("vm1", False)
+        driver.domains.destroy("vm1")
+    driver.domains.set_autostart("vm1", False)
     assert not link.exists()
 
 
 # -- life cycle ---------------------------------------------------------------
 def test_lifecycle_start_pause_shutdown_destroy(driver, guest_build, root):
-    driver.domain_define(domain_xml(guest_build, root))
+    driver.domains.define(domain_xml(guest_build, root))
     started = time.monotonic()
-    driver.domain_start("vm1")
-    assert driver.domain_status("vm1") == _status("running", "booted")
-    assert driver.domain_monitor("vm1", {"execute": "query-status"})["status"] == "running"
+    driver.domains.start("vm1")
+    assert driver.domains.status("vm1") == _status("running", "booted")
+    assert driver.domains.monitor("vm1", {"execute": "query-status"})["status"] == "running"
     wait_for_line(serial_log(root), MARKER, timeout=90)
     boot = time.monotonic() - started
 
@@ -187,41 +187,41 @@ def test_lifecycle_start_pause_shutdown_destroy(driver, guest_build, root):
     monitor = status_xml.find("monitor").get("path")
     assert monitor == str(root / "lib" / "qemu" / "domain-1-vm1" / "monitor.sock")
     assert _mode(os.path.dirname(monitor)) == 0o700
-    live = parse(driver.domain_xml("vm1", inactive=False), "domain")
+    live = parse(driver.domains.xml("vm1", inactive=False), "domain")
     assert live.get("id") == "1"
-    assert parse(driver.domain_xml("vm1"), "domain").get("id") is None
+    assert parse(driver.domains.xml("vm1"), "domain").get("id") is None
     assert "starting up" in (root / "log" / "qemu" / "vm1.log").read_text()
 
     with open_driver(f"qemu:///embed?root={root}") as later:     # a later module run
-        assert later.domain_status("vm1") == _status("running", "booted")
-        later.domain_suspend("vm1")
-        assert later.domain_status("vm1") == _status("paused", "user")
-        assert driver.domain_monitor("vm1", {"execute": "query-status"})["status"] == "paused"
-        later.domain_resume("vm1")
-        assert later.domain_status("vm1") == _status("running", "unpaused")
+        assert later.domains.status("vm1") == _status("running", "booted")
+        later.domains.suspend("vm1")
+        assert later.domains.status("vm1") == _status("paused", "user")
+        assert driver.domains.monitor("vm1", {"execute": "query-status"})["status"] == "paused"
+        later.domains.resume("vm1")
+        assert later.domains.status("vm1") == _status("running", "unpaused")
         with pytest.raises(Conflict):
-            later.domain_start("vm1")
+            later.domains.start("vm1")
 
     powerdown_until_off(driver, "vm1")
-    assert driver.domain_status("vm1") == _status("shutoff", "shutdown")
+    assert driver.domains.status("vm1") == _status("shutoff", "shutdown")
     assert POWEROFF_MARKER in serial_log(root).read_text()
     assert qemu_pids(root) == []
     assert not os.path.exists(monitor) and not (root / "run" / "qemu" / "vm1.pid").exists()
 
-    driver.domain_start("vm1", paused=True)
-    assert driver.domain_status("vm1") == _status("paused", "user")
-    assert driver.domain_monitor("vm1", {"execute": "query-status"})["status"] == "prelaunch"
-    driver.domain_destroy("vm1")
-    assert driver.domain_status("vm1") == _status("shutoff", "destroyed")
+    driver.domains.start("vm1", paused=True)
+    assert driver.domains.status("vm1") == _status("paused", "user")
+    assert driver.domains.monitor("vm1", {"execute": "query-status"})["status"] == "prelaunch"
+    driver.domains.destroy("vm1")
+    assert driver.domains.status("vm1") == _status("shutoff", "destroyed")
     assert qemu_pids(root) == []
     with pytest.raises(Conflict):
-        driver.domain_destroy("vm1")
+        driver.domains.destroy("vm1")
     print(f"embedded boot to marker: {boot:.1f}s")
 
 
 def test_kill_9_is_crashed_cleaned_and_restartable(driver, guest_build, root):
-    driver.domain_define(domain_xml(guest_build, root))
-    driver.domain_start("vm1")
+    driver.domains.define(domain_xml(guest_build, root))
+    driver.domains.start("vm1")
     pid = int((root / "run" / "qemu" / "vm1.pid").read_text())
     os.kill(pid, signal.SIGKILL)
     deadline = time.monotonic() + 10
@@ -231,28 +231,28 @@ def test_kill_9_is_crashed_cleaned_and_restartable(driver, guest_build, root):
     assert (root / "lib" / "qemu" / "domain-1-vm1" / "monitor.sock").exists()     # left behind
 
     with open_driver(f"qemu:///embed?root={root}") as later:
-        assert later.domain_status("vm1") == _status("shutoff", "crashed")
+        assert later.domains.status("vm1") == _status("shutoff", "crashed")
         assert not (root / "lib" / "qemu" / "domain-1-vm1").exists()
         assert not (root / "run" / "qemu" / "vm1.pid").exists()
-        assert later.domain_status("vm1") == _status("shutoff", "crashed")    # remembered
-        later.domain_start("vm1")
-        assert later.domain_status("vm1") == _status("running", "booted")
+        assert later.domains.status("vm1") == _status("shutoff", "crashed")    # remembered
+        later.domains.start("vm1")
+        assert later.domains.status("vm1") == _status("running", "booted")
         wait_for_line(serial_log(root), MARKER, timeout=90)
-        later.domain_destroy("vm1")
+        later.domains.destroy("vm1")
     assert qemu_pids(root) == []
 
 
 def test_concurrent_starts_run_one_qemu(root, guest_build):
     uri = f"qemu:///embed?root={root}"
     with open_driver(uri) as drv:
-        drv.domain_define(domain_xml(guest_build, root))
+        drv.domains.define(domain_xml(guest_build, root))
     outcomes, barrier = [], threading.Barrier(3)
 
     def start():
         with open_driver(uri) as drv:
             barrier.wait()
             try:
-                drv.domain_start("vm1")
+                drv.domains.start("vm1")
                 outcomes.append("started")
             except Conflict:
                 outcomes.append("conflict")
@@ -265,46 +265,46 @@ def test_concurrent_starts_run_one_qemu(root, guest_build):
     assert sorted(outcomes) == ["conflict", "conflict", "started"]
     assert len(qemu_pids(root)) == 1
     with open_driver(uri) as drv:
-        drv.domain_destroy("vm1")
+        drv.domains.destroy("vm1")
 
 
 def test_failed_start_reports_log_tail(driver, guest_build, root):
-    driver.domain_define(domain_xml(guest_build, root, kernel=f"{root}/no-such-kernel"))
+    driver.domains.define(domain_xml(guest_build, root, kernel=f"{root}/no-such-kernel"))
     with pytest.raises(BackendError) as info:
-        driver.domain_start("vm1")
+        driver.domains.start("vm1")
     assert "no-such-kernel" in str(info.value)
     assert "QEMU log" in str(info.value)
-    assert driver.domain_status("vm1") == _status("shutoff", "failed")
+    assert driver.domains.status("vm1") == _status("shutoff", "failed")
     assert qemu_pids(root) == []
     assert not (root / "lib" / "qemu" / "domain-1-vm1").exists()
 
 
 def test_network_interfaces_refused_at_start(driver, guest_build, root):
     extra = "<interface type='network'><source network='default'/><model type='virtio'/></interface>"
-    driver.domain_define(domain_xml(guest_build, root, extra_devices=extra))
+    driver.domains.define(domain_xml(guest_build, root, extra_devices=extra))
     with pytest.raises(InvalidInput, match="network"):
-        driver.domain_start("vm1")
-    assert driver.domain_status("vm1").state == "shutoff"
+        driver.domains.start("vm1")
+    assert driver.domains.status("vm1").state == "shutoff"
 
 
 def test_undefine_removes_definition_autostart_nvram_tpm(driver, guest_build, root):
-    driver.domain_define(domain_xml(guest_build, root))
-    driver.domain_set_autostart("vm1", True)
-    uuid = parse(driver.domain_xml("vm1"), "domain").findtext("uuid")
+    driver.domains.define(domain_xml(guest_build, root))
+    driver.domains.set_autostart("vm1", True)
+    uuid = parse(driver.domains.xml("vm1"), "domain").findtext("uuid")
     nvram = root / "lib" / "qemu" / "nvram" / "vm1_VARS.fd"
     nvram.write_bytes(b"vars")
     tpm = root / "lib" / "swtpm" / uuid
     tpm.mkdir()
     (tpm / "tpm2-00.permall").write_bytes(b"state")
-    driver.domain_undefine("vm1")
-    assert not driver.domain_exists("vm1")
+    driver.domains.undefine("vm1")
+    assert not driver.domains.exists("vm1")
     assert not (root / "etc" / "qemu" / "vm1.xml").exists()
     assert not (root / "etc" / "qemu" / "autostart" / "vm1.xml").is_symlink()
     assert not nvram.exists() and not tpm.exists()
     with pytest.raises(NotFound):
-        driver.domain_status("vm1")
+        driver.domains.status("vm1")
     with pytest.raises(NotFound):
-        driver.domain_undefine("vm1")
+        driver.domains.undefine("vm1")
 
 
 def test_delete_disk_source(driver, root):
@@ -334,19 +334,19 @@ def link(name):
     out = subprocess.run(["ip", "-o", "link", "show", "dev", name], capture_output=True, text=True, check=False)
     return out.stdout if out.returncode == 0 else ""
 with open_driver(f"qemu:///embed?root={root}") as drv:
-    drv.domain_define(xml)
-    drv.domain_start("vm1")
-    live = drv.domain_xml("vm1", inactive=False)
+    drv.domains.define(xml)
+    drv.domains.start("vm1")
+    live = drv.domains.xml("vm1", inactive=False)
     seen["live_has_target"] = "<target dev=\"vnet0\"/>" in live
     seen["master"] = "master vobr0" in link("vnet0")
     seen["tap_mac"] = "link/ether fe:54:00:12:34:56" in link("vnet0")
-    drv.domain_destroy("vm1")
+    drv.domains.destroy("vm1")
     seen["after_destroy"] = bool(link("vnet0"))
-    drv.domain_start("vm1")
+    drv.domains.start("vm1")
     os.kill(int(open(f"{root}/run/qemu/vm1.pid").read()), signal.SIGKILL)
     time.sleep(0.5)
 with open_driver(f"qemu:///embed?root={root}") as drv:
-    seen["after_kill"] = [drv.domain_status("vm1").state, drv.domain_status("vm1").reason]
+    seen["after_kill"] = [drv.domains.status("vm1").state, drv.domains.status("vm1").reason]
     seen["tap_after_kill"] = bool(link("vnet0"))
 print(json.dumps(seen))
 """

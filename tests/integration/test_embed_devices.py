@@ -85,20 +85,20 @@ def root():
 def driver(root):
     with open_driver(f"qemu:///embed?root={root}") as drv:
         yield drv
-        for name in drv.domain_names():
-            if drv.domain_status(name).active:
-                drv.domain_destroy(name)
+        for name in drv.domains.names():
+            if drv.domains.status(name).active:
+                drv.domains.destroy(name)
 
 
 def _peripherals(driver) -> set[str]:
-    listing = driver.domain_monitor("rich", {"execute": "qom-list", "arguments": {"path": "/machine/peripheral"}})
+    listing = driver.domains.monitor("rich", {"execute": "qom-list", "arguments": {"path": "/machine/peripheral"}})
     return {entry["name"] for entry in listing}
 
 
 def test_device_rich_domain_boots_to_the_marker(driver, guest_build, root):
     (root / "data.img").write_bytes(b"\0" * (1 << 20))
-    driver.domain_define(rich_domain(guest_build, root))
-    driver.domain_start("rich")
+    driver.domains.define(rich_domain(guest_build, root))
+    driver.domains.start("rich")
     wait_for_line(root / "serial.log", MARKER, timeout=120)
 
     expected = {"rng0", "rng1", "channel0", "channel1", "virtio-serial0", "watchdog0", "balloon0", "sound0",
@@ -106,16 +106,16 @@ def test_device_rich_domain_boots_to_the_marker(driver, guest_build, root):
                 "serial1", "scsi0-0-0-0", "video0", "net0"}
     assert expected <= _peripherals(driver)
     agent = root / "lib" / "qemu" / "domain-1-rich" / "org.qemu.guest_agent.0"
-    live = parse(driver.domain_xml("rich", inactive=False), "domain")
+    live = parse(driver.domains.xml("rich", inactive=False), "domain")
     source = live.find("devices/channel[@type='unix']/source")
     assert source.attrib == {"mode": "bind", "path": str(agent)}  # shown as libvirt shows its channel sockets
-    assert parse(driver.domain_xml("rich"), "domain").find("devices/channel/source") is None
+    assert parse(driver.domains.xml("rich"), "domain").find("devices/channel/source") is None
     with socket.socket(socket.AF_UNIX) as sock:  # QEMU listens on the guest agent channel
         sock.connect(str(agent))
-    balloon = driver.domain_monitor("rich", {"execute": "qom-get", "arguments": {
+    balloon = driver.domains.monitor("rich", {"execute": "qom-get", "arguments": {
         "path": "/machine/peripheral/balloon0", "property": "deflate-on-oom"}})
     assert balloon is True
-    driver.domain_destroy("rich")
+    driver.domains.destroy("rich")
     assert not agent.exists()
 
 
@@ -126,5 +126,5 @@ def test_device_rich_domain_boots_to_the_marker(driver, guest_build, root):
 ])
 def test_devices_needing_a_helper_are_refused_at_define(driver, guest_build, root, device, message):
     with pytest.raises(InvalidInput, match=message):
-        driver.domain_define(rich_domain(guest_build, root).replace("</devices>", f"{device}</devices>"))
-    assert driver.domain_names() == []
+        driver.domains.define(rich_domain(guest_build, root).replace("</devices>", f"{device}</devices>"))
+    assert driver.domains.names() == []

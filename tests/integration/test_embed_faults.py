@@ -64,8 +64,8 @@ def _xml(guest, root: Path, name: str = "vm1", uuid: str = "", extra: str = "") 
 def _started(guest, root: Path, name: str = "vm1", **kwargs) -> int:
     """Define and start a domain; its QEMU's pid."""
     with _driver(root) as drv:
-        drv.domain_define(_xml(guest, root, name, **kwargs))
-        drv.domain_start(name)
+        drv.domains.define(_xml(guest, root, name, **kwargs))
+        drv.domains.start(name)
     return _pid(root, name)
 
 
@@ -98,13 +98,13 @@ def test_lost_status_record_is_rebuilt_from_the_running_qemu(guest_build, root):
     (root / "run" / "qemu" / "vm1.xml").unlink()
     with _driver(root) as drv:
         with pytest.raises(Conflict, match="already running"):
-            drv.domain_start("vm1")
-        assert drv.domain_status("vm1") == DomainStatus("running", "unknown")
+            drv.domains.start("vm1")
+        assert drv.domains.status("vm1") == DomainStatus("running", "unknown")
         assert any("reattached" in w and str(pid) in w for w in drv.warnings)
-        assert parse(drv.domain_xml("vm1", inactive=False), "domain").get("id") == "1"
+        assert parse(drv.domains.xml("vm1", inactive=False), "domain").get("id") == "1"
         assert qemu_pids(root) == [pid]
-        drv.domain_destroy("vm1")
-        assert drv.domain_status("vm1") == DomainStatus("shutoff", "destroyed")
+        drv.domains.destroy("vm1")
+        assert drv.domains.status("vm1") == DomainStatus("shutoff", "destroyed")
     assert qemu_pids(root) == []
 
 
@@ -114,10 +114,10 @@ def test_lost_status_record_and_pidfile_still_find_the_qemu(guest_build, root):
     (root / "run" / "qemu" / "vm1.pid").unlink()
     with _driver(root) as drv:
         with pytest.raises(Conflict, match=f"QEMU process {pid}"):
-            drv.domain_start("vm1")
+            drv.domains.start("vm1")
         assert qemu_pids(root) == [pid]
-        assert drv.domain_status("vm1").state == "running"
-        drv.domain_destroy("vm1")
+        assert drv.domains.status("vm1").state == "running"
+        drv.domains.destroy("vm1")
     assert qemu_pids(root) == []
 
 
@@ -127,7 +127,7 @@ def test_lost_status_record_of_a_silent_qemu_refuses_start_naming_the_pid(guest_
     (root / "run" / "qemu" / "vm1.xml").unlink()
     with _driver(root) as drv:
         with pytest.raises(Conflict, match=f"QEMU process {pid} runs domain 'vm1'"):
-            drv.domain_start("vm1")
+            drv.domains.start("vm1")
     assert qemu_pids(root) == [pid]
 
 
@@ -153,7 +153,7 @@ if when == "qmp-setup":
 else:
     process_spawn, process.spawn = process.spawn, spawn_then_die
 with open_driver(f"qemu:///embed?root={root}") as drv:
-    drv.domain_start("vm1")
+    drv.domains.start("vm1")
 """
 
 
@@ -161,42 +161,42 @@ with open_driver(f"qemu:///embed?root={root}") as drv:
 def test_start_killed_half_way_is_cleaned_up_then_started_afresh(guest_build, root, when):
     pty = "<serial type='pty'><target port='1'/></serial>"
     with _driver(root) as drv:
-        drv.domain_define(_xml(guest_build, root, extra=pty))
+        drv.domains.define(_xml(guest_build, root, extra=pty))
     run = _python(KILLED_START, str(root), when)
     assert run.wait(60) == -signal.SIGKILL, run.stderr.read()
     leftover = qemu_pids(root)
     assert len(leftover) == 1                                   # paused, half set up
 
     with _driver(root) as drv:
-        assert drv.domain_status("vm1") == DomainStatus("shutoff", "failed")
+        assert drv.domains.status("vm1") == DomainStatus("shutoff", "failed")
         assert qemu_pids(root) == []
-        drv.domain_start("vm1")
-        assert drv.domain_status("vm1") == DomainStatus("running", "booted")
-        live = parse(drv.domain_xml("vm1", inactive=False), "domain")
+        drv.domains.start("vm1")
+        assert drv.domains.status("vm1") == DomainStatus("running", "booted")
+        live = parse(drv.domains.xml("vm1", inactive=False), "domain")
         assert live.find("devices/serial[@type='pty']/source").get("path").startswith("/dev/pts/")
         wait_for_line(root / "vm1-serial.log", MARKER, timeout=90)
         assert len(qemu_pids(root)) == 1 and qemu_pids(root) != leftover
-        drv.domain_destroy("vm1")
+        drv.domains.destroy("vm1")
     assert qemu_pids(root) == []
 
 
 def test_a_start_found_half_way_is_killed_by_the_next_start(guest_build, root):
     with _driver(root) as drv:
-        drv.domain_define(_xml(guest_build, root))
+        drv.domains.define(_xml(guest_build, root))
     run = _python(KILLED_START, str(root), "qmp-setup")
     assert run.wait(60) == -signal.SIGKILL, run.stderr.read()
     leftover = qemu_pids(root)
     with _driver(root) as drv:
-        drv.domain_start("vm1")                                  # no status asked first
-        assert drv.domain_status("vm1") == DomainStatus("running", "booted")
+        drv.domains.start("vm1")                                  # no status asked first
+        assert drv.domains.status("vm1") == DomainStatus("running", "booted")
         assert len(qemu_pids(root)) == 1 and not any(_alive(pid) for pid in leftover)
-        drv.domain_destroy("vm1")
+        drv.domains.destroy("vm1")
 
 
 def test_a_start_in_progress_in_another_run_is_left_alone(guest_build, root):
     with _driver(root) as drv:
-        drv.domain_define(_xml(guest_build, root))
-        config = parse(drv.domain_xml("vm1"), "domain")
+        drv.domains.define(_xml(guest_build, root))
+        config = parse(drv.domains.xml("vm1"), "domain")
     starter = subprocess.Popen(["sleep", "60"])     # the run doing the start, alive
     try:
         state.save_record(str(root / "run" / "qemu" / "vm1.xml"), state.DomainRecord(
@@ -204,19 +204,19 @@ def test_a_start_in_progress_in_another_run_is_left_alone(guest_build, root):
             domain_dir=str(root / "lib" / "qemu" / "domain-1-vm1"), live=config,
             starter=starter.pid, starter_time=process.start_time(starter.pid)))
         with _driver(root) as drv:
-            assert drv.domain_status("vm1") == DomainStatus("paused", "starting up")
+            assert drv.domains.status("vm1") == DomainStatus("paused", "starting up")
     finally:
         starter.kill()
         starter.wait()
     with _driver(root) as drv:
-        assert drv.domain_status("vm1") == DomainStatus("shutoff", "failed")
+        assert drv.domains.status("vm1") == DomainStatus("shutoff", "failed")
 
 
 # -- pids that are not the domain's ---------------------------------------------------
 def test_a_pid_is_trusted_only_if_its_qemu_names_the_domain_uuid(guest_build, root):
     with _driver(root) as drv:
-        drv.domain_define(_xml(guest_build, root, "vm1"))
-        config = parse(drv.domain_xml("vm1"), "domain")
+        drv.domains.define(_xml(guest_build, root, "vm1"))
+        config = parse(drv.domains.xml("vm1"), "domain")
     other = _started(guest_build, root, "vm2")
     status_file, pidfile = str(root / "run" / "qemu" / "vm1.xml"), root / "run" / "qemu" / "vm1.pid"
 
@@ -226,7 +226,7 @@ def test_a_pid_is_trusted_only_if_its_qemu_names_the_domain_uuid(guest_build, ro
         domain_dir=str(root / "lib" / "qemu" / "domain-7-vm1"), live=config))
     pidfile.write_text(f"{other}\n")
     with _driver(root) as drv:
-        assert drv.domain_status("vm1") == DomainStatus("shutoff", "failed")
+        assert drv.domains.status("vm1") == DomainStatus("shutoff", "failed")
     assert _alive(other)
 
     # A record without a start time whose pid is now vm2's QEMU.
@@ -234,9 +234,9 @@ def test_a_pid_is_trusted_only_if_its_qemu_names_the_domain_uuid(guest_build, ro
         "running", "booted", pid=other, domain_id=7, monitor=str(root / "nowhere.sock"), live=config))
     with _driver(root) as drv:
         with pytest.raises(Conflict, match="not running"):
-            drv.domain_destroy("vm1")
-        assert drv.domain_status("vm2") == DomainStatus("running", "booted")
-        drv.domain_destroy("vm2")
+            drv.domains.destroy("vm1")
+        assert drv.domains.status("vm2") == DomainStatus("running", "booted")
+        drv.domains.destroy("vm2")
     assert not _alive(other)
 
 
@@ -244,27 +244,27 @@ def test_a_pid_is_trusted_only_if_its_qemu_names_the_domain_uuid(guest_build, ro
 def test_corrupt_definition_of_a_running_domain(guest_build, root):
     _started(guest_build, root, "vm1")
     with _driver(root) as drv:
-        drv.domain_define(_xml(guest_build, root, "vm2"))
+        drv.domains.define(_xml(guest_build, root, "vm2"))
     config = root / "etc" / "qemu" / "vm1.xml"
     config.write_bytes(b"\xff\xfe<domain>not xml \x00")
     nvram = root / "lib" / "qemu" / "nvram" / "vm1_VARS.fd"
     nvram.write_bytes(b"vars")
 
     with _driver(root) as drv:
-        assert drv.domain_names() == ["vm1", "vm2"]
-        assert drv.domain_status("vm1") == DomainStatus("running", "booted")
+        assert drv.domains.names() == ["vm1", "vm2"]
+        assert drv.domains.status("vm1") == DomainStatus("running", "booted")
         with pytest.raises(BackendError, match=f"definition file {config} cannot be parsed"):
-            drv.domain_xml("vm1")
-        assert parse(drv.domain_xml("vm1", inactive=False), "domain").findtext("name") == "vm1"
-        drv.domain_define(_xml(guest_build, root, "vm3", uuid="00000000-0000-4000-8000-0000000000a3"))
-        drv.domain_shutdown("vm1")
-        drv.domain_destroy("vm1")
-        assert drv.domain_status("vm1") == DomainStatus("shutoff", "destroyed")
+            drv.domains.xml("vm1")
+        assert parse(drv.domains.xml("vm1", inactive=False), "domain").findtext("name") == "vm1"
+        drv.domains.define(_xml(guest_build, root, "vm3", uuid="00000000-0000-4000-8000-0000000000a3"))
+        drv.domains.shutdown("vm1")
+        drv.domains.destroy("vm1")
+        assert drv.domains.status("vm1") == DomainStatus("shutoff", "destroyed")
         assert qemu_pids(root) == []
-        drv.domain_undefine("vm1")
+        drv.domains.undefine("vm1")
         assert any(str(config) in w and "NVRAM" in w for w in drv.warnings)
-        assert not drv.domain_exists("vm1") and not config.exists()
-        assert drv.domain_names() == ["vm2", "vm3"]
+        assert not drv.domains.exists("vm1") and not config.exists()
+        assert drv.domains.names() == ["vm2", "vm3"]
     assert nvram.exists()       # nobody could tell whether it was this domain's
 
 
@@ -272,11 +272,11 @@ def test_corrupt_definition_can_be_undefined_while_running(guest_build, root):
     pid = _started(guest_build, root, "vm1")
     (root / "etc" / "qemu" / "vm1.xml").write_text("<domain><name>vm1")
     with _driver(root) as drv:
-        drv.domain_undefine("vm1")                  # the running domain stays, transient
-        assert drv.domain_names() == ["vm1"]
-        assert drv.domain_status("vm1").state == "running"
-        drv.domain_destroy("vm1")
-        assert drv.domain_names() == []
+        drv.domains.undefine("vm1")                  # the running domain stays, transient
+        assert drv.domains.names() == ["vm1"]
+        assert drv.domains.status("vm1").state == "running"
+        drv.domains.destroy("vm1")
+        assert drv.domains.names() == []
     assert not _alive(pid)
 
 
@@ -305,32 +305,32 @@ def test_stopped_qemu_does_not_stall_status_or_destroy(guest_build, root):
     os.kill(pid, signal.SIGSTOP)
     with _driver(root) as drv:
         began = time.monotonic()
-        assert drv.domain_status("vm1") == DomainStatus("running", "booted")
+        assert drv.domains.status("vm1") == DomainStatus("running", "booted")
         assert time.monotonic() - began < 6
         assert any("'vm1'" in w and _monitor(root, "vm1") in w and "does not answer" in w for w in drv.warnings)
         began = time.monotonic()
-        assert drv.domain_status("vm1") == DomainStatus("running", "booted")
+        assert drv.domains.status("vm1") == DomainStatus("running", "booted")
         assert time.monotonic() - began < 1         # not waited for twice in one run
         assert len([w for w in drv.warnings if "does not answer" in w]) == 1
-        assert drv.domain_status("vm2") == DomainStatus("running", "booted")
+        assert drv.domains.status("vm2") == DomainStatus("running", "booted")
         began = time.monotonic()
         with pytest.raises(BackendError, match="does not answer"):
-            drv.domain_suspend("vm1")
+            drv.domains.suspend("vm1")
         assert time.monotonic() - began < 1
         began = time.monotonic()
-        drv.domain_destroy("vm1")
+        drv.domains.destroy("vm1")
         assert time.monotonic() - began < 8
-        drv.domain_start("vm1")                     # the same monitor path, a QEMU that answers
-        assert drv.domain_monitor("vm1", {"execute": "query-status"})["status"] == "running"
+        drv.domains.start("vm1")                     # the same monitor path, a QEMU that answers
+        assert drv.domains.monitor("vm1", {"execute": "query-status"})["status"] == "running"
         os.kill(_pid(root, "vm1"), signal.SIGSTOP)
     with _driver(root) as drv:                      # a later run asks again
         began = time.monotonic()
         with pytest.raises(BackendError, match="does not answer"):
-            drv.domain_monitor("vm1", {"execute": "query-status"})
+            drv.domains.monitor("vm1", {"execute": "query-status"})
         assert 2 < time.monotonic() - began < 5     # one deadline, in the status check; the command is not tried
-        drv.domain_destroy("vm1")
-        assert drv.domain_status("vm1") == DomainStatus("shutoff", "destroyed")
-        drv.domain_destroy("vm2")
+        drv.domains.destroy("vm1")
+        assert drv.domains.status("vm1") == DomainStatus("shutoff", "destroyed")
+        drv.domains.destroy("vm2")
     assert qemu_pids(root) == []
 
 
@@ -340,17 +340,17 @@ def test_removed_monitor_socket_fails_fast_and_destroy_uses_signals(guest_build,
     os.unlink(monitor)
     with _driver(root) as drv:
         began = time.monotonic()
-        assert drv.domain_status("vm1") == DomainStatus("running", "booted")
+        assert drv.domains.status("vm1") == DomainStatus("running", "booted")
         assert time.monotonic() - began < 2
         assert any(monitor in w for w in drv.warnings)
         began = time.monotonic()
         with pytest.raises(BackendError, match=monitor):
-            drv.domain_monitor("vm1", {"execute": "query-status"})
+            drv.domains.monitor("vm1", {"execute": "query-status"})
         assert time.monotonic() - began < 2
         began = time.monotonic()
-        drv.domain_destroy("vm1")
+        drv.domains.destroy("vm1")
         assert time.monotonic() - began < 8
-        assert drv.domain_status("vm1") == DomainStatus("shutoff", "destroyed")
+        assert drv.domains.status("vm1") == DomainStatus("shutoff", "destroyed")
     assert not _alive(pid) and qemu_pids(root) == []
 
 
@@ -364,7 +364,7 @@ with open_driver(f"qemu:///embed?root={root}") as drv:
     while not os.path.exists(go):
         time.sleep(0.001)
     try:
-        drv.domain_start("vm1")
+        drv.domains.start("vm1")
         print("started")
     except Conflict:
         print("conflict")
@@ -373,7 +373,7 @@ with open_driver(f"qemu:///embed?root={root}") as drv:
 
 def test_concurrent_processes_start_one_qemu(guest_build, root):
     with _driver(root) as drv:
-        drv.domain_define(_xml(guest_build, root))
+        drv.domains.define(_xml(guest_build, root))
     go = root / "go"
     runs = [_python(RACING_START, str(root), str(go)) for _run in range(3)]
     time.sleep(1.0)     # every run has opened the driver and waits
@@ -386,6 +386,6 @@ def test_concurrent_processes_start_one_qemu(guest_build, root):
     assert sorted(outcomes) == ["conflict", "conflict", "started"]
     assert len(qemu_pids(root)) == 1
     with _driver(root) as drv:
-        assert drv.domain_status("vm1") == DomainStatus("running", "booted")
-        drv.domain_destroy("vm1")
+        assert drv.domains.status("vm1") == DomainStatus("running", "booted")
+        drv.domains.destroy("vm1")
     assert qemu_pids(root) == []

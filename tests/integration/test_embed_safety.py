@@ -89,17 +89,17 @@ def test_opening_and_reading_create_nothing(base):
     root = base / "root"
     for read_only in (False, True):
         with open_driver(f"qemu:///embed?root={root}", read_only=read_only) as driver:
-            assert driver.domain_names() == []
-            assert not driver.domain_exists("vm1")
+            assert driver.domains.names() == []
+            assert not driver.domains.exists("vm1")
             with pytest.raises(NotFound):
-                driver.domain_status("vm1")
+                driver.domains.status("vm1")
             with pytest.raises(NotFound):
-                driver.domain_xml("vm1")
+                driver.domains.xml("vm1")
     with open_driver(f"qemu:///embed?root={root}", read_only=True) as driver:
         assert "<capabilities>" in driver.capabilities()
         with pytest.raises(BackendError, match="read-only"):
-            driver.domain_define("<domain type='qemu'><name>vm1</name><memory>65536</memory>"
-                                 "<os><type>hvm</type></os></domain>")
+            driver.domains.define("<domain type='qemu'><name>vm1</name><memory>65536</memory>"
+                                  "<os><type>hvm</type></os></domain>")
     assert not root.exists()
 
 
@@ -120,7 +120,7 @@ def test_check_mode_and_info_modules_write_nothing(base):
 def test_host_info_uses_but_never_creates_the_cache(base, guest_build):
     root = base / "root"
     with open_driver(f"qemu:///embed?root={root}") as driver:
-        driver.domain_define(domain_xml(guest_build, base))        # probes and caches x86_64
+        driver.domains.define(domain_xml(guest_build, base))        # probes and caches x86_64
     cache = root / "cache" / "qemu" / "capabilities"
     cached = sorted(os.listdir(cache))
     assert len(cached) == 1
@@ -134,11 +134,11 @@ def test_unknown_names_get_no_lock_file(base, guest_build):
     root = base / "root"
     uri = f"qemu:///embed?root={root}"
     with open_driver(uri) as driver:
-        driver.domain_define(domain_xml(guest_build, base))
+        driver.domains.define(domain_xml(guest_build, base))
     before = files_under(root)
     for read_only in (False, True):
         with open_driver(uri, read_only=read_only) as driver:
-            for call in (driver.domain_status, driver.domain_xml, driver.domain_undefine, driver.domain_start):
+            for call in (driver.domains.status, driver.domains.xml, driver.domains.undefine, driver.domains.start):
                 with pytest.raises(NotFound):
                     call("ghost")
     assert module("domain_info", uri, name="ghost")["error"] == "NotFound"
@@ -151,10 +151,10 @@ def test_domain_named_driver_starts_without_deadlock(base, guest_build):
 
     def start():
         with open_driver(uri) as driver:
-            driver.domain_define(domain_xml(guest_build, base, name="driver"))
-            driver.domain_start("driver")
-            outcome.append(driver.domain_status("driver").state)
-            driver.domain_destroy("driver")
+            driver.domains.define(domain_xml(guest_build, base, name="driver"))
+            driver.domains.start("driver")
+            outcome.append(driver.domains.status("driver").state)
+            driver.domains.destroy("driver")
 
     worker = threading.Thread(target=start, daemon=True)
     started = time.monotonic()
@@ -167,17 +167,17 @@ def test_lock_file_goes_with_the_domain(base, guest_build):
     root = base / "root"
     locks = root / "run" / "qemu" / "locks" / "domain"
     with open_driver(f"qemu:///embed?root={root}") as driver:
-        driver.domain_define(domain_xml(guest_build, base))
+        driver.domains.define(domain_xml(guest_build, base))
         assert (locks / "vm1.lock").exists()
-        driver.domain_undefine("vm1")
+        driver.domains.undefine("vm1")
         assert not (locks / "vm1.lock").exists()
 
-        driver.domain_define(domain_xml(guest_build, base))
-        driver.domain_start("vm1")
-        driver.domain_undefine("vm1")                   # still running: transient now
+        driver.domains.define(domain_xml(guest_build, base))
+        driver.domains.start("vm1")
+        driver.domains.undefine("vm1")                   # still running: transient now
         assert (locks / "vm1.lock").exists()
-        driver.domain_destroy("vm1")
-        assert not driver.domain_exists("vm1")
+        driver.domains.destroy("vm1")
+        assert not driver.domains.exists("vm1")
         assert not (locks / "vm1.lock").exists()
     # Only QEMU's log stays, as with libvirt.
     assert [name for name in files_under(root) if "vm1" in name] == ["log/qemu/vm1.log"]

@@ -40,18 +40,18 @@ def _descriptor(name: str) -> firmware.Descriptor:
 
 
 def _run_briefly(driver, name: str) -> None:
-    driver.domain_start(name)
+    driver.domains.start(name)
     time.sleep(2)
-    assert driver.domain_monitor(name, {"execute": "query-status"})["status"] == "running"
+    assert driver.domains.monitor(name, {"execute": "query-status"})["status"] == "running"
 
 
 def test_efi_auto_selection_starts_secure_firmware_on_q35(driver, root):
     expected = _descriptor("40-edk2-x86_64-secure-enrolled.json")
-    driver.domain_define(efi_xml("efi", "q35"))
-    assert parse(driver.domain_xml("efi"), "domain").find("os").get("firmware") == "efi"
+    driver.domains.define(efi_xml("efi", "q35"))
+    assert parse(driver.domains.xml("efi"), "domain").find("os").get("firmware") == "efi"
     _run_briefly(driver, "efi")
 
-    live = parse(driver.domain_xml("efi", inactive=False), "domain")
+    live = parse(driver.domains.xml("efi", inactive=False), "domain")
     loader, nvram = live.find("os/loader"), live.find("os/nvram")
     assert live.find("os").get("firmware") is None
     assert dict(loader.attrib) == {"readonly": "yes", "secure": "yes", "type": "pflash"}
@@ -65,23 +65,23 @@ def test_efi_auto_selection_starts_secure_firmware_on_q35(driver, root):
     cmdline = cmdlines[0]
     assert b"driver=cfi.pflash01,property=secure,value=on" in cmdline and b"smm=on" in cmdline
     # the stored definition still asks for auto-selection, as libvirt 9.0 keeps it
-    assert parse(driver.domain_xml("efi"), "domain").find("os/loader") is None
-    driver.domain_destroy("efi")
+    assert parse(driver.domains.xml("efi"), "domain").find("os/loader") is None
+    driver.domains.destroy("efi")
 
 
 def test_efi_without_secure_boot_on_pc(driver, root):
     expected = _descriptor("60-edk2-x86_64.json")
-    driver.domain_define(efi_xml("plain", "pc", "<firmware><feature enabled='no' name='secure-boot'/></firmware>"))
+    driver.domains.define(efi_xml("plain", "pc", "<firmware><feature enabled='no' name='secure-boot'/></firmware>"))
     _run_briefly(driver, "plain")
-    live = parse(driver.domain_xml("plain", inactive=False), "domain")
+    live = parse(driver.domains.xml("plain", inactive=False), "domain")
     assert live.find("os/loader").text == expected.executable
     assert live.find("os/loader").get("secure") is None and live.find("features/smm") is None
-    driver.domain_destroy("plain")
+    driver.domains.destroy("plain")
 
 
 def test_system_settings_boot_the_test_guest(driver, guest_build, root):
     """NUMA, memfd memory, SMBIOS, CPU model flags, timers, iothreads: QEMU takes them and the guest boots."""
-    driver.domain_define(f"""<domain type='qemu'>
+    driver.domains.define(f"""<domain type='qemu'>
   <name>sys</name>
   <memory unit='MiB'>256</memory>
   <vcpu current='2'>4</vcpu>
@@ -118,18 +118,18 @@ def test_system_settings_boot_the_test_guest(driver, guest_build, root):
     <serial type='file'><source path='{root}/sys-serial.log'/><target port='0'/></serial>
   </devices>
 </domain>""")
-    driver.domain_start("sys")
+    driver.domains.start("sys")
     wait_for_line(root / "sys-serial.log", MARKER, timeout=120)
-    numa = driver.domain_monitor("sys", {"execute": "query-memdev"})
+    numa = driver.domains.monitor("sys", {"execute": "query-memdev"})
     assert sorted((m["id"], m["size"], m["share"]) for m in numa) == [
         ("ram-node0", 128 * 2 ** 20, True), ("ram-node1", 128 * 2 ** 20, True)]
-    cpus = driver.domain_monitor("sys", {"execute": "query-cpus-fast"})
+    cpus = driver.domains.monitor("sys", {"execute": "query-cpus-fast"})
     assert len(cpus) == 2
-    driver.domain_destroy("sys")
+    driver.domains.destroy("sys")
 
 
 def test_machine_features_and_file_backed_memory_accepted_by_qemu(driver, root):
-    driver.domain_define("""<domain type='qemu'>
+    driver.domains.define("""<domain type='qemu'>
   <name>mach</name>
   <memory unit='MiB'>128</memory>
   <vcpu>2</vcpu>
@@ -146,12 +146,12 @@ def test_machine_features_and_file_backed_memory_accepted_by_qemu(driver, root):
   <devices/>
 </domain>""")
     _run_briefly(driver, "mach")
-    (memdev,) = driver.domain_monitor("mach", {"execute": "query-memdev"})
+    (memdev,) = driver.domains.monitor("mach", {"execute": "query-memdev"})
     assert memdev["id"] == "pc.ram" and memdev["size"] == 128 * 2 ** 20
     assert (root / "lib" / "qemu" / "domain-1-mach" / "pc.ram").exists()
     pids = list(qemu_cmdlines(root))
     assert len(pids) == 1
     pid = pids[0]
     assert b"TZ=Europe/Paris" in Path(f"/proc/{pid}/environ").read_bytes()
-    driver.domain_destroy("mach")
+    driver.domains.destroy("mach")
     assert not (root / "lib" / "qemu" / "domain-1-mach").exists()

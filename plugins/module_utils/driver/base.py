@@ -3,10 +3,15 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The driver interface shared by the libvirt and the embedded backend.
 
-Domains are addressed by name and described by libvirt domain XML strings.
-Methods block until the hypervisor has accepted the request; waiting for a
-guest to react (an ACPI shutdown, say) is the caller's business.  Errors are
-raised as the types of ``module_utils.errors``.  Private to the collection.
+A driver exposes one object per resource kind (``driver.domains``; networks,
+pools and volumes follow the same shape).  Every kind speaks the small
+``Resources`` protocol: objects are addressed by name and described by
+libvirt XML strings.  What only one kind does (domain power and monitor)
+lives on that kind's object.  Methods block until the hypervisor has
+accepted the request; waiting for a guest to react (an ACPI shutdown, say)
+is the caller's business.  Errors are raised as the types of
+``module_utils.errors``, the same type for the same situation on every
+backend (NotFound for an unknown name, ...).  Private to the collection.
 """
 
 from __future__ import annotations
@@ -43,8 +48,99 @@ class DomainRuntime:
     taints: list[str]           # libvirt's taint flag names, e.g. "custom-argv", "host-cpu"
 
 
+class Resources(ABC):
+    """The objects of one kind (domains, networks, ...) of one driver."""
+
+    kind: str = ""      # the word for one object in messages and XML: "domain", "network", ...
+
+    @abstractmethod
+    def names(self) -> list[str]:
+        """Names of every defined or active object, sorted."""
+
+    @abstractmethod
+    def exists(self, name: str) -> bool: ...
+
+    @abstractmethod
+    def xml(self, name: str, inactive: bool = True) -> str:
+        """The object's XML, secrets included; the persistent definition when ``inactive``."""
+
+    @abstractmethod
+    def define(self, xml: str) -> None:
+        """Create or replace the persistent definition."""
+
+    @abstractmethod
+    def undefine(self, name: str) -> None:
+        """Remove the persistent definition; an active object stays, transient, until stopped."""
+
+    @abstractmethod
+    def autostart(self, name: str) -> bool: ...
+
+    @abstractmethod
+    def set_autostart(self, name: str, enabled: bool) -> None: ...
+
+    @abstractmethod
+    def active(self, name: str) -> bool: ...
+
+    @abstractmethod
+    def start(self, name: str) -> None: ...
+
+    @abstractmethod
+    def stop(self, name: str) -> None:
+        """Stop at once, as ``virsh destroy`` / ``net-destroy`` / ``pool-destroy`` do."""
+
+
+class Domains(Resources):
+    """Domains: the protocol plus power, status with reason, monitor and runtime."""
+
+    kind = "domain"
+
+    def active(self, name: str) -> bool:
+        return self.status(name).active
+
+    def stop(self, name: str) -> None:
+        self.destroy(name)
+
+    @abstractmethod
+    def undefine(self, name: str) -> None:
+        """Remove the definition with its managed save, snapshot metadata, NVRAM and TPM state."""
+
+    @abstractmethod
+    def start(self, name: str, paused: bool = False) -> None: ...
+
+    @abstractmethod
+    def status(self, name: str) -> DomainStatus: ...
+
+    @abstractmethod
+    def runtime(self, name: str) -> DomainRuntime:
+        """QEMU pid, domain id and taints of the running domain (empty values when it does not run)."""
+
+    @abstractmethod
+    def shutdown(self, name: str) -> None:
+        """Ask the guest to power off (ACPI power button); returns at once."""
+
+    @abstractmethod
+    def destroy(self, name: str) -> None:
+        """Hard power off."""
+
+    @abstractmethod
+    def suspend(self, name: str) -> None: ...
+
+    @abstractmethod
+    def resume(self, name: str) -> None: ...
+
+    @abstractmethod
+    def native_command(self, name: str) -> tuple[list[str], dict[str, str]]:
+        """The QEMU argv and environment the definition starts with, as ``virsh domxml-to-native qemu-argv``."""
+
+    @abstractmethod
+    def monitor(self, name: str, command: dict) -> object:
+        """Run one QMP command ({"execute": ..., "arguments": ...}) and return its "return" value."""
+
+
 class Driver(ABC):
     """One connection to one QEMU driver instance."""
+
+    domains: Domains
 
     def __init__(self, uri):
         self.uri = uri          # a uri.ConnectionURI
@@ -63,65 +159,6 @@ class Driver(ABC):
     @abstractmethod
     def capabilities(self) -> str:
         """The host capabilities XML (libvirt's <capabilities> format)."""
-
-    # -- domains: definition --------------------------------------------
-    @abstractmethod
-    def domain_names(self) -> list[str]:
-        """Names of every defined or running domain."""
-
-    @abstractmethod
-    def domain_exists(self, name: str) -> bool: ...
-
-    @abstractmethod
-    def domain_xml(self, name: str, inactive: bool = True) -> str:
-        """The domain's XML, secrets included; persistent definition when inactive."""
-
-    @abstractmethod
-    def domain_define(self, xml: str) -> None:
-        """Create or replace the persistent definition."""
-
-    @abstractmethod
-    def domain_undefine(self, name: str) -> None:
-        """Remove the definition with its managed save, snapshot metadata, NVRAM and TPM state."""
-
-    @abstractmethod
-    def domain_autostart(self, name: str) -> bool: ...
-
-    @abstractmethod
-    def domain_set_autostart(self, name: str, enabled: bool) -> None: ...
-
-    # -- domains: life cycle --------------------------------------------
-    @abstractmethod
-    def domain_status(self, name: str) -> DomainStatus: ...
-
-    @abstractmethod
-    def domain_runtime(self, name: str) -> DomainRuntime:
-        """QEMU pid, domain id and taints of the running domain (empty values when it does not run)."""
-
-    @abstractmethod
-    def domain_start(self, name: str, paused: bool = False) -> None: ...
-
-    @abstractmethod
-    def domain_shutdown(self, name: str) -> None:
-        """Ask the guest to power off (ACPI power button); returns at once."""
-
-    @abstractmethod
-    def domain_destroy(self, name: str) -> None:
-        """Hard power off."""
-
-    @abstractmethod
-    def domain_suspend(self, name: str) -> None: ...
-
-    @abstractmethod
-    def domain_resume(self, name: str) -> None: ...
-
-    @abstractmethod
-    def domain_native_command(self, name: str) -> tuple[list[str], dict[str, str]]:
-        """The QEMU argv and environment the definition starts with, as ``virsh domxml-to-native qemu-argv``."""
-
-    @abstractmethod
-    def domain_monitor(self, name: str, command: dict) -> object:
-        """Run one QMP command ({"execute": ..., "arguments": ...}) and return its "return" value."""
 
     # -- storage ----------------------------------------------------------
     @abstractmethod

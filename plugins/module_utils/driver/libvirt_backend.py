@@ -16,11 +16,14 @@ import shlex
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import (
     DOMAIN_STATES,
     DomainRuntime,
+    Domains,
     DomainStatus,
     Driver,
+    Resources,
 )
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     BackendError,
+    Conflict,
     InvalidInput,
     MissingDependency,
     NotFound,
@@ -104,89 +107,130 @@ def _quiet(_ctx, _err):
     """libvirt prints every error to stderr by default; the exceptions say it all."""
 
 
-class LibvirtDriver(Driver):
-    def __init__(self, uri):
-        super().__init__(uri)
-        if not HAS_LIBVIRT:
-            raise MissingDependency("libvirt-python", f"for the libvirt backend ({uri.raw})")
-        libvirt.registerErrorHandler(_quiet, None)
+def _not_found_codes() -> tuple[int, ...]:
+    names = ("VIR_ERR_NO_DOMAIN", "VIR_ERR_NO_NETWORK", "VIR_ERR_NO_STORAGE_POOL", "VIR_ERR_NO_STORAGE_VOL")
+    return tuple(getattr(libvirt, n) for n in names if hasattr(libvirt, n))
+
+
+def call(what: str, fn, *args, definition: bool = False):
+    """Call libvirt; ``definition`` says that a refusal is about the XML being defined."""
+    try:
+        return fn(*args)
+    except libvirt.libvirtError as e:
+        if e.get_error_code() in _not_found_codes():
+            raise NotFound(f"cannot {what}: {e.get_error_message()}") from e
+        if e.get_error_code() == libvirt.VIR_ERR_OPERATION_INVALID:
+            # "domain is not running", "network is already active": the embedded driver's Conflict.
+            raise Conflict(f"cannot {what}: {e.get_error_message()}") from e
+        if definition and e.get_error_code() in (libvirt.VIR_ERR_XML_ERROR, libvirt.VIR_ERR_XML_DETAIL,
+                                                 libvirt.VIR_ERR_CONFIG_UNSUPPORTED):
+            raise InvalidInput(f"libvirt rejected the definition: {e.get_error_message()}", "xml") from e
+        raise BackendError(f"cannot {what}: {e.get_error_message()}") from e
+
+
+class LibvirtResources(Resources):
+    """The protocol every kind shares, on libvirt's look-up/define/create/destroy calls.
+
+    A kind names its connection methods (``virConnectListAll*``,
+    ``*LookupByName``, ``*DefineXML``) and its XML and undefine flags.
+    """
+
+    _list_method = ""
+    _lookup_method = ""
+    _define_method = ""
+
+    def __init__(self, conn):
+        self.conn = conn
+
+    def _object(self, name: str):
+        return call(f"find {self.kind} {name!r}", getattr(self.conn, self._lookup_method), name)
+
+    def _xml_flags(self, inactive: bool) -> int:
+        return 0
+
+    def _define_args(self, xml: str) -> tuple:
+        return (xml,)
+
+    def _undefine_object(self, obj) -> None:
+        obj.undefine()
+
+    def names(self) -> list[str]:
+        found = call(f"list {self.kind}s", getattr(self.conn, self._list_method), 0)
+        return sorted(o.name() for o in found)
+
+    def exists(self, name: str) -> bool:
         try:
-            self.conn = libvirt.open(uri.raw)
-        except libvirt.libvirtError as e:
-            raise BackendError(f"cannot connect to {uri.raw}: {e.get_error_message()}") from e
-
-    def close(self) -> None:
-        if self.conn is not None:
-            self.conn.close()
-            self.conn = None
-
-    def capabilities(self) -> str:
-        return self._call("read the host capabilities", self.conn.getCapabilities)
-
-    # -- helpers ----------------------------------------------------------
-    def _call(self, what, fn, *args, definition: bool = False):
-        """Call libvirt; ``definition`` says that a refusal is about the XML being defined."""
-        try:
-            return fn(*args)
-        except libvirt.libvirtError as e:
-            if e.get_error_code() in (libvirt.VIR_ERR_NO_DOMAIN, libvirt.VIR_ERR_NO_STORAGE_VOL):
-                raise NotFound(f"cannot {what}: {e.get_error_message()}") from e
-            if definition and e.get_error_code() in (libvirt.VIR_ERR_XML_ERROR, libvirt.VIR_ERR_XML_DETAIL,
-                                                     libvirt.VIR_ERR_CONFIG_UNSUPPORTED):
-                raise InvalidInput(f"libvirt rejected the definition: {e.get_error_message()}", "xml") from e
-            raise BackendError(f"cannot {what}: {e.get_error_message()}") from e
-
-    def _domain(self, name):
-        return self._call(f"find domain {name!r}", self.conn.lookupByName, name)
-
-    # -- definition ---------------------------------------------------------
-    def domain_names(self) -> list[str]:
-        return sorted(d.name() for d in self._call("list domains", self.conn.listAllDomains, 0))
-
-    def domain_exists(self, name: str) -> bool:
-        try:
-            self._domain(name)
+            self._object(name)
         except NotFound:
             return False
         return True
 
-    def domain_xml(self, name: str, inactive: bool = True) -> str:
+    def xml(self, name: str, inactive: bool = True) -> str:
+        return call(f"read the XML of {name!r}", self._object(name).XMLDesc, self._xml_flags(inactive))
+
+    def define(self, xml: str) -> None:
+        call(f"define the {self.kind}", getattr(self.conn, self._define_method), *self._define_args(xml),
+             definition=True)
+
+    def undefine(self, name: str) -> None:
+        call(f"undefine {name!r}", self._undefine_object, self._object(name))
+
+    def autostart(self, name: str) -> bool:
+        return bool(call(f"read autostart of {name!r}", self._object(name).autostart))
+
+    def set_autostart(self, name: str, enabled: bool) -> None:
+        call(f"set autostart of {name!r}", self._object(name).setAutostart, int(enabled))
+
+    def active(self, name: str) -> bool:
+        return bool(call(f"read the state of {name!r}", self._object(name).isActive))
+
+    def start(self, name: str) -> None:
+        call(f"start {name!r}", self._object(name).create)
+
+    def stop(self, name: str) -> None:
+        call(f"stop {name!r}", self._object(name).destroy)
+
+
+class LibvirtDomains(LibvirtResources, Domains):
+    _list_method = "listAllDomains"
+    _lookup_method = "lookupByName"
+    _define_method = "defineXMLFlags"
+
+    def __init__(self, conn, uri):
+        super().__init__(conn)
+        self.uri = uri
+
+    def _xml_flags(self, inactive: bool) -> int:
         flags = libvirt.VIR_DOMAIN_XML_SECURE
-        if inactive:
-            flags |= libvirt.VIR_DOMAIN_XML_INACTIVE
-        return self._call(f"read the XML of {name!r}", self._domain(name).XMLDesc, flags)
+        return flags | libvirt.VIR_DOMAIN_XML_INACTIVE if inactive else flags
 
-    def domain_define(self, xml: str) -> None:
-        flags = getattr(libvirt, "VIR_DOMAIN_DEFINE_VALIDATE", 0)
-        self._call("define the domain", self.conn.defineXMLFlags, xml, flags, definition=True)
+    def _define_args(self, xml: str) -> tuple:
+        return (xml, getattr(libvirt, "VIR_DOMAIN_DEFINE_VALIDATE", 0))
 
-    def domain_undefine(self, name: str) -> None:
+    def _undefine_object(self, obj) -> None:
         flags = 0
         for flag in _UNDEFINE_FLAG_NAMES:
             flags |= getattr(libvirt, flag, 0)
-        self._call(f"undefine {name!r}", self._domain(name).undefineFlags, flags)
+        obj.undefineFlags(flags)
 
-    def domain_autostart(self, name: str) -> bool:
-        return bool(self._call(f"read autostart of {name!r}", self._domain(name).autostart))
-
-    def domain_set_autostart(self, name: str, enabled: bool) -> None:
-        self._call(f"set autostart of {name!r}", self._domain(name).setAutostart, int(enabled))
+    def stop(self, name: str) -> None:
+        self.destroy(name)
 
     # -- life cycle -------------------------------------------------------
-    def domain_status(self, name: str) -> DomainStatus:
-        state, reason = self._call(f"read the state of {name!r}", self._domain(name).state)
+    def status(self, name: str) -> DomainStatus:
+        state, reason = call(f"read the state of {name!r}", self._object(name).state)
         word = DOMAIN_STATES[state] if state < len(DOMAIN_STATES) else "nostate"
         reasons = STATE_REASONS.get(word, ("unknown",))
         return DomainStatus(word, reasons[reason] if reason < len(reasons) else "unknown")
 
-    def domain_runtime(self, name: str) -> DomainRuntime:
-        domain = self._domain(name)
-        if not self._call(f"read the state of {name!r}", domain.isActive):
+    def runtime(self, name: str) -> DomainRuntime:
+        domain = self._object(name)
+        if not call(f"read the state of {name!r}", domain.isActive):
             return DomainRuntime(None, None, [])
         messages = getattr(domain, "messages", None)     # libvirt >= 7.1
         tainting = getattr(libvirt, "VIR_DOMAIN_MESSAGE_TAINTING", 2)
-        taints = taint_flags(self._call(f"read the messages of {name!r}", messages, tainting)) if messages else []
-        domain_id = self._call(f"read the id of {name!r}", domain.ID)
+        taints = taint_flags(call(f"read the messages of {name!r}", messages, tainting)) if messages else []
+        domain_id = call(f"read the id of {name!r}", domain.ID)
         return DomainRuntime(self._qemu_pid(name), domain_id if domain_id > 0 else None, taints)
 
     def _qemu_pid(self, name: str) -> int | None:
@@ -209,46 +253,66 @@ class LibvirtDriver(Driver):
         runtime = os.environ.get("XDG_RUNTIME_DIR") or f"/run/user/{os.getuid()}"
         return os.path.join(runtime, "libvirt", "qemu", "run")
 
-    def domain_start(self, name: str, paused: bool = False) -> None:
+    def start(self, name: str, paused: bool = False) -> None:
         flags = libvirt.VIR_DOMAIN_START_PAUSED if paused else 0
-        self._call(f"start {name!r}", self._domain(name).createWithFlags, flags)
+        call(f"start {name!r}", self._object(name).createWithFlags, flags)
 
-    def domain_shutdown(self, name: str) -> None:
-        self._call(f"shut down {name!r}", self._domain(name).shutdownFlags,
-                   libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN)
+    def shutdown(self, name: str) -> None:
+        call(f"shut down {name!r}", self._object(name).shutdownFlags, libvirt.VIR_DOMAIN_SHUTDOWN_ACPI_POWER_BTN)
 
-    def domain_destroy(self, name: str) -> None:
-        self._call(f"destroy {name!r}", self._domain(name).destroy)
+    def destroy(self, name: str) -> None:
+        call(f"destroy {name!r}", self._object(name).destroy)
 
-    def domain_suspend(self, name: str) -> None:
-        self._call(f"pause {name!r}", self._domain(name).suspend)
+    def suspend(self, name: str) -> None:
+        call(f"pause {name!r}", self._object(name).suspend)
 
-    def domain_resume(self, name: str) -> None:
-        self._call(f"resume {name!r}", self._domain(name).resume)
+    def resume(self, name: str) -> None:
+        call(f"resume {name!r}", self._object(name).resume)
 
-    def domain_native_command(self, name: str) -> tuple[list[str], dict[str, str]]:
-        text = self._call(f"convert {name!r} to a QEMU command line", self.conn.domainXMLToNative,
-                          "qemu-argv", self.domain_xml(name), 0)
+    def native_command(self, name: str) -> tuple[list[str], dict[str, str]]:
+        text = call(f"convert {name!r} to a QEMU command line", self.conn.domainXMLToNative,
+                    "qemu-argv", self.xml(name), 0)
         return split_native_command(text)
 
-    def domain_monitor(self, name: str, command: dict) -> object:
+    def monitor(self, name: str, command: dict) -> object:
         try:
             import libvirt_qemu
         except ImportError as e:  # pragma: no cover - shipped with the bindings
             raise MissingDependency("libvirt-python", "for monitor commands") from e
-        reply = self._call(f"run {command.get('execute')!r} on {name!r}",
-                           libvirt_qemu.qemuMonitorCommand, self._domain(name), json.dumps(command), 0)
+        reply = call(f"run {command.get('execute')!r} on {name!r}",
+                     libvirt_qemu.qemuMonitorCommand, self._object(name), json.dumps(command), 0)
         answer = json.loads(reply)
         if "error" in answer:
             raise BackendError(f"{command.get('execute')}: {answer['error'].get('desc')}")
         return answer.get("return")
 
+
+class LibvirtDriver(Driver):
+    def __init__(self, uri):
+        super().__init__(uri)
+        if not HAS_LIBVIRT:
+            raise MissingDependency("libvirt-python", f"for the libvirt backend ({uri.raw})")
+        libvirt.registerErrorHandler(_quiet, None)
+        try:
+            self.conn = libvirt.open(uri.raw)
+        except libvirt.libvirtError as e:
+            raise BackendError(f"cannot connect to {uri.raw}: {e.get_error_message()}") from e
+        self.domains = LibvirtDomains(self.conn, uri)
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
+            self.conn = None
+
+    def capabilities(self) -> str:
+        return call("read the host capabilities", self.conn.getCapabilities)
+
     # -- storage ----------------------------------------------------------
     def delete_disk_source(self, source: dict) -> None:
         if source.get("volume"):
-            pool = self._call(f"find pool {source['pool']!r}", self.conn.storagePoolLookupByName, source["pool"])
-            volume = self._call(f"find volume {source['volume']!r}", pool.storageVolLookupByName, source["volume"])
-            self._call(f"delete volume {source['volume']!r}", volume.delete, 0)
+            pool = call(f"find pool {source['pool']!r}", self.conn.storagePoolLookupByName, source["pool"])
+            volume = call(f"find volume {source['volume']!r}", pool.storageVolLookupByName, source["volume"])
+            call(f"delete volume {source['volume']!r}", volume.delete, 0)
             return
         path = source["path"]
         try:
@@ -256,7 +320,7 @@ class LibvirtDriver(Driver):
         except libvirt.libvirtError:
             volume = None
         if volume is not None:
-            self._call(f"delete volume {path!r}", volume.delete, 0)
+            call(f"delete volume {path!r}", volume.delete, 0)
         elif self.uri.is_local:
             if os.path.exists(path):
                 os.remove(path)

@@ -46,25 +46,25 @@ def predicted_state(steps: list[str], current: str) -> str:
     return after[steps[-1]] if steps else current
 
 
-def run_steps(driver, name: str, steps: list[str], shutdown_timeout: float, force: bool) -> None:
+def run_steps(domains, name: str, steps: list[str], shutdown_timeout: float, force: bool) -> None:
     for step in steps:
         if step == "shutdown":
-            shutdown(driver, name, shutdown_timeout, force)
+            shutdown(domains, name, shutdown_timeout, force)
         elif step == "start_paused":
-            driver.domain_start(name, paused=True)
+            domains.start(name, paused=True)
         else:
-            getattr(driver, f"domain_{step}")(name)
+            getattr(domains, step)(name)
 
 
-def shutdown(driver, name: str, timeout: float, force: bool) -> None:
+def shutdown(domains, name: str, timeout: float, force: bool) -> None:
     """ACPI power-off, waiting for the guest; destroy after ``timeout`` only if ``force``."""
-    driver.domain_shutdown(name)
-    if wait_for_shutoff(driver, name, timeout):
+    domains.shutdown(name)
+    if wait_for_shutoff(domains, name, timeout):
         return
     if force:
-        driver.domain_destroy(name)
+        domains.destroy(name)
         return
-    if not _has_acpi(driver, name):
+    if not _has_acpi(domains, name):
         raise OperationTimeout(
             f"domain {name!r} did not power off within {timeout} s: it runs without ACPI "
             "(no <acpi/> in its features), so the ACPI power button cannot reach the guest; "
@@ -74,10 +74,10 @@ def shutdown(driver, name: str, timeout: float, force: bool) -> None:
         "set force: true to destroy it after the timeout, or raise shutdown_timeout")
 
 
-def _has_acpi(driver, name: str) -> bool:
+def _has_acpi(domains, name: str) -> bool:
     """Whether the running x86 guest has ACPI; True when unknown or not x86, where other buttons exist."""
     try:
-        running = parse_domain(driver.domain_xml(name, inactive=False), "xml")
+        running = parse_domain(domains.xml(name, inactive=False), "xml")
     except VirtError:
         return True
     os_type = running.find("os/type")
@@ -85,24 +85,24 @@ def _has_acpi(driver, name: str) -> bool:
     return arch not in X86_ARCHES or running.find("features/acpi") is not None
 
 
-def wait_for_shutoff(driver, name: str, timeout: float) -> bool:
+def wait_for_shutoff(domains, name: str, timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while True:
-        if not driver.domain_status(name).active:
+        if not domains.status(name).active:
             return True
         if time.monotonic() >= deadline:
             return False
         time.sleep(POLL_SECONDS)
 
 
-def restart(driver, name: str, paused: bool, shutdown_timeout: float, force: bool) -> None:
+def restart(domains, name: str, paused: bool, shutdown_timeout: float, force: bool) -> None:
     """Cold restart so that a changed persistent definition takes effect."""
-    status = driver.domain_status(name)
+    status = domains.status(name)
     if status.state == "paused":
-        driver.domain_resume(name)
+        domains.resume(name)
     if status.active:
-        shutdown(driver, name, shutdown_timeout, force)
-    driver.domain_start(name, paused=paused)
+        shutdown(domains, name, shutdown_timeout, force)
+    domains.start(name, paused=paused)
 
 
 def require_known_state(name: str, state: str) -> None:

@@ -9,7 +9,6 @@ Private to the collection.
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Iterable
 
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
@@ -76,19 +75,6 @@ DOMAIN_RULES = Rules(
         f"{DEVICES}/graphics@port": _any_port,
     },
 )
-
-_NAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.+:-]{0,199}$")
-
-
-def validate_name(name, option: str = "name") -> str:
-    """libvirt takes nearly anything; paths and shells do not, so be strict."""
-    if not isinstance(name, str) or not name:
-        raise InvalidInput("a domain name is required", option)
-    if "/" in name or not _NAME.fullmatch(name):
-        raise InvalidInput(
-            f"{name!r} is not a valid domain name: use letters, digits and _ . + : - "
-            "(no '/', no spaces, not starting with '.' or '-', at most 200 characters)", option)
-    return name
 
 
 def parse_domain(text: str, option: str = "xml"):

@@ -6,8 +6,11 @@
 What the user asked for must hold in the current definition; everything
 else there (uuid, MACs, addresses, implicit devices) is kept.  Elements
 that may repeat are matched by identity, given per element path by a
-``Rules`` table, so a redefine never reshuffles generated values.
-Private to the collection.
+``Rules`` table, so a redefine never reshuffles generated values.  A rule
+may replace an element whole instead (a network's <forward> whose mode
+changes keeps nothing of the old mode).  Elements in a namespace (libvirt's
+qemu: extensions, <metadata> content) hold nothing libvirt generates: the
+desired element describes their lists completely.  Private to the collection.
 """
 
 from __future__ import annotations
@@ -23,6 +26,8 @@ from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import 
 KeyFunction = Callable[[XmlNode], Optional[Hashable]]  # noqa: UP045 - evaluated at run time
 # Whether a current value already satisfies the desired one.
 Equivalence = Callable[[str, str], bool]
+# Whether the current element must give way to the desired one whole: (current, desired) -> bool.
+Replacement = Callable[[XmlNode, XmlNode], bool]
 
 
 def child_attr(child_tag: str, attr: str) -> KeyFunction:
@@ -39,6 +44,13 @@ def own_attr(*attrs: str) -> KeyFunction:
         values = tuple(node.get(a) for a in attrs)
         return None if None in values else values
     return key
+
+
+def differs_in(*attrs: str) -> Replacement:
+    """Replace the element when the desired one sets one of ``attrs`` to another value."""
+    def replace(current: XmlNode, desired: XmlNode) -> bool:
+        return any(desired.get(a) is not None and desired.get(a) != current.get(a) for a in attrs)
+    return replace
 
 
 def first_key(*keys: KeyFunction) -> KeyFunction:
@@ -60,16 +72,20 @@ class Rules:
     means "match by position").  ``owned``: element paths whose current
     members are dropped when the desired tree does not list them.
     ``equivalent``: "path@attr" or "path#text" -> predicate(current, desired).
+    ``replace``: element path -> predicate(current, desired) that says when
+    the desired element replaces the current one whole instead of merging.
     """
     identity: dict[str, KeyFunction] = field(default_factory=dict)
     owned: frozenset[str] = frozenset()
     equivalent: dict[str, Equivalence] = field(default_factory=dict)
+    replace: dict[str, Replacement] = field(default_factory=dict)
 
 
 @dataclass
 class MergeResult:
     tree: XmlNode                   # the merged element tree
-    changes: list[str]              # human-readable paths of what changed
+    # What changed: "path@attr", "path#text", "path+" (added), "path-" (removed), "path=" (replaced whole).
+    changes: list[str]
 
     @property
     def changed(self) -> bool:
@@ -102,15 +118,22 @@ def _merge_node(cur: XmlNode, des: XmlNode, path: str, rules: Rules, owned: froz
             and not _equivalent(rules, f"{path}#text", (cur.text or "").strip(), want_text):
         cur.text = des.text.strip()
         changes.append(f"{path}#text")
-    for tag in _child_tags(des, path, owned):
+    for tag in _child_tags(cur, des, path, owned):
         _merge_children(cur, des, tag, f"{path}/{tag}", rules, owned, changes)
 
 
-def _child_tags(des: XmlNode, path: str, owned: frozenset[str]) -> list[str]:
+def _child_tags(cur: XmlNode, des: XmlNode, path: str, owned: frozenset[str]) -> list[str]:
     tags = [c.tag for c in des if isinstance(c.tag, str)]
+    if _namespaced(des):
+        tags += [c.tag for c in cur if isinstance(c.tag, str)]
     prefix = path + "/"
     tags += [p[len(prefix):] for p in owned if p.startswith(prefix) and "/" not in p[len(prefix):]]
     return list(dict.fromkeys(tags))
+
+
+def _namespaced(node: XmlNode) -> bool:
+    """libvirt's own elements have no namespace; anything in one is an extension stored verbatim."""
+    return isinstance(node.tag, str) and node.tag.startswith("{")
 
 
 def _merge_children(cur: XmlNode, des: XmlNode, tag: str, path: str, rules: Rules,
@@ -118,15 +141,19 @@ def _merge_children(cur: XmlNode, des: XmlNode, tag: str, path: str, rules: Rule
     wanted = des.findall(tag)
     present = cur.findall(tag)
     pairs = match(present, wanted, rules.identity.get(path))
+    replace = rules.replace.get(path)
     for have, want in pairs:
         if have is None:
             if _only_owns_lists(want, path, owned):
                 continue
             _insert(cur, copy.deepcopy(want), tag)
             changes.append(f"{path}+")
+        elif replace is not None and replace(have, want):
+            cur.replace(have, copy.deepcopy(want))
+            changes.append(f"{path}=")
         else:
             _merge_node(have, want, path, rules, owned, changes)
-    if path in owned:
+    if path in owned or _namespaced(des):
         matched = {id(have) for have, _want in pairs if have is not None}
         for extra in present:
             if id(extra) not in matched:

@@ -29,10 +29,11 @@ def autostart_domains(root: str) -> dict[str, str | None]:
     """Start every inactive autostart domain of ``root``; name -> None or the error."""
     results: dict[str, str | None] = {}
     with EmbedDriver(parse_uri(f"qemu:///embed?root={root}")) as driver:
-        for name in driver.domain_names():
+        domains = driver.domains
+        for name in domains.names():
             try:
-                if driver.domain_autostart(name) and not driver.domain_status(name).active:
-                    driver.domain_start(name)
+                if domains.autostart(name) and not domains.active(name):
+                    domains.start(name)
                     results[name] = None
             except VirtError as exc:
                 results[name] = str(exc)

@@ -4,10 +4,12 @@
 """The embedded (daemonless) QEMU driver at qemu:///embed?root=/dir.
 
 The collection itself plays libvirt's QEMU driver: definitions are
-post-parsed and stored under ``etc/qemu``, QEMU is started paused and
-resumed over QMP, and each later run finds it again from the status XML,
-the pidfile and the monitor socket (see layout.py, state.py, process.py).
-Every operation on a domain holds that domain's lock.  The root's tree is
+post-parsed and kept by a DefinitionStore under ``etc/qemu``, QEMU is
+started paused and resumed over QMP, and each later run finds it again
+from the status XML, the pidfile and the monitor socket (see layout.py,
+store.py, state.py, process.py).  ``EmbedDriver`` holds what the whole root
+shares (tree, capabilities, qemu.conf, the root's lock); ``EmbedDomains``
+is its ``domains``.  Every operation on a domain holds that domain's lock.  The root's tree is
 created by the first write; a read-only driver (check mode, info modules)
 creates nothing and reads a missing tree as a root without domains.  Private
 to the collection.
@@ -25,7 +27,12 @@ from types import SimpleNamespace
 from typing import cast
 
 from ansible_collections.virtops.qemu.plugins.module_utils import fileio
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import DomainRuntime, DomainStatus, Driver
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import (
+    DomainRuntime,
+    Domains,
+    DomainStatus,
+    Driver,
+)
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import caps as capsmod
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import command, firmware, process, state
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.layout import (
@@ -35,16 +42,16 @@ from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.layout i
 )
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse import postparse
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.state import DomainRecord
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.store import DefinitionStore
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     BackendError,
     Conflict,
     InvalidInput,
-    NotFound,
-    UnreadableDefinition,
     VirtError,
+    host_error,
 )
 from ansible_collections.virtops.qemu.plugins.module_utils.model import schema
-from ansible_collections.virtops.qemu.plugins.module_utils.model.domain import validate_name
+from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import etree, parse, sub, to_string
 from ansible_collections.virtops.qemu.plugins.module_utils.qemu_conf import read_conf, settings_from_text
 from ansible_collections.virtops.qemu.plugins.module_utils.qmp import QMPClient, QMPError
@@ -93,8 +100,7 @@ class EmbedDriver(Driver):
         self.layout.check_root()
         self._tree_ready = False
         self._caps_cache: dict[str, object] = {}
-        # Monitors that timed out once in this run: asking again would only stall the run again.
-        self._unanswered: set[str] = set()
+        self.domains = EmbedDomains(self)
 
     def close(self) -> None:
         """Nothing stays open between calls: every call opens and closes its own QMP session."""
@@ -113,52 +119,17 @@ class EmbedDriver(Driver):
         return settings
 
     # -- helpers ----------------------------------------------------------
-    def _ensure_tree(self) -> None:
+    def ensure_tree(self) -> None:
         if self.read_only:
             raise BackendError(f"{self.uri.raw} was opened read-only; nothing may be written")
         if not self._tree_ready:
             self.layout.ensure_tree()
             self._tree_ready = True
 
-    @contextlib.contextmanager
-    def _lock(self, name: str, creating: bool = False):
-        """The domain's lock; only a define (``creating``) takes it for a domain that does not exist.
-
-        No lock file is made for an unknown name, and a domain's lock file goes with the domain.
-        """
-        validate_name(name)
-        if not creating and not self.domain_exists(name):
-            raise NotFound(f"domain {name!r} is not defined in {self.uri.raw}")
-        if creating or not self.read_only:
-            self._ensure_tree()
-        path = self.layout.lock_file(name)
-        make_private_dir(os.path.dirname(path))     # a read-only run on a root of an older release
-        with fileio.file_lock(path, f"domain {name!r}"):
-            if not creating and not self.domain_exists(name):
-                fileio.remove_lock_file(path)       # removed by another run while this one waited
-                raise NotFound(f"domain {name!r} is not defined in {self.uri.raw}")
-            yield
-
-    def _driver_lock(self):
+    def driver_lock(self):
         return fileio.file_lock(self.layout.driver_lock_file(), f"embed root {self.layout.root}")
 
-    def _config(self, name: str):
-        path = self.layout.config_file(name)
-        text = fileio.read_text(path)
-        if text is None:
-            return None
-        try:
-            return parse(text, "domain", path)
-        except (VirtError, ValueError) as exc:     # ValueError: bytes that are not UTF-8
-            raise UnreadableDefinition(f"domain {name!r}: definition file {path} cannot be parsed: {exc}") from exc
-
-    def _record(self, name: str) -> DomainRecord | None:
-        return state.load_record(self.layout.status_file(name))
-
-    def _save(self, name: str, record: DomainRecord) -> None:
-        state.save_record(self.layout.status_file(name), record)
-
-    def _caps_for(self, domain):
+    def caps_for(self, domain):
         binary = (domain.findtext("devices/emulator") or "").strip() or self._default_emulator(domain)
         if binary not in self._caps_cache:
             self._caps_cache[binary] = capsmod.probe(binary, self._caps_cache_dir())
@@ -170,7 +141,7 @@ class EmbedDriver(Driver):
         A read-only run uses and refreshes an existing cache but never creates one.
         """
         if not self.read_only:
-            self._ensure_tree()
+            self.ensure_tree()
         return self.layout.cache_dir if os.path.isdir(self.layout.cache_dir) else None
 
     @staticmethod
@@ -183,19 +154,50 @@ class EmbedDriver(Driver):
                                "devices/emulator")
         return binary
 
-    def _names_on_disk(self) -> set[str]:
-        names = {f[:-4] for f in fileio.list_dir(self.layout.config_dir) if f.endswith(".xml")}
-        for entry in fileio.list_dir(self.layout.run_dir):
-            if entry.endswith(".xml") and not entry.startswith("."):
-                names.add(entry[:-4])
-        return names
+    def delete_disk_source(self, source: dict) -> None:
+        if source.get("volume"):
+            raise BackendError(f"deleting storage volume {source.get('pool')}/{source['volume']} "
+                               "is not supported by the embedded driver yet")
+        path = source["path"]
+        if not os.path.lexists(path):
+            return
+        if not (os.path.isfile(path) or os.path.islink(path)):
+            raise BackendError(f"{path!r} is not a regular file; the embedded driver deletes only image files")
+        try:
+            os.remove(path)
+        except OSError as exc:
+            raise host_error(exc, "delete", path) from exc
 
-    # -- definition ---------------------------------------------------------
-    def domain_names(self) -> list[str]:
-        return sorted(n for n in self._names_on_disk() if self.domain_exists(n))
 
-    def domain_exists(self, name: str) -> bool:
-        if os.path.exists(self.layout.config_file(name)):
+class EmbedDomains(Domains):
+    """The domains of one embed root; every operation on a domain holds that domain's lock."""
+
+    def __init__(self, driver: EmbedDriver):
+        self.driver = driver
+        self.uri = driver.uri
+        self.layout = driver.layout
+        self.warnings = driver.warnings
+        self.store = DefinitionStore(driver.layout.domains, driver.uri.raw, driver.ensure_tree, driver.read_only)
+        # Monitors that timed out once in this run: asking again would only stall the run again.
+        self._unanswered: set[str] = set()
+
+    def _lock(self, name: str, creating: bool = False):
+        return self.store.lock(name, self.exists, creating)
+
+    def _config(self, name: str):
+        return self.store.read(name)
+
+    def _record(self, name: str) -> DomainRecord | None:
+        return state.load_record(self.layout.domains.status_file(name))
+
+    def _save(self, name: str, record: DomainRecord) -> None:
+        state.save_record(self.layout.domains.status_file(name), record)
+
+    def names(self) -> list[str]:
+        return sorted(n for n in self.store.names_on_disk() if self.exists(n))
+
+    def exists(self, name: str) -> bool:
+        if self.store.defined(name):
             return True
         try:
             record = self._record(name)
@@ -203,66 +205,47 @@ class EmbedDriver(Driver):
             return True     # listed, so that its status names the unreadable file
         return record is not None and record.active
 
-    def domain_xml(self, name: str, inactive: bool = True) -> str:
+    def xml(self, name: str, inactive: bool = True) -> str:
         with self._lock(name):
             record = self._refresh(name)
             if not inactive and record.active and record.live is not None:
                 return to_string(record.live)
             config = self._config(name)
             if config is None:
-                raise NotFound(f"domain {name!r} is not defined in {self.uri.raw}")
+                raise self.store.not_found(name)
             return to_string(config)
 
-    def domain_define(self, xml: str) -> None:
+    def define(self, xml: str) -> None:
         desired = parse(xml, "domain")
-        name = validate_name((desired.findtext("name") or "").strip(), "name")
+        name = validate_name((desired.findtext("name") or "").strip(), "domain")
         schema.validate(desired, "domain")
         with self._lock(name, creating=True):
             current = self._config(name)
-            self._check_uuid(name, desired, current)
+            self.store.check_identity(name, desired, current)
             final = self._postparse(desired, current)
             schema.validate(final, "domain", what="the completed definition")
-            fileio.atomic_write(self.layout.config_file(name), to_string(final), mode=state.PRIVATE)
+            self.store.write(name, final)
 
     def _postparse(self, desired, current):
         if current is not None:
             _carry_over(desired, current)
-        return postparse(desired, self._caps_for(desired))
+        return postparse(desired, self.driver.caps_for(desired))
 
-    def _check_uuid(self, name: str, desired, current) -> None:
-        wanted = (desired.findtext("uuid") or "").strip().lower()
-        if current is not None:
-            have = (current.findtext("uuid") or "").strip().lower()
-            if wanted and wanted != have:
-                raise Conflict(f"domain {name!r} already exists with uuid {have}")
-            return
-        if not wanted:
-            return
-        for other in self._names_on_disk() - {name}:
-            try:
-                config = self._config(other)
-            except BackendError:
-                continue    # an unreadable definition claims no uuid
-            if config is not None and (config.findtext("uuid") or "").strip().lower() == wanted:
-                raise Conflict(f"domain {other!r} already has uuid {wanted}; a domain cannot be renamed by define")
-
-    def domain_undefine(self, name: str) -> None:
+    def undefine(self, name: str) -> None:
         with self._lock(name):
             config = self._config_to_undefine(name)
             record = self._refresh(name)
-            fileio.remove_quietly(self.layout.autostart_link(name))
-            fileio.remove_quietly(self.layout.config_file(name))
-            fileio.fsync_directory(self.layout.config_dir)
+            self.store.remove(name)
             if not record.active:
                 if config is not None:
                     self._remove_domain_data(name, config)
-                fileio.remove_quietly(self.layout.status_file(name))
-                fileio.remove_lock_file(self.layout.lock_file(name))
+                fileio.remove_quietly(self.layout.domains.status_file(name))
+                self.store.remove_lock(name)
 
     def _config_to_undefine(self, name: str):
         """The definition; None for an unreadable one, which is removed without knowing its NVRAM."""
-        if not os.path.exists(self.layout.config_file(name)):
-            raise NotFound(f"domain {name!r} is not defined in {self.uri.raw}")
+        if not self.store.defined(name):
+            raise self.store.not_found(name)
         try:
             return self._config(name)
         except BackendError as exc:
@@ -277,28 +260,17 @@ class EmbedDriver(Driver):
         if uuid and "/" not in uuid:
             shutil.rmtree(self.layout.tpm_state_dir(uuid), ignore_errors=True)
 
-    def domain_autostart(self, name: str) -> bool:
-        if not self.domain_exists(name):
-            raise NotFound(f"domain {name!r} is not defined in {self.uri.raw}")
-        return os.path.islink(self.layout.autostart_link(name))
+    def autostart(self, name: str) -> bool:
+        if not self.exists(name):
+            raise self.store.not_found(name)
+        return self.store.autostart(name)
 
-    def domain_set_autostart(self, name: str, enabled: bool) -> None:
+    def set_autostart(self, name: str, enabled: bool) -> None:
         with self._lock(name):
-            config_file = self.layout.config_file(name)
-            if not os.path.exists(config_file):
-                raise NotFound(f"domain {name!r} has no persistent definition in {self.uri.raw}")
-            link = self.layout.autostart_link(name)
-            if not enabled:
-                fileio.remove_quietly(link)
-            elif not os.path.islink(link):
-                temporary = f"{link}.tmp"
-                fileio.remove_quietly(temporary)
-                os.symlink(config_file, temporary)
-                os.replace(temporary, link)
-            fileio.fsync_directory(self.layout.autostart_dir)
+            self.store.set_autostart(name, enabled)
 
     # -- status -----------------------------------------------------------
-    def domain_status(self, name: str) -> DomainStatus:
+    def status(self, name: str) -> DomainStatus:
         with self._lock(name):
             record = self._refresh(name)
         return DomainStatus(record.state, record.reason)
@@ -307,8 +279,8 @@ class EmbedDriver(Driver):
         """The domain's current record; a QEMU found dead is cleaned up here.  Lock held."""
         record = self._record(name)
         if record is None:
-            if not os.path.exists(self.layout.config_file(name)):
-                raise NotFound(f"domain {name!r} is not defined in {self.uri.raw}")
+            if not self.store.defined(name):
+                raise self.store.not_found(name)
             return self._recover(name, scan=False) or DomainRecord("shutoff", "unknown")
         if not record.active:
             return record
@@ -426,25 +398,25 @@ class EmbedDriver(Driver):
         for leftover in (self.layout.pidfile(name), self.layout.trace_file(name)):
             fileio.remove_quietly(leftover)
         stopped = DomainRecord("shutoff", reason)
-        if os.path.exists(self.layout.config_file(name)):
+        if self.store.defined(name):
             self._save(name, stopped)
         else:
-            fileio.remove_quietly(self.layout.status_file(name))
-            fileio.remove_lock_file(self.layout.lock_file(name))
+            fileio.remove_quietly(self.layout.domains.status_file(name))
+            self.store.remove_lock(name)
         if errors:
             raise BackendError(f"domain {name!r} stopped but cleaning up failed: {'; '.join(errors)}")
         return stopped
 
     # -- life cycle -------------------------------------------------------
-    def domain_start(self, name: str, paused: bool = False) -> None:
+    def start(self, name: str, paused: bool = False) -> None:
         with self._lock(name):
             if self._refresh(name).active:
                 raise Conflict(f"domain {name!r} is already running")
             config = self._config(name)
             if config is None:
-                raise NotFound(f"domain {name!r} is not defined in {self.uri.raw}")
+                raise self.store.not_found(name)
             self._refuse_second_qemu(name)
-            caps = self._caps_for(config)
+            caps = self.driver.caps_for(config)
             _check_startable(config, caps)
             record = self._reserve(name, config, caps)
             try:
@@ -462,8 +434,8 @@ class EmbedDriver(Driver):
     def _reserve(self, name: str, config, caps) -> DomainRecord:
         """Pick a domain id, display ports and tap names no other domain of this root uses."""
         from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import command
-        conf = self.qemu_conf()
-        with self._driver_lock():
+        conf = self.driver.qemu_conf()
+        with self.driver.driver_lock():
             others = [r for r in self._other_records(name) if r.active]
             domain_id = _lowest_free({r.domain_id for r in others if r.domain_id})
             monitor = self.layout.monitor_socket(domain_id, name)
@@ -483,7 +455,7 @@ class EmbedDriver(Driver):
 
     def _other_records(self, name: str) -> list[DomainRecord]:
         records = []
-        for other in self._names_on_disk() - {name}:
+        for other in self.store.names_on_disk() - {name}:
             try:
                 found = self._record(other)
             except BackendError:
@@ -493,7 +465,7 @@ class EmbedDriver(Driver):
         return records
 
     def _launch(self, name: str, record: DomainRecord, caps, paused: bool) -> None:
-        live, conf = record.live, self.qemu_conf()
+        live, conf = record.live, self.driver.qemu_conf()
         if live is None:
             raise BackendError(f"domain {name!r}: the start record holds no definition")
         self._prepare_host(name, record, live)
@@ -555,13 +527,13 @@ class EmbedDriver(Driver):
         except BackendError:
             pass    # the start error matters more than a tap that would not go away
 
-    def domain_shutdown(self, name: str) -> None:
+    def shutdown(self, name: str) -> None:
         self._qmp_on_active(name, "shut down", "system_powerdown")
 
-    def domain_suspend(self, name: str) -> None:
+    def suspend(self, name: str) -> None:
         self._qmp_on_active(name, "pause", "stop", ("paused", "user"))
 
-    def domain_resume(self, name: str) -> None:
+    def resume(self, name: str) -> None:
         self._qmp_on_active(name, "resume", "cont", ("running", "unpaused"))
 
     def _qmp_on_active(self, name: str, verb: str, command: str, after=None) -> None:
@@ -590,7 +562,7 @@ class EmbedDriver(Driver):
             raise Conflict(f"cannot {verb} domain {name!r}: it is not running")
         return record
 
-    def domain_destroy(self, name: str) -> None:
+    def destroy(self, name: str) -> None:
         with self._lock(name):
             record = self._active_record(name, "destroy")
             quit_asked = self._quit(record)
@@ -609,11 +581,11 @@ class EmbedDriver(Driver):
             return False
         return True
 
-    def domain_native_command(self, name: str) -> tuple[list[str], dict[str, str]]:
+    def native_command(self, name: str) -> tuple[list[str], dict[str, str]]:
         """The command line a start would use, with placeholder runtime values as libvirt shows them."""
         config = self._config(name)
         if config is None:
-            raise NotFound(f"domain {name!r} is not defined in {self.uri.raw}")
+            raise self.store.not_found(name)
         live = copy.deepcopy(config)
         live.set("id", "-1")
         for graphics in live.findall("devices/graphics"):
@@ -621,9 +593,9 @@ class EmbedDriver(Driver):
                 graphics.set("port", str(VNC_PORT_MIN))
         _assign_taps(live, set())
         paths = self._paths(name, live, self.layout.monitor_socket(-1, name), self.layout.domain_dir(-1, name))
-        return command.build_command(live, self._caps_for(live), paths, self.qemu_conf())
+        return command.build_command(live, self.driver.caps_for(live), paths, self.driver.qemu_conf())
 
-    def domain_monitor(self, name: str, command: dict) -> object:
+    def monitor(self, name: str, command: dict) -> object:
         if not isinstance(command, dict) or not command.get("execute"):
             raise InvalidInput("a monitor command is a dict with an 'execute' key", "command")
         with self._lock(name):
@@ -632,19 +604,8 @@ class EmbedDriver(Driver):
                 return qmp.execute(command["execute"], command.get("arguments"))
 
     # -- storage ----------------------------------------------------------
-    def delete_disk_source(self, source: dict) -> None:
-        if source.get("volume"):
-            raise BackendError(f"deleting storage volume {source.get('pool')}/{source['volume']} "
-                               "is not supported by the embedded driver yet")
-        path = source["path"]
-        if not os.path.lexists(path):
-            return
-        if not (os.path.isfile(path) or os.path.islink(path)):
-            raise BackendError(f"{path!r} is not a regular file; the embedded driver deletes only image files")
-        os.remove(path)
-
     # -- runtime ------------------------------------------------------------
-    def domain_runtime(self, name: str) -> DomainRuntime:
+    def runtime(self, name: str) -> DomainRuntime:
         """QEMU pid, domain id and taints from the status record of a running domain."""
         with self._lock(name):
             record = self._refresh(name)

@@ -21,10 +21,14 @@ The tree is the one libvirt's embedded QEMU driver uses::
     DIR/lib/qemu/nvram/<name>_VARS.fd
     DIR/lib/swtpm/<uuid>/              TPM state
 
-Locks live in a directory of their own, one per kind of object, so no object
-name can reach the root's own lock.  Directories are created on the first
-write, private to the user running the driver (0700); reading a root that
-does not exist (yet) finds no domains.  Private to the collection.
+Every kind of object with a definition has the same part of the tree
+(``KindLayout``): domains under ``etc/qemu`` and ``run/qemu``, networks
+under ``etc/network`` and ``run/network``, storage pools under
+``etc/storage`` and ``run/storage``.  Locks live in a directory of their
+own, one per kind of object, so no object name can reach a driver-wide
+lock.  Directories are created on the first write, private to the user
+running the driver (0700); reading a root that does not exist (yet) finds
+no objects.  Private to the collection.
 """
 
 from __future__ import annotations
@@ -42,9 +46,43 @@ SHORT_NAME_LENGTH = 20
 MAX_ID_DIGITS = 5
 DIR_MODE = 0o700
 
-_TREE = ("log/qemu", "log/swtpm", "etc/qemu", "etc/qemu/autostart", "etc/pki/qemu",
-         "run/qemu", "run/qemu/locks", "run/qemu/locks/domain", "run/swtpm", "cache/qemu", "lib/qemu",
+_TREE = ("log/qemu", "log/swtpm", "etc/pki/qemu", "run/swtpm", "cache/qemu", "lib/qemu",
          "lib/qemu/nvram", "lib/swtpm")
+# kind -> the directory name of its part of the tree, as libvirt's drivers name theirs.
+KIND_DIRS = {"domain": "qemu", "network": "network", "pool": "storage"}
+
+
+class KindLayout:
+    """Where one kind of object keeps its definitions, autostart links, status files and locks."""
+
+    def __init__(self, root: str, kind: str):
+        self.kind = kind
+        directory = KIND_DIRS[kind]
+        self.config_dir = os.path.join(root, "etc", directory)
+        self.autostart_dir = os.path.join(self.config_dir, "autostart")
+        self.run_dir = os.path.join(root, "run", directory)
+        self.lock_dir = os.path.join(self.run_dir, "locks")
+
+    @property
+    def tree(self) -> tuple[str, ...]:
+        return (self.config_dir, self.autostart_dir, self.run_dir, self.lock_dir, self.object_lock_dir)
+
+    @property
+    def object_lock_dir(self) -> str:
+        """Object locks sit one level below the kind's driver-wide locks: no name reaches those."""
+        return os.path.join(self.lock_dir, self.kind)
+
+    def config_file(self, name: str) -> str:
+        return os.path.join(self.config_dir, f"{name}.xml")
+
+    def autostart_link(self, name: str) -> str:
+        return os.path.join(self.autostart_dir, f"{name}.xml")
+
+    def status_file(self, name: str) -> str:
+        return os.path.join(self.run_dir, f"{name}.xml")
+
+    def lock_file(self, name: str) -> str:
+        return os.path.join(self.object_lock_dir, f"{name}.lock")
 
 
 def short_name(name: str) -> str:
@@ -57,26 +95,16 @@ class Layout:
     def __init__(self, root: str, uri_text: str = ""):
         self.root = os.path.normpath(root)
         self.uri_text = uri_text or f"qemu:///embed?root={root}"
+        self.kinds = {kind: KindLayout(self.root, kind) for kind in KIND_DIRS}
+        self.domains = self.kinds["domain"]
 
     # -- directories --------------------------------------------------------
     def path(self, *parts: str) -> str:
         return os.path.join(self.root, *parts)
 
     @property
-    def config_dir(self) -> str:
-        return self.path("etc", "qemu")
-
-    @property
-    def autostart_dir(self) -> str:
-        return self.path("etc", "qemu", "autostart")
-
-    @property
     def qemu_conf(self) -> str:
         return self.path("etc", "qemu.conf")
-
-    @property
-    def run_dir(self) -> str:
-        return self.path("run", "qemu")
 
     @property
     def log_dir(self) -> str:
@@ -95,31 +123,16 @@ class Layout:
         return self.path("lib", "qemu", "nvram")
 
     # -- per domain -----------------------------------------------------------
-    def config_file(self, name: str) -> str:
-        return os.path.join(self.config_dir, f"{name}.xml")
-
-    def autostart_link(self, name: str) -> str:
-        return os.path.join(self.autostart_dir, f"{name}.xml")
-
-    def status_file(self, name: str) -> str:
-        return os.path.join(self.run_dir, f"{name}.xml")
-
     def pidfile(self, name: str) -> str:
-        return os.path.join(self.run_dir, f"{name}.pid")
+        return os.path.join(self.domains.run_dir, f"{name}.pid")
 
     def trace_file(self, name: str) -> str:
         """QEMU's own record of runstate changes and shutdown requests (-D)."""
-        return os.path.join(self.run_dir, f"{name}.trace")
-
-    @property
-    def lock_dir(self) -> str:
-        return self.path("run", "qemu", "locks")
-
-    def lock_file(self, name: str) -> str:
-        return os.path.join(self.lock_dir, "domain", f"{name}.lock")
+        return os.path.join(self.domains.run_dir, f"{name}.trace")
 
     def driver_lock_file(self) -> str:
-        return os.path.join(self.lock_dir, "driver.lock")
+        """The root's own lock: domain ids, display ports and tap names are handed out under it."""
+        return os.path.join(self.domains.lock_dir, "driver.lock")
 
     def log_file(self, name: str) -> str:
         return os.path.join(self.log_dir, f"{name}.log")
@@ -161,6 +174,9 @@ class Layout:
         make_private_dir(self.root)
         for relative in _TREE:
             make_private_dir(self.path(*relative.split("/")))
+        for kind in self.kinds.values():
+            for directory in kind.tree:
+                make_private_dir(directory)
 
 
 def check_socket_path(path: str, uri_text: str, what: str = "the socket path") -> None:

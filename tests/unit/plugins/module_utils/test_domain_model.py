@@ -5,6 +5,7 @@ import pytest
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
 from ansible_collections.virtops.qemu.plugins.module_utils.model import domain as model
 from ansible_collections.virtops.qemu.plugins.module_utils.model.domain_options import render
+from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
 
 STORED = """
 <domain type='qemu'>
@@ -116,7 +117,7 @@ def test_creation_defaults_fill_only_gaps():
 @pytest.mark.parametrize("name", ["a/b", "", "../x", ".hidden", "-dash", "sp ace", "x" * 201])
 def test_bad_names(name):
     with pytest.raises(InvalidInput) as err:
-        model.validate_name(name)
+        validate_name(name, "domain")
     assert str(err.value).startswith("name: ")
 
 
@@ -153,3 +154,11 @@ def test_disk_targets_follow_the_bus():
         {"path": "/a"}, {"path": "/b"}, {"device": "cdrom"}, {"path": "/dev/sdz", "bus": "ide"}]})[0]
     targets = [(d.get("type"), d.find("target").get("dev")) for d in domain.iterfind("devices/disk")]
     assert targets == [("file", "vda"), ("file", "vdb"), ("file", "sda"), ("block", "hda")]
+
+
+@pytest.mark.parametrize("kind", ["domain", "network", "pool"])
+def test_a_bad_name_is_refused_with_its_kind(kind):
+    with pytest.raises(InvalidInput, match=f"^name: 'a/b' is not a valid {kind} name"):
+        validate_name("a/b", kind)
+    with pytest.raises(InvalidInput, match=f"^name: a {kind} name is required"):
+        validate_name("", kind)

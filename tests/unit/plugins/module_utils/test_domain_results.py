@@ -2,7 +2,7 @@
 
 import pytest
 from lxml import etree
-from test_domain_manager import BASE, MemoryDriver, ensure
+from test_domain_manager import BASE, MemoryDomains, MemoryDriver, ensure
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import DomainRuntime
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.libvirt_backend import taint_flags
@@ -22,33 +22,37 @@ from ansible_collections.virtops.qemu.plugins.module_utils.model import domain_o
 from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import run
 
 
-class Driver(MemoryDriver):
-    """The in-memory driver plus what domain_info reads and a start that can be made to fail."""
+class Domains(MemoryDomains):
+    """The in-memory domains plus what domain_info reads and a start that can be made to fail."""
 
-    def __init__(self, **kwargs):
-        super().__init__(**kwargs)
-        self.start_error = None
-        self.unreadable = set()
+    def start(self, name, paused=False):
+        if self.d.start_error:
+            raise self.d.start_error
+        super().start(name, paused)
 
-    def domain_start(self, name, paused=False):
-        if self.start_error:
-            raise self.start_error
-        super().domain_start(name, paused)
+    def names(self):
+        return sorted(self.d.xml)
 
-    def domain_names(self):
-        return sorted(self.xml)
-
-    def domain_xml(self, name, inactive=True):
-        if name in self.unreadable:
+    def xml(self, name, inactive=True):
+        if name in self.d.unreadable:
             raise BackendError(f"status file of {name} is unreadable")
-        return super().domain_xml(name, inactive)
+        return super().xml(name, inactive)
 
-    def domain_runtime(self, name):
-        running = self.state[name] != "shutoff"
+    def runtime(self, name):
+        running = self.d.state[name] != "shutoff"
         return DomainRuntime(4242 if running else None, 7 if running else None, [])
 
-    def domain_native_command(self, name):
+    def native_command(self, name):
         return ["qemu-system-x86_64"], {}
+
+
+class Driver(MemoryDriver):
+    domains_class = Domains
+
+    def __init__(self, **kwargs):
+        self.start_error = None
+        self.unreadable = set()
+        super().__init__(**kwargs)
 
 
 def xml_of(result):
@@ -117,8 +121,8 @@ def test_new_x86_domains_from_options_get_acpi_and_apic():
 
 def test_defaults_are_only_for_new_domains_from_options():
     d = Driver()
-    d.domain_define("<domain type='qemu'><name>old</name><memory unit='KiB'>1024</memory>"
-                    "<currentMemory unit='KiB'>1024</currentMemory></domain>")
+    d.domains.define("<domain type='qemu'><name>old</name><memory unit='KiB'>1024</memory>"
+                     "<currentMemory unit='KiB'>1024</currentMemory></domain>")
     assert not ensure(d, name="old", memory="1MiB")["changed"]
     bare = xml_of(ensure(d, name="new", xml="<domain type='qemu'><name>new</name></domain>"))
     assert bare.find("features") is None

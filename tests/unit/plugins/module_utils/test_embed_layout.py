@@ -26,7 +26,8 @@ from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import 
 from ansible_collections.virtops.qemu.plugins.module_utils.uri import parse_uri
 
 TREE = ("log/qemu", "log/swtpm", "etc/qemu", "etc/qemu/autostart", "etc/pki/qemu", "run/qemu",
-        "run/swtpm", "cache/qemu", "lib/qemu", "lib/qemu/nvram", "lib/swtpm")
+        "run/swtpm", "cache/qemu", "lib/qemu", "lib/qemu/nvram", "lib/swtpm",
+        "etc/network/autostart", "run/network/locks/network", "etc/storage/autostart", "run/storage/locks/pool")
 
 
 def _mode(path) -> int:
@@ -37,15 +38,24 @@ def test_paths_follow_libvirt_embed_tree():
     layout = Layout("/srv/vm/")
     assert layout.root == "/srv/vm"
     assert layout.qemu_conf == "/srv/vm/etc/qemu.conf"
-    assert layout.config_file("web") == "/srv/vm/etc/qemu/web.xml"
-    assert layout.autostart_link("web") == "/srv/vm/etc/qemu/autostart/web.xml"
-    assert layout.status_file("web") == "/srv/vm/run/qemu/web.xml"
+    assert layout.domains.config_file("web") == "/srv/vm/etc/qemu/web.xml"
+    assert layout.domains.autostart_link("web") == "/srv/vm/etc/qemu/autostart/web.xml"
+    assert layout.domains.status_file("web") == "/srv/vm/run/qemu/web.xml"
     assert layout.pidfile("web") == "/srv/vm/run/qemu/web.pid"
     assert layout.log_file("web") == "/srv/vm/log/qemu/web.log"
     assert layout.cache_dir == "/srv/vm/cache/qemu"
     assert layout.monitor_socket(3, "web") == "/srv/vm/lib/qemu/domain-3-web/monitor.sock"
     assert layout.nvram_file("web") == "/srv/vm/lib/qemu/nvram/web_VARS.fd"
     assert layout.tpm_state_dir("u-u-i-d") == "/srv/vm/lib/swtpm/u-u-i-d"
+
+
+@pytest.mark.parametrize("kind, directory", [("network", "network"), ("pool", "storage")])
+def test_every_kind_has_its_part_of_the_tree(kind, directory):
+    paths = Layout("/srv/vm").kinds[kind]
+    assert paths.config_file("n") == f"/srv/vm/etc/{directory}/n.xml"
+    assert paths.autostart_link("n") == f"/srv/vm/etc/{directory}/autostart/n.xml"
+    assert paths.status_file("n") == f"/srv/vm/run/{directory}/n.xml"
+    assert paths.lock_file("driver") == f"/srv/vm/run/{directory}/locks/{kind}/driver.lock"
 
 
 def test_domain_dir_uses_libvirt_short_name():

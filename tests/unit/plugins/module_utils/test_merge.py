@@ -6,7 +6,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from lxml import etree
 
-from ansible_collections.virtops.qemu.plugins.module_utils.model.merge import Rules, match, merge, own_attr
+from ansible_collections.virtops.qemu.plugins.module_utils.model.merge import Rules, differs_in, match, merge, own_attr
 
 RULES = Rules(identity={"r/item": own_attr("id")}, owned=frozenset({"r/owned"}))
 
@@ -112,3 +112,65 @@ def test_new_list_member_is_reported_and_placed_after_its_siblings():
     result = merge(current, desired, RULES)
     assert [c.tag for c in result.tree] == ["item", "item", "other"]
     assert result.changes == ["r/item+"]
+
+
+# -- replacing an element whole ----------------------------------------------------------
+NETWORK_RULES = Rules(identity={"network/ip": own_attr("address")},
+                      replace={"network/forward": differs_in("mode")})
+NAT = ("<network><name>n</name><uuid>u-1</uuid><forward mode='nat'><nat><port start='1024' end='65535'/>"
+       "</nat></forward><ip address='10.0.0.1'/></network>")
+
+
+def test_a_replace_rule_swaps_the_element_whole():
+    current = etree.fromstring(NAT)
+    desired = etree.fromstring("<network><name>n</name><forward mode='bridge' dev='eth0'/></network>")
+    result = merge(current, desired, NETWORK_RULES)
+    forward = result.tree.find("forward")
+    assert forward.attrib == {"mode": "bridge", "dev": "eth0"} and len(forward) == 0
+    assert result.changes == ["network/forward="]
+    assert result.tree.findtext("uuid") == "u-1" and result.tree.find("ip") is not None
+    assert [c.tag for c in result.tree] == ["name", "uuid", "forward", "ip"]
+    assert not merge(result.tree, desired, NETWORK_RULES).changed
+
+
+def test_a_replace_rule_that_does_not_fire_merges_as_usual():
+    current = etree.fromstring(NAT)
+    desired = etree.fromstring("<network><forward mode='nat' dev='eth1'/></network>")
+    result = merge(current, desired, NETWORK_RULES)
+    assert result.changes == ["network/forward@dev"]
+    assert result.tree.find("forward/nat/port").get("start") == "1024"
+    assert not merge(current, etree.fromstring("<network><forward/></network>"), NETWORK_RULES).changed
+
+
+# -- namespaced lists -------------------------------------------------------------------
+QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
+
+
+def _with_args(*values, env=()):
+    args = "".join(f"<qemu:arg value='{v}'/>" for v in values)
+    envs = "".join(f"<qemu:env name='{n}' value='1'/>" for n in env)
+    return etree.fromstring(f"<domain xmlns:qemu='{QEMU_NS}'><name>d</name>"
+                            f"<qemu:commandline>{args}{envs}</qemu:commandline></domain>")
+
+
+def test_a_shorter_namespaced_list_shrinks_the_current_one():
+    result = merge(_with_args("-device", "isa-debug-exit", "-S", "-no-hpet"), _with_args("-device", "pci-testdev"),
+                   Rules())
+    args = result.tree.findall(f"{{{QEMU_NS}}}commandline/{{{QEMU_NS}}}arg")
+    assert [a.get("value") for a in args] == ["-device", "pci-testdev"]
+    assert sorted(set(result.changes)) == [f"domain/{{{QEMU_NS}}}commandline/{{{QEMU_NS}}}arg-",
+                                           f"domain/{{{QEMU_NS}}}commandline/{{{QEMU_NS}}}arg@value"]
+    assert not merge(result.tree, _with_args("-device", "pci-testdev"), Rules()).changed
+
+
+def test_a_namespaced_element_is_described_completely_by_the_desired_one():
+    current = _with_args("-S", env=("A", "B"))
+    result = merge(current, _with_args(env=("B",)), Rules())
+    node = result.tree.find(f"{{{QEMU_NS}}}commandline")
+    assert [(c.tag.split("}")[1], c.get("name")) for c in node] == [("env", "B")]
+
+
+def test_a_namespaced_element_left_out_is_kept():
+    current = _with_args("-S")
+    result = merge(current, etree.fromstring("<domain><name>d</name></domain>"), Rules())
+    assert not result.changed and result.tree.find(f"{{{QEMU_NS}}}commandline/{{{QEMU_NS}}}arg") is not None

@@ -13,8 +13,8 @@ from ansible_collections.virtops.qemu.plugins.module_utils import fileio
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import caps, process
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.layout import Layout, make_private_dir
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, InvalidInput
-from ansible_collections.virtops.qemu.plugins.module_utils.model import domain as model
 from ansible_collections.virtops.qemu.plugins.module_utils.model.domain_options import render
+from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import element
 from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import run
 
@@ -22,7 +22,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import ru
 @pytest.mark.parametrize("name", ["vm1\n", "vm1\n\n", "\nvm1", "vm\n1", "vm1\r"])
 def test_names_with_line_breaks_are_refused(name):
     with pytest.raises(InvalidInput) as err:
-        model.validate_name(name)
+        validate_name(name, "domain")
     assert str(err.value).startswith("name: ")
 
 
@@ -30,9 +30,9 @@ def test_names_with_line_breaks_are_refused(name):
 def test_no_domain_name_reaches_the_root_lock():
     layout = Layout("/r")
     assert layout.driver_lock_file() == "/r/run/qemu/locks/driver.lock"
-    assert layout.lock_file("driver") == "/r/run/qemu/locks/domain/driver.lock"
+    assert layout.domains.lock_file("driver") == "/r/run/qemu/locks/domain/driver.lock"
     for name in ("driver", "locks", "domain", "..", "driver.lock"):
-        assert os.path.dirname(layout.lock_file(name)) == "/r/run/qemu/locks/domain"
+        assert os.path.dirname(layout.domains.lock_file(name)) == "/r/run/qemu/locks/domain"
 
 
 def test_a_removed_lock_file_is_not_locked_twice(tmp_path):

@@ -1,0 +1,159 @@
+# -*- coding: utf-8 -*-
+# Copyright: virtops.qemu contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The persistent definitions of one kind of object under an embed root.
+
+One store per kind (domains, networks, pools) keeps what libvirt's drivers
+keep in ``etc/<kind>``: one XML file per object, written atomically and
+privately, an autostart symlink, and a lock per object.  A name is checked
+before it becomes a path; an unknown name is NotFound without any file
+being created; an object's lock file goes with the object.  OS errors leave
+as BackendError naming the path.  Private to the collection.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Callable, Iterator
+
+from ansible_collections.virtops.qemu.plugins.module_utils import fileio
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.layout import KindLayout, make_private_dir
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.state import PRIVATE
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
+    BackendError,
+    Conflict,
+    NotFound,
+    UnreadableDefinition,
+    VirtError,
+    host_error,
+)
+from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import XmlNode, parse, to_string
+
+
+class DefinitionStore:
+    """Definitions, autostart links and object locks of one kind.
+
+    ``prepare`` creates the root's tree before the first write and refuses
+    when the driver was opened read-only; ``read_only`` tells the store so.
+    """
+
+    def __init__(self, paths: KindLayout, uri_text: str, prepare: Callable[[], None], read_only: bool = False):
+        self.paths = paths
+        self.kind = paths.kind
+        self.uri_text = uri_text
+        self._prepare = prepare
+        self.read_only = read_only
+
+    def not_found(self, name: str) -> NotFound:
+        return NotFound(f"{self.kind} {name!r} is not defined in {self.uri_text}")
+
+    # -- names ------------------------------------------------------------
+    def defined(self, name: str) -> bool:
+        """Whether ``name`` has a persistent definition."""
+        return os.path.exists(self.paths.config_file(name))
+
+    def names_on_disk(self) -> set[str]:
+        """Names with a definition or a status file (an active object whose definition was removed)."""
+        names = {f[:-4] for f in fileio.list_dir(self.paths.config_dir) if f.endswith(".xml")}
+        for entry in fileio.list_dir(self.paths.run_dir):
+            if entry.endswith(".xml") and not entry.startswith("."):
+                names.add(entry[:-4])
+        return names
+
+    # -- definitions ----------------------------------------------------------
+    def read(self, name: str) -> XmlNode | None:
+        """The definition as a tree; None when there is none, UnreadableDefinition when it cannot be parsed."""
+        path = self.paths.config_file(name)
+        text = fileio.read_text(path)
+        if text is None:
+            return None
+        try:
+            return parse(text, self.kind, path)
+        except (VirtError, ValueError) as exc:     # ValueError: bytes that are not UTF-8
+            raise UnreadableDefinition(
+                f"{self.kind} {name!r}: definition file {path} cannot be parsed: {exc}") from exc
+
+    def write(self, name: str, tree: XmlNode) -> None:
+        """Replace the definition atomically, owner only (it may hold console passwords); hold the lock."""
+        fileio.atomic_write(self.paths.config_file(name), to_string(tree), mode=PRIVATE)
+
+    def remove(self, name: str) -> None:
+        """Remove the definition and its autostart link; hold the object's lock."""
+        fileio.remove_quietly(self.paths.autostart_link(name))
+        fileio.remove_quietly(self.paths.config_file(name))
+        fileio.fsync_directory(self.paths.config_dir)
+
+    def check_identity(self, name: str, desired: XmlNode, current: XmlNode | None) -> None:
+        """Refuse a uuid that differs from the stored one or that another object of the kind has."""
+        wanted = _uuid_of(desired)
+        if current is not None:
+            have = _uuid_of(current)
+            if wanted and wanted != have:
+                raise Conflict(f"{self.kind} {name!r} already exists with uuid {have}")
+            return
+        if not wanted:
+            return
+        for other in self.names_on_disk() - {name}:
+            try:
+                config = self.read(other)
+            except BackendError:
+                continue    # an unreadable definition claims no uuid
+            if config is not None and _uuid_of(config) == wanted:
+                raise Conflict(f"{self.kind} {other!r} already has uuid {wanted}; "
+                               f"a {self.kind} cannot be renamed by define")
+
+    # -- autostart ----------------------------------------------------------
+    def autostart(self, name: str) -> bool:
+        return os.path.islink(self.paths.autostart_link(name))
+
+    def set_autostart(self, name: str, enabled: bool) -> None:
+        """Create or remove the autostart link; hold the object's lock."""
+        config_file = self.paths.config_file(name)
+        if not os.path.exists(config_file):
+            raise NotFound(f"{self.kind} {name!r} has no persistent definition in {self.uri_text}")
+        link = self.paths.autostart_link(name)
+        if not enabled:
+            fileio.remove_quietly(link)
+        elif not os.path.islink(link):
+            temporary = f"{link}.tmp"
+            fileio.remove_quietly(temporary)
+            try:
+                os.symlink(config_file, temporary)
+                os.replace(temporary, link)
+            except OSError as exc:
+                fileio.remove_quietly(temporary)
+                raise host_error(exc, "create the autostart link", link) from exc
+        fileio.fsync_directory(self.paths.autostart_dir)
+
+    # -- locks ----------------------------------------------------------------
+    @contextlib.contextmanager
+    def lock(self, name: str, exists: Callable[[str], bool], creating: bool = False) -> Iterator[None]:
+        """The object's lock; only a define (``creating``) takes it for an object that does not exist.
+
+        ``exists`` says whether the kind knows the object (a definition, or
+        an active object's status).  No lock file is made for an unknown
+        name, and one removed by another run while this one waited is
+        noticed.
+        """
+        validate_name(name, self.kind)
+        if not creating and not exists(name):
+            raise self.not_found(name)
+        if creating or not self.read_only:
+            self._prepare()
+        path = self.paths.lock_file(name)
+        make_private_dir(os.path.dirname(path))     # a read-only run on a root of an older release
+        with fileio.file_lock(path, f"{self.kind} {name!r}"):
+            if not creating and not exists(name):
+                fileio.remove_lock_file(path)       # removed by another run while this one waited
+                raise self.not_found(name)
+            yield
+
+    def remove_lock(self, name: str) -> None:
+        """Remove the lock file of an object that is gone; only while holding its lock."""
+        fileio.remove_lock_file(self.paths.lock_file(name))
+
+
+def _uuid_of(tree: XmlNode) -> str:
+    return (tree.findtext("uuid") or "").strip().lower()

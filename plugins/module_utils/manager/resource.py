@@ -1,0 +1,255 @@
+# -*- coding: utf-8 -*-
+# Copyright: virtops.qemu contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Bring one object of any kind (domain, network, pool) to the requested definition and state.
+
+Read -> desired-subset compare -> plan -> act unless check mode -> re-read
+-> result with diff.  It speaks only the driver's ``Resources`` protocol
+and the kind's merge ``Rules``; a kind's manager subclasses it for what is
+its own (domain power transitions, network live update).  Private to the
+collection.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import Resources
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import NotFound, VirtError
+from ansible_collections.virtops.qemu.plugins.module_utils.model.merge import MergeResult, Rules, merge
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import XmlNode, parse, to_string
+
+
+@dataclass
+class ResourceRequest:
+    name: str
+    state: str = "present"              # present, absent, or a state word of the kind (active, running, ...)
+    desired: XmlNode | None = None      # desired-subset element of the kind, or None
+    owned_lists: set[str] = field(default_factory=set)
+    autostart: bool | None = None
+    restart: bool = False
+
+
+@dataclass
+class Plan:
+    before_xml: str                     # "" when the object does not exist
+    after_xml: str
+    define: bool
+    status: str                         # the kind's state word before acting
+    steps: list[str]
+    autostart_change: bool
+    restart_required: bool = False
+    restart_now: bool = False
+    done: list[str] = field(default_factory=list)    # what has been done so far
+
+
+class ResourceManager:
+    """The life cycle every kind shares: define, autostart, start/stop, absent."""
+
+    # What a finished step did, and how a failed one reads, after "<kind> 'x' was defined but ...".
+    DONE = {"start": "started", "stop": "stopped", "restart": "restarted"}
+    FAILURES = {"start": "failed to start", "stop": "could not be stopped", "restart": "failed to restart",
+                "autostart": "its autostart could not be set"}
+    # Steps after which the object no longer runs.
+    STOPPING = frozenset({"stop"})
+
+    def __init__(self, objects: Resources, rules: Rules):
+        self.objects = objects
+        self.kind = objects.kind
+        self.rules = rules
+
+    def ensure(self, req: ResourceRequest, check_mode: bool) -> dict:
+        if req.state == "absent":
+            return self._absent(req, check_mode)
+        plan = self._plan(req)
+        if not check_mode:
+            self._apply(req, plan)
+        return self._result(req, plan, check_mode)
+
+    # -- the kind's model -------------------------------------------------------
+    def parse(self, text: str, option: str = "xml") -> XmlNode:
+        return parse(text, self.kind, option)
+
+    def merge(self, current: XmlNode, desired: XmlNode, owned: set[str]) -> MergeResult:
+        return merge(current, desired, self.rules, owned)
+
+    def _created(self, req: ResourceRequest) -> XmlNode:
+        """The definition of a new object: the request, plus what the kind adds to a new one."""
+        return copy.deepcopy(req.desired)
+
+    def _settle(self, tree: XmlNode, req: ResourceRequest) -> None:
+        """Adjust a merged definition the way the hypervisor will store it."""
+
+    def _shown(self, before_xml: str, after_xml: str) -> tuple[str, str]:
+        """The two sides of the diff as results show them (secrets masked, where the kind has any)."""
+        return before_xml, after_xml
+
+    # -- the kind's states --------------------------------------------------------
+    def _status(self, name: str) -> str:
+        return "active" if self.objects.active(name) else "inactive"
+
+    def _is_active(self, status: str) -> bool:
+        return status == "active"
+
+    def _steps(self, req: ResourceRequest, status: str) -> list[str]:
+        if req.state == "active" and not self._is_active(status):
+            return ["start"]
+        if req.state == "inactive" and self._is_active(status):
+            return ["stop"]
+        return []
+
+    def _predicted_state(self, req: ResourceRequest, plan: Plan) -> str:
+        after = {"start": "active", "stop": "inactive"}
+        return after[plan.steps[-1]] if plan.steps else plan.status
+
+    # -- reading ------------------------------------------------------------------
+    def _stored(self, name: str) -> tuple[XmlNode, str]:
+        """The persistent definition as a tree, and serialised the way merged trees are, for a clean diff."""
+        tree = self.parse(self.objects.xml(name), "xml")
+        return tree, to_string(tree)
+
+    def _before(self, req: ResourceRequest) -> tuple[XmlNode | None, str]:
+        return self._stored(req.name)
+
+    # -- planning -------------------------------------------------------------------
+    def _plan(self, req: ResourceRequest) -> Plan:
+        exists = self.objects.exists(req.name)
+        if not exists and req.desired is None:
+            raise NotFound(f"{self.kind} {req.name!r} is not defined; give its definition (xml or options) "
+                           "to create it")
+        before, before_xml = self._before(req) if exists else (None, "")
+        after, define = self._definition(req, before, before_xml)
+        status = self._status(req.name) if exists else self._status_of_new()
+        steps = self._steps(req, status)
+        autostart_change = req.autostart is not None and (
+            not exists or self.objects.autostart(req.name) != req.autostart)
+        plan = Plan(before_xml, after, define, status, steps, autostart_change)
+        self._plan_restart(req, plan)
+        return plan
+
+    def _status_of_new(self) -> str:
+        return "inactive"
+
+    def _definition(self, req: ResourceRequest, before: XmlNode | None, before_xml: str) -> tuple[str, bool]:
+        if req.desired is None:
+            return before_xml, False
+        if before is None:
+            return to_string(self._created(req)), True
+        merged = self.merge(before, req.desired, req.owned_lists)
+        self._settle(merged.tree, req)
+        return (to_string(merged.tree), True) if merged.changed else (before_xml, False)
+
+    def _plan_restart(self, req: ResourceRequest, plan: Plan) -> None:
+        """An active object whose live configuration differs from the request needs a restart."""
+        stays_active = self._is_active(plan.status) and not set(plan.steps) & self.STOPPING
+        if req.desired is None or not plan.before_xml or not stays_active:
+            return
+        live = self.parse(self.objects.xml(req.name, inactive=False), "xml")
+        if self.merge(live, req.desired, req.owned_lists).changed:
+            plan.restart_now = req.restart
+            plan.restart_required = not req.restart
+
+    # -- acting -----------------------------------------------------------------------
+    def _apply(self, req: ResourceRequest, plan: Plan) -> None:
+        """Act on the plan; a failure after a first change carries what was already changed."""
+        step = None
+        try:
+            for step in self._actions(plan):
+                self._act(req, plan, step)
+                plan.done.append(step)
+        except VirtError as e:
+            if plan.done:
+                e.after_changes(f"{self._what_was_done(req.name, plan.done)} but {self._failure(step)}: {e}",
+                                self._partial_result(req, plan))
+            raise
+
+    @staticmethod
+    def _actions(plan: Plan) -> list[str]:
+        actions = ["define"] * plan.define + ["autostart"] * plan.autostart_change
+        return actions + (["restart"] if plan.restart_now else list(plan.steps))
+
+    def _act(self, req: ResourceRequest, plan: Plan, step: str) -> None:
+        if step == "define":
+            self.objects.define(plan.after_xml)
+            plan.after_xml = self._stored(req.name)[1]
+        elif step == "autostart":
+            self.objects.set_autostart(req.name, bool(req.autostart))
+        else:
+            self._transition(req, plan, step)
+
+    def _transition(self, req: ResourceRequest, plan: Plan, step: str) -> None:
+        if step in ("stop", "restart"):
+            self.objects.stop(req.name)
+        if step in ("start", "restart"):
+            self.objects.start(req.name)
+
+    def _what_was_done(self, name: str, done: list[str]) -> str:
+        if "define" in done:
+            return f"{self.kind} {name!r} was defined"
+        if done == ["autostart"]:
+            return f"the autostart of {self.kind} {name!r} was set"
+        return f"{self.kind} {name!r} was {self.DONE.get(done[-1], 'changed')}"
+
+    def _failure(self, step: str | None) -> str:
+        return self.FAILURES.get(step or "", f"then failed to {step}")
+
+    def _partial_result(self, req: ResourceRequest, plan: Plan) -> dict:
+        before, after = self._shown(plan.before_xml, plan.after_xml)
+        return {"changed": True, "name": req.name, "xml": after, "uuid": self._uuid(plan.after_xml),
+                "diff": {"before": before, "after": after}}
+
+    # -- result -----------------------------------------------------------------------
+    def _result(self, req: ResourceRequest, plan: Plan, check_mode: bool) -> dict:
+        changed = plan.define or plan.autostart_change or bool(plan.steps) or plan.restart_now
+        if check_mode:
+            state = self._predicted_state(req, plan)
+            autostart = req.autostart if req.autostart is not None else \
+                (self.objects.autostart(req.name) if plan.before_xml else False)
+        else:
+            state = self._status(req.name)
+            autostart = self.objects.autostart(req.name)
+        before, after = self._shown(plan.before_xml, plan.after_xml)
+        return {
+            "changed": changed,
+            "name": req.name,
+            "state": state,
+            "xml": after,
+            "uuid": self._uuid(plan.after_xml),
+            "autostart": autostart,
+            "restart_required": plan.restart_required,
+            "diff": {"before": before, "after": after},
+        }
+
+    def _uuid(self, xml: str) -> str | None:
+        if not xml:
+            return None
+        node = self.parse(xml).find("uuid")
+        return None if node is None else node.text
+
+    # -- absent -----------------------------------------------------------------------
+    def _absent(self, req: ResourceRequest, check_mode: bool) -> dict:
+        if not self.objects.exists(req.name):
+            return self._gone(req, False, "")
+        before, before_xml = self._before(req)
+        extra = self._before_removal(req, before)
+        if not check_mode:
+            if self.objects.active(req.name):
+                self.objects.stop(req.name)
+            self.objects.undefine(req.name)
+            self._after_removal(req, extra)
+        result = self._gone(req, True, self._shown(before_xml, "")[0])
+        result.update(extra)
+        return result
+
+    def _before_removal(self, req: ResourceRequest, before: XmlNode | None) -> dict:
+        """What the kind resolves before anything is removed; it joins the result."""
+        return {}
+
+    def _after_removal(self, req: ResourceRequest, extra: dict) -> None:
+        """What the kind removes besides the object, once it is gone."""
+
+    def _gone(self, req: ResourceRequest, changed: bool, before_xml: str) -> dict:
+        return {"changed": changed, "name": req.name, "state": "absent", "xml": "", "uuid": None,
+                "autostart": False, "restart_required": False,
+                "diff": {"before": before_xml, "after": ""}}
