@@ -25,6 +25,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import p
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, InvalidInput, NotFound
 from harness.ansible import run_module
 from harness.embed import private_root
+from harness.libvirtd import domain_xml
 
 QEMU = shutil.which("qemu-system-x86_64") or "/usr/bin/qemu-system-x86_64"
 
@@ -40,20 +41,8 @@ def base():
         yield path
 
 
-def domain_xml(guest, base: Path, name: str = "vm1") -> str:
-    return f"""<domain type='qemu'>
-  <name>{name}</name>
-  <memory unit='MiB'>256</memory>
-  <os>
-    <type arch='x86_64' machine='pc'>hvm</type>
-    <kernel>{guest.kernel}</kernel>
-    <initrd>{guest.initrd}</initrd>
-    <cmdline>{guest.cmdline}</cmdline>
-  </os>
-  <devices>
-    <serial type='file'><source path='{base}/{name}-serial.log'/><target port='0'/></serial>
-  </devices>
-</domain>"""
+def guest_domain(guest, base: Path, name: str = "vm1") -> str:
+    return domain_xml(name, guest, base / f"{name}-serial.log")
 
 
 def files_under(root: Path) -> list[str]:
@@ -120,7 +109,7 @@ def test_check_mode_and_info_modules_write_nothing(base):
 def test_host_info_uses_but_never_creates_the_cache(base, guest_build):
     root = base / "root"
     with open_driver(f"qemu:///embed?root={root}") as driver:
-        driver.domains.define(domain_xml(guest_build, base))        # probes and caches x86_64
+        driver.domains.define(guest_domain(guest_build, base))        # probes and caches x86_64
     cache = root / "cache" / "qemu" / "capabilities"
     cached = sorted(os.listdir(cache))
     assert len(cached) == 1
@@ -134,7 +123,7 @@ def test_unknown_names_get_no_lock_file(base, guest_build):
     root = base / "root"
     uri = f"qemu:///embed?root={root}"
     with open_driver(uri) as driver:
-        driver.domains.define(domain_xml(guest_build, base))
+        driver.domains.define(guest_domain(guest_build, base))
     before = files_under(root)
     for read_only in (False, True):
         with open_driver(uri, read_only=read_only) as driver:
@@ -151,7 +140,7 @@ def test_domain_named_driver_starts_without_deadlock(base, guest_build):
 
     def start():
         with open_driver(uri) as driver:
-            driver.domains.define(domain_xml(guest_build, base, name="driver"))
+            driver.domains.define(guest_domain(guest_build, base, name="driver"))
             driver.domains.start("driver")
             outcome.append(driver.domains.status("driver").state)
             driver.domains.destroy("driver")
@@ -167,12 +156,12 @@ def test_lock_file_goes_with_the_domain(base, guest_build):
     root = base / "root"
     locks = root / "run" / "qemu" / "locks" / "domain"
     with open_driver(f"qemu:///embed?root={root}") as driver:
-        driver.domains.define(domain_xml(guest_build, base))
+        driver.domains.define(guest_domain(guest_build, base))
         assert (locks / "vm1.lock").exists()
         driver.domains.undefine("vm1")
         assert not (locks / "vm1.lock").exists()
 
-        driver.domains.define(domain_xml(guest_build, base))
+        driver.domains.define(guest_domain(guest_build, base))
         driver.domains.start("vm1")
         driver.domains.undefine("vm1")                   # still running: transient now
         assert (locks / "vm1.lock").exists()
