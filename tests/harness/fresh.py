@@ -35,7 +35,7 @@ TESTS = Path(__file__).resolve().parents[1]
 
 
 def fresh_host_argv(workdir: Path, argv: list[str]) -> list[str]:
-    return ["unshare", "--mount", "--propagation", "private", "--net", "--pid", "--fork", "--mount-proc",
+    return ["unshare", "--mount", "--propagation", "private", "--net", "--pid", "--kill-child", "--mount-proc",
             sys.executable, "-m", "harness.fresh", str(workdir), *argv]
 
 

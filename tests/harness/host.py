@@ -25,6 +25,7 @@ from __future__ import annotations
 import grp
 import os
 import pwd
+import stat
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -170,8 +171,8 @@ def _ensure_kvm_device() -> list[str]:
     if info.st_gid == gid and info.st_mode & 0o060 == 0o060:
         return []
     os.chown(KVM_DEVICE, -1, gid)
-    KVM_DEVICE.chmod(0o660)
-    return [f"set {KVM_DEVICE} to root:{KVM_GROUP} 660"]
+    KVM_DEVICE.chmod(stat.S_IMODE(info.st_mode) | 0o060)     # add group rw; take nothing away
+    return [f"gave {KVM_DEVICE} to group {KVM_GROUP} with read and write"]
 
 
 def _run(argv: list[str]) -> None:

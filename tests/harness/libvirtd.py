@@ -78,7 +78,6 @@ class Libvirtd:
 
     @classmethod
     def start(cls) -> Libvirtd:
-        prepare_host()
         daemon = cls()
         if answers(daemon.uri):
             return daemon
@@ -88,6 +87,7 @@ class Libvirtd:
             with _explained("libvirtd"):
                 _wait(lambda: _answers_while_alive(daemon.uri, running), 120, f"libvirtd (pid {running}) to answer")
             return daemon
+        prepare_host()
         try:
             daemon._start_private()
         except BaseException:

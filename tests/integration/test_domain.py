@@ -235,11 +235,9 @@ def test_host_info(backend):
     assert "<capabilities>" in info["capabilities_xml"]
 
 
-def test_embedded_driver_names_the_qemu_conf_keys_it_ignores(guest, workdir):
-    import secrets
-
+def test_embedded_driver_names_the_qemu_conf_keys_it_ignores(guest, workdir, root):
     from harness.backends import EmbedBackend
-    side = EmbedBackend(f"/var/tmp/vte-{secrets.token_hex(3)}")
+    side = EmbedBackend(str(root))
     try:
         domain(side, guest_options("conf-test", guest, workdir))
         conf = f"{side.root}/etc/qemu.conf"

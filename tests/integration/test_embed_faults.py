@@ -92,6 +92,16 @@ def _python(script: str, *args: str, **kwargs) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, **kwargs)
 
 
+def _exit_code(run: subprocess.Popen, timeout: float = 60) -> int:
+    """The run's exit code; a run still going after ``timeout`` is killed, not left behind."""
+    try:
+        return run.wait(timeout)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+
+
 # -- a lost status record -----------------------------------------------------------
 def test_lost_status_record_is_rebuilt_from_the_running_qemu(guest_build, root):
     pid = _started(guest_build, root)
@@ -162,8 +172,7 @@ def test_start_killed_half_way_is_cleaned_up_then_started_afresh(guest_build, ro
     pty = "<serial type='pty'><target port='1'/></serial>"
     with _driver(root) as drv:
         drv.domains.define(_xml(guest_build, root, extra=pty))
-    run = _python(KILLED_START, str(root), when)
-    assert run.wait(60) == -signal.SIGKILL, run.stderr.read()
+    assert _exit_code(_python(KILLED_START, str(root), when)) == -signal.SIGKILL
     leftover = qemu_pids(root)
     assert len(leftover) == 1                                   # paused, half set up
 
@@ -183,9 +192,9 @@ def test_start_killed_half_way_is_cleaned_up_then_started_afresh(guest_build, ro
 def test_a_start_found_half_way_is_killed_by_the_next_start(guest_build, root):
     with _driver(root) as drv:
         drv.domains.define(_xml(guest_build, root))
-    run = _python(KILLED_START, str(root), "qmp-setup")
-    assert run.wait(60) == -signal.SIGKILL, run.stderr.read()
+    assert _exit_code(_python(KILLED_START, str(root), "qmp-setup")) == -signal.SIGKILL
     leftover = qemu_pids(root)
+    assert len(leftover) == 1                                   # paused, half set up
     with _driver(root) as drv:
         drv.domains.start("vm1")                                  # no status asked first
         assert drv.domains.status("vm1") == DomainStatus("running", "booted")

@@ -142,8 +142,9 @@ def test_domain_named_driver_starts_without_deadlock(base, guest_build):
         with open_driver(uri) as driver:
             driver.domains.define(guest_domain(guest_build, base, name="driver"))
             driver.domains.start("driver")
-            outcome.append(driver.domains.status("driver").state)
+            state = driver.domains.status("driver").state
             driver.domains.destroy("driver")
+            outcome.append(state)
 
     worker = threading.Thread(target=start, daemon=True)
     started = time.monotonic()

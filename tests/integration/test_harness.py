@@ -287,7 +287,7 @@ def test_prepare_host_creates_what_debian_libvirt_has_and_is_idempotent(workdir)
 
 def test_prepare_host_completes_the_accounts_of_an_older_harness(workdir):
     changes = _in_fresh_host(workdir, UPGRADE_SCRIPT, json.dumps(OLD_HARNESS_ACCOUNTS))
-    accounts = [c for c in changes if "group" in c or "user" in c]
+    accounts = [c for c in changes if c.startswith(("created group", "created user", "added user"))]
     assert accounts == ["created group libvirt-qemu", "added user libvirt-qemu to group libvirt-qemu"]
 
 

@@ -35,7 +35,8 @@ from ansible_collections.virtops.qemu.plugins.module_utils.qemu_conf import (
 REPO = Path(__file__).resolve().parents[4]
 DEBIAN_CACHE = REPO / "tests" / ".cache" / "debian-libvirt"
 DEBIAN_QEMU_CONF = DEBIAN_CACHE / "etc" / "libvirt" / "qemu.conf"
-KEYS_TSV = Path("/work/shared/data/qemu_conf_keys.tsv")
+# shared/ lies beside the repository, in development and under CI alike.
+KEYS_TSV = Path(__file__).resolve().parents[4].parent / "shared" / "data" / "qemu_conf_keys.tsv"
 LENS = Path("/usr/share/augeas/lenses/libvirtd_qemu.aug")
 
 
