@@ -121,10 +121,11 @@ def file_lock(path: str, what: str, timeout: float = LOCK_TIMEOUT):
         fd = _open_lock(path)
         try:
             _acquire(fd, what, deadline, timeout)
+            current = _is_current(fd, path)
         except BaseException:
             os.close(fd)
             raise
-        if _is_current(fd, path):
+        if current:
             break
         os.close(fd)
     try:
@@ -151,6 +152,8 @@ def _is_current(fd: int, path: str) -> bool:
         on_disk = os.stat(path)
     except FileNotFoundError:
         return False
+    except OSError as exc:
+        raise host_error(exc, "check lock file", path) from exc
     held = os.fstat(fd)
     return (held.st_dev, held.st_ino) == (on_disk.st_dev, on_disk.st_ino)
 

@@ -11,10 +11,13 @@ from ansible_collections.virtops.qemu.plugins.module_utils.uri import parse_uri
 def open_driver(raw_uri: str, read_only: bool = False):
     """Return an open Driver for ``raw_uri`` (a context manager).
 
-    ``read_only`` is for runs that change nothing (check mode, info modules):
-    the embedded driver then creates no directory, cache or lock file for an
-    unknown domain.  libvirtd needs no such care, and a read-only libvirt
-    connection could not read secrets, so the libvirt backend ignores it.
+    ``read_only`` is for runs that change no definition (check mode, info
+    modules): the embedded driver then creates no tree, cache or lock file
+    under a new root.  It still cleans up after a QEMU that died or a start
+    that was interrupted, as libvirtd does when it notices: it updates the
+    status file and kills a half-started QEMU.  libvirtd needs no such care,
+    and a read-only libvirt connection could not read secrets, so the
+    libvirt backend ignores it.
     """
     uri = parse_uri(raw_uri)
     if uri.backend == "embed":

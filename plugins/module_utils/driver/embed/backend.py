@@ -22,7 +22,7 @@ import copy
 import os
 import shutil
 from collections.abc import Iterator
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from types import SimpleNamespace
 from typing import cast
 
@@ -54,7 +54,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.model import schema
 from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import etree, parse, sub, to_string
 from ansible_collections.virtops.qemu.plugins.module_utils.qemu_conf import read_conf, settings_from_text
-from ansible_collections.virtops.qemu.plugins.module_utils.qmp import QMPClient, QMPError
+from ansible_collections.virtops.qemu.plugins.module_utils.qmp import DEFAULT_TIMEOUT, QMPClient, QMPError
 
 # The qemu.conf keys this driver acts on; others are reported as ignored.
 HONOURED_CONF_KEYS = frozenset({
@@ -285,9 +285,11 @@ class EmbedDomains(Domains):
         if not record.active:
             return record
         if (record.state, record.reason) == ("paused", "starting up"):
-            if process.is_alive(record.starter, record.starter_time):
-                return record       # being started by a run that is alive (seen only by a reader without the lock)
-            # The run that started it died half-way.  Like libvirt on reconnect: such a QEMU is not trusted.
+            # Starts hold the domain lock, as this caller does: the record is a leftover.  Another run
+            # that wrote it and is still alive is left its QEMU; this run's own leftover is not.
+            if record.starter != os.getpid() and process.is_alive(record.starter, record.starter_time):
+                return record
+            # The start was interrupted half-way.  Like libvirt on reconnect: such a QEMU is not trusted.
             self._kill_leftover(name, record)
             return self._cleanup(name, record, "failed")
         if self._runs(record):
@@ -363,18 +365,20 @@ class EmbedDomains(Domains):
 
     @contextlib.contextmanager
     def _session(self, monitor: str) -> Iterator[QMPClient]:
-        """QMP with a running QEMU.  A monitor that did not answer in time is not asked again by this
-        driver, so a stopped QEMU costs a run one deadline instead of one per call."""
+        """QMP with a running QEMU.  A monitor that did not greet in time is not asked again by this
+        driver, so a stopped QEMU costs a run one deadline instead of one per call; a command that
+        times out later (a slow one, say) does not count."""
         if monitor in self._unanswered:
             raise BackendError(f"QMP {monitor}: did not answer earlier in this run")
         try:
-            with QMPClient.connect(monitor, timeout=MONITOR_TIMEOUT, wait_for_socket=False) as qmp:
-                yield qmp
+            client = QMPClient.connect(monitor, timeout=MONITOR_TIMEOUT, wait_for_socket=False)
         except QMPError:
             raise       # QEMU answered, with an error
         except VirtError:
             self._unanswered.add(monitor)
             raise
+        with client as qmp:
+            yield qmp
 
     def _warn_silent(self, name: str, record: DomainRecord, exc: VirtError) -> None:
         warning = f"domain {name!r}: the QEMU monitor {record.monitor} does not answer"
@@ -433,7 +437,6 @@ class EmbedDomains(Domains):
 
     def _reserve(self, name: str, config, caps) -> DomainRecord:
         """Pick a domain id, display ports and tap names no other domain of this root uses."""
-        from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import command
         conf = self.driver.qemu_conf()
         with self.driver.driver_lock():
             others = [r for r in self._other_records(name) if r.active]
@@ -476,7 +479,7 @@ class EmbedDomains(Domains):
         child, offset = process.spawn(argv, env, paths.log_file)
         record.pid = child.pid
         record.starttime = process.start_time(child.pid)
-        record.started = datetime.now(UTC).isoformat(timespec="seconds")
+        record.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self._save(name, record)
         self._configure(name, record, child, offset, conf, paused)
 
@@ -566,7 +569,7 @@ class EmbedDomains(Domains):
         with self._lock(name):
             record = self._active_record(name, "destroy")
             quit_asked = self._quit(record)
-            # No pid: a start in progress has not spawned QEMU yet, and there is no process to wait for or kill.
+            # No pid: the leftover of a start by a run still alive that never spawned QEMU; nothing to kill.
             pid = record.pid
             if pid is not None and not (quit_asked and process.wait_gone(pid, record.starttime, DESTROY_GRACE)):
                 process.kill(pid, record.starttime)
@@ -601,9 +604,9 @@ class EmbedDomains(Domains):
         with self._lock(name):
             record = self._active_record(name, f"run {command['execute']!r} on")
             with self._monitor(name, record) as qmp:
-                return qmp.execute(command["execute"], command.get("arguments"))
+                # A user's command may be slow (savevm): the long deadline, even for a query.
+                return qmp.execute(command["execute"], command.get("arguments"), timeout=DEFAULT_TIMEOUT)
 
-    # -- storage ----------------------------------------------------------
     # -- runtime ------------------------------------------------------------
     def runtime(self, name: str) -> DomainRuntime:
         """QEMU pid, domain id and taints from the status record of a running domain."""

@@ -319,7 +319,10 @@ def _reap_probe(workdir: str) -> None:
     pid = read_pid(os.path.join(workdir, "qemu.pid"))
     needle = f"unix:{os.path.join(workdir, 'qmp.sock')},".encode()
     if pid and needle in _cmdline(pid):
-        os.kill(pid, signal.SIGKILL)
+        try:
+            os.kill(pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass        # gone already: another run reaped it
         deadline = time.monotonic() + 5
         while is_alive(pid, None) and time.monotonic() < deadline:
             time.sleep(0.02)

@@ -31,7 +31,7 @@ import signal
 import socket
 import subprocess
 import time
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, InvalidInput
 
@@ -75,7 +75,7 @@ def spawn(argv: list[str], env: dict, log_file: str) -> tuple[subprocess.Popen, 
 
 def _log_header(log_file: str, argv: list[str], env: dict) -> int:
     """libvirt-style 'starting up' line and the command line; returns where QEMU's output begins."""
-    stamp = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M:%S.%f")[:-3]
     environment = " ".join(f"{key}={value}" for key, value in sorted(env.items()))
     text = f"{stamp}+0000: starting up\n{environment} \\\n{shlex.join(argv)}\n"
     with open(log_file, "a", encoding="utf-8") as log:

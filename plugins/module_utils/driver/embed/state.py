@@ -96,7 +96,7 @@ def load_record(path: str) -> DomainRecord | None:
         return None
     try:
         return record_from_xml(text, path)
-    except InvalidInput as exc:
+    except (InvalidInput, ValueError) as exc:     # ValueError: bytes that are not UTF-8
         raise BackendError(f"status file {path} is unreadable ({exc}); remove it if no QEMU runs") from exc
 
 

@@ -135,7 +135,8 @@ class DefinitionStore:
         ``exists`` says whether the kind knows the object (a definition, or
         an active object's status).  No lock file is made for an unknown
         name, and one removed by another run while this one waited is
-        noticed.
+        noticed.  A define that fails leaves no lock file for an object
+        that still does not exist.
         """
         validate_name(name, self.kind)
         if not creating and not exists(name):
@@ -148,7 +149,12 @@ class DefinitionStore:
             if not creating and not exists(name):
                 fileio.remove_lock_file(path)       # removed by another run while this one waited
                 raise self.not_found(name)
-            yield
+            try:
+                yield
+            except BaseException:
+                if creating and not exists(name):
+                    fileio.remove_lock_file(path)
+                raise
 
     def remove_lock(self, name: str) -> None:
         """Remove the lock file of an object that is gone; only while holding its lock."""

@@ -21,7 +21,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.layout i
     check_socket_path,
     short_name,
 )
-from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput, OperationTimeout
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, InvalidInput, OperationTimeout
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse
 from ansible_collections.virtops.qemu.plugins.module_utils.uri import parse_uri
 
@@ -175,6 +175,22 @@ def test_lock_times_out(tmp_path):
         with pytest.raises(OperationTimeout, match="domain d"):
             with fileio.file_lock(path, "domain d", timeout=0.2):
                 pass
+
+
+def test_a_lock_file_that_cannot_be_checked_is_a_backend_error_and_leaks_no_fd(tmp_path, monkeypatch):
+    path = str(tmp_path / "d.lock")
+    real_stat = os.stat
+
+    def denied(target, *args, **kwargs):
+        if target == path:
+            raise PermissionError(13, "Permission denied")
+        return real_stat(target, *args, **kwargs)
+    monkeypatch.setattr(fileio.os, "stat", denied)
+    before = len(os.listdir("/proc/self/fd"))
+    with pytest.raises(BackendError, match=f"cannot check lock file {path}: Permission denied"):
+        with fileio.file_lock(path, "domain d"):
+            pass
+    assert len(os.listdir("/proc/self/fd")) == before
 
 
 # -- process ----------------------------------------------------------------

@@ -5,7 +5,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import state
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse
 
 
@@ -26,3 +29,10 @@ def test_a_finished_start_names_no_starter(tmp_path):
     back = state.load_record(path)
     assert back.starter is None and back.starter_time is None
     assert "starter" not in (tmp_path / "vm1.xml").read_text()
+
+
+def test_a_status_file_that_is_not_utf8_is_a_backend_error(tmp_path):
+    path = tmp_path / "vm1.xml"
+    path.write_bytes(b"<domstatus state='running' reason='\xff'/>")
+    with pytest.raises(BackendError, match="vm1.xml is unreadable"):
+        state.load_record(str(path))

@@ -106,6 +106,17 @@ def test_uuid_conflicts_are_refused(tmp_path):
     assert store.names_on_disk() == {"net1"}
 
 
+def test_a_failed_define_leaves_no_lock_file_for_a_new_name(tmp_path):
+    store = _store(tmp_path / "r")
+    _define(store, _network("net1"))
+    locks = tmp_path / "r" / "run" / "network" / "locks" / "network"
+    with pytest.raises(Conflict):
+        _define(store, _network("net2"))
+    with pytest.raises(Conflict):
+        _define(store, _network("net1", "0b3c2c59-5f4a-4d8a-9e4c-3c5d7b1c0a02"))
+    assert sorted(os.listdir(locks)) == ["net1.lock"]
+
+
 def test_an_unreadable_definition_names_its_file(tmp_path):
     store = _store(tmp_path / "r")
     _define(store, _network("net1"))
