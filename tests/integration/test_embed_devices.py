@@ -105,7 +105,7 @@ def test_device_rich_domain_boots_to_the_marker(driver, guest_build, root):
                 "sound0-codec0", "sound1", "shmem0", "iommu0", "hub0", "input0", "input1", "parallel0",
                 "serial1", "scsi0-0-0-0", "video0", "net0"}
     assert expected <= _peripherals(driver)
-    agent = root / "lib" / "qemu" / "domain-1-rich" / "org.qemu.guest_agent.0"
+    agent = root / "lib" / "qemu" / "domain-1-rich" / "channel" / "org.qemu.guest_agent.0"
     live = parse(driver.domains.xml("rich", inactive=False), "domain")
     source = live.find("devices/channel[@type='unix']/source")
     assert source.attrib == {"mode": "bind", "path": str(agent)}  # shown as libvirt shows its channel sockets

@@ -36,7 +36,9 @@ import os
 import time
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import firmware
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.layout import make_private_dir
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse import (
+    cpu_ranges,
     disk_index,
     machine_family,
     to_kib,
@@ -168,10 +170,10 @@ def lifecycle_action(domain, caps) -> str:
 
 
 def channel_socket_path(domain_dir: str, name: str | None) -> str | None:
-    """Socket of a unix channel without a path: in the domain's private directory, as libvirt's channel dir."""
+    """Socket of a unix channel without a path: in the domain's ``channel`` directory, as libvirt's channel dir."""
     if not name:
         return None
-    path = os.path.join(domain_dir, name)
+    path = os.path.join(domain_dir, "channel", name)
     if len(path.encode()) >= 108:
         raise InvalidInput(f"the channel socket path {path} is longer than the 107 bytes a UNIX socket allows; "
                            "use a shorter root or a <source path>", "devices/channel/source@path")
@@ -179,7 +181,10 @@ def channel_socket_path(domain_dir: str, name: str | None) -> str | None:
 
 
 def record_channel_paths(live, domain_dir: str) -> None:
-    """Write the generated socket of each unix channel into the live XML, as libvirt shows it."""
+    """Write the generated socket of each unix channel into the live XML, as libvirt shows it.
+
+    The sockets' directory is created here, as QEMU binds them at start.
+    """
     for channel in live.findall("devices/channel[@type='unix']"):
         source = channel.find("source")
         if source is not None and source.get("path"):
@@ -187,6 +192,7 @@ def record_channel_paths(live, domain_dir: str) -> None:
         path = channel_socket_path(domain_dir, channel.find("target").get("name"))
         if path is None:
             continue
+        make_private_dir(os.path.dirname(path))
         if source is None:
             source = channel.makeelement("source", {})
             channel.insert(0, source)
@@ -235,10 +241,31 @@ def _rtc_base(clock: etree._Element, offset: str) -> str:
         return offset
     if offset == "timezone":
         return "localtime"
-    adjustment = int(clock.get("adjustment", "0"))
+    adjustment = clock_adjustment(clock)
     now = time.time() + adjustment
     stamp = time.localtime(now) if clock.get("basis") == "localtime" else time.gmtime(now)
     return time.strftime("%Y-%m-%dT%H:%M:%S", stamp)
+
+
+def clock_adjustment(clock: etree._Element) -> int:
+    """Seconds of a variable clock's adjustment; 'reset' (valid with utc/localtime in libvirt) is 0."""
+    value = clock.get("adjustment", "0")
+    if value == "reset":
+        return 0
+    try:
+        return int(value, 10)
+    except ValueError:
+        raise InvalidInput(f"clock adjustment {value!r} is not an integer number of seconds",
+                           "clock@adjustment") from None
+
+
+def _spinlock_retries(feature: etree._Element) -> int:
+    value = feature.get("retries", "4095")
+    try:
+        return int(value, 10)
+    except ValueError:
+        raise InvalidInput(f"spinlocks retries {value!r} is not an integer",
+                           "features/hyperv/spinlocks@retries") from None
 
 
 def _hyperv_flags(hyperv: etree._Element | None) -> list[str]:
@@ -251,7 +278,7 @@ def _hyperv_flags(hyperv: etree._Element | None) -> list[str]:
             continue
         name, state = feature.tag, feature.get("state", "on")
         if name == "spinlocks" and state == "on":
-            flags.append(f"hv-spinlocks=0x{int(feature.get('retries', '4095')):x}")
+            flags.append(f"hv-spinlocks=0x{_spinlock_retries(feature):x}")
         elif name == "vendor_id" and state == "on":
             flags.append(f"hv-vendor-id={opt_escape(feature.get('value', ''))}")
         elif name not in ("spinlocks", "vendor_id"):
@@ -485,7 +512,8 @@ class _CommandBuilder:
         for cell in cells:
             node = f"ram-node{cell.get('id')}"
             self.add("-object", _json(self._memory_backend(node, int(cell.get("memory")) * 1024, cell)))
-            self.add("-numa", f"node,nodeid={cell.get('id')},cpus={cell.get('cpus')},memdev={node}")
+            cpus = ",".join(f"cpus={span}" for span in cpu_ranges(cell.get("cpus"), "cpu/numa/cell@cpus"))
+            self.add("-numa", f"node,nodeid={cell.get('id')},{cpus},memdev={node}")
         for cell in cells:
             for sibling in cell.findall("distances/sibling"):
                 self.add("-numa", f"dist,src={cell.get('id')},dst={sibling.get('id')},val={sibling.get('value')}")

@@ -266,10 +266,11 @@ def _normalise_numa(dom: etree._Element) -> None:
     total = 0
     for index, cell in enumerate(cells):
         _set_default(cell, "id", str(index))
-        if int(cell.get("id")) != index:
+        if _int_attr(cell, "id", "cpu/numa/cell@id") != index:
             raise InvalidInput("NUMA cell ids must be 0, 1, ... in order", "cpu/numa/cell@id")
         if cell.get("cpus") is None or cell.get("memory") is None:
             raise InvalidInput("a NUMA cell needs cpus and memory", "cpu/numa/cell")
+        cpu_ranges(cell.get("cpus"), "cpu/numa/cell@cpus")
         kib = _scaled_attr(cell, "memory", "cpu/numa/cell@memory")
         attrs = dict(cell.attrib)
         attrs.update(memory=str(kib), unit="KiB")
@@ -282,6 +283,35 @@ def _normalise_numa(dom: etree._Element) -> None:
     if memory is None:
         memory = _child(dom, "memory", after=("uuid", "name"))
     memory.text, memory.attrib["unit"] = str(total), "KiB"
+
+
+def cpu_ranges(text: str, option: str) -> list[str]:
+    """The runs of a libvirt CPU list ('0-3,^2,5') as libvirt formats them: ['0-1', '3', '5']."""
+    cpus: set[int] = set()
+    for item in text.replace(" ", "").split(","):
+        exclude = item.startswith("^")
+        first, _dash, last = item.lstrip("^").partition("-")
+        if not first.isdigit() or not (last.isdigit() or not _dash) or (exclude and _dash):
+            raise InvalidInput(f"malformed CPU list {text!r}", option)
+        span = set(range(int(first), int(last or first) + 1))
+        cpus = cpus - span if exclude else cpus | span
+    if not cpus:
+        raise InvalidInput(f"CPU list {text!r} names no CPU", option)
+    runs: list[list[int]] = []
+    for cpu in sorted(cpus):
+        if runs and runs[-1][1] == cpu - 1:
+            runs[-1][1] = cpu
+        else:
+            runs.append([cpu, cpu])
+    return [f"{a}-{b}" if a != b else str(a) for a, b in runs]
+
+
+def _int_attr(elem: etree._Element, attr: str, option: str, default: str = "0") -> int:
+    value = elem.get(attr, default)
+    try:
+        return int(value, 10)
+    except ValueError:
+        raise InvalidInput(f"{attr} {value!r} is not an integer", option) from None
 
 
 def _scaled_attr(elem: etree._Element, attr: str, option: str) -> int:
@@ -391,8 +421,10 @@ def _check_sysinfo(dom: etree._Element) -> None:
 
 def _check_clock(dom: etree._Element) -> None:
     clock = dom.find("clock")
-    if clock.get("offset", "utc") not in ("utc", "localtime", "variable", "timezone"):
+    offset = clock.get("offset", "utc")
+    if offset not in ("utc", "localtime", "variable", "timezone"):
         raise InvalidInput(f"clock offset {clock.get('offset')!r} is not supported", "clock@offset")
+    _check_adjustment(clock, offset)
     for timer in clock.findall("timer"):
         name, policy = timer.get("name"), timer.get("tickpolicy")
         if name not in _TIMERS:
@@ -403,6 +435,21 @@ def _check_clock(dom: etree._Element) -> None:
             raise InvalidInput(f"pit tickpolicy {policy!r} is not supported by QEMU", "clock/timer@tickpolicy")
         if name == "rtc" and timer.get("track") == "boot":
             raise InvalidInput("rtc track 'boot' is not supported by QEMU", "clock/timer@track")
+
+
+def _check_adjustment(clock: etree._Element, offset: str) -> None:
+    """adjustment: seconds, or 'reset' (no adjustment); utc/localtime with seconds become variable, as in libvirt."""
+    value = clock.get("adjustment")
+    if value is None or value == "reset" or offset == "timezone":
+        return
+    try:
+        int(value, 10)
+    except ValueError:
+        raise InvalidInput(f"clock adjustment {value!r} is not an integer number of seconds or 'reset'",
+                           "clock@adjustment") from None
+    if offset in ("utc", "localtime"):
+        clock.set("offset", "variable")
+        clock.set("basis", offset)
 
 
 def _check_vcpus(dom: etree._Element) -> None:
@@ -667,18 +714,38 @@ def _complete_inputs(devices):
 
 def _complete_channels(devices: etree._Element) -> None:
     """virtio-serial ports for virtio channels, and the controller libvirt adds for them."""
-    channels = [c for c in devices.findall("channel")
-                if c.find("target") is not None and c.find("target").get("type") == "virtio"]
-    used = {int(a.get("port", "0")) for c in channels for a in c.findall("address[@type='virtio-serial']")
+    for channel in devices.findall("channel"):
+        _check_channel(channel)
+    channels = devices.findall("channel/target[@type='virtio']/..")
+    where = "devices/channel/address@port"
+    used = {_int_attr(a, "port", where) for c in channels for a in c.findall("address[@port]")
             if a.get("controller", "0") == "0" and a.get("bus", "0") == "0"}
     for channel in channels:
-        if channel.find("address") is None:
+        address = channel.find("address")
+        if address is None or address.get("port") is None:
             port = next(p for p in range(1, len(used) + 2) if p not in used)  # the lowest free port
             used.add(port)
-            channel.append(etree.Element("address", type="virtio-serial", controller="0", bus="0", port=str(port)))
-        index = int(channel.find("address").get("controller", "0"))
+            if address is None:
+                address = etree.SubElement(channel, "address", type="virtio-serial", controller="0", bus="0")
+            address.set("port", str(port))
+        index = _int_attr(address, "controller", "devices/channel/address@controller")
         if _controller(devices, "virtio-serial", index) is None:
             _add_controller(devices, "virtio-serial", index)
+
+
+def _check_channel(channel: etree._Element) -> None:
+    """A channel needs a <target>; a virtio one sits on virtio-serial; a generated socket is named by target@name."""
+    target = channel.find("target")
+    if target is None:
+        raise InvalidInput("a channel needs a <target>", "devices/channel/target")
+    address = channel.find("address")
+    if target.get("type") == "virtio" and address is not None and address.get("type") != "virtio-serial":
+        raise InvalidInput(f"a virtio channel needs a virtio-serial address, not {address.get('type')!r}",
+                           "devices/channel/address@type")
+    name = target.get("name") or ""
+    if channel.get("type") == "unix" and ("/" in name or name.startswith(".")):
+        raise InvalidInput(f"channel name {name!r} must not contain '/' or start with '.' (it names the socket)",
+                           "devices/channel/target@name")
 
 
 def _complete_parallels(devices: etree._Element) -> None:
@@ -746,6 +813,17 @@ def refuse_helper_devices(devices: etree._Element) -> None:
         if cid.get("auto") == "yes" or cid.get("address") is None:
             raise InvalidInput("devices/vsock/cid: the embedded driver does not pick guest CIDs; give a fixed one "
                                "with <cid auto='no' address='N'/>", "devices/vsock/cid")
+    _refuse_daemon_options(devices)
+
+
+def _refuse_daemon_options(devices: etree._Element) -> None:
+    """Device settings that need a daemon or a display the domain lacks."""
+    if devices.find("watchdog[@action='dump']") is not None:
+        raise InvalidInput("watchdog action 'dump' needs a daemon to write the core, which the embedded driver "
+                           "does not run", "devices/watchdog@action")
+    spice = devices.find("graphics[@type='spice']") is not None
+    if not spice and devices.find("redirdev[@type='spicevmc']") is not None:
+        raise InvalidInput("a spicevmc redirdev needs <graphics type='spice'>", "devices/redirdev@type")
 
 
 def _describe(device: etree._Element) -> str:

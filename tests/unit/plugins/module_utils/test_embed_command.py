@@ -266,7 +266,7 @@ def test_guest_agent_channel_gets_a_socket_in_the_domain_dir():
     argv = build(xml("<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>"
                      "<channel type='pty'><target type='virtio' name='org.example.b'/></channel>"))[0]
     assert opts(argv, "-chardev")[1:] == [
-        f"socket,id=charchannel0,path={PATHS.domain_dir}/org.qemu.guest_agent.0,server=on,wait=off",
+        f"socket,id=charchannel0,path={PATHS.domain_dir}/channel/org.qemu.guest_agent.0,server=on,wait=off",
         "pty,id=charchannel1"]
     assert by_driver(argv, "virtio-serial-pci")[0]["id"] == "virtio-serial0"
     ports = by_driver(argv, "virtserialport")
@@ -275,16 +275,18 @@ def test_guest_agent_channel_gets_a_socket_in_the_domain_dir():
     assert ports[1]["nr"] == 2
 
 
-def test_live_xml_records_generated_channel_sockets():
+def test_live_xml_records_generated_channel_sockets(tmp_path):
+    paths = SimpleNamespace(**{**vars(PATHS), "domain_dir": str(tmp_path / "domain-1-t")})
     live = postparse(xml("<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>"
                          "<channel type='unix'><source mode='connect' path='/s'/><target type='virtio' name='b'/>"
                          "</channel>"), CAPS)
-    record_channel_paths(live, PATHS.domain_dir)
+    record_channel_paths(live, paths.domain_dir)
     first, second = (c.find("source").attrib for c in live.findall("devices/channel"))
-    assert first == {"mode": "bind", "path": f"{PATHS.domain_dir}/org.qemu.guest_agent.0"}
+    assert first == {"mode": "bind", "path": f"{paths.domain_dir}/channel/org.qemu.guest_agent.0"}
     assert second == {"mode": "connect", "path": "/s"}
-    argv = build_command(live, CAPS, PATHS, {})[0]
-    assert f"socket,id=charchannel0,path={PATHS.domain_dir}/org.qemu.guest_agent.0,server=on,wait=off" in \
+    assert (tmp_path / "domain-1-t" / "channel").is_dir()  # QEMU binds the socket there
+    argv = build_command(live, CAPS, paths, {})[0]
+    assert f"socket,id=charchannel0,path={paths.domain_dir}/channel/org.qemu.guest_agent.0,server=on,wait=off" in \
         opts(argv, "-chardev")
 
 

@@ -244,3 +244,52 @@ def test_unknown_kvm_feature_is_refused():
     with pytest.raises(InvalidInput) as err:
         postparse(domain(features="<kvm><dirty-ring state='on' size='4096'/></kvm>"), SYS_CAPS)
     assert err.value.option == "features/kvm/dirty-ring"
+
+
+def test_numa_cell_cpu_list_gives_one_cpus_option_per_run():
+    body = ("<cpu><numa><cell cpus='0,2-3,^3,5-6' memory='64' unit='MiB'/>"
+            "<cell cpus='1,3-4' memory='64' unit='MiB'/></numa></cpu>")
+    argv = build(domain(body, vcpu="<vcpu>7</vcpu>"))[0]
+    assert opts(argv, "-numa") == ["node,nodeid=0,cpus=0,cpus=2,cpus=5-6,memdev=ram-node0",
+                                   "node,nodeid=1,cpus=1,cpus=3-4,memdev=ram-node1"]
+
+
+@pytest.mark.parametrize("cell,option", [
+    ("<cell id='x' cpus='0' memory='64'/>", "cpu/numa/cell@id"),
+    ("<cell cpus='0-' memory='64'/>", "cpu/numa/cell@cpus"),
+    ("<cell cpus='1,^1' memory='64'/>", "cpu/numa/cell@cpus"),
+])
+def test_malformed_numa_cell_is_refused_at_define(cell, option):
+    with pytest.raises(InvalidInput) as err:
+        postparse(domain(f"<cpu><numa>{cell}</numa></cpu>"), SYS_CAPS)
+    assert err.value.option == option
+
+
+@pytest.mark.parametrize("offset", ["variable", "utc"])
+def test_clock_adjustment_reset_is_no_adjustment(offset):
+    argv = build(domain(f"<clock offset='{offset}' adjustment='reset'/>"))[0]
+    base = opts(argv, "-rtc")[0]
+    if offset == "utc":
+        assert base == "base=utc"
+        return
+    started = time.mktime(time.strptime(base, "base=%Y-%m-%dT%H:%M:%S")) - time.mktime(time.gmtime(0))
+    assert abs(started - time.time()) < 5
+
+
+def test_utc_clock_with_seconds_becomes_variable_as_in_libvirt():
+    clock = postparse(domain("<clock offset='utc' adjustment='60'/>"), SYS_CAPS).find("clock")
+    assert dict(clock.attrib) == {"offset": "variable", "adjustment": "60", "basis": "utc"}
+
+
+@pytest.mark.parametrize("offset", ["variable", "utc", "localtime"])
+def test_clock_adjustment_not_a_number_is_refused_at_define(offset):
+    with pytest.raises(InvalidInput) as err:
+        postparse(domain(f"<clock offset='{offset}' adjustment='soon'/>"), SYS_CAPS)
+    assert err.value.option == "clock@adjustment"
+
+
+def test_spinlock_retries_not_a_number_is_invalid_input():
+    features = "<acpi/><hyperv mode='custom'><spinlocks state='on' retries='lots'/></hyperv>"
+    with pytest.raises(InvalidInput) as err:
+        build(domain(features=features))
+    assert err.value.option == "features/hyperv/spinlocks@retries"

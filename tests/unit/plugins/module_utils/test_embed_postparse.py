@@ -225,3 +225,50 @@ def test_devices_needing_a_helper_are_refused_at_define(device, option, reason):
     with pytest.raises(InvalidInput) as err:
         postparse(dom(device), CAPS)
     assert err.value.option == option and reason in str(err.value)
+
+
+@pytest.mark.parametrize("name", ["../../x", "a/b", ".hidden"])
+def test_unix_channel_names_that_would_leave_the_channel_dir_are_refused(name):
+    with pytest.raises(InvalidInput) as err:
+        postparse(dom(f"<channel type='unix'><target type='virtio' name='{name}'/></channel>"), CAPS)
+    assert err.value.option == "devices/channel/target@name"
+
+
+def test_unix_channel_name_like_a_domain_file_stays_in_the_channel_dir():
+    from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.command import channel_socket_path
+    assert channel_socket_path("/r/d", "monitor.sock") == "/r/d/channel/monitor.sock"
+
+
+@pytest.mark.parametrize("channel,option", [
+    ("<channel type='unix'/>", "devices/channel/target"),
+    ("<channel type='pty'><target type='virtio' name='a'/>"
+     "<address type='pci' domain='0' bus='0' slot='9' function='0'/></channel>", "devices/channel/address@type"),
+    ("<channel type='pty'><target type='virtio' name='a'/>"
+     "<address type='virtio-serial' controller='0' bus='0' port='x'/></channel>", "devices/channel/address@port"),
+])
+def test_malformed_channels_are_refused_at_define(channel, option):
+    with pytest.raises(InvalidInput) as err:
+        postparse(dom(channel), CAPS)
+    assert err.value.option == option
+
+
+def test_virtio_serial_address_without_port_gets_the_lowest_free_one():
+    out = postparse(dom("<channel type='pty'><target type='virtio' name='a'/>"
+                        "<address type='virtio-serial' controller='0' bus='0' port='1'/></channel>"
+                        "<channel type='pty'><target type='virtio' name='b'/>"
+                        "<address type='virtio-serial' controller='0' bus='0'/></channel>"), CAPS)
+    assert [a.get("port") for a in out.findall("devices/channel/address")] == ["1", "2"]
+
+
+def test_watchdog_dump_is_refused_at_define():
+    with pytest.raises(InvalidInput, match="dump") as err:
+        postparse(dom("<watchdog model='i6300esb' action='dump'/>"), CAPS)
+    assert err.value.option == "devices/watchdog@action"
+
+
+def test_spicevmc_redirdev_needs_spice_graphics():
+    redir = "<redirdev bus='usb' type='spicevmc'/>"
+    with pytest.raises(InvalidInput, match="spice") as err:
+        postparse(dom(redir + "<graphics type='vnc'/>"), CAPS)
+    assert err.value.option == "devices/redirdev@type"
+    assert postparse(dom(redir + "<graphics type='spice'/>"), CAPS).find("devices/redirdev") is not None
