@@ -49,7 +49,10 @@ class ConnectionURI:
     def qemu_conf_path(self, environ=None) -> str:
         """Where the QEMU driver of this instance reads qemu.conf."""
         if self.instance == "embed":
-            return os.path.join(self.params["root"], "etc", "qemu.conf")
+            root = self.embed_root
+            if root is None:
+                raise InvalidInput(f"{self.raw!r}: qemu:///embed needs a root directory", "uri")
+            return os.path.join(root, "etc", "qemu.conf")
         if self.instance == "session":
             env = os.environ if environ is None else environ
             base = env.get("XDG_CONFIG_HOME") or os.path.join(

@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shlex
+from abc import abstractmethod
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import (
     DOMAIN_STATES,
@@ -93,6 +94,17 @@ def taint_flags(messages: list[str]) -> list[str]:
     return flags
 
 
+def domain_taints(domain) -> list[str]:
+    """The taint flags of a running domain; none where libvirt (< 7.1, or a remote libvirtd) cannot tell."""
+    messages = getattr(domain, "messages", None)
+    if messages is None:
+        return []
+    try:
+        return taint_flags(messages(getattr(libvirt, "VIR_DOMAIN_MESSAGE_TAINTING", 2)))
+    except libvirt.libvirtError:
+        return []
+
+
 def split_native_command(text: str) -> tuple[list[str], dict[str, str]]:
     """libvirt's shell-quoted "VAR=value ... /usr/bin/qemu-system-x86_64 -name ..." as argv and env."""
     words = shlex.split(text)
@@ -145,8 +157,9 @@ class LibvirtResources(Resources):
     def _object(self, name: str):
         return call(f"find {self.kind} {name!r}", getattr(self.conn, self._lookup_method), name)
 
+    @abstractmethod
     def _xml_flags(self, inactive: bool) -> int:
-        return 0
+        """The kind's XMLDesc flags; ``inactive`` asks for the persistent definition (its *_XML_INACTIVE)."""
 
     def _define_args(self, xml: str) -> tuple:
         return (xml,)
@@ -213,9 +226,6 @@ class LibvirtDomains(LibvirtResources, Domains):
             flags |= getattr(libvirt, flag, 0)
         obj.undefineFlags(flags)
 
-    def stop(self, name: str) -> None:
-        self.destroy(name)
-
     # -- life cycle -------------------------------------------------------
     def status(self, name: str) -> DomainStatus:
         state, reason = call(f"read the state of {name!r}", self._object(name).state)
@@ -227,11 +237,8 @@ class LibvirtDomains(LibvirtResources, Domains):
         domain = self._object(name)
         if not call(f"read the state of {name!r}", domain.isActive):
             return DomainRuntime(None, None, [])
-        messages = getattr(domain, "messages", None)     # libvirt >= 7.1
-        tainting = getattr(libvirt, "VIR_DOMAIN_MESSAGE_TAINTING", 2)
-        taints = taint_flags(call(f"read the messages of {name!r}", messages, tainting)) if messages else []
         domain_id = call(f"read the id of {name!r}", domain.ID)
-        return DomainRuntime(self._qemu_pid(name), domain_id if domain_id > 0 else None, taints)
+        return DomainRuntime(self._qemu_pid(name), domain_id if domain_id > 0 else None, domain_taints(domain))
 
     def _qemu_pid(self, name: str) -> int | None:
         """libvirt has no API for the QEMU pid; a local libvirtd keeps it in its pidfile."""

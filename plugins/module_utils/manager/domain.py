@@ -23,7 +23,11 @@ from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     VirtError,
 )
 from ansible_collections.virtops.qemu.plugins.module_utils.manager import power
-from ansible_collections.virtops.qemu.plugins.module_utils.manager.resource import ResourceManager, ResourceRequest
+from ansible_collections.virtops.qemu.plugins.module_utils.manager.resource import (
+    ResourceManager,
+    ResourceRequest,
+    uuid_of,
+)
 from ansible_collections.virtops.qemu.plugins.module_utils.model import domain as model
 from ansible_collections.virtops.qemu.plugins.module_utils.model import domain_options
 from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
@@ -35,7 +39,7 @@ class DomainRequest(ResourceRequest):
     force: bool = False
     shutdown_timeout: float = 120
     remove_disks: list = field(default_factory=list)
-    definition_option: str = "current_memory"   # the option a wrong definition is blamed on
+    definition_option: str = "xml"      # the option a wrong definition is blamed on
     creation_features: tuple = ()       # features a new domain gets unless turned off
 
 
@@ -46,7 +50,7 @@ class DomainManager(ResourceManager):
             "destroy": "destroyed", "suspend": "paused", "resume": "resumed"}
     FAILURES = {**ResourceManager.FAILURES, "start_paused": "failed to start", "shutdown": "did not shut down",
                 "destroy": "could not be destroyed", "suspend": "could not be paused",
-                "resume": "could not be resumed"}
+                "resume": "could not be resumed", "after_removal": "not every disk of remove_disks could be deleted"}
     STOPPING = frozenset({"shutdown", "destroy"})
 
     def __init__(self, driver):
@@ -109,9 +113,11 @@ class DomainManager(ResourceManager):
     def _before_removal(self, req, before):
         return {"removed_disks": self._disks_to_remove(req, before) if before is not None else []}
 
-    def _after_removal(self, req, extra):
-        for path in extra["removed_disks"]:
-            self.driver.delete_disk_source(path)
+    def _after_removal(self, req, result):
+        doomed, result["removed_disks"] = result["removed_disks"], []
+        for source in doomed:
+            self.driver.delete_disk_source(source)
+            result["removed_disks"].append(source)
 
     @staticmethod
     def _disks_to_remove(req, before):
@@ -136,13 +142,6 @@ def _names(source: dict) -> tuple:
     if "volume" in source:
         return (source["volume"], f"{source['pool']}/{source['volume']}")
     return (source["path"],)
-
-
-def _uuid(xml: str):
-    if not xml:
-        return None
-    node = model.parse_domain(xml, "xml").find("uuid")
-    return None if node is None else node.text
 
 
 def request_from_params(params: dict) -> DomainRequest:
@@ -188,7 +187,7 @@ def describe(driver, name: str) -> dict:
     stored = model.parse_domain(domains.xml(name), "xml")
     xml = to_string(stored)
     info = {"name": name, "state": status.state, "reason": status.reason, "active": status.active,
-            "xml": model.mask_secrets(xml), "uuid": _uuid(xml), "autostart": domains.autostart(name)}
+            "xml": model.mask_secrets(xml), "uuid": uuid_of(stored), "autostart": domains.autostart(name)}
     info.update(_runtime(driver, name, stored, status.active))
     info.update(native_command(driver, name))
     return info

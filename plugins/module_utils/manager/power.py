@@ -52,6 +52,8 @@ def run_steps(domains, name: str, steps: list[str], shutdown_timeout: float, for
             shutdown(domains, name, shutdown_timeout, force)
         elif step == "start_paused":
             domains.start(name, paused=True)
+        elif step == "destroy":
+            destroy(domains, name)
         else:
             getattr(domains, step)(name)
 
@@ -62,7 +64,7 @@ def shutdown(domains, name: str, timeout: float, force: bool) -> None:
     if wait_for_shutoff(domains, name, timeout):
         return
     if force:
-        domains.destroy(name)
+        destroy(domains, name)
         return
     if not _has_acpi(domains, name):
         raise OperationTimeout(
@@ -72,6 +74,15 @@ def shutdown(domains, name: str, timeout: float, force: bool) -> None:
     raise OperationTimeout(
         f"domain {name!r} did not power off within {timeout} s of the ACPI shutdown request; "
         "set force: true to destroy it after the timeout, or raise shutdown_timeout")
+
+
+def destroy(domains, name: str) -> None:
+    """Hard power off; a guest that powered off by itself meanwhile (libvirt's Conflict) is fine."""
+    try:
+        domains.destroy(name)
+    except Conflict:
+        if domains.status(name).active:
+            raise
 
 
 def _has_acpi(domains, name: str) -> bool:

@@ -16,7 +16,13 @@ import copy
 from dataclasses import dataclass, field
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import Resources
-from ansible_collections.virtops.qemu.plugins.module_utils.errors import NotFound, VirtError
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
+    BackendError,
+    Conflict,
+    NotFound,
+    VirtError,
+    host_error,
+)
 from ansible_collections.virtops.qemu.plugins.module_utils.model.merge import MergeResult, Rules, merge
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import XmlNode, parse, to_string
 
@@ -42,15 +48,17 @@ class Plan:
     restart_required: bool = False
     restart_now: bool = False
     done: list[str] = field(default_factory=list)    # what has been done so far
+    exists: bool = True                 # False when the object is yet to be created
 
 
 class ResourceManager:
     """The life cycle every kind shares: define, autostart, start/stop, absent."""
 
     # What a finished step did, and how a failed one reads, after "<kind> 'x' was defined but ...".
-    DONE = {"start": "started", "stop": "stopped", "restart": "restarted"}
+    DONE = {"start": "started", "stop": "stopped", "restart": "restarted", "undefine": "removed"}
     FAILURES = {"start": "failed to start", "stop": "could not be stopped", "restart": "failed to restart",
-                "autostart": "its autostart could not be set"}
+                "autostart": "its autostart could not be set", "undefine": "could not be undefined",
+                "after_removal": "what goes with it could not all be removed"}
     # Steps after which the object no longer runs.
     STOPPING = frozenset({"stop"})
 
@@ -124,7 +132,7 @@ class ResourceManager:
         steps = self._steps(req, status)
         autostart_change = req.autostart is not None and (
             not exists or self.objects.autostart(req.name) != req.autostart)
-        plan = Plan(before_xml, after, define, status, steps, autostart_change)
+        plan = Plan(before_xml, after, define, status, steps, autostart_change, exists=exists)
         self._plan_restart(req, plan)
         return plan
 
@@ -153,16 +161,29 @@ class ResourceManager:
     # -- acting -----------------------------------------------------------------------
     def _apply(self, req: ResourceRequest, plan: Plan) -> None:
         """Act on the plan; a failure after a first change carries what was already changed."""
+        self._run(req.name, self._actions(plan), lambda step: self._act(req, plan, step), plan.done,
+                  lambda: self._partial_result(req, plan))
+
+    def _run(self, name: str, steps: list[str], act, done: list[str], partial) -> None:
+        """``act`` each step, noting it in ``done``; a failure after the first one carries ``partial()``.
+
+        A file or value error met on the way becomes the BackendError it is for the caller.
+        """
         step = None
         try:
-            for step in self._actions(plan):
-                self._act(req, plan, step)
-                plan.done.append(step)
+            for step in steps:
+                act(step)
+                done.append(step)
         except VirtError as e:
-            if plan.done:
-                e.after_changes(f"{self._what_was_done(req.name, plan.done)} but {self._failure(step)}: {e}",
-                                self._partial_result(req, plan))
+            if done:
+                e.after_changes(f"{self._what_was_done(name, done)} but {self._failure(step)}: {e}", partial())
             raise
+        except (OSError, ValueError) as e:
+            if not done:
+                raise
+            error = _backend_error(e)
+            error.after_changes(f"{self._what_was_done(name, done)} but {self._failure(step)}: {error}", partial())
+            raise error from e
 
     @staticmethod
     def _actions(plan: Plan) -> list[str]:
@@ -180,13 +201,15 @@ class ResourceManager:
 
     def _transition(self, req: ResourceRequest, plan: Plan, step: str) -> None:
         if step in ("stop", "restart"):
-            self.objects.stop(req.name)
+            self._stop(req.name)
         if step in ("start", "restart"):
             self.objects.start(req.name)
 
     def _what_was_done(self, name: str, done: list[str]) -> str:
         if "define" in done:
             return f"{self.kind} {name!r} was defined"
+        if "undefine" in done:
+            return f"{self.kind} {name!r} was removed"
         if done == ["autostart"]:
             return f"the autostart of {self.kind} {name!r} was set"
         return f"{self.kind} {name!r} was {self.DONE.get(done[-1], 'changed')}"
@@ -205,7 +228,7 @@ class ResourceManager:
         if check_mode:
             state = self._predicted_state(req, plan)
             autostart = req.autostart if req.autostart is not None else \
-                (self.objects.autostart(req.name) if plan.before_xml else False)
+                (self.objects.autostart(req.name) if plan.exists else False)
         else:
             state = self._status(req.name)
             autostart = self.objects.autostart(req.name)
@@ -222,34 +245,68 @@ class ResourceManager:
         }
 
     def _uuid(self, xml: str) -> str | None:
-        if not xml:
-            return None
-        node = self.parse(xml).find("uuid")
-        return None if node is None else node.text
+        return uuid_of(self.parse(xml)) if xml else None
+
+    def _stop(self, name: str) -> None:
+        """Stop the object; one that stopped by itself meanwhile (libvirt's Conflict) is fine."""
+        try:
+            self.objects.stop(name)
+        except Conflict:
+            if self.objects.active(name):
+                raise
 
     # -- absent -----------------------------------------------------------------------
     def _absent(self, req: ResourceRequest, check_mode: bool) -> dict:
         if not self.objects.exists(req.name):
             return self._gone(req, False, "")
         before, before_xml = self._before(req)
-        extra = self._before_removal(req, before)
-        if not check_mode:
-            if self.objects.active(req.name):
-                self.objects.stop(req.name)
-            self.objects.undefine(req.name)
-            self._after_removal(req, extra)
         result = self._gone(req, True, self._shown(before_xml, "")[0])
-        result.update(extra)
+        result.update(self._before_removal(req, before))
+        if not check_mode:
+            self._remove(req, result)
         return result
+
+    def _remove(self, req: ResourceRequest, result: dict) -> None:
+        """Stop, undefine, then remove what goes with the object; a failure carries what was done."""
+        done: list[str] = []
+        steps = ["stop"] * self.objects.active(req.name) + ["undefine", "after_removal"]
+        self._run(req.name, steps, lambda step: self._removal_step(req, result, step), done,
+                  lambda: self._partial_removal(result, done))
+
+    def _removal_step(self, req: ResourceRequest, result: dict, step: str) -> None:
+        if step == "stop":
+            self._stop(req.name)
+        elif step == "undefine":
+            self.objects.undefine(req.name)
+        else:
+            self._after_removal(req, result)
+
+    @staticmethod
+    def _partial_removal(result: dict, done: list[str]) -> dict:
+        if "undefine" in done:
+            return result
+        return {key: value for key, value in result.items() if key in ("changed", "name")}
 
     def _before_removal(self, req: ResourceRequest, before: XmlNode | None) -> dict:
         """What the kind resolves before anything is removed; it joins the result."""
         return {}
 
-    def _after_removal(self, req: ResourceRequest, extra: dict) -> None:
-        """What the kind removes besides the object, once it is gone."""
+    def _after_removal(self, req: ResourceRequest, result: dict) -> None:
+        """What the kind removes besides the object, once it is gone; ``result`` tells what was removed."""
 
     def _gone(self, req: ResourceRequest, changed: bool, before_xml: str) -> dict:
         return {"changed": changed, "name": req.name, "state": "absent", "xml": "", "uuid": None,
                 "autostart": False, "restart_required": False,
                 "diff": {"before": before_xml, "after": ""}}
+
+
+def uuid_of(tree: XmlNode) -> str | None:
+    node = tree.find("uuid")
+    return None if node is None else node.text
+
+
+def _backend_error(e: OSError | ValueError) -> BackendError:
+    """A file or value error met while acting, as the BackendError it is for the caller."""
+    if isinstance(e, OSError) and e.filename:
+        return host_error(e, "access", str(e.filename))
+    return BackendError(str(e))

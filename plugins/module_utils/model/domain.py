@@ -9,6 +9,7 @@ Private to the collection.
 from __future__ import annotations
 
 import copy
+import re
 from collections.abc import Iterable
 
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
@@ -209,6 +210,9 @@ def disk_sources(domain) -> list:
 SECRET_ATTRIBUTES = frozenset({"passwd"})
 SECRET_MASK = "********"
 CHANGED_SECRET_MASK = "********(changed)"
+# An attribute assignment may have white space around its "=".
+_SECRET_NAMES = "|".join(sorted(SECRET_ATTRIBUTES))
+_SECRET_ASSIGNMENT = re.compile(rf"\b(?:{_SECRET_NAMES})\s*=")
 
 
 def mask_secrets(xml: str) -> str:
@@ -230,7 +234,7 @@ def secrets_in(xml: str | None) -> set[str]:
 
 
 def _has_secret(xml: str) -> bool:
-    return any(f"{name}=" in xml for name in SECRET_ATTRIBUTES)
+    return _SECRET_ASSIGNMENT.search(xml) is not None
 
 
 def _masked(xml: str, earlier: dict) -> str:
