@@ -35,7 +35,7 @@ def _domains() -> backend.EmbedDomains:
 def test_a_slow_command_does_not_give_up_the_monitor(monkeypatch):
     monkeypatch.setattr(backend.QMPClient, "connect", classmethod(lambda cls, *a, **k: _SlowClient()))
     domains = _domains()
-    for _ in range(2):
+    for _attempt in range(2):
         with pytest.raises(OperationTimeout), domains._session("/r/m.sock") as qmp:
             qmp.execute("human-monitor-command")
     assert domains._unanswered == set()
