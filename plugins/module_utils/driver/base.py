@@ -3,10 +3,10 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The driver interface shared by the libvirt and the embedded backend.
 
-A driver exposes one object per resource kind (``driver.domains``; networks,
-pools and volumes follow the same shape).  Every kind speaks the small
+A driver exposes one object per resource kind (``driver.domains``,
+``driver.networks``; pools and volumes follow the same shape).  Every kind speaks the small
 ``Resources`` protocol: objects are addressed by name and described by
-libvirt XML strings.  What only one kind does (domain power and monitor)
+libvirt XML strings.  What only one kind does (domain power and monitor, network live update)
 lives on that kind's object.  Methods block until the hypervisor has
 accepted the request; waiting for a guest to react (an ACPI shutdown, say)
 is the caller's business.  Errors are raised as the types of
@@ -137,10 +137,53 @@ class Domains(Resources):
         """Run one QMP command ({"execute": ..., "arguments": ...}) and return its "return" value."""
 
 
+# virNetworkUpdate's sections that can change on a running network, by libvirt's names.
+NETWORK_UPDATE_SECTIONS = ("ip-dhcp-host", "ip-dhcp-range", "dns-host", "dns-txt", "dns-srv", "portgroup")
+
+
+@dataclass(frozen=True)
+class Lease:
+    """One DHCP lease a network's DHCP server handed out (virNetworkDHCPLease)."""
+    mac: str                    # lower case
+    ip: str
+    prefix: int | None
+    hostname: str | None
+    expiry: int                 # seconds since the epoch; 0 for an infinite lease
+    family: str                 # "ipv4" or "ipv6"
+    clientid: str | None = None
+
+
+class Networks(Resources):
+    """Virtual networks: the protocol plus live updates, DHCP leases and the bridge in use."""
+
+    kind = "network"
+
+    @abstractmethod
+    def update(self, name: str, command: str, section: str, xml: str, parent_index: int = -1) -> None:
+        """Change the running network only, as virNetworkUpdate(..., AFFECT_LIVE).
+
+        ``command`` is "add-last" or "delete"; ``section`` one of
+        NETWORK_UPDATE_SECTIONS; ``xml`` the one element added or deleted
+        (<host>, <range>, <txt>, <srv>, <portgroup>); ``parent_index`` the
+        position of the <ip> element that holds a DHCP host or range among
+        the network's <ip> elements (-1: the first with DHCP of the element's
+        family).  The persistent definition is the caller's (define).
+        """
+
+    @abstractmethod
+    def leases(self, name: str) -> list[Lease]:
+        """The current DHCP leases of an active network ([] when it is not active)."""
+
+    @abstractmethod
+    def bridge(self, name: str) -> str | None:
+        """The host bridge the active network's guests attach to; None when it is not active."""
+
+
 class Driver(ABC):
     """One connection to one QEMU driver instance."""
 
     domains: Domains
+    networks: Networks
 
     def __init__(self, uri):
         self.uri = uri          # a uri.ConnectionURI
