@@ -30,8 +30,11 @@ class AnsibleRunError(RuntimeError):
 
 def run_module(module: str, args: dict, check: bool = False,
                diff: bool = False, uri: str | None = None,
-               env: dict | None = None) -> dict:
-    """Run ``virtops.qemu.<module>`` (or a FQCN) ad hoc; return its result."""
+               env: dict | None = None, netns: str | None = None) -> dict:
+    """Run ``virtops.qemu.<module>`` (or a FQCN) ad hoc; return its result.
+
+    ``netns`` names a network namespace (harness.netns) to run it in.
+    """
     if uri is not None:
         args = {**args, "uri": uri}
     name = module if "." in module else f"virtops.qemu.{module}"
@@ -39,7 +42,7 @@ def run_module(module: str, args: dict, check: bool = False,
     if args:
         # `-a '{}'` would reach the module as a raw parameter
         argv += ["-a", json.dumps(args)]
-    results = _run(argv, check, diff, env)
+    results = _run(argv, check, diff, env, netns)
     if len(results) != 1:
         raise AnsibleRunError(f"expected one result, got {results!r}")
     return results[0]
@@ -47,7 +50,7 @@ def run_module(module: str, args: dict, check: bool = False,
 
 def run_playbook(playbook: str | os.PathLike | list, extra_vars: dict | None
                  = None, check: bool = False, diff: bool = False,
-                 env: dict | None = None) -> list[dict]:
+                 env: dict | None = None, netns: str | None = None) -> list[dict]:
     """Run a playbook file or a list of plays; return per-task results.
 
     Every entry is the task's result dict plus ``task`` (its name) and
@@ -63,7 +66,7 @@ def run_playbook(playbook: str | os.PathLike | list, extra_vars: dict | None
         argv = [str(BIN / "ansible-playbook"), str(path)]
         if extra_vars:
             argv += ["-e", json.dumps(extra_vars)]
-        return _run(argv, check, diff, env)
+        return _run(argv, check, diff, env, netns)
 
 
 def ansible_env(results_file: str, extra: dict | None = None) -> dict:
@@ -86,8 +89,9 @@ def ansible_env(results_file: str, extra: dict | None = None) -> dict:
 
 
 def _run(argv: list[str], check: bool, diff: bool,
-         env: dict | None) -> list[dict]:
-    argv = argv + ["-i", "localhost,", "-c", "local",
+         env: dict | None, netns: str | None = None) -> list[dict]:
+    prefix = ["ip", "netns", "exec", netns] if netns else []
+    argv = prefix + argv + ["-i", "localhost,", "-c", "local",
                    "-e", json.dumps({"ansible_python_interpreter": sys.executable})]
     argv += ["--check"] * check + ["--diff"] * diff
     with tempfile.TemporaryDirectory(prefix="virtops-ansible-") as tmp:

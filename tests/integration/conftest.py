@@ -148,3 +148,13 @@ def vm(backend):
     yield name
     backend.remove(name)
     Path(f"/var/log/libvirt/qemu/{name}.log").unlink(missing_ok=True)
+
+
+@pytest.fixture
+def netns():
+    """A private network namespace (harness.netns.Netns), deleted with all it holds afterwards."""
+    from harness.netns import private_netns
+
+    _need_root()
+    with private_netns() as namespace:
+        yield namespace
