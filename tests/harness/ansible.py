@@ -92,7 +92,7 @@ def _run(argv: list[str], check: bool, diff: bool,
          env: dict | None, netns: str | None = None) -> list[dict]:
     prefix = ["ip", "netns", "exec", netns] if netns else []
     argv = prefix + argv + ["-i", "localhost,", "-c", "local",
-                   "-e", json.dumps({"ansible_python_interpreter": sys.executable})]
+                            "-e", json.dumps({"ansible_python_interpreter": sys.executable})]
     argv += ["--check"] * check + ["--diff"] * diff
     with tempfile.TemporaryDirectory(prefix="virtops-ansible-") as tmp:
         results_file = os.path.join(tmp, "results.json")
