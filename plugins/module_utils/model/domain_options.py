@@ -256,9 +256,10 @@ def _interface_source(nic: Params, kind: str, where: str) -> str:
     named, source = nic.get(kind), nic.get("source")
     if named and source and named != source:
         raise InvalidInput(f"source {source!r} and {kind} {named!r} name different {kind}s", where)
-    if not (named or source):
+    name = named or source
+    if not name:
         raise InvalidInput(f"an interface of type {kind} needs source (or the {kind} option)", where)
-    return named or source
+    return str(name)
 
 
 def _graphics(devices: XmlNode, graphics: Params) -> None:
