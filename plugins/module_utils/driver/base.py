@@ -171,6 +171,10 @@ class Networks(Resources):
         """
 
     @abstractmethod
+    def persistent(self, name: str) -> bool:
+        """Whether the network has a persistent definition (an active one may be transient)."""
+
+    @abstractmethod
     def leases(self, name: str) -> list[Lease]:
         """The current DHCP leases of an active network ([] when it is not active)."""
 

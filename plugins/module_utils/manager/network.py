@@ -137,7 +137,7 @@ def describe(networks: Networks, name: str) -> dict:
     stored = parse(networks.xml(name), "network")
     active = networks.active(name)
     return {"name": name, "uuid": uuid_of(stored), "state": "active" if active else "inactive",
-            "active": active, "persistent": _persistent(networks, name), "autostart": networks.autostart(name),
+            "active": active, "persistent": networks.persistent(name), "autostart": networks.autostart(name),
             "bridge": networks.bridge(name) if active else None, "xml": to_string(stored),
             "leases": [lease_dict(lease) for lease in networks.leases(name)] if active else []}
 
@@ -153,12 +153,6 @@ def describe_all(networks: Networks) -> list[dict]:
         except VirtError as e:
             found.append({"name": name, "error": str(e)})
     return found
-
-
-def _persistent(networks: Networks, name: str) -> bool:
-    """Whether the network has a persistent definition; a backend that cannot tell keeps only persistent ones."""
-    check = getattr(networks, "persistent", None)
-    return bool(check(name)) if callable(check) else True
 
 
 def lease_dict(lease: Lease) -> dict:

@@ -89,6 +89,9 @@ class MemoryNetworks(Networks):
             dhcp.remove(next(h for h in dhcp if etree.tostring(h, encoding="unicode") == xml))
         self.running[name] = etree.tostring(tree, encoding="unicode")
 
+    def persistent(self, name):
+        return name in self.defs
+
     def leases(self, name):
         return [Lease("52:54:00:00:00:01", "10.5.5.10", 24, "one", 0, "ipv4")] if name in self.running else []
 
