@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.state import PRIVATE
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, InvalidInput
 from ansible_collections.virtops.qemu.plugins.module_utils.fileio import atomic_write, read_text
-from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import XmlNode, element, etree, parse, sub, to_string
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import (
+    XmlNode,
+    element,
+    etree,
+    parse,
+    sub,
+    to_string,
+)
 
 STARTING = "starting"
 ACTIVE = "active"

@@ -191,7 +191,7 @@ class EmbedNetworks(Networks):
         return used
 
     def _trees_of(self, name: str) -> list[XmlNode]:
-        trees = []
+        trees: list[XmlNode] = []
         try:
             config = self.store.read(name)
             record = self._record(name)
@@ -598,18 +598,14 @@ def enable_forwarding(live: XmlNode) -> None:
 # -- live update -------------------------------------------------------------------------------
 def apply_update(live: XmlNode, command: str, section: str, item: XmlNode, parent_index: int) -> None:
     """Change the live network as virNetworkUpdate does for one element of one section."""
-    tag, container_tag = _SECTIONS[section]
-    container = _container(live, section, item, parent_index, create=command != "delete")
-    match = _matching(container, tag, section, item) if container is not None else None
-    if command == "delete":
+    tag, _container_tag = _SECTIONS[section]
+    container = _container(live, section, item, parent_index)
+    match = _matching(container, tag, section, item)
+    if command in ("delete", "modify"):
         if match is None:
             raise InvalidInput(f"no {section} entry matches {to_string(item).strip()}", "xml")
-        container.remove(match)
-        return
-    if command == "modify":
-        if match is None:
-            raise InvalidInput(f"no {section} entry matches {to_string(item).strip()}", "xml")
-        match.addnext(item)
+        if command == "modify":
+            match.addnext(item)
         container.remove(match)
         return
     if match is not None:
@@ -623,13 +619,14 @@ def apply_update(live: XmlNode, command: str, section: str, item: XmlNode, paren
         container.append(item)
 
 
-def _container(live: XmlNode, section: str, item: XmlNode, parent_index: int, create: bool) -> XmlNode | None:
+def _container(live: XmlNode, section: str, item: XmlNode, parent_index: int) -> XmlNode:
+    """The element holding the section's entries, created empty when missing (a failed update is discarded)."""
     _tag, container_tag = _SECTIONS[section]
     if container_tag is None:
         return live
     parent = live if container_tag == "dns" else _dhcp_ip(live, item, parent_index)
     container = parent.find(container_tag)
-    if container is None and create:
+    if container is None:
         container = etree.SubElement(parent, container_tag)
         if container_tag == "dns" and live.find("ip") is not None:
             live.find("ip").addprevious(container)
