@@ -167,6 +167,8 @@ class EmbedNetworks(Networks):
     def _postparse(self, name: str, desired: XmlNode, current: XmlNode | None) -> XmlNode:
         tree = copy.deepcopy(desired)
         mode = check_forward(tree)
+        if tree.find("forward") is not None:
+            tree.find("forward").set("mode", mode)     # libvirt spells out its default, nat
         _carry_over(tree, current)
         if tree.find("uuid") is None:
             _insert_after(tree, _element("uuid", text=str(uuid.uuid4())), ("name",))
@@ -458,13 +460,11 @@ def _carry_over(tree: XmlNode, current: XmlNode | None) -> None:
 
 
 def complete_bridge(tree: XmlNode, free_name) -> None:
-    """A bridge name (the lowest free virbrN for none or a virbr%d template), stp on and delay 0."""
+    """A bridge name (the lowest free virbrN when none is given), stp on and delay 0."""
     bridge = tree.find("bridge")
     if bridge is None:
         bridge = _insert_after(tree, _element("bridge"), ("forward", "uuid"))
-    name = bridge.get("name") or ""
-    if not name or "%d" in name:
-        name = free_name()
+    name = bridge.get("name") or free_name()
     size = len(os.fsencode(name))
     if size > MAX_BRIDGE_NAME:
         raise InvalidInput(f"bridge name {name!r} is {size} bytes; Linux allows at most {MAX_BRIDGE_NAME}",
