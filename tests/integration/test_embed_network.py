@@ -250,3 +250,44 @@ def _wait_gone(pid: int, timeout: float = 5.0) -> None:
             return
         time.sleep(0.02)
 
+
+
+def test_a_network_is_left_alone_by_runs_in_another_namespace(drv, netns, root):
+    from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
+    from ansible_collections.virtops.qemu.plugins.module_utils.errors import Conflict
+
+    drv.net("define", nat_xml("n1", subnet()))
+    drv.net("start", "n1")
+    [pid] = dnsmasq_pids(netns)
+    # This test process is in the host's namespace: the bridge is invisible from here, and must not be "repaired".
+    with open_driver(f"qemu:///embed?root={root}") as host_side:
+        assert host_side.networks.active("n1") and host_side.networks.bridge("n1") == "virbr0"
+        with pytest.raises(Conflict, match="started in another network namespace"):
+            host_side.networks.stop("n1")
+        assert host_side.warnings == []
+    assert dnsmasq_pids(netns) == [pid] and "virbr0" in netns.links() and netns.nft_tables()
+
+
+def test_an_undefined_active_network_stays_until_stopped(drv, netns, root):
+    drv.net("define", nat_xml("n1", subnet()))
+    drv.net("start", "n1")
+    drv.net("undefine", "n1")
+
+    assert drv.net("names") == ["n1"] and drv.net("active", "n1") is True
+    assert "<name>n1</name>" in drv.net("xml", "n1")    # only the live XML is left
+    drv.net("stop", "n1")
+
+    assert drv.net("names") == [] and drv.call("networks", "active", "n1")["error"] == "NotFound"
+    assert_nothing_left(netns, root, "n1")
+    assert not (Path(root) / "run" / "network" / "locks" / "network" / "n1.lock").exists()
+
+
+def test_a_bridge_mode_network_uses_the_host_bridge_as_it_is(drv, netns, root):
+    netns.run(["ip", "link", "add", "vtbhost", "type", "bridge"])
+    drv.net("define", "<network><name>lan</name><forward mode='bridge'/><bridge name='vtbhost'/></network>")
+    drv.net("start", "lan")
+
+    assert drv.net("bridge", "lan") == "vtbhost"
+    assert netns.nft_tables() == [] and netns.pids() == []
+    drv.net("stop", "lan")
+    assert "vtbhost" in netns.links() and not status(root, "lan").exists()

@@ -95,9 +95,13 @@ class EmbedNetworks(Networks):
     def xml(self, name: str, inactive: bool = True) -> str:
         with self._lock(name):
             record = self._refresh(name)
-            if not inactive and record is not None and record.live is not None:
-                return to_string(record.live)
-            return to_string(self._config(name))
+            live = record.live if record is not None else None
+            config = self.store.read(name)
+            if live is not None and (not inactive or config is None):   # a transient network has only its live XML
+                return to_string(live)
+            if config is None:
+                raise self.store.not_found(name)
+            return to_string(config)
 
     def define(self, xml: str) -> None:
         desired = parse(xml, "network")
@@ -150,9 +154,7 @@ class EmbedNetworks(Networks):
 
     def stop(self, name: str) -> None:
         with self._lock(name):
-            record = self._refresh(name)
-            if record is None:
-                raise Conflict(f"network {name!r} is not active")
+            record = self._active_here(name, "stop")
             self._teardown(name, record)
 
     def leases(self, name: str) -> list[Lease]:
@@ -237,7 +239,8 @@ class EmbedNetworks(Networks):
                 STARTING, bridge, bridge_created=mode != "bridge",
                 table=firewall.table_name(bridge) if firewall.needs_rules(live) else "",
                 dnsmasq=mode != "bridge" and live.find("ip") is not None,
-                starter=os.getpid(), starter_time=process.start_time(os.getpid()), live=live)
+                starter=os.getpid(), starter_time=process.start_time(os.getpid()), live=live,
+                netns=netstate.current_netns())
             self._save(name, record)
         return record
 
@@ -302,6 +305,8 @@ class EmbedNetworks(Networks):
             if not self.store.defined(name):
                 raise self.store.not_found(name)
             return None
+        if not _here(record):
+            return record       # its bridge and table cannot be seen from here: trust the record
         if record.state == STARTING:
             if record.starter != os.getpid() and process.is_alive(record.starter, record.starter_time):
                 return record       # a start in progress in a run that is still alive
@@ -311,6 +316,16 @@ class EmbedNetworks(Networks):
         if missing:
             self._clean_up_broken(name, record, f"{', '.join(missing)} had gone")
             return None
+        return record
+
+    def _active_here(self, name: str, verb: str) -> NetworkRecord:
+        """The record of a network active in the caller's network namespace, for changing it."""
+        record = self._refresh(name)
+        if record is None or record.live is None:
+            raise Conflict(f"network {name!r} is not active")
+        if not _here(record):
+            raise Conflict(f"cannot {verb} network {name!r}: it was started in another network namespace "
+                           f"(net:[{record.netns}]); run in that namespace")
         return record
 
     def _missing(self, name: str, record: NetworkRecord) -> list[str]:
@@ -379,9 +394,7 @@ class EmbedNetworks(Networks):
         tag, _container = _SECTIONS[section]
         item = parse(xml, tag)
         with self._lock(name):
-            record = self._refresh(name)
-            if record is None or record.live is None:
-                raise Conflict(f"network {name!r} is not active")
+            record = self._active_here(name, "update")
             live = copy.deepcopy(record.live)
             apply_update(live, command, section, item, parent_index)
             check_addresses(live, option="xml")
@@ -403,6 +416,10 @@ class EmbedNetworks(Networks):
             self._save(name, record)
             record.pid, record.starttime = dnsmasq.start(self.files(name))
         self._save(name, record)
+
+
+def _here(record: NetworkRecord) -> bool:
+    return record.netns is None or record.netns == netstate.current_netns()
 
 
 # -- definition checks and defaults ------------------------------------------------------
