@@ -109,10 +109,19 @@ class EmbedNetworks(Networks):
         schema.validate(desired, "network")
         with self._lock(name, creating=True):
             current = self.store.read(name)
+            if current is None:
+                current = self._transient_live(name)    # defining a transient network keeps its uuid and bridge
             self.store.check_identity(name, desired, current)
             final = self._postparse(name, desired, current)
             schema.validate(final, "network", what="the completed definition")
             self.store.write(name, final)
+
+    def _transient_live(self, name: str) -> XmlNode | None:
+        try:
+            record = self._record(name)
+        except BackendError:
+            return None
+        return record.live if record is not None else None
 
     def undefine(self, name: str) -> None:
         with self._lock(name):

@@ -69,6 +69,18 @@ def test_a_redefinition_keeps_uuid_bridge_and_mac(networks):
     assert again.findtext("uuid") == first.findtext("uuid")
 
 
+def test_defining_a_transient_network_keeps_its_live_uuid_and_bridge(networks, root):
+    live = tree("<uuid>5e1f6a52-8d4a-4c47-9d8e-2b1f3c4d5e6f</uuid><bridge name='virbr7'/>"
+                "<ip address='10.1.2.1' prefix='24'/>")
+    (root / "run" / "network").mkdir(parents=True)
+    netstate.save_record(str(root / "run" / "network" / "n.xml"),
+                         # made in another namespace: this test never looks at the host's links
+                         netstate.NetworkRecord(netstate.ACTIVE, "virbr7", True, live=live, netns=1))
+    config = define_and_read(networks, "<network><name>n</name><ip address='10.1.2.1' prefix='24'/></network>")
+    assert config.findtext("uuid") == "5e1f6a52-8d4a-4c47-9d8e-2b1f3c4d5e6f"
+    assert config.find("bridge").get("name") == "virbr7"
+
+
 def test_bridge_names_are_not_shared(networks):
     first = define_and_read(networks, NAT.format(name="n1", extra=""))
     second = define_and_read(networks, NAT.format(name="n2", extra=""))
