@@ -10,11 +10,14 @@ from __future__ import annotations
 import os
 import random
 import signal
+import sys
 import time
 from pathlib import Path
 
 import pytest
 
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import Conflict
 from harness.libvirtd import domain_xml
 from harness.netdriver import EmbedInNetns
 
@@ -234,28 +237,7 @@ def test_a_domain_attaches_to_its_networks_bridge(drv, netns, root, guest_build)
     assert "vnet0" not in netns.links()
 
 
-def _python() -> list[str]:
-    import sys
-    return ["env", f"PYTHONPATH={os.pathsep.join(p for p in sys.path if p)}", sys.executable]
-
-
-def _wait_gone(pid: int, timeout: float = 5.0) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            stat = Path(f"/proc/{pid}/stat").read_text(errors="replace")
-        except OSError:
-            return
-        if stat[stat.rfind(")") + 2] in "ZX":
-            return
-        time.sleep(0.02)
-
-
-
 def test_a_network_is_left_alone_by_runs_in_another_namespace(drv, netns, root):
-    from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
-    from ansible_collections.virtops.qemu.plugins.module_utils.errors import Conflict
-
     drv.net("define", nat_xml("n1", subnet()))
     drv.net("start", "n1")
     [pid] = dnsmasq_pids(netns)
@@ -291,3 +273,19 @@ def test_a_bridge_mode_network_uses_the_host_bridge_as_it_is(drv, netns, root):
     assert netns.nft_tables() == [] and netns.pids() == []
     drv.net("stop", "lan")
     assert "vtbhost" in netns.links() and not status(root, "lan").exists()
+
+
+def _python() -> list[str]:
+    return ["env", f"PYTHONPATH={os.pathsep.join(p for p in sys.path if p)}", sys.executable]
+
+
+def _wait_gone(pid: int, timeout: float = 5.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text(errors="replace")
+        except OSError:
+            return
+        if stat[stat.rfind(")") + 2] in "ZX":
+            return
+        time.sleep(0.02)

@@ -53,8 +53,8 @@ def test_define_fills_what_libvirt_fills(networks):
     config = define_and_read(networks, NAT.format(name="n1", extra=""))
     assert [child.tag for child in config] == ["name", "uuid", "forward", "bridge", "mac", "ip"]
     assert config.find("forward").get("mode") == "nat"
-    assert to_string(config.find("forward/nat")).split() == ["<nat>", '<port', 'start="1024"', 'end="65535"/>',
-                                                               "</nat>"]
+    nat = to_string(config.find("forward/nat")).split()
+    assert nat == ["<nat>", "<port", 'start="1024"', 'end="65535"/>', "</nat>"]
     bridge = config.find("bridge")
     assert bridge.get("name").startswith("virbr") and bridge.get("name") not in process.link_names()
     assert (bridge.get("stp"), bridge.get("delay")) == ("on", "0")
