@@ -248,6 +248,11 @@ def test_a_network_is_left_alone_by_runs_in_another_namespace(drv, netns, root):
             host_side.networks.stop("n1")
         assert host_side.warnings == []
     assert dnsmasq_pids(netns) == [pid] and "virbr0" in netns.links() and netns.nft_tables()
+    netns.close()       # the namespace goes with its dnsmasq, bridge and table
+    with open_driver(f"qemu:///embed?root={root}") as host_side:
+        assert not host_side.networks.active("n1")
+        assert "its dnsmasq (pid" in host_side.warnings[0]
+    assert not status(root, "n1").exists()
 
 
 def test_an_undefined_active_network_stays_until_stopped(drv, netns, root):

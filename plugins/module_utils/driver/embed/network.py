@@ -315,7 +315,7 @@ class EmbedNetworks(Networks):
                 raise self.store.not_found(name)
             return None
         if not _here(record):
-            return record       # its bridge and table cannot be seen from here: trust the record
+            return self._refresh_elsewhere(name, record)
         if record.state == STARTING:
             if record.starter != os.getpid() and process.is_alive(record.starter, record.starter_time):
                 return record       # a start in progress in a run that is still alive
@@ -326,6 +326,23 @@ class EmbedNetworks(Networks):
             self._clean_up_broken(name, record, f"{', '.join(missing)} had gone")
             return None
         return record
+
+    def _refresh_elsewhere(self, name: str, record: NetworkRecord) -> NetworkRecord | None:
+        """A network of another namespace: its bridge and table are invisible from here, its dnsmasq is not.
+
+        A dead dnsmasq means that namespace's network is broken (or the namespace is gone): the record
+        goes, the bridge and table are left to that namespace.
+        """
+        if record.state != ACTIVE or not record.dnsmasq or \
+                dnsmasq.runs(record.pid, record.starttime, self.files(name).conf):
+            return record
+        fileio.remove_quietly(self.paths.status_file(name))
+        if not self.store.defined(name):
+            self._forget(name)
+        self.warnings.append(f"network {name!r} was started in network namespace net:[{record.netns}] and its "
+                             f"dnsmasq (pid {record.pid}) has gone; it is inactive, and its bridge and firewall "
+                             "table, if that namespace still exists, were left there")
+        return None
 
     def _active_here(self, name: str, verb: str) -> NetworkRecord:
         """The record of a network active in the caller's network namespace, for changing it."""
