@@ -141,6 +141,11 @@ class EmbedNetworks(Networks):
         with self._lock(name):
             self.store.set_autostart(name, enabled)
 
+    def persistent(self, name: str) -> bool:
+        if not self.exists(name):
+            raise self.store.not_found(name)
+        return self.store.defined(name)
+
     def active(self, name: str) -> bool:
         with self._lock(name):
             return self._refresh(name) is not None
