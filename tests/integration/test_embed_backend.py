@@ -161,9 +161,9 @@ def test_autostart_link_and_entry_point(driver, guest_build, root):
     assert link.is_symlink() and os.readlink(link) == str(root / "etc" / "qemu" / "vm1.xml")
     assert driver.domains.autostart("vm1") is True
     try:
-        assert autostart.autostart_domains(str(root)) == {"vm1": None}
+        assert autostart.autostart_all(str(root)) == {"domain vm1": None}
         assert driver.domains.status("vm1").state == "running"
-        assert autostart.autostart_domains(str(root)) == {}       # already running
+        assert autostart.autostart_all(str(root)) == {}       # already running
     finally:
         driver.domains.destroy("vm1")
     driver.domains.set_autostart("vm1", False)

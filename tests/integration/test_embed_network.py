@@ -7,6 +7,7 @@ there with ip, nft and /proc.
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import signal
@@ -294,3 +295,26 @@ def _wait_gone(pid: int, timeout: float = 5.0) -> None:
         if stat[stat.rfind(")") + 2] in "ZX":
             return
         time.sleep(0.02)
+
+
+AUTOSTART = """
+import json, sys
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import autostart
+print(json.dumps(autostart.autostart_all(sys.argv[1])))
+"""
+
+
+def test_boot_autostart_starts_networks_before_the_domains_on_them(drv, netns, root, guest_build):
+    drv.net("define", nat_xml("n1", subnet()))
+    interface = "<interface type='network'><source network='n1'/><model type='virtio'/></interface>"
+    drv.call("domains", "define", domain_xml("vm1", guest_build, f"{root}/serial.log", extra_devices=interface))
+    drv.net("set_autostart", "n1", True)
+    drv.call("domains", "set_autostart", "vm1", True)
+
+    started = json.loads(netns.python(AUTOSTART, str(root)))
+
+    assert started == {"network n1": None, "domain vm1": None}
+    assert netns.links()["vnet0"]["master"] == "virbr0"
+    assert json.loads(netns.python(AUTOSTART, str(root))) == {}      # all running already
+    drv.call("domains", "destroy", "vm1")
+    drv.net("stop", "n1")

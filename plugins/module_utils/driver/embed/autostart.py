@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: virtops.qemu contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Start the autostart domains of an embed root, as libvirtd does when it starts.
+"""Start the autostart networks and domains of an embed root, as libvirtd does when it starts.
 
 There is no daemon to do it at boot, so run this once per root from a boot
 unit::
@@ -18,6 +18,7 @@ import argparse
 import os
 import sys
 
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import Resources
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.backend import EmbedDriver
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import VirtError
 from ansible_collections.virtops.qemu.plugins.module_utils.uri import parse_uri
@@ -25,27 +26,36 @@ from ansible_collections.virtops.qemu.plugins.module_utils.uri import parse_uri
 MODULE = "ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.autostart"
 
 
-def autostart_domains(root: str) -> dict[str, str | None]:
-    """Start every inactive autostart domain of ``root``; name -> None or the error."""
+def autostart_all(root: str) -> dict[str, str | None]:
+    """Start every inactive autostart object of ``root``: "kind name" -> None or the error.
+
+    Networks come first, so that the domains attached to them can start.
+    """
     results: dict[str, str | None] = {}
     with EmbedDriver(parse_uri(f"qemu:///embed?root={root}")) as driver:
-        domains = driver.domains
-        for name in domains.names():
-            try:
-                if domains.autostart(name) and not domains.active(name):
-                    domains.start(name)
-                    results[name] = None
-            except VirtError as exc:
-                results[name] = str(exc)
+        for objects in (driver.networks, driver.domains):
+            results.update(_autostart(objects))
+    return results
+
+
+def _autostart(objects: Resources) -> dict[str, str | None]:
+    results: dict[str, str | None] = {}
+    for name in objects.names():
+        try:
+            if objects.autostart(name) and not objects.active(name):
+                objects.start(name)
+                results[f"{objects.kind} {name}"] = None
+        except VirtError as exc:
+            results[f"{objects.kind} {name}"] = str(exc)
     return results
 
 
 def systemd_unit(root: str, collections_path: str, python: str = "/usr/bin/python3") -> str:
-    """A oneshot unit that starts the autostart domains of ``root`` at boot."""
+    """A oneshot unit that starts the autostart networks and domains of ``root`` at boot."""
     # KillMode=process: QEMU stays in the unit's cgroup; the default would kill
     # every guest when the oneshot finishes or the unit is stopped.
     return f"""[Unit]
-Description=Autostart virtops.qemu embedded domains in {root}
+Description=Autostart virtops.qemu embedded networks and domains in {root}
 Wants=network-online.target
 After=network-online.target local-fs.target
 
@@ -62,7 +72,8 @@ WantedBy=multi-user.target
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description="Start the autostart domains of a virtops.qemu embed root.")
+    parser = argparse.ArgumentParser(
+        description="Start the autostart networks and domains of a virtops.qemu embed root.")
     parser.add_argument("--root", required=True, help="the root of qemu:///embed?root=DIR")
     parser.add_argument("--systemd-unit", action="store_true",
                         help="print a systemd unit that runs this at boot instead")
@@ -72,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
         sys.stdout.write(systemd_unit(args.root, collections, sys.executable))
         return 0
     try:
-        results = autostart_domains(args.root)
+        results = autostart_all(args.root)
     except VirtError as exc:
         sys.stderr.write(f"error: {exc}\n")
         return 2
