@@ -20,6 +20,8 @@ from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import (
     Domains,
     DomainStatus,
     Driver,
+    Lease,
+    Networks,
     Resources,
 )
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
@@ -294,6 +296,69 @@ class LibvirtDomains(LibvirtResources, Domains):
         return answer.get("return")
 
 
+# virNetworkUpdate's commands and sections by the words the Networks protocol uses.
+NETWORK_UPDATE_COMMANDS = {"add-last": "VIR_NETWORK_UPDATE_COMMAND_ADD_LAST",
+                           "add-first": "VIR_NETWORK_UPDATE_COMMAND_ADD_FIRST",
+                           "delete": "VIR_NETWORK_UPDATE_COMMAND_DELETE",
+                           "modify": "VIR_NETWORK_UPDATE_COMMAND_MODIFY"}
+NETWORK_UPDATE_SECTION_CODES = {"ip-dhcp-host": "VIR_NETWORK_SECTION_IP_DHCP_HOST",
+                                "ip-dhcp-range": "VIR_NETWORK_SECTION_IP_DHCP_RANGE",
+                                "dns-host": "VIR_NETWORK_SECTION_DNS_HOST",
+                                "dns-txt": "VIR_NETWORK_SECTION_DNS_TXT",
+                                "dns-srv": "VIR_NETWORK_SECTION_DNS_SRV",
+                                "portgroup": "VIR_NETWORK_SECTION_PORTGROUP"}
+
+
+class LibvirtNetworks(LibvirtResources, Networks):
+    _list_method = "listAllNetworks"
+    _lookup_method = "networkLookupByName"
+
+    def _xml_flags(self, inactive: bool) -> int:
+        return libvirt.VIR_NETWORK_XML_INACTIVE if inactive else 0
+
+    def define(self, xml: str) -> None:
+        # networkDefineXMLFlags (libvirt 7.7) can check the XML against the schema first.
+        flags = getattr(libvirt, "VIR_NETWORK_DEFINE_VALIDATE", None)
+        if flags is not None and hasattr(self.conn, "networkDefineXMLFlags"):
+            call("define the network", self.conn.networkDefineXMLFlags, xml, flags, definition=True)
+        else:
+            call("define the network", self.conn.networkDefineXML, xml, definition=True)
+
+    def persistent(self, name: str) -> bool:
+        return bool(call(f"read whether {name!r} is persistent", self._object(name).isPersistent))
+
+    def update(self, name: str, command: str, section: str, xml: str, parent_index: int = -1) -> None:
+        if command not in NETWORK_UPDATE_COMMANDS or section not in NETWORK_UPDATE_SECTION_CODES:
+            raise InvalidInput(f"unknown network update {command!r} of section {section!r}")
+        command_code = getattr(libvirt, NETWORK_UPDATE_COMMANDS[command])
+        section_code = getattr(libvirt, NETWORK_UPDATE_SECTION_CODES[section])
+        call(f"{command} {section} of network {name!r}", self._object(name).update, command_code, section_code,
+             parent_index, xml, libvirt.VIR_NETWORK_UPDATE_AFFECT_LIVE)
+
+    def leases(self, name: str) -> list[Lease]:
+        network = self._object(name)
+        if not call(f"read the state of {name!r}", network.isActive):
+            return []
+        found = call(f"read the DHCP leases of {name!r}", network.DHCPLeases)
+        return [_lease(entry) for entry in found or []]
+
+    def bridge(self, name: str) -> str | None:
+        network = self._object(name)
+        if not call(f"read the state of {name!r}", network.isActive):
+            return None
+        try:
+            return call(f"read the bridge of {name!r}", network.bridgeName) or None
+        except BackendError:
+            return None     # macvtap and hostdev networks have no bridge
+
+
+def _lease(entry: dict) -> Lease:
+    family = "ipv6" if entry.get("type") == getattr(libvirt, "VIR_IP_ADDR_TYPE_IPV6", 1) else "ipv4"
+    return Lease(mac=(entry.get("mac") or "").lower(), ip=entry.get("ipaddr") or "", prefix=entry.get("prefix"),
+                 hostname=entry.get("hostname") or None, expiry=int(entry.get("expirytime") or 0),
+                 family=family, clientid=entry.get("clientid") or None)
+
+
 class LibvirtDriver(Driver):
     def __init__(self, uri):
         super().__init__(uri)
@@ -305,6 +370,7 @@ class LibvirtDriver(Driver):
         except libvirt.libvirtError as e:
             raise BackendError(f"cannot connect to {uri.raw}: {e.get_error_message()}") from e
         self.domains = LibvirtDomains(self.conn, uri)
+        self.networks = LibvirtNetworks(self.conn)
 
     def close(self) -> None:
         if self.conn is not None:

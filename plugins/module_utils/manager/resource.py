@@ -49,6 +49,8 @@ class Plan:
     restart_now: bool = False
     done: list[str] = field(default_factory=list)    # what has been done so far
     exists: bool = True                 # False when the object is yet to be created
+    # Changes the kind applies to the running object without a restart (a network's virNetworkUpdate commands).
+    live_updates: list = field(default_factory=list)
 
 
 class ResourceManager:

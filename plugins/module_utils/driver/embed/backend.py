@@ -40,6 +40,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.layout i
     check_socket_path,
     make_private_dir,
 )
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.network import EmbedNetworks
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse import postparse
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.state import DomainRecord
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.store import DefinitionStore
@@ -101,6 +102,7 @@ class EmbedDriver(Driver):
         self._tree_ready = False
         self._caps_cache: dict[str, object] = {}
         self.domains = EmbedDomains(self)
+        self.networks = EmbedNetworks(self)
 
     def close(self) -> None:
         """Nothing stays open between calls: every call opens and closes its own QMP session."""
@@ -422,7 +424,8 @@ class EmbedDomains(Domains):
             self._refuse_second_qemu(name)
             caps = self.driver.caps_for(config)
             _check_startable(config, caps)
-            record = self._reserve(name, config, caps)
+            bridges = self._network_bridges(config)
+            record = self._reserve(name, config, caps, bridges)
             try:
                 self._launch(name, record, caps, paused)
             except BaseException:
@@ -435,7 +438,23 @@ class EmbedDomains(Domains):
         if record is not None:
             raise Conflict(f"domain {name!r} is already running (QEMU process {record.pid})")
 
-    def _reserve(self, name: str, config, caps) -> DomainRecord:
+    def _network_bridges(self, config) -> dict[str, str]:
+        """The bridge of each network the domain's interfaces use; the networks must be active.
+
+        Asked before the root's lock is taken: a network start takes its own locks, never this one.
+        """
+        bridges = {}
+        for source in config.findall("devices/interface[@type='network']/source"):
+            network = source.get("network")
+            if network in bridges:
+                continue
+            bridge = self.driver.networks.bridge(network)
+            if bridge is None:
+                raise Conflict(f"network {network!r} is not active; start it before domains that use it")
+            bridges[network] = bridge
+        return bridges
+
+    def _reserve(self, name: str, config, caps, bridges: dict[str, str]) -> DomainRecord:
         """Pick a domain id, display ports and tap names no other domain of this root uses."""
         conf = self.driver.qemu_conf()
         with self.driver.driver_lock():
@@ -445,6 +464,7 @@ class EmbedDomains(Domains):
             check_socket_path(monitor, self.uri.raw, "the monitor socket")
             live = copy.deepcopy(config)
             live.set("id", str(domain_id))
+            _attach_networks(live, bridges)
             _assign_ports(live, conf, _ports_in(others))
             taps = _assign_taps(live, {t for r in others for t in r.taps})
             domain_dir = self.layout.domain_dir(domain_id, name)
@@ -489,7 +509,7 @@ class EmbedDomains(Domains):
         make_private_dir(record.domain_dir)
         firmware.fill(live, self.layout.nvram_file(name))
         _copy_nvram_template(live, self.layout.nvram_file(name))
-        for iface in live.findall("devices/interface[@type='bridge']"):
+        for iface in _tap_interfaces(live):
             mac = iface.find("mac")
             process.create_tap(iface.find("target").get("dev"), iface.find("source").get("bridge"),
                                mac.get("address") if mac is not None else None)
@@ -651,9 +671,8 @@ def _check_startable(domain, caps) -> None:
                            "type")
     for iface in domain.findall("devices/interface"):
         kind = iface.get("type")
-        if kind == "network":
-            raise InvalidInput("interface type 'network' is not supported by the embedded driver yet; "
-                               "use type 'bridge' with an existing bridge, or 'user'", "devices/interface@type")
+        if kind == "network" and not (iface.find("source") is not None and iface.find("source").get("network")):
+            raise InvalidInput("a network interface needs <source network='...'/>", "devices/interface/source@network")
         if kind == "bridge" and not (iface.find("source") is not None and iface.find("source").get("bridge")):
             raise InvalidInput("a bridge interface needs <source bridge='...'/>", "devices/interface/source@bridge")
 
@@ -694,9 +713,21 @@ def _assign_ports(live, conf: dict, taken: set[int]) -> None:
         graphics.set("port", str(port))
 
 
+def _tap_interfaces(live) -> list:
+    """Interfaces backed by a tap on a host bridge: type bridge, and type network once attached."""
+    return [iface for iface in live.findall("devices/interface")
+            if iface.get("type") in ("bridge", "network") and iface.find("source") is not None]
+
+
+def _attach_networks(live, bridges: dict[str, str]) -> None:
+    """<source network='N' bridge='virbrX'/> in the live XML, as libvirt shows an attached interface."""
+    for source in live.findall("devices/interface[@type='network']/source"):
+        source.set("bridge", bridges[source.get("network")])
+
+
 def _assign_taps(live, taken: set[str]) -> list[str]:
     taps: list[str] = []
-    for iface in live.findall("devices/interface[@type='bridge']"):
+    for iface in _tap_interfaces(live):
         target = iface.find("target")
         if target is None:
             target = sub(iface, "target")

@@ -20,6 +20,10 @@ The tree is the one libvirt's embedded QEMU driver uses::
     DIR/lib/qemu/domain-<id>-<short name>/monitor.sock
     DIR/lib/qemu/nvram/<name>_VARS.fd
     DIR/lib/swtpm/<uuid>/              TPM state
+    DIR/etc/network/<name>.xml         network definitions (autostart links beside them)
+    DIR/run/network/<name>.xml         status XML (<networkstatus>) of active networks
+    DIR/run/network/<name>.pid         the network's dnsmasq pidfile
+    DIR/lib/dnsmasq/<name>.conf        dnsmasq configuration, .hostsfile, .addnhosts, .leases
 
 Every kind of object with a definition has the same part of the tree
 (``KindLayout``): domains under ``etc/qemu`` and ``run/qemu``, networks
@@ -47,7 +51,7 @@ MAX_ID_DIGITS = 5
 DIR_MODE = 0o700
 
 _TREE = ("log/qemu", "log/swtpm", "etc/pki/qemu", "run/swtpm", "cache/qemu", "lib/qemu",
-         "lib/qemu/nvram", "lib/swtpm")
+         "lib/qemu/nvram", "lib/swtpm", "lib/dnsmasq")
 # kind -> the directory name of its part of the tree, as libvirt's drivers name theirs.
 KIND_DIRS = {"domain": "qemu", "network": "network", "pool": "storage"}
 
@@ -148,6 +152,22 @@ class Layout:
 
     def tpm_state_dir(self, uuid: str) -> str:
         return self.path("lib", "swtpm", uuid)
+
+    # -- per network -----------------------------------------------------------
+    @property
+    def dnsmasq_dir(self) -> str:
+        return self.path("lib", "dnsmasq")
+
+    def dnsmasq_file(self, name: str, suffix: str) -> str:
+        """lib/dnsmasq/<name>.<suffix>: conf, hostsfile, addnhosts or leases."""
+        return os.path.join(self.dnsmasq_dir, f"{name}.{suffix}")
+
+    def network_pidfile(self, name: str) -> str:
+        return os.path.join(self.kinds["network"].run_dir, f"{name}.pid")
+
+    def network_driver_lock_file(self) -> str:
+        """Networks of the root start under this lock: bridge names and subnets are checked and taken under it."""
+        return os.path.join(self.kinds["network"].lock_dir, "driver.lock")
 
     # -- checks and creation ----------------------------------------------------
     def check_socket_room(self) -> None:

@@ -1,0 +1,166 @@
+# -*- coding: utf-8 -*-
+# Copyright: virtops.qemu contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Bring a virtual network to the requested definition and state.
+
+The generic life cycle is ResourceManager's; this adds what only networks
+have: changes libvirt can make to a running network (DHCP hosts and ranges,
+DNS entries, portgroups) are applied live as well as to the definition,
+and reported in ``live_updates``; any other change of a running network
+waits for a restart.  Backend-agnostic: it speaks only the driver's
+``Networks``.  Private to the collection.
+"""
+
+from __future__ import annotations
+
+import copy
+
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import Lease, Networks
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput, NotFound, VirtError
+from ansible_collections.virtops.qemu.plugins.module_utils.manager.resource import (
+    Plan,
+    ResourceManager,
+    ResourceRequest,
+    uuid_of,
+)
+from ansible_collections.virtops.qemu.plugins.module_utils.model import network as model
+from ansible_collections.virtops.qemu.plugins.module_utils.model import schema
+from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import element, parse, to_string
+
+STATES = ("present", "active", "inactive", "absent")
+
+
+class NetworkManager(ResourceManager):
+    """The generic life cycle plus live updates of a running network."""
+
+    DONE = {**ResourceManager.DONE, "update": "updated live"}
+    FAILURES = {**ResourceManager.FAILURES, "update": "the update of the running network failed"}
+
+    def __init__(self, networks: Networks):
+        super().__init__(networks, model.NETWORK_RULES)
+        self.networks = networks
+
+    # -- model ----------------------------------------------------------------
+    def _created(self, req):
+        return model.settle(copy.deepcopy(req.desired))
+
+    def _settle(self, tree, req):
+        model.settle(tree)
+
+    # -- live updates ---------------------------------------------------------
+    def _plan_restart(self, req: ResourceRequest, plan: Plan) -> None:
+        """Changes libvirt can make to the running network go live; any other one needs a restart."""
+        stays_active = self._is_active(plan.status) and not set(plan.steps) & self.STOPPING
+        if req.desired is None or not plan.before_xml or not stays_active:
+            return
+        live = self.parse(self.networks.xml(req.name, inactive=False))
+        merged = self.merge(live, req.desired, req.owned_lists)
+        if not merged.changed:
+            return
+        model.settle(merged.tree)
+        updates, other = model.live_changes(live, merged.tree)
+        if other:
+            plan.restart_now = req.restart
+            plan.restart_required = not req.restart
+        else:
+            plan.live_updates = updates
+
+    @staticmethod
+    def _actions(plan: Plan) -> list[str]:
+        actions = ResourceManager._actions(plan)
+        if plan.live_updates:
+            actions.insert(1 if plan.define else 0, "update")
+        return actions
+
+    def _act(self, req: ResourceRequest, plan: Plan, step: str) -> None:
+        if step != "update":
+            super()._act(req, plan, step)
+            return
+        for command, section, xml, parent_index in plan.live_updates:
+            self.networks.update(req.name, command, section, xml, parent_index)
+
+    # -- result ---------------------------------------------------------------
+    def _result(self, req: ResourceRequest, plan: Plan, check_mode: bool) -> dict:
+        result = super()._result(req, plan, check_mode)
+        result["changed"] = result["changed"] or bool(plan.live_updates)
+        result["live_updates"] = [model.describe_update(update) for update in plan.live_updates]
+        if check_mode:
+            result["bridge"] = _bridge_in(plan.after_xml) if result["state"] == "active" else None
+        else:
+            result["bridge"] = self.networks.bridge(req.name) if result["state"] == "active" else None
+        return result
+
+    def _gone(self, req, changed, before_xml):
+        return {**super()._gone(req, changed, before_xml), "live_updates": [], "bridge": None}
+
+
+def _bridge_in(xml: str) -> str | None:
+    if not xml:
+        return None
+    node = parse(xml, "network").find("bridge")
+    return None if node is None else node.get("name")
+
+
+# -- the module's request ---------------------------------------------------------
+def request_from_params(params: dict) -> ResourceRequest:
+    """Validate the module's options and build the request; connects to nothing."""
+    name = validate_name(params["name"], "network")
+    state = params.get("state") or "active"
+    if state not in STATES:
+        raise InvalidInput(f"must be one of {', '.join(STATES)}, got {state!r}", "state")
+    desired, owned, option = None, set(), None
+    if params.get("xml"):
+        desired, option = parse(params["xml"], "network", "xml"), "xml"
+        _reconcile_name(desired, name)
+        owned = model.owned_lists_in(desired)
+    elif model.has_definition(params):
+        desired, owned = model.render(params)
+    if desired is not None:
+        model.validate(desired, option)
+        schema.validate(desired, "network", "the network definition", option or "options")
+    return ResourceRequest(name=name, state=state, desired=desired, owned_lists=owned,
+                           autostart=params.get("autostart"), restart=bool(params.get("restart")))
+
+
+def _reconcile_name(desired, name: str) -> None:
+    node = desired.find("name")
+    if node is None:
+        desired.insert(0, element("name", name))
+    elif (node.text or "").strip() != name:
+        raise InvalidInput(f"the XML names the network {(node.text or '').strip()!r} but name is {name!r}", "xml")
+
+
+# -- network_info ---------------------------------------------------------------------
+def describe(networks: Networks, name: str) -> dict:
+    """What network_info returns for one network."""
+    stored = parse(networks.xml(name), "network")
+    active = networks.active(name)
+    return {"name": name, "uuid": uuid_of(stored), "state": "active" if active else "inactive",
+            "active": active, "persistent": _persistent(networks, name), "autostart": networks.autostart(name),
+            "bridge": networks.bridge(name) if active else None, "xml": to_string(stored),
+            "leases": [lease_dict(lease) for lease in networks.leases(name)] if active else []}
+
+
+def describe_all(networks: Networks) -> list[dict]:
+    """Every network as describe() has it; one that cannot be read is listed as {name, error}."""
+    found = []
+    for name in networks.names():
+        try:
+            found.append(describe(networks, name))
+        except NotFound:
+            continue        # removed while we were listing
+        except VirtError as e:
+            found.append({"name": name, "error": str(e)})
+    return found
+
+
+def _persistent(networks: Networks, name: str) -> bool:
+    """Whether the network has a persistent definition; a backend that cannot tell keeps only persistent ones."""
+    check = getattr(networks, "persistent", None)
+    return bool(check(name)) if callable(check) else True
+
+
+def lease_dict(lease: Lease) -> dict:
+    return {"mac": lease.mac, "ip": lease.ip, "prefix": lease.prefix, "hostname": lease.hostname,
+            "expiry": lease.expiry, "type": lease.family, "clientid": lease.clientid}
