@@ -90,10 +90,11 @@ def child_main(root: str) -> int:
             driver.networks.start(job["name"])
         elapsed = time.perf_counter() - start
         with open_driver(uri) as driver:
-            bridge = driver.networks.bridge(job["name"])
+            bridge = driver.networks.bridge(job["name"]) or "?"
+            made = os.path.isdir(f"/sys/class/net/{bridge}") and has_dnsmasq_for(bridge)
             driver.networks.stop(job["name"])
             driver.networks.undefine(job["name"])
-        print(json.dumps({"seconds": elapsed, "bridge": bridge}), flush=True)
+        print(json.dumps({"seconds": elapsed, "bridge": bridge, "made": made}), flush=True)
     return 0
 
 
@@ -103,14 +104,15 @@ class Embedded:
         argv = ["ip", "netns", "exec", netns, sys.executable, __file__, "--child-root", str(root)]
         self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
 
-    def round(self, name: str, xml: str, check) -> float:
+    def round(self, name: str, xml: str) -> float:
         self.proc.stdin.write(json.dumps({"name": name, "xml": xml}) + "\n")
         self.proc.stdin.flush()
         line = self.proc.stdout.readline()
         if not line:
             raise BenchError(f"the embedded child exited ({self.proc.wait()}) on {name}")
         reply = json.loads(line)
-        check(reply["bridge"])
+        if not reply["made"]:
+            raise BenchError(f"{name}: no bridge {reply['bridge']} or no dnsmasq serving it after start")
         return reply["seconds"]
 
     def close(self) -> None:
@@ -226,7 +228,7 @@ def measure(args, netns: str, embedded: Embedded, libvirt: Libvirt, names: Names
 
     def embed_round():
         name, _bridge, xml = names.xml("e")
-        return embedded.round(name, xml, check)
+        return embedded.round(name, xml)
 
     def libvirt_round(way):
         name, bridge, xml = names.xml(way[0])
