@@ -198,14 +198,26 @@ options:
     elements: dict
     suboptions:
       type:
-        description: Kind of interface; guessed from O(interfaces[].network) or O(interfaces[].bridge).
+        description:
+          - Kind of interface; guessed from O(interfaces[].network) or O(interfaces[].bridge).
+          - V(network) and V(bridge) need O(interfaces[].source).
         type: str
         choices: [network, bridge, user]
+      source:
+        description:
+          - Name of the virtual network (O(interfaces[].type=network)) or host bridge
+            (O(interfaces[].type=bridge)) to connect to.
+          - O(interfaces[].network) and O(interfaces[].bridge) say the same and set the type.
+        type: str
       network:
-        description: libvirt virtual network to connect to.
+        description:
+          - libvirt virtual network to connect to; the same as O(interfaces[].type=network)
+            with O(interfaces[].source).
         type: str
       bridge:
-        description: Existing host bridge to connect to.
+        description:
+          - Existing host bridge to connect to; the same as O(interfaces[].type=bridge)
+            with O(interfaces[].source).
         type: str
       model:
         description: NIC model.
@@ -324,8 +336,10 @@ options:
 notes:
   - The comparison ignores values you did not specify; to remove a device from a list you
     own (disks, interfaces, serials, graphics), give the list without it.
-  - On the embedded driver (V(qemu:///embed?root=/dir)) interfaces of type V(network) and
-    disks that are storage pool volumes are not supported yet, O(on_poweroff=restart) is
+  - A domain with an interface of type V(network) starts only while that network is active
+    (see M(virtops.qemu.network)).
+  - On the embedded driver (V(qemu:///embed?root=/dir)) disks that are storage pool volumes
+    are not supported yet, O(on_poweroff=restart) is
     refused, and O(autostart) takes effect only where the host runs the collection's
     autostart entry point at boot (see the collection README).
 seealso:
@@ -387,7 +401,8 @@ EXAMPLES = r"""
         format: qcow2
       - device: cdrom
     interfaces:
-      - network: default
+      - type: network
+        source: default
     graphics:
       type: vnc
       listen: 127.0.0.1
@@ -514,7 +529,7 @@ OPTIONS = dict(
         cache=dict(type="str", choices=["default", "none", "writethrough", "writeback", "directsync", "unsafe"]))),
     interfaces=dict(type="list", elements="dict", options=dict(
         type=dict(type="str", choices=["network", "bridge", "user"]),
-        network=dict(type="str"), bridge=dict(type="str"),
+        source=dict(type="str"), network=dict(type="str"), bridge=dict(type="str"),
         model=dict(type="str", default="virtio"), mac=dict(type="str"))),
     graphics=dict(type="dict", options=dict(
         type=dict(type="str", choices=["vnc", "spice", "none"], default="vnc"),

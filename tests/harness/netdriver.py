@@ -44,4 +44,3 @@ class EmbedInNetns:
         if "error" in out:
             raise AssertionError(f"networks.{method}{args!r}: {out['error']}: {out['message']}")
         return out["value"]
-

@@ -279,12 +279,13 @@ def test_failed_start_reports_log_tail(driver, guest_build, root):
     assert not (root / "lib" / "qemu" / "domain-1-vm1").exists()
 
 
-def test_network_interfaces_refused_at_start(driver, guest_build, root):
+def test_an_interface_on_an_undefined_network_is_refused_at_start(driver, guest_build, root):
     extra = "<interface type='network'><source network='default'/><model type='virtio'/></interface>"
     driver.domains.define(domain_xml(guest_build, root, extra_devices=extra))
-    with pytest.raises(InvalidInput, match="network"):
+    with pytest.raises(NotFound, match="^network 'default' is not defined in qemu:///embed"):
         driver.domains.start("vm1")
     assert driver.domains.status("vm1").state == "shutoff"
+    assert qemu_pids(root) == []
 
 
 def test_undefine_removes_definition_autostart_nvram_tpm(driver, guest_build, root):

@@ -241,16 +241,25 @@ def _interfaces(devices: XmlNode, interfaces: list[Params]) -> None:
 def _interface(nic: Params, where: str) -> XmlNode:
     kind = nic.get("type") or ("network" if nic.get("network") else "bridge" if nic.get("bridge") else None)
     if kind is None:
-        raise InvalidInput("set network, bridge, or type: user", where)
+        raise InvalidInput("set network, bridge, or type: user (or type: network|bridge with source)", where)
     node = element("interface", type=kind)
     if nic.get("mac"):
         sub(node, "mac", address=nic["mac"].lower())
     if kind in ("network", "bridge"):
-        if not nic.get(kind):
-            raise InvalidInput(f"an interface of type {kind} needs the {kind} option", where)
-        sub(node, "source", **{kind: nic[kind]})
+        sub(node, "source", **{kind: _interface_source(nic, kind, where)})
     sub(node, "model", type=nic.get("model") or "virtio")
     return node
+
+
+def _interface_source(nic: Params, kind: str, where: str) -> str:
+    """The network or bridge name, from ``source`` or from the option named like the type."""
+    named, source = nic.get(kind), nic.get("source")
+    if named and source and named != source:
+        raise InvalidInput(f"source {source!r} and {kind} {named!r} name different {kind}s", where)
+    name = named or source
+    if not name:
+        raise InvalidInput(f"an interface of type {kind} needs source (or the {kind} option)", where)
+    return str(name)
 
 
 def _graphics(devices: XmlNode, graphics: Params) -> None:

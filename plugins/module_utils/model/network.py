@@ -394,8 +394,9 @@ def _check_host(host: XmlNode, subnet, family: str, where: str, places: _Places,
     if family == "ipv6" and not (host.get("id") or host.get("name")):
         raise places.fail("a static DHCPv6 host needs a name or an id", where, described)
     _check_mac(host, f"{where}.mac", described, places)
-    if host.get("ip") is not None:
-        _address_in(host.get("ip"), subnet, "host address", f"{where}.ip", described, places)
+    if host.get("ip") is None:
+        raise places.fail("a static DHCP host needs the ip it gets", f"{where}.ip", described)
+    _address_in(host.get("ip"), subnet, "host address", f"{where}.ip", described, places)
     mac = (host.get("mac") or "").lower()
     if mac and mac in macs:
         raise places.fail(f"MAC {mac} is given to more than one host", f"{where}.mac", described)

@@ -9,7 +9,9 @@ started paused and resumed over QMP, and each later run finds it again
 from the status XML, the pidfile and the monitor socket (see layout.py,
 store.py, state.py, process.py).  ``EmbedDriver`` holds what the whole root
 shares (tree, capabilities, qemu.conf, the root's lock); ``EmbedDomains``
-is its ``domains``.  Every operation on a domain holds that domain's lock.  The root's tree is
+is its ``domains``, ``EmbedNetworks`` (network.py) its ``networks``: an
+interface of type network gets its tap on the bridge of that network,
+which must be active.  Every operation on a domain holds that domain's lock.  The root's tree is
 created by the first write; a read-only driver (check mode, info modules)
 creates nothing and reads a missing tree as a root without domains.  Private
 to the collection.

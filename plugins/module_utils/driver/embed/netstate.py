@@ -8,11 +8,14 @@ the bridge (and whether the driver created it), the nftables table, the
 dnsmasq process with its /proc start time, and the live ``<network>``.  It
 is written in state "starting" before anything is created, naming all of
 that and the run doing the start, so that a later run can tear down what a
-killed start left behind.  Private to the collection.
+killed start left behind.  It names the network namespace it was made
+in: links and tables of one namespace are invisible from another.
+Private to the collection.
 """
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.state import PRIVATE
@@ -43,6 +46,7 @@ class NetworkRecord:
     starter: int | None = None          # the run doing a start in progress, and its /proc start time
     starter_time: int | None = None
     live: XmlNode | None = None         # the live <network>
+    netns: int | None = None            # inode of the network namespace the network was made in
 
 
 def record_to_xml(record: NetworkRecord) -> str:
@@ -50,6 +54,8 @@ def record_to_xml(record: NetworkRecord) -> str:
     if record.starter is not None:
         sub(root, "starter", pid=record.starter, starttime=record.starter_time)
     sub(root, "bridge", name=record.bridge, created="yes" if record.bridge_created else "no")
+    if record.netns is not None:
+        sub(root, "netns", inode=record.netns)
     if record.table:
         sub(root, "firewall", table=record.table)
     if record.dnsmasq:
@@ -65,6 +71,7 @@ def record_from_xml(text: str, source: str) -> NetworkRecord:
     dnsmasq = root.find("dnsmasq")
     starter = root.find("starter")
     firewall = root.find("firewall")
+    netns = root.find("netns")
     return NetworkRecord(
         state=root.get("state", STARTING),
         bridge=bridge.get("name", "") if bridge is not None else "",
@@ -76,7 +83,16 @@ def record_from_xml(text: str, source: str) -> NetworkRecord:
         starter=_int(starter.get("pid")) if starter is not None else None,
         starter_time=_int(starter.get("starttime")) if starter is not None else None,
         live=root.find("network"),
+        netns=_int(netns.get("inode")) if netns is not None else None,
     )
+
+
+def current_netns() -> int | None:
+    """The inode of the caller's network namespace."""
+    try:
+        return os.stat("/proc/self/ns/net").st_ino
+    except OSError:
+        return None
 
 
 def load_record(path: str) -> NetworkRecord | None:

@@ -95,9 +95,13 @@ class EmbedNetworks(Networks):
     def xml(self, name: str, inactive: bool = True) -> str:
         with self._lock(name):
             record = self._refresh(name)
-            if not inactive and record is not None and record.live is not None:
-                return to_string(record.live)
-            return to_string(self._config(name))
+            live = record.live if record is not None else None
+            config = self.store.read(name)
+            if live is not None and (not inactive or config is None):   # a transient network has only its live XML
+                return to_string(live)
+            if config is None:
+                raise self.store.not_found(name)
+            return to_string(config)
 
     def define(self, xml: str) -> None:
         desired = parse(xml, "network")
@@ -105,10 +109,19 @@ class EmbedNetworks(Networks):
         schema.validate(desired, "network")
         with self._lock(name, creating=True):
             current = self.store.read(name)
+            if current is None:
+                current = self._transient_live(name)    # defining a transient network keeps its uuid and bridge
             self.store.check_identity(name, desired, current)
             final = self._postparse(name, desired, current)
             schema.validate(final, "network", what="the completed definition")
             self.store.write(name, final)
+
+    def _transient_live(self, name: str) -> XmlNode | None:
+        try:
+            record = self._record(name)
+        except BackendError:
+            return None
+        return record.live if record is not None else None
 
     def undefine(self, name: str) -> None:
         with self._lock(name):
@@ -150,9 +163,7 @@ class EmbedNetworks(Networks):
 
     def stop(self, name: str) -> None:
         with self._lock(name):
-            record = self._refresh(name)
-            if record is None:
-                raise Conflict(f"network {name!r} is not active")
+            record = self._active_here(name, "stop")
             self._teardown(name, record)
 
     def leases(self, name: str) -> list[Lease]:
@@ -167,6 +178,8 @@ class EmbedNetworks(Networks):
     def _postparse(self, name: str, desired: XmlNode, current: XmlNode | None) -> XmlNode:
         tree = copy.deepcopy(desired)
         mode = check_forward(tree)
+        if tree.find("forward") is not None:
+            tree.find("forward").set("mode", mode)     # libvirt spells out its default, nat
         _carry_over(tree, current)
         if tree.find("uuid") is None:
             _insert_after(tree, _element("uuid", text=str(uuid.uuid4())), ("name",))
@@ -235,7 +248,8 @@ class EmbedNetworks(Networks):
                 STARTING, bridge, bridge_created=mode != "bridge",
                 table=firewall.table_name(bridge) if firewall.needs_rules(live) else "",
                 dnsmasq=mode != "bridge" and live.find("ip") is not None,
-                starter=os.getpid(), starter_time=process.start_time(os.getpid()), live=live)
+                starter=os.getpid(), starter_time=process.start_time(os.getpid()), live=live,
+                netns=netstate.current_netns())
             self._save(name, record)
         return record
 
@@ -300,6 +314,8 @@ class EmbedNetworks(Networks):
             if not self.store.defined(name):
                 raise self.store.not_found(name)
             return None
+        if not _here(record):
+            return self._refresh_elsewhere(name, record)
         if record.state == STARTING:
             if record.starter != os.getpid() and process.is_alive(record.starter, record.starter_time):
                 return record       # a start in progress in a run that is still alive
@@ -309,6 +325,33 @@ class EmbedNetworks(Networks):
         if missing:
             self._clean_up_broken(name, record, f"{', '.join(missing)} had gone")
             return None
+        return record
+
+    def _refresh_elsewhere(self, name: str, record: NetworkRecord) -> NetworkRecord | None:
+        """A network of another namespace: its bridge and table are invisible from here, its dnsmasq is not.
+
+        A dead dnsmasq means that namespace's network is broken (or the namespace is gone): the record
+        goes, the bridge and table are left to that namespace.
+        """
+        if record.state != ACTIVE or not record.dnsmasq or \
+                dnsmasq.runs(record.pid, record.starttime, self.files(name).conf):
+            return record
+        fileio.remove_quietly(self.paths.status_file(name))
+        if not self.store.defined(name):
+            self._forget(name)
+        self.warnings.append(f"network {name!r} was started in network namespace net:[{record.netns}] and its "
+                             f"dnsmasq (pid {record.pid}) has gone; it is inactive, and its bridge and firewall "
+                             "table, if that namespace still exists, were left there")
+        return None
+
+    def _active_here(self, name: str, verb: str) -> NetworkRecord:
+        """The record of a network active in the caller's network namespace, for changing it."""
+        record = self._refresh(name)
+        if record is None or record.live is None:
+            raise Conflict(f"network {name!r} is not active")
+        if not _here(record):
+            raise Conflict(f"cannot {verb} network {name!r}: it was started in another network namespace "
+                           f"(net:[{record.netns}]); run in that namespace")
         return record
 
     def _missing(self, name: str, record: NetworkRecord) -> list[str]:
@@ -377,9 +420,7 @@ class EmbedNetworks(Networks):
         tag, _container = _SECTIONS[section]
         item = parse(xml, tag)
         with self._lock(name):
-            record = self._refresh(name)
-            if record is None or record.live is None:
-                raise Conflict(f"network {name!r} is not active")
+            record = self._active_here(name, "update")
             live = copy.deepcopy(record.live)
             apply_update(live, command, section, item, parent_index)
             check_addresses(live, option="xml")
@@ -401,6 +442,10 @@ class EmbedNetworks(Networks):
             self._save(name, record)
             record.pid, record.starttime = dnsmasq.start(self.files(name))
         self._save(name, record)
+
+
+def _here(record: NetworkRecord) -> bool:
+    return record.netns is None or record.netns == netstate.current_netns()
 
 
 # -- definition checks and defaults ------------------------------------------------------
@@ -458,13 +503,11 @@ def _carry_over(tree: XmlNode, current: XmlNode | None) -> None:
 
 
 def complete_bridge(tree: XmlNode, free_name) -> None:
-    """A bridge name (the lowest free virbrN for none or a virbr%d template), stp on and delay 0."""
+    """A bridge name (the lowest free virbrN when none is given), stp on and delay 0."""
     bridge = tree.find("bridge")
     if bridge is None:
         bridge = _insert_after(tree, _element("bridge"), ("forward", "uuid"))
-    name = bridge.get("name") or ""
-    if not name or "%d" in name:
-        name = free_name()
+    name = bridge.get("name") or free_name()
     size = len(os.fsencode(name))
     if size > MAX_BRIDGE_NAME:
         raise InvalidInput(f"bridge name {name!r} is {size} bytes; Linux allows at most {MAX_BRIDGE_NAME}",

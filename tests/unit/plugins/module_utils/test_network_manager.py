@@ -1,0 +1,253 @@
+# -*- coding: utf-8 -*-
+# Copyright: virtops.qemu contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""NetworkManager's logic over an in-memory Networks: live updates, restart, check mode, absent."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+from lxml import etree
+
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import Lease, Networks
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, InvalidInput, NotFound
+from ansible_collections.virtops.qemu.plugins.module_utils.manager.network import (
+    NetworkManager,
+    describe,
+    request_from_params,
+)
+
+UUID = "0b3c2c59-5f4a-4d8a-9e4c-3c5d7b1c0a01"
+HOST = {"mac": "52:54:00:00:00:01", "name": "one", "ip": "10.5.5.10"}
+
+
+class MemoryNetworks(Networks):
+    """Stores definitions, fills in what libvirt does, and applies live updates to the running copy."""
+
+    def __init__(self):
+        self.defs: dict[str, str] = {}
+        self.running: dict[str, str] = {}
+        self.autostarts: dict[str, bool] = {}
+        self.calls: list = []
+        self.fail_update = False
+
+    def names(self):
+        return sorted(set(self.defs) | set(self.running))
+
+    def exists(self, name):
+        return name in self.defs or name in self.running
+
+    def xml(self, name, inactive=True):
+        if not self.exists(name):
+            raise NotFound(name)
+        return self.running[name] if not inactive and name in self.running else self.defs[name]
+
+    def define(self, xml):
+        tree = etree.fromstring(xml)
+        if tree.find("uuid") is None:
+            tree.insert(1, etree.fromstring(f"<uuid>{UUID}</uuid>"))
+        if tree.find("bridge") is None:
+            tree.append(etree.fromstring("<bridge name='virbr7' stp='on' delay='0'/>"))
+        self.calls.append("define")
+        name = tree.findtext("name")
+        self.defs[name] = etree.tostring(tree, encoding="unicode")
+        self.autostarts.setdefault(name, False)
+
+    def undefine(self, name):
+        self.calls.append("undefine")
+        del self.defs[name]
+
+    def autostart(self, name):
+        return self.autostarts[name]
+
+    def set_autostart(self, name, enabled):
+        self.calls.append("autostart")
+        self.autostarts[name] = enabled
+
+    def active(self, name):
+        return name in self.running
+
+    def start(self, name):
+        self.calls.append("start")
+        self.running[name] = self.defs[name]
+
+    def stop(self, name):
+        self.calls.append("stop")
+        del self.running[name]
+
+    def update(self, name, command, section, xml, parent_index=-1):
+        if self.fail_update:
+            raise BackendError("dnsmasq refused")
+        self.calls.append(("update", command, section, parent_index))
+        tree = etree.fromstring(self.running[name])
+        ip = tree.findall("ip")[max(parent_index, 0)]
+        dhcp = ip.find("dhcp")
+        if command == "add-last":
+            dhcp.append(etree.fromstring(xml))
+        else:
+            dhcp.remove(next(h for h in dhcp if etree.tostring(h, encoding="unicode") == xml))
+        self.running[name] = etree.tostring(tree, encoding="unicode")
+
+    def leases(self, name):
+        return [Lease("52:54:00:00:00:01", "10.5.5.10", 24, "one", 0, "ipv4")] if name in self.running else []
+
+    def bridge(self, name):
+        return etree.fromstring(self.running[name]).find("bridge").get("name") if name in self.running else None
+
+
+def params(**options):
+    base = {"name": "n1", "state": "active", "forward": {"mode": "nat"},
+            "ips": [{"address": "10.5.5.1", "prefix": 24, "dhcp": {"hosts": [HOST]}}]}
+    return {**base, **options}
+
+
+def ensure(networks, check=False, **options):
+    return NetworkManager(networks).ensure(request_from_params(params(**options)), check)
+
+
+@pytest.fixture
+def nets():
+    return MemoryNetworks()
+
+
+def with_second_host():
+    second = {"mac": "52:54:00:00:00:02", "ip": "10.5.5.11"}
+    return [{"address": "10.5.5.1", "prefix": 24, "dhcp": {"hosts": [HOST, second]}}]
+
+
+def test_create_then_nothing_to_do(nets):
+    predicted = ensure(nets, check=True)
+    assert nets.calls == []
+    assert (predicted["changed"], predicted["state"], predicted["bridge"]) == (True, "active", None)
+    assert "<port start=\"1024\" end=\"65535\"/>" in predicted["xml"]
+    first = ensure(nets)
+    assert nets.calls == ["define", "start"]
+    assert (first["changed"], first["state"], first["bridge"], first["uuid"]) == (True, "active", "virbr7", UUID)
+    again = ensure(nets)
+    assert not again["changed"] and again["diff"]["before"] == again["diff"]["after"]
+    assert nets.calls == ["define", "start"]
+
+
+def test_added_host_goes_live_and_into_the_definition(nets):
+    ensure(nets)
+    nets.calls.clear()
+    predicted = ensure(nets, check=True, ips=with_second_host())
+    assert nets.calls == []
+    real = ensure(nets, ips=with_second_host())
+    assert nets.calls == ["define", ("update", "add-last", "ip-dhcp-host", 0)]
+    assert real["live_updates"] == ['add ip-dhcp-host <host mac="52:54:00:00:00:02" ip="10.5.5.11"/>']
+    assert (real["changed"], real["restart_required"]) == (True, False)
+    for key in ("changed", "live_updates", "diff", "restart_required", "state", "bridge"):
+        assert predicted[key] == real[key], key
+    assert "52:54:00:00:00:02" in nets.running["n1"] and "52:54:00:00:00:02" in nets.defs["n1"]
+    assert not ensure(nets, ips=with_second_host())["changed"]
+
+
+def test_live_only_difference_is_applied_without_a_define(nets):
+    ensure(nets)
+    ensure(nets, state="present", ips=with_second_host())
+    nets.running["n1"] = nets.running["n1"].replace('<host mac="52:54:00:00:00:02" ip="10.5.5.11"/>', "")
+    nets.calls.clear()
+    result = ensure(nets, ips=with_second_host())
+    assert nets.calls == [("update", "add-last", "ip-dhcp-host", 0)]
+    assert result["changed"] and result["diff"]["before"] == result["diff"]["after"]
+
+
+def test_forward_change_needs_a_restart(nets):
+    ensure(nets)
+    nets.calls.clear()
+    result = ensure(nets, forward={"mode": "route"})
+    assert (result["changed"], result["restart_required"], result["live_updates"]) == (True, True, [])
+    assert nets.calls == ["define"]
+    assert "mode=\"nat\"" in nets.running["n1"]
+    again = ensure(nets, forward={"mode": "route"})
+    assert (again["changed"], again["restart_required"]) == (False, True)
+
+
+def test_restart_applies_it(nets):
+    ensure(nets)
+    ensure(nets, forward={"mode": "route"})
+    nets.calls.clear()
+    predicted = ensure(nets, check=True, forward={"mode": "route"}, restart=True)
+    result = ensure(nets, forward={"mode": "route"}, restart=True)
+    assert nets.calls == ["stop", "start"]
+    assert (result["changed"], result["restart_required"], result["state"]) == (True, False, "active")
+    assert predicted["changed"] and predicted["state"] == "active"
+    assert "mode=\"route\"" in nets.running["n1"]
+
+
+def test_a_mixed_change_is_not_applied_live(nets):
+    ensure(nets)
+    nets.calls.clear()
+    result = ensure(nets, forward={"mode": "route"}, ips=with_second_host())
+    assert result["live_updates"] == [] and result["restart_required"]
+    assert nets.calls == ["define"]
+
+
+def test_inactive_network_changes_only_its_definition(nets):
+    ensure(nets, state="inactive")
+    nets.calls.clear()
+    result = ensure(nets, state="inactive", ips=with_second_host())
+    assert nets.calls == ["define"]
+    assert (result["state"], result["bridge"], result["live_updates"], result["restart_required"]) == \
+        ("inactive", None, [], False)
+
+
+def test_stop_and_absent(nets):
+    ensure(nets)
+    stopped = ensure(nets, state="inactive")
+    assert (stopped["changed"], stopped["state"]) == (True, "inactive") and "n1" not in nets.running
+    ensure(nets)
+    predicted = ensure(nets, check=True, state="absent")
+    assert predicted["changed"] and nets.exists("n1")
+    gone = ensure(nets, state="absent")
+    assert (gone["changed"], gone["state"], gone["live_updates"], gone["bridge"]) == (True, "absent", [], None)
+    assert not nets.exists("n1")
+    assert not ensure(nets, state="absent")["changed"]
+
+
+def test_failed_live_update_reports_the_define(nets):
+    ensure(nets)
+    nets.fail_update = True
+    with pytest.raises(BackendError, match="network 'n1' was defined but the update of the running network failed"):
+        ensure(nets, ips=with_second_host())
+
+
+def test_autostart(nets):
+    ensure(nets)
+    result = ensure(nets, autostart=True)
+    assert result["changed"] and result["autostart"] and nets.autostarts["n1"]
+
+
+def test_xml_request_checks_its_name_and_content():
+    with pytest.raises(InvalidInput, match="xml: the XML names the network 'other'"):
+        request_from_params({"name": "n1", "xml": "<network><name>other</name></network>"})
+    with pytest.raises(InvalidInput, match=r"^xml: <forward mode>: unknown forward mode"):
+        request_from_params({"name": "n1", "xml": "<network><forward mode='warp'/></network>"})
+    request = request_from_params({"name": "n1", "xml": "<network><ip address='10.0.0.1'/></network>"})
+    assert request.desired.findtext("name") == "n1" and request.owned_lists == {"network/ip"}
+    assert request.state == "active"
+
+
+def test_bad_name_and_state():
+    with pytest.raises(InvalidInput, match="not a valid network name"):
+        request_from_params({"name": "a/b"})
+    with pytest.raises(InvalidInput, match="^state: "):
+        request_from_params({"name": "n1", "state": "running"})
+
+
+def test_describe_has_leases_and_bridge(nets):
+    ensure(nets)
+    info = describe(nets, "n1")
+    assert (info["state"], info["bridge"], info["persistent"], info["uuid"]) == ("active", "virbr7", True, UUID)
+    assert info["leases"] == [{"mac": "52:54:00:00:00:01", "ip": "10.5.5.10", "prefix": 24, "hostname": "one",
+                               "expiry": 0, "type": "ipv4", "clientid": None}]
+    ensure(nets, state="inactive")
+    assert describe(nets, "n1")["leases"] == [] and describe(nets, "n1")["bridge"] is None
+
+
+def test_missing_network_without_definition_is_not_found(nets):
+    with pytest.raises(NotFound, match="network 'n9' is not defined"):
+        NetworkManager(nets).ensure(request_from_params({"name": "n9"}), False)
+    assert copy.copy(nets.calls) == []
