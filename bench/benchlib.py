@@ -194,3 +194,11 @@ def daemon_version(uri: str) -> str:
 def ansible_core_version() -> str:
     out = run_checked([str(Path(sys.executable).with_name("ansible-playbook")), "--version"]).stdout
     return (re.search(r"core ([\w.]+)", out) or ["", "?"])[1]
+
+
+LIBVIRT_NETWORK_RUN = Path("/run/libvirt/network")
+
+
+def drop_stale_dnsmasq_pidfile(name: str) -> None:
+    """libvirtd 9 leaves the pidfile of an undefined network's dnsmasq behind; remove ours."""
+    (LIBVIRT_NETWORK_RUN / f"{name}.pid").unlink(missing_ok=True)

@@ -39,6 +39,7 @@ from benchlib import (
     PlaybookRunner,
     ansible_core_version,
     daemon_version,
+    drop_stale_dnsmasq_pidfile,
     ensure_our_collection_link,
     ensure_reference_collection,
     median,
@@ -142,6 +143,7 @@ class Bench:
             if net.isActive():
                 net.destroy()
             net.undefine()
+            drop_stale_dnsmasq_pidfile(name)
         return self.names(prefix)
 
     def playbook(self, tool: str, run: int, step: str) -> Playbook:

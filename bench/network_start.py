@@ -35,7 +35,15 @@ import tempfile
 import time
 from pathlib import Path
 
-from benchlib import REPO, TEST_COLLECTIONS, BenchError, ensure_our_collection_link, median, run_checked
+from benchlib import (
+    REPO,
+    TEST_COLLECTIONS,
+    BenchError,
+    drop_stale_dnsmasq_pidfile,
+    ensure_our_collection_link,
+    median,
+    run_checked,
+)
 
 AIM = 3.0
 NETWORK_XML = """\
@@ -155,6 +163,7 @@ class Libvirt:
         if net.isActive():
             net.destroy()
         net.undefine()
+        drop_stale_dnsmasq_pidfile(name)
 
     def remove_all(self, prefix: str) -> None:
         for net in self.conn.listAllNetworks():

@@ -211,6 +211,9 @@ class LibvirtNetworkSide(NetworkSide):
     def remove(self, name: str) -> None:
         self.libvirtd.virsh("net-destroy", name, check=False)
         self.libvirtd.virsh("net-undefine", name, check=False)
+        if name not in self.names():
+            # libvirtd 9 leaves the pidfile of the network's dnsmasq behind
+            Path(self.dnsmasq_pidfile(name)).unlink(missing_ok=True)
 
     def remove_domain(self, name: str) -> None:
         self.libvirtd.virsh("destroy", name, check=False)
