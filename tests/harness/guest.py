@@ -4,6 +4,11 @@ The guest boots under TCG in a few seconds, prints MARKER on the serial
 console followed by VIRTOPS-DISK / VIRTOPS-NIC lines describing its hardware,
 and powers off when the ACPI power button is pressed.
 
+With ``virtops.dhcp`` on the kernel command line (DHCP_CMDLINE) the guest
+also runs busybox ``udhcpc`` on every NIC but lo; each lease it binds or
+renews is configured and printed as ``VIRTOPS-LEASE <iface> <ip>/<prefix>
+<mac>`` (parse_leases reads them back).
+
 Everything comes from Debian packages fetched with ``apt-get download`` and
 unpacked with ``dpkg-deb -x``; the result is cached in tests/.cache/guest/
 under a key derived from the package versions and this file's source, so it
@@ -32,6 +37,12 @@ BUSYBOX_PACKAGE = "busybox-static"
 MARKER = "VIRTOPS-GUEST-READY"
 POWEROFF_MARKER = "VIRTOPS-GUEST-POWEROFF"
 CMDLINE = "console=ttyS0 panic=-1 quiet"
+DHCP_CMDLINE = CMDLINE + " virtops.dhcp"
+LEASE_PREFIX = "VIRTOPS-LEASE"
+UDHCPC_SCRIPT_PATH = "/etc/udhcpc.script"
+# Under TCG the first DISCOVER often goes out before the bridge port forwards:
+# retry every 2 s for a minute, then keep trying in the background.
+UDHCPC_ARGS = "-t 30 -T 2 -A 5 -b"
 # Load order matters: busybox insmod does not resolve dependencies.
 MODULES = (
     "virtio_ring", "virtio", "virtio_pci_modern_dev", "virtio_pci_legacy_dev",
@@ -57,13 +68,58 @@ for n in /sys/class/net/*; do
     [ "${{n##*/}}" = lo ] && continue
     [ -e "$n/address" ] && echo "VIRTOPS-NIC ${{n##*/}} $(cat $n/address)"
 done
+if grep -qw virtops.dhcp /proc/cmdline; then
+    for n in /sys/class/net/*; do
+        [ "${{n##*/}}" = lo ] && continue
+        ip link set "${{n##*/}}" up
+        udhcpc -i "${{n##*/}}" -s {udhcpc_script} {udhcpc_args}
+    done
+fi
 while true; do sleep 3600; done
+"""
+
+# udhcpc's event script: $1 is the event, the lease comes in the environment.
+UDHCPC_SCRIPT = """#!/bin/sh
+case "$1" in
+deconfig)
+    ip addr flush dev "$interface"
+    ip link set "$interface" up
+    ;;
+bound|renew)
+    ip addr flush dev "$interface"
+    ip addr add "$ip/$mask" dev "$interface"
+    [ -n "$router" ] && ip route replace default via "${{router%% *}}" dev "$interface"
+    echo "{prefix} $interface $ip/$mask $(cat /sys/class/net/$interface/address)" >/dev/console
+    ;;
+esac
+exit 0
 """
 
 POWEROFF_SCRIPT = """#!/bin/sh
 echo {marker} >/dev/console
 poweroff -f
 """
+
+
+@dataclass(frozen=True)
+class Lease:
+    """One VIRTOPS-LEASE line of the serial console."""
+
+    iface: str
+    ip: str
+    prefix: int
+    mac: str
+
+
+def parse_leases(console: str) -> list[Lease]:
+    """Every lease the guest printed, in order (a renewal repeats its lease)."""
+    leases = []
+    for line in console.splitlines():
+        fields = line.strip().split()
+        if len(fields) == 4 and fields[0] == LEASE_PREFIX:
+            address, _slash, prefix = fields[2].partition("/")
+            leases.append(Lease(fields[1], address, int(prefix or 32), fields[3].lower()))
+    return leases
 
 
 @dataclass(frozen=True)
@@ -254,8 +310,10 @@ def _initramfs(busybox: Path, modules: list[tuple[str, bytes]]) -> bytes:
     for name, data in modules:
         cpio.file(f"lib/modules/{name}.ko", data, 0o644)
     names = " ".join(name for name, _data in modules)
-    cpio.file("init", INIT_SCRIPT.format(modules=names, marker=MARKER)
-              .encode(), 0o755)
+    init = INIT_SCRIPT.format(modules=names, marker=MARKER, udhcpc_script=UDHCPC_SCRIPT_PATH,
+                              udhcpc_args=UDHCPC_ARGS)
+    cpio.file("init", init.encode(), 0o755)
+    cpio.file(UDHCPC_SCRIPT_PATH.lstrip("/"), UDHCPC_SCRIPT.format(prefix=LEASE_PREFIX).encode(), 0o755)
     cpio.file("etc/acpi/PWRF/00000080/poweroff",
               POWEROFF_SCRIPT.format(marker=POWEROFF_MARKER).encode(), 0o755)
     return cpio.finish()

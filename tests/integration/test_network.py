@@ -1,0 +1,265 @@
+"""The network and network_info modules on each backend, with test guests getting DHCP leases.
+
+One scenario file, parametrised by backend: libvirtd (whose bridges, dnsmasq
+and iptables rules live in the harness daemon's own network namespace) and
+the embedded driver (every module call runs in a namespace made for the
+test, so its bridge, dnsmasq and nftables table are there). Both get the
+same module calls and the same assertions; what each assertion observes
+(bridge links, the dnsmasq process, firewall rules) is read from the
+namespace where that backend's networks live (harness.backends.NetworkSide).
+
+The guest boots with ``virtops.dhcp`` on its command line: busybox udhcpc
+asks for a lease on every NIC and the guest prints each lease it binds on
+its serial console (harness.guest.parse_leases).
+
+Only the embedded driver is a subject of the crash tests at the end: it
+must notice a killed dnsmasq or a half-torn network on its next run, which
+is its own promise (libvirtd only does that when the daemon restarts).
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import secrets
+import signal
+import time
+from dataclasses import dataclass, field
+
+import pytest
+
+from harness.ansible import run_module
+from harness.backends import EmbedNetworkSide, LibvirtNetworkSide, NetworkSide, is_live_dnsmasq
+from harness.guest import DHCP_CMDLINE, parse_leases
+
+pytestmark = [pytest.mark.guest]
+
+LEASE_TIMEOUT = 150
+
+
+@dataclass
+class Net:
+    """A NAT network of the test: unique name, bridge and /24, static hosts by MAC."""
+
+    name: str = field(default_factory=lambda: f"vt-{secrets.token_hex(4)}")
+    bridge: str = field(default_factory=lambda: f"vtb{secrets.token_hex(4)}")
+    prefix: str = field(default_factory=lambda: f"10.{random.randint(16, 250)}.{random.randint(1, 250)}")
+    hosts: dict[str, str] = field(default_factory=dict)
+
+    def address(self, last: int) -> str:
+        return f"{self.prefix}.{last}"
+
+    def options(self, **extra) -> dict:
+        dhcp = {"ranges": [{"start": self.address(100), "end": self.address(199)}],
+                "hosts": [{"mac": mac, "ip": ip} for mac, ip in self.hosts.items()]}
+        return {"name": self.name, "forward": {"mode": "nat"}, "bridge": {"name": self.bridge},
+                "ips": [{"address": self.address(1), "prefix": 24, "dhcp": dhcp}], **extra}
+
+
+def random_mac() -> str:
+    return "52:54:00:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(3))
+
+
+class Scenario:
+    """Module calls on one backend, and the objects they made (removed afterwards)."""
+
+    def __init__(self, side: NetworkSide, guest, workdir):
+        self.side = side
+        self.guest = guest
+        self.workdir = workdir
+        self.networks: list[str] = []
+        self.domains: list[str] = []
+
+    def network(self, args: dict, **kwargs) -> dict:
+        if not kwargs.get("check"):
+            self.networks.append(args["name"])
+        return run_module("network", {"uri": self.side.uri, **args}, netns=self.side.module_netns, **kwargs)
+
+    def network_info(self, name: str) -> dict:
+        return run_module("network_info", {"uri": self.side.uri, "name": name}, netns=self.side.module_netns)
+
+    def domain(self, args: dict) -> dict:
+        self.domains.append(args["name"])
+        return run_module("domain", {"uri": self.side.uri, **args}, netns=self.side.module_netns)
+
+    def boot_on(self, net: Net, mac: str) -> str:
+        """Define and start a guest with one NIC on ``net``; the name of its serial log."""
+        name = f"virtops-test-{secrets.token_hex(4)}"
+        result = self.domain({
+            "name": name, "type": "qemu", "memory": "256MiB", "vcpus": 1, "state": "running",
+            "kernel": {"path": str(self.guest.kernel), "initrd": str(self.guest.initrd), "cmdline": DHCP_CMDLINE},
+            "serials": [{"type": "file", "path": str(self.workdir / f"{name}.log")}],
+            "interfaces": [{"type": "network", "network": net.name, "mac": mac, "model": "virtio"}],
+            "features": ["acpi"], "on_poweroff": "destroy",
+        })
+        assert result["changed"] and result["state"] == "running", result
+        return name
+
+    def lease_of(self, domain: str, mac: str):
+        """The first lease the guest printed for ``mac``; fails after LEASE_TIMEOUT."""
+        log = self.workdir / f"{domain}.log"
+        deadline = time.monotonic() + LEASE_TIMEOUT
+        while time.monotonic() < deadline:
+            text = log.read_text(errors="replace") if log.exists() else ""
+            leases = [lease for lease in parse_leases(text) if lease.mac == mac]
+            if leases:
+                return leases[0]
+            time.sleep(0.5)
+        tail = "\n".join(text.splitlines()[-30:])
+        raise AssertionError(f"no lease for {mac} after {LEASE_TIMEOUT}s; console tail:\n{tail}")
+
+    def stop_domain(self, name: str) -> None:
+        result = self.domain({"name": name, "state": "destroyed"})
+        assert result["state"] == "shutoff", result
+
+    def close(self) -> None:
+        for name in self.domains:
+            self.side.remove_domain(name)
+        for name in dict.fromkeys(self.networks):
+            self.side.remove(name)
+
+
+@pytest.fixture(params=["libvirt", "embed"])
+def side(request, netns) -> NetworkSide:
+    if request.param == "libvirt":
+        return LibvirtNetworkSide(request.getfixturevalue("libvirtd"))
+    return EmbedNetworkSide(request.getfixturevalue("root"), netns)
+
+
+@pytest.fixture
+def scenario(side, guest, workdir):
+    running = Scenario(side, guest, workdir)
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+def leases_listed(scenario: Scenario, name: str, mac: str, timeout: float = 20) -> list[dict]:
+    """network_info's leases for ``mac``, waiting a little for the daemon's lease records."""
+    deadline = time.monotonic() + timeout
+    while True:
+        info = scenario.network_info(name)
+        found = [lease for lease in info["network"]["leases"] if lease["mac"].lower() == mac]
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(1)
+
+
+def assert_running(side: NetworkSide, net: Net) -> int:
+    """Bridge with its address, dnsmasq and NAT rules are all there; dnsmasq's pid."""
+    assert side.bridge_exists(net.bridge)
+    assert f"{net.address(1)}/24" in side.netns.addresses(net.bridge)
+    pid = side.dnsmasq_pid(net.name)
+    assert pid is not None, f"no dnsmasq for {net.name}"
+    assert side.firewall_lines(net.bridge), f"no firewall rule names {net.bridge}"
+    return pid
+
+
+def assert_nothing_left(side: NetworkSide, net: Net, old_dnsmasq: int | None = None) -> None:
+    assert not side.bridge_exists(net.bridge)
+    assert side.dnsmasq_pid(net.name) is None
+    if old_dnsmasq is not None:
+        assert not is_live_dnsmasq(old_dnsmasq), f"dnsmasq {old_dnsmasq} still runs"
+    assert side.firewall_lines(net.bridge) == []
+
+
+def test_nat_network_gives_guests_their_static_leases_and_takes_hosts_live(scenario):
+    side = scenario.side
+    first, second = random_mac(), random_mac()
+    net = Net(hosts={first: ""})
+    net.hosts[first] = net.address(50)
+
+    predicted = scenario.network(net.options(), check=True)
+    assert predicted["changed"] and predicted["state"] == "active", predicted
+    assert net.name not in side.names() and not side.bridge_exists(net.bridge)
+    made = scenario.network(net.options())
+    assert made["changed"] and made["state"] == "active" and made["bridge"] == net.bridge, made
+    assert net.name in side.names()
+    dnsmasq = assert_running(side, net)
+    again = scenario.network(net.options())
+    assert not again["changed"] and not again["restart_required"] and not again["live_updates"], again
+
+    guest_one = scenario.boot_on(net, first)
+    lease = scenario.lease_of(guest_one, first)
+    assert (lease.ip, lease.prefix) == (net.address(50), 24), lease
+    listed = leases_listed(scenario, net.name, first)
+    assert [lease["ip"] for lease in listed] == [net.address(50)], listed
+
+    net.hosts[second] = net.address(60)
+    predicted = scenario.network(net.options(), check=True)
+    assert predicted["changed"] and not predicted["restart_required"], predicted
+    assert any(second in update for update in predicted["live_updates"]), predicted
+    assert side.dnsmasq_pid(net.name) == dnsmasq
+    updated = scenario.network(net.options())
+    assert updated["changed"] and not updated["restart_required"], updated
+    assert updated["live_updates"] == predicted["live_updates"]
+    assert side.dnsmasq_pid(net.name) == dnsmasq, "dnsmasq was restarted for a host entry"
+    assert assert_running(side, net) == dnsmasq
+    assert not scenario.network(net.options())["changed"]
+
+    guest_two = scenario.boot_on(net, second)
+    assert scenario.lease_of(guest_two, second).ip == net.address(60)
+    assert [lease["ip"] for lease in leases_listed(scenario, net.name, second)] == [net.address(60)]
+
+    for name in (guest_one, guest_two):
+        scenario.stop_domain(name)
+    predicted = scenario.network({"name": net.name, "state": "inactive"}, check=True)
+    assert predicted["changed"] and predicted["state"] == "inactive", predicted
+    assert side.dnsmasq_pid(net.name) == dnsmasq
+    stopped = scenario.network({"name": net.name, "state": "inactive"})
+    assert stopped["changed"] and stopped["state"] == "inactive", stopped
+    assert_nothing_left(side, net, dnsmasq)
+    assert net.name in side.names()
+    assert not scenario.network({"name": net.name, "state": "inactive"})["changed"]
+    info = scenario.network_info(net.name)["network"]
+    assert info["state"] == "inactive" and info["leases"] == []
+
+
+def test_missing_network_is_reported_not_failed(scenario):
+    info = scenario.network_info(Net().name)
+    assert not info.get("failed") and info["exists"] is False, info
+
+
+# -- the embedded driver's own clean-up of what a crash left --------------------
+
+@pytest.fixture
+def embed_scenario(root, netns, guest, workdir):
+    running = Scenario(EmbedNetworkSide(root, netns), guest, workdir)
+    try:
+        yield running
+    finally:
+        running.close()
+
+
+def warnings_of(result: dict) -> str:
+    return " ".join(result.get("warnings", []))
+
+
+def test_embed_killed_dnsmasq_is_torn_down_and_restarted(embed_scenario):
+    side, net = embed_scenario.side, Net()
+    embed_scenario.network(net.options())
+    old = assert_running(side, net)
+    os.kill(old, signal.SIGKILL)
+
+    result = embed_scenario.network(net.options())
+    assert result["changed"] and result["state"] == "active", result
+    assert "dnsmasq" in warnings_of(result), result
+    new = assert_running(side, net)
+    assert new != old
+    assert len([t for t in side.netns.nft_tables() if net.bridge in t]) == 1
+    assert not embed_scenario.network(net.options())["changed"]
+
+
+def test_embed_half_made_network_is_cleaned_by_the_next_run(embed_scenario):
+    side, net = embed_scenario.side, Net()
+    embed_scenario.network(net.options())
+    dnsmasq = assert_running(side, net)
+    side.netns.run(["ip", "link", "delete", net.bridge])
+
+    result = embed_scenario.network({"name": net.name, "state": "inactive"})
+    assert result["state"] == "inactive", result
+    assert net.bridge in warnings_of(result) or "bridge" in warnings_of(result), result
+    assert_nothing_left(side, net, dnsmasq)
+    assert not side.status_exists(net.name)
+    assert not embed_scenario.network({"name": net.name, "state": "inactive"})["changed"]
