@@ -216,6 +216,31 @@ def test_nat_network_gives_guests_their_static_leases_and_takes_hosts_live(scena
     assert info["state"] == "inactive" and info["leases"] == []
 
 
+@pytest.mark.parametrize("bad,option,message", [
+    ({"bridge": {"name": "vtb0123456789abcdef"}}, "bridge.name", "longer than 15 bytes"),
+    ({"ips": [{"address": "10.9.9.1", "prefix": 24, "dhcp": {"ranges": [{"start": "10.9.8.10", "end": "10.9.8.20"}]}}]},
+     "ips[0].dhcp.ranges[0]", "10.9.8.10"),
+    ({"ips": [{"address": "10.9.9.1", "prefix": 24, "dhcp": {"hosts": [{"ip": "10.9.9.5"}]}}]},
+     "ips[0].dhcp.hosts[0]", "mac or a name"),
+    ({"xml": "<network><forward mode='warp'/></network>"}, "xml", "unknown forward mode 'warp'"),
+])
+def test_bad_input_names_the_option_and_changes_nothing(scenario, bad, option, message):
+    net = Net()
+    args = {"name": net.name, **bad} if "xml" in bad else {**net.options(), **bad}
+    result = scenario.network(args)
+    assert result.get("failed") and result["msg"].startswith(f"{option}: ") and message in result["msg"], result
+    assert net.name not in scenario.side.names() and not scenario.side.bridge_exists(net.bridge)
+
+
+def test_a_subnet_overlapping_an_active_network_is_refused_and_nothing_made(scenario):
+    first, second = Net(), Net()
+    assert scenario.network(first.options())["changed"]
+    second.prefix = first.prefix
+    result = scenario.network(second.options())
+    assert result.get("failed") and result["msg"].startswith("ips: subnet ") and first.name in result["msg"], result
+    assert second.name not in scenario.side.names() and not scenario.side.bridge_exists(second.bridge)
+
+
 def test_missing_network_is_reported_not_failed(scenario):
     info = scenario.network_info(Net().name)
     assert not info.get("failed") and info["exists"] is False, info

@@ -14,6 +14,7 @@ waits for a restart.  Backend-agnostic: it speaks only the driver's
 from __future__ import annotations
 
 import copy
+from dataclasses import dataclass
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import Lease, Networks
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput, NotFound, VirtError
@@ -29,6 +30,11 @@ from ansible_collections.virtops.qemu.plugins.module_utils.model.names import va
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import element, parse, to_string
 
 STATES = ("present", "active", "inactive", "absent")
+
+
+@dataclass
+class NetworkRequest(ResourceRequest):
+    definition_option: str = "ips"     # the option an overlapping subnet is blamed on
 
 
 class NetworkManager(ResourceManager):
@@ -47,6 +53,26 @@ class NetworkManager(ResourceManager):
 
     def _settle(self, tree, req):
         model.settle(tree)
+
+    # -- planning -------------------------------------------------------------
+    def _plan(self, req: ResourceRequest) -> Plan:
+        plan = super()._plan(req)
+        if "start" in plan.steps or plan.restart_now:
+            self._check_subnets_free(req, plan)
+        return plan
+
+    def _check_subnets_free(self, req: ResourceRequest, plan: Plan) -> None:
+        """A network about to start must not share a subnet with another active one; nothing is touched yet."""
+        mine = model.subnets(self.parse(plan.after_xml))
+        for other in self.networks.names():
+            if other == req.name or not mine or not self.networks.active(other):
+                continue
+            for theirs in model.subnets(self.parse(self.networks.xml(other, inactive=False))):
+                clash = next((own for own in mine if own.overlaps(theirs)), None)
+                if clash is not None:
+                    option = getattr(req, "definition_option", "ips")
+                    raise InvalidInput(f"subnet {clash} of network {req.name!r} overlaps subnet {theirs} "
+                                       f"of active network {other!r}", option)
 
     # -- live updates ---------------------------------------------------------
     def _plan_restart(self, req: ResourceRequest, plan: Plan) -> None:
@@ -103,7 +129,7 @@ def _bridge_in(xml: str) -> str | None:
 
 
 # -- the module's request ---------------------------------------------------------
-def request_from_params(params: dict) -> ResourceRequest:
+def request_from_params(params: dict) -> NetworkRequest:
     """Validate the module's options and build the request; connects to nothing."""
     name = validate_name(params["name"], "network")
     state = params.get("state") or "active"
@@ -119,8 +145,9 @@ def request_from_params(params: dict) -> ResourceRequest:
     if desired is not None:
         model.validate(desired, option)
         schema.validate(desired, "network", "the network definition", option or "options")
-    return ResourceRequest(name=name, state=state, desired=desired, owned_lists=owned,
-                           autostart=params.get("autostart"), restart=bool(params.get("restart")))
+    return NetworkRequest(name=name, state=state, desired=desired, owned_lists=owned,
+                          autostart=params.get("autostart"), restart=bool(params.get("restart")),
+                          definition_option=option or "ips")
 
 
 def _reconcile_name(desired, name: str) -> None:

@@ -53,6 +53,22 @@ def ip_family(node: XmlNode) -> str:
     return node.get("family") or ("ipv6" if ":" in (node.get("address") or "") else "ipv4")
 
 
+def ip_interface(node: XmlNode) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
+    """An <ip>'s address with its prefix (from ``prefix`` or ``netmask``; /24 or /64 when it has neither)."""
+    address = node.get("address") or ""
+    if node.get("netmask"):
+        return ipaddress.ip_interface(f"{address}/{node.get('netmask')}")
+    default = "64" if ip_family(node) == "ipv6" else "24"
+    return ipaddress.ip_interface(f"{address}/{node.get('prefix') or default}")
+
+
+def subnets(network: XmlNode | None) -> list[ipaddress.IPv4Network | ipaddress.IPv6Network]:
+    """The subnets of a network's <ip> elements."""
+    if network is None:
+        return []
+    return [ip_interface(ip).network for ip in network.findall("ip") if ip.get("address")]
+
+
 def _ip_key(node: XmlNode) -> Hashable | None:
     address = node.get("address")
     return None if address is None else (ip_family(node), _canonical_ip(address))

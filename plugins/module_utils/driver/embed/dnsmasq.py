@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import Lease
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import process
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError
+from ansible_collections.virtops.qemu.plugins.module_utils.model.network import ip_family, ip_interface
 
 START_TIMEOUT = 10.0
 STOP_GRACE = 5.0
@@ -60,22 +61,6 @@ def lease_time(host_or_range) -> str | None:
     if expiry == 0:
         return "infinite"
     return f"{expiry}{_UNIT_SUFFIX.get(lease.get('unit', 'minutes'), 'm')}"
-
-
-def ip_family(ip_element) -> str:
-    family = ip_element.get("family")
-    if family:
-        return family
-    return "ipv6" if ":" in (ip_element.get("address") or "") else "ipv4"
-
-
-def interface_of(ip_element) -> ipaddress.IPv4Interface | ipaddress.IPv6Interface:
-    """The <ip> element's address with its prefix (from ``prefix`` or ``netmask``)."""
-    address = ip_element.get("address") or ""
-    if ip_element.get("netmask"):
-        return ipaddress.ip_interface(f"{address}/{ip_element.get('netmask')}")
-    default = "64" if ip_family(ip_element) == "ipv6" else "24"
-    return ipaddress.ip_interface(f"{address}/{ip_element.get('prefix') or default}")
 
 
 def render_conf(network, bridge: str, files: Files) -> str:
@@ -160,7 +145,7 @@ def _dhcp_lines(network, files: Files) -> list[str]:
 
 
 def _range_line(ip, dhcp_range) -> str:
-    interface = interface_of(ip)
+    interface = ip_interface(ip)
     mask = str(interface.netmask) if interface.version == 4 else str(interface.network.prefixlen)
     fields = [dhcp_range.get("start"), dhcp_range.get("end"), mask]
     lease = lease_time(dhcp_range)

@@ -21,8 +21,8 @@ from __future__ import annotations
 import re
 import subprocess
 
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.dnsmasq import interface_of, ip_family
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError
+from ansible_collections.virtops.qemu.plugins.module_utils.model.network import ip_family, ip_interface
 
 NFT = "nft"
 FAMILY = "inet"
@@ -52,7 +52,7 @@ def ruleset(network, bridge: str) -> str:
     mode = forward_mode(network)
     forward = network.find("forward")
     dev = forward.get("dev") if forward is not None else None
-    subnets = [(interface_of(ip).network, ip_family(ip)) for ip in network.findall("ip") if ip.get("address")]
+    subnets = [(ip_interface(ip).network, ip_family(ip)) for ip in network.findall("ip") if ip.get("address")]
     lines = [f'iifname "{bridge}" oifname "{bridge}" accept']
     for subnet, family in subnets:
         lines += _forward_rules(mode, bridge, dev, subnet, _nft_family(family))

@@ -33,6 +33,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.store im
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, Conflict, InvalidInput
 from ansible_collections.virtops.qemu.plugins.module_utils.model import schema
 from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
+from ansible_collections.virtops.qemu.plugins.module_utils.model.network import ip_interface, subnets
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import XmlNode, etree, parse, to_string
 
 MAX_BRIDGE_NAME = 15        # IFNAMSIZ - 1
@@ -261,9 +262,9 @@ class EmbedNetworks(Networks):
     def _check_free(self, name: str, live: XmlNode, bridge: str) -> None:
         if bridge in process.link_names():
             raise Conflict(f"network {name!r}: a link named {bridge!r} already exists on this host")
-        mine = subnets_of(live)
+        mine = subnets(live)
         for other, record in self._active_records(name):
-            for subnet in subnets_of(record.live):
+            for subnet in subnets(record.live):
                 for own in mine:
                     if own.overlaps(subnet):
                         raise Conflict(f"network {name!r}: subnet {own} overlaps subnet {subnet} "
@@ -541,7 +542,7 @@ def check_addresses(tree: XmlNode, option: str = "ip") -> None:
     """Addresses that parse; DHCP ranges and hosts inside their subnet; hosts with a MAC, id or name."""
     for ip in tree.findall("ip"):
         try:
-            subnet = dnsmasq.interface_of(ip).network
+            subnet = ip_interface(ip).network
         except ValueError as exc:
             raise InvalidInput(f"bad address {ip.get('address')!r}: {exc}", f"{option}@address") from exc
         for dhcp_range in ip.findall("dhcp/range"):
@@ -575,18 +576,12 @@ def _check_host(host: XmlNode, subnet, option: str) -> None:
 
 
 # -- host state ------------------------------------------------------------------------------
-def subnets_of(tree: XmlNode | None) -> list:
-    if tree is None:
-        return []
-    return [dnsmasq.interface_of(ip).network for ip in tree.findall("ip") if ip.get("address")]
-
-
 def _prefix_of(tree: XmlNode, address: str) -> int | None:
     try:
         wanted = ipaddress.ip_address(address)
     except ValueError:
         return None
-    for subnet in subnets_of(tree):
+    for subnet in subnets(tree):
         if wanted in subnet:
             return subnet.prefixlen
     return None
@@ -622,7 +617,7 @@ def create_bridge(live: XmlNode, bridge: str) -> None:
              "stp_state", "0" if settings.get("stp") == "off" else "1"]
     process.run_ip(*args)
     for ip in live.findall("ip"):
-        interface = dnsmasq.interface_of(ip)
+        interface = ip_interface(ip)
         extra = ["broadcast", "+"] if interface.version == 4 else []
         process.run_ip("addr", "add", str(interface), *extra, "dev", bridge)
     process.run_ip("link", "set", "dev", bridge, "up")
@@ -631,7 +626,7 @@ def create_bridge(live: XmlNode, bridge: str) -> None:
 def enable_forwarding(live: XmlNode) -> None:
     """The namespace forwards IPv4 (and IPv6 when the network has an IPv6 subnet)."""
     settings = ["/proc/sys/net/ipv4/ip_forward"]
-    if any(subnet.version == 6 for subnet in subnets_of(live)):
+    if any(subnet.version == 6 for subnet in subnets(live)):
         settings.append("/proc/sys/net/ipv6/conf/all/forwarding")
     for path in settings:
         try:

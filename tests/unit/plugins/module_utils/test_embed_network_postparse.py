@@ -177,7 +177,7 @@ def test_a_live_host_needs_a_mac_or_a_name():
 
 def test_subnets_and_lease_prefixes():
     live = tree(LIVE)
-    assert [str(s) for s in network.subnets_of(live)] == ["10.1.2.0/24", "fd00::/64"]
+    assert [str(s) for s in network.subnets(live)] == ["10.1.2.0/24", "fd00::/64"]
     assert network._prefix_of(live, "10.1.2.77") == 24 and network._prefix_of(live, "192.0.2.1") is None
 
 

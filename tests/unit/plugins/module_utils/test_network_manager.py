@@ -254,3 +254,16 @@ def test_missing_network_without_definition_is_not_found(nets):
     with pytest.raises(NotFound, match="network 'n9' is not defined"):
         NetworkManager(nets).ensure(request_from_params({"name": "n9"}), False)
     assert copy.copy(nets.calls) == []
+
+
+@pytest.mark.parametrize("check", [True, False])
+def test_a_subnet_overlapping_an_active_network_is_refused_before_anything_changes(nets, check):
+    ensure(nets)
+    nets.calls.clear()
+    overlapping = [{"address": "10.5.0.1", "prefix": 16}]
+    with pytest.raises(InvalidInput, match=r"ips: subnet 10.5.0.0/16 of network 'n2' overlaps subnet "
+                                           r"10.5.5.0/24 of active network 'n1'"):
+        ensure(nets, check=check, name="n2", ips=overlapping)
+    assert nets.calls == [] and "n2" not in nets.defs
+    # Defined but not started, it may overlap: libvirt allows that too.
+    assert ensure(nets, name="n2", ips=overlapping, state="present")["changed"]
