@@ -10,10 +10,10 @@ key database changes and commit the result.
 from __future__ import annotations
 
 import csv
-import pprint
 import sys
 from pathlib import Path
 
+WIDTH = 118
 TARGET = Path(__file__).resolve().parents[1] / "plugins" / "module_utils" / "keycodes.py"
 
 # libvirt's code set name -> the csv column its codes come from.  xt is AT set 1
@@ -91,8 +91,25 @@ def build(rows: list[dict[str, str]]) -> dict[str, dict]:
 def render(tables: dict[str, dict]) -> str:
     parts = [HEADER]
     for name, table in tables.items():
-        parts.append(f"{name} = {pprint.pformat(table, width=118, compact=True, sort_dicts=True)}\n\n")
+        parts.append(f"{name} = {_literal(table, 0)}\n\n")
     return "".join(parts).rstrip("\n") + "\n"
+
+
+def _literal(table: dict, depth: int) -> str:
+    """A dict literal: nested dicts one key a line, flat ones packed into lines of at most WIDTH."""
+    indent = "    " * (depth + 1)
+    if any(isinstance(value, dict) for value in table.values()):
+        items = [f"{indent}{key!r}: {_literal(value, depth + 1)},\n" for key, value in sorted(table.items())]
+        return "{\n" + "".join(items) + "    " * depth + "}"
+    lines, line = [], indent
+    for key, value in sorted(table.items()):
+        item = f"{key!r}: {value!r},"
+        if len(line) + len(item) + 1 > WIDTH and line.strip():
+            lines.append(line.rstrip())
+            line = indent
+        line += item + " "
+    lines.append(line.rstrip())
+    return "{\n" + "\n".join(lines) + "\n" + "    " * depth + "}"
 
 
 def main(argv: list[str]) -> int:
