@@ -45,6 +45,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.layout i
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.network import EmbedNetworks
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse import postparse
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.state import DomainRecord
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.storage import EmbedPools, EmbedVolumes
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.store import DefinitionStore
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     BackendError,
@@ -105,6 +106,8 @@ class EmbedDriver(Driver):
         self._caps_cache: dict[str, object] = {}
         self.domains = EmbedDomains(self)
         self.networks = EmbedNetworks(self)
+        self.pools = EmbedPools(self)
+        self.volumes = EmbedVolumes(self.pools)
 
     def close(self) -> None:
         """Nothing stays open between calls: every call opens and closes its own QMP session."""
@@ -160,8 +163,8 @@ class EmbedDriver(Driver):
 
     def delete_disk_source(self, source: dict) -> None:
         if source.get("volume"):
-            raise BackendError(f"deleting storage volume {source.get('pool')}/{source['volume']} "
-                               "is not supported by the embedded driver yet")
+            self.volumes.delete(source["pool"], source["volume"])
+            return
         path = source["path"]
         if not os.path.lexists(path):
             return
