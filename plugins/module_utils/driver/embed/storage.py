@@ -534,3 +534,40 @@ def file_volume_xml(name: str, path: str) -> XmlNode:
         sub(backing, "path", found.get("full-backing-filename") or found["backing-filename"])
         sub(backing, "format", type=found.get("backing-filename-format", "raw"))
     return volume
+
+
+# -- domain disks on volumes -------------------------------------------------------------
+def resolve_volume_disks(domain: XmlNode, volumes: EmbedVolumes) -> XmlNode:
+    """A copy of the domain whose volume disks name what they read: the volume's file, or its iSCSI LUN.
+
+    A disk whose driver names no format gets the volume's, as libvirt's start does.
+    """
+    resolved = copy.deepcopy(domain)
+    for disk in resolved.findall("devices/disk[@type='volume']"):
+        source = disk.find("source")
+        if source is None or not source.get("pool") or not source.get("volume"):
+            raise InvalidInput("a volume disk needs <source pool='...' volume='...'/>", "devices/disk/source")
+        found = volumes.source(source.get("pool"), source.get("volume"))
+        driver = disk.find("driver")
+        if driver is None:
+            driver = element("driver", name="qemu")
+            disk.insert(0, driver)
+        for attribute in list(source.attrib):
+            del source.attrib[attribute]
+        if "file" in found:
+            disk.set("type", "file")
+            source.set("file", found["file"])
+            driver.set("type", driver.get("type") or found["format"])
+        else:
+            _iscsi_source(disk, source, found)
+            driver.set("type", driver.get("type") or "raw")
+    return resolved
+
+
+def _iscsi_source(disk: XmlNode, source: XmlNode, found: dict) -> None:
+    disk.set("type", "network")
+    source.set("protocol", "iscsi")
+    source.set("name", f"{found['target']}/{found['lun']}")
+    sub(source, "host", name=found["host"], port=found["port"])
+    initiator = sub(source, "initiator")
+    sub(initiator, "iqn", name=found["initiator"])
