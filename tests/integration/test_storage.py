@@ -210,3 +210,53 @@ def test_guest_boots_with_a_volume_as_vda(backend, guest, workdir, pool_name, vm
     log = wait_for_line(serial, "VIRTOPS-DISK vda", timeout=120)
     assert f"VIRTOPS-DISK vda {24 * MiB // 512}" in log
     assert "<source pool=" in backend.stored_xml(vm)
+
+
+# -- fs pools on a loop device ----------------------------------------------------------------
+@pytest.fixture
+def loop_device(workdir):
+    backing = workdir / "fs.img"
+    with open(backing, "wb") as handle:
+        handle.truncate(64 * MiB)
+    device = subprocess.run(["losetup", "--find", "--show", str(backing)], check=True, capture_output=True,
+                            text=True).stdout.strip()
+    yield device
+    subprocess.run(["losetup", "--detach", device], check=False)
+
+
+def mounted_on(backend, path: Path) -> bool:
+    """Whether something is mounted on ``path`` where the backend mounts (libvirtd has a mount namespace)."""
+    pid = "self"
+    if backend.name == "libvirt":
+        pid = Path("/run/libvirtd.pid").read_text(encoding="ascii").strip()
+    table = Path(f"/proc/{pid}/mountinfo").read_text(encoding="utf-8")
+    return any(line.split()[4] == str(path) for line in table.splitlines())
+
+
+def test_fs_pool_mounted_while_active(backend, workdir, pool_name, loop_device):
+    target = workdir / "mnt"
+    args = {"name": pool_name, "type": "fs", "source": {"devices": [loop_device], "format": "ext4"},
+            "target": {"path": str(target)}, "build": True, "build_overwrite": True}
+    try:
+        result = module(backend, "pool", args)
+        assert result["changed"] and result["state"] == "active", result
+        assert mounted_on(backend, target)
+        assert subprocess.run(["blkid", "-o", "value", "-s", "TYPE", loop_device], capture_output=True,
+                              text=True).stdout.strip() == "ext4"
+        again = module(backend, "pool", args)
+        assert not again["changed"], again
+        volume = module(backend, "volume", {"pool": pool_name, "name": "v.qcow2", "capacity": "8MiB",
+                                            "format": "qcow2"})
+        assert volume["changed"] and volume["volume_path"] == str(target / "v.qcow2")
+        stopped = module(backend, "pool", {"name": pool_name, "state": "inactive"})
+        assert stopped["changed"] and not mounted_on(backend, target)
+        assert not (target / "v.qcow2").exists()        # it lives on the unmounted filesystem
+        started = module(backend, "pool", {"name": pool_name, "state": "active"})
+        assert started["changed"] and mounted_on(backend, target)
+        info = module(backend, "pool_info", {"name": pool_name})["pool"]
+        # libvirt lists the filesystem's lost+found directory as a volume too; the embedded driver lists files.
+        assert [v["name"] for v in info["volumes"] if v["name"] != "lost+found"] == ["v.qcow2"]
+        assert 0 < info["capacity"] < 64 * MiB
+    finally:
+        remove_pool(backend, pool_name)
+    assert not mounted_on(backend, target)

@@ -129,11 +129,11 @@ class VolumeManager:
                                "loses data at its end and needs allow_shrink=true", "capacity")
         if capacity != before.capacity:
             after, steps = replace(after, capacity=capacity), ["resize"]
-        wanted = {"mode": req.mode, "owner": req.owner, "group": req.group}
-        changes = {key: value for key, value in wanted.items()
-                   if value is not None and value != getattr(before, key)}
-        if changes:
-            after, steps = replace(after, **changes), steps + ["permissions"]
+        permissions = replace(after, mode=req.mode or after.mode,
+                              owner=after.owner if req.owner is None else req.owner,
+                              group=after.group if req.group is None else req.group)
+        if permissions != after:
+            after, steps = permissions, steps + ["permissions"]
         return VolumePlan(before, after, steps)
 
     def _check_backing(self, req: VolumeRequest, before: VolumeFacts) -> None:

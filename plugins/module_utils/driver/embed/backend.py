@@ -111,7 +111,7 @@ class EmbedDriver(Driver):
         self.domains = EmbedDomains(self)
         self.networks = EmbedNetworks(self)
         self.pools = EmbedPools(self)
-        self.volumes = EmbedVolumes(self.pools)
+        self.volumes: EmbedVolumes = EmbedVolumes(self.pools)
 
     def close(self) -> None:
         """Nothing stays open between calls: every call opens and closes its own QMP session."""
