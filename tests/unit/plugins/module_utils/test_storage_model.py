@@ -101,7 +101,8 @@ class FakeVolumes(Volumes):
 
     def create(self, pool, xml, clone_from=None):
         self.calls.append(("create", clone_from))
-        self.facts[parse(xml, "volume").findtext("name")] = facts_from_xml(xml.replace("<target>", "<target><path>/pool/x</path>"))
+        created = xml.replace("<target>", "<target><path>/pool/x</path>")
+        self.facts[parse(xml, "volume").findtext("name")] = facts_from_xml(created)
 
     def delete(self, pool, name):
         self.calls.append(("delete", name))
