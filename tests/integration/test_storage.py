@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import secrets
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -242,7 +243,7 @@ def test_fs_pool_mounted_while_active(backend, workdir, pool_name, loop_device):
         assert result["changed"] and result["state"] == "active", result
         assert mounted_on(backend, target)
         assert subprocess.run(["blkid", "-o", "value", "-s", "TYPE", loop_device], capture_output=True,
-                              text=True).stdout.strip() == "ext4"
+                              text=True, check=False).stdout.strip() == "ext4"
         again = module(backend, "pool", args)
         assert not again["changed"], again
         volume = module(backend, "volume", {"pool": pool_name, "name": "v.qcow2", "capacity": "8MiB",
@@ -260,3 +261,56 @@ def test_fs_pool_mounted_while_active(backend, workdir, pool_name, loop_device):
     finally:
         remove_pool(backend, pool_name)
     assert not mounted_on(backend, target)
+
+
+# -- iscsi-direct against a real target (embedded driver) -------------------------------------
+TARGET_IQN = "iqn.2024-01.org.example:vt-store"
+INITIATOR_IQN = "iqn.2024-01.org.example:vt-host"
+
+
+@pytest.fixture
+def iscsi_target(netns, workdir):
+    """tgtd (user space) in the private namespace serving one 16 MiB file-backed LUN on 127.0.0.1."""
+    lun = workdir / "lun1.img"
+    with open(lun, "wb") as handle:
+        handle.truncate(16 * MiB)
+    # tgtd's control socket (/var/run/tgtd/socket.N) is shared by every namespace: a port of our own.
+    control = str(secrets.randbelow(50000) + 1000)
+    daemon = subprocess.Popen(netns.exec_argv(["tgtd", "-f", "--iscsi", "portal=127.0.0.1:3260", "-C", control]),
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        admin = ["tgtadm", "-C", control, "--lld", "iscsi", "--mode"]
+        for _attempt in range(50):
+            if netns.run(admin + ["sys", "--op", "show"], check=False).returncode == 0:
+                break
+            time.sleep(0.1)
+        netns.run(admin + ["target", "--op", "new", "--tid", "1", "--targetname", TARGET_IQN])
+        netns.run(admin + ["logicalunit", "--op", "new", "--tid", "1", "--lun", "1", "--backing-store", str(lun)])
+        netns.run(admin + ["target", "--op", "bind", "--tid", "1", "--initiator-address", "ALL"])
+        yield control
+    finally:
+        daemon.kill()
+        daemon.wait()
+
+
+def test_embedded_iscsi_direct_pool_and_guest(root, netns, iscsi_target, guest, workdir):
+    uri = f"qemu:///embed?root={root}"
+    source = {"hosts": [{"name": "127.0.0.1"}], "devices": [TARGET_IQN], "initiator": INITIATOR_IQN}
+    args = {"uri": uri, "name": "san", "type": "iscsi-direct", "source": source}
+    result = run_module("pool", args, netns=netns.name, diff=True)
+    assert result["changed"] and result["state"] == "active", result
+    assert not run_module("pool", args, netns=netns.name)["changed"]
+    info = run_module("pool_info", {"uri": uri, "name": "san"}, netns=netns.name)["pool"]
+    assert [(v["name"], v["capacity"]) for v in info["volumes"]] == [("unit:0:0:1", 16 * MiB)], info
+    refused = run_module("volume", {"uri": uri, "pool": "san", "name": "new", "capacity": "1MiB"}, netns=netns.name)
+    assert refused["failed"] and "cannot be created" in refused["msg"]
+    serial = workdir / "serial.log"
+    booted = run_module("domain", {
+        "uri": uri, "name": "vt-iscsi", "type": "qemu", "memory": "256MiB", "vcpus": 1, "state": "running",
+        "kernel": {"path": str(guest.kernel), "initrd": str(guest.initrd), "cmdline": guest.cmdline},
+        "serials": [{"type": "file", "path": str(serial)}], "features": ["acpi"], "on_poweroff": "destroy",
+        "disks": [{"pool": "san", "volume": "unit:0:0:1", "target": "vda"}]}, netns=netns.name)
+    assert booted["changed"] and booted["state"] == "running", booted
+    log = wait_for_line(serial, "VIRTOPS-DISK vda", timeout=120)
+    assert f"VIRTOPS-DISK vda {16 * MiB // 512}" in log
+    run_module("domain", {"uri": uri, "name": "vt-iscsi", "state": "absent"}, netns=netns.name)

@@ -119,7 +119,14 @@ def iscsi_luns(host: str, port: int, target: str, initiator: str) -> list[int]:
     """The disk LUNs of the target, by libiscsi's iscsi-ls (REPORT LUNS and INQUIRY)."""
     text = run(["iscsi-ls", "-s", "-i", initiator, iscsi_url(host, port, target)],
                f"list the LUNs of {target} on {host}:{port}", timeout=30)
-    return [int(m.group(1)) for m in map(_LUN.match, text.splitlines()) if m and m.group(2) == "DISK"]
+    luns, ours = [], False
+    for line in text.splitlines():
+        if line.startswith("Target:"):
+            ours = line.split()[0] == f"Target:{target}"
+        found = _LUN.match(line)
+        if ours and found and found.group(2) == "DIRECT_ACCESS":    # disks; LUN 0 is the controller
+            luns.append(int(found.group(1)))
+    return luns
 
 
 def iscsi_capacity(host: str, port: int, target: str, initiator: str, lun: int) -> int:
