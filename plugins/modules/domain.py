@@ -338,8 +338,9 @@ notes:
     own (disks, interfaces, serials, graphics), give the list without it.
   - A domain with an interface of type V(network) starts only while that network is active
     (see M(virtops.qemu.network)).
-  - On the embedded driver (V(qemu:///embed?root=/dir)) disks that are storage pool volumes
-    are not supported yet, O(on_poweroff=restart) is
+  - A disk on a storage volume (O(disks[].pool) and O(disks[].volume)) needs its pool active
+    when the domain starts (see M(virtops.qemu.pool)).
+  - On the embedded driver (V(qemu:///embed?root=/dir)) O(on_poweroff=restart) is
     refused, and O(autostart) takes effect only where the host runs the collection's
     autostart entry point at boot (see the collection README).
 seealso:

@@ -4,10 +4,11 @@
 """The driver interface shared by the libvirt and the embedded backend.
 
 A driver exposes one object per resource kind (``driver.domains``,
-``driver.networks``; pools and volumes follow the same shape).  Every kind speaks the small
+``driver.networks``, ``driver.pools``).  Every kind speaks the small
 ``Resources`` protocol: objects are addressed by name and described by
 libvirt XML strings.  What only one kind does (domain power and monitor, network live update)
-lives on that kind's object.  Methods block until the hypervisor has
+lives on that kind's object.  Volumes, addressed by pool and name,
+are ``driver.volumes``.  Methods block until the hypervisor has
 accepted the request; waiting for a guest to react (an ACPI shutdown, say)
 is the caller's business.  Errors are raised as the types of
 ``module_utils.errors``, the same type for the same situation on every
@@ -183,11 +184,83 @@ class Networks(Resources):
         """The host bridge the active network's guests attach to; None when it is not active."""
 
 
+@dataclass(frozen=True)
+class PoolSpace:
+    """What a pool holds and has left, in bytes (virStoragePoolInfo)."""
+    capacity: int
+    allocation: int
+    available: int
+
+
+class Pools(Resources):
+    """Storage pools: the protocol plus build, refresh, space and removing the empty target."""
+
+    kind = "pool"
+
+    @abstractmethod
+    def build(self, name: str, overwrite: bool = False) -> None:
+        """Make what the pool type needs on the host: its target directory (with the pool's permissions);
+        with ``overwrite`` a new filesystem on an fs pool's device (mkfs), whatever the device held."""
+
+    @abstractmethod
+    def built(self, name: str) -> bool:
+        """Whether the pool's target exists on the host (True where the backend cannot tell)."""
+
+    @abstractmethod
+    def refresh(self, name: str) -> None:
+        """Rescan the active pool's volumes."""
+
+    @abstractmethod
+    def space(self, name: str) -> PoolSpace:
+        """Capacity, allocation and available bytes of the active pool (zeros when it is inactive)."""
+
+    @abstractmethod
+    def delete_target(self, name: str) -> None:
+        """Remove the inactive pool's target directory, which must be empty (virStoragePoolDelete)."""
+
+
+class Volumes(ABC):
+    """Storage volumes, addressed by pool and name; the pool must be active."""
+
+    kind = "volume"
+
+    @abstractmethod
+    def names(self, pool: str) -> list[str]: ...
+
+    @abstractmethod
+    def exists(self, pool: str, name: str) -> bool: ...
+
+    @abstractmethod
+    def xml(self, pool: str, name: str) -> str:
+        """The volume's XML as libvirt describes it (capacity, allocation, target path, format, ...)."""
+
+    @abstractmethod
+    def create(self, pool: str, xml: str, clone_from: tuple[str, str] | None = None) -> None:
+        """Create the volume the XML describes; ``clone_from`` (pool, volume) copies that volume's content."""
+
+    @abstractmethod
+    def delete(self, pool: str, name: str) -> None: ...
+
+    @abstractmethod
+    def resize(self, pool: str, name: str, capacity: int, shrink: bool = False) -> None:
+        """Set the volume's capacity in bytes; a smaller one only with ``shrink``."""
+
+    @abstractmethod
+    def set_permissions(self, pool: str, name: str, mode: str | None, owner: int | None,
+                        group: int | None) -> None:
+        """Change the mode (octal text) and owner of the volume's file; None leaves a value as it is."""
+
+    @abstractmethod
+    def path(self, pool: str, name: str) -> str: ...
+
+
 class Driver(ABC):
     """One connection to one QEMU driver instance."""
 
     domains: Domains
     networks: Networks
+    pools: Pools
+    volumes: Volumes
 
     def __init__(self, uri):
         self.uri = uri          # a uri.ConnectionURI

@@ -22,7 +22,10 @@ from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import (
     Driver,
     Lease,
     Networks,
+    Pools,
+    PoolSpace,
     Resources,
+    Volumes,
 )
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     BackendError,
@@ -31,6 +34,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     MissingDependency,
     NotFound,
 )
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse
 
 try:
     import libvirt
@@ -352,6 +356,108 @@ class LibvirtNetworks(LibvirtResources, Networks):
             return None     # macvtap and hostdev networks have no bridge
 
 
+class LibvirtPools(LibvirtResources, Pools):
+    _list_method = "listAllStoragePools"
+    _lookup_method = "storagePoolLookupByName"
+    _define_method = "storagePoolDefineXML"
+
+    def __init__(self, conn, uri):
+        super().__init__(conn)
+        self.uri = uri
+
+    def _xml_flags(self, inactive: bool) -> int:
+        return libvirt.VIR_STORAGE_XML_INACTIVE if inactive else 0
+
+    def _define_args(self, xml: str) -> tuple:
+        return (xml, 0)
+
+    def build(self, name: str, overwrite: bool = False) -> None:
+        flags = libvirt.VIR_STORAGE_POOL_BUILD_OVERWRITE if overwrite else 0
+        call(f"build pool {name!r}", self._object(name).build, flags)
+
+    def built(self, name: str) -> bool:
+        if not self.uri.is_local:
+            return True
+        path = _pool_target(self.xml(name))
+        return path is None or os.path.isdir(path)
+
+    def refresh(self, name: str) -> None:
+        call(f"refresh pool {name!r}", self._object(name).refresh, 0)
+
+    def space(self, name: str) -> PoolSpace:
+        _state, capacity, allocation, available = call(f"read the space of pool {name!r}", self._object(name).info)
+        return PoolSpace(capacity, allocation, available)
+
+    def delete_target(self, name: str) -> None:
+        call(f"remove the target of pool {name!r}", self._object(name).delete, 0)
+
+
+def _pool_target(xml: str) -> str | None:
+    return parse(xml, "pool").findtext("target/path")
+
+
+class LibvirtVolumes(Volumes):
+    """Volumes through virStorageVol*; libvirt's pools must be active for any of it."""
+
+    def __init__(self, conn, uri):
+        self.conn = conn
+        self.uri = uri
+
+    def _pool(self, pool: str):
+        return call(f"find pool {pool!r}", self.conn.storagePoolLookupByName, pool)
+
+    def _volume(self, pool: str, name: str):
+        return call(f"find volume {name!r} in pool {pool!r}", self._pool(pool).storageVolLookupByName, name)
+
+    def names(self, pool: str) -> list[str]:
+        found = call(f"list the volumes of pool {pool!r}", self._pool(pool).listAllVolumes, 0)
+        return sorted(v.name() for v in found)
+
+    def exists(self, pool: str, name: str) -> bool:
+        try:
+            self._volume(pool, name)
+        except NotFound:
+            return False
+        return True
+
+    def xml(self, pool: str, name: str) -> str:
+        return call(f"read the XML of volume {name!r}", self._volume(pool, name).XMLDesc, 0)
+
+    def create(self, pool: str, xml: str, clone_from: tuple[str, str] | None = None) -> None:
+        target = self._pool(pool)
+        if clone_from is None:
+            call(f"create a volume in pool {pool!r}", target.createXML, xml, 0, definition=True)
+            return
+        source = self._volume(*clone_from)
+        call(f"clone volume {clone_from[1]!r}", target.createXMLFrom, xml, source, 0, definition=True)
+
+    def delete(self, pool: str, name: str) -> None:
+        call(f"delete volume {name!r} of pool {pool!r}", self._volume(pool, name).delete, 0)
+
+    def resize(self, pool: str, name: str, capacity: int, shrink: bool = False) -> None:
+        flags = libvirt.VIR_STORAGE_VOL_RESIZE_SHRINK if shrink else 0
+        call(f"resize volume {name!r}", self._volume(pool, name).resize, capacity, flags)
+
+    def set_permissions(self, pool: str, name: str, mode: str | None, owner: int | None,
+                        group: int | None) -> None:
+        """libvirt has no call for it: a local volume's file is changed directly, then the pool rescanned."""
+        if not self.uri.is_local:
+            raise BackendError(f"cannot change the permissions of volume {name!r}: libvirt has no API for it "
+                               "and the host is remote")
+        path = self.path(pool, name)
+        try:
+            if mode is not None:
+                os.chmod(path, int(mode, 8))
+            if owner is not None or group is not None:
+                os.chown(path, -1 if owner is None else owner, -1 if group is None else group)
+        except OSError as e:
+            raise BackendError(f"cannot change the permissions of {path}: {e.strerror or e}") from e
+        call(f"refresh pool {pool!r}", self._pool(pool).refresh, 0)
+
+    def path(self, pool: str, name: str) -> str:
+        return call(f"read the path of volume {name!r}", self._volume(pool, name).path)
+
+
 def _lease(entry: dict) -> Lease:
     family = "ipv6" if entry.get("type") == getattr(libvirt, "VIR_IP_ADDR_TYPE_IPV6", 1) else "ipv4"
     return Lease(mac=(entry.get("mac") or "").lower(), ip=entry.get("ipaddr") or "", prefix=entry.get("prefix"),
@@ -371,6 +477,8 @@ class LibvirtDriver(Driver):
             raise BackendError(f"cannot connect to {uri.raw}: {e.get_error_message()}") from e
         self.domains = LibvirtDomains(self.conn, uri)
         self.networks = LibvirtNetworks(self.conn)
+        self.pools = LibvirtPools(self.conn, uri)
+        self.volumes = LibvirtVolumes(self.conn, uri)
 
     def close(self) -> None:
         if self.conn is not None:

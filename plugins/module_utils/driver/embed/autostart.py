@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: virtops.qemu contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Start the autostart networks and domains of an embed root, as libvirtd does when it starts.
+"""Start the autostart networks, storage pools and domains of an embed root, as libvirtd does when it starts.
 
 There is no daemon to do it at boot, so run this once per root from a boot
 unit::
@@ -29,11 +29,11 @@ MODULE = "ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.aut
 def autostart_all(root: str) -> dict[str, str | None]:
     """Start every inactive autostart object of ``root``: "kind name" -> None or the error.
 
-    Networks come first, so that the domains attached to them can start.
+    Networks come first, then storage pools, so that the domains attached to them can start.
     """
     results: dict[str, str | None] = {}
     with EmbedDriver(parse_uri(f"qemu:///embed?root={root}")) as driver:
-        for objects in (driver.networks, driver.domains):
+        for objects in (driver.networks, driver.pools, driver.domains):
             results.update(_autostart(objects))
     return results
 

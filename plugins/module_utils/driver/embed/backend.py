@@ -45,6 +45,11 @@ from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.layout i
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.network import EmbedNetworks
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse import postparse
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.state import DomainRecord
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.storage import (
+    EmbedPools,
+    EmbedVolumes,
+    resolve_volume_disks,
+)
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.store import DefinitionStore
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     BackendError,
@@ -105,6 +110,8 @@ class EmbedDriver(Driver):
         self._caps_cache: dict[str, object] = {}
         self.domains = EmbedDomains(self)
         self.networks = EmbedNetworks(self)
+        self.pools = EmbedPools(self)
+        self.volumes: EmbedVolumes = EmbedVolumes(self.pools)
 
     def close(self) -> None:
         """Nothing stays open between calls: every call opens and closes its own QMP session."""
@@ -160,8 +167,8 @@ class EmbedDriver(Driver):
 
     def delete_disk_source(self, source: dict) -> None:
         if source.get("volume"):
-            raise BackendError(f"deleting storage volume {source.get('pool')}/{source['volume']} "
-                               "is not supported by the embedded driver yet")
+            self.volumes.delete(source["pool"], source["volume"])
+            return
         path = source["path"]
         if not os.path.lexists(path):
             return
@@ -495,7 +502,7 @@ class EmbedDomains(Domains):
             raise BackendError(f"domain {name!r}: the start record holds no definition")
         self._prepare_host(name, record, live)
         paths = self._paths(name, live, record.monitor, record.domain_dir)
-        argv, env = command.build_command(live, caps, paths, conf)
+        argv, env = command.build_command(resolve_volume_disks(live, self.driver.volumes), caps, paths, conf)
         argv += process.runtime_args(paths.pidfile, self.layout.trace_file(name), caps.has_option("trace"))
         record.taints = command.taints(live)
         child, offset = process.spawn(argv, env, paths.log_file)
@@ -618,7 +625,8 @@ class EmbedDomains(Domains):
                 graphics.set("port", str(VNC_PORT_MIN))
         _assign_taps(live, set())
         paths = self._paths(name, live, self.layout.monitor_socket(-1, name), self.layout.domain_dir(-1, name))
-        return command.build_command(live, self.driver.caps_for(live), paths, self.driver.qemu_conf())
+        return command.build_command(resolve_volume_disks(live, self.driver.volumes), self.driver.caps_for(live),
+                                     paths, self.driver.qemu_conf())
 
     def monitor(self, name: str, command: dict) -> object:
         if not isinstance(command, dict) or not command.get("execute"):

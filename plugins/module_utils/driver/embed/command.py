@@ -772,6 +772,8 @@ class _CommandBuilder:
     def _disk_nodes(self, disk, number: int, cache, readonly: bool) -> str | None:
         source = disk.find("source")
         dtype = disk.get("type", "file")
+        if dtype == "network":
+            return self._network_disk_nodes(disk, number, cache, readonly)
         if dtype not in ("file", "block"):
             raise InvalidInput(f"disk type {dtype!r} is not supported by the embedded driver", "devices/disk@type")
         path = None if source is None else source.get("file" if dtype == "file" else "dev")
@@ -789,6 +791,29 @@ class _CommandBuilder:
         fmt_props = {"node-name": fmt, "read-only": readonly, **_discard_options(driver), **cache_opts,
                      "driver": driver.get("type", "raw"), "file": storage}
         self.add("-blockdev", _json(fmt_props))
+        return fmt
+
+    def _network_disk_nodes(self, disk, number: int, cache, readonly: bool) -> str:
+        """An iSCSI LUN through QEMU's user-space initiator (libiscsi); the only network disk supported."""
+        source = disk.find("source")
+        if source is None or source.get("protocol") != "iscsi" or source.find("host") is None:
+            raise InvalidInput("the embedded driver supports network disks of protocol iscsi only",
+                               "devices/disk/source@protocol")
+        target, _slash, lun = (source.get("name") or "").rpartition("/")
+        host = source.find("host")
+        storage, fmt = f"libvirt-{number}-storage", f"libvirt-{number}-format"
+        cache_opts = {"cache": {"direct": cache[0], "no-flush": cache[1]}} if cache else {}
+        props = {"driver": "iscsi", "portal": f"{host.get('name')}:{host.get('port') or 3260}",
+                 "target": target, "lun": int(lun or 0), "transport": "tcp", "node-name": storage,
+                 **cache_opts, "auto-read-only": True, "discard": "unmap"}
+        initiator = source.find("initiator/iqn")
+        if initiator is not None and initiator.get("name"):
+            props["initiator-name"] = initiator.get("name")
+        self.add("-blockdev", _json(props))
+        driver = disk.find("driver")
+        self.add("-blockdev", _json({"node-name": fmt, "read-only": readonly, **cache_opts,
+                                     "driver": driver.get("type", "raw") if driver is not None else "raw",
+                                     "file": storage}))
         return fmt
 
     def _disk_frontend(self, disk, bus: str, dev: str, device: str) -> dict:

@@ -517,7 +517,8 @@ def _complete_disks(devices):
             driver = etree.Element("driver")
             disk.insert(0, driver)
         _set_default(driver, "name", "qemu")
-        _set_default(driver, "type", "raw")
+        if disk.get("type") != "volume":    # a volume's own format applies at start, as in libvirt
+            _set_default(driver, "type", "raw")
         if disk.get("device") == "cdrom" and disk.find("readonly") is None:
             _insert_after_target(disk, etree.Element("readonly"))
         if target.get("bus") in _DRIVE_BUSES and disk.find("address") is None:

@@ -238,7 +238,19 @@ def test_qemu_override_errors(alias, props, message):
 def test_unsupported_xml_names_the_element():
     with pytest.raises(InvalidInput) as err:
         build(xml("<disk type='network'><source protocol='nbd' name='x'/><target dev='vda'/></disk>"))
-    assert err.value.option == "devices/disk@type"
+    assert err.value.option == "devices/disk/source@protocol" and "iscsi only" in str(err.value)
+
+
+def test_iscsi_disk_is_a_user_space_iscsi_blockdev():
+    argv = build(xml("<disk type='network' device='disk'><driver name='qemu' type='raw'/>"
+                     "<source protocol='iscsi' name='iqn.2024-01.org.example:t/1'>"
+                     "<host name='10.0.0.1' port='3260'/><initiator><iqn name='iqn.2024-01.org.example:i'/>"
+                     "</initiator></source><target dev='vda' bus='virtio'/></disk>"))[0]
+    nodes = [json.loads(argv[i + 1]) for i, word in enumerate(argv) if word == "-blockdev"]
+    storage = next(n for n in nodes if n.get("driver") == "iscsi")
+    assert storage["portal"] == "10.0.0.1:3260" and storage["target"] == "iqn.2024-01.org.example:t"
+    assert storage["lun"] == 1 and storage["initiator-name"] == "iqn.2024-01.org.example:i"
+    assert any(n.get("file") == storage["node-name"] and n["driver"] == "raw" for n in nodes)
 
 
 # -- device families ----------------------------------------------------------

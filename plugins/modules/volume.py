@@ -1,0 +1,209 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: virtops.qemu contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: volume
+short_description: Create, grow, clone and delete libvirt storage volumes
+version_added: 0.3.0
+description:
+  - Manages one volume of an active libvirt storage pool.
+  - A missing volume is created with O(capacity) and O(format), as a copy of O(clone_from),
+    or on top of O(backing_store).
+  - An existing volume with the desired properties is left alone. A larger O(capacity) grows
+    it; a smaller one is refused unless O(allow_shrink=true). Its format and backing store
+    cannot be changed; asking for another one is an error.
+  - O(state=absent) deletes exactly the named volume; nothing else in the pool is touched.
+  - The diff shows the part of the volume's XML this module manages - name, capacity, path,
+    format, permissions and backing store.
+author:
+  - virtops.qemu maintainers (@virtops)
+extends_documentation_fragment:
+  - virtops.qemu.connection
+  - virtops.qemu.connection.attributes
+attributes:
+  check_mode:
+    support: full
+  diff_mode:
+    support: full
+  idempotent:
+    support: full
+options:
+  pool:
+    description: Name of the (active) pool.
+    type: str
+    required: true
+  name:
+    description: Name of the volume, the file name in the pool's directory; no C(/).
+    type: str
+    required: true
+  state:
+    description: V(present) creates or adjusts the volume, V(absent) deletes it.
+    type: str
+    choices: [present, absent]
+    default: present
+  capacity:
+    description:
+      - Size the guest sees, such as V(10GiB) or V(512MiB); a bare number is in bytes.
+        C(KiB), C(MiB), C(GiB), C(TiB) are powers of 1024, C(KB), C(MB), C(GB), C(TB) of 1000.
+      - Needed to create a volume unless it is cloned or has a backing volume.
+    type: str
+  allocation:
+    description:
+      - Space to reserve when the volume is created; the full O(capacity) preallocates the file,
+        less leaves it sparse. Not compared afterwards.
+    type: str
+  format:
+    description: Image format. Defaults to V(raw), or the format of the clone's source.
+    type: str
+    choices: [raw, qcow2]
+  backing_store:
+    description: A qcow2 volume on top of a backing image, which stays unchanged.
+    type: dict
+    suboptions:
+      path:
+        description: Absolute path of the backing image.
+        type: path
+      volume:
+        description: The backing volume as V(name) (same pool) or V(pool/name).
+        type: str
+      format:
+        description: Format of the backing image; needed with O(backing_store.path).
+        type: str
+        choices: [raw, qcow2]
+  clone_from:
+    description: A volume to copy into a new one, as V(name) (same pool) or V(pool/name).
+    type: str
+  owner:
+    description: Numeric owner of the volume's file.
+    type: int
+  group:
+    description: Numeric group of the volume's file.
+    type: int
+  mode:
+    description: Octal mode of the volume's file, such as V('0640'). New volumes get V('0600').
+    type: str
+  allow_shrink:
+    description: Allow a O(capacity) smaller than the volume's, which cuts off its end.
+    type: bool
+    default: false
+notes:
+  - O(owner), O(group) and O(mode) of an existing volume are changed on the file itself;
+    through libvirt that works only for a local V(uri).
+seealso:
+  - module: virtops.qemu.pool
+  - module: virtops.qemu.pool_info
+"""
+
+EXAMPLES = r"""
+- name: A 10 GiB qcow2 disk
+  virtops.qemu.volume:
+    pool: images
+    name: web01.qcow2
+    capacity: 10GiB
+    format: qcow2
+
+- name: Grow it
+  virtops.qemu.volume:
+    pool: images
+    name: web01.qcow2
+    capacity: 20GiB
+
+- name: A copy of a golden image
+  virtops.qemu.volume:
+    pool: images
+    name: web02.qcow2
+    clone_from: golden.qcow2
+
+- name: A thin overlay on the golden image
+  virtops.qemu.volume:
+    pool: images
+    name: web03.qcow2
+    backing_store:
+      volume: images/golden.qcow2
+
+- name: Delete one volume
+  virtops.qemu.volume:
+    pool: images
+    name: web03.qcow2
+    state: absent
+"""
+
+RETURN = r"""
+pool:
+  description: The pool.
+  returned: always
+  type: str
+name:
+  description: The volume.
+  returned: always
+  type: str
+state:
+  description: V(present) or V(absent) after the task.
+  returned: always
+  type: str
+volume_path:
+  description: Path of the volume on the host.
+  returned: when the volume exists
+  type: str
+  sample: /srv/images/web01.qcow2
+format:
+  description: Image format.
+  returned: when the volume exists
+  type: str
+capacity:
+  description: Capacity in bytes (predicted in check mode).
+  returned: when the volume exists
+  type: int
+allocation:
+  description: Bytes the volume occupies on the host (0 for a volume a check run would create).
+  returned: when the volume exists
+  type: int
+xml:
+  description: The managed part of the volume's XML after the task.
+  returned: always
+  type: str
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
+from ansible_collections.virtops.qemu.plugins.module_utils.manager.volume import VolumeManager
+from ansible_collections.virtops.qemu.plugins.module_utils.model.volume import request_from_params
+from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import argument_spec, run
+
+FORMATS = ["raw", "qcow2"]
+OPTIONS = dict(
+    pool=dict(type="str", required=True),
+    name=dict(type="str", required=True),
+    state=dict(type="str", default="present", choices=["present", "absent"]),
+    capacity=dict(type="str"),
+    allocation=dict(type="str"),
+    format=dict(type="str", choices=FORMATS),
+    backing_store=dict(type="dict", options=dict(path=dict(type="path"), volume=dict(type="str"),
+                                                 format=dict(type="str", choices=FORMATS))),
+    clone_from=dict(type="str"),
+    owner=dict(type="int"),
+    group=dict(type="int"),
+    mode=dict(type="str"),
+    allow_shrink=dict(type="bool", default=False),
+)
+
+
+def ensure(module):
+    request = request_from_params(module.params)
+    with open_driver(module.params["uri"], read_only=module.check_mode) as driver:
+        result = VolumeManager(driver.pools, driver.volumes).ensure(request, module.check_mode)
+        return dict(result, warnings=driver.warnings)
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(**OPTIONS), supports_check_mode=True)
+    run(module, lambda: ensure(module))
+
+
+if __name__ == "__main__":
+    main()

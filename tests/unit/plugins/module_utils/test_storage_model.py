@@ -1,0 +1,159 @@
+"""Storage model and volume manager logic: options to XML, bad input, the volume rules."""
+
+from __future__ import annotations
+
+import pytest
+
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import PoolSpace, Volumes
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
+from ansible_collections.virtops.qemu.plugins.module_utils.manager.pool import request_from_params as pool_request
+from ansible_collections.virtops.qemu.plugins.module_utils.manager.volume import VolumeManager
+from ansible_collections.virtops.qemu.plugins.module_utils.model import pool as pool_model
+from ansible_collections.virtops.qemu.plugins.module_utils.model.volume import (
+    VolumeFacts,
+    facts_from_xml,
+    request_from_params,
+    shown_xml,
+)
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse
+
+MiB = 1024 * 1024
+
+
+def test_structured_pool_renders_libvirt_xml():
+    req = pool_request({"name": "p", "type": "iscsi-direct",
+                        "source": {"hosts": [{"name": "10.0.0.1", "port": 3260}],
+                                   "devices": ["iqn.2024-01.org.example:t"], "initiator": "iqn.2024-01.org.example:i"}})
+    xml = req.desired
+    assert xml.get("type") == "iscsi-direct"
+    assert xml.find("source/host").get("name") == "10.0.0.1"
+    assert xml.find("source/initiator/iqn").get("name") == "iqn.2024-01.org.example:i"
+    assert req.owned_lists == {"pool/source/host", "pool/source/device"}
+
+
+@pytest.mark.parametrize(("params", "option"), [
+    ({"type": "dir", "target": {"path": "rel"}}, "target.path"),
+    ({"type": "fs", "target": {"path": "/x"}}, "source.devices"),
+    ({"type": "dir", "target": {"path": "/x", "mode": "999"}}, "target.mode"),
+    ({"type": "dir", "target": {"path": "/x"}, "delete_target": "/x"}, "delete_target"),
+    ({"type": "dir", "target": {"path": "/x"}, "build_overwrite": True}, "build_overwrite"),
+])
+def test_pool_bad_input_names_the_option(params, option):
+    with pytest.raises(InvalidInput) as caught:
+        pool_request({"name": "p", **params})
+    assert caught.value.option == option
+
+
+def test_measured_sizes_are_not_part_of_a_definition():
+    tree = parse("<pool type='dir'><name>p</name><capacity unit='bytes'>5</capacity>"
+                 "<target><path>/x</path></target></pool>", "pool")
+    assert pool_model.settle(tree).find("capacity") is None
+
+
+def test_pool_type_cannot_change():
+    current = parse("<pool type='dir'><name>p</name></pool>", "pool")
+    with pytest.raises(InvalidInput, match="already exists with type 'dir'"):
+        pool_model.definition_for_type_check(current, parse("<pool type='fs'><name>p</name></pool>", "pool"))
+
+
+@pytest.mark.parametrize(("params", "option"), [
+    ({"name": "a/b", "capacity": "1MiB"}, "name"),
+    ({"name": "v", "capacity": "1 parsec"}, "capacity"),
+    ({"name": "v", "capacity": "0"}, "capacity"),
+    ({"name": "v", "mode": "rwx"}, "mode"),
+    ({"name": "v", "clone_from": "a/b/c"}, "clone_from"),
+    ({"name": "v", "format": "raw", "backing_store": {"path": "/b", "format": "raw"}}, "format"),
+    ({"name": "v", "backing_store": {"path": "b"}}, "backing_store.path"),
+])
+def test_volume_bad_input_names_the_option(params, option):
+    with pytest.raises(InvalidInput) as caught:
+        request_from_params({"pool": "p", **params})
+    assert caught.value.option == option
+
+
+class FakePools:
+    def exists(self, name):
+        return True
+
+    def active(self, name):
+        return True
+
+    def xml(self, name, inactive=True):
+        return "<pool type='dir'><name>p</name><target><path>/pool</path></target></pool>"
+
+    def space(self, name):
+        return PoolSpace(0, 0, 0)
+
+
+class FakeVolumes(Volumes):
+    def __init__(self, facts: dict[str, VolumeFacts]):
+        self.facts = facts
+        self.calls: list[tuple] = []
+
+    def names(self, pool):
+        return sorted(self.facts)
+
+    def exists(self, pool, name):
+        return name in self.facts
+
+    def xml(self, pool, name):
+        return shown_xml(self.facts[name])
+
+    def create(self, pool, xml, clone_from=None):
+        self.calls.append(("create", clone_from))
+        created = xml.replace("<target>", "<target><path>/pool/x</path>")
+        self.facts[parse(xml, "volume").findtext("name")] = facts_from_xml(created)
+
+    def delete(self, pool, name):
+        self.calls.append(("delete", name))
+
+    def resize(self, pool, name, capacity, shrink=False):
+        self.calls.append(("resize", capacity, shrink))
+
+    def set_permissions(self, pool, name, mode, owner, group):
+        self.calls.append(("permissions", mode, owner, group))
+
+    def path(self, pool, name):
+        return self.facts[name].path
+
+
+def _existing(**extra) -> VolumeFacts:
+    return VolumeFacts(name="v", path="/pool/v", format="qcow2", capacity=16 * MiB, mode="0600", owner=0, group=0,
+                       **extra)
+
+
+def test_check_mode_touches_nothing_and_predicts_growth():
+    volumes = FakeVolumes({"v": _existing()})
+    result = VolumeManager(FakePools(), volumes).ensure(request_from_params({"pool": "p", "name": "v",
+                                                                             "capacity": "32MiB"}), True)
+    assert result["changed"] and result["capacity"] == 32 * MiB and volumes.calls == []
+    assert "33554432" in result["diff"]["after"] and "16777216" in result["diff"]["before"]
+
+
+def test_shrink_needs_allow_shrink_and_format_never_changes():
+    manager = VolumeManager(FakePools(), FakeVolumes({"v": _existing()}))
+    with pytest.raises(InvalidInput, match="allow_shrink"):
+        manager.ensure(request_from_params({"pool": "p", "name": "v", "capacity": "8MiB"}), False)
+    with pytest.raises(InvalidInput, match="format of an existing volume"):
+        manager.ensure(request_from_params({"pool": "p", "name": "v", "format": "raw"}), False)
+    volumes = FakeVolumes({"v": _existing()})
+    VolumeManager(FakePools(), volumes).ensure(
+        request_from_params({"pool": "p", "name": "v", "capacity": "8MiB", "allow_shrink": True}), False)
+    assert volumes.calls == [("resize", 8 * MiB, True)]
+
+
+def test_clone_that_grows_is_created_then_resized():
+    volumes = FakeVolumes({"v": _existing()})
+    result = VolumeManager(FakePools(), volumes).ensure(
+        request_from_params({"pool": "p", "name": "copy", "clone_from": "v", "capacity": "20MiB"}), True)
+    assert result["changed"] and result["format"] == "qcow2" and result["volume_path"] == "/pool/copy"
+    with pytest.raises(InvalidInput, match="smaller than"):
+        VolumeManager(FakePools(), volumes).ensure(
+            request_from_params({"pool": "p", "name": "copy", "clone_from": "v", "capacity": "1MiB"}), True)
+
+
+def test_permissions_change_alone():
+    volumes = FakeVolumes({"v": _existing()})
+    result = VolumeManager(FakePools(), volumes).ensure(
+        request_from_params({"pool": "p", "name": "v", "mode": "0640"}), False)
+    assert result["changed"] and volumes.calls == [("permissions", "0640", None, None)]
