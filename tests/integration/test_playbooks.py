@@ -62,7 +62,7 @@ def test_domain_examples(libvirtd, guest, workdir, example_names):
         "/var/lib/libvirt/boot/initrd.img": str(guest.initrd),
         "/var/lib/libvirt/images/web02.qcow2": str(image),
         "qemu:///embed?root=/var/lib/virtops": "qemu:///system",
-        "      - network: default": "      - type: user",
+        "      - type: network\n        source: default": "      - type: user",
         "mode: host-passthrough": "mode: maximum",
         "    memory: 2GiB\n": "    memory: 128MiB\n    type: qemu\n",
         **{f"name: {short}": f"name: {full}" for short, full in example_names.items()},
