@@ -14,8 +14,9 @@ reads it at every domain start.  Private to the collection.
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
+from typing import Optional
 
 from ansible_collections.virtops.qemu.plugins.module_utils import fileio, qemu_conf
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.layout import make_private_dir
