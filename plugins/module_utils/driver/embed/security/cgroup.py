@@ -121,7 +121,10 @@ class DomainCgroup:
     def create(self, rules: list[DeviceRule]) -> None:
         self.remove()
         try:
-            os.makedirs(self.path, 0o755)
+            try:
+                os.makedirs(self.path, 0o755)
+            except FileNotFoundError:
+                os.makedirs(self.path, 0o755)     # the root's cgroup went with its last domain meanwhile
             self._write("devices.deny", "a")
             for rule in rules:
                 self._write("devices.allow", rule.line())
@@ -145,6 +148,10 @@ class DomainCgroup:
                 if time.monotonic() > deadline:
                     raise BackendError(f"cannot remove the device cgroup {self.path}: {exc.strerror}") from exc
                 time.sleep(0.05)
+        try:
+            os.rmdir(self.parent)     # the root's cgroup goes with its last domain
+        except OSError:
+            pass
 
     def _write(self, name: str, text: str) -> None:
         with open(os.path.join(self.path, name), "w", encoding="ascii") as handle:
