@@ -16,14 +16,14 @@ from pathlib import Path
 
 import pytest
 from lxml import etree
-from harness.guest import MARKER
-from harness.libvirtd import wait_for_line
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.security import cgroup, dac
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, InvalidInput
 from ansible_collections.virtops.qemu.plugins.module_utils.model.capabilities import summarise
 from ansible_collections.virtops.qemu.plugins.module_utils.qmp import QMPError
+from harness.guest import MARKER
+from harness.libvirtd import wait_for_line
 
 QEMU_USER = pwd.getpwnam("libvirt-qemu")
 QEMU_GROUPS = sorted(set(os.getgrouplist("libvirt-qemu", QEMU_USER.pw_gid)))

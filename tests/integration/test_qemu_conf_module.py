@@ -8,11 +8,11 @@ import tempfile
 from pathlib import Path
 
 import pytest
+
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
 from harness.ansible import run_module
 from harness.debian import debian_qemu_conf_text
 from harness.private_libvirtd import PrivateLibvirtd
-
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
 
 SETTINGS = {"vnc_listen": "127.0.0.2", "stdio_handler": "file"}
 

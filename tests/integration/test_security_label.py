@@ -5,10 +5,10 @@ from __future__ import annotations
 import os
 
 import pytest
-from harness.ansible import run_module
 from lxml import etree
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
+from harness.ansible import run_module
 
 STATIC = {"model": "dac", "type": "static", "label": "+64055:+64055", "relabel": False}
 

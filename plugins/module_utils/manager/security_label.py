@@ -62,6 +62,7 @@ class SecurityLabelManager(ResourceManager):
 
     def __init__(self, domains: Domains, caps_xml=None):
         super().__init__(domains, Rules())
+        self.domains = domains
         self._caps_xml = caps_xml
 
     def ensure_labels(self, req: LabelRequest, check_mode: bool) -> dict:
@@ -79,7 +80,7 @@ class SecurityLabelManager(ResourceManager):
 
     def _labels_result(self, req: LabelRequest, plan: Plan, after) -> dict:
         active = self.objects.active(req.name)
-        in_force = self.objects.security_labels(req.name) if active else []
+        in_force = self.domains.security_labels(req.name) if active else []
         live = parse(self.objects.xml(req.name, inactive=False), "domain") if active else None
         restart = active and (plan.define or seclabel.differs_from_live(after, live))
         before, shown = self._shown(plan.before_xml, plan.after_xml)

@@ -167,7 +167,8 @@ def test_mcs_allocation_skips_pairs_in_use():
 
 def test_dynamic_labels_share_the_level():
     process, image = selinux.dynamic_labels(set(), rng=random.Random(3))
-    assert process.startswith("system_u:system_r:svirt_t:s0:c") and image.startswith("system_u:object_r:svirt_image_t:s0:c")
+    assert process.startswith("system_u:system_r:svirt_t:s0:c")
+    assert image.startswith("system_u:object_r:svirt_image_t:s0:c")
     assert selinux.mcs_of(process) == selinux.mcs_of(image)
     assert selinux.disk_label(image, readonly=True, shareable=False) == selinux.READONLY_IMAGE
     assert selinux.disk_label(image, readonly=False, shareable=True) == selinux.SHARED_IMAGE

@@ -175,7 +175,7 @@ def prepare(pol: Policy, live, layout, name: str, domain_dir: str, others: list)
     check_domain(pol, live)
     owner = launch_owner(pol, live)
     static = owner is not None and owner != pol.owner
-    launch = Launch(owner=owner, groups=[owner.gid] if static else list(pol.groups),
+    launch = Launch(owner=owner, groups=[owner.gid] if owner is not None and static else list(pol.groups),
                     remember=pol.remember_owner)
     if owner is not None and "dac" in pol.models:
         open_state_dirs(layout, domain_dir, owner)
