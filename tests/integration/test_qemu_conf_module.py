@@ -119,3 +119,29 @@ def test_embedded_root_takes_effect_on_next_start_without_restart(root):
         driver.domains.define(_vnc_domain("vt-conf"))
         argv, _env = driver.domains.native_command("vt-conf")
     assert argv[argv.index("-vnc") + 1].startswith("127.0.0.3:")
+
+
+def test_module_examples_on_an_embedded_root(root, tmp_path):
+    """The EXAMPLES as written, with the connection moved to a private embedded root."""
+    import ast
+
+    import yaml
+    from harness import REPO
+    from harness.ansible import run_playbook
+
+    source = (Path(REPO) / "plugins" / "modules" / "qemu_conf.py").read_text()
+    text = next(n.value.value for n in ast.parse(source).body
+                if isinstance(n, ast.Assign) and n.targets[0].id == "EXAMPLES")
+    uri = f"qemu:///embed?root={root}"
+    assert "qemu:///embed?root=/var/lib/virtops" in text
+    tasks = yaml.safe_load(text.replace("qemu:///embed?root=/var/lib/virtops", uri))
+    playbook = tmp_path / "examples.yml"
+    playbook.write_text(yaml.safe_dump([{
+        "name": "EXAMPLES of virtops.qemu.qemu_conf", "hosts": "localhost", "gather_facts": False,
+        "module_defaults": {"group/virtops.qemu.qemu": {"uri": uri}}, "tasks": tasks}]))
+    results = run_playbook(playbook)
+    assert not [r for r in results if r["failed"]], results
+    assert [r["task"] for r in results if r.get("skipped")] == ["Restart libvirtd when the change needs it"]
+    text = (root / "etc" / "qemu.conf").read_text()
+    assert 'user = "libvirt-qemu"' in text and "/dev/vfio/vfio" in text and 'security_driver = "none"' in text
+    assert "#vnc_listen" in text
