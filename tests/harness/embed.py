@@ -64,7 +64,7 @@ def remove_cgroups(root: str | os.PathLike) -> None:
         return
     for child in parent.iterdir():
         if child.is_dir():
-            for _ in range(100):
+            for _attempt in range(100):
                 with contextlib.suppress(OSError):
                     child.rmdir()
                 if not child.exists():

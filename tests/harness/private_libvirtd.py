@@ -56,7 +56,7 @@ class PrivateLibvirtd:
               sys.executable, str(BIND_EXEC), *binds, "--",
               "libvirtd", "--daemon", "--pid-file", str(self.pidfile)])
         self.pid = _wait(lambda: _pid_of(self.pidfile, "libvirtd"), 30, "the private libvirtd's pidfile")
-        _wait(lambda: self._answers(), 60, "the private libvirtd to answer")
+        _wait(self._answers, 60, "the private libvirtd to answer")
 
     def _answers(self) -> bool:
         if self.pid is None or not _alive(self.pid):

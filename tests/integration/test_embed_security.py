@@ -179,7 +179,8 @@ def test_block_disk_works_inside_the_device_cgroup_and_other_devices_are_denied(
     own = [line.split(":", 2) for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines()]
     path = mount + next(entry[2] for entry in own if "devices" in entry[1].split(","))
     expected = [rule.line() for rule in (cgroup.rule_for(p) for p in cgroup.DEFAULT_ACL) if rule]
-    expected.append("b {}:{} rw".format(*(lambda r: (os.major(r), os.minor(r)))(os.stat(allowed).st_rdev)))
+    device = os.stat(allowed).st_rdev
+    expected.append(f"b {os.major(device)}:{os.minor(device)} rw")
     assert Path(path, "devices.list").read_text().split("\n")[:-1] == expected
     blocks = driver.domains.monitor("vt-cg", {"execute": "query-named-block-nodes"})
     assert allowed in {node["file"] for node in blocks}

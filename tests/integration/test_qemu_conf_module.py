@@ -126,6 +126,7 @@ def test_module_examples_on_an_embedded_root(root, tmp_path):
     import ast
 
     import yaml
+
     from harness import REPO
     from harness.ansible import run_playbook
 

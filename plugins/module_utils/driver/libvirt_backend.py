@@ -296,7 +296,6 @@ class LibvirtDomains(LibvirtResources, Domains):
             raise BackendError(f"{command.get('execute')}: {answer['error'].get('desc')}")
         return answer.get("return")
 
-
     def security_labels(self, name: str) -> list[SecurityLabel]:
         """virDomainGetSecurityLabelList, paired with the models of the host's <secmodel> stack."""
         domain = self._object(name)

@@ -79,8 +79,8 @@ def test_remote_uri_is_refused(conf):
 
 def test_embed_root_file_is_created_and_needs_no_restart(tmp_path):
     root = tmp_path / "root"
-    result = ensure(ConfRequest(uri=f"qemu:///embed?root={root}", settings={"vnc_listen": "127.0.0.3",
-                                                                          "mac_filter": True}), False)
+    settings = {"vnc_listen": "127.0.0.3", "mac_filter": True}
+    result = ensure(ConfRequest(uri=f"qemu:///embed?root={root}", settings=settings), False)
     assert result["path"] == str(root / "etc" / "qemu.conf")
     assert (root / "etc" / "qemu.conf").read_text() == 'vnc_listen = "127.0.0.3"\nmac_filter = 1\n'
     assert not result["restart_required"]

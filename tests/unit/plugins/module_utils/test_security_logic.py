@@ -152,7 +152,7 @@ def test_identity_from_qemu_conf():
 def test_mcs_pairs_are_unique_and_ordered():
     rng = random.Random(7)
     used: set[str] = set()
-    for _ in range(500):
+    for _round in range(500):
         pair = selinux.allocate_mcs(used, rng)
         low, high = (int(c[1:]) for c in pair.split(","))
         assert 0 <= low < high < selinux.CATEGORIES and pair not in used
