@@ -369,11 +369,11 @@ class QemuConf:
                 result[piece.key] = _typed(KEYS.get(piece.key), piece.value)
         return result
 
-    def set(self, key: str, value: Value) -> bool:
+    def set(self, key: str, value: Value, allow_unknown: bool = False) -> bool:
         """Give a key a value in place; True when the text changed."""
-        wanted = normalize(key, value)
+        wanted = normalize(key, value, allow_unknown)
         found = self._active(key)
-        if found and _typed(KEYS[key], found[0].value) == wanted:
+        if found and _typed(key_type(key, allow_unknown), found[0].value) == wanted:
             return False
         if found:
             index = self._pieces.index(found[0])
@@ -388,9 +388,9 @@ class QemuConf:
             self._append(f"{key} = {_format_value(wanted, style='')}")
         return True
 
-    def unset(self, key: str) -> bool:
+    def unset(self, key: str, allow_unknown: bool = False) -> bool:
         """Comment out every active statement of a key; True when any was."""
-        key_type(key)
+        key_type(key, allow_unknown)
         if not self._active(key):
             return False
         out: list[str] = []
@@ -473,8 +473,14 @@ class QemuConf:
             block.append(after)
 
 
-def key_type(key: str) -> KeyType:
-    """The type of a known key; InvalidInput naming the key otherwise."""
+def key_type(key: str, allow_unknown: bool = False) -> KeyType:
+    """The type of a known key; InvalidInput naming the key otherwise.
+
+    ``allow_unknown`` lets a well-formed name this table does not know (a
+    newer libvirt's key) through as a string.
+    """
+    if allow_unknown and isinstance(key, str) and key not in KEYS and _NAME.fullmatch(key):
+        return KeyType.STR
     if not isinstance(key, str) or key not in KEYS:
         hint = difflib.get_close_matches(str(key), KEYS, n=1)
         extra = f" (did you mean {hint[0]}?)" if hint else ""
@@ -482,14 +488,14 @@ def key_type(key: str) -> KeyType:
     return KEYS[key]
 
 
-def normalize(key: str, value: object) -> Value:
+def normalize(key: str, value: object, allow_unknown: bool = False) -> Value:
     """Check a value for a key and return it in its canonical python form.
 
     Booleans become bool, numbers int, max_core "unlimited" or int, lists
     list[str].  Strings are accepted for bool and integer keys only in their
     unambiguous forms ("yes"/"no"/"true"/"false"/"on"/"off"/"1"/"0", digits).
     """
-    kind = key_type(key)
+    kind = key_type(key, allow_unknown)
     result: Value | None
     if kind is KeyType.BOOL:
         result = _to_bool(value)
@@ -579,7 +585,8 @@ def settings_from_text(text: str) -> dict[str, Value]:
     return QemuConf.parse(text).settings()
 
 
-def apply_settings(text: str, settings: dict[str, object]) -> tuple[str, list[str]]:
+def apply_settings(text: str, settings: dict[str, object],
+                   allow_unknown: bool = False) -> tuple[str, list[str]]:
     """Bring a qemu.conf text to the wanted settings; None unsets a key.
 
     Every value is checked before anything is edited.  Returns the new text
@@ -587,11 +594,13 @@ def apply_settings(text: str, settings: dict[str, object]) -> tuple[str, list[st
     it was when nothing had to change.
     """
     conf = QemuConf.parse(text)
-    wanted = {key: None if value is None else normalize(key, value)
+    for key in settings:
+        key_type(key, allow_unknown)
+    wanted = {key: None if value is None else normalize(key, value, allow_unknown)
               for key, value in settings.items()}
     changed = []
     for key, value in wanted.items():
-        edited = conf.unset(key) if value is None else conf.set(key, value)
+        edited = conf.unset(key, allow_unknown) if value is None else conf.set(key, value, allow_unknown)
         if edited:
             changed.append(key)
     return conf.render(), changed
@@ -610,8 +619,8 @@ def write_conf_atomic(path: str, text: str) -> None:
         atomic_write(target, text)
 
 
-def update_conf(path: str, settings: dict[str, object],
-                write: bool = True) -> tuple[str, str, list[str]]:
+def update_conf(path: str, settings: dict[str, object], write: bool = True,
+                allow_unknown: bool = False) -> tuple[str, str, list[str]]:
     """Read, edit and (unless write is False) write a qemu.conf under its lock.
 
     Returns (text before, text after, changed keys); nothing is written when
@@ -620,7 +629,7 @@ def update_conf(path: str, settings: dict[str, object],
     target = os.path.realpath(path)
     with _locked(target):
         before = read_conf(target)
-        after, changed = apply_settings(before, settings)
+        after, changed = apply_settings(before, settings, allow_unknown)
         if write and changed:
             atomic_write(target, after)
     return before, after, changed
@@ -629,3 +638,20 @@ def update_conf(path: str, settings: dict[str, object],
 def _locked(target: str):
     directory, name = os.path.split(target)
     return file_lock(os.path.join(directory, f".{name}.lock"), target)
+
+
+MASK = "********"
+
+
+def masked(text: str) -> str:
+    """The text with the values of secret settings (passwords) replaced, for diffs and results."""
+    conf = QemuConf.parse(text)
+    if not any(isinstance(p, _Assignment) and p.key in SECRET_KEYS for p in conf._pieces):
+        return text
+    return "".join(p.head + f'"{MASK}"' if isinstance(p, _Assignment) and p.key in SECRET_KEYS
+                   else _piece_text(p) for p in conf._pieces)
+
+
+def file_locked(path: str):
+    """The lock every writer of this qemu.conf takes (a hidden file beside it)."""
+    return _locked(os.path.realpath(path))

@@ -79,6 +79,27 @@ kvm:
   description: Whether any guest can use KVM acceleration.
   returned: always
   type: bool
+security_models:
+  description:
+    - The security models in force, primary first, as libvirt's C(<secmodel>) lists them. libvirtd
+      lists the LSM (V(selinux), V(apparmor) or V(none)) and then V(dac). The embedded driver picks
+      them from the C(security_driver) of its C(qemu.conf) and from what the host has. It stacks
+      V(dac) when it runs as root.
+  returned: always
+  type: list
+  elements: dict
+  contains:
+    model:
+      description: V(selinux), V(apparmor), V(none) or V(dac).
+      type: str
+    doi:
+      description: Domain of interpretation.
+      type: str
+    baselabels:
+      description: Label per domain type (V(kvm), V(qemu)) that domains without their own label get.
+      type: dict
+  sample: [{"model": "none", "doi": "0", "baselabels": {}},
+           {"model": "dac", "doi": "0", "baselabels": {"kvm": "+64055:+994", "qemu": "+64055:+994"}}]
 """
 
 from ansible.module_utils.basic import AnsibleModule

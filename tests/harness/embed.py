@@ -7,10 +7,12 @@ A QEMU belongs to a test when its command line mentions the test's root
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import shutil
 import signal
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -50,4 +52,23 @@ def private_root(prefix: str = "vo-") -> Iterator[Path]:
         yield path
     finally:
         kill_qemus(path)
+        remove_cgroups(path)
         shutil.rmtree(path, ignore_errors=True)
+
+
+def remove_cgroups(root: str | os.PathLike) -> None:
+    """The device cgroups of a root's domains whose QEMUs were killed without the driver."""
+    tag = hashlib.sha256(os.path.normpath(str(root)).encode()).hexdigest()[:12]
+    parent = Path("/sys/fs/cgroup/devices/virtops") / f"embed-{tag}"
+    if not parent.is_dir():
+        return
+    for child in parent.iterdir():
+        if child.is_dir():
+            for _attempt in range(100):
+                with contextlib.suppress(OSError):
+                    child.rmdir()
+                if not child.exists():
+                    break
+                time.sleep(0.05)
+    with contextlib.suppress(OSError):
+        parent.rmdir()

@@ -151,8 +151,8 @@ root, when = sys.argv[1], sys.argv[2]
 def die(*args):
     os.kill(os.getpid(), signal.SIGKILL)
 
-def spawn_then_die(argv, env, log_file):
-    process_spawn(argv, env, log_file)
+def spawn_then_die(argv, env, log_file, *rest):
+    process_spawn(argv, env, log_file, *rest)
     pidfile = argv[argv.index("-pidfile") + 1]
     while not os.path.exists(pidfile):
         time.sleep(0.01)

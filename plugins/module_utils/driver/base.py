@@ -49,6 +49,14 @@ class DomainRuntime:
     taints: list[str]           # libvirt's taint flag names, e.g. "custom-argv", "host-cpu"
 
 
+@dataclass(frozen=True)
+class SecurityLabel:
+    """A security label in force on a running domain (virDomainGetSecurityLabelList)."""
+    model: str                  # "selinux", "apparmor", "dac"
+    label: str                  # e.g. "+64055:+994", "system_u:system_r:svirt_t:s0:c1,c2", "libvirt-<uuid>"
+    enforcing: bool
+
+
 class Resources(ABC):
     """The objects of one kind (domains, networks, ...) of one driver."""
 
@@ -136,6 +144,20 @@ class Domains(Resources):
     @abstractmethod
     def monitor(self, name: str, command: dict) -> object:
         """Run one QMP command ({"execute": ..., "arguments": ...}) and return its "return" value."""
+
+    def security_labels(self, name: str) -> list[SecurityLabel]:
+        """The labels in force on the running domain, primary model first; [] when it does not run.
+
+        This default reads the live XML's dynamic and static labels, which is the embedded
+        driver's own record; the libvirt backend asks libvirtd.
+        """
+        from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse
+
+        if not self.active(name):
+            return []
+        live = parse(self.xml(name, inactive=False), "domain", "live XML")
+        return [SecurityLabel(node.get("model") or "", (node.findtext("label") or "").strip(), True)
+                for node in live.findall("seclabel") if node.get("type") != "none"]
 
 
 # virNetworkUpdate's sections that can change on a running network, by libvirt's names.

@@ -25,6 +25,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import (
     Pools,
     PoolSpace,
     Resources,
+    SecurityLabel,
     Volumes,
 )
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
@@ -298,6 +299,17 @@ class LibvirtDomains(LibvirtResources, Domains):
         if "error" in answer:
             raise BackendError(f"{command.get('execute')}: {answer['error'].get('desc')}")
         return answer.get("return")
+
+    def security_labels(self, name: str) -> list[SecurityLabel]:
+        """virDomainGetSecurityLabelList, paired with the models of the host's <secmodel> stack."""
+        domain = self._object(name)
+        if not call(f"read the state of {name!r}", domain.isActive):
+            return []
+        found = call(f"read the security labels of {name!r}", domain.securityLabelList)
+        caps = call("read the host capabilities", self.conn.getCapabilities)
+        models = re.findall(r"<secmodel>\s*<model>([^<]*)</model>", caps)
+        return [SecurityLabel(models[index] if index < len(models) else "", label, bool(enforcing))
+                for index, (label, enforcing) in enumerate(found) if label]
 
 
 # virNetworkUpdate's commands and sections by the words the Networks protocol uses.

@@ -16,7 +16,13 @@ def summarise(text: str) -> dict:
         "uuid": root.findtext("host/uuid"),
         "guests": guests,
         "kvm": any("kvm" in guest["domain_types"] for guest in guests),
+        "security_models": [_secmodel(node) for node in root.iterfind("host/secmodel")],
     }
+
+
+def _secmodel(node) -> dict:
+    return {"model": node.findtext("model"), "doi": node.findtext("doi"),
+            "baselabels": {b.get("type"): b.text for b in node.iterfind("baselabel")}}
 
 
 def _guest(node) -> dict:

@@ -36,7 +36,13 @@ from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import (
     Driver,
 )
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import caps as capsmod
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import command, firmware, process, state
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import (
+    command,
+    firmware,
+    process,
+    security,
+    state,
+)
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.layout import (
     Layout,
     check_socket_path,
@@ -68,6 +74,8 @@ from ansible_collections.virtops.qemu.plugins.module_utils.qmp import DEFAULT_TI
 HONOURED_CONF_KEYS = frozenset({
     "seccomp_sandbox", "vnc_listen", "vnc_password", "spice_listen", "spice_password",
     "remote_display_port_min", "remote_display_port_max",
+    "user", "group", "dynamic_ownership", "remember_owner", "security_driver",
+    "cgroup_device_acl", "cgroup_controllers",
 })
 
 STARTUP_TIMEOUT = 60.0
@@ -118,7 +126,12 @@ class EmbedDriver(Driver):
 
     def capabilities(self) -> str:
         found = capsmod.probe_all(self._caps_cache_dir())
-        return capsmod.host_capabilities_xml(found, capsmod.kvm_usable())
+        text = capsmod.host_capabilities_xml(found, capsmod.kvm_usable())
+        return _with_secmodels(text, security.secmodels(self.security_policy()))
+
+    def security_policy(self) -> security.Policy:
+        """The security managers in force for this root (qemu.conf and the host)."""
+        return security.policy(self.qemu_conf())
 
     def qemu_conf(self) -> dict:
         """The settings of $root/etc/qemu.conf (empty when the file does not exist)."""
@@ -405,6 +418,8 @@ class EmbedDomains(Domains):
                 process.delete_tap(tap)
             except BackendError as exc:
                 errors.append(str(exc))
+        if record.live is not None or record.security:
+            errors += security.release(record.live, record.security, self.layout, name)
         if record.monitor:
             fileio.remove_quietly(record.monitor)
             self._unanswered.discard(record.monitor)
@@ -500,28 +515,35 @@ class EmbedDomains(Domains):
         live, conf = record.live, self.driver.qemu_conf()
         if live is None:
             raise BackendError(f"domain {name!r}: the start record holds no definition")
-        self._prepare_host(name, record, live)
+        launch = self._prepare_host(name, record, live)
         paths = self._paths(name, live, record.monitor, record.domain_dir)
         argv, env = command.build_command(resolve_volume_disks(live, self.driver.volumes), caps, paths, conf)
         argv += process.runtime_args(paths.pidfile, self.layout.trace_file(name), caps.has_option("trace"))
         record.taints = command.taints(live)
-        child, offset = process.spawn(argv, env, paths.log_file)
+        child, offset = process.spawn(argv, env, paths.log_file, security.child_setup(launch))
         record.pid = child.pid
         record.starttime = process.start_time(child.pid)
         record.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
         self._save(name, record)
         self._configure(name, record, child, offset, conf, paused)
 
-    def _prepare_host(self, name: str, record: DomainRecord, live: etree._Element) -> None:
+    def _prepare_host(self, name: str, record: DomainRecord, live: etree._Element) -> security.Launch:
         for leftover in (self.layout.pidfile(name), self.layout.trace_file(name), record.monitor):
             fileio.remove_quietly(leftover)
         make_private_dir(record.domain_dir)
         firmware.fill(live, self.layout.nvram_file(name))
         _copy_nvram_template(live, self.layout.nvram_file(name))
+        others = [r.live for r in self._other_records(name) if r.active and r.live is not None]
+        launch = security.prepare(self.driver.security_policy(), live, self.layout, name, record.domain_dir, others)
+        # Saved before QEMU runs: whoever cleans up after this start gives the files back.
+        record.security = launch.record()
+        self._save(name, record)
+        owner = (launch.owner.uid, launch.owner.gid) if launch.owner else None
         for iface in _tap_interfaces(live):
             mac = iface.find("mac")
             process.create_tap(iface.find("target").get("dev"), iface.find("source").get("bridge"),
-                               mac.get("address") if mac is not None else None)
+                               mac.get("address") if mac is not None else None, owner)
+        return launch
 
     def _paths(self, name: str, live: etree._Element, monitor: str, domain_dir: str) -> SimpleNamespace:
         """The ``paths`` of command.build_command for a run with this live XML, monitor and directory."""
@@ -672,6 +694,21 @@ def _id_from_dir(dirname: str) -> int | None:
     """The domain id in a ``domain-<id>-<short name>`` directory name."""
     parts = dirname.split("-", 2)
     return int(parts[1]) if len(parts) == 3 and parts[0] == "domain" and parts[1].isdigit() else None
+
+
+def _with_secmodels(text: str, models: list[dict]) -> str:
+    """The capabilities with libvirt's <secmodel> elements of the models in force."""
+    root = parse(text, "capabilities", "capabilities")
+    host = root.find("host")
+    for old in host.findall("secmodel"):
+        host.remove(old)
+    for entry in models:
+        node = sub(host, "secmodel")
+        sub(node, "model").text = entry["model"]
+        sub(node, "doi").text = entry["doi"]
+        for virt_type, label in entry["baselabels"].items():
+            sub(node, "baselabel", type=virt_type).text = label
+    return to_string(root)
 
 
 # -- start helpers ----------------------------------------------------------------

@@ -58,14 +58,19 @@ def runtime_args(pidfile: str, trace_file: str, with_trace: bool) -> list[str]:
     return args
 
 
-def spawn(argv: list[str], env: dict, log_file: str) -> tuple[subprocess.Popen, int]:
-    """Start QEMU detached from this process's session; returns it and where its output begins."""
+def spawn(argv: list[str], env: dict, log_file: str, child_setup=None) -> tuple[subprocess.Popen, int]:
+    """Start QEMU detached from this process's session; returns it and where its output begins.
+
+    ``child_setup`` runs in the child before QEMU executes (security.child_setup: the device
+    cgroup, the LSM label, the QEMU user and group).
+    """
     offset = _log_header(log_file, argv, env)
     fd = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, env=env,
-                                 cwd="/", close_fds=True, start_new_session=True)
-    except OSError as exc:
+                                 cwd="/", close_fds=True, start_new_session=True, preexec_fn=child_setup)
+    except (OSError, subprocess.SubprocessError) as exc:
+        # SubprocessError: child_setup failed (a cgroup, label or user the kernel refused).
         raise BackendError(f"cannot run {argv[0]}: {exc}") from exc
     finally:
         os.close(fd)
@@ -293,13 +298,15 @@ def free_tap_name(taken: set[str]) -> str:
     raise BackendError("no free vnetN tap name")
 
 
-def create_tap(name: str, bridge: str, mac: str | None) -> None:
+def create_tap(name: str, bridge: str, mac: str | None, owner: tuple[int, int] | None = None) -> None:
     """A persistent tap enslaved to an existing bridge, as libvirt sets it up."""
     if not is_bridge(bridge):
         raise InvalidInput(f"bridge {bridge!r} does not exist on this host", "devices/interface/source@bridge")
     if os.geteuid() != 0:
         raise BackendError(f"creating tap {name} on bridge {bridge} needs root")
-    run_ip("tuntap", "add", "dev", name, "mode", "tap")
+    # A QEMU that runs as another user may attach only to a tap that user owns.
+    run_ip("tuntap", "add", "dev", name, "mode", "tap",
+           *(["user", str(owner[0]), "group", str(owner[1])] if owner else []))
     try:
         args = ["link", "set", "dev", name]
         if mac:

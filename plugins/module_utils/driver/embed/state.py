@@ -42,6 +42,7 @@ class DomainRecord:
     live: etree._Element | None = None      # the live <domain> element
     starter: int | None = None              # pid of the run doing a start in progress ...
     starter_time: int | None = None         # ... and its /proc start time
+    security: dict[str, str] = field(default_factory=dict)     # what security.release must undo
 
     @property
     def active(self) -> bool:
@@ -63,6 +64,8 @@ def record_to_xml(record: DomainRecord) -> str:
         sub(root, "tap", name=tap)
     if record.starter is not None:
         sub(root, "starter", pid=record.starter, starttime=record.starter_time)
+    if record.security:
+        sub(root, "security", **record.security)
     if record.live is not None:
         root.append(_copy(record.live))
     return to_string(root)
@@ -73,6 +76,7 @@ def record_from_xml(text: str, source: str) -> DomainRecord:
     process = root.find("process")
     starter = root.find("starter")
     live = root.find("domain")
+    security = root.find("security")
     return DomainRecord(
         state=root.get("state", "nostate"),
         reason=root.get("reason", "unknown"),
@@ -87,6 +91,7 @@ def record_from_xml(text: str, source: str) -> DomainRecord:
         live=live,
         starter=_int(starter.get("pid")) if starter is not None else None,
         starter_time=_int(starter.get("starttime")) if starter is not None else None,
+        security=dict(security.attrib) if security is not None else {},
     )
 
 

@@ -6,12 +6,8 @@
 from __future__ import annotations
 
 import difflib
-import glob
 import os
 import re
-import shutil
-import subprocess
-import tempfile
 from pathlib import Path
 
 import pytest
@@ -31,6 +27,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.qemu_conf import (
     update_conf,
     write_conf_atomic,
 )
+from harness.debian import FetchError, debian_qemu_conf_text
 
 REPO = Path(__file__).resolve().parents[4]
 DEBIAN_CACHE = REPO / "tests" / ".cache" / "debian-libvirt"
@@ -45,32 +42,10 @@ LENS = Path("/usr/share/augeas/lenses/libvirtd_qemu.aug")
 @pytest.fixture(scope="session")
 def debian_text() -> str:
     """/etc/libvirt/qemu.conf of Debian's libvirt-daemon-system package."""
-    if not DEBIAN_QEMU_CONF.exists():
-        _fetch_debian_package()
-    with open(DEBIAN_QEMU_CONF, encoding="utf-8", newline="") as handle:
-        return handle.read()
-
-
-def _fetch_debian_package() -> None:
-    with tempfile.TemporaryDirectory() as download:
-        try:
-            result = subprocess.run(
-                ["apt-get", "download", "libvirt-daemon-system"],
-                cwd=download, capture_output=True, text=True, timeout=300, check=False)
-        except (OSError, subprocess.TimeoutExpired) as error:
-            pytest.fail(f"cannot run apt-get download libvirt-daemon-system: {error}")
-        packages = glob.glob(os.path.join(download, "*.deb"))
-        if result.returncode != 0 or not packages:
-            pytest.fail("apt-get download libvirt-daemon-system failed: "
-                        + (result.stderr.strip().splitlines() or ["no .deb"])[-1])
-        staging = tempfile.mkdtemp(prefix="debian-libvirt.", dir=DEBIAN_CACHE.parent
-                                   if DEBIAN_CACHE.parent.exists() else None)
-        subprocess.run(["dpkg-deb", "-x", packages[0], staging], check=True)
-    DEBIAN_CACHE.parent.mkdir(parents=True, exist_ok=True)
-    if DEBIAN_CACHE.exists():
-        shutil.rmtree(staging)
-    else:
-        shutil.move(staging, DEBIAN_CACHE)
+    try:
+        return debian_qemu_conf_text()
+    except FetchError as error:
+        pytest.fail(str(error))
 
 
 def _diff(before: str, after: str) -> tuple[list[str], list[str]]:
