@@ -10,7 +10,9 @@ import pytest
 from ansible_collections.virtops.qemu.plugins.module_utils import keycodes
 
 REPO = Path(__file__).resolve().parents[4]
-CSV = REPO.parent / "shared" / "data" / "keymaps.csv"
+# The shared reference data sit beside the checkout (../shared), or beside the tree of worktrees.
+CSV = next((parent / "shared" / "data" / "keymaps.csv" for parent in REPO.parents
+            if (parent / "shared" / "data" / "keymaps.csv").exists()), REPO.parent / "shared" / "data" / "keymaps.csv")
 
 
 def _generator():
