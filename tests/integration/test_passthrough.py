@@ -131,8 +131,8 @@ def test_qemu_override_commandline_deprecation_and_disk_serial(backend, running)
     assert '"deprecated-input":"reject"' in argv[argv.index("-compat") + 1]
     assert {"custom-argv", "custom-device"} <= set(info["taints"]), info["taints"]
 
-    shorter = module("qemu_override", backend, {"name": running, "commandline": {"args": ["-device", "isa-debug-exit"]}},
-                     diff=True)
+    shorter = module("qemu_override", backend,
+                     {"name": running, "commandline": {"args": ["-device", "isa-debug-exit"]}}, diff=True)
     assert shorter["changed"] and shorter["restart_required"]
     stored = etree.fromstring(backend.stored_xml(running).encode())
     assert [a.get("value") for a in stored.iterfind(f"{{{QEMU_NS}}}commandline/{{{QEMU_NS}}}arg")] == \

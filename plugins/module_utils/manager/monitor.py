@@ -25,7 +25,7 @@ def reads_only(execute: str | None, hmp: str | None) -> bool:
     if hmp is not None:
         words = hmp.split()
         return bool(words) and words[0] == "info"
-    return bool(execute) and (execute.startswith("query-") or execute in READING_COMMANDS)
+    return execute is not None and (execute.startswith("query-") or execute in READING_COMMANDS)
 
 
 def run_command(driver, params: dict, check_mode: bool) -> dict:

@@ -134,7 +134,7 @@ def _override(option: dict, current, domain):
         return current
     aliases = device_aliases(domain)
     node = etree.Element(qname("override"), nsmap=NS)
-    seen = set()
+    seen: set[str] = set()
     for index, device in enumerate(devices):
         where = f"override.devices[{index}]"
         alias = device.get("alias") or ""
