@@ -91,7 +91,10 @@ def build(rows: list[dict[str, str]]) -> dict[str, dict]:
 def render(tables: dict[str, dict]) -> str:
     parts = [HEADER]
     for name, table in tables.items():
-        parts.append(f"{name} = {pprint.pformat(table, width=118, compact=True, sort_dicts=True)}\n\n")
+        prefix = f"{name} = "
+        # pformat indents as if the value began in column 0; shift it under the opening brace (pep8 E128).
+        text = pprint.pformat(table, width=118 - len(prefix), compact=True, sort_dicts=True)
+        parts.append(prefix + text.replace("\n", "\n" + " " * len(prefix)) + "\n\n")
     return "".join(parts).rstrip("\n") + "\n"
 
 
