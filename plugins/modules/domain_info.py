@@ -115,7 +115,9 @@ id:
 taints:
   description:
     - libvirt's taint flags of the running domain, for example V(custom-argv) (C(qemu:commandline)
-      in the definition), V(host-cpu), V(custom-device), V(deprecated-config); empty when it is not running.
+      in the definition), V(custom-hypervisor-feature) (C(qemu:capabilities)), V(custom-device)
+      (C(qemu:override)), V(custom-monitor) (a command passed through with M(virtops.qemu.qmp)),
+      V(host-cpu), V(deprecated-config); empty when it is not running.
   returned: when O(name) is given
   type: list
   elements: str

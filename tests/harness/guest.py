@@ -2,7 +2,9 @@
 
 The guest boots under TCG in a few seconds, prints MARKER on the serial
 console followed by VIRTOPS-DISK / VIRTOPS-NIC lines describing its hardware,
-and powers off when the ACPI power button is pressed.
+and powers off when the ACPI power button is pressed.  Before MARKER it opens
+the AT keyboard's /dev/input/eventN and says ``VIRTOPS-KEYBOARD eventN``;
+from then on every key press prints ``VIRTOPS-KEY <linux code>`` (parse_keys).
 
 With ``virtops.dhcp`` on the kernel command line (DHCP_CMDLINE) the guest
 also runs busybox ``udhcpc`` on every NIC but lo; each lease it binds or
@@ -39,6 +41,9 @@ POWEROFF_MARKER = "VIRTOPS-GUEST-POWEROFF"
 CMDLINE = "console=ttyS0 panic=-1 quiet"
 DHCP_CMDLINE = CMDLINE + " virtops.dhcp"
 LEASE_PREFIX = "VIRTOPS-LEASE"
+# The AT keyboard's event device is held open from before MARKER; each key press prints its Linux code.
+KEYBOARD_PREFIX = "VIRTOPS-KEYBOARD"
+KEY_PREFIX = "VIRTOPS-KEY"
 UDHCPC_SCRIPT_PATH = "/etc/udhcpc.script"
 # Under TCG the first DISCOVER often goes out before the bridge port forwards:
 # retry every 2 s for a minute, then keep trying in the background.
@@ -60,6 +65,21 @@ for m in {modules}; do
     insmod /lib/modules/$m.ko || echo "VIRTOPS-ERROR insmod $m"
 done
 acpid -c /etc/acpi -l /var/log/acpid.log
+for e in /sys/class/input/event*; do
+    case "$(cat $e/device/name 2>/dev/null)" in "AT "*) kbd=/dev/input/${{e##*/}};; esac
+done
+for i in 1 2 3 4 5 6 7 8 9 10; do
+    [ -z "$kbd" ] || [ -c "$kbd" ] && break
+    sleep 0.2
+done
+if [ -n "$kbd" ] && [ -c "$kbd" ]; then
+    exec 3<"$kbd"
+    echo "{keyboard_prefix} ${{kbd##*/}}"
+    while ev=$(dd bs=24 count=1 <&3 2>/dev/null | od -An -tu2 -v -w24) && [ -n "$ev" ]; do
+        set -- $ev
+        [ "$9" = 1 ] && [ "${{11}}" = 1 ] && echo "{key_prefix} ${{10}}"
+    done &
+fi
 echo {marker}
 for d in /sys/block/vd* /sys/block/sd*; do
     [ -e "$d/size" ] && echo "VIRTOPS-DISK ${{d##*/}} $(cat $d/size)"
@@ -109,6 +129,16 @@ class Lease:
     ip: str
     prefix: int
     mac: str
+
+
+def parse_keys(console: str) -> list[int]:
+    """The Linux key codes of every key press the guest printed, in order."""
+    codes = []
+    for line in console.splitlines():
+        fields = line.strip().split()
+        if len(fields) == 2 and fields[0] == KEY_PREFIX and fields[1].isdigit():
+            codes.append(int(fields[1]))
+    return codes
 
 
 def parse_leases(console: str) -> list[Lease]:
@@ -311,7 +341,7 @@ def _initramfs(busybox: Path, modules: list[tuple[str, bytes]]) -> bytes:
         cpio.file(f"lib/modules/{name}.ko", data, 0o644)
     names = " ".join(name for name, _data in modules)
     init = INIT_SCRIPT.format(modules=names, marker=MARKER, udhcpc_script=UDHCPC_SCRIPT_PATH,
-                              udhcpc_args=UDHCPC_ARGS)
+                              udhcpc_args=UDHCPC_ARGS, keyboard_prefix=KEYBOARD_PREFIX, key_prefix=KEY_PREFIX)
     cpio.file("init", init.encode(), 0o755)
     cpio.file(UDHCPC_SCRIPT_PATH.lstrip("/"), UDHCPC_SCRIPT.format(prefix=LEASE_PREFIX).encode(), 0o755)
     cpio.file("etc/acpi/PWRF/00000080/poweroff",

@@ -23,6 +23,10 @@ from dataclasses import dataclass
 # libvirt's words for a domain's state, virDomainState order.
 DOMAIN_STATES = ("nostate", "running", "blocked", "paused", "shutdown",
                  "shutoff", "crashed", "pmsuspended")
+# virKeycodeSet by the names virsh send-key uses, in the enum's order (libvirt's "rfb" is "qnum").
+KEYCODE_SETS = ("linux", "xt", "atset1", "atset2", "atset3", "os_x", "xt_kbd", "usb", "win32", "qnum")
+# virDomainSendKey's limit on keys pressed at once (VIR_DOMAIN_SEND_KEY_MAX_KEYS).
+MAX_KEYS = 16
 # States in which no QEMU process runs for the domain.
 INACTIVE_STATES = ("shutoff", "crashed", "nostate")
 
@@ -143,7 +147,24 @@ class Domains(Resources):
 
     @abstractmethod
     def monitor(self, name: str, command: dict) -> object:
-        """Run one QMP command ({"execute": ..., "arguments": ...}) and return its "return" value."""
+        """Run one QMP command ({"execute": ..., "arguments": ...}) and return its "return" value.
+
+        The domain is tainted ``custom-monitor``, as libvirt taints it.  QEMU's
+        error reply raises qmp.QMPError with QEMU's error class.
+        """
+
+    @abstractmethod
+    def human_monitor(self, name: str, command_line: str) -> str:
+        """Run one HMP command line ("info status") and return QEMU's text; taints like ``monitor``."""
+
+    @abstractmethod
+    def send_key(self, name: str, codeset: str, codes: list[int], holdtime: int = 0) -> None:
+        """Press and release ``codes`` together, as virDomainSendKey does.
+
+        ``codeset`` is one of KEYCODE_SETS; the codes are already checked to
+        have a QEMU number (keycodes.QNUM); ``holdtime`` in milliseconds, 0 for
+        QEMU's default.
+        """
 
     def security_labels(self, name: str) -> list[SecurityLabel]:
         """The labels in force on the running domain, primary model first; [] when it does not run.

@@ -16,6 +16,7 @@ from abc import abstractmethod
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import (
     DOMAIN_STATES,
+    KEYCODE_SETS,
     DomainRuntime,
     Domains,
     DomainStatus,
@@ -36,6 +37,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     NotFound,
 )
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse
+from ansible_collections.virtops.qemu.plugins.module_utils.qmp import QMPError
 
 try:
     import libvirt
@@ -289,16 +291,30 @@ class LibvirtDomains(LibvirtResources, Domains):
         return split_native_command(text)
 
     def monitor(self, name: str, command: dict) -> object:
-        try:
-            import libvirt_qemu
-        except ImportError as e:  # pragma: no cover - shipped with the bindings
-            raise MissingDependency("libvirt-python", "for monitor commands") from e
-        reply = call(f"run {command.get('execute')!r} on {name!r}",
-                     libvirt_qemu.qemuMonitorCommand, self._object(name), json.dumps(command), 0)
+        execute = command.get("execute") if isinstance(command, dict) else None
+        if not execute:
+            raise InvalidInput("a monitor command is a dict with an 'execute' key", "command")
+        reply = self._passthrough(name, json.dumps(command), f"run {execute!r} on {name!r}", 0)
         answer = json.loads(reply)
         if "error" in answer:
-            raise BackendError(f"{command.get('execute')}: {answer['error'].get('desc')}")
+            error = answer["error"]
+            raise QMPError(execute, error.get("class", "GenericError"), error.get("desc", ""))
         return answer.get("return")
+
+    def human_monitor(self, name: str, command_line: str) -> str:
+        libvirt_qemu = _libvirt_qemu()
+        return self._passthrough(name, command_line, f"run {command_line!r} on {name!r}",
+                                 libvirt_qemu.VIR_DOMAIN_QEMU_MONITOR_COMMAND_HMP)
+
+    def _passthrough(self, name: str, text: str, what: str, flags: int) -> str:
+        """libvirt's monitor passthrough (virsh qemu-monitor-command), which taints the domain custom-monitor."""
+        return call(what, _libvirt_qemu().qemuMonitorCommand, self._object(name), text, flags)
+
+    def send_key(self, name: str, codeset: str, codes: list[int], holdtime: int = 0) -> None:
+        if codeset not in KEYCODE_SETS:
+            raise InvalidInput(f"unknown code set {codeset!r}", "codeset")
+        call(f"send keys to {name!r}", self._object(name).sendKey, KEYCODE_SETS.index(codeset), holdtime,
+             list(codes), len(codes), 0)
 
     def security_labels(self, name: str) -> list[SecurityLabel]:
         """virDomainGetSecurityLabelList, paired with the models of the host's <secmodel> stack."""
@@ -310,6 +326,14 @@ class LibvirtDomains(LibvirtResources, Domains):
         models = re.findall(r"<secmodel>\s*<model>([^<]*)</model>", caps)
         return [SecurityLabel(models[index] if index < len(models) else "", label, bool(enforcing))
                 for index, (label, enforcing) in enumerate(found) if label]
+
+
+def _libvirt_qemu():
+    try:
+        import libvirt_qemu
+    except ImportError as e:  # pragma: no cover - shipped with the bindings
+        raise MissingDependency("libvirt-python", "for monitor commands") from e
+    return libvirt_qemu
 
 
 # virNetworkUpdate's commands and sections by the words the Networks protocol uses.

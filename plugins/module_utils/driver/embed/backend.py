@@ -65,6 +65,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     host_error,
 )
 from ansible_collections.virtops.qemu.plugins.module_utils.model import schema
+from ansible_collections.virtops.qemu.plugins.module_utils.model import sendkey as keycodes
 from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import etree, parse, sub, to_string
 from ansible_collections.virtops.qemu.plugins.module_utils.qemu_conf import read_conf, settings_from_text
@@ -653,11 +654,34 @@ class EmbedDomains(Domains):
     def monitor(self, name: str, command: dict) -> object:
         if not isinstance(command, dict) or not command.get("execute"):
             raise InvalidInput("a monitor command is a dict with an 'execute' key", "command")
+        return self._passthrough(name, command["execute"], command.get("arguments"))
+
+    def human_monitor(self, name: str, command_line: str) -> str:
+        reply = self._passthrough(name, "human-monitor-command", {"command-line": command_line},
+                                  what=repr(command_line))
+        return str(reply)
+
+    def _passthrough(self, name: str, execute: str, arguments, what: str = "") -> object:
+        """A user's monitor command: tainted custom-monitor as libvirt does, before QEMU sees it."""
         with self._lock(name):
-            record = self._active_record(name, f"run {command['execute']!r} on")
+            record = self._active_record(name, f"run {what or repr(execute)} on")
+            if "custom-monitor" not in record.taints:
+                record.taints.append("custom-monitor")
+                self._save(name, record)
             with self._monitor(name, record) as qmp:
                 # A user's command may be slow (savevm): the long deadline, even for a query.
-                return qmp.execute(command["execute"], command.get("arguments"), timeout=DEFAULT_TIMEOUT)
+                return qmp.execute(execute, arguments, timeout=DEFAULT_TIMEOUT)
+
+    def send_key(self, name: str, codeset: str, codes: list[int], holdtime: int = 0) -> None:
+        """QMP send-key with QEMU's numbers (qnum), as libvirt's QEMU driver sends it."""
+        keys = [{"type": "number", "data": keycodes.to_qnum(codeset, code)} for code in codes]
+        arguments: dict = {"keys": keys}
+        if holdtime > 0:
+            arguments["hold-time"] = holdtime
+        with self._lock(name):
+            record = self._active_record(name, "send keys to")
+            with self._monitor(name, record) as qmp:
+                qmp.execute("send-key", arguments)
 
     # -- runtime ------------------------------------------------------------
     def runtime(self, name: str) -> DomainRuntime:

@@ -84,6 +84,10 @@ _SMBIOS_TABLES = (
     ("baseBoard", 2, ("manufacturer", "product", "version", "serial", "asset", "location")),
     ("chassis", 3, ("manufacturer", "version", "serial", "asset", "sku")),
 )
+# Capabilities (libvirt's names) whose removal by <qemu:capabilities> changes this builder's output:
+# compat-deprecated -> no -compat (libvirt ignores the deprecation setting without it), seccomp-sandbox ->
+# no -sandbox.
+MODELLED_CAPABILITIES = ("compat-deprecated", "seccomp-sandbox")
 SANDBOX = "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"
 
 
@@ -100,11 +104,13 @@ def build_command(domain: etree._Element, caps, paths, conf: dict | None) -> tup
 
 
 def taints(domain) -> list[str]:
-    """libvirt's taint reasons that apply to this definition."""
+    """libvirt's taint reasons that apply to this definition, in the order libvirt 9 notes them."""
     reasons = []
-    ns_commandline = domain.find("qemu:commandline", _NS)
-    if (ns_commandline is not None and len(ns_commandline)) or domain.find("qemu:capabilities", _NS) is not None:
+    if domain.find("qemu:commandline/qemu:arg", _NS) is not None or \
+            domain.find("qemu:commandline/qemu:env", _NS) is not None:
         reasons.append("custom-argv")
+    if domain.find("qemu:capabilities/*", _NS) is not None:
+        reasons.append("custom-hypervisor-feature")
     if domain.find("qemu:override/qemu:device", _NS) is not None:
         reasons.append("custom-device")
     if domain.findtext("os/dtb"):
@@ -116,7 +122,7 @@ def taints(domain) -> list[str]:
 
 
 def namespace_capabilities(domain) -> dict[str, list[str]]:
-    """The capability bits added/removed by <qemu:capabilities> (recorded, not acted on)."""
+    """The capability bits added/removed by <qemu:capabilities>."""
     caps = domain.find("qemu:capabilities", _NS)
     found: dict[str, list[str]] = {"add": [], "del": []}
     if caps is None:
@@ -128,6 +134,21 @@ def namespace_capabilities(domain) -> dict[str, list[str]]:
                 raise InvalidInput(f"<qemu:{kind}> needs a capability attribute", "qemu:capabilities")
             found[kind].append(name)
     return found
+
+
+def removed_capabilities(domain) -> set[str]:
+    """The modelled capabilities <qemu:capabilities> removes; any capability not modelled is refused.
+
+    QEMU 7.2 has both modelled ones, so adding them changes nothing.
+    """
+    found = namespace_capabilities(domain)
+    for kind in ("add", "del"):
+        unknown = [name for name in found[kind] if name not in MODELLED_CAPABILITIES]
+        if unknown:
+            raise InvalidInput(f"the embedded driver does not model capabilit{'y' if len(unknown) == 1 else 'ies'} "
+                               f"{', '.join(unknown)}; it can add or remove only "
+                               f"{', '.join(MODELLED_CAPABILITIES)}", f"qemu:capabilities/qemu:{kind}")
+    return set(found["del"])
 
 
 def lifecycle_action(domain, caps) -> str:
@@ -316,6 +337,7 @@ class _CommandBuilder:
         self.argv: list[str] = []
         self.device_args: dict[str, dict] = {}  # id -> JSON props of -device (for qemu:override)
         self.bootindex = _BootOrder(domain)
+        self.removed_caps = removed_capabilities(domain)
 
     def add(self, *args: object) -> None:
         self.argv.extend(str(a) for a in args)
@@ -372,7 +394,7 @@ class _CommandBuilder:
         self._apply_overrides()
         argv = [_json(a) if isinstance(a, dict) else a for a in self.argv]
         argv.extend(self._custom_args())
-        if str(self.conf.get("seccomp_sandbox", 1)) != "0":
+        if str(self.conf.get("seccomp_sandbox", 1)) != "0" and "seccomp-sandbox" not in self.removed_caps:
             argv += ["-sandbox", SANDBOX]
         argv += ["-msg", "timestamp=on"]
         return argv, {**self._environment(), **self.extra_env}
@@ -410,7 +432,7 @@ class _CommandBuilder:
         behavior = deprecation.get("behavior")
         if behavior not in _DEPRECATION:
             raise InvalidInput(f"unknown behavior {behavior!r}", "qemu:deprecation")
-        if _DEPRECATION[behavior]:
+        if _DEPRECATION[behavior] and "compat-deprecated" not in self.removed_caps:
             self.add("-compat", _json(_DEPRECATION[behavior]))
 
     def _firmware(self) -> list[str]:

@@ -187,19 +187,36 @@ def test_efi_pflash():
 NS_TAIL = """
   <qemu:commandline><qemu:arg value='-trace'/><qemu:arg value='kvm_*'/>
     <qemu:env name='FOO' value='bar'/><qemu:env name='EMPTY'/></qemu:commandline>
-  <qemu:capabilities><qemu:add capability='blockdev'/><qemu:del capability='drive'/></qemu:capabilities>
+  <qemu:capabilities><qemu:add capability='compat-deprecated'/><qemu:del capability='seccomp-sandbox'/>
+  </qemu:capabilities>
   <qemu:deprecation behavior='crash'/>"""
 
 
 def test_qemu_namespace_commandline_env_deprecation_caps_taints():
     root = xml(tail=NS_TAIL)
     argv, env = build(root)
-    assert argv[-6:-4] == ["-trace", "kvm_*"]
+    assert argv[-4:-2] == ["-trace", "kvm_*"]
+    assert "-sandbox" not in argv        # seccomp-sandbox removed
     assert env["FOO"] == "bar" and env["EMPTY"] == ""
     assert json.loads(opts(argv, "-compat")[0]) == {"deprecated-output": "hide", "deprecated-input": "crash"}
-    assert namespace_capabilities(root) == {"add": ["blockdev"], "del": ["drive"]}
-    assert taints(root) == ["custom-argv"]
+    assert namespace_capabilities(root) == {"add": ["compat-deprecated"], "del": ["seccomp-sandbox"]}
+    assert taints(root) == ["custom-argv", "custom-hypervisor-feature"]
     assert taints(xml()) == []
+
+
+def test_removing_compat_deprecated_drops_compat_as_libvirt_ignores_deprecation_then():
+    tail = ("<qemu:capabilities><qemu:del capability='compat-deprecated'/></qemu:capabilities>"
+            "<qemu:deprecation behavior='reject'/>")
+    argv = build(xml(tail=tail))[0]
+    assert "-compat" not in argv and "-sandbox" in argv
+
+
+@pytest.mark.parametrize("kind", ["add", "del"])
+def test_a_capability_the_builder_does_not_model_is_refused(kind):
+    tail = f"<qemu:capabilities><qemu:{kind} capability='blockdev'/></qemu:capabilities>"
+    with pytest.raises(InvalidInput, match="does not model capability blockdev") as err:
+        build(xml(tail=tail))
+    assert err.value.option == f"qemu:capabilities/qemu:{kind}"
 
 
 OVERRIDE = """<qemu:override><qemu:device alias='{alias}'><qemu:frontend>{props}</qemu:frontend>

@@ -65,5 +65,8 @@ def test_a_user_command_gets_the_long_deadline_even_when_it_is_a_query(monkeypat
     monkeypatch.setattr(domains, "_active_record", lambda name, verb: DomainRecord("running", "booted",
                                                                                    monitor="/r/m.sock"),
                         raising=False)
+    saved = []
+    monkeypatch.setattr(domains, "_save", lambda name, record: saved.append(list(record.taints)), raising=False)
     domains.monitor("vm1", {"execute": "query-migrate"})
     assert deadlines == [qmpmod.DEFAULT_TIMEOUT]
+    assert saved == [["custom-monitor"]]        # tainted as libvirt taints it, before QEMU is asked
