@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: pool
 short_description: Define, build, start, stop and remove libvirt storage pools
-version_added: 0.3.0
+version_added: 0.2.0
 description:
   - Manages a libvirt storage pool of a QEMU driver instance, that is its persistent
     definition, whether it is active, autostart, and building its target on the host.

@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: pool_info
 short_description: Read the state, space and volumes of libvirt storage pools
-version_added: 0.3.0
+version_added: 0.2.0
 description:
   - Returns one pool's state, definition, autostart flag, capacity, allocation, available
     space and volumes, or the same for every pool of the driver instance.

@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: qemu_override
 short_description: Manage the QEMU passthrough (qemu namespace) of a virtual machine's definition
-version_added: 0.3.0
+version_added: 0.2.0
 description:
   - Manages the C(qemu:) namespace of an existing domain's definition and nothing else of it -
     extra QEMU arguments and environment (C(qemu:commandline)), capability bits

@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: qmp
 short_description: Run one QEMU monitor command (QMP or HMP) on a running virtual machine
-version_added: 0.3.0
+version_added: 0.2.0
 description:
   - Sends one QMP command with its arguments, or one HMP (human monitor) command line,
     to the QEMU of a running domain and returns QEMU's reply.

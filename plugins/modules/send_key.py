@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: send_key
 short_description: Press keys on the keyboard of a running virtual machine
-version_added: 0.3.0
+version_added: 0.2.0
 description:
   - Presses the given keys together, holds them for O(holdtime) and releases them,
     as C(virsh send-key) does, for example Ctrl+Alt+Delete or a key at a boot prompt.

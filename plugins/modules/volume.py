@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: volume
 short_description: Create, grow, clone and delete libvirt storage volumes
-version_added: 0.3.0
+version_added: 0.2.0
 description:
   - Manages one volume of an active libvirt storage pool.
   - A missing volume is created with O(capacity) and O(format), as a copy of O(clone_from),
