@@ -17,6 +17,7 @@ import os
 import re
 from dataclasses import dataclass, field
 
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import Lease
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import NotFound, VirtError
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.domain import summary
 from ansible_collections.virtops.qemu.plugins.module_utils.model import domain as model
@@ -75,7 +76,7 @@ def read_domains(driver, warnings: list[str]) -> list[dict]:
 class NetworkFacts:
     """The bridges of the active networks, and their DHCP leases by MAC, newest first."""
     bridges: dict[str, str | None] = field(default_factory=dict)
-    leases: dict[str, list[tuple[str, object]]] = field(default_factory=dict)
+    leases: dict[str, list[tuple[str, Lease]]] = field(default_factory=dict)
 
 
 def network_facts(networks, warnings: list[str]) -> NetworkFacts:
@@ -96,7 +97,7 @@ def network_facts(networks, warnings: list[str]) -> NetworkFacts:
     return facts
 
 
-def _newest_first(lease) -> tuple:
+def _newest_first(lease: Lease) -> tuple:
     return (lease.expiry != 0, -lease.expiry)      # 0 is an infinite lease
 
 
