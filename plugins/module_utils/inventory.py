@@ -131,7 +131,14 @@ def addresses_of(nic: dict, networks: NetworkFacts) -> list[str]:
 def preferred_address(domain: dict) -> str | None:
     """The address Ansible should reach the guest at: the first IPv4 address of its NICs, else the first one."""
     every = [ip for nic in domain["interfaces"] for ip in nic["ips"]]
-    return next((ip for ip in every if ipaddress.ip_address(ip).version == 4), every[0] if every else None)
+    return next((ip for ip in every if _is_ipv4(ip)), every[0] if every else None)
+
+
+def _is_ipv4(text: str) -> bool:
+    try:
+        return ipaddress.ip_address(text).version == 4
+    except ValueError:
+        return False
 
 
 # -- hosts, groups, variables -------------------------------------------------------
