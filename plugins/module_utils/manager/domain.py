@@ -180,15 +180,21 @@ def _reconcile_name(desired, name: str) -> None:
         raise InvalidInput(f"the XML names the domain {(node.text or '').strip()!r} but name is {name!r}", "xml")
 
 
-def describe(driver, name: str) -> dict:
-    """What domain_info returns for one domain; secrets are masked."""
+def summary(driver, name: str):
+    """Name, state, reason, uuid and autostart of one domain, and its parsed persistent definition."""
     domains = driver.domains
     status = domains.status(name)
     stored = model.parse_domain(domains.xml(name), "xml")
-    xml = to_string(stored)
     info = {"name": name, "state": status.state, "reason": status.reason, "active": status.active,
-            "xml": model.mask_secrets(xml), "uuid": uuid_of(stored), "autostart": domains.autostart(name)}
-    info.update(_runtime(driver, name, stored, status.active))
+            "uuid": uuid_of(stored), "autostart": domains.autostart(name)}
+    return info, stored
+
+
+def describe(driver, name: str) -> dict:
+    """What domain_info returns for one domain; secrets are masked."""
+    info, stored = summary(driver, name)
+    info["xml"] = model.mask_secrets(to_string(stored))
+    info.update(_runtime(driver, name, stored, info["active"]))
     info.update(native_command(driver, name))
     return info
 

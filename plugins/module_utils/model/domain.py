@@ -165,6 +165,38 @@ def _kib(domain, tag: str) -> int | None:
     return xml_size_to_kib(node.text.strip(), node.get("unit"))
 
 
+def sizing(domain) -> dict:
+    """Memory in MiB (maximum and at boot) and the vCPUs the guest boots with."""
+    memory = _kib(domain, "memory")
+    current = _kib(domain, "currentMemory") or memory
+    vcpu = domain.find("vcpu")
+    count = int(vcpu.get("current") or (vcpu.text or "").strip() or 1) if vcpu is not None else 1
+    return {"memory_mib": None if memory is None else memory // 1024,
+            "current_memory_mib": None if current is None else current // 1024,
+            "vcpus": count}
+
+
+def interfaces(domain) -> list[dict]:
+    """Each NIC as {mac, type, network, bridge, model, target}; None where the XML does not say."""
+    found = []
+    for iface in domain.iterfind("devices/interface"):
+        source, mac = iface.find("source"), iface.find("mac")
+        found.append({
+            "mac": None if mac is None or not mac.get("address") else mac.get("address").lower(),
+            "type": iface.get("type"),
+            "network": None if source is None else source.get("network"),
+            "bridge": None if source is None else source.get("bridge"),
+            "model": _attribute(iface, "model", "type"),
+            "target": _attribute(iface, "target", "dev"),
+        })
+    return found
+
+
+def _attribute(parent, tag: str, name: str) -> str | None:
+    node = parent.find(tag)
+    return None if node is None else node.get(name)
+
+
 def merge_domain(current, desired, owned_lists):
     return merge(current, desired, DOMAIN_RULES, owned_lists)
 
