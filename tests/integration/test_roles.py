@@ -119,7 +119,8 @@ def test_hypervisor_then_guests_boot_get_leases_and_converge(fleet, root):
     predicted = fleet.run(check=True)
     assert_no_failure(predicted)
     for suffix in ("Apply the qemu.conf settings", "Define and start the storage pools",
-                   "Define and start the virtual networks", "Predict the volumes of pools that do not run yet (check mode)",
+                   "Define and start the virtual networks",
+                   "Predict the volumes of pools that do not run yet (check mode)",
                    "Define the guests and bring them to their state"):
         assert task(predicted, suffix)["changed"], suffix
     assert backend.names() == [] and not fleet.pool_path.exists()
@@ -260,7 +261,8 @@ def test_hypervisor_on_libvirtd_defines_networks_and_pools_and_reports_restart(l
     ("hypervisor", {"hypervisor_networks": {"name": "default"}},
      "argument 'hypervisor_networks' is of type dict and we were unable to convert to list"),
     ("hypervisor", {"hypervisor_pools": [{"name": "images", "type": "zfs"}]},
-     "value of type must be one of: dir, fs, netfs, logical, disk, iscsi, iscsi-direct, got: zfs found in hypervisor_pools"),
+     "value of type must be one of: dir, fs, netfs, logical, disk, iscsi, iscsi-direct, got: zfs "
+     "found in hypervisor_pools"),
     ("guests", {"guests_state": "started"},
      "value of guests_state must be one of: present, running, paused, shutdown, destroyed, absent, got: started"),
     ("guests", {"guests_list": [{"name": "web01", "vcpus": "two"}]},
