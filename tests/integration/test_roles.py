@@ -23,7 +23,7 @@ from lxml import etree
 
 from harness import REPO
 from harness.ansible import run_playbook
-from harness.backends import EmbedBackend
+from harness.backends import EmbedBackend, LibvirtBackend
 from harness.guest import DHCP_CMDLINE, parse_leases
 
 pytestmark = [pytest.mark.guest]
@@ -74,7 +74,7 @@ def wait_for_lease(log: Path, mac: str):
     raise AssertionError(f"no lease for {mac} after {LEASE_TIMEOUT}s; console tail:\n{tail}")
 
 
-def live_memory_kib(backend: EmbedBackend, name: str) -> int:
+def live_memory_kib(backend, name: str) -> int:
     tree = etree.fromstring(backend.live_xml(name).encode())
     memory = tree.find("memory")
     assert memory.get("unit", "KiB") == "KiB", etree.tostring(memory)
@@ -82,10 +82,15 @@ def live_memory_kib(backend: EmbedBackend, name: str) -> int:
 
 
 class Fleet:
-    """The variables of roles_fleet.yml for one test, and the runs of it."""
+    """The variables of roles_fleet.yml for one test on one backend, and the runs of it.
 
-    def __init__(self, root, netns, guest, workdir):
-        self.uri = f"qemu:///embed?root={root}"
+    On libvirtd the playbook's qemu.conf settings go to a file of the test's
+    own: the harness daemon's /etc/libvirt/qemu.conf is not the test's to edit.
+    """
+
+    def __init__(self, backend, netns, guest, workdir):
+        self.backend = backend
+        self.uri = backend.uri
         self.netns = netns
         self.workdir = workdir
         self.one_mac, self.two_mac = random_mac(), random_mac()
@@ -100,9 +105,28 @@ class Fleet:
             "fleet_kernel": str(guest.kernel), "fleet_initrd": str(guest.initrd),
             "fleet_cmdline": DHCP_CMDLINE, "fleet_logs": str(workdir),
         }
+        if backend.name == "libvirt":
+            (workdir / "qemu.conf").write_text("")
+            self.vars["hypervisor_qemu_conf_path"] = str(workdir / "qemu.conf")
 
     def run(self, check: bool = False, **overrides) -> list[dict]:
-        return run_playbook(PLAYBOOK, extra_vars={**self.vars, **overrides}, check=check, netns=self.netns.name)
+        netns = self.netns.name if self.netns else None
+        return run_playbook(PLAYBOOK, extra_vars={**self.vars, **overrides}, check=check, netns=netns)
+
+    def ours(self) -> list[str]:
+        """The fleet's guests that the backend has."""
+        return sorted(set(self.names.values()) & set(self.backend.names()))
+
+    def remove_libvirt_objects(self, libvirtd) -> None:
+        for name in self.names.values():
+            self.backend.remove(name)
+            Path(f"/var/log/libvirt/qemu/{name}.log").unlink(missing_ok=True)
+        network, pool = self.vars["fleet_network"], self.vars["fleet_pool"]
+        libvirtd.virsh("net-destroy", network, check=False)
+        libvirtd.virsh("net-undefine", network, check=False)
+        Path(f"/run/libvirt/network/{network}.pid").unlink(missing_ok=True)
+        libvirtd.virsh("pool-destroy", pool, check=False)
+        libvirtd.virsh("pool-undefine", pool, check=False)
 
     def log(self, guest: str) -> Path:
         return self.workdir / f"{self.names[guest]}.log"
@@ -110,11 +134,26 @@ class Fleet:
 
 @pytest.fixture
 def fleet(root, netns, guest, workdir):
-    return Fleet(root, netns, guest, workdir)
+    """The fleet on the embedded driver, the playbook run in the test's namespace."""
+    return Fleet(EmbedBackend(str(root)), netns, guest, workdir)
 
 
-def test_hypervisor_then_guests_boot_get_leases_and_converge(fleet, root):
-    backend = EmbedBackend(str(root))
+@pytest.fixture(params=["embed", "libvirt"])
+def any_fleet(request, guest, workdir):
+    """The fleet on each backend (libvirtd's networks live in the daemon's own namespace)."""
+    if request.param == "embed":
+        yield request.getfixturevalue("fleet")
+        return
+    libvirtd = request.getfixturevalue("libvirtd")
+    running = Fleet(LibvirtBackend(libvirtd), None, guest, workdir)
+    try:
+        yield running
+    finally:
+        running.remove_libvirt_objects(libvirtd)
+
+
+def test_hypervisor_then_guests_boot_get_leases_and_converge(any_fleet: Fleet):
+    fleet = any_fleet
 
     predicted = fleet.run(check=True)
     assert_no_failure(predicted)
@@ -123,8 +162,9 @@ def test_hypervisor_then_guests_boot_get_leases_and_converge(fleet, root):
                    "Predict the volumes of pools that do not run yet (check mode)",
                    "Define the guests and bring them to their state"):
         assert task(predicted, suffix)["changed"], suffix
-    assert backend.names() == [] and not fleet.pool_path.exists()
-    assert not (Path(root) / "etc" / "qemu.conf").exists()
+    assert fleet.ours() == [] and not fleet.pool_path.exists()
+    conf = Path(task(predicted, "Apply the qemu.conf settings")["path"])
+    assert not conf.exists() or conf.read_text() == ""
 
     made = fleet.run()
     assert_no_failure(made)
@@ -132,7 +172,7 @@ def test_hypervisor_then_guests_boot_get_leases_and_converge(fleet, root):
         "virtops.qemu.guests : Predict the volumes of pools that do not run yet (check mode)"}
     assert task(made, "Create the volumes of the guests' disks")["changed"]
     assert summary(made) == {"restart_required": [], "restarted": []}
-    assert sorted(backend.names()) == sorted(fleet.names.values())
+    assert fleet.ours() == sorted(fleet.names.values())
     assert sorted(p.name for p in fleet.pool_path.iterdir()) == sorted(
         [f"{fleet.names['one']}.qcow2", f"{fleet.names['two']}.raw"])
 
@@ -152,8 +192,8 @@ def test_hypervisor_then_guests_boot_get_leases_and_converge(fleet, root):
     assert summary(checked) == {"restart_required": [], "restarted": []}
 
 
-def test_a_changed_guest_is_reported_and_restarted_only_when_told(fleet, root):
-    backend = EmbedBackend(str(root))
+def test_a_changed_guest_is_reported_and_restarted_only_when_told(fleet):
+    backend = fleet.backend
     one = fleet.names["one"]
     assert_no_failure(fleet.run())
     assert live_memory_kib(backend, one) == 256 * MiB
