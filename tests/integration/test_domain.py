@@ -242,10 +242,10 @@ def test_embedded_driver_names_the_qemu_conf_keys_it_ignores(guest, workdir, roo
         domain(side, guest_options("conf-test", guest, workdir))
         conf = f"{side.root}/etc/qemu.conf"
         with open(conf, "w", encoding="utf-8") as handle:
-            handle.write('user = "nobody"\nvnc_listen = "127.0.0.1"\n')
+            handle.write('max_files = 4096\nvnc_listen = "127.0.0.1"\n')
         info = run_module("domain_info", {"uri": side.uri, "name": "conf-test"})
         assert not info["failed"]
-        assert any(f"{conf}: the embedded driver ignores user" in str(w) for w in info["warnings"]), info
+        assert any(f"{conf}: the embedded driver ignores max_files" in str(w) for w in info["warnings"]), info
     finally:
         side.close()
 

@@ -314,7 +314,7 @@ def test_delete_disk_source(driver, root):
     driver.delete_disk_source({"path": str(image)})
     assert not image.exists()
     driver.delete_disk_source({"path": str(image)})     # already gone
-    with pytest.raises(BackendError, match="not supported"):
+    with pytest.raises(NotFound, match="pool 'default' is not defined"):
         driver.delete_disk_source({"pool": "default", "volume": "a.qcow2"})
 
 

@@ -25,6 +25,7 @@ from harness import REPO
 from harness.ansible import run_playbook
 from harness.backends import EmbedBackend, LibvirtBackend
 from harness.guest import DHCP_CMDLINE, parse_leases
+from harness.inventory import ansible_inventory
 
 pytestmark = [pytest.mark.guest]
 
@@ -182,6 +183,14 @@ def test_hypervisor_then_guests_boot_get_leases_and_converge(any_fleet: Fleet):
     two, console = wait_for_lease(fleet.log("two"), fleet.two_mac)
     assert two.ip.startswith(f"{fleet.prefix}.1") and 100 <= int(two.ip.rsplit(".", 1)[1]) <= 199, two
     assert "VIRTOPS-DISK vda 16384" in console
+
+    listed = ansible_inventory(fleet.workdir / "fleet.virtops_domains.yml", {"uris": [fleet.uri]},
+                               fleet.netns.name if fleet.netns else None)
+    assert listed.rc == 0, listed.stderr
+    hosts = {name: listed.hostvars[name] for name in fleet.names.values()}
+    assert hosts[fleet.names["one"]]["ansible_host"] == one.ip
+    assert hosts[fleet.names["two"]]["ansible_host"] == two.ip
+    assert set(fleet.names.values()) <= set(listed.members("virtops_running"))
 
     again = fleet.run()
     assert_no_failure(again)

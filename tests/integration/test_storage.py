@@ -274,8 +274,9 @@ def iscsi_target(netns, workdir):
     lun = workdir / "lun1.img"
     with open(lun, "wb") as handle:
         handle.truncate(16 * MiB)
-    # tgtd's control socket (/var/run/tgtd/socket.N) is shared by every namespace: a port of our own.
-    control = str(secrets.randbelow(50000) + 1000)
+    # tgtd's control socket (/var/run/tgtd/socket.N) is shared by every namespace: a port of our own
+    # (tgtadm takes 0 to 32767).
+    control = str(secrets.randbelow(31000) + 1000)
     daemon = subprocess.Popen(netns.exec_argv(["tgtd", "-f", "--iscsi", "portal=127.0.0.1:3260", "-C", control]),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
