@@ -24,12 +24,12 @@ import fcntl
 import gzip
 import hashlib
 import json
-import os
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import Any
 
 SUITE = "bookworm"
 MIRRORS = (
@@ -145,7 +145,7 @@ class BuildError(Exception):
     pass
 
 
-def build(cache: Path) -> dict:
+def build(cache: Path) -> dict[str, Any]:
     """The cached image for today's package versions, built first when missing."""
     cache.mkdir(parents=True, exist_ok=True)
     with open(cache / ".lock", "w", encoding="utf-8") as lock:
@@ -165,21 +165,21 @@ def build(cache: Path) -> dict:
 
 # -- inputs and cache -------------------------------------------------------------
 
-def run(argv: list[str], **kwargs) -> str:
+def run(argv: list[str], **kwargs: Any) -> str:
     proc = subprocess.run(argv, capture_output=True, text=True, check=False, **kwargs)
     if proc.returncode != 0:
         raise BuildError(f"{argv[0]} failed ({proc.returncode}): {proc.stderr.strip()[-2000:]}")
-    return proc.stdout
+    return str(proc.stdout)
 
 
-def image_inputs() -> dict:
+def image_inputs() -> dict[str, Any]:
     kernel = kernel_package()
     versions = candidate_versions([*PACKAGES, kernel])
     source = hashlib.sha256(Path(__file__).read_bytes()).hexdigest()
     return {"suite": SUITE, "mirrors": list(MIRRORS), "packages": versions, "source": source}
 
 
-def cache_key(inputs: dict) -> str:
+def cache_key(inputs: dict[str, Any]) -> str:
     return "image-" + hashlib.sha256(json.dumps(inputs, sort_keys=True).encode()).hexdigest()[:16]
 
 
@@ -215,7 +215,7 @@ def prune(cache: Path, keep: str) -> None:
 
 # -- build ------------------------------------------------------------------------
 
-def _build(work: Path, inputs: dict) -> None:
+def _build(work: Path, inputs: dict[str, Any]) -> None:
     rootfs, out = work / "rootfs", work / "out"
     out.mkdir()
     bootstrap(rootfs)
