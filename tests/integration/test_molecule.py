@@ -6,11 +6,17 @@ Debian VMs under TCG, readiness from the serial console), converge over SSH,
 idempotence, verify (the instances reach each other), destroy.  The test then
 checks that destroy left nothing: no QEMU, no root, no bridge, no firewall
 table in the namespace.
+
+The base image is built (or found in tests/.cache/molecule) before, in the
+host's namespace: mmdebstrap needs the Debian mirror, which the private
+namespace cannot reach.
 """
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -26,6 +32,7 @@ pytestmark = [pytest.mark.embed, pytest.mark.guest, pytest.mark.slow]
 
 VENV_BIN = Path(sys.executable).parent
 MOLECULE_CACHE = CACHE / "molecule"
+BUILDER = REPO / "extensions" / "molecule" / "resources" / "image" / "build_image.py"
 # Every action of the scenarios' test sequence must report success.
 SEQUENCE = ("destroy", "syntax", "create", "converge", "idempotence", "verify")
 
@@ -45,8 +52,16 @@ def molecule_env(root: Path, ephemeral: Path) -> dict[str, str]:
     return env
 
 
+@pytest.fixture(scope="module")
+def base_image() -> dict:
+    proc = subprocess.run([sys.executable, str(BUILDER), "--cache", str(MOLECULE_CACHE)],
+                          capture_output=True, text=True, timeout=1800, check=False)
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout)
+
+
 @pytest.mark.parametrize("scenario", ["default", "guests-role"])
-def test_molecule_scenario(scenario, tmp_path):
+def test_molecule_scenario(scenario, base_image, tmp_path):
     with private_netns() as netns, private_root("vo-mol-") as root:
         proc = subprocess.run(
             netns.exec_argv(["molecule", "test", "-s", scenario]),
@@ -54,6 +69,8 @@ def test_molecule_scenario(scenario, tmp_path):
             capture_output=True, text=True, timeout=1200, check=False)
         output = proc.stdout + proc.stderr
         assert proc.returncode == 0, output[-8000:]
+        assert re.search(r"TASK \[Build the base image, or find it in the cache\] \**\nok: \[localhost\]", output), \
+            "create finds the image the fixture built in the cache"
         details = output[output.rfind("DETAILS"):]
         for action in SEQUENCE:
             assert f"{scenario} > {action}: Executed: Successful" in details, details

@@ -237,7 +237,11 @@ def bootstrap(rootfs: Path) -> None:
             "mmdebstrap", "--mode=root", "--variant=minbase", "--quiet",
             "--include=" + ",".join(PACKAGES)]
     argv += [f"--dpkgopt={opt}" for opt in DPKG_EXCLUDES]
-    run(argv + [SUITE, str(rootfs), *MIRRORS])
+    try:
+        run(argv + [SUITE, str(rootfs), *MIRRORS])
+    except BuildError as e:
+        raise BuildError(f"{e}\nThe build needs the Debian mirror. In a network namespace without it, "
+                         f"build the image once outside: python3 {__file__} --cache DIR") from e
 
 
 def configure(rootfs: Path) -> None:
