@@ -69,6 +69,7 @@ def test_molecule_scenario(scenario, base_image, tmp_path):
             capture_output=True, text=True, timeout=1200, check=False)
         output = proc.stdout + proc.stderr
         assert proc.returncode == 0, output[-8000:]
+        assert "Performing prerun" not in output, "the scenarios install nothing into ~/.ansible"
         assert re.search(r"TASK \[Build the base image, or find it in the cache\] \**\nok: \[localhost\]", output), \
             "create finds the image the fixture built in the cache"
         details = output[output.rfind("DETAILS"):]
