@@ -81,3 +81,25 @@ def test_molecule_scenario(scenario, base_image, tmp_path):
         assert not root.exists(), "destroy removes the embedded root"
         assert not [name for name in netns.links() if name.startswith("vmol-")], "destroy removes the bridge"
         assert not [t for t in netns.nft_tables() if "vmol" in t], "destroy removes the firewall table"
+
+
+def test_molecule_create_reports_an_instance_that_is_not_ready(base_image, tmp_path):
+    """A boot that misses the deadline fails create with the instances' states; destroy still cleans up."""
+    with private_netns() as netns, private_root("vo-mol-") as root:
+        env = {**molecule_env(root, tmp_path / "ephemeral"), "VIRTOPS_MOLECULE_BOOT_TIMEOUT": "1"}
+
+        def molecule(*args: str) -> subprocess.CompletedProcess:
+            return subprocess.run(netns.exec_argv(["molecule", *args, "-s", "default"]), cwd=REPO, env=env,
+                                  capture_output=True, text=True, timeout=600, check=False)
+
+        created = molecule("create")
+        output = created.stdout + created.stderr
+        assert created.returncode != 0, output[-4000:]
+        assert "An instance did not become ready within 1 s (states: ['running', 'running'])" in output, \
+            output[-4000:]
+        assert len(qemu_pids(root)) == 2, "the instances stay for a look until destroy"
+        destroyed = molecule("destroy")
+        assert destroyed.returncode == 0, (destroyed.stdout + destroyed.stderr)[-4000:]
+        assert not qemu_pids(root)
+        assert not root.exists()
+        assert not [name for name in netns.links() if name.startswith("vmol-")]
