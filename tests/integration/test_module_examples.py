@@ -1,0 +1,100 @@
+"""Every module's EXAMPLES, run for real as playbooks (domain's are in test_playbooks.py).
+
+The examples are user documentation: each test runs them as written, with
+only what names this host put in place (paths, devices, addresses, names
+other tests could hold) and the objects an example assumes to exist
+(a VM to connect, a golden image) made first.  Networks are made where a
+test may make them: on the embedded driver every module runs in the test's
+own network namespace; on libvirtd (which lives in a namespace of its own)
+names, bridge and subnets are made unique.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import secrets
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
+from harness.ansible import run_playbook
+from harness.backends import EmbedNetworkSide, LibvirtNetworkSide, NetworkSide
+from harness.examples import adapted, by_task, play
+
+GiB = 1024 ** 3
+MiB = 1024 ** 2
+
+
+def no_failures(results: list[dict]) -> None:
+    failed = [r for r in results if r["failed"]]
+    assert not failed, json.dumps(failed, indent=1)[:6000]
+
+
+# -- network and network_info --------------------------------------------------------------------
+@pytest.fixture(params=["libvirt", "embed"])
+def side(request, netns) -> NetworkSide:
+    if request.param == "libvirt":
+        return LibvirtNetworkSide(request.getfixturevalue("libvirtd"))
+    return EmbedNetworkSide(request.getfixturevalue("root"), netns)
+
+
+def unique_network_names(side: NetworkSide) -> dict[str, str]:
+    """What makes the examples' networks unique in libvirtd's shared namespace; nothing for the embedded one."""
+    if side.name != "libvirt":
+        return {}
+    tag = secrets.token_hex(3)
+    first, second = random.sample(range(16, 250), 2)
+    return {
+        "name: lab": f"name: vt-{tag}-lab", "source: lab": f"source: vt-{tag}-lab",
+        "name: backplane": f"name: vt-{tag}-backplane",
+        "name: legacy": f"name: vt-{tag}-legacy", "<name>legacy</name>": f"<name>vt-{tag}-legacy</name>",
+        "virbr-lab": f"vtb-{tag}",
+        "192.168.150.": f"10.{first}.{random.randint(1, 250)}.",
+        "192.168.151.": f"10.{second}.{random.randint(1, 250)}.",
+        "fd00:150::": f"fd00:{tag[:4]}::",
+        "name: web01\n    interfaces:": f"name: vt-{tag}-web01\n    interfaces:",
+    }
+
+
+def renamed(names: dict[str, str], key: str) -> str:
+    return names.get(f"name: {key}", f"name: {key}").split(": ", 1)[1]
+
+
+def test_network_examples(side, workdir):
+    names = unique_network_names(side)
+    web01 = names.get("name: web01\n    interfaces:", "name: web01").split("\n")[0].split(": ", 1)[1]
+    lab, backplane, legacy = (renamed(names, key) for key in ("lab", "backplane", "legacy"))
+    bridge = names.get("virbr-lab", "virbr-lab")
+    # The VM the examples connect exists already, as on a real host.
+    vm = {"name": "a VM to connect", "virtops.qemu.domain": {"name": web01, "type": "qemu", "memory": "64MiB"}}
+    tasks = [vm, *adapted(("network", "network_info"), names)]
+    try:
+        results = run_playbook(play(tasks, side.uri), netns=side.module_netns)
+        no_failures(results)
+        task = by_task(results)
+        assert task["A NAT network with DHCP and a static host, started at boot"]["changed"]
+        live = task["Add a static host while the network runs; it is applied live"]
+        assert live["changed"] and not live["restart_required"], live
+        assert any("52:54:00:00:15:02" in update for update in live["live_updates"]), live
+        assert task["Route instead of NAT; restart the network to apply it"]["changed"]
+        assert task["An isolated network with IPv6 router advertisements only"]["state"] == "active"
+        assert task["Define a network from libvirt XML without starting it"]["state"] == "inactive"
+        assert task["Connect a VM to it"]["changed"]
+        assert task["Remove a network"]["state"] == "absent"
+
+        read = task["Read one network"]
+        assert read["exists"] and read["network"]["autostart"] and read["network"]["bridge"] == bridge
+        assert "<forward mode='route'" in read["network"]["xml"].replace('"', "'")
+        assert "52:54:00:00:15:02" in read["network"]["xml"]
+        assert task["Show the addresses its guests got"]["msg"] == []
+        assert task["Find the address of one guest by its MAC"].get("skipped")
+        assert task["Name the active ones and their bridges"]["msg"][lab] == bridge
+        assert side.bridge_exists(bridge) and side.dnsmasq_pid(backplane) is not None
+        assert legacy not in side.names() and {lab, backplane} <= set(side.names())
+    finally:
+        side.remove_domain(web01)
+        for name in (lab, backplane, legacy):
+            side.remove(name)
