@@ -23,6 +23,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import
 from harness.ansible import run_playbook
 from harness.backends import EmbedNetworkSide, LibvirtNetworkSide, NetworkSide
 from harness.examples import adapted, by_task, play
+from harness.iscsi import PORTAL, iscsi_target, lun_file
 
 GiB = 1024 ** 3
 MiB = 1024 ** 2
@@ -98,3 +99,67 @@ def test_network_examples(side, workdir):
         side.remove_domain(web01)
         for name in (lab, backplane, legacy):
             side.remove(name)
+
+
+# -- pool, volume and pool_info --------------------------------------------------------------------
+STORE_IQN = "iqn.2024-01.org.example:store"
+
+
+@pytest.fixture
+def loop_device(workdir):
+    backing = workdir / "vdb.img"
+    with open(backing, "wb") as handle:
+        handle.truncate(64 * MiB)
+    device = subprocess.run(["losetup", "--find", "--show", str(backing)], check=True, capture_output=True,
+                            text=True).stdout.strip()
+    yield device
+    subprocess.run(["losetup", "--detach", device], check=False)
+
+
+def stop_pools(uri: str) -> None:
+    """Stop (unmount) and undefine every pool of an embedded root."""
+    with open_driver(uri) as driver:
+        for name in driver.pools.names():
+            if driver.pools.active(name):
+                driver.pools.stop(name)
+            driver.pools.undefine(name)
+
+
+def is_mount_point(path: Path) -> bool:
+    table = Path("/proc/self/mountinfo").read_text(encoding="utf-8")
+    return any(line.split()[4] == str(path) for line in table.splitlines())
+
+
+def test_storage_examples(root, netns, workdir, loop_device):
+    """pool, then volume, then pool_info EXAMPLES on one embedded root; the iSCSI target in the test's namespace."""
+    uri = f"qemu:///embed?root={root}"
+    pool_tasks = adapted("pool", {
+        "/srv/images": str(workdir / "images"), "/srv/fast": str(workdir / "fast"), "/dev/vdb": loop_device,
+        "192.0.2.10": PORTAL, "/var/lib/virtops": str(root)})
+    # A golden image is what a user clones from; it exists before the volume examples run.
+    golden = {"name": "a golden image", "virtops.qemu.volume": {
+        "pool": "images", "name": "golden.qcow2", "capacity": "64MiB", "format": "qcow2"}}
+    tasks = [*pool_tasks, golden, *adapted(("volume", "pool_info"))]
+    with iscsi_target(netns, [lun_file(workdir / "lun1.img", 16 * MiB)], iqn=STORE_IQN):
+        try:
+            results = run_playbook(play(tasks, uri), netns=netns.name, host_mounts=True)
+            no_failures(results)
+            task = by_task(results)
+            assert is_mount_point(workdir / "fast")
+            removed = task["Remove a pool, its empty directory too (volumes would make this fail)"]
+            assert removed["deleted_target"] == str(workdir / "images") and not (workdir / "images").exists()
+            assert task["An iSCSI target reached without the kernel initiator"]["state"] == "active"
+            assert task["A pool on the embedded driver"]["changed"]
+            grown = task["Grow it"]
+            assert grown["changed"] and grown["capacity"] == 20 * GiB, grown
+            assert task["A copy of a golden image"]["capacity"] == 64 * MiB
+            assert task["Delete one volume"]["changed"]
+            assert task["Show its free space in GiB"]["msg"] > 0
+            pools = {pool["name"]: pool for pool in task["List every pool"]["pools"]}
+            assert sorted(pools) == ["fast", "images", "san"]
+            assert [(v["name"], v["capacity"]) for v in pools["san"]["volumes"]] == [("unit:0:0:1", 16 * MiB)]
+            volumes = {v["name"]: v["capacity"] for v in pools["images"]["volumes"]}
+            assert volumes == {"golden.qcow2": 64 * MiB, "web01.qcow2": 20 * GiB, "web02.qcow2": 64 * MiB}
+        finally:
+            stop_pools(uri)
+    assert not is_mount_point(workdir / "fast")
