@@ -18,12 +18,14 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from lxml import etree
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
 from harness.ansible import run_playbook
 from harness.backends import EmbedNetworkSide, LibvirtNetworkSide, NetworkSide
 from harness.examples import adapted, by_task, play
 from harness.iscsi import PORTAL, iscsi_target, lun_file
+from harness.libvirtd import wait_for_line
 
 GiB = 1024 ** 3
 MiB = 1024 ** 2
@@ -163,3 +165,50 @@ def test_storage_examples(root, netns, workdir, loop_device):
         finally:
             stop_pools(uri)
     assert not is_mount_point(workdir / "fast")
+
+
+# -- security_label --------------------------------------------------------------------------------
+@pytest.mark.guest
+def test_security_label_examples(backend, vm, guest, workdir):
+    names = {short: f"{vm}-{short}" for short in ("web01", "web02", "legacy01")}
+    data, serial = workdir / "web02-data.img", workdir / "legacy01.log"
+    with open(data, "wb") as handle:
+        handle.truncate(MiB)
+    data.chmod(0o666)
+    kernel = {"path": str(guest.kernel), "initrd": str(guest.initrd), "cmdline": guest.cmdline}
+    # The domains the examples label exist already: web02 with a data disk, legacy01 running.
+    setup = [{"name": short, "virtops.qemu.domain": {
+        "name": name, "type": "qemu", "memory": "128MiB", "kernel": kernel,
+        **({"disks": [{"path": str(data), "target": "vdb", "format": "raw"}]} if short == "web02" else {}),
+        **({"state": "running", "serials": [{"type": "file", "path": str(serial)}]} if short == "legacy01" else {}),
+    }} for short, name in names.items()]
+    replacements = {f"domain: {short}": f"domain: {name}" for short, name in names.items()}
+    # This Debian host has no SELinux (libvirtd's models: none, dac): the example's unconfined
+    # SELinux label becomes the DAC one, as host-passthrough becomes maximum in the domain examples.
+    tasks = adapted("security_label", {**replacements, "name: legacy01": f"name: {names['legacy01']}",
+                                       "- model: selinux\n        type: none": "- model: dac\n        type: none"})
+    try:
+        no_failures(run_playbook(play(setup, backend.uri)))
+        wait_for_line(serial, guest.marker, timeout=120)     # its ACPI daemon answers the restart's shutdown
+        results = run_playbook(play(tasks, backend.uri))
+        no_failures(results)
+        task = by_task(results)
+        fixed = task["Run web01 as a fixed user and group, and let the driver leave its files alone"]
+        assert fixed["changed"] and fixed["labels"][0]["label"] == "+1000:+1000", fixed
+        shared = task["Keep the driver's hands off a shared data disk of web02 (its other files are still labelled)"]
+        assert shared["changed"] and shared["disks"] == {"vdb": [{"model": "dac", "relabel": "no"}]}, shared
+        unconfined = task["No confinement by SELinux for a domain, then restart it to apply that"]
+        assert unconfined["changed"] and unconfined["restart_required"], unconfined
+        restarted = task["Restart it when needed"]
+        assert restarted["changed"] and not restarted["restart_required"], restarted
+        again = run_playbook(play([{"virtops.qemu.domain": {"name": names["legacy01"], "state": "running",
+                                                             "restart": True}}], backend.uri))
+        assert not again[0]["changed"] and not again[0]["restart_required"], again
+        live = etree.fromstring(backend.live_xml(names["legacy01"]).encode())
+        assert [label.get("type") for label in live.iterfind("seclabel[@model='dac']")] == ["none"]
+        assert task["Back to the driver's default label for web01"]["labels"] == []
+        assert task["Let the driver relabel the data disk of web02 again"]["disks"] == {}
+        assert "seclabel" not in backend.stored_xml(names["web01"]) + backend.stored_xml(names["web02"])
+    finally:
+        for name in names.values():
+            backend.remove(name)
