@@ -243,8 +243,9 @@ def report(results: dict[str, Series], args, versions: dict, log) -> None:
         if not (ref and ref.noop):
             continue
         noop_ratio = median([p.wall for p in ref.noop]) / median([p.wall for p in ours.noop])
+        converge_ratio = median([p.wall for p in ref.converge]) / median([p.wall for p in ours.converge])
         log(f"  {tool}:")
-        log(f"    converge (wall)      {median([p.wall for p in ref.converge]) / median([p.wall for p in ours.converge]):5.2f}x")
+        log(f"    converge (wall)      {converge_ratio:5.2f}x")
         log(f"    no-op re-run (wall)  {noop_ratio:5.2f}x   target >= {args.target:.2f}x: "
             f"{'met' if noop_ratio >= args.target else 'NOT met'}")
         log(f"    no-op (tasks only)   "

@@ -21,12 +21,13 @@ from .netns import Netns
 TARGET_IQN = "iqn.2024-01.org.example:vt-store"
 INITIATOR_IQN = "iqn.2024-01.org.example:vt-host"
 PORTAL = "127.0.0.1"
+CONTROL_PORT_MAX = 32767            # tgtd -C refuses more (exit 34, "out of range")
 
 
 @contextlib.contextmanager
 def iscsi_target(netns: Netns, luns: list[Path], iqn: str = TARGET_IQN) -> Iterator[int]:
     """tgtd in ``netns`` serving ``luns`` (existing files) as LUN 1, 2, ... of ``iqn``; its control port."""
-    control = secrets.randbelow(50000) + 1000
+    control = secrets.randbelow(CONTROL_PORT_MAX - 1000) + 1000
     daemon = subprocess.Popen(netns.exec_argv(["tgtd", "-f", "--iscsi", f"portal={PORTAL}:3260", "-C", str(control)]),
                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
