@@ -201,8 +201,8 @@ def test_security_label_examples(backend, vm, guest, workdir):
         assert unconfined["changed"] and unconfined["restart_required"], unconfined
         restarted = task["Restart it when needed"]
         assert restarted["changed"] and not restarted["restart_required"], restarted
-        again = run_playbook(play([{"virtops.qemu.domain": {"name": names["legacy01"], "state": "running",
-                                                             "restart": True}}], backend.uri))
+        restart_again = {"virtops.qemu.domain": {"name": names["legacy01"], "state": "running", "restart": True}}
+        again = run_playbook(play([restart_again], backend.uri))
         assert not again[0]["changed"] and not again[0]["restart_required"], again
         live = etree.fromstring(backend.live_xml(names["legacy01"]).encode())
         assert [label.get("type") for label in live.iterfind("seclabel[@model='dac']")] == ["none"]
