@@ -48,7 +48,7 @@ EXAMPLES = r"""
 - name: Find the address of one guest by its MAC
   ansible.builtin.debug:
     msg: "{{ (lab.network.leases | selectattr('mac', 'equalto', '52:54:00:00:15:01') | first).ip }}"
-  when: lab.exists and lab.network.leases | selectattr('mac', 'equalto', '52:54:00:00:15:01') | list
+  when: lab.exists and lab.network.leases | selectattr('mac', 'equalto', '52:54:00:00:15:01') | list | length > 0
 
 - name: List every network
   virtops.qemu.network_info:

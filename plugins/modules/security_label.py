@@ -141,9 +141,9 @@ EXAMPLES = r"""
         label: "+1000:+1000"
         relabel: false
 
-- name: Keep the driver's hands off a shared data disk
+- name: Keep the driver's hands off a shared data disk of web02 (its other files are still labelled)
   virtops.qemu.security_label:
-    domain: web01
+    domain: web02
     disks:
       - target: vdb
         labels:
@@ -165,12 +165,17 @@ EXAMPLES = r"""
     restart: true
   when: labels.restart_required
 
-- name: Back to the driver's default labels
+- name: Back to the driver's default label for web01
   virtops.qemu.security_label:
     domain: web01
     state: absent
     labels:
       - model: dac
+
+- name: Let the driver relabel the data disk of web02 again
+  virtops.qemu.security_label:
+    domain: web02
+    state: absent
     disks:
       - target: vdb
         labels:

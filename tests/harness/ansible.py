@@ -50,11 +50,15 @@ def run_module(module: str, args: dict, check: bool = False,
 
 def run_playbook(playbook: str | os.PathLike | list, extra_vars: dict | None
                  = None, check: bool = False, diff: bool = False,
-                 env: dict | None = None, netns: str | None = None) -> list[dict]:
+                 env: dict | None = None, netns: str | None = None,
+                 host_mounts: bool = False) -> list[dict]:
     """Run a playbook file or a list of plays; return per-task results.
 
     Every entry is the task's result dict plus ``task`` (its name) and
-    ``host``, in execution order.
+    ``host``, in execution order.  ``host_mounts`` enters only the network
+    namespace ``netns`` (nsenter) instead of ``ip netns exec``'s private
+    mount namespace, so filesystems the modules mount stay mounted on the
+    host after they exit (/sys then shows the host's network devices).
     """
     with tempfile.TemporaryDirectory(prefix="virtops-play-") as tmp:
         if isinstance(playbook, list):
@@ -66,7 +70,7 @@ def run_playbook(playbook: str | os.PathLike | list, extra_vars: dict | None
         argv = [str(BIN / "ansible-playbook"), str(path)]
         if extra_vars:
             argv += ["-e", json.dumps(extra_vars)]
-        return _run(argv, check, diff, env, netns)
+        return _run(argv, check, diff, env, netns, host_mounts)
 
 
 def ansible_env(results_file: str, extra: dict | None = None) -> dict:
@@ -89,8 +93,10 @@ def ansible_env(results_file: str, extra: dict | None = None) -> dict:
 
 
 def _run(argv: list[str], check: bool, diff: bool,
-         env: dict | None, netns: str | None = None) -> list[dict]:
-    prefix = ["ip", "netns", "exec", netns] if netns else []
+         env: dict | None, netns: str | None = None, host_mounts: bool = False) -> list[dict]:
+    prefix = []
+    if netns:
+        prefix = ["nsenter", f"--net=/run/netns/{netns}", "--"] if host_mounts else ["ip", "netns", "exec", netns]
     argv = prefix + argv + ["-i", "localhost,", "-c", "local",
                             "-e", json.dumps({"ansible_python_interpreter": sys.executable})]
     argv += ["--check"] * check + ["--diff"] * diff

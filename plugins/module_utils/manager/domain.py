@@ -97,6 +97,21 @@ class DomainManager(ResourceManager):
         power.require_known_state(req.name, status)
         return power.steps_to(req.state, status)
 
+    def _plan_restart(self, req, plan):
+        """Without definition options, the stored definition is what the running guest should have.
+
+        So ``restart: true`` alone applies what another task (security_label, a
+        redefine elsewhere) left pending, as domain_info's restart_required shows.
+        """
+        super()._plan_restart(req, plan)
+        stays_active = self._is_active(plan.status) and not set(plan.steps) & self.STOPPING
+        if req.desired is not None or not plan.before_xml or not stays_active:
+            return
+        live = model.parse_domain(self.objects.xml(req.name, inactive=False), "xml")
+        if model.pending_changes(live, model.parse_domain(plan.before_xml, "xml")):
+            plan.restart_now = req.restart
+            plan.restart_required = not req.restart
+
     def _predicted_state(self, req, plan):
         if plan.restart_now and req.state == "paused":
             return "paused"

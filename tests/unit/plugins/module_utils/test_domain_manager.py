@@ -153,6 +153,18 @@ def test_pending_change_is_reported_until_a_restart(driver):
     assert not ensure(driver, name="vm", memory="256MiB")["restart_required"]
 
 
+def test_restart_alone_applies_what_the_stored_definition_has_pending(driver):
+    ensure(driver, name="vm", state="running")
+    ensure(driver, name="vm", memory="256MiB")       # another task changes the stored definition
+    driver.calls.clear()
+    assert ensure(driver, name="vm", state="running")["restart_required"] and driver.calls == []
+    predicted = ensure(driver, check=True, name="vm", state="running", restart=True)
+    applied = ensure(driver, name="vm", state="running", restart=True)
+    assert predicted["changed"] and applied["changed"] and driver.calls == ["shutdown", "start"]
+    assert not applied["restart_required"] and applied["state"] == "running"
+    assert not ensure(driver, name="vm", state="running", restart=True)["changed"]
+
+
 def test_shutdown_timeout_fails_without_force():
     d = MemoryDriver(guest_obeys_acpi=False)
     ensure(d, name="vm", state="running", type="qemu")

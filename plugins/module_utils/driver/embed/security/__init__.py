@@ -220,9 +220,13 @@ def _label_lsm(pol: Policy, live, launch: Launch, others: list) -> None:
 
 
 def _write_live_labels(live, pol: Policy, launch: Launch) -> None:
-    """The labels in force, in the live XML as libvirt shows them (one per model acted on)."""
+    """The labels in force, in the live XML as libvirt shows them (one per model acted on).
+
+    Static labels and ``type='none'`` (no labelling by that model) stay as
+    defined, as in libvirt's live XML; dynamic ones are replaced by what was used.
+    """
     for old in live.findall("seclabel"):
-        if old.get("type") != "static":
+        if old.get("type") not in ("static", "none"):
             live.remove(old)
     if launch.selinux_label:
         _live_label(live, "selinux", launch.selinux_label, True)
