@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import is_active
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     InvalidInput,
-    NotFound,
     UnreadableDefinition,
     VirtError,
 )
@@ -26,12 +25,14 @@ from ansible_collections.virtops.qemu.plugins.module_utils.manager import power
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.resource import (
     ResourceManager,
     ResourceRequest,
+    describe_each,
+    reconcile_name,
     uuid_of,
 )
 from ansible_collections.virtops.qemu.plugins.module_utils.model import domain as model
 from ansible_collections.virtops.qemu.plugins.module_utils.model import domain_options
 from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
-from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import element, to_string
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import to_string
 
 
 @dataclass
@@ -165,7 +166,7 @@ def request_from_params(params: dict) -> DomainRequest:
     desired, owned = None, set()
     if params.get("xml"):
         desired = model.parse_domain(params["xml"])
-        _reconcile_name(desired, name)
+        reconcile_name(desired, name, "domain")
         owned = model.owned_lists_in(desired)
     elif domain_options.has_definition(params):
         desired, owned = domain_options.render(params)
@@ -184,15 +185,6 @@ def request_from_params(params: dict) -> DomainRequest:
         remove_disks=params.get("remove_disks") or [],
         definition_option="current_memory" if from_options else "xml",
         creation_features=domain_options.creation_features(params) if from_options else ())
-
-
-def _reconcile_name(desired, name: str) -> None:
-    node = desired.find("name")
-    if node is None:
-        node = element("name", name)
-        desired.insert(0, node)
-    elif (node.text or "").strip() != name:
-        raise InvalidInput(f"the XML names the domain {(node.text or '').strip()!r} but name is {name!r}", "xml")
 
 
 def summary(driver, name: str):
@@ -216,15 +208,7 @@ def describe(driver, name: str) -> dict:
 
 def describe_all(driver) -> list:
     """Every domain as describe() has it; one that cannot be read is listed as {name, error}."""
-    found = []
-    for name in driver.domains.names():
-        try:
-            found.append(describe(driver, name))
-        except NotFound:
-            continue        # undefined while we were listing
-        except VirtError as e:
-            found.append({"name": name, "error": str(e)})
-    return found
+    return describe_each(driver.domains.names(), lambda name: describe(driver, name))
 
 
 def _runtime(driver, name: str, stored, active: bool) -> dict:

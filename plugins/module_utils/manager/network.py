@@ -17,17 +17,19 @@ import copy
 from dataclasses import dataclass
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import Lease, Networks
-from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput, NotFound, VirtError
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.resource import (
     Plan,
     ResourceManager,
     ResourceRequest,
+    describe_each,
+    reconcile_name,
     uuid_of,
 )
 from ansible_collections.virtops.qemu.plugins.module_utils.model import network as model
 from ansible_collections.virtops.qemu.plugins.module_utils.model import schema
 from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
-from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import element, parse, to_string
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse, to_string
 
 STATES = ("present", "active", "inactive", "absent")
 
@@ -138,7 +140,7 @@ def request_from_params(params: dict) -> NetworkRequest:
     desired, owned, option = None, set(), None
     if params.get("xml"):
         desired, option = parse(params["xml"], "network", "xml"), "xml"
-        _reconcile_name(desired, name)
+        reconcile_name(desired, name, "network")
         owned = model.owned_lists_in(desired)
     elif model.has_definition(params):
         desired, owned = model.render(params)
@@ -148,14 +150,6 @@ def request_from_params(params: dict) -> NetworkRequest:
     return NetworkRequest(name=name, state=state, desired=desired, owned_lists=owned,
                           autostart=params.get("autostart"), restart=bool(params.get("restart")),
                           definition_option=option or "ips")
-
-
-def _reconcile_name(desired, name: str) -> None:
-    node = desired.find("name")
-    if node is None:
-        desired.insert(0, element("name", name))
-    elif (node.text or "").strip() != name:
-        raise InvalidInput(f"the XML names the network {(node.text or '').strip()!r} but name is {name!r}", "xml")
 
 
 # -- network_info ---------------------------------------------------------------------
@@ -171,15 +165,7 @@ def describe(networks: Networks, name: str) -> dict:
 
 def describe_all(networks: Networks) -> list[dict]:
     """Every network as describe() has it; one that cannot be read is listed as {name, error}."""
-    found = []
-    for name in networks.names():
-        try:
-            found.append(describe(networks, name))
-        except NotFound:
-            continue        # removed while we were listing
-        except VirtError as e:
-            found.append({"name": name, "error": str(e)})
-    return found
+    return describe_each(networks.names(), lambda name: describe(networks, name))
 
 
 def lease_dict(lease: Lease) -> dict:

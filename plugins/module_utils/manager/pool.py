@@ -19,18 +19,20 @@ import copy
 from dataclasses import dataclass
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import Pools, Volumes
-from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput, NotFound, VirtError
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.resource import (
     Plan,
     ResourceManager,
     ResourceRequest,
+    describe_each,
+    reconcile_name,
     uuid_of,
 )
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.volume import describe_volumes
 from ansible_collections.virtops.qemu.plugins.module_utils.model import pool as model
 from ansible_collections.virtops.qemu.plugins.module_utils.model import schema
 from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
-from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import element, parse, to_string
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse, to_string
 
 STATES = ("present", "active", "inactive", "absent")
 
@@ -143,7 +145,7 @@ def request_from_params(params: dict) -> PoolRequest:
     desired, owned, option = None, set(), None
     if params.get("xml"):
         desired, option = model.settle(parse(params["xml"], "pool", "xml")), "xml"
-        _reconcile_name(desired, name)
+        reconcile_name(desired, name, "pool")
         owned = model.owned_lists_in(desired)
     elif model.has_definition(params):
         desired, owned = model.render(params)
@@ -161,14 +163,6 @@ def request_from_params(params: dict) -> PoolRequest:
                        delete_target=delete_target)
 
 
-def _reconcile_name(desired, name: str) -> None:
-    node = desired.find("name")
-    if node is None:
-        desired.insert(0, element("name", name))
-    elif (node.text or "").strip() != name:
-        raise InvalidInput(f"the XML names the pool {(node.text or '').strip()!r} but name is {name!r}", "xml")
-
-
 # -- pool_info ---------------------------------------------------------------------
 def describe(pools: Pools, volumes: Volumes, name: str) -> dict:
     """What pool_info returns for one pool."""
@@ -184,12 +178,5 @@ def describe(pools: Pools, volumes: Volumes, name: str) -> dict:
 
 
 def describe_all(pools: Pools, volumes: Volumes) -> list[dict]:
-    found = []
-    for name in pools.names():
-        try:
-            found.append(describe(pools, volumes, name))
-        except NotFound:
-            continue
-        except VirtError as e:
-            found.append({"name": name, "error": str(e)})
-    return found
+    """Every pool as describe() has it; one that cannot be read is listed as {name, error}."""
+    return describe_each(pools.names(), lambda name: describe(pools, volumes, name))

@@ -19,12 +19,13 @@ from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import Re
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     BackendError,
     Conflict,
+    InvalidInput,
     NotFound,
     VirtError,
     host_error,
 )
 from ansible_collections.virtops.qemu.plugins.module_utils.model.merge import MergeResult, Rules, merge
-from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import XmlNode, parse, to_string
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import XmlNode, element, parse, to_string
 
 
 @dataclass
@@ -300,6 +301,28 @@ class ResourceManager:
         return {"changed": changed, "name": req.name, "state": "absent", "xml": "", "uuid": None,
                 "autostart": False, "restart_required": False,
                 "diff": {"before": before_xml, "after": ""}}
+
+
+def reconcile_name(desired: XmlNode, name: str, kind: str) -> None:
+    """Give a verbatim definition the ``name`` option's name, or refuse one that names another object."""
+    node = desired.find("name")
+    if node is None:
+        desired.insert(0, element("name", name))
+    elif (node.text or "").strip() != name:
+        raise InvalidInput(f"the XML names the {kind} {(node.text or '').strip()!r} but name is {name!r}", "xml")
+
+
+def describe_each(names: list[str], describe) -> list[dict]:
+    """``describe(name)`` of every name; one removed meanwhile is left out, one that cannot be read is {name, error}."""
+    found = []
+    for name in names:
+        try:
+            found.append(describe(name))
+        except NotFound:
+            continue
+        except VirtError as e:
+            found.append({"name": name, "error": str(e)})
+    return found
 
 
 def uuid_of(tree: XmlNode) -> str | None:
