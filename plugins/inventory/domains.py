@@ -90,6 +90,7 @@ EXAMPLES = r"""
 # lab.virtops_domains.yml: the guests of the local libvirtd
 plugin: virtops.qemu.domains
 
+---
 # two hypervisors, the embedded driver's root included, cached for 5 minutes
 # (ansible-inventory -i all.virtops_domains.yml --graph)
 plugin: virtops.qemu.domains
@@ -101,6 +102,7 @@ cache_plugin: ansible.builtin.jsonfile
 cache_connection: /var/tmp/virtops-inventory
 cache_timeout: 300
 
+---
 # more groups and variables from the host variables
 plugin: virtops.qemu.domains
 uris: [qemu+ssh://admin@kvm01.example.com/system]
