@@ -7,7 +7,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 name: domains
 short_description: QEMU/KVM virtual machines of libvirt or the embedded driver as inventory hosts
-version_added: 0.3.0
+version_added: 0.2.0
 description:
   - Reads the domains (virtual machines) of one or more QEMU driver instances and
     makes each an inventory host named after the domain.
