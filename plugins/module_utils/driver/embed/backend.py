@@ -56,7 +56,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.storage 
     EmbedVolumes,
     resolve_volume_disks,
 )
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.store import DefinitionStore
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.store import DefinitionStore, StoredAutostart
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     BackendError,
     Conflict,
@@ -194,7 +194,7 @@ class EmbedDriver(Driver):
             raise host_error(exc, "delete", path) from exc
 
 
-class EmbedDomains(Domains):
+class EmbedDomains(StoredAutostart, Domains):
     """The domains of one embed root; every operation on a domain holds that domain's lock."""
 
     def __init__(self, driver: EmbedDriver):
@@ -284,15 +284,6 @@ class EmbedDomains(Domains):
         uuid = (config.findtext("uuid") or "").strip()
         if uuid and "/" not in uuid:
             shutil.rmtree(self.layout.tpm_state_dir(uuid), ignore_errors=True)
-
-    def autostart(self, name: str) -> bool:
-        if not self.exists(name):
-            raise self.store.not_found(name)
-        return self.store.autostart(name)
-
-    def set_autostart(self, name: str, enabled: bool) -> None:
-        with self._lock(name):
-            self.store.set_autostart(name, enabled)
 
     # -- status -----------------------------------------------------------
     def status(self, name: str) -> DomainStatus:

@@ -29,7 +29,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils import fileio
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import NETWORK_UPDATE_SECTIONS, Lease, Networks
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import dnsmasq, firewall, netstate, process
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.netstate import ACTIVE, STARTING, NetworkRecord
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.store import DefinitionStore
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.store import DefinitionStore, StoredAutostart
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, Conflict, InvalidInput
 from ansible_collections.virtops.qemu.plugins.module_utils.model import schema
 from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
@@ -49,7 +49,7 @@ _SECTIONS = {"ip-dhcp-host": ("host", "dhcp"), "ip-dhcp-range": ("range", "dhcp"
 _COMMANDS = ("add-first", "add-last", "delete", "modify")
 
 
-class EmbedNetworks(Networks):
+class EmbedNetworks(StoredAutostart, Networks):
     """The networks of one embed root."""
 
     def __init__(self, driver):
@@ -132,15 +132,6 @@ class EmbedNetworks(Networks):
             self.store.remove(name)
             if not active:
                 self._forget(name)
-
-    def autostart(self, name: str) -> bool:
-        if not self.exists(name):
-            raise self.store.not_found(name)
-        return self.store.autostart(name)
-
-    def set_autostart(self, name: str, enabled: bool) -> None:
-        with self._lock(name):
-            self.store.set_autostart(name, enabled)
 
     def persistent(self, name: str) -> bool:
         if not self.exists(name):

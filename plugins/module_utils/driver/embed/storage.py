@@ -31,7 +31,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils import fileio
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import Pools, PoolSpace, Volumes
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import images, poolstate
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.poolstate import PoolRecord
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.store import DefinitionStore
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.store import DefinitionStore, StoredAutostart
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     BackendError,
     Conflict,
@@ -53,7 +53,7 @@ ISCSI_PORT = 3260
 LUN_PREFIX = "unit:0:0:"
 
 
-class EmbedPools(Pools):
+class EmbedPools(StoredAutostart, Pools):
     """The storage pools of one embed root."""
 
     def __init__(self, driver):
@@ -125,15 +125,6 @@ class EmbedPools(Pools):
             self.store.remove(name)
             if not active:
                 self.store.remove_lock(name)
-
-    def autostart(self, name: str) -> bool:
-        if not self.exists(name):
-            raise self.store.not_found(name)
-        return self.store.autostart(name)
-
-    def set_autostart(self, name: str, enabled: bool) -> None:
-        with self.lock(name):
-            self.store.set_autostart(name, enabled)
 
     def active(self, name: str) -> bool:
         with self.lock(name):

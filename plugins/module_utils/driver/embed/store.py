@@ -161,5 +161,24 @@ class DefinitionStore:
         fileio.remove_lock_file(self.paths.lock_file(name))
 
 
+class StoredAutostart:
+    """autostart and set_autostart of a kind whose definitions a DefinitionStore keeps.
+
+    A mixin for the embedded driver's kinds, placed before the kind's protocol class.
+    """
+
+    store: DefinitionStore
+    exists: Callable[[str], bool]
+
+    def autostart(self, name: str) -> bool:
+        if not self.exists(name):
+            raise self.store.not_found(name)
+        return self.store.autostart(name)
+
+    def set_autostart(self, name: str, enabled: bool) -> None:
+        with self.store.lock(name, self.exists):
+            self.store.set_autostart(name, enabled)
+
+
 def _uuid_of(tree: XmlNode) -> str:
     return (tree.findtext("uuid") or "").strip().lower()
