@@ -23,8 +23,8 @@ USER_DATA = {
                "ssh_authorized_keys": ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB7 ansible@control"]}],
     "write_files": [{"path": "/etc/motd", "content": "caf\u00e9 \u2013 seeded\n" * 400}],
 }
-NETWORK_CONFIG = {"version": 2, "ethernets": {"nic0": {"match": {"macaddress": "52:54:00:5e:00:53"},
-                                                      "dhcp4": True}}}
+NETWORK_CONFIG = {"version": 2,
+                  "ethernets": {"nic0": {"match": {"macaddress": "52:54:00:5e:00:53"}, "dhcp4": True}}}
 NAMES = ["meta-data", "network-config", "user-data"]
 
 

@@ -93,9 +93,7 @@ def build_image(volume_id: str, files: Mapping[str, bytes], when: datetime = FIX
         _directory(_joliet_records(placed, joliet_root, joliet_sectors * SECTOR, when)),
     ]
     image += [_sector(f.data) for f in placed if f.data]
-    result = b"".join(image)
-    assert len(result) == total * SECTOR
-    return result
+    return b"".join(image)
 
 
 # -- names -------------------------------------------------------------------
@@ -282,7 +280,6 @@ def _volume_descriptor(volume_id: str, total: int, root: int, root_sectors: int,
     descriptor[702:813] = text("", 37) * 3
     descriptor[813:881] = _volume_date(when) * 2 + _volume_date(None) * 2
     descriptor[881] = 1
-    assert len(descriptor) == SECTOR
     return bytes(descriptor)
 
 

@@ -133,7 +133,7 @@ def _network_config(value: Mapping, option: str) -> bytes:
     if isinstance(value.get("network"), Mapping):
         config, where = value["network"], f"{option}.network"
     version = config.get("version")
-    if type(version) is not int or version not in NETWORK_CONFIG_VERSIONS:
+    if isinstance(version, bool) or not isinstance(version, int) or version not in NETWORK_CONFIG_VERSIONS:
         raise InvalidInput(f"must be 1 or 2, not {version!r}", f"{where}.version")
     return _document(value, option)
 

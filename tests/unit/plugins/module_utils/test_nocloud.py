@@ -148,6 +148,7 @@ def test_network_config_is_written_only_when_given():
     ({"version": 3}, "cloud_init.network_config.version"),
     ({"version": "2"}, "cloud_init.network_config.version"),
     ({"version": True}, "cloud_init.network_config.version"),
+    ({"version": 2.0}, "cloud_init.network_config.version"),
     ({"network": {"version": 0}}, "cloud_init.network_config.network.version"),
     ({"version": 2, "ethernets": {"eth0": {"mtu": 1e400}}}, "cloud_init.network_config.ethernets.eth0.mtu"),
     (["version", 2], "cloud_init.network_config"),
