@@ -266,6 +266,8 @@ def _volume_descriptor(volume_id: str, total: int, root: int, root_sectors: int,
     descriptor = bytearray(SECTOR)
     descriptor[0:7] = bytes([2 if joliet else 1]) + b"CD001" + b"\1"
     descriptor[8:40] = text("", 32)
+    # ECMA-119 wants upper case here, but cloud-init's own tools write "cidata" and readers take it;
+    # Joliet's 32 bytes hold 16 UCS-2 characters, so a longer label is cut there.
     descriptor[40:72] = text(volume_id, 32)
     descriptor[80:88] = _both32(total)
     if joliet:
