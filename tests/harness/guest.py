@@ -277,8 +277,8 @@ def _modname(path: str) -> str:
     return name.replace("-", "_")
 
 
-def _collect_modules(kroot: Path) -> list[tuple[str, bytes]]:
-    """Return [(name, uncompressed .ko)] in load order, builtins skipped."""
+def _collect_modules(kroot: Path, names: tuple[str, ...] = MODULES) -> list[tuple[str, bytes]]:
+    """Return [(name, uncompressed .ko)] of ``names`` and their dependencies in load order, builtins skipped."""
     moddir = _module_dir(kroot)
     builtin = {_modname(line) for line in
                (moddir / "modules.builtin").read_text().split()}
@@ -298,7 +298,7 @@ def _collect_modules(kroot: Path) -> list[tuple[str, bytes]]:
             visit(dep)
         ordered.append((name, data))
 
-    for name in MODULES:
+    for name in names:
         visit(name)
     return ordered
 
