@@ -11,8 +11,9 @@ import pytest
 
 from ansible_collections.virtops.qemu.plugins.module_utils import fileio
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import caps, process
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.layout import Layout, make_private_dir
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.layout import Layout
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, InvalidInput
+from ansible_collections.virtops.qemu.plugins.module_utils.fileio import make_private_dir
 from ansible_collections.virtops.qemu.plugins.module_utils.model.domain_options import render
 from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import element
