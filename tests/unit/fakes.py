@@ -12,6 +12,9 @@ on the driver, for ``delete_disk_source``).  The guest's own behaviour is
 the driver's ``guest_obeys_acpi`` (a shutdown request powers it off) and
 ``stops_by_itself`` (it is gone by the time destroy comes).  The real
 backends are exercised by the integration tests.
+
+``FakeModule`` stands in for the AnsibleModule that module_glue.run reports
+to; its exit raises ``Exit``.
 """
 
 from __future__ import annotations
@@ -373,3 +376,27 @@ class MemoryDriver(Failures, Driver):
     def delete_disk_source(self, source: dict) -> None:
         self._may_fail("delete_disk_source", source.get("path"))
         self.calls.append(("delete", source))
+
+
+class Exit(Exception):
+    """The one exit call a FakeModule got: ``args[0]`` is (kind, result), kind "fail" or "exit"."""
+
+    def __init__(self, kind: str, result: dict) -> None:
+        super().__init__((kind, result))
+        self.kind, self.result = kind, result
+
+
+class FakeModule:
+    """The AnsibleModule calls of module_glue.run: an exit raises Exit; a warning is not expected."""
+
+    def __init__(self, diff: bool = False) -> None:
+        self._diff = diff
+
+    def fail_json(self, **result) -> None:
+        raise Exit("fail", result)
+
+    def exit_json(self, **result) -> None:
+        raise Exit("exit", result)
+
+    def warn(self, text: str) -> None:
+        raise AssertionError(f"unexpected warning {text}")

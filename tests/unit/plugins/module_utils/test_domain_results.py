@@ -1,7 +1,7 @@
 """What the domain modules return and refuse: masked secrets, partial results, numbers, features."""
 
 import pytest
-from fakes import MemoryDriver
+from fakes import Exit, FakeModule, MemoryDriver
 from lxml import etree
 from test_domain_manager import BASE, ensure
 
@@ -163,18 +163,6 @@ def test_a_failed_start_without_a_change_stays_as_it_was():
     assert str(err.value) == "cannot start 'vm': no" and err.value.result == {}
 
 
-class Exit(Exception):
-    pass
-
-
-class FakeModule:
-    def __init__(self, diff):
-        self._diff = diff
-
-    def fail_json(self, **result):
-        raise Exit(result)
-
-
 @pytest.mark.parametrize("diff", [True, False])
 def test_module_glue_returns_the_partial_result_with_the_failure(diff):
     def action():
@@ -182,7 +170,7 @@ def test_module_glue_returns_the_partial_result_with_the_failure(diff):
                                                          {"changed": True, "diff": {"before": "", "after": "y"}})
     with pytest.raises(Exit) as done:
         run(FakeModule(diff), action)
-    result = done.value.args[0]
+    result = done.value.result
     assert result["msg"] == "domain 'vm' was defined but failed to start: x" and result["changed"] is True
     assert result["error"] == "BackendError" and ("diff" in result) is diff
 
