@@ -95,8 +95,7 @@ def _existing(**extra) -> VolumeFacts:
 
 def test_check_mode_touches_nothing_and_predicts_growth():
     volumes = volumes_of(_existing())
-    result = manager_of(volumes).ensure(request_from_params({"pool": "p", "name": "v",
-                                                                             "capacity": "32MiB"}), True)
+    result = manager_of(volumes).ensure(request_from_params({"pool": "p", "name": "v", "capacity": "32MiB"}), True)
     assert result["changed"] and result["capacity"] == 32 * MiB and volumes.calls == []
     assert "33554432" in result["diff"]["after"] and "16777216" in result["diff"]["before"]
 
