@@ -1,6 +1,9 @@
 """Generate plugins/module_utils/keycodes.py from keycodemapdb's keymaps.csv.
 
-    python3 tools/gen_keycodes.py PATH/TO/keymaps.csv
+    python3 tools/gen_keycodes.py [PATH/TO/keymaps.csv]
+
+Without a path it reads tests/data/keymaps.csv, the copy the tests check the
+committed table against (see tests/data/README.md).
 
 The csv is a fact table (one row per key, one column per key code set); the
 collection ships only the tables derived from it.  Run this again when the
@@ -14,7 +17,9 @@ import sys
 from pathlib import Path
 
 WIDTH = 118
-TARGET = Path(__file__).resolve().parents[1] / "plugins" / "module_utils" / "keycodes.py"
+REPO = Path(__file__).resolve().parents[1]
+TARGET = REPO / "plugins" / "module_utils" / "keycodes.py"
+SOURCE = REPO / "tests" / "data" / "keymaps.csv"
 
 # libvirt's code set name -> the csv column its codes come from.  xt is AT set 1
 # (libvirt kept both names); qnum and xt_kbd are derived from AT set 1 below.
@@ -113,10 +118,11 @@ def _literal(table: dict, depth: int) -> str:
 
 
 def main(argv: list[str]) -> int:
-    if len(argv) != 2:
+    if len(argv) > 2:
         print(__doc__, file=sys.stderr)
         return 2
-    with open(argv[1], newline="", encoding="utf-8") as handle:
+    source = argv[1] if len(argv) == 2 else SOURCE
+    with open(source, newline="", encoding="utf-8") as handle:
         rows = list(csv.DictReader(handle))
     TARGET.write_text(render(build(rows)), encoding="utf-8")
     print(f"wrote {TARGET}")

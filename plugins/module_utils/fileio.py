@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: virtops.qemu contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Atomic file replacement and per-object locks, shared by every writer of the core.
+"""Atomic file replacement, private directories and per-object locks, shared by every writer of the core.
 
 OS errors leave these helpers as BackendError naming the path.  Private to
 the collection.
@@ -20,6 +20,7 @@ import time
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, OperationTimeout, host_error
 
 NEW_FILE_MODE = 0o600
+PRIVATE_DIR_MODE = 0o700
 LOCK_TIMEOUT = 300.0
 _LOCK_POLL = 0.05
 
@@ -64,6 +65,29 @@ def _set_owner_and_mode(fd: int, old: os.stat_result | None, mode: int | None) -
     if (old.st_uid, old.st_gid) != (os.geteuid(), os.getegid()):
         os.fchown(fd, old.st_uid, old.st_gid)
     os.fchmod(fd, stat.S_IMODE(old.st_mode))
+
+
+def make_private_dir(path: str) -> None:
+    """mkdir -p with 0700 on every directory created here; existing ones are left alone."""
+    missing = []
+    current = path
+    while not os.path.isdir(current):
+        missing.append(current)
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    for directory in reversed(missing):
+        try:
+            os.mkdir(directory, PRIVATE_DIR_MODE)
+        except FileExistsError as exc:
+            if not os.path.isdir(directory):
+                raise BackendError(
+                    f"cannot create directory {path}: {directory} exists and is not a directory") from exc
+            continue
+        except OSError as exc:
+            raise host_error(exc, "create directory", directory) from exc
+        os.chmod(directory, PRIVATE_DIR_MODE)     # mkdir applies the umask; make the mode exact
 
 
 def fsync_directory(directory: str) -> None:

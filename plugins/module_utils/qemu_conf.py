@@ -118,6 +118,15 @@ _INT_RANGE = {
     KeyType.UINT: (0, 2**32 - 1),
     KeyType.CORE: (0, 2**64 - 1),
 }
+
+# The keys the embedded driver acts on (it reads its root's qemu.conf at every
+# domain start); it reports the others as ignored.
+EMBED_HONOURED_KEYS = frozenset({
+    "seccomp_sandbox", "vnc_listen", "vnc_password", "spice_listen", "spice_password",
+    "remote_display_port_min", "remote_display_port_max",
+    "user", "group", "dynamic_ownership", "remember_owner", "security_driver",
+    "cgroup_device_acl", "cgroup_controllers",
+})
 _TRUE_WORDS = frozenset({"1", "true", "yes", "on"})
 _FALSE_WORDS = frozenset({"0", "false", "no", "off"})
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")

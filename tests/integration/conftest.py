@@ -33,6 +33,7 @@ if TESTS not in sys.path:
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver  # noqa: E402
 from harness.embed import private_root  # noqa: E402
 from harness.guest import Guest, build_guest  # noqa: E402
+from harness.libvirt_marker import BACKENDS  # noqa: E402
 from harness.libvirtd import Libvirtd  # noqa: E402
 
 RUNS_ROOT = Path("/var/tmp/virtops-tests")
@@ -132,7 +133,7 @@ def embed_backend():
         backend.close()
 
 
-@pytest.fixture(params=["libvirt", "embed"])
+@pytest.fixture(params=BACKENDS)
 def backend(request):
     """Each backend in turn, for scenarios that must behave the same on both."""
     if request.param == "libvirt":

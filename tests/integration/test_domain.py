@@ -209,6 +209,7 @@ def test_domain_info_shows_the_qemu_command_line(backend, guest, workdir, vm):
     assert env.get("LC_ALL") == "C"
 
 
+@pytest.mark.libvirt
 def test_both_backends_run_the_same_qemu_devices(libvirtd, embed_backend, guest, workdir):
     from harness.backends import LibvirtBackend
     name = "virtops-test-same-argv"

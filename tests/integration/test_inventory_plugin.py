@@ -25,6 +25,7 @@ from test_network import Net, Scenario, leases_listed, random_mac
 from harness.ansible import ansible_env, run_module
 from harness.backends import EmbedNetworkSide, LibvirtNetworkSide, NetworkSide
 from harness.inventory import ansible_inventory
+from harness.libvirt_marker import BACKENDS
 
 BIN = Path(sys.executable).parent
 
@@ -54,7 +55,7 @@ def test_ansible_doc_renders_the_plugin(tmp_path):
 
 
 # -- guests with leases, on each backend -------------------------------------------------
-@pytest.fixture(params=["libvirt", "embed"])
+@pytest.fixture(params=BACKENDS)
 def side(request, netns) -> NetworkSide:
     if request.param == "libvirt":
         return LibvirtNetworkSide(request.getfixturevalue("libvirtd"))
@@ -119,6 +120,7 @@ def libvirt_domain(libvirtd):
     libvirtd.virsh("undefine", name, "--nvram", check=False)
 
 
+@pytest.mark.libvirt
 def test_two_hypervisors_at_once_and_a_uri_that_fails_is_warned_about(libvirtd, libvirt_domain, root, tmp_path):
     embed_uri = f"qemu:///embed?root={root}"
     embed_domain = f"vt-{secrets.token_hex(4)}"

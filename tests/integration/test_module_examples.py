@@ -25,6 +25,7 @@ from harness.ansible import run_playbook
 from harness.backends import EmbedNetworkSide, LibvirtNetworkSide, NetworkSide
 from harness.examples import adapted, by_task, play
 from harness.iscsi import PORTAL, iscsi_target, lun_file
+from harness.libvirt_marker import BACKENDS
 from harness.libvirtd import wait_for_line
 
 GiB = 1024 ** 3
@@ -37,7 +38,7 @@ def no_failures(results: list[dict]) -> None:
 
 
 # -- network and network_info --------------------------------------------------------------------
-@pytest.fixture(params=["libvirt", "embed"])
+@pytest.fixture(params=BACKENDS)
 def side(request, netns) -> NetworkSide:
     if request.param == "libvirt":
         return LibvirtNetworkSide(request.getfixturevalue("libvirtd"))

@@ -31,6 +31,7 @@ import pytest
 from harness.ansible import run_module
 from harness.backends import EmbedNetworkSide, LibvirtNetworkSide, NetworkSide, is_live_dnsmasq
 from harness.guest import DHCP_CMDLINE, parse_leases
+from harness.libvirt_marker import BACKENDS
 
 pytestmark = [pytest.mark.guest]
 
@@ -119,7 +120,7 @@ class Scenario:
             self.side.remove(name)
 
 
-@pytest.fixture(params=["libvirt", "embed"])
+@pytest.fixture(params=BACKENDS)
 def side(request, netns) -> NetworkSide:
     if request.param == "libvirt":
         return LibvirtNetworkSide(request.getfixturevalue("libvirtd"))

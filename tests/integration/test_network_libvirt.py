@@ -21,6 +21,8 @@ from lxml import etree
 from harness.ansible import run_module
 from harness.netns import netns_of_pid
 
+pytestmark = pytest.mark.libvirt
+
 URI = "qemu:///system"
 
 

@@ -41,6 +41,7 @@ def _vnc_domain(name: str) -> str:
             "<devices><graphics type='vnc' port='-1' autoport='yes'/></devices></domain>")
 
 
+@pytest.mark.libvirt
 def test_debian_file_edited_in_place_and_honoured_after_restart(private_libvirtd):
     daemon = private_libvirtd
     shipped = daemon.qemu_conf.read_text()
@@ -75,6 +76,7 @@ def test_debian_file_edited_in_place_and_honoured_after_restart(private_libvirtd
     assert argv[argv.index(b"-vnc") + 1].startswith(b"127.0.0.2:")
 
 
+@pytest.mark.libvirt
 def test_absent_returns_keys_to_the_shipped_text(private_libvirtd):
     daemon = private_libvirtd
     shipped = daemon.qemu_conf.read_text()
@@ -90,6 +92,7 @@ def test_absent_returns_keys_to_the_shipped_text(private_libvirtd):
     assert not run_module("qemu_conf", {**args, "state": "absent"}, uri=daemon.uri)["changed"]
 
 
+@pytest.mark.libvirt
 @pytest.mark.parametrize(("settings", "message"), [
     ({"vnc_listen": "127.0.0.2", "dynamic_ownership": "sometimes"},
      "settings.dynamic_ownership: expected a boolean (written as 1 or 0), got str 'sometimes'"),

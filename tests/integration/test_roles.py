@@ -26,6 +26,7 @@ from harness.ansible import run_playbook
 from harness.backends import EmbedBackend, LibvirtBackend
 from harness.guest import DHCP_CMDLINE, parse_leases
 from harness.inventory import ansible_inventory
+from harness.libvirt_marker import LIBVIRT
 
 pytestmark = [pytest.mark.guest]
 
@@ -139,7 +140,7 @@ def fleet(root, netns, guest, workdir):
     return Fleet(EmbedBackend(str(root)), netns, guest, workdir)
 
 
-@pytest.fixture(params=["embed", "libvirt"])
+@pytest.fixture(params=["embed", LIBVIRT])
 def any_fleet(request, guest, workdir):
     """The fleet on each backend (libvirtd's networks live in the daemon's own namespace)."""
     if request.param == "embed":
@@ -257,6 +258,7 @@ def libvirt_objects(libvirtd):
     Path(f"/run/libvirt/network/{made['network']}.pid").unlink(missing_ok=True)
 
 
+@pytest.mark.libvirt
 def test_hypervisor_on_libvirtd_defines_networks_and_pools_and_reports_restart(libvirtd, libvirt_objects, workdir):
     conf = workdir / "qemu.conf"
     conf.write_text('#vnc_listen = "0.0.0.0"\n')

@@ -22,6 +22,7 @@ from harness.ansible import run_module
 from harness.backends import netns_named_like
 from harness.debian import debian_qemu_conf_text
 from harness.iscsi import INITIATOR_IQN, PORTAL, TARGET_IQN, iscsi_target, lun_file
+from harness.libvirt_marker import BACKENDS
 from harness.libvirtd import LIBVIRTD_PIDFILE, wait_for_line
 from harness.netns import Netns
 from harness.private_libvirtd import PrivateLibvirtd
@@ -314,7 +315,7 @@ def libvirtd_with_iscsi_direct(libvirtd):
         daemon.close()
 
 
-@pytest.fixture(params=["libvirt", "embed"])
+@pytest.fixture(params=BACKENDS)
 def iscsi_side(request, netns) -> IscsiSide:
     if request.param == "libvirt":
         uri, target_netns = request.getfixturevalue("libvirtd_with_iscsi_direct")

@@ -23,10 +23,6 @@ from dataclasses import dataclass
 # libvirt's words for a domain's state, virDomainState order.
 DOMAIN_STATES = ("nostate", "running", "blocked", "paused", "shutdown",
                  "shutoff", "crashed", "pmsuspended")
-# virKeycodeSet by the names virsh send-key uses, in the enum's order (libvirt's "rfb" is "qnum").
-KEYCODE_SETS = ("linux", "xt", "atset1", "atset2", "atset3", "os_x", "xt_kbd", "usb", "win32", "qnum")
-# virDomainSendKey's limit on keys pressed at once (VIR_DOMAIN_SEND_KEY_MAX_KEYS).
-MAX_KEYS = 16
 # States in which no QEMU process runs for the domain.
 INACTIVE_STATES = ("shutoff", "crashed", "nostate")
 
@@ -161,7 +157,7 @@ class Domains(Resources):
     def send_key(self, name: str, codeset: str, codes: list[int], holdtime: int = 0) -> None:
         """Press and release ``codes`` together, as virDomainSendKey does.
 
-        ``codeset`` is one of KEYCODE_SETS; the codes are already checked to
+        ``codeset`` is one of model.sendkey.KEYCODE_SETS; the codes are already checked to
         have a QEMU number (keycodes.QNUM); ``holdtime`` in milliseconds, 0 for
         QEMU's default.
         """

@@ -16,7 +16,6 @@ from abc import abstractmethod
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import (
     DOMAIN_STATES,
-    KEYCODE_SETS,
     DomainRuntime,
     Domains,
     DomainStatus,
@@ -36,6 +35,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     MissingDependency,
     NotFound,
 )
+from ansible_collections.virtops.qemu.plugins.module_utils.model.sendkey import KEYCODE_SETS
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse
 from ansible_collections.virtops.qemu.plugins.module_utils.qmp import QMPError
 

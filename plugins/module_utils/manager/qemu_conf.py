@@ -19,7 +19,6 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from ansible_collections.virtops.qemu.plugins.module_utils import fileio, qemu_conf
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.layout import make_private_dir
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput, host_error
 from ansible_collections.virtops.qemu.plugins.module_utils.uri import parse_uri
 
@@ -74,7 +73,7 @@ def ensure(req: ConfRequest, check_mode: bool, backup: Backup = None) -> dict:
         after, changed = qemu_conf.apply_settings(before, wanted, req.allow_unknown_keys)
         return _result(path, backend, before, after, changed, None)
     if backend == "embed" and req.path is None:
-        make_private_dir(os.path.dirname(target))     # a root's etc/ is made by its first write
+        fileio.make_private_dir(os.path.dirname(target))     # a root's etc/ is made by its first write
     _check_directory(target)
     with qemu_conf.file_locked(target):
         before = qemu_conf.read_conf(target)
@@ -115,7 +114,5 @@ def _result(path: str, backend: str, before: str, after: str, changed: list[str]
 
 
 def _ignored_by_embed(settings: dict) -> list[str]:
-    from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.backend import HONOURED_CONF_KEYS
-
-    ignored = sorted(set(settings) - HONOURED_CONF_KEYS)
+    ignored = sorted(set(settings) - qemu_conf.EMBED_HONOURED_KEYS)
     return [f"the embedded driver ignores {', '.join(ignored)}"] if ignored else []

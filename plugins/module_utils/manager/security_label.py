@@ -127,13 +127,10 @@ def _define_only(req: LabelRequest):
 
 
 def _numeric(label: str) -> tuple[int, int] | None:
-    from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.security.dac import parse_label
-
     try:
-        owner = parse_label(label, "seclabel")
+        return seclabel.parse_dac_label(label, "seclabel")
     except InvalidInput:
         return None
-    return owner.uid, owner.gid
 
 
 def _groups(uid: int, gid: int) -> set[int]:

@@ -13,6 +13,8 @@ type (dynamic -> none) leaves nothing of the old one behind (no stale
 from __future__ import annotations
 
 import copy
+import grp
+import pwd
 from dataclasses import dataclass, field
 
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
@@ -196,3 +198,16 @@ def differs_from_live(config, live) -> bool:
 
 def summary_of_source(disk) -> list[dict]:
     return [_as_dict(node) for node in disk.findall("source/seclabel")]
+
+
+def parse_dac_label(text: str, option: str) -> tuple[int, int]:
+    """(uid, gid) of a DAC label: ``+UID:+GID``, or ``USER:GROUP`` resolved on this host."""
+    user, sep, group = (text or "").strip().partition(":")
+    if not sep or not user or not group:
+        raise InvalidInput(f"a DAC label is 'USER:GROUP' or '+UID:+GID', not {text!r}", option)
+    try:
+        uid = int(user[1:]) if user.startswith("+") else pwd.getpwnam(user).pw_uid
+        gid = int(group[1:]) if group.startswith("+") else grp.getgrnam(group).gr_gid
+    except (KeyError, ValueError) as exc:
+        raise InvalidInput(f"DAC label {text!r} names no user or group of this host", option) from exc
+    return uid, gid

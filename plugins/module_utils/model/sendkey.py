@@ -12,9 +12,12 @@ a request either sends all its keys or none.  Private to the collection.
 from __future__ import annotations
 
 from ansible_collections.virtops.qemu.plugins.module_utils import keycodes
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import KEYCODE_SETS, MAX_KEYS
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
 
+# virKeycodeSet by the names virsh send-key uses, in the enum's order (libvirt's "rfb" is "qnum").
+KEYCODE_SETS = ("linux", "xt", "atset1", "atset2", "atset3", "os_x", "xt_kbd", "usb", "win32", "qnum")
+# virDomainSendKey's limit on keys pressed at once (VIR_DOMAIN_SEND_KEY_MAX_KEYS).
+MAX_KEYS = 16
 # The code sets whose keys have names (virsh send-key accepts them), in lookup order.
 NAME_SETS = ("linux", "os_x", "win32")
 # libvirt's other word for QEMU's numbers.

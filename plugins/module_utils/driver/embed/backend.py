@@ -43,11 +43,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import (
     security,
     state,
 )
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.layout import (
-    Layout,
-    check_socket_path,
-    make_private_dir,
-)
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.layout import Layout, check_socket_path
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.network import EmbedNetworks
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse import postparse
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.state import DomainRecord
@@ -68,16 +64,12 @@ from ansible_collections.virtops.qemu.plugins.module_utils.model import schema
 from ansible_collections.virtops.qemu.plugins.module_utils.model import sendkey as keycodes
 from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import etree, parse, sub, to_string
-from ansible_collections.virtops.qemu.plugins.module_utils.qemu_conf import read_conf, settings_from_text
+from ansible_collections.virtops.qemu.plugins.module_utils.qemu_conf import (
+    EMBED_HONOURED_KEYS,
+    read_conf,
+    settings_from_text,
+)
 from ansible_collections.virtops.qemu.plugins.module_utils.qmp import DEFAULT_TIMEOUT, QMPClient, QMPError
-
-# The qemu.conf keys this driver acts on; others are reported as ignored.
-HONOURED_CONF_KEYS = frozenset({
-    "seccomp_sandbox", "vnc_listen", "vnc_password", "spice_listen", "spice_password",
-    "remote_display_port_min", "remote_display_port_max",
-    "user", "group", "dynamic_ownership", "remember_owner", "security_driver",
-    "cgroup_device_acl", "cgroup_controllers",
-})
 
 STARTUP_TIMEOUT = 60.0
 # Connecting to a QEMU that already runs: its greeting comes at once unless QEMU is stopped or wedged.
@@ -137,7 +129,7 @@ class EmbedDriver(Driver):
     def qemu_conf(self) -> dict:
         """The settings of $root/etc/qemu.conf (empty when the file does not exist)."""
         settings = settings_from_text(read_conf(self.layout.qemu_conf))
-        ignored = sorted(set(settings) - HONOURED_CONF_KEYS)
+        ignored = sorted(set(settings) - EMBED_HONOURED_KEYS)
         warning = f"{self.layout.qemu_conf}: the embedded driver ignores {', '.join(ignored)}"
         if ignored and warning not in self.warnings:
             self.warnings.append(warning)
@@ -522,7 +514,7 @@ class EmbedDomains(StoredAutostart, Domains):
     def _prepare_host(self, name: str, record: DomainRecord, live: etree._Element) -> security.Launch:
         for leftover in (self.layout.pidfile(name), self.layout.trace_file(name), record.monitor):
             fileio.remove_quietly(leftover)
-        make_private_dir(record.domain_dir)
+        fileio.make_private_dir(record.domain_dir)
         firmware.fill(live, self.layout.nvram_file(name))
         _copy_nvram_template(live, self.layout.nvram_file(name))
         others = [r.live for r in self._other_records(name) if r.active and r.live is not None]

@@ -36,7 +36,6 @@ import os
 import time
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import firmware
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.layout import make_private_dir
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse import (
     cpu_ranges,
     disk_index,
@@ -44,6 +43,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postpars
     to_kib,
 )
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
+from ansible_collections.virtops.qemu.plugins.module_utils.fileio import make_private_dir
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import etree
 
 QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"

@@ -40,7 +40,8 @@ from __future__ import annotations
 import os
 import stat
 
-from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, InvalidInput, host_error
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput, host_error
+from ansible_collections.virtops.qemu.plugins.module_utils.fileio import make_private_dir
 
 # sun_path holds 108 bytes including the terminating NUL.
 MAX_SOCKET_PATH = 107
@@ -48,7 +49,6 @@ MAX_SOCKET_PATH = 107
 SHORT_NAME_LENGTH = 20
 # Budget for the domain id in socket paths checked when the driver opens.
 MAX_ID_DIGITS = 5
-DIR_MODE = 0o700
 
 _TREE = ("log/qemu", "log/swtpm", "etc/pki/qemu", "run/swtpm", "cache/qemu", "lib/qemu",
          "lib/qemu/nvram", "lib/swtpm", "lib/dnsmasq")
@@ -205,26 +205,3 @@ def check_socket_path(path: str, uri_text: str, what: str = "the socket path") -
         raise InvalidInput(
             f"{uri_text}: {what} {path!r} would be {size} bytes, over the {MAX_SOCKET_PATH}-byte "
             "limit of UNIX socket paths; pick a shorter root directory", "uri")
-
-
-def make_private_dir(path: str) -> None:
-    """mkdir -p with 0700 on every directory created here; existing ones are left alone."""
-    missing = []
-    current = path
-    while not os.path.isdir(current):
-        missing.append(current)
-        parent = os.path.dirname(current)
-        if parent == current:
-            break
-        current = parent
-    for directory in reversed(missing):
-        try:
-            os.mkdir(directory, DIR_MODE)
-        except FileExistsError as exc:
-            if not os.path.isdir(directory):
-                raise BackendError(
-                    f"cannot create directory {path}: {directory} exists and is not a directory") from exc
-            continue
-        except OSError as exc:
-            raise host_error(exc, "create directory", directory) from exc
-        os.chmod(directory, DIR_MODE)     # mkdir applies the umask; make the mode exact

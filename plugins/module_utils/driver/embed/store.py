@@ -18,7 +18,7 @@ import os
 from collections.abc import Callable, Iterator
 
 from ansible_collections.virtops.qemu.plugins.module_utils import fileio
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.layout import KindLayout, make_private_dir
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.layout import KindLayout
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.state import PRIVATE
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     BackendError,
@@ -144,7 +144,7 @@ class DefinitionStore:
         if creating or not self.read_only:
             self._prepare()
         path = self.paths.lock_file(name)
-        make_private_dir(os.path.dirname(path))     # a read-only run on a root of an older release
+        fileio.make_private_dir(os.path.dirname(path))     # a read-only run on a root of an older release
         with fileio.file_lock(path, f"{self.kind} {name!r}"):
             if not creating and not exists(name):
                 fileio.remove_lock_file(path)       # removed by another run while this one waited

@@ -1,4 +1,4 @@
-"""The inventory plugin's Ansible side: files it accepts, cache use, strict, constructed groups (fake reader)."""
+"""The inventory plugin's Ansible side: files it accepts, cache use, strict, constructed groups."""
 
 from __future__ import annotations
 
@@ -10,22 +10,45 @@ from ansible.inventory.data import InventoryData
 from ansible.parsing.dataloader import DataLoader
 from ansible.plugins.loader import inventory_loader
 from ansible.utils.display import Display
+from fakes import MemoryDriver
 
 from ansible_collections.virtops.qemu.plugins.inventory import domains as plugin_module
-from ansible_collections.virtops.qemu.plugins.module_utils.inventory import Reading
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import Lease
+from ansible_collections.virtops.qemu.plugins.module_utils.inventory import Reading, read_domains
 
 SYSTEM, EMBED = "qemu:///system", "qemu:///embed?root=/srv/vms"
 
 
+DOMAIN = ("<domain type='qemu'><name>{name}</name><uuid>u-{name}</uuid><memory unit='MiB'>512</memory>"
+          "<vcpu>2</vcpu><os><type arch='x86_64'>hvm</type></os><devices><interface type='network'>"
+          "<mac address='{mac}'/><source network='lab' bridge='virbr1'/><model type='virtio'/></interface>"
+          "</devices></domain>")
+
+
 def domain(name, state="running", ips=()):
-    return {"name": name, "state": state, "reason": "booted", "active": state == "running", "uuid": f"u-{name}",
-            "autostart": False, "memory_mib": 512, "current_memory_mib": 512, "vcpus": 2,
-            "interfaces": [{"mac": "52:54:00:00:00:01", "type": "network", "network": "lab", "bridge": "virbr1",
-                            "model": "virtio", "target": None, "ips": list(ips)}]}
+    """A domain on network lab: its name, state and leased addresses."""
+    return name, state, list(ips)
 
 
-class FakeReader:
-    """Stands in for read_hypervisors: answers from a dict, records which URIs were asked."""
+def hypervisor(*domains) -> MemoryDriver:
+    """An in-memory hypervisor with the active network lab and ``domains``, each leased its addresses."""
+    driver = MemoryDriver()
+    driver.networks.define("<network><name>lab</name><bridge name='virbr1'/></network>")
+    driver.networks.start("lab")
+    leases = []
+    for index, (name, state, ips) in enumerate(domains, start=1):
+        mac = f"52:54:00:00:00:{index:02x}"
+        driver.domains.define(DOMAIN.format(name=name, mac=mac))
+        if state != "shutoff":
+            driver.domains.start(name, paused=state == "paused")
+        leases += [Lease(mac, ip, 24, name, 0, "ipv4") for ip in ips]
+    driver.networks.leases_of["lab"] = leases
+    return driver
+
+
+class Hypervisors:
+    """Stands in for read_hypervisors: reads the in-memory hypervisor of each URI, or records the
+    error a URI answers with (a string); records which URIs were asked."""
 
     def __init__(self, answers):
         self.answers = answers
@@ -38,14 +61,14 @@ class FakeReader:
             if isinstance(self.answers[uri], str):
                 reading.failures[uri] = self.answers[uri]
             else:
-                reading.domains[uri] = self.answers[uri]
+                reading.domains[uri] = read_domains(self.answers[uri], reading.warnings)
         return reading
 
 
 @pytest.fixture
 def reader(monkeypatch):
-    fake = FakeReader({SYSTEM: [domain("web", ips=["10.0.0.5"]), domain("old", state="shutoff")],
-                       EMBED: [domain("api", state="paused")]})
+    fake = Hypervisors({SYSTEM: hypervisor(domain("web", ips=["10.0.0.5"]), domain("old", state="shutoff")),
+                        EMBED: hypervisor(domain("api", state="paused"))})
     monkeypatch.setattr(plugin_module, "read_hypervisors", fake)
     return fake
 
@@ -113,7 +136,7 @@ def cached_source(tmp_path, **config):
 def test_the_cache_answers_until_flushed(tmp_path, reader):
     path = cached_source(tmp_path)
     assert members(parse(path), "virtops_running") == ["web"]
-    reader.answers[SYSTEM] = [domain("new")]
+    reader.answers[SYSTEM] = hypervisor(domain("new"))
     inventory = parse(path)
     assert reader.asked == [[SYSTEM, EMBED]], "the second run asked the hypervisors"
     assert members(inventory, "virtops_qemu_system") == ["old", "web"]
@@ -132,7 +155,7 @@ def test_a_failed_uri_is_warned_about_not_cached_and_tried_again(tmp_path, reade
     assert members(inventory, "virtops_running") == ["web"] and "api" not in inventory.hosts
     assert warnings == ["virtops.qemu.domains leaves out the domains of qemu:///embed?root=/srv/vms: "
                         "the embed root /srv/vms does not exist"]
-    reader.answers[EMBED] = [domain("api", state="paused")]
+    reader.answers[EMBED] = hypervisor(domain("api", state="paused"))
     assert members(parse(path), "virtops_paused") == ["api"]
     assert reader.asked == [[SYSTEM, EMBED], [EMBED]]
 

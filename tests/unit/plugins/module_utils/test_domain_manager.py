@@ -5,95 +5,14 @@ check mode predicts exactly what a real run does, transition by transition.
 """
 
 import pytest
+from fakes import MemoryDriver
 
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import DomainStatus
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput, NotFound, OperationTimeout
 from ansible_collections.virtops.qemu.plugins.module_utils.manager import power
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.domain import DomainManager, request_from_params
 
 BASE = {"uri": "qemu:///system", "state": "present", "restart": False, "force": False,
         "shutdown_timeout": 1, "remove_disks": []}
-
-
-class MemoryDomains:
-    """Stores XML as given, like a hypervisor that adds nothing; the state lives in the driver."""
-
-    kind = "domain"
-
-    def __init__(self, driver):
-        self.d = driver
-
-    def exists(self, name):
-        return name in self.d.xml
-
-    def xml(self, name, inactive=True):
-        if name not in self.d.xml:
-            raise NotFound(name)
-        return self.d.xml[name] if inactive or name not in self.d.live else self.d.live[name]
-
-    def define(self, xml):
-        from lxml import etree
-        name = etree.fromstring(xml).findtext("name")
-        self.d.calls.append("define")
-        self.d.xml[name] = xml
-        self.d.state.setdefault(name, "shutoff")
-        self.d.autostart.setdefault(name, False)
-
-    def undefine(self, name):
-        self.d.calls.append("undefine")
-        del self.d.xml[name], self.d.state[name]
-
-    def status(self, name):
-        return DomainStatus(self.d.state[name], "unknown")
-
-    def active(self, name):
-        return self.status(name).active
-
-    def autostart(self, name):
-        return self.d.autostart[name]
-
-    def set_autostart(self, name, enabled):
-        self.d.calls.append("autostart")
-        self.d.autostart[name] = enabled
-
-    def start(self, name, paused=False):
-        self.d.calls.append("start_paused" if paused else "start")
-        self.d.state[name] = "paused" if paused else "running"
-        self.d.live[name] = self.d.xml[name]
-
-    def shutdown(self, name):
-        self.d.calls.append("shutdown")
-        if self.d.guest_obeys_acpi:
-            self.d.state[name] = "shutoff"
-            self.d.live.pop(name, None)
-
-    def destroy(self, name):
-        self.d.calls.append("destroy")
-        self.d.state[name] = "shutoff"
-        self.d.live.pop(name, None)
-
-    stop = destroy
-
-    def suspend(self, name):
-        self.d.calls.append("suspend")
-        self.d.state[name] = "paused"
-
-    def resume(self, name):
-        self.d.calls.append("resume")
-        self.d.state[name] = "running"
-
-
-class MemoryDriver:
-    domains_class = MemoryDomains
-
-    def __init__(self, guest_obeys_acpi=True):
-        self.xml, self.live, self.state, self.autostart, self.calls = {}, {}, {}, {}, []
-        self.guest_obeys_acpi = guest_obeys_acpi
-        self.warnings = []
-        self.domains = self.domains_class(self)
-
-    def delete_disk_source(self, source):
-        self.calls.append(("delete", source))
 
 
 def ensure(driver, check=False, **params):

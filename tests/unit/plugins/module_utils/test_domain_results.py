@@ -1,10 +1,10 @@
 """What the domain modules return and refuse: masked secrets, partial results, numbers, features."""
 
 import pytest
+from fakes import Exit, FakeModule, MemoryDriver
 from lxml import etree
-from test_domain_manager import BASE, MemoryDomains, MemoryDriver, ensure
+from test_domain_manager import BASE, ensure
 
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import DomainRuntime
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.libvirt_backend import taint_flags
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     BackendError,
@@ -22,39 +22,6 @@ from ansible_collections.virtops.qemu.plugins.module_utils.model import domain_o
 from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import run
 
 
-class Domains(MemoryDomains):
-    """The in-memory domains plus what domain_info reads and a start that can be made to fail."""
-
-    def start(self, name, paused=False):
-        if self.d.start_error:
-            raise self.d.start_error
-        super().start(name, paused)
-
-    def names(self):
-        return sorted(self.d.xml)
-
-    def xml(self, name, inactive=True):
-        if name in self.d.unreadable:
-            raise BackendError(f"status file of {name} is unreadable")
-        return super().xml(name, inactive)
-
-    def runtime(self, name):
-        running = self.d.state[name] != "shutoff"
-        return DomainRuntime(4242 if running else None, 7 if running else None, [])
-
-    def native_command(self, name):
-        return ["qemu-system-x86_64"], {}
-
-
-class Driver(MemoryDriver):
-    domains_class = Domains
-
-    def __init__(self, **kwargs):
-        self.start_error = None
-        self.unreadable = set()
-        super().__init__(**kwargs)
-
-
 def xml_of(result):
     return etree.fromstring(result["xml"].encode())
 
@@ -66,7 +33,7 @@ def test_current_memory_above_memory_in_the_options_is_refused():
 
 
 def test_current_memory_above_the_stored_memory_is_refused_before_anything_changes():
-    d = Driver()
+    d = MemoryDriver()
     ensure(d, name="vm", type="qemu", memory="256MiB")
     d.calls.clear()
     too_much = "^current_memory: the current memory .524288 KiB. is larger than the memory .262144 KiB."
@@ -75,13 +42,13 @@ def test_current_memory_above_the_stored_memory_is_refused_before_anything_chang
     with pytest.raises(InvalidInput, match="^xml: the current memory"):
         ensure(d, name="vm", xml="<domain><name>vm</name><currentMemory unit='GiB'>1</currentMemory></domain>")
     with pytest.raises(InvalidInput, match="^xml: the current memory"):
-        ensure(Driver(), name="new",
+        ensure(MemoryDriver(), name="new",
                xml="<domain><name>new</name><currentMemory unit='GiB'>2</currentMemory></domain>")
     assert d.calls == []
 
 
 def test_lowering_memory_by_xml_lowers_the_current_memory_once():
-    d = Driver()
+    d = MemoryDriver()
     ensure(d, name="vm", type="qemu", memory="256MiB")
     lower = "<domain><name>vm</name><memory unit='MiB'>128</memory></domain>"
     assert xml_of(ensure(d, name="vm", xml=lower)).findtext("currentMemory") == "131072"
@@ -113,14 +80,14 @@ def test_zero_shutdown_timeout_and_any_free_port_are_fine():
 
 # -- features -------------------------------------------------------------------
 def test_new_x86_domains_from_options_get_acpi_and_apic():
-    d = Driver()
+    d = MemoryDriver()
     new = xml_of(ensure(d, name="vm", type="qemu", arch="x86_64"))
     assert [f.tag for f in new.find("features")] == ["acpi", "apic"]
     assert not ensure(d, name="vm", type="qemu", arch="x86_64")["changed"]
 
 
 def test_defaults_are_only_for_new_domains_from_options():
-    d = Driver()
+    d = MemoryDriver()
     d.domains.define("<domain type='qemu'><name>old</name><memory unit='KiB'>1024</memory>"
                      "<currentMemory unit='KiB'>1024</currentMemory></domain>")
     assert not ensure(d, name="old", memory="1MiB")["changed"]
@@ -131,7 +98,7 @@ def test_defaults_are_only_for_new_domains_from_options():
 
 
 def test_features_can_be_turned_off():
-    d = Driver()
+    d = MemoryDriver()
     new = xml_of(ensure(d, name="vm", type="qemu", arch="x86_64", features={"acpi": False, "pae": True}))
     assert [f.tag for f in new.find("features")] == ["pae", "apic"]
     assert not ensure(d, name="vm", features={"acpi": "no"})["changed"]
@@ -143,7 +110,7 @@ def test_features_can_be_turned_off():
 
 
 def test_turning_off_a_feature_where_there_are_none_changes_nothing():
-    d = Driver()
+    d = MemoryDriver()
     ensure(d, name="vm", type="qemu", arch="aarch64")
     assert not ensure(d, name="vm", features={"acpi": False})["changed"]
 
@@ -169,7 +136,7 @@ def test_bad_feature_forms(features):
     (["acpi"], "did not power off within 0 s of the ACPI shutdown request; set force: true"),
 ])
 def test_a_shutdown_timeout_says_whether_the_guest_has_acpi(features, words):
-    d = Driver(guest_obeys_acpi=False)
+    d = MemoryDriver(guest_obeys_acpi=False)
     ensure(d, name="vm", type="qemu", arch="x86_64", features=features, state="running")
     with pytest.raises(OperationTimeout, match=words):
         ensure(d, name="vm", state="shutdown", shutdown_timeout=0)
@@ -177,8 +144,8 @@ def test_a_shutdown_timeout_says_whether_the_guest_has_acpi(features, words):
 
 # -- a failure after the definition was written ---------------------------------
 def test_a_failed_start_after_define_reports_the_definition_change():
-    d = Driver()
-    d.start_error = BackendError("cannot start 'vm': unsupported configuration: host-passthrough")
+    d = MemoryDriver()
+    d.domains.fail("start", BackendError("cannot start 'vm': unsupported configuration: host-passthrough"))
     with pytest.raises(BackendError) as err:
         ensure(d, name="vm", type="qemu", state="running", cpu={"mode": "host-passthrough"})
     message = "domain 'vm' was defined but failed to start: cannot start 'vm': unsupported configuration"
@@ -188,24 +155,12 @@ def test_a_failed_start_after_define_reports_the_definition_change():
 
 
 def test_a_failed_start_without_a_change_stays_as_it_was():
-    d = Driver()
+    d = MemoryDriver()
     ensure(d, name="vm", type="qemu")
-    d.start_error = BackendError("cannot start 'vm': no")
+    d.domains.fail("start", BackendError("cannot start 'vm': no"))
     with pytest.raises(BackendError) as err:
         ensure(d, name="vm", state="running")
     assert str(err.value) == "cannot start 'vm': no" and err.value.result == {}
-
-
-class Exit(Exception):
-    pass
-
-
-class FakeModule:
-    def __init__(self, diff):
-        self._diff = diff
-
-    def fail_json(self, **result):
-        raise Exit(result)
 
 
 @pytest.mark.parametrize("diff", [True, False])
@@ -215,7 +170,7 @@ def test_module_glue_returns_the_partial_result_with_the_failure(diff):
                                                          {"changed": True, "diff": {"before": "", "after": "y"}})
     with pytest.raises(Exit) as done:
         run(FakeModule(diff), action)
-    result = done.value.args[0]
+    result = done.value.result
     assert result["msg"] == "domain 'vm' was defined but failed to start: x" and result["changed"] is True
     assert result["error"] == "BackendError" and ("diff" in result) is diff
 
@@ -249,7 +204,7 @@ def test_secrets_in_user_xml_are_found_for_no_log():
 
 
 def test_results_mask_secrets_but_the_comparison_sees_them():
-    d = Driver()
+    d = MemoryDriver()
     ensure(d, name="vm", type="qemu", graphics={"type": "vnc", "password": "old"})
     result = ensure(d, name="vm", graphics={"type": "vnc", "password": "new"})
     assert result["changed"] and "passwd='new'" in d.xml["vm"].replace('"', "'")
@@ -261,17 +216,17 @@ def test_results_mask_secrets_but_the_comparison_sees_them():
 
 # -- domain_info ----------------------------------------------------------------------
 def test_listing_reports_an_unreadable_domain_and_lists_the_others():
-    d = Driver()
+    d = MemoryDriver()
     for name in ("a", "b", "c"):
         ensure(d, name=name, type="qemu")
-    d.unreadable.add("b")
+    d.domains.fail("xml", BackendError("status file of b is unreadable"), "b")
     listed = describe_all(d)
     assert [x["name"] for x in listed] == ["a", "b", "c"]
     assert listed[1] == {"name": "b", "error": "status file of b is unreadable"}
 
 
 def test_running_domain_reports_runtime_and_pending_restart():
-    d = Driver()
+    d = MemoryDriver()
     ensure(d, name="vm", type="qemu", memory="128MiB", state="running")
     info = describe(d, "vm")
     assert (info["pid"], info["id"], info["taints"], info["restart_required"]) == (4242, 7, [], False)

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import pytest
+from fakes import MemoryDriver
 
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import DomainStatus, Lease
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import Lease
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, NotFound
 from ansible_collections.virtops.qemu.plugins.module_utils.inventory import (
     host_variables,
@@ -13,7 +14,6 @@ from ansible_collections.virtops.qemu.plugins.module_utils.inventory import (
     read_hypervisors,
     safe_group_name,
 )
-from ansible_collections.virtops.qemu.plugins.module_utils.uri import parse_uri
 
 MAC1, MAC2, MAC3 = "52:54:00:00:00:01", "52:54:00:00:00:02", "52:54:00:00:00:03"
 
@@ -35,62 +35,6 @@ def nic(mac, network=None, bridge=None, kind=None, target=None):
 
 def lease(mac, ip, expiry=100, family="ipv4"):
     return Lease(mac=mac, ip=ip, prefix=24, hostname=None, expiry=expiry, family=family)
-
-
-class FakeDomains:
-    def __init__(self, stored, live, states):
-        self.stored, self.live, self.states = stored, live, states
-        self.vanishing, self.broken = set(), set()
-
-    def names(self):
-        return sorted(self.stored)
-
-    def status(self, name):
-        if name in self.vanishing:
-            raise NotFound(f"domain {name!r} not found")
-        if name in self.broken:
-            raise BackendError(f"cannot parse the definition of {name!r}")
-        return DomainStatus(self.states[name], "booted" if self.states[name] == "running" else "shutdown")
-
-    def xml(self, name, inactive=True):
-        return self.stored[name] if inactive else self.live[name]
-
-    def autostart(self, name):
-        return name.endswith("auto")
-
-
-class FakeNetworks:
-    def __init__(self, nets):
-        self.nets = nets        # name -> (active, bridge, leases)
-
-    def names(self):
-        return sorted(self.nets)
-
-    def active(self, name):
-        return self.nets[name][0]
-
-    def bridge(self, name):
-        return self.nets[name][1]
-
-    def leases(self, name):
-        found = self.nets[name][2]
-        if isinstance(found, Exception):
-            raise found
-        return found
-
-
-class FakeDriver:
-    def __init__(self, uri, domains, networks, warnings=()):
-        self.uri = parse_uri(uri)
-        self.domains, self.networks = domains, networks
-        self.warnings = list(warnings)
-        self.read_only = None
-
-    def __enter__(self):
-        return self
-
-    def __exit__(self, *exc):
-        return None
 
 
 def opener_of(drivers):
@@ -120,9 +64,18 @@ def lab():
     states = {"web": "running", "db": "running", "old-auto": "shutoff"}
     leases = [lease(MAC1, "fd00::10", family="ipv6"), lease(MAC1, "10.0.0.10"), lease(MAC2, "10.0.0.20", expiry=5),
               lease(MAC2, "10.0.0.21", expiry=50), lease(MAC3, "10.0.0.30")]
-    networks = FakeNetworks({"lab": (True, "virbr7", leases), "other": (True, "virbr8", [lease(MAC1, "10.9.9.9")]),
-                             "down": (False, None, [])})
-    return FakeDriver("qemu:///system", FakeDomains(stored, live, states), networks)
+    driver = MemoryDriver("qemu:///system")
+    for xml in stored.values():
+        driver.domains.define(xml)
+    driver.domains.running.update(live)
+    driver.domains.states.update(states)
+    driver.domains.autostarts["old-auto"] = True
+    for name, bridge in (("lab", "virbr7"), ("other", "virbr8"), ("down", "virbr9")):
+        driver.networks.define(f"<network><name>{name}</name><bridge name='{bridge}'/></network>")
+    driver.networks.start("lab")
+    driver.networks.start("other")
+    driver.networks.leases_of.update({"lab": leases, "other": [lease(MAC1, "10.9.9.9")]})
+    return driver
 
 
 def read(drivers, uris=None):
@@ -188,9 +141,9 @@ def test_a_failing_uri_is_recorded_and_the_others_are_still_read(lab, tmp_path):
 
 
 def test_unreadable_domains_and_leases_are_warned_about_and_the_rest_listed(lab):
-    lab.domains.broken.add("db")
-    lab.domains.vanishing.add("old-auto")
-    lab.networks.nets["other"] = (True, "virbr8", BackendError("dnsmasq lease file is garbled"))
+    lab.domains.fail("status", BackendError("cannot parse the definition of 'db'"), "db")
+    lab.domains.fail("status", NotFound("domain 'old-auto' not found"), "old-auto")
+    lab.networks.fail("leases", BackendError("dnsmasq lease file is garbled"), "other")
     lab.warnings.append("network 'x' was left half-made")
     reading = read({"qemu:///system": lab})
     assert list(by_name(reading, "qemu:///system")) == ["web"]

@@ -10,9 +10,7 @@ import pytest
 from ansible_collections.virtops.qemu.plugins.module_utils import keycodes
 
 REPO = Path(__file__).resolve().parents[4]
-# The shared reference data sits beside the repository (or beside a directory of work trees).
-CSV = next((parent / "shared" / "data" / "keymaps.csv" for parent in REPO.parents
-            if (parent / "shared" / "data" / "keymaps.csv").exists()), REPO.parent / "shared" / "data" / "keymaps.csv")
+CSV = REPO / "tests" / "data" / "keymaps.csv"      # keycodemapdb's table (tests/data/README.md)
 
 
 def _generator():

@@ -9,11 +9,11 @@ import errno
 
 import libvirt
 import pytest
-from test_domain_manager import MemoryDomains, MemoryDriver, ensure
-from test_resource_manager import NAT, MemoryNetworks
+from fakes import MemoryDriver
+from test_domain_manager import ensure
+from test_resource_manager import NAT
 from test_resource_manager import ensure as ensure_network
 
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import DomainStatus
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.libvirt_backend import (
     LibvirtResources,
     domain_taints,
@@ -30,39 +30,9 @@ from ansible_collections.virtops.qemu.plugins.module_utils.model import domain a
 from ansible_collections.virtops.qemu.plugins.module_utils.uri import ConnectionURI
 
 
-class Domains(MemoryDomains):
-    """In-memory domains whose disks, definitions and destroy can be made to fail."""
-
-    def xml(self, name, inactive=True):
-        if name in self.d.unreadable:
-            raise UnreadableDefinition(f"the definition of {name} cannot be parsed")
-        return super().xml(name, inactive)
-
-    def destroy(self, name):
-        if self.d.stops_by_itself:
-            self.d.state[name] = "shutoff"
-            raise Conflict(f"cannot destroy {name!r}: domain is not running")
-        super().destroy(name)
-
-    stop = destroy
-
-
-class Driver(MemoryDriver):
-    domains_class = Domains
-
-    def __init__(self, **kwargs):
-        self.unreadable, self.undeletable, self.stops_by_itself = set(), set(), False
-        super().__init__(**kwargs)
-
-    def delete_disk_source(self, source):
-        if source.get("path") in self.undeletable:
-            raise BackendError(f"cannot delete volume {source['path']!r}: permission denied")
-        super().delete_disk_source(source)
-
-
 @pytest.fixture
 def driver():
-    d = Driver()
+    d = MemoryDriver()
     ensure(d, name="vm", type="qemu", disks=[{"path": "/img/a"}, {"path": "/img/b"}], state="running")
     d.calls.clear()
     return d
@@ -70,7 +40,7 @@ def driver():
 
 # -- a removal that fails part-way -------------------------------------------------
 def test_a_disk_that_cannot_be_deleted_after_the_removal_reports_the_change(driver):
-    driver.undeletable.add("/img/b")
+    driver.fail("delete_disk_source", BackendError("cannot delete volume '/img/b': permission denied"), "/img/b")
     with pytest.raises(BackendError) as err:
         ensure(driver, name="vm", state="absent", remove_disks=["vda", "vdb"])
     assert str(err.value) == ("domain 'vm' was removed but not every disk of remove_disks could be deleted: "
@@ -82,24 +52,18 @@ def test_a_disk_that_cannot_be_deleted_after_the_removal_reports_the_change(driv
 
 
 def test_an_undefine_that_fails_after_the_stop_reports_the_stop():
-    networks = MemoryNetworks()
+    networks = MemoryDriver().networks
     ensure_network(networks, name="n1", state="active", xml=NAT)
-
-    def refuse(name):
-        raise BackendError("cannot undefine 'n1': busy")
-    networks.undefine = refuse
+    networks.fail("undefine", BackendError("cannot undefine 'n1': busy"))
     with pytest.raises(BackendError, match="^network 'n1' was stopped but could not be undefined: cannot") as err:
         ensure_network(networks, name="n1", state="absent")
     assert err.value.result == {"changed": True, "name": "n1"}
 
 
 def test_a_removal_that_fails_before_any_change_carries_nothing():
-    networks = MemoryNetworks()
+    networks = MemoryDriver().networks
     ensure_network(networks, name="n1", xml=NAT)
-
-    def refuse(name):
-        raise BackendError("no")
-    networks.undefine = refuse
+    networks.fail("undefine", BackendError("no"))
     with pytest.raises(BackendError, match="^no$") as err:
         ensure_network(networks, name="n1", state="absent")
     assert err.value.result == {}
@@ -111,11 +75,8 @@ def test_a_removal_that_fails_before_any_change_carries_nothing():
     (ValueError("bad pid"), "bad pid"),
 ])
 def test_a_host_error_after_define_reports_the_change(error, words):
-    networks = MemoryNetworks()
-
-    def start(name):
-        raise error
-    networks.start = start
+    networks = MemoryDriver().networks
+    networks.fail("start", error)
     with pytest.raises(BackendError) as err:
         ensure_network(networks, name="n1", state="active", xml=NAT)
     assert str(err.value) == f"network 'n1' was defined but failed to start: {words}"
@@ -124,12 +85,9 @@ def test_a_host_error_after_define_reports_the_change(error, words):
 
 
 def test_a_host_error_before_any_change_stays_as_it_is():
-    networks = MemoryNetworks()
+    networks = MemoryDriver().networks
     ensure_network(networks, name="n1", xml=NAT)
-
-    def start(name):
-        raise OSError(errno.ENOENT, "No such file or directory", "/x")
-    networks.start = start
+    networks.fail("start", OSError(errno.ENOENT, "No such file or directory", "/x"))
     with pytest.raises(OSError):
         ensure_network(networks, name="n1", state="active")
 
@@ -152,26 +110,16 @@ def test_a_forced_shutdown_accepts_a_guest_that_powered_off_before_the_destroy(d
     assert ensure(driver, name="vm", state="shutdown", force=True, shutdown_timeout=0)["state"] == "shutoff"
 
 
-class StillRunning:
-    def destroy(self, name):
-        raise Conflict("cannot destroy: operation invalid")
-
-    def status(self, name):
-        return DomainStatus("running", "booted")
-
-
-def test_a_destroy_conflict_of_a_guest_that_still_runs_is_raised():
+def test_a_destroy_conflict_of_a_guest_that_still_runs_is_raised(driver):
+    driver.domains.fail("destroy", Conflict("cannot destroy: operation invalid"))
     with pytest.raises(Conflict):
-        power.destroy(StillRunning(), "vm")
+        power.destroy(driver.domains, "vm")
 
 
 def test_a_stop_conflict_of_an_object_that_still_runs_is_raised():
-    networks = MemoryNetworks()
+    networks = MemoryDriver().networks
     ensure_network(networks, name="n1", state="active", xml=NAT)
-
-    def stop(name):
-        raise Conflict("cannot stop 'n1': busy")
-    networks.stop = stop
+    networks.fail("stop", Conflict("cannot stop 'n1': busy"))
     with pytest.raises(Conflict, match="^cannot stop"):
         ensure_network(networks, name="n1", state="absent")
 
@@ -179,7 +127,7 @@ def test_a_stop_conflict_of_an_object_that_still_runs_is_raised():
 # -- check mode with an unreadable definition ------------------------------------------
 def test_check_mode_keeps_the_autostart_of_a_domain_with_an_unreadable_definition(driver):
     driver.autostart["vm"] = True
-    driver.unreadable.add("vm")
+    driver.domains.fail("xml", UnreadableDefinition("the definition of vm cannot be parsed"), "vm")
     predicted = ensure(driver, check=True, name="vm", state="destroyed")
     assert predicted["autostart"] is True and predicted["changed"] and driver.calls == []
     assert ensure(driver, name="vm", state="destroyed")["autostart"] is True

@@ -1,30 +1,12 @@
 """What a module reports when a backend's Python library is missing."""
 
 import pytest
+from fakes import Exit, FakeModule
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver import libvirt_backend
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import MissingDependency
 from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import run
 from ansible_collections.virtops.qemu.plugins.module_utils.uri import parse_uri
-
-
-class Exit(Exception):
-    pass
-
-
-class FakeModule:
-    """Records the one exit call a module makes."""
-
-    _diff = False
-
-    def fail_json(self, **result):
-        raise Exit(("fail", result))
-
-    def exit_json(self, **result):
-        raise Exit(("exit", result))
-
-    def warn(self, text):
-        raise AssertionError(f"unexpected warning {text}")
 
 
 def test_missing_libvirt_bindings_name_the_library(monkeypatch):

@@ -8,9 +8,10 @@ from __future__ import annotations
 import copy
 
 import pytest
-from lxml import etree
+from fakes import NETWORK_UUID as UUID
+from fakes import MemoryDriver
 
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import Lease, Networks
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import Lease
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, InvalidInput, NotFound
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.network import (
     NetworkManager,
@@ -18,85 +19,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.manager.network impor
     request_from_params,
 )
 
-UUID = "0b3c2c59-5f4a-4d8a-9e4c-3c5d7b1c0a01"
 HOST = {"mac": "52:54:00:00:00:01", "name": "one", "ip": "10.5.5.10"}
-
-
-class MemoryNetworks(Networks):
-    """Stores definitions, fills in what libvirt does, and applies live updates to the running copy."""
-
-    def __init__(self):
-        self.defs: dict[str, str] = {}
-        self.running: dict[str, str] = {}
-        self.autostarts: dict[str, bool] = {}
-        self.calls: list = []
-        self.fail_update = False
-
-    def names(self):
-        return sorted(set(self.defs) | set(self.running))
-
-    def exists(self, name):
-        return name in self.defs or name in self.running
-
-    def xml(self, name, inactive=True):
-        if not self.exists(name):
-            raise NotFound(name)
-        return self.running[name] if not inactive and name in self.running else self.defs[name]
-
-    def define(self, xml):
-        tree = etree.fromstring(xml)
-        if tree.find("uuid") is None:
-            tree.insert(1, etree.fromstring(f"<uuid>{UUID}</uuid>"))
-        if tree.find("bridge") is None:
-            tree.append(etree.fromstring("<bridge name='virbr7' stp='on' delay='0'/>"))
-        self.calls.append("define")
-        name = tree.findtext("name")
-        self.defs[name] = etree.tostring(tree, encoding="unicode")
-        self.autostarts.setdefault(name, False)
-
-    def undefine(self, name):
-        self.calls.append("undefine")
-        del self.defs[name]
-
-    def autostart(self, name):
-        return self.autostarts[name]
-
-    def set_autostart(self, name, enabled):
-        self.calls.append("autostart")
-        self.autostarts[name] = enabled
-
-    def active(self, name):
-        return name in self.running
-
-    def start(self, name):
-        self.calls.append("start")
-        self.running[name] = self.defs[name]
-
-    def stop(self, name):
-        self.calls.append("stop")
-        del self.running[name]
-
-    def update(self, name, command, section, xml, parent_index=-1):
-        if self.fail_update:
-            raise BackendError("dnsmasq refused")
-        self.calls.append(("update", command, section, parent_index))
-        tree = etree.fromstring(self.running[name])
-        ip = tree.findall("ip")[max(parent_index, 0)]
-        dhcp = ip.find("dhcp")
-        if command == "add-last":
-            dhcp.append(etree.fromstring(xml))
-        else:
-            dhcp.remove(next(h for h in dhcp if etree.tostring(h, encoding="unicode") == xml))
-        self.running[name] = etree.tostring(tree, encoding="unicode")
-
-    def persistent(self, name):
-        return name in self.defs
-
-    def leases(self, name):
-        return [Lease("52:54:00:00:00:01", "10.5.5.10", 24, "one", 0, "ipv4")] if name in self.running else []
-
-    def bridge(self, name):
-        return etree.fromstring(self.running[name]).find("bridge").get("name") if name in self.running else None
 
 
 def params(**options):
@@ -111,7 +34,9 @@ def ensure(networks, check=False, **options):
 
 @pytest.fixture
 def nets():
-    return MemoryNetworks()
+    networks = MemoryDriver().networks
+    networks.leases_of["n1"] = [Lease("52:54:00:00:00:01", "10.5.5.10", 24, "one", 0, "ipv4")]
+    return networks
 
 
 def with_second_host():
@@ -212,7 +137,7 @@ def test_stop_and_absent(nets):
 
 def test_failed_live_update_reports_the_define(nets):
     ensure(nets)
-    nets.fail_update = True
+    nets.fail("update", BackendError("dnsmasq refused"))
     with pytest.raises(BackendError, match="network 'n1' was defined but the update of the running network failed"):
         ensure(nets, ips=with_second_host())
 

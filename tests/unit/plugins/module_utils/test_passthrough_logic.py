@@ -5,9 +5,8 @@
 
 from __future__ import annotations
 
-from types import SimpleNamespace
-
 import pytest
+from fakes import MemoryDriver
 
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import Conflict, InvalidInput
 from ansible_collections.virtops.qemu.plugins.module_utils.manager import monitor
@@ -107,31 +106,15 @@ def test_bad_sections_fail_naming_the_option(sections, message):
 
 
 # -- monitor passthrough ----------------------------------------------------------
-class _Domains:
-    def __init__(self, active=True, error=None):
-        self.sent = []
-        self._active = active
-        self._error = error
-
-    def active(self, name):
-        return self._active
-
-    def monitor(self, name, command):
-        if self._error:
-            raise self._error
-        self.sent.append(command)
-        return {"status": "running"}
-
-    def human_monitor(self, name, line):
-        self.sent.append(line)
-        return "VM status: running\r\n"
-
-    def send_key(self, name, codeset, codes, holdtime):
-        self.sent.append((codeset, codes, holdtime))
-
-
-def _driver(**kwargs):
-    return SimpleNamespace(domains=_Domains(**kwargs))
+def _driver(active=True, error=None):
+    """A driver with one domain, "d", running unless ``active`` is false; its monitor raises ``error``."""
+    driver = MemoryDriver()
+    driver.domains.define("<domain type='qemu'><name>d</name><memory>65536</memory></domain>")
+    if active:
+        driver.domains.start("d")
+    if error is not None:
+        driver.domains.fail("monitor", error)
+    return driver
 
 
 @pytest.mark.parametrize("execute,hmp,reading", [

@@ -32,8 +32,7 @@ from harness.debian import FetchError, debian_qemu_conf_text
 REPO = Path(__file__).resolve().parents[4]
 DEBIAN_CACHE = REPO / "tests" / ".cache" / "debian-libvirt"
 DEBIAN_QEMU_CONF = DEBIAN_CACHE / "etc" / "libvirt" / "qemu.conf"
-# shared/ lies beside the repository, in development and under CI alike.
-KEYS_TSV = Path(__file__).resolve().parents[4].parent / "shared" / "data" / "qemu_conf_keys.tsv"
+KEYS_TSV = REPO / "tests" / "data" / "qemu_conf_keys.tsv"     # recent libvirt's keys (tests/data/README.md)
 LENS = Path("/usr/share/augeas/lenses/libvirtd_qemu.aug")
 
 
@@ -405,21 +404,18 @@ def test_key_table_covers_the_installed_libvirt_lens():
     assert mismatched == {}
 
 
-# The newest key set is reference data of the development machines, not part
-# of the project: this test exists where the data does (CI fails on skips).
-if KEYS_TSV.exists():
-    def test_key_table_matches_reference_tsv():
-        reference = {}
-        for line in KEYS_TSV.read_text(encoding="utf-8").splitlines():
-            if line.strip() and not line.startswith("#"):
-                key, kind = line.split("\t")[:2]
-                reference[key] = kind.split()[0].rstrip("*")
-        assert len(reference) > 100
-        assert set(reference) - set(KEYS) == set()
-        assert set(KEYS) - set(reference) <= {"clear_emulator_capabilities"}
-        mismatched = {key: (kind, KEYS[key]) for key, kind in reference.items()
-                      if KEYS[key] not in _TSV_TYPES[kind]}
-        assert mismatched == {}
+def test_key_table_matches_reference_tsv():
+    reference = {}
+    for line in KEYS_TSV.read_text(encoding="utf-8").splitlines():
+        if line.strip() and not line.startswith("#"):
+            key, kind = line.split("\t")[:2]
+            reference[key] = kind.split()[0].rstrip("*")
+    assert len(reference) > 100
+    assert set(reference) - set(KEYS) == set()
+    assert set(KEYS) - set(reference) <= {"clear_emulator_capabilities"}
+    mismatched = {key: (kind, KEYS[key]) for key, kind in reference.items()
+                  if KEYS[key] not in _TSV_TYPES[kind]}
+    assert mismatched == {}
 
 
 # --- property tests ----------------------------------------------------------

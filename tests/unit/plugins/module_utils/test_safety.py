@@ -8,11 +8,13 @@ import threading
 import time
 
 import pytest
+from fakes import Exit, FakeModule
 
 from ansible_collections.virtops.qemu.plugins.module_utils import fileio
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import caps, process
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.layout import Layout, make_private_dir
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.layout import Layout
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, InvalidInput
+from ansible_collections.virtops.qemu.plugins.module_utils.fileio import make_private_dir
 from ansible_collections.virtops.qemu.plugins.module_utils.model.domain_options import render
 from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import element
@@ -149,20 +151,6 @@ def test_control_characters_in_attributes_name_the_element():
 
 
 # -- the last safety net of every module ------------------------------------------------------
-class Exit(Exception):
-    pass
-
-
-class FakeModule:
-    _diff = False
-
-    def fail_json(self, **result):
-        raise Exit(result)
-
-    def exit_json(self, **result):
-        raise Exit(result)
-
-
 @pytest.mark.parametrize("error, words, kind", [
     (PermissionError(errno.EACCES, "Permission denied", "/r/etc/qemu"), "Permission denied (/r/etc/qemu)", "OSError"),
     (FileExistsError(errno.EEXIST, "File exists", "/r/etc"), "File exists (/r/etc)", "OSError"),
@@ -174,7 +162,7 @@ def test_unexpected_errors_are_one_failure_naming_the_path(error, words, kind):
 
     with pytest.raises(Exit) as done:
         run(FakeModule(), action)
-    result = done.value.args[0]
+    result = done.value.result
     assert (result["msg"], result["error"]) == (words, kind)
     assert "Traceback" in result["exception"]
 

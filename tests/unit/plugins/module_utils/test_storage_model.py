@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import pytest
+from fakes import MemoryDriver, MemoryVolumes
 
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import PoolSpace, Volumes
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.pool import request_from_params as pool_request
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.volume import VolumeManager
 from ansible_collections.virtops.qemu.plugins.module_utils.model import pool as pool_model
 from ansible_collections.virtops.qemu.plugins.module_utils.model.volume import (
     VolumeFacts,
-    facts_from_xml,
     request_from_params,
     shown_xml,
 )
@@ -71,50 +70,22 @@ def test_volume_bad_input_names_the_option(params, option):
     assert caught.value.option == option
 
 
-class FakePools:
-    def exists(self, name):
-        return True
-
-    def active(self, name):
-        return True
-
-    def xml(self, name, inactive=True):
-        return "<pool type='dir'><name>p</name><target><path>/pool</path></target></pool>"
-
-    def space(self, name):
-        return PoolSpace(0, 0, 0)
+POOL = "<pool type='dir'><name>p</name><target><path>/pool</path></target></pool>"
 
 
-class FakeVolumes(Volumes):
-    def __init__(self, facts: dict[str, VolumeFacts]):
-        self.facts = facts
-        self.calls: list[tuple] = []
+def volumes_of(*existing: VolumeFacts) -> MemoryVolumes:
+    """The volumes of the active dir pool p (at /pool) of an in-memory driver, holding ``existing``."""
+    driver = MemoryDriver()
+    driver.pools.define(POOL)
+    driver.pools.start("p")
+    for facts in existing:
+        driver.volumes.create("p", shown_xml(facts))
+    driver.calls.clear()
+    return driver.volumes
 
-    def names(self, pool):
-        return sorted(self.facts)
 
-    def exists(self, pool, name):
-        return name in self.facts
-
-    def xml(self, pool, name):
-        return shown_xml(self.facts[name])
-
-    def create(self, pool, xml, clone_from=None):
-        self.calls.append(("create", clone_from))
-        created = xml.replace("<target>", "<target><path>/pool/x</path>")
-        self.facts[parse(xml, "volume").findtext("name")] = facts_from_xml(created)
-
-    def delete(self, pool, name):
-        self.calls.append(("delete", name))
-
-    def resize(self, pool, name, capacity, shrink=False):
-        self.calls.append(("resize", capacity, shrink))
-
-    def set_permissions(self, pool, name, mode, owner, group):
-        self.calls.append(("permissions", mode, owner, group))
-
-    def path(self, pool, name):
-        return self.facts[name].path
+def manager_of(volumes: MemoryVolumes) -> VolumeManager:
+    return VolumeManager(volumes.driver.pools, volumes)
 
 
 def _existing(**extra) -> VolumeFacts:
@@ -123,37 +94,36 @@ def _existing(**extra) -> VolumeFacts:
 
 
 def test_check_mode_touches_nothing_and_predicts_growth():
-    volumes = FakeVolumes({"v": _existing()})
-    result = VolumeManager(FakePools(), volumes).ensure(request_from_params({"pool": "p", "name": "v",
-                                                                             "capacity": "32MiB"}), True)
+    volumes = volumes_of(_existing())
+    result = manager_of(volumes).ensure(request_from_params({"pool": "p", "name": "v", "capacity": "32MiB"}), True)
     assert result["changed"] and result["capacity"] == 32 * MiB and volumes.calls == []
     assert "33554432" in result["diff"]["after"] and "16777216" in result["diff"]["before"]
 
 
 def test_shrink_needs_allow_shrink_and_format_never_changes():
-    manager = VolumeManager(FakePools(), FakeVolumes({"v": _existing()}))
+    manager = manager_of(volumes_of(_existing()))
     with pytest.raises(InvalidInput, match="allow_shrink"):
         manager.ensure(request_from_params({"pool": "p", "name": "v", "capacity": "8MiB"}), False)
     with pytest.raises(InvalidInput, match="format of an existing volume"):
         manager.ensure(request_from_params({"pool": "p", "name": "v", "format": "raw"}), False)
-    volumes = FakeVolumes({"v": _existing()})
-    VolumeManager(FakePools(), volumes).ensure(
+    volumes = volumes_of(_existing())
+    manager_of(volumes).ensure(
         request_from_params({"pool": "p", "name": "v", "capacity": "8MiB", "allow_shrink": True}), False)
     assert volumes.calls == [("resize", 8 * MiB, True)]
 
 
 def test_clone_that_grows_is_created_then_resized():
-    volumes = FakeVolumes({"v": _existing()})
-    result = VolumeManager(FakePools(), volumes).ensure(
+    volumes = volumes_of(_existing())
+    result = manager_of(volumes).ensure(
         request_from_params({"pool": "p", "name": "copy", "clone_from": "v", "capacity": "20MiB"}), True)
     assert result["changed"] and result["format"] == "qcow2" and result["volume_path"] == "/pool/copy"
     with pytest.raises(InvalidInput, match="smaller than"):
-        VolumeManager(FakePools(), volumes).ensure(
+        manager_of(volumes).ensure(
             request_from_params({"pool": "p", "name": "copy", "clone_from": "v", "capacity": "1MiB"}), True)
 
 
 def test_permissions_change_alone():
-    volumes = FakeVolumes({"v": _existing()})
-    result = VolumeManager(FakePools(), volumes).ensure(
+    volumes = volumes_of(_existing())
+    result = manager_of(volumes).ensure(
         request_from_params({"pool": "p", "name": "v", "mode": "0640"}), False)
     assert result["changed"] and volumes.calls == [("permissions", "0640", None, None)]

@@ -24,6 +24,7 @@ import os
 from dataclasses import dataclass
 
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, InvalidInput, host_error
+from ansible_collections.virtops.qemu.plugins.module_utils.model import seclabel
 
 XATTR_OWNER = "trusted.libvirt.security.dac"
 XATTR_REFS = "trusted.libvirt.security.ref_dac"
@@ -50,19 +51,8 @@ class LabelledFile:
 
 
 def parse_label(text: str, option: str) -> Owner:
-    """``+UID:+GID`` (libvirt's DAC label; names are resolved as user and group names)."""
-    import grp
-    import pwd
-
-    user, sep, group = (text or "").strip().partition(":")
-    if not sep or not user or not group:
-        raise InvalidInput(f"a DAC label is 'USER:GROUP' or '+UID:+GID', not {text!r}", option)
-    try:
-        uid = int(user[1:]) if user.startswith("+") else pwd.getpwnam(user).pw_uid
-        gid = int(group[1:]) if group.startswith("+") else grp.getgrnam(group).gr_gid
-    except (KeyError, ValueError) as exc:
-        raise InvalidInput(f"DAC label {text!r} names no user or group of this host", option) from exc
-    return Owner(uid, gid)
+    """The owner a DAC label (libvirt's ``+UID:+GID`` or ``USER:GROUP``) names."""
+    return Owner(*seclabel.parse_dac_label(text, option))
 
 
 def domain_files(live, nvram_default: str, owner: Owner) -> list[LabelledFile]:
