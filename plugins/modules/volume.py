@@ -145,11 +145,16 @@ state:
   description: V(present) or V(absent) after the task.
   returned: always
   type: str
-volume_path:
-  description: Path of the volume on the host.
+path:
+  description: Path of the volume on the host (the C(path) of the volume in the pool its M(virtops.qemu.pool_info) lists).
   returned: when the volume exists
   type: str
   sample: /srv/images/web01.qcow2
+volume_path:
+  description:
+    - Deprecated, use RV(path). It goes away in 0.4.0.
+  returned: when the volume exists
+  type: str
 format:
   description: Image format.
   returned: when the volume exists

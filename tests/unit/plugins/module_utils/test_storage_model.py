@@ -146,7 +146,7 @@ def test_clone_that_grows_is_created_then_resized():
     volumes = FakeVolumes({"v": _existing()})
     result = VolumeManager(FakePools(), volumes).ensure(
         request_from_params({"pool": "p", "name": "copy", "clone_from": "v", "capacity": "20MiB"}), True)
-    assert result["changed"] and result["format"] == "qcow2" and result["volume_path"] == "/pool/copy"
+    assert result["changed"] and result["format"] == "qcow2" and result["path"] == result["volume_path"] == "/pool/copy"
     with pytest.raises(InvalidInput, match="smaller than"):
         VolumeManager(FakePools(), volumes).ensure(
             request_from_params({"pool": "p", "name": "copy", "clone_from": "v", "capacity": "1MiB"}), True)
