@@ -84,8 +84,13 @@ options:
     description: Numeric group of the volume's file.
     type: int
   mode:
-    description: Octal mode of the volume's file, such as V('0640'). New volumes get V('0600').
-    type: str
+    description:
+      - Mode of the volume's file, as M(ansible.builtin.file) takes it - an octal string
+        such as V('0640'), an unquoted YAML number such as C(0640), or a symbolic mode
+        that sets every class, such as V(u=rw,g=r,o=).
+      - Permission bits only; libvirt keeps no setuid, setgid or sticky bit.
+      - New volumes get V('0600').
+    type: raw
   allow_shrink:
     description: Allow a O(capacity) smaller than the volume's, which cuts off its end.
     type: bool
@@ -193,7 +198,7 @@ OPTIONS = dict(
     clone_from=dict(type="str"),
     owner=dict(type="int"),
     group=dict(type="int"),
-    mode=dict(type="str"),
+    mode=dict(type="raw"),
     allow_shrink=dict(type="bool", default=False),
 )
 
