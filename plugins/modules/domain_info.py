@@ -24,18 +24,8 @@ author:
   - virtops.qemu maintainers (@virtops)
 extends_documentation_fragment:
   - virtops.qemu.connection
-  - virtops.qemu.connection.attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: N/A
-  idempotent:
-    support: full
-options:
-  name:
-    description: Domain to describe. Without it, every domain is listed in RV(domains).
-    type: str
+  - virtops.qemu.attributes.info
+  - virtops.qemu.info_name.domain
 seealso:
   - module: virtops.qemu.domain
 """

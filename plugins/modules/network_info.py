@@ -18,18 +18,8 @@ author:
   - virtops.qemu maintainers (@virtops)
 extends_documentation_fragment:
   - virtops.qemu.connection
-  - virtops.qemu.connection.attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: N/A
-  idempotent:
-    support: full
-options:
-  name:
-    description: Network to describe. Without it, every network is listed in RV(networks).
-    type: str
+  - virtops.qemu.attributes.info
+  - virtops.qemu.info_name.network
 seealso:
   - module: virtops.qemu.network
 """

@@ -18,18 +18,8 @@ author:
   - virtops.qemu maintainers (@virtops)
 extends_documentation_fragment:
   - virtops.qemu.connection
-  - virtops.qemu.connection.attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: N/A
-  idempotent:
-    support: full
-options:
-  name:
-    description: Pool to describe. Without it, every pool is listed in RV(pools).
-    type: str
+  - virtops.qemu.attributes.info
+  - virtops.qemu.info_name.pool
 seealso:
   - module: virtops.qemu.pool
   - module: virtops.qemu.volume
