@@ -102,7 +102,9 @@ domain:
       type: int
       sample: 48213
     id:
-      description: libvirt's domain id of the running domain (as C(virsh domid) shows it); V(null) when it is not running.
+      description:
+        - libvirt's domain id of the running domain (as C(virsh domid) shows it).
+        - V(null) when it is not running.
       type: int
       sample: 7
     taints:
@@ -153,77 +155,92 @@ domains:
   sample: [{"name": "demo01", "state": "running", "active": true}, {"name": "broken", "error": "..."}]
 name:
   description:
-    - Deprecated, use RV(domain.name). The copy of each key of RV(domain) at the top level goes away in 0.4.0.
+    - Deprecated, use RV(domain.name).
+    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
   returned: when O(name) is given and the domain exists
   type: raw
 state:
   description:
-    - Deprecated, use RV(domain.state). The copy of each key of RV(domain) at the top level goes away in 0.4.0.
+    - Deprecated, use RV(domain.state).
+    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
   returned: when O(name) is given and the domain exists
   type: raw
 reason:
   description:
-    - Deprecated, use RV(domain.reason). The copy of each key of RV(domain) at the top level goes away in 0.4.0.
+    - Deprecated, use RV(domain.reason).
+    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
   returned: when O(name) is given and the domain exists
   type: raw
 active:
   description:
-    - Deprecated, use RV(domain.active). The copy of each key of RV(domain) at the top level goes away in 0.4.0.
+    - Deprecated, use RV(domain.active).
+    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
   returned: when O(name) is given and the domain exists
   type: raw
 xml:
   description:
-    - Deprecated, use RV(domain.xml). The copy of each key of RV(domain) at the top level goes away in 0.4.0.
+    - Deprecated, use RV(domain.xml).
+    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
   returned: when O(name) is given and the domain exists
   type: raw
 live_xml:
   description:
-    - Deprecated, use RV(domain.live_xml). The copy of each key of RV(domain) at the top level goes away in 0.4.0.
+    - Deprecated, use RV(domain.live_xml).
+    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
   returned: when O(name) is given and the domain exists
   type: raw
 pid:
   description:
-    - Deprecated, use RV(domain.pid). The copy of each key of RV(domain) at the top level goes away in 0.4.0.
+    - Deprecated, use RV(domain.pid).
+    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
   returned: when O(name) is given and the domain exists
   type: raw
 id:
   description:
-    - Deprecated, use RV(domain.id). The copy of each key of RV(domain) at the top level goes away in 0.4.0.
+    - Deprecated, use RV(domain.id).
+    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
   returned: when O(name) is given and the domain exists
   type: raw
 taints:
   description:
-    - Deprecated, use RV(domain.taints). The copy of each key of RV(domain) at the top level goes away in 0.4.0.
+    - Deprecated, use RV(domain.taints).
+    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
   returned: when O(name) is given and the domain exists
   type: raw
 restart_required:
   description:
-    - Deprecated, use RV(domain.restart_required). The copy of each key of RV(domain) at the top level goes away in 0.4.0.
+    - Deprecated, use RV(domain.restart_required).
+    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
   returned: when O(name) is given and the domain exists
   type: raw
 uuid:
   description:
-    - Deprecated, use RV(domain.uuid). The copy of each key of RV(domain) at the top level goes away in 0.4.0.
+    - Deprecated, use RV(domain.uuid).
+    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
   returned: when O(name) is given and the domain exists
   type: raw
 autostart:
   description:
-    - Deprecated, use RV(domain.autostart). The copy of each key of RV(domain) at the top level goes away in 0.4.0.
+    - Deprecated, use RV(domain.autostart).
+    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
   returned: when O(name) is given and the domain exists
   type: raw
 qemu_argv:
   description:
-    - Deprecated, use RV(domain.qemu_argv). The copy of each key of RV(domain) at the top level goes away in 0.4.0.
+    - Deprecated, use RV(domain.qemu_argv).
+    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
   returned: when O(name) is given and the domain exists
   type: raw
 qemu_env:
   description:
-    - Deprecated, use RV(domain.qemu_env). The copy of each key of RV(domain) at the top level goes away in 0.4.0.
+    - Deprecated, use RV(domain.qemu_env).
+    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
   returned: when O(name) is given and the domain exists
   type: raw
 qemu_argv_error:
   description:
-    - Deprecated, use RV(domain.qemu_argv_error). The copy of each key of RV(domain) at the top level goes away in 0.4.0.
+    - Deprecated, use RV(domain.qemu_argv_error).
+    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
   returned: when O(name) is given and the domain exists
   type: raw
 """

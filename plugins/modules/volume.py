@@ -144,7 +144,9 @@ state:
   returned: always
   type: str
 path:
-  description: Path of the volume on the host (the C(path) of the volume in the pool its M(virtops.qemu.pool_info) lists).
+  description:
+    - Path of the volume on the host.
+    - The same as the C(path) of the volume in its pool's volumes listed by M(virtops.qemu.pool_info).
   returned: when the volume exists
   type: str
   sample: /srv/images/web01.qcow2

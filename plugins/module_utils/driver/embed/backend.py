@@ -747,7 +747,10 @@ _UNAPPLIED_PORTGROUP_SETTINGS = {"bandwidth": "a bandwidth limit", "vlan": "a VL
 
 
 def _refuse_unapplied_portgroup(network: str, name: str, network_xml: str) -> None:
-    """A start that would leave out the portgroup's settings fails instead; an unknown portgroup passes, as on libvirt."""
+    """A start that would leave out the portgroup's settings fails instead.
+
+    An unknown portgroup passes, as on libvirt.
+    """
     group = next((g for g in parse(network_xml, "network").findall("portgroup") if g.get("name") == name), None)
     for tag, what in _UNAPPLIED_PORTGROUP_SETTINGS.items():
         if group is not None and group.find(tag) is not None:
