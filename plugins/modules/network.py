@@ -251,7 +251,10 @@ options:
             type: str
             required: true
   portgroups:
-    description: Port groups guests may pick by name.
+    description:
+      - Port groups guests may pick by name, with O(virtops.qemu.domain#module:interfaces[].portgroup).
+      - libvirt takes a VLAN tag only on a network that can carry one (an Open vSwitch bridge,
+        say); it refuses one on a V(nat) network.
     type: list
     elements: dict
     suboptions:
