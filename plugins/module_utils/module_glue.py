@@ -15,6 +15,8 @@ from ansible.module_utils.basic import missing_required_lib
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import MissingDependency, VirtError
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import HAS_LXML, LXML_IMPORT_ERROR
 
+COLLECTION = "virtops.qemu"
+
 CONNECTION_OPTIONS = {
     "uri": {"type": "str", "default": "qemu:///system"},
 }
@@ -28,7 +30,11 @@ def argument_spec(**options) -> dict:
 
 
 def run(module, action) -> None:
-    """Call ``action()`` and exit: its dict becomes the result, a VirtError one fail_json."""
+    """Call ``action()`` and exit: its dict becomes the result, a VirtError one fail_json.
+
+    The result's ``warnings`` (strings) and ``deprecations`` (dicts of ``msg`` and the
+    collection ``version`` that removes the feature) are shown as Ansible's warnings.
+    """
     if not HAS_LXML:
         module.fail_json(msg=missing_required_lib("lxml"), exception=str(LXML_IMPORT_ERROR))
     try:
@@ -48,6 +54,8 @@ def run(module, action) -> None:
     result = _shown(module, result)
     for warning in result.pop("warnings", []):
         module.warn(warning)
+    for deprecation in result.pop("deprecations", []):
+        module.deprecate(deprecation["msg"], version=deprecation["version"], collection_name=COLLECTION)
     module.exit_json(**result)
 
 

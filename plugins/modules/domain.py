@@ -36,14 +36,7 @@ author:
   - virtops.qemu maintainers (@virtops)
 extends_documentation_fragment:
   - virtops.qemu.connection
-  - virtops.qemu.connection.attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-  idempotent:
-    support: full
+  - virtops.qemu.attributes
 options:
   name:
     description:
@@ -225,6 +218,15 @@ options:
         default: virtio
       mac:
         description: MAC address. When omitted, libvirt generates one and it is kept.
+        type: str
+      portgroup:
+        description:
+          - Portgroup of the virtual network (O(interfaces[].type=network) only) whose settings
+            the interface gets, see O(virtops.qemu.network#module:portgroups).
+          - libvirt applies the portgroup's settings (bandwidth, VLAN tag, virtual port,
+            C(trustGuestRxFilters)) when the domain starts; C(virsh net-port-dumpxml) shows them.
+          - The embedded driver stores the portgroup and refuses to start a domain whose portgroup
+            sets a bandwidth limit, a VLAN tag or a virtual port, which it does not apply.
         type: str
   graphics:
     description: Graphical console.
@@ -531,7 +533,7 @@ OPTIONS = dict(
     interfaces=dict(type="list", elements="dict", options=dict(
         type=dict(type="str", choices=["network", "bridge", "user"]),
         source=dict(type="str"), network=dict(type="str"), bridge=dict(type="str"),
-        model=dict(type="str", default="virtio"), mac=dict(type="str"))),
+        model=dict(type="str", default="virtio"), mac=dict(type="str"), portgroup=dict(type="str"))),
     graphics=dict(type="dict", options=dict(
         type=dict(type="str", choices=["vnc", "spice", "none"], default="vnc"),
         listen=dict(type="str"), port=dict(type="int"), password=dict(type="str", no_log=True))),

@@ -18,23 +18,14 @@ description:
     definition has changes that wait for a restart.
   - Console passwords (the C(passwd) attributes libvirt shows only to privileged
     readers) are masked as C(********) in every returned XML.
+  - A domain that does not exist is not an error; RV(exists) is then V(false).
   - Never changes anything.
 author:
   - virtops.qemu maintainers (@virtops)
 extends_documentation_fragment:
   - virtops.qemu.connection
-  - virtops.qemu.connection.attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: N/A
-  idempotent:
-    support: full
-options:
-  name:
-    description: Domain to describe. Without it, every domain is listed in RV(domains).
-    type: str
+  - virtops.qemu.attributes.info
+  - virtops.qemu.info_name.domain
 seealso:
   - module: virtops.qemu.domain
 """
@@ -47,7 +38,8 @@ EXAMPLES = r"""
 
 - name: Show its state, for example "running (booted)"
   ansible.builtin.debug:
-    msg: "{{ demo.state }} ({{ demo.reason }})"
+    msg: "{{ demo.domain.state }} ({{ demo.domain.reason }})"
+  when: demo.exists
 
 - name: List the names of every running domain
   virtops.qemu.domain_info:
@@ -70,118 +62,216 @@ EXAMPLES = r"""
 """
 
 RETURN = r"""
-name:
-  description: Name of the domain.
-  returned: when O(name) is given
-  type: str
-state:
-  description: State in libvirt's words (running, paused, shutoff, crashed, pmsuspended, blocked, shutdown).
-  returned: when O(name) is given
-  type: str
-  sample: running
-reason:
-  description: libvirt's reason for that state, for example V(booted), V(user), V(destroyed), V(shutdown).
-  returned: when O(name) is given
-  type: str
-  sample: booted
-active:
-  description: Whether a QEMU process runs for the domain.
+exists:
+  description: Whether the domain named by O(name) exists.
   returned: when O(name) is given
   type: bool
-xml:
-  description: Persistent definition (inactive XML); console passwords are masked as C(********).
-  returned: when O(name) is given
-  type: str
-live_xml:
-  description:
-    - Definition of the running guest, with what was chosen at start (display ports,
-      pty paths, aliases); console passwords are masked as C(********).
-    - V(null) when the domain is not running.
-  returned: when O(name) is given
-  type: str
-pid:
-  description:
-    - Process id of the domain's QEMU.
-    - V(null) when the domain is not running, or when the backend cannot tell
-      (libvirt on a remote host, or without the right to read libvirtd's pidfiles).
-  returned: when O(name) is given
-  type: int
-  sample: 48213
-id:
-  description: libvirt's domain id of the running domain (as C(virsh domid) shows it); V(null) when it is not running.
-  returned: when O(name) is given
-  type: int
-  sample: 7
-taints:
-  description:
-    - libvirt's taint flags of the running domain, for example V(custom-argv) (C(qemu:commandline)
-      in the definition), V(custom-hypervisor-feature) (C(qemu:capabilities)), V(custom-device)
-      (C(qemu:override)), V(custom-monitor) (a command passed through with M(virtops.qemu.qmp)),
-      V(host-cpu), V(deprecated-config); empty when it is not running.
-  returned: when O(name) is given
-  type: list
-  elements: str
-  sample: ["custom-argv"]
-restart_required:
-  description:
-    - Whether the persistent definition asks for something the running guest does not have,
-      so that it takes effect only at the next cold start (the comparison the
-      M(virtops.qemu.domain) module makes). V(false) when the domain is not running.
-  returned: when O(name) is given
-  type: bool
-uuid:
-  description: UUID of the domain.
-  returned: when O(name) is given
-  type: str
-autostart:
-  description: Whether the domain starts with the host.
-  returned: when O(name) is given
-  type: bool
-qemu_argv:
-  description:
-    - The QEMU command line the definition starts with, as C(virsh domxml-to-native qemu-argv)
-      shows it. Runtime values such as the domain id, tap names and display ports are placeholders.
-    - V(null) when the definition cannot be turned into a command line; RV(qemu_argv_error) says why.
-  returned: when O(name) is given
-  type: list
-  elements: str
-  sample: ["/usr/bin/qemu-system-x86_64", "-name", "guest=demo01,debug-threads=on", "-S"]
-qemu_env:
-  description: Environment QEMU is started with.
-  returned: when O(name) is given
+domain:
+  description: The domain named by O(name).
+  returned: when O(name) is given and the domain exists
   type: dict
-  sample: {"LC_ALL": "C", "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
-qemu_argv_error:
-  description: Why RV(qemu_argv) is V(null).
-  returned: when the definition cannot be turned into a command line
-  type: str
+  contains:
+    name:
+      description: Name of the domain.
+      type: str
+    state:
+      description: State in libvirt's words (running, paused, shutoff, crashed, pmsuspended, blocked, shutdown).
+      type: str
+      sample: running
+    reason:
+      description: libvirt's reason for that state, for example V(booted), V(user), V(destroyed), V(shutdown).
+      type: str
+      sample: booted
+    active:
+      description: Whether a QEMU process runs for the domain.
+      type: bool
+    xml:
+      description: Persistent definition (inactive XML); console passwords are masked as C(********).
+      type: str
+    live_xml:
+      description:
+        - Definition of the running guest, with what was chosen at start (display ports,
+          pty paths, aliases); console passwords are masked as C(********).
+        - V(null) when the domain is not running.
+      type: str
+    pid:
+      description:
+        - Process id of the domain's QEMU.
+        - V(null) when the domain is not running, or when the backend cannot tell
+          (libvirt on a remote host, or without the right to read libvirtd's pidfiles).
+      type: int
+      sample: 48213
+    id:
+      description:
+        - libvirt's domain id of the running domain (as C(virsh domid) shows it).
+        - V(null) when it is not running.
+      type: int
+      sample: 7
+    taints:
+      description:
+        - libvirt's taint flags of the running domain, for example V(custom-argv) (C(qemu:commandline)
+          in the definition), V(custom-hypervisor-feature) (C(qemu:capabilities)), V(custom-device)
+          (C(qemu:override)), V(custom-monitor) (a command passed through with M(virtops.qemu.qmp)),
+          V(host-cpu), V(deprecated-config); empty when it is not running.
+      type: list
+      elements: str
+      sample: ["custom-argv"]
+    restart_required:
+      description:
+        - Whether the persistent definition asks for something the running guest does not have,
+          so that it takes effect only at the next cold start (the comparison the
+          M(virtops.qemu.domain) module makes). V(false) when the domain is not running.
+      type: bool
+    uuid:
+      description: UUID of the domain.
+      type: str
+    autostart:
+      description: Whether the domain starts with the host.
+      type: bool
+    qemu_argv:
+      description:
+        - The QEMU command line the definition starts with, as C(virsh domxml-to-native qemu-argv)
+          shows it. Runtime values such as the domain id, tap names and display ports are placeholders.
+        - V(null) when the definition cannot be turned into a command line; RV(qemu_argv_error) says why.
+      type: list
+      elements: str
+      sample: ["/usr/bin/qemu-system-x86_64", "-name", "guest=demo01,debug-threads=on", "-S"]
+    qemu_env:
+      description: Environment QEMU is started with.
+      type: dict
+      sample: {"LC_ALL": "C", "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
+    qemu_argv_error:
+      description: Why RV(qemu_argv) is V(null).
+      returned: when the definition cannot be turned into a command line
+      type: str
 domains:
   description:
-    - Every domain, each with the keys above.
+    - Every domain, each as RV(domain).
     - A domain that cannot be read (a corrupt definition, say) does not fail the listing;
       it is listed as a dict with only C(name) and C(error), the reason.
   returned: when O(name) is not given
   type: list
   elements: dict
   sample: [{"name": "demo01", "state": "running", "active": true}, {"name": "broken", "error": "..."}]
+name:
+  description:
+    - Deprecated, use RV(domain.name).
+    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
+  returned: when O(name) is given and the domain exists
+  type: raw
+state:
+  description:
+    - Deprecated, use RV(domain.state).
+    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
+  returned: when O(name) is given and the domain exists
+  type: raw
+reason:
+  description:
+    - Deprecated, use RV(domain.reason).
+    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
+  returned: when O(name) is given and the domain exists
+  type: raw
+active:
+  description:
+    - Deprecated, use RV(domain.active).
+    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
+  returned: when O(name) is given and the domain exists
+  type: raw
+xml:
+  description:
+    - Deprecated, use RV(domain.xml).
+    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
+  returned: when O(name) is given and the domain exists
+  type: raw
+live_xml:
+  description:
+    - Deprecated, use RV(domain.live_xml).
+    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
+  returned: when O(name) is given and the domain exists
+  type: raw
+pid:
+  description:
+    - Deprecated, use RV(domain.pid).
+    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
+  returned: when O(name) is given and the domain exists
+  type: raw
+id:
+  description:
+    - Deprecated, use RV(domain.id).
+    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
+  returned: when O(name) is given and the domain exists
+  type: raw
+taints:
+  description:
+    - Deprecated, use RV(domain.taints).
+    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
+  returned: when O(name) is given and the domain exists
+  type: raw
+restart_required:
+  description:
+    - Deprecated, use RV(domain.restart_required).
+    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
+  returned: when O(name) is given and the domain exists
+  type: raw
+uuid:
+  description:
+    - Deprecated, use RV(domain.uuid).
+    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
+  returned: when O(name) is given and the domain exists
+  type: raw
+autostart:
+  description:
+    - Deprecated, use RV(domain.autostart).
+    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
+  returned: when O(name) is given and the domain exists
+  type: raw
+qemu_argv:
+  description:
+    - Deprecated, use RV(domain.qemu_argv).
+    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
+  returned: when O(name) is given and the domain exists
+  type: raw
+qemu_env:
+  description:
+    - Deprecated, use RV(domain.qemu_env).
+    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
+  returned: when O(name) is given and the domain exists
+  type: raw
+qemu_argv_error:
+  description:
+    - Deprecated, use RV(domain.qemu_argv_error).
+    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
+  returned: when O(name) is given and the domain exists
+  type: raw
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
+from ansible_collections.virtops.qemu.plugins.module_utils.manager import info
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.domain import describe, describe_all
-from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
 from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import argument_spec, run
+
+DOMAIN = info.InfoKind(
+    key="domain", plural="domains",
+    exists=lambda driver, name: driver.domains.exists(name),
+    describe=describe, describe_all=describe_all)
+
+FLAT_KEYS_GO = "0.4.0"
 
 
 def gather(params):
-    name = params.get("name")
-    if name is not None:
-        validate_name(name, "domain")
-    with open_driver(params["uri"], read_only=True) as driver:
-        if name is not None:
-            return dict(changed=False, warnings=driver.warnings, **describe(driver, name))
-        return dict(changed=False, domains=describe_all(driver), warnings=driver.warnings)
+    result = info.gather(DOMAIN, params["uri"], params.get("name"))
+    if result.get("exists"):
+        result.update(with_flat_keys(result["domain"]))
+    return result
+
+
+def with_flat_keys(domain: dict) -> dict:
+    """The domain's keys at the top level too, as before the answer had one shape for every *_info module."""
+    return dict(domain, deprecations=[{
+        "msg": "domain_info returns the domain under the 'domain' key; its copy at the top level "
+               f"(such as 'state' or 'xml' instead of 'domain.state') goes away in {FLAT_KEYS_GO}",
+        "version": FLAT_KEYS_GO}])
 
 
 def main():

@@ -23,14 +23,7 @@ author:
   - virtops.qemu maintainers (@virtops)
 extends_documentation_fragment:
   - virtops.qemu.connection
-  - virtops.qemu.connection.attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: N/A
-  idempotent:
-    support: full
+  - virtops.qemu.attributes.info
 seealso:
   - module: virtops.qemu.domain_info
 """

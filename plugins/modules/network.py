@@ -31,14 +31,7 @@ author:
   - virtops.qemu maintainers (@virtops)
 extends_documentation_fragment:
   - virtops.qemu.connection
-  - virtops.qemu.connection.attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-  idempotent:
-    support: full
+  - virtops.qemu.attributes
 options:
   name:
     description:
@@ -258,7 +251,10 @@ options:
             type: str
             required: true
   portgroups:
-    description: Port groups guests may pick by name.
+    description:
+      - Port groups guests may pick by name, with O(virtops.qemu.domain#module:interfaces[].portgroup).
+      - libvirt takes a VLAN tag only on a network that can carry one (an Open vSwitch bridge,
+        say); it refuses one on a V(nat) network.
     type: list
     elements: dict
     suboptions:

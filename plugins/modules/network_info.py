@@ -18,18 +18,8 @@ author:
   - virtops.qemu maintainers (@virtops)
 extends_documentation_fragment:
   - virtops.qemu.connection
-  - virtops.qemu.connection.attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: N/A
-  idempotent:
-    support: full
-options:
-  name:
-    description: Network to describe. Without it, every network is listed in RV(networks).
-    type: str
+  - virtops.qemu.attributes.info
+  - virtops.qemu.info_name.network
 seealso:
   - module: virtops.qemu.network
 """
@@ -139,23 +129,19 @@ networks:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
+from ansible_collections.virtops.qemu.plugins.module_utils.manager import info
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.network import describe, describe_all
-from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
 from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import argument_spec, run
+
+NETWORK = info.InfoKind(
+    key="network", plural="networks",
+    exists=lambda driver, name: driver.networks.exists(name),
+    describe=lambda driver, name: describe(driver.networks, name),
+    describe_all=lambda driver: describe_all(driver.networks))
 
 
 def gather(params):
-    name = params.get("name")
-    if name is not None:
-        validate_name(name, "network")
-    with open_driver(params["uri"], read_only=True) as driver:
-        networks = driver.networks
-        if name is None:
-            return dict(changed=False, networks=describe_all(networks), warnings=driver.warnings)
-        if not networks.exists(name):
-            return dict(changed=False, exists=False, warnings=driver.warnings)
-        return dict(changed=False, exists=True, network=describe(networks, name), warnings=driver.warnings)
+    return info.gather(NETWORK, params["uri"], params.get("name"))
 
 
 def main():

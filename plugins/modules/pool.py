@@ -26,14 +26,7 @@ author:
   - virtops.qemu maintainers (@virtops)
 extends_documentation_fragment:
   - virtops.qemu.connection
-  - virtops.qemu.connection.attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-  idempotent:
-    support: full
+  - virtops.qemu.attributes
 options:
   name:
     description:
@@ -72,8 +65,12 @@ options:
         description: Numeric group of the directory O(build) makes.
         type: int
       mode:
-        description: Octal mode of the directory O(build) makes, such as V('0755').
-        type: str
+        description:
+          - Mode of the directory O(build) makes, as M(ansible.builtin.file) takes it -
+            an octal string such as V('0755'), an unquoted YAML number such as C(0755),
+            or a symbolic mode that sets every class, such as V(u=rwx,g=rx,o=rx).
+          - Permission bits only; libvirt keeps no setuid, setgid or sticky bit.
+        type: raw
   source:
     description: Where the pool's storage comes from.
     type: dict
@@ -250,7 +247,7 @@ OPTIONS = dict(
     xml=dict(type="str"),
     type=dict(type="str", choices=["dir", "fs", "netfs", "logical", "disk", "iscsi", "iscsi-direct"]),
     target=dict(type="dict", options=dict(
-        path=dict(type="path"), owner=dict(type="int"), group=dict(type="int"), mode=dict(type="str"))),
+        path=dict(type="path"), owner=dict(type="int"), group=dict(type="int"), mode=dict(type="raw"))),
     source=dict(type="dict", options=dict(
         devices=dict(type="list", elements="str"),
         hosts=dict(type="list", elements="dict", options=dict(name=dict(type="str", required=True),

@@ -18,18 +18,8 @@ author:
   - virtops.qemu maintainers (@virtops)
 extends_documentation_fragment:
   - virtops.qemu.connection
-  - virtops.qemu.connection.attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: N/A
-  idempotent:
-    support: full
-options:
-  name:
-    description: Pool to describe. Without it, every pool is listed in RV(pools).
-    type: str
+  - virtops.qemu.attributes.info
+  - virtops.qemu.info_name.pool
 seealso:
   - module: virtops.qemu.pool
   - module: virtops.qemu.volume
@@ -125,23 +115,19 @@ pools:
 
 from ansible.module_utils.basic import AnsibleModule
 
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
+from ansible_collections.virtops.qemu.plugins.module_utils.manager import info
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.pool import describe, describe_all
-from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
 from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import argument_spec, run
+
+POOL = info.InfoKind(
+    key="pool", plural="pools",
+    exists=lambda driver, name: driver.pools.exists(name),
+    describe=lambda driver, name: describe(driver.pools, driver.volumes, name),
+    describe_all=lambda driver: describe_all(driver.pools, driver.volumes))
 
 
 def gather(params):
-    name = params.get("name")
-    if name is not None:
-        validate_name(name, "pool")
-    with open_driver(params["uri"], read_only=True) as driver:
-        if name is None:
-            return dict(changed=False, pools=describe_all(driver.pools, driver.volumes), warnings=driver.warnings)
-        if not driver.pools.exists(name):
-            return dict(changed=False, exists=False, warnings=driver.warnings)
-        return dict(changed=False, exists=True, pool=describe(driver.pools, driver.volumes, name),
-                    warnings=driver.warnings)
+    return info.gather(POOL, params["uri"], params.get("name"))
 
 
 def main():

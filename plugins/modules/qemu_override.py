@@ -33,19 +33,9 @@ author:
   - virtops.qemu maintainers (@virtops)
 extends_documentation_fragment:
   - virtops.qemu.connection
-  - virtops.qemu.connection.attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-  idempotent:
-    support: full
+  - virtops.qemu.attributes
+  - virtops.qemu.domain_name
 options:
-  name:
-    description: The domain; it must be defined.
-    type: str
-    required: true
   commandline:
     description: Extra arguments and environment of the QEMU process (C(qemu:commandline)).
     type: dict

@@ -28,6 +28,7 @@ author:
 extends_documentation_fragment:
   - virtops.qemu.connection
   - virtops.qemu.connection.attributes
+  - virtops.qemu.domain_name
 attributes:
   check_mode:
     support: partial
@@ -38,10 +39,6 @@ attributes:
     support: none
     details: Reading commands never report a change; any other command is an action that reports one each time.
 options:
-  name:
-    description: The running domain.
-    type: str
-    required: true
   command:
     description: QMP command name (C(execute)), for example V(query-status) or V(qom-get).
     type: str

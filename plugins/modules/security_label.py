@@ -28,19 +28,15 @@ author:
   - virtops.qemu maintainers (@virtops)
 extends_documentation_fragment:
   - virtops.qemu.connection
-  - virtops.qemu.connection.attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-  idempotent:
-    support: full
+  - virtops.qemu.attributes
 options:
-  domain:
-    description: Name of the domain. It must be defined.
+  name:
+    description:
+      - Name of the domain. It must be defined.
+      - C(domain) is the name this option had before 0.3.0.
     type: str
     required: true
+    aliases: [domain]
   state:
     description:
       - V(present) sets the labels given.
@@ -134,7 +130,7 @@ seealso:
 EXAMPLES = r"""
 - name: Run web01 as a fixed user and group, and let the driver leave its files alone
   virtops.qemu.security_label:
-    domain: web01
+    name: web01
     labels:
       - model: dac
         type: static
@@ -143,7 +139,7 @@ EXAMPLES = r"""
 
 - name: Keep the driver's hands off a shared data disk of web02 (its other files are still labelled)
   virtops.qemu.security_label:
-    domain: web02
+    name: web02
     disks:
       - target: vdb
         labels:
@@ -152,7 +148,7 @@ EXAMPLES = r"""
 
 - name: No confinement by SELinux for a domain, then restart it to apply that
   virtops.qemu.security_label:
-    domain: legacy01
+    name: legacy01
     labels:
       - model: selinux
         type: none
@@ -167,14 +163,14 @@ EXAMPLES = r"""
 
 - name: Back to the driver's default label for web01
   virtops.qemu.security_label:
-    domain: web01
+    name: web01
     state: absent
     labels:
       - model: dac
 
 - name: Let the driver relabel the data disk of web02 again
   virtops.qemu.security_label:
-    domain: web02
+    name: web02
     state: absent
     disks:
       - target: vdb
@@ -230,7 +226,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import ar
 MODEL = dict(type="str", required=True, choices=["selinux", "apparmor", "dac"])
 
 OPTIONS = dict(
-    domain=dict(type="str", required=True),
+    name=dict(type="str", required=True, aliases=["domain"]),
     state=dict(type="str", default="present", choices=["present", "absent"]),
     labels=dict(type="list", elements="dict", default=[], options=dict(
         model=MODEL,

@@ -25,6 +25,7 @@ author:
 extends_documentation_fragment:
   - virtops.qemu.connection
   - virtops.qemu.connection.attributes
+  - virtops.qemu.domain_name
 attributes:
   check_mode:
     support: full
@@ -35,10 +36,6 @@ attributes:
     support: none
     details: Every run presses the keys again.
 options:
-  name:
-    description: The running domain.
-    type: str
-    required: true
   keys:
     description:
       - The keys pressed together, at most 16; numbers (decimal, or hexadecimal with V(0x))

@@ -23,14 +23,7 @@ author:
   - virtops.qemu maintainers (@virtops)
 extends_documentation_fragment:
   - virtops.qemu.connection
-  - virtops.qemu.connection.attributes
-attributes:
-  check_mode:
-    support: full
-  diff_mode:
-    support: full
-  idempotent:
-    support: full
+  - virtops.qemu.attributes
 options:
   pool:
     description: Name of the (active) pool.
@@ -84,8 +77,13 @@ options:
     description: Numeric group of the volume's file.
     type: int
   mode:
-    description: Octal mode of the volume's file, such as V('0640'). New volumes get V('0600').
-    type: str
+    description:
+      - Mode of the volume's file, as M(ansible.builtin.file) takes it - an octal string
+        such as V('0640'), an unquoted YAML number such as C(0640), or a symbolic mode
+        that sets every class, such as V(u=rw,g=r,o=).
+      - Permission bits only; libvirt keeps no setuid, setgid or sticky bit.
+      - New volumes get V('0600').
+    type: raw
   allow_shrink:
     description: Allow a O(capacity) smaller than the volume's, which cuts off its end.
     type: bool
@@ -145,11 +143,18 @@ state:
   description: V(present) or V(absent) after the task.
   returned: always
   type: str
-volume_path:
-  description: Path of the volume on the host.
+path:
+  description:
+    - Path of the volume on the host.
+    - The same as the C(path) of the volume in its pool's volumes listed by M(virtops.qemu.pool_info).
   returned: when the volume exists
   type: str
   sample: /srv/images/web01.qcow2
+volume_path:
+  description:
+    - Deprecated, use RV(path). It goes away in 0.4.0.
+  returned: when the volume exists
+  type: str
 format:
   description: Image format.
   returned: when the volume exists
@@ -188,7 +193,7 @@ OPTIONS = dict(
     clone_from=dict(type="str"),
     owner=dict(type="int"),
     group=dict(type="int"),
-    mode=dict(type="str"),
+    mode=dict(type="raw"),
     allow_shrink=dict(type="bool", default=False),
 )
 

@@ -154,8 +154,9 @@ def test_destroyed_then_absent_with_named_disk(backend, guest, workdir, vm):
 
 
 def test_domain_info(backend, booted):
-    one = run_module("domain_info", {"uri": backend.uri, "name": booted})
-    assert not one["changed"]
+    answer = run_module("domain_info", {"uri": backend.uri, "name": booted})
+    assert not answer["changed"] and answer["exists"]
+    one = answer["domain"]
     assert (one["state"], one["reason"], one["active"]) == ("running", "booted", True)
     assert one["uuid"] in one["xml"]
     listed = run_module("domain_info", {"uri": backend.uri})
@@ -185,7 +186,7 @@ def test_unknown_domain_without_definition(backend, vm):
     result = domain(backend, {"name": vm, "state": "running"})
     assert result["failed"] and "is not defined" in result["msg"]
     info = run_module("domain_info", {"uri": backend.uri, "name": vm})
-    assert info["failed"] and info["error"] == "NotFound"
+    assert not info.get("failed") and info["exists"] is False and "domain" not in info, info
 
 
 def devices_of(argv: list[str]) -> list[str]:
@@ -199,7 +200,7 @@ def devices_of(argv: list[str]) -> list[str]:
 
 def test_domain_info_shows_the_qemu_command_line(backend, guest, workdir, vm):
     domain(backend, guest_options(vm, guest, workdir))
-    info = run_module("domain_info", {"uri": backend.uri, "name": vm})
+    info = run_module("domain_info", {"uri": backend.uri, "name": vm})["domain"]
     argv, env = info["qemu_argv"], info["qemu_env"]
     assert argv[0].endswith("qemu-system-x86_64") and "-S" in argv
     assert argv[argv.index("-machine") + 1].startswith("pc-i440fx-7.2,")
@@ -217,7 +218,7 @@ def test_both_backends_run_the_same_qemu_devices(libvirtd, embed_backend, guest,
     for side in (LibvirtBackend(libvirtd), embed_backend):
         try:
             domain(side, guest_options(name, guest, workdir))
-            argvs[side.name] = run_module("domain_info", {"uri": side.uri, "name": name})["qemu_argv"]
+            argvs[side.name] = run_module("domain_info", {"uri": side.uri, "name": name})["domain"]["qemu_argv"]
         finally:
             side.remove(name)
     assert devices_of(argvs["embed"]) == devices_of(argvs["libvirt"])

@@ -20,7 +20,12 @@ QEMU_NS = "http://libvirt.org/schemas/domain/qemu/1.0"
 
 
 def info(backend, name: str | None = None) -> dict:
-    return run_module("domain_info", {"uri": backend.uri, **({"name": name} if name else {})})
+    """The listing, or the domain named ``name`` (which must exist)."""
+    answer = run_module("domain_info", {"uri": backend.uri, **({"name": name} if name else {})})
+    if name is None or answer.get("failed"):
+        return answer
+    assert answer["exists"], answer
+    return answer["domain"]
 
 
 def qemu_cmdline(pid: int) -> list[str]:
@@ -73,3 +78,33 @@ def test_listing_survives_a_domain_that_cannot_be_read(embed_backend, guest, wor
     finally:
         os.remove(broken)
         embed_backend.remove(good)
+
+
+# -- one answer for every *_info module -----------------------------------------------------
+INFO_KINDS = [("domain_info", "domain", "domains"), ("network_info", "network", "networks"),
+              ("pool_info", "pool", "pools")]
+
+
+@pytest.mark.parametrize("module, key, plural", INFO_KINDS)
+def test_an_unknown_name_is_an_answer_not_a_failure(backend, module, key, plural):
+    answer = run_module(module, {"uri": backend.uri, "name": "virtops-no-such-object"})
+    assert not answer.get("failed") and not answer["changed"], answer
+    assert answer["exists"] is False and key not in answer and plural not in answer, answer
+
+
+@pytest.mark.parametrize("module, key, plural", INFO_KINDS)
+def test_without_a_name_every_object_is_listed_under_the_plural_key(backend, module, key, plural):
+    answer = run_module(module, {"uri": backend.uri})
+    assert not answer.get("failed") and isinstance(answer[plural], list), answer
+    assert "exists" not in answer and key not in answer, answer
+
+
+def test_domain_info_keeps_its_flat_keys_for_one_release_with_a_deprecation(backend, guest, workdir, vm):
+    domain(backend, guest_options(vm, guest, workdir))
+    answer = run_module("domain_info", {"uri": backend.uri, "name": vm})
+    assert answer["exists"] and answer["domain"]["name"] == vm, answer
+    assert {k: answer[k] for k in answer["domain"]} == answer["domain"]
+    (deprecation,) = answer["deprecations"]
+    assert deprecation["version"] == "0.4.0" and deprecation["collection_name"] == "virtops.qemu", deprecation
+    assert "'domain' key" in deprecation["msg"], deprecation
+    assert vm in [d["name"] for d in info(backend)["domains"]]

@@ -100,7 +100,7 @@ def test_check_mode_and_info_modules_write_nothing(base):
     listed = module("domain_info", uri)
     assert not listed.get("failed") and listed["domains"] == [], listed
     unknown = module("domain_info", uri, name="vm1")
-    assert unknown["failed"] and unknown["error"] == "NotFound", unknown
+    assert not unknown.get("failed") and unknown["exists"] is False, unknown
     host = module("host_info", uri)
     assert not host.get("failed") and host["arch"] == "x86_64", host
     assert not root.exists()
@@ -130,7 +130,7 @@ def test_unknown_names_get_no_lock_file(base, guest_build):
             for call in (driver.domains.status, driver.domains.xml, driver.domains.undefine, driver.domains.start):
                 with pytest.raises(NotFound):
                     call("ghost")
-    assert module("domain_info", uri, name="ghost")["error"] == "NotFound"
+    assert module("domain_info", uri, name="ghost")["exists"] is False
     assert files_under(root) == before
 
 

@@ -100,7 +100,8 @@ def test_running_guest_has_its_leased_address_and_a_shut_off_one_none(scenario, 
     info = run_module("domain_info", {"uri": side.uri, "name": up}, netns=side.module_netns)
     host = inventory.hostvars[up]
     assert host["ansible_host"] == net.address(50)
-    assert (host["virtops_state"], host["virtops_uuid"], host["virtops_uri"]) == ("running", info["uuid"], side.uri)
+    state = (host["virtops_state"], host["virtops_uuid"], host["virtops_uri"])
+    assert state == ("running", info["domain"]["uuid"], side.uri)
     assert (host["virtops_memory_mib"], host["virtops_vcpus"], host["virtops_macs"]) == (256, 1, [up_mac])
     nic = host["virtops_interfaces"][0]
     assert (nic["mac"], nic["type"], nic["network"], nic["bridge"], nic["ips"]) == \

@@ -183,10 +183,10 @@ def test_security_label_examples(backend, vm, guest, workdir):
         **({"disks": [{"path": str(data), "target": "vdb", "format": "raw"}]} if short == "web02" else {}),
         **({"state": "running", "serials": [{"type": "file", "path": str(serial)}]} if short == "legacy01" else {}),
     }} for short, name in names.items()]
-    replacements = {f"domain: {short}": f"domain: {name}" for short, name in names.items()}
+    replacements = {f"name: {short}": f"name: {name}" for short, name in names.items()}
     # This Debian host has no SELinux (libvirtd's models: none, dac): the example's unconfined
     # SELinux label becomes the DAC one, as host-passthrough becomes maximum in the domain examples.
-    tasks = adapted("security_label", {**replacements, "name: legacy01": f"name: {names['legacy01']}",
+    tasks = adapted("security_label", {**replacements,
                                        "- model: selinux\n        type: none": "- model: dac\n        type: none"})
     try:
         no_failures(run_playbook(play(setup, backend.uri)))

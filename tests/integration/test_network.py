@@ -27,6 +27,7 @@ import time
 from dataclasses import dataclass, field
 
 import pytest
+from lxml import etree
 
 from harness.ansible import run_module
 from harness.backends import EmbedNetworkSide, LibvirtNetworkSide, NetworkSide, is_live_dnsmasq
@@ -83,18 +84,25 @@ class Scenario:
         self.domains.append(args["name"])
         return run_module("domain", {"uri": self.side.uri, **args}, netns=self.side.module_netns)
 
-    def boot_on(self, net: Net, mac: str) -> str:
-        """Define and start a guest with one NIC on ``net``; the name of its serial log."""
-        name = f"virtops-test-{secrets.token_hex(4)}"
-        result = self.domain({
+    def guest_args(self, name: str, net: Net, mac: str, **nic) -> dict:
+        """A guest with one NIC on ``net`` (``nic`` adds interface options) and its console in a file."""
+        return {
             "name": name, "type": "qemu", "memory": "256MiB", "vcpus": 1, "state": "running",
             "kernel": {"path": str(self.guest.kernel), "initrd": str(self.guest.initrd), "cmdline": DHCP_CMDLINE},
             "serials": [{"type": "file", "path": str(self.workdir / f"{name}.log")}],
-            "interfaces": [{"type": "network", "network": net.name, "mac": mac, "model": "virtio"}],
+            "interfaces": [{"type": "network", "network": net.name, "mac": mac, "model": "virtio", **nic}],
             "features": ["acpi"], "on_poweroff": "destroy",
-        })
+        }
+
+    def boot_on(self, net: Net, mac: str) -> str:
+        """Define and start a guest with one NIC on ``net``; the name of its serial log."""
+        name = f"virtops-test-{secrets.token_hex(4)}"
+        result = self.domain(self.guest_args(name, net, mac))
         assert result["changed"] and result["state"] == "running", result
         return name
+
+    def domain_info(self, name: str) -> dict:
+        return run_module("domain_info", {"uri": self.side.uri, "name": name}, netns=self.side.module_netns)
 
     def lease_of(self, domain: str, mac: str):
         """The first lease the guest printed for ``mac``; fails after LEASE_TIMEOUT."""
@@ -245,6 +253,55 @@ def test_a_subnet_overlapping_an_active_network_is_refused_and_nothing_made(scen
 def test_missing_network_is_reported_not_failed(scenario):
     info = scenario.network_info(Net().name)
     assert not info.get("failed") and info["exists"] is False, info
+
+
+def portgroup_network(net: Net) -> str:
+    """A NAT network with a portgroup that trusts the guest's RX filters and one that limits bandwidth."""
+    return (f"<network><name>{net.name}</name><forward mode='nat'/><bridge name='{net.bridge}'/>"
+            f"<ip address='{net.address(1)}' netmask='255.255.255.0'/>"
+            "<portgroup name='trusted' trustGuestRxFilters='yes'/>"
+            "<portgroup name='shaped'><bandwidth><inbound average='1000'/></bandwidth></portgroup></network>")
+
+
+def test_a_domain_interface_gets_the_portgroup_it_names(scenario):
+    net, mac = Net(), random_mac()
+    assert scenario.network({"name": net.name, "xml": portgroup_network(net)})["changed"]
+    name = f"virtops-test-{secrets.token_hex(4)}"
+    args = scenario.guest_args(name, net, mac, portgroup="trusted")
+    started = scenario.domain(args)
+    assert started["changed"] and started["state"] == "running", started
+    assert not scenario.domain(args)["changed"]
+    domain = scenario.domain_info(name)["domain"]
+    for xml in (domain["xml"], domain["live_xml"]):
+        (source,) = etree.fromstring(xml.encode()).findall("devices/interface/source")
+        assert (source.get("network"), source.get("portgroup")) == (net.name, "trusted"), xml
+    if scenario.side.name == "libvirt":
+        # libvirt hands the portgroup's settings to the domain's port on the network.
+        virsh = scenario.side.libvirtd.virsh
+        (port,) = virsh("net-port-list", net.name, "--uuid").split()
+        port_xml = virsh("net-port-dumpxml", net.name, port)
+        assert "<group>trusted</group>" in port_xml and "<rxfilters trustGuest='yes'/>" in port_xml, port_xml
+
+
+def test_a_portgroup_is_only_for_a_network_interface(scenario):
+    name = f"virtops-test-{secrets.token_hex(4)}"
+    args = scenario.guest_args(name, Net(), random_mac(), portgroup="trusted")
+    args["interfaces"] = [{"type": "user", "portgroup": "trusted"}]
+    result = scenario.domain(args)
+    assert result.get("failed") and result["msg"].startswith("interfaces[0].portgroup: "), result
+    assert "type user" in result["msg"] and not scenario.domain_info(name)["exists"]
+
+
+def test_embed_refuses_a_portgroup_whose_settings_it_would_leave_out(embed_scenario):
+    net, mac = Net(), random_mac()
+    assert embed_scenario.network({"name": net.name, "xml": portgroup_network(net)})["changed"]
+    name = f"virtops-test-{secrets.token_hex(4)}"
+    result = embed_scenario.domain(embed_scenario.guest_args(name, net, mac, portgroup="shaped"))
+    assert result.get("failed") and "portgroup 'shaped'" in result["msg"], result
+    assert "a bandwidth limit" in result["msg"] and "does not apply" in result["msg"], result
+    domain = embed_scenario.domain_info(name)["domain"]
+    source = etree.fromstring(domain["xml"].encode()).find("devices/interface/source")
+    assert domain["state"] == "shutoff" and source.get("portgroup") == "shaped", domain
 
 
 # -- the embedded driver's own clean-up of what a crash left --------------------

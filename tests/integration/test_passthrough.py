@@ -71,7 +71,7 @@ def test_qmp_reads_without_change_acts_with_one_and_fails_with_qemus_class(backe
     bad = module("qmp", backend, {"name": running, "command": "no-such-command"})
     assert bad.get("failed") and bad["error_class"] == "CommandNotFound", bad
     assert "no-such-command" in bad["msg"]
-    info = module("domain_info", backend, {"name": running})
+    info = module("domain_info", backend, {"name": running})["domain"]
     assert "custom-monitor" in info["taints"]
 
 
@@ -125,7 +125,7 @@ def test_qemu_override_commandline_deprecation_and_disk_serial(backend, running)
     serial = module("qmp", backend, {"name": running, "command": "qom-get",
                                      "arguments": {"path": "/machine/peripheral/ua-disk0", "property": "serial"}})
     assert serial["return"] == "VTSER01"
-    info = module("domain_info", backend, {"name": running})
+    info = module("domain_info", backend, {"name": running})["domain"]
     argv = info["qemu_argv"]
     assert argv[argv.index("isa-debug-exit") - 1] == "-device" and info["qemu_env"]["VT_X"] == "1"
     assert '"deprecated-input":"reject"' in argv[argv.index("-compat") + 1]

@@ -177,6 +177,9 @@ def test_hypervisor_then_guests_boot_get_leases_and_converge(any_fleet: Fleet):
     assert fleet.ours() == sorted(fleet.names.values())
     assert sorted(p.name for p in fleet.pool_path.iterdir()) == sorted(
         [f"{fleet.names['one']}.qcow2", f"{fleet.names['two']}.raw"])
+    # Unquoted modes in the playbook, through the roles' argument specs.
+    assert fleet.pool_path.stat().st_mode & 0o777 == 0o755
+    assert (fleet.pool_path / f"{fleet.names['two']}.raw").stat().st_mode & 0o777 == 0o640
 
     one, console = wait_for_lease(fleet.log("one"), fleet.one_mac)
     assert (one.ip, one.prefix) == (f"{fleet.prefix}.50", 24), one

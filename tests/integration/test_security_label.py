@@ -43,7 +43,7 @@ def _labels(backend, vm: str) -> list:
 
 
 def _run(backend, vm, check=False, **args):
-    return run_module("security_label", {"domain": vm, **args}, check=check, diff=True, uri=backend.uri)
+    return run_module("security_label", {"name": vm, **args}, check=check, diff=True, uri=backend.uri)
 
 
 def test_static_label_round_trip_then_none_then_absent(backend, defined):
@@ -67,6 +67,13 @@ def test_static_label_round_trip_then_none_then_absent(backend, defined):
     gone = _run(backend, vm, state="absent", labels=[{"model": "dac"}])
     assert gone["changed"] and _labels(backend, vm) == []
     assert not _run(backend, vm, state="absent", labels=[{"model": "dac"}])["changed"]
+
+
+def test_domain_is_the_old_name_of_the_name_option(backend, defined):
+    vm = defined
+    old = run_module("security_label", {"domain": vm, "labels": [STATIC]}, diff=True, uri=backend.uri)
+    assert old["changed"] and old["name"] == vm and "+64055:+64055" in backend.stored_xml(vm), old
+    assert not _run(backend, vm, labels=[STATIC])["changed"]
 
 
 def test_disk_label(backend, defined):

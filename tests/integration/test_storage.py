@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from harness.ansible import run_module
+from harness.ansible import run_module, run_playbook
 from harness.backends import netns_named_like
 from harness.debian import debian_qemu_conf_text
 from harness.iscsi import INITIATOR_IQN, PORTAL, TARGET_IQN, iscsi_target, lun_file
@@ -170,6 +170,38 @@ def test_inactive_pool_and_state_survive_new_runs(backend, workdir, pool_name):
     assert started["changed"] and started["state"] == "active"
 
 
+# Written as YAML text: an unquoted 0750 reaches the module as the number 488, as in a user's playbook.
+UNQUOTED_MODES = """
+- hosts: localhost
+  gather_facts: false
+  module_defaults:
+    group/virtops.qemu.qemu: {{uri: "{uri}"}}
+  tasks:
+    - name: pool
+      virtops.qemu.pool: {{name: {pool}, type: dir, target: {{path: {path}, mode: 0750}}, build: true}}
+    - name: volume
+      virtops.qemu.volume: {{pool: {pool}, name: v.raw, capacity: 1MiB, format: raw, mode: 0640}}
+    - name: pool again, symbolic
+      virtops.qemu.pool: {{name: {pool}, type: dir, target: {{path: {path}, mode: "u=rwx,g=rx,o="}}}}
+    - name: volume again, octal string
+      virtops.qemu.volume: {{pool: {pool}, name: v.raw, mode: "640"}}
+"""
+
+
+def test_unquoted_yaml_modes_are_octal_as_for_ansible_builtin_file(backend, workdir, pool_name):
+    target = workdir / "modes"
+    playbook = workdir / "modes.yml"
+    playbook.write_text(UNQUOTED_MODES.format(uri=backend.uri, pool=pool_name, path=target), encoding="utf-8")
+    results = {r["task"]: r for r in run_playbook(playbook)}
+    assert not [r for r in results.values() if r.get("failed")], results
+    assert results["pool"]["changed"] and results["volume"]["changed"], results
+    assert (target.stat().st_mode & 0o777) == 0o750
+    assert ((target / "v.raw").stat().st_mode & 0o777) == 0o640
+    assert "<mode>0750</mode>" in results["pool"]["xml"] and "<mode>0640</mode>" in results["volume"]["xml"]
+    assert not results["pool again, symbolic"]["changed"], results["pool again, symbolic"]
+    assert not results["volume again, octal string"]["changed"], results["volume again, octal string"]
+
+
 @pytest.mark.parametrize(("args", "message"), [
     ({"type": "dir", "target": {"path": "relative/dir"}}, "target.path: the target path must be absolute"),
     ({"type": "fs", "target": {"path": "/var/tmp/vt-nowhere"}}, "source.devices: a fs pool needs a source device"),
@@ -256,7 +288,7 @@ def test_fs_pool_mounted_while_active(backend, workdir, pool_name, loop_device):
         assert not again["changed"], again
         volume = module(backend, "volume", {"pool": pool_name, "name": "v.qcow2", "capacity": "8MiB",
                                             "format": "qcow2"})
-        assert volume["changed"] and volume["volume_path"] == str(target / "v.qcow2")
+        assert volume["changed"] and volume["path"] == volume["volume_path"] == str(target / "v.qcow2")
         stopped = module(backend, "pool", {"name": pool_name, "state": "inactive"})
         assert stopped["changed"] and not mounted_on(backend, target)
         assert not (target / "v.qcow2").exists()        # it lives on the unmounted filesystem

@@ -47,7 +47,7 @@ def request_from_params(params: dict) -> LabelRequest:
         _unique([x.model for x in items], f"disks[{index}].labels", "model")
         disks.append(seclabel.DiskLabels(entry["target"], items))
     _unique([d.target for d in disks], "disks", "target")
-    return LabelRequest(params["domain"], params.get("state") or "present", labels, disks,
+    return LabelRequest(params["name"], params.get("state") or "present", labels, disks,
                         params.get("check_access", True))
 
 

@@ -242,13 +242,25 @@ def _interface(nic: Params, where: str) -> XmlNode:
     kind = nic.get("type") or ("network" if nic.get("network") else "bridge" if nic.get("bridge") else None)
     if kind is None:
         raise InvalidInput("set network, bridge, or type: user (or type: network|bridge with source)", where)
+    portgroup = _portgroup(nic, kind, where)
     node = element("interface", type=kind)
     if nic.get("mac"):
         sub(node, "mac", address=nic["mac"].lower())
     if kind in ("network", "bridge"):
-        sub(node, "source", **{kind: _interface_source(nic, kind, where)})
+        sub(node, "source", **{kind: _interface_source(nic, kind, where)}, **portgroup)
     sub(node, "model", type=nic.get("model") or "virtio")
     return node
+
+
+def _portgroup(nic: Params, kind: str, where: str) -> dict:
+    """The portgroup attribute of the source: the network's settings for a group of ports."""
+    group = nic.get("portgroup")
+    if group is None:
+        return {}
+    if kind != "network":
+        raise InvalidInput(f"a portgroup belongs to a virtual network; this interface is of type {kind}",
+                           f"{where}.portgroup")
+    return {"portgroup": str(group)}
 
 
 def _interface_source(nic: Params, kind: str, where: str) -> str:

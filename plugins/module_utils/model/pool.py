@@ -17,6 +17,7 @@ import re
 from typing import Any
 
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
+from ansible_collections.virtops.qemu.plugins.module_utils.model.filemode import octal_mode
 from ansible_collections.virtops.qemu.plugins.module_utils.model.merge import Rules, own_attr
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import XmlNode, element, sub
 
@@ -125,6 +126,8 @@ def _target(target: Params) -> XmlNode:
     if target.get("path"):
         sub(node, "path", target["path"])
     perms = {key: target.get(key) for key in ("mode", "owner", "group") if target.get(key) is not None}
+    if "mode" in perms:
+        perms["mode"] = octal_mode(perms["mode"], "target.mode")
     if perms:
         permissions = sub(node, "permissions")
         for key in ("mode", "owner", "group"):

@@ -13,18 +13,17 @@ Private to the collection.
 from __future__ import annotations
 
 import os
-import re
 from dataclasses import dataclass, replace
 
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
 from ansible_collections.virtops.qemu.plugins.module_utils.model import units
+from ansible_collections.virtops.qemu.plugins.module_utils.model.filemode import octal_mode
 from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import XmlNode, element, parse, sub, to_string
 
 FORMATS = ("raw", "qcow2")
 # libvirt creates volumes with this mode when the definition names none.
 DEFAULT_MODE = "0600"
-_MODE = re.compile(r"^0?[0-7]{3}$")
 
 
 @dataclass(frozen=True)
@@ -162,12 +161,7 @@ def _size(value, option: str) -> int | None:
 
 
 def _mode(value) -> str | None:
-    if value is None:
-        return None
-    text = str(value)
-    if not _MODE.match(text):
-        raise InvalidInput(f"must be an octal mode such as 0640, got {text!r}", "mode")
-    return text.zfill(4)
+    return None if value is None else octal_mode(value, "mode")
 
 
 def _clone_source(value, pool: str) -> tuple[str, str] | None:

@@ -451,15 +451,17 @@ class EmbedDomains(StoredAutostart, Domains):
 
         Asked before the root's lock is taken: a network start takes its own locks, never this one.
         """
-        bridges = {}
+        bridges: dict[str, str] = {}
         for source in config.findall("devices/interface[@type='network']/source"):
             network = source.get("network")
-            if network in bridges:
-                continue
-            bridge = self.driver.networks.bridge(network)
-            if bridge is None:
-                raise Conflict(f"network {network!r} is not active; start it before domains that use it")
-            bridges[network] = bridge
+            if network not in bridges:
+                bridge = self.driver.networks.bridge(network)
+                if bridge is None:
+                    raise Conflict(f"network {network!r} is not active; start it before domains that use it")
+                bridges[network] = bridge
+            if source.get("portgroup"):
+                _refuse_unapplied_portgroup(network, source.get("portgroup"),
+                                            self.driver.networks.xml(network, inactive=False))
         return bridges
 
     def _reserve(self, name: str, config, caps, bridges: dict[str, str]) -> DomainRecord:
@@ -729,6 +731,24 @@ def _check_startable(domain, caps) -> None:
             raise InvalidInput("a network interface needs <source network='...'/>", "devices/interface/source@network")
         if kind == "bridge" and not (iface.find("source") is not None and iface.find("source").get("bridge")):
             raise InvalidInput("a bridge interface needs <source bridge='...'/>", "devices/interface/source@bridge")
+
+
+# What a portgroup may set that needs tc shaping, VLAN filtering or Open vSwitch, none of which this driver does.
+_UNAPPLIED_PORTGROUP_SETTINGS = {"bandwidth": "a bandwidth limit", "vlan": "a VLAN tag",
+                                 "virtualport": "a virtual port"}
+
+
+def _refuse_unapplied_portgroup(network: str, name: str, network_xml: str) -> None:
+    """A start that would leave out the portgroup's settings fails instead.
+
+    An unknown portgroup passes, as on libvirt.
+    """
+    group = next((g for g in parse(network_xml, "network").findall("portgroup") if g.get("name") == name), None)
+    for tag, what in _UNAPPLIED_PORTGROUP_SETTINGS.items():
+        if group is not None and group.find(tag) is not None:
+            raise InvalidInput(f"portgroup {name!r} of network {network!r} sets {what}, which the embedded "
+                               "driver does not apply; use qemu:///system, or a portgroup without it",
+                               "devices/interface/source@portgroup")
 
 
 def _lowest_free(used: set[int]) -> int:

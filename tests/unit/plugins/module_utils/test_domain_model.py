@@ -140,6 +140,7 @@ def test_entities_are_not_expanded():
     ({"disks": [{"volume": "v"}]}, "needs both pool and volume"),
     ({"interfaces": [{"model": "virtio"}]}, "set network, bridge, or type: user"),
     ({"serials": [{"type": "file"}]}, "needs a path"),
+    ({"interfaces": [{"bridge": "br0", "portgroup": "slow"}]}, r"interfaces\[0\]\.portgroup: .*type bridge"),
     ({"memory": "lots"}, "memory: expected a size"),
     ({"graphics": {"type": "vnc", "password": "nine-char"}}, "graphics.password: a VNC password has at most 8"),
     ({"memory": "12 parsecs"}, "unknown unit"),
@@ -147,6 +148,12 @@ def test_entities_are_not_expanded():
 def test_bad_structured_options(options, words):
     with pytest.raises(InvalidInput, match=words):
         render({"name": "vm1", **options})
+
+
+def test_an_interface_names_the_portgroup_of_its_network():
+    domain = render({"name": "vm1", "interfaces": [{"network": "lab", "portgroup": "slow"}]})[0]
+    source = domain.find("devices/interface/source")
+    assert (source.get("network"), source.get("portgroup")) == ("lab", "slow")
 
 
 def test_disk_targets_follow_the_bus():

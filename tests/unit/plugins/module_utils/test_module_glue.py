@@ -19,3 +19,19 @@ def test_missing_libvirt_bindings_name_the_library(monkeypatch):
     assert kind == "fail"
     assert "Failed to import the required Python library (libvirt-python)" in result["msg"]
     assert "for the libvirt backend (qemu:///system)" in result["msg"]
+
+
+class DeprecatingModule(FakeModule):
+    def __init__(self):
+        self.deprecations = []
+
+    def deprecate(self, msg, version=None, collection_name=None):
+        self.deprecations.append((msg, version, collection_name))
+
+
+def test_a_result_s_deprecations_become_ansible_deprecations_of_the_collection():
+    module = DeprecatingModule()
+    with pytest.raises(Exit) as done:
+        run(module, lambda: {"changed": False, "deprecations": [{"msg": "old key", "version": "0.4.0"}]})
+    assert done.value.args[0] == ("exit", {"changed": False})
+    assert module.deprecations == [("old key", "0.4.0", "virtops.qemu")]

@@ -25,7 +25,7 @@ DOMAIN = """<domain type='qemu'><name>d</name><memory>65536</memory><os><type>hv
 
 
 def _params(**kw):
-    return {"domain": "d", "state": "present", "labels": [], "disks": [], "check_access": True, **kw}
+    return {"name": "d", "state": "present", "labels": [], "disks": [], "check_access": True, **kw}
 
 
 # -- labels of the definition --------------------------------------------------------
