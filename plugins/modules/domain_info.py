@@ -247,6 +247,7 @@ qemu_argv_error:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
 from ansible_collections.virtops.qemu.plugins.module_utils.manager import info
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.domain import describe, describe_all
 from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import argument_spec, run
@@ -260,7 +261,7 @@ FLAT_KEYS_GO = "0.4.0"
 
 
 def gather(params):
-    result = info.gather(DOMAIN, params["uri"], params.get("name"))
+    result = info.gather(DOMAIN, open_driver, params["uri"], params.get("name"))
     if result.get("exists"):
         result.update(with_flat_keys(result["domain"]))
     return result

@@ -129,6 +129,7 @@ networks:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
 from ansible_collections.virtops.qemu.plugins.module_utils.manager import info
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.network import describe, describe_all
 from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import argument_spec, run
@@ -141,7 +142,7 @@ NETWORK = info.InfoKind(
 
 
 def gather(params):
-    return info.gather(NETWORK, params["uri"], params.get("name"))
+    return info.gather(NETWORK, open_driver, params["uri"], params.get("name"))
 
 
 def main():

@@ -115,6 +115,7 @@ pools:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
 from ansible_collections.virtops.qemu.plugins.module_utils.manager import info
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.pool import describe, describe_all
 from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import argument_spec, run
@@ -127,7 +128,7 @@ POOL = info.InfoKind(
 
 
 def gather(params):
-    return info.gather(POOL, params["uri"], params.get("name"))
+    return info.gather(POOL, open_driver, params["uri"], params.get("name"))
 
 
 def main():

@@ -15,7 +15,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
 from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
 
 
@@ -30,8 +29,11 @@ class InfoKind:
     describe_all: Callable[[Any], list[dict]]   # (driver)
 
 
-def gather(kind: InfoKind, uri: str, name: str | None) -> dict:
-    """Open the driver read-only and answer for ``name``, or for every object when it is None."""
+def gather(kind: InfoKind, open_driver: Callable[..., Any], uri: str, name: str | None) -> dict:
+    """Open the driver read-only and answer for ``name``, or for every object when it is None.
+
+    The module passes ``open_driver`` (driver/connect.py): only the plugins pick a backend.
+    """
     if name is not None:
         validate_name(name, kind.key)
     with open_driver(uri, read_only=True) as driver:
