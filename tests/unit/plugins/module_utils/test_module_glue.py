@@ -16,6 +16,8 @@ class FakeModule:
     """Records the one exit call a module makes."""
 
     _diff = False
+    params: dict = {}
+    no_log_values: set = set()
 
     def fail_json(self, **result):
         raise Exit(("fail", result))
