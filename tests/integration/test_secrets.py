@@ -109,30 +109,40 @@ def conf_target(request, workdir):
     return f"qemu:///embed?root={root}", None, root / "etc" / "qemu.conf"
 
 
-def test_qemu_conf_passwords_are_not_shown_and_not_left_behind(conf_target, workdir):
+def test_qemu_conf_passwords_are_not_shown(conf_target, workdir):
     uri, path, conf = conf_target
     vnc, spice = password(), password()
     target = {"uri": uri, **({"path": path} if path else {})}
     wanted = {"vnc_password": vnc, "spice_password": spice, "vnc_listen": "127.0.0.1"}
-    set_tasks = [_task("qemu_conf", {**target, "settings": wanted}, "predicted", check_mode=True),
-                 _task("qemu_conf", {**target, "settings": wanted}, "written"),
-                 _task("qemu_conf", {**target, "settings": wanted}, "again")]
-    results, output, registered = run_shown(set_tasks, workdir, ["predicted", "written", "again"])
+    tasks = [_task("qemu_conf", {**target, "settings": wanted}, "predicted", check_mode=True),
+             _task("qemu_conf", {**target, "settings": wanted}, "written"),
+             _task("qemu_conf", {**target, "settings": wanted}, "again"),
+             _task("qemu_conf", {**target, "settings": {"vnc_password": vnc}, "state": "absent"}, "removed")]
+    results, output, registered = run_shown(tasks, workdir, ["predicted", "written", "again", "removed"])
     assert_never_shown([vnc, spice], output, results, registered)
     assert registered["written"]["changed_keys"] == ["vnc_password", "spice_password", "vnc_listen"]
     assert registered["predicted"]["diff"] == registered["written"]["diff"] and not registered["again"]["changed"]
     assert registered["written"]["settings"]["vnc_password"] == MASK
     assert f'vnc_password = "{MASK}"' in registered["written"]["diff"]["after"]
-    assert f'vnc_password = "{vnc}"' in conf.read_text() and f'spice_password = "{spice}"' in conf.read_text()
+    assert registered["removed"]["changed_keys"] == ["vnc_password"]
+    assert f'spice_password = "{spice}"' in conf.read_text()
 
-    unset_tasks = [_task("qemu_conf", {**target, "settings": {"vnc_password": vnc, "spice_password": None},
-                                       "state": "absent"}, "removed"),
-                   _task("qemu_conf", {**target, "settings": {"vnc_listen": "127.0.0.2"}}, "unrelated")]
-    results, output, registered = run_shown(unset_tasks, workdir, ["removed", "unrelated"])
-    assert_never_shown([vnc, spice], output, results, registered, conf.read_text())
-    assert registered["removed"]["changed_keys"] == ["vnc_password", "spice_password"]
-    assert '#vnc_password = ""' in conf.read_text() and '#spice_password = ""' in conf.read_text()
+
+def test_unsetting_a_qemu_conf_password_leaves_no_copy_and_diffs_mask_commented_ones(conf_target, workdir):
+    uri, path, conf = conf_target
+    active, commented = password(), password()
+    # A password set earlier, and one that an older release left commented out.
+    conf.write_text(conf.read_text() + f'vnc_password = "{active}"\n#spice_password = "{commented}"\n')
+    target = {"uri": uri, **({"path": path} if path else {})}
+    tasks = [_task("qemu_conf", {**target, "settings": {"vnc_password": None}, "state": "absent"}, "removed"),
+             _task("qemu_conf", {**target, "settings": {"vnc_listen": "127.0.0.2"}}, "unrelated")]
+    results, output, registered = run_shown(tasks, workdir, ["removed", "unrelated"])
+    assert_never_shown([active, commented], output, results, registered)
+    assert registered["removed"]["changed_keys"] == ["vnc_password"]
     assert registered["unrelated"]["changed_keys"] == ["vnc_listen"]
+    assert f'#spice_password = "{MASK}"' in registered["unrelated"]["diff"]["after"]
+    assert active not in conf.read_text() and '\nvnc_password = ""\n' not in conf.read_text()
+    assert '\n#vnc_password = ""\n' in conf.read_text()
 
 
 # -- the guests role -------------------------------------------------------------------
