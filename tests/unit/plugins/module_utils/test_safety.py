@@ -155,6 +155,8 @@ class Exit(Exception):
 
 class FakeModule:
     _diff = False
+    params: dict = {}
+    no_log_values: set = set()
 
     def fail_json(self, **result):
         raise Exit(result)
