@@ -12,7 +12,9 @@ unchanged, and an edit touches only the statement it is about.
 
 Edits follow the file's own documentation: a key that is not set but has its
 commented-out example (``#user = "libvirt-qemu"``) is set by uncommenting
-that example; unsetting a key comments its statement out.
+that example; unsetting a key comments its statement out.  A password's
+statement is commented out with an empty value, so no copy of the password
+stays in the file.
 
 Private to the collection; no Ansible imports.
 """
@@ -29,6 +31,7 @@ from typing import NoReturn, Union
 
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
 from ansible_collections.virtops.qemu.plugins.module_utils.fileio import atomic_write, file_lock, read_text
+from ansible_collections.virtops.qemu.plugins.module_utils.secrets import is_secret_name
 
 Value = Union[str, int, bool, list]  # noqa: UP007 - evaluated at run time, on the managed host's Python
 
@@ -109,9 +112,6 @@ KEYS: dict[str, KeyType] = {
     """),
     **_keys(KeyType.STR_OR_LIST, "security_driver hugetlbfs_mount"),
 }
-
-# Values of these keys never appear in error messages.
-SECRET_KEYS = frozenset({"vnc_password", "spice_password", "rdp_password"})
 
 _INT_RANGE = {
     KeyType.INT: (-(2**31), 2**31 - 1),
@@ -332,6 +332,13 @@ class _Parser:
             self._to_line_end()
 
 
+def _commented_out(statement: _Assignment) -> str:
+    """The statement to put after a '#': a password loses its value, others keep theirs to show the old setting."""
+    if is_secret_name(statement.key):
+        return statement.head + '""'
+    return _piece_text(statement).replace("\n", "\n#")
+
+
 def _merge_text(pieces: list[_Piece]) -> list[_Piece]:
     merged: list[_Piece] = []
     for piece in pieces:
@@ -408,7 +415,7 @@ class QemuConf:
             if isinstance(piece, _Assignment) and piece.key == key:
                 if break_before_next:
                     out.append("\n")
-                out.append("#" + _piece_text(piece).replace("\n", "\n#"))
+                out.append("#" + _commented_out(piece))
                 break_before_next = True
                 continue
             if isinstance(piece, _Assignment) and break_before_next:
@@ -515,7 +522,7 @@ def normalize(key: str, value: object, allow_unknown: bool = False) -> Value:
     else:
         result = _to_str_list(key, value)
     if result is None:
-        shown = "" if key in SECRET_KEYS else f" {value!r}"
+        shown = "" if is_secret_name(key) else f" {value!r}"
         raise InvalidInput(f"expected {kind.value}, got {type(value).__name__}{shown}", key)
     return result
 
@@ -647,18 +654,6 @@ def update_conf(path: str, settings: dict[str, object], write: bool = True,
 def _locked(target: str):
     directory, name = os.path.split(target)
     return file_lock(os.path.join(directory, f".{name}.lock"), target)
-
-
-MASK = "********"
-
-
-def masked(text: str) -> str:
-    """The text with the values of secret settings (passwords) replaced, for diffs and results."""
-    conf = QemuConf.parse(text)
-    if not any(isinstance(p, _Assignment) and p.key in SECRET_KEYS for p in conf._pieces):
-        return text
-    return "".join(p.head + f'"{MASK}"' if isinstance(p, _Assignment) and p.key in SECRET_KEYS
-                   else _piece_text(p) for p in conf._pieces)
 
 
 def file_locked(path: str):

@@ -495,7 +495,6 @@ from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.domain import DomainManager, request_from_params
-from ansible_collections.virtops.qemu.plugins.module_utils.model.domain import secrets_in
 from ansible_collections.virtops.qemu.plugins.module_utils.model.domain_options import DEFINITION_OPTIONS
 from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import argument_spec, run
 
@@ -559,8 +558,6 @@ OPTIONS = dict(
 
 
 def ensure(module):
-    # Passwords inside xml are as secret as graphics.password, which is no_log.
-    module.no_log_values.update(secrets_in(module.params.get("xml")))
     request = request_from_params(module.params)
     with open_driver(module.params["uri"], read_only=module.check_mode) as driver:
         return dict(DomainManager(driver).ensure(request, module.check_mode), warnings=driver.warnings)

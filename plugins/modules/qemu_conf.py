@@ -57,6 +57,8 @@ options:
       - V(present) sets O(settings).
       - V(absent) returns the keys of O(settings) to their default by commenting out their
         statements; their values are ignored.
+      - A password's statement is commented out without its value (C(#vnc_password = "")),
+        so no copy of the password stays in the file.
     type: str
     choices: [present, absent]
     default: present
@@ -72,8 +74,10 @@ options:
     type: bool
     default: false
 notes:
-  - Password values (C(vnc_password), C(spice_password), C(rdp_password)) are shown as
-    C(********) in RV(settings) and in the diff.
+  - Passwords (the values of C(vnc_password), C(spice_password), C(rdp_password) and of any other
+    key ending in C(_password)) are shown as C(********) in RV(settings) and in the diff, also
+    in commented-out statements; a password the task changes shows as C(********(changed)) in
+    the diff's after side. The passwords in O(settings) are hidden like C(no_log) options.
   - On the embedded driver the result warns about settings that the driver ignores.
 seealso:
   - module: virtops.qemu.security_label

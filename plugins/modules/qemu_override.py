@@ -178,7 +178,9 @@ state:
   type: str
   sample: running
 xml:
-  description: The persistent definition after the change.
+  description:
+    - The persistent definition after the change.
+    - Console passwords (C(passwd) attributes) are masked as C(********), as in the diff.
   returned: always
   type: str
 uuid:

@@ -209,7 +209,9 @@ restart_required:
   returned: always
   type: bool
 xml:
-  description: The persistent definition after the task (predicted in check mode).
+  description:
+    - The persistent definition after the task (predicted in check mode).
+    - Console passwords (C(passwd) attributes) are masked as C(********), as in the diff.
   returned: always
   type: str
 """

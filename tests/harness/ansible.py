@@ -51,7 +51,7 @@ def run_module(module: str, args: dict, check: bool = False,
 def run_playbook(playbook: str | os.PathLike | list, extra_vars: dict | None
                  = None, check: bool = False, diff: bool = False,
                  env: dict | None = None, netns: str | None = None,
-                 host_mounts: bool = False) -> list[dict]:
+                 host_mounts: bool = False, output: list | None = None) -> list[dict]:
     """Run a playbook file or a list of plays; return per-task results.
 
     Every entry is the task's result dict plus ``task`` (its name) and
@@ -59,6 +59,8 @@ def run_playbook(playbook: str | os.PathLike | list, extra_vars: dict | None
     namespace ``netns`` (nsenter) instead of ``ip netns exec``'s private
     mount namespace, so filesystems the modules mount stay mounted on the
     host after they exit (/sys then shows the host's network devices).
+    With a list as ``output``, the playbook runs at -vvv with Ansible's
+    default output, and its stdout and stderr are appended to the list.
     """
     with tempfile.TemporaryDirectory(prefix="virtops-play-") as tmp:
         if isinstance(playbook, list):
@@ -70,7 +72,10 @@ def run_playbook(playbook: str | os.PathLike | list, extra_vars: dict | None
         argv = [str(BIN / "ansible-playbook"), str(path)]
         if extra_vars:
             argv += ["-e", json.dumps(extra_vars)]
-        return _run(argv, check, diff, env, netns, host_mounts)
+        if output is not None:
+            argv.append("-vvv")
+            env = {**(env or {}), "ANSIBLE_STDOUT_CALLBACK": "default", "VIRTOPS_RESULTS_BESIDE_OUTPUT": "1"}
+        return _run(argv, check, diff, env, netns, host_mounts, output)
 
 
 def ansible_env(results_file: str, extra: dict | None = None) -> dict:
@@ -92,8 +97,8 @@ def ansible_env(results_file: str, extra: dict | None = None) -> dict:
     return env
 
 
-def _run(argv: list[str], check: bool, diff: bool,
-         env: dict | None, netns: str | None = None, host_mounts: bool = False) -> list[dict]:
+def _run(argv: list[str], check: bool, diff: bool, env: dict | None, netns: str | None = None,
+         host_mounts: bool = False, output: list | None = None) -> list[dict]:
     prefix = []
     if netns:
         prefix = ["nsenter", f"--net=/run/netns/{netns}", "--"] if host_mounts else ["ip", "netns", "exec", netns]
@@ -105,6 +110,8 @@ def _run(argv: list[str], check: bool, diff: bool,
         proc = subprocess.run(argv, env=ansible_env(results_file, env),
                               cwd=tmp, capture_output=True, text=True, check=False,
                               timeout=TIMEOUT)
+        if output is not None:
+            output += [proc.stdout, proc.stderr]
         try:
             with open(results_file, encoding="utf-8") as handle:
                 results = json.load(handle)

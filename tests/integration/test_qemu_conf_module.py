@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
+from ansible_collections.virtops.qemu.plugins.module_utils.secrets import mask_text
 from harness.ansible import run_module
 from harness.debian import debian_qemu_conf_text
 from harness.private_libvirtd import PrivateLibvirtd
@@ -54,7 +55,9 @@ def test_debian_file_edited_in_place_and_honoured_after_restart(private_libvirtd
     assert predicted["diff"] == done["diff"] and done["changed_keys"] == ["vnc_listen", "stdio_handler"]
 
     edited = daemon.qemu_conf.read_text()
-    assert done["diff"]["before"] == shipped and done["diff"]["after"] == edited
+    # Debian's example password, commented out, is masked like any other.
+    assert done["diff"]["before"] == mask_text(shipped) and done["diff"]["after"] == mask_text(edited)
+    assert '#vnc_password = "********"' in done["diff"]["before"] and "XYZ12345" in shipped
     removed, added = _changed_lines(shipped, edited)
     assert removed == ['#vnc_listen = "0.0.0.0"\n', '#stdio_handler = "logd"\n']
     assert added == ['vnc_listen = "127.0.0.2"\n', 'stdio_handler = "file"\n']

@@ -391,6 +391,8 @@ class FakeModule:
 
     def __init__(self, diff: bool = False) -> None:
         self._diff = diff
+        self.params: dict = {}
+        self.no_log_values: set = set()
 
     def fail_json(self, **result) -> None:
         raise Exit("fail", result)

@@ -5,8 +5,8 @@
 
 The generic life cycle (define, autostart, absent, result with diff) is
 ResourceManager's; this adds what only domains have: power transitions,
-restart, remove_disks, masked secrets, unreadable definitions, and what
-domain_info reports.  Backend-agnostic: it speaks only the driver's
+restart, remove_disks, unreadable definitions, and what domain_info
+reports.  Backend-agnostic: it speaks only the driver's
 ``domains``.  Private to the collection.
 """
 
@@ -45,7 +45,7 @@ class DomainRequest(ResourceRequest):
 
 
 class DomainManager(ResourceManager):
-    """The generic life cycle plus power transitions, restart, remove_disks and masked secrets."""
+    """The generic life cycle plus power transitions, restart and remove_disks."""
 
     DONE = {**ResourceManager.DONE, "start_paused": "started paused", "shutdown": "shut down",
             "destroy": "destroyed", "suspend": "paused", "resume": "resumed"}
@@ -66,9 +66,6 @@ class DomainManager(ResourceManager):
 
     def _settle(self, tree, req):
         model.settle_memory(tree, req.desired, req.definition_option)
-
-    def _shown(self, before_xml, after_xml):
-        return model.mask_secrets_in_diff(before_xml, after_xml)
 
     def _before(self, req):
         """The stored definition; an unreadable one does not stop a request that needs none of it.
@@ -198,9 +195,9 @@ def summary(driver, name: str):
 
 
 def describe(driver, name: str) -> dict:
-    """What domain_info returns for one domain; secrets are masked."""
+    """What domain_info returns for one domain (module_glue masks its passwords)."""
     info, stored = summary(driver, name)
-    info["xml"] = model.mask_secrets(to_string(stored))
+    info["xml"] = to_string(stored)
     info.update(_runtime(driver, name, stored, info["active"]))
     info.update(native_command(driver, name))
     return info
@@ -218,7 +215,7 @@ def _runtime(driver, name: str, stored, active: bool) -> dict:
             "live_xml": None, "restart_required": False}
     if active:
         live = model.parse_domain(driver.domains.xml(name, inactive=False), "xml")
-        info["live_xml"] = model.mask_secrets(to_string(live))
+        info["live_xml"] = to_string(live)
         info["restart_required"] = bool(model.pending_changes(live, stored))
     return info
 

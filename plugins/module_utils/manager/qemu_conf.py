@@ -96,15 +96,14 @@ def _check_directory(target: str) -> None:
 
 def _result(path: str, backend: str, before: str, after: str, changed: list[str], backup_file) -> dict:
     settings = qemu_conf.settings_from_text(after)
-    shown = {key: qemu_conf.MASK if key in qemu_conf.SECRET_KEYS else value for key, value in settings.items()}
     result = {
         "changed": bool(changed),
         "path": path,
         "changed_keys": changed,
-        "settings": shown,
+        "settings": settings,
         # libvirtd reads qemu.conf once, when it starts; the embedded driver at every domain start.
         "restart_required": bool(changed) and backend == "libvirt",
-        "diff": {"before": qemu_conf.masked(before), "after": qemu_conf.masked(after),
+        "diff": {"before": before, "after": after,
                  "before_header": path, "after_header": path},
         "warnings": _ignored_by_embed(settings) if backend == "embed" else [],
     }

@@ -92,10 +92,6 @@ class ResourceManager:
     def _settle(self, tree: XmlNode, req: ResourceRequest) -> None:
         """Adjust a merged definition the way the hypervisor will store it."""
 
-    def _shown(self, before_xml: str, after_xml: str) -> tuple[str, str]:
-        """The two sides of the diff as results show them (secrets masked, where the kind has any)."""
-        return before_xml, after_xml
-
     # -- the kind's states --------------------------------------------------------
     def _status(self, name: str) -> str:
         return "active" if self.objects.active(name) else "inactive"
@@ -221,9 +217,8 @@ class ResourceManager:
         return self.FAILURES.get(step or "", f"then failed to {step}")
 
     def _partial_result(self, req: ResourceRequest, plan: Plan) -> dict:
-        before, after = self._shown(plan.before_xml, plan.after_xml)
-        return {"changed": True, "name": req.name, "xml": after, "uuid": self._uuid(plan.after_xml),
-                "diff": {"before": before, "after": after}}
+        return {"changed": True, "name": req.name, "xml": plan.after_xml, "uuid": self._uuid(plan.after_xml),
+                "diff": {"before": plan.before_xml, "after": plan.after_xml}}
 
     # -- result -----------------------------------------------------------------------
     def _result(self, req: ResourceRequest, plan: Plan, check_mode: bool) -> dict:
@@ -235,16 +230,15 @@ class ResourceManager:
         else:
             state = self._status(req.name)
             autostart = self.objects.autostart(req.name)
-        before, after = self._shown(plan.before_xml, plan.after_xml)
         return {
             "changed": changed,
             "name": req.name,
             "state": state,
-            "xml": after,
+            "xml": plan.after_xml,
             "uuid": self._uuid(plan.after_xml),
             "autostart": autostart,
             "restart_required": plan.restart_required,
-            "diff": {"before": before, "after": after},
+            "diff": {"before": plan.before_xml, "after": plan.after_xml},
         }
 
     def _uuid(self, xml: str) -> str | None:
@@ -263,7 +257,7 @@ class ResourceManager:
         if not self.objects.exists(req.name):
             return self._gone(req, False, "")
         before, before_xml = self._before(req)
-        result = self._gone(req, True, self._shown(before_xml, "")[0])
+        result = self._gone(req, True, before_xml)
         result.update(self._before_removal(req, before))
         if not check_mode:
             self._remove(req, result)

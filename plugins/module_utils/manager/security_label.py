@@ -83,15 +83,14 @@ class SecurityLabelManager(ResourceManager):
         in_force = self.domains.security_labels(req.name) if active else []
         live = parse(self.objects.xml(req.name, inactive=False), "domain") if active else None
         restart = active and (plan.define or seclabel.differs_from_live(after, live))
-        before, shown = self._shown(plan.before_xml, plan.after_xml)
         return {
             "changed": plan.define,
             "name": req.name,
-            "xml": shown,
+            "xml": plan.after_xml,
             **seclabel.summary(after),
             "live_labels": [{"model": x.model, "label": x.label, "enforcing": x.enforcing} for x in in_force],
             "restart_required": restart,
-            "diff": {"before": before, "after": shown},
+            "diff": {"before": plan.before_xml, "after": plan.after_xml},
         }
 
     # -- pre-flight ---------------------------------------------------------------

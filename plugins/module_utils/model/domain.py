@@ -9,7 +9,6 @@ Private to the collection.
 from __future__ import annotations
 
 import copy
-import re
 from collections.abc import Iterable
 
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
@@ -235,62 +234,3 @@ def disk_sources(domain) -> list:
             continue
         found.append((None if target is None else target.get("dev"), description))
     return found
-
-
-# Attributes libvirt includes only in XML read with VIR_DOMAIN_XML_SECURE
-# (the VNC/SPICE/RDP console passwords).  Results show a mask instead.
-SECRET_ATTRIBUTES = frozenset({"passwd"})
-SECRET_MASK = "********"
-CHANGED_SECRET_MASK = "********(changed)"
-# An attribute assignment may have white space around its "=".
-_SECRET_NAMES = "|".join(sorted(SECRET_ATTRIBUTES))
-_SECRET_ASSIGNMENT = re.compile(rf"\b(?:{_SECRET_NAMES})\s*=")
-
-
-def mask_secrets(xml: str) -> str:
-    """``xml`` with every secret attribute replaced by a mask, for results."""
-    return _masked(xml, {})
-
-
-def mask_secrets_in_diff(before: str, after: str) -> tuple[str, str]:
-    """A diff's two sides with secrets masked; a secret that changed shows CHANGED_SECRET_MASK after."""
-    earlier = _secret_values(parse_domain(before)) if before and _has_secret(before) else {}
-    return mask_secrets(before), _masked(after, earlier)
-
-
-def secrets_in(xml: str | None) -> set[str]:
-    """The secret values a user's XML carries, for Ansible to hide wherever they appear."""
-    if not xml or not _has_secret(xml):
-        return set()
-    return {value for value in _secret_values(parse_domain(xml)).values() if value}
-
-
-def _has_secret(xml: str) -> bool:
-    return _SECRET_ASSIGNMENT.search(xml) is not None
-
-
-def _masked(xml: str, earlier: dict) -> str:
-    if not xml or not _has_secret(xml):
-        return xml
-    tree = parse_domain(xml)
-    for place, (node, attr) in _secret_places(tree).items():
-        old = earlier.get(place)
-        node.set(attr, CHANGED_SECRET_MASK if old is not None and old != node.get(attr) else SECRET_MASK)
-    return xmltree.to_string(tree)
-
-
-def _secret_values(tree) -> dict:
-    return {place: node.get(attr) for place, (node, attr) in _secret_places(tree).items()}
-
-
-def _secret_places(tree) -> dict:
-    """Secret attributes by place: lineage of (tag, type), attribute name and occurrence."""
-    places: dict = {}
-    for node in tree.iter():
-        if not isinstance(node.tag, str):
-            continue
-        for attr in sorted(SECRET_ATTRIBUTES & set(node.attrib)):
-            lineage = tuple((n.tag, n.get("type")) for n in (*reversed(list(node.iterancestors())), node))
-            occurrence = sum(1 for key in places if key[:2] == (lineage, attr))
-            places[(lineage, attr, occurrence)] = (node, attr)
-    return places

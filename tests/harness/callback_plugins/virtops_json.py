@@ -3,6 +3,8 @@
 The results go to the file named by VIRTOPS_RESULTS_FILE (not stdout, so
 warnings or plugin chatter cannot corrupt them), one entry per host and task
 in execution order, each the raw result dict plus ``task`` and ``host``.
+With VIRTOPS_RESULTS_BESIDE_OUTPUT set, it runs beside Ansible's own stdout
+callback (as an aggregate one), so a test sees both the results and the output.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ DOCUMENTATION = """
 
 class CallbackModule(CallbackBase):
     CALLBACK_VERSION = 2.0
-    CALLBACK_TYPE = "stdout"
+    CALLBACK_TYPE = "aggregate" if os.environ.get("VIRTOPS_RESULTS_BESIDE_OUTPUT") else "stdout"
     CALLBACK_NAME = "virtops_json"
 
     def __init__(self, *args, **kwargs):

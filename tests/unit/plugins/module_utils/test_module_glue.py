@@ -23,6 +23,7 @@ def test_missing_libvirt_bindings_name_the_library(monkeypatch):
 
 class DeprecatingModule(FakeModule):
     def __init__(self):
+        super().__init__()
         self.deprecations = []
 
     def deprecate(self, msg, version=None, collection_name=None):

@@ -88,10 +88,12 @@ def test_embed_root_file_is_created_and_needs_no_restart(tmp_path):
     assert oct(os.stat(root / "etc").st_mode & 0o777) == "0o700"
 
 
-def test_passwords_are_masked(conf):
-    result = ensure(_request(conf, vnc_password="s3cret"), check_mode=False)
-    assert "s3cret" not in str(result) and 'vnc_password = "********"' in result["diff"]["after"]
+def test_a_password_is_written_and_unset_leaves_no_copy_of_it(conf):
+    ensure(_request(conf, vnc_password="s3cret"), check_mode=False)
     assert 'vnc_password = "s3cret"' in conf.read_text()
+    removed = ensure(ConfRequest(path=str(conf), settings={"vnc_password": None}, state="absent"), False)
+    assert removed["changed_keys"] == ["vnc_password"] and "vnc_password" not in removed["settings"]
+    assert "s3cret" not in conf.read_text() and '#vnc_password = ""' in conf.read_text()
 
 
 def test_backup_is_taken_before_a_change(conf):
