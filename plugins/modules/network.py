@@ -468,7 +468,8 @@ OPTIONS = dict(
 def ensure(module):
     request = request_from_params(module.params)
     with open_driver(module.params["uri"], read_only=module.check_mode) as driver:
-        return dict(NetworkManager(driver.networks).ensure(request, module.check_mode), warnings=driver.warnings)
+        manager = NetworkManager(driver.networks, driver.warnings)
+        return dict(manager.ensure(request, module.check_mode), warnings=driver.warnings)
 
 
 def main():

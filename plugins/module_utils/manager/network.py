@@ -17,7 +17,7 @@ import copy
 from dataclasses import dataclass
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import Lease, Networks
-from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput, UnreadableDefinition
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.resource import (
     Plan,
     ResourceManager,
@@ -45,9 +45,20 @@ class NetworkManager(ResourceManager):
     DONE = {**ResourceManager.DONE, "update": "updated live"}
     FAILURES = {**ResourceManager.FAILURES, "update": "the update of the running network failed"}
 
-    def __init__(self, networks: Networks):
+    def __init__(self, networks: Networks, warnings: list[str] | None = None):
         super().__init__(networks, model.NETWORK_RULES)
         self.networks = networks
+        self.warnings = [] if warnings is None else warnings
+
+    def _before(self, req):
+        """The stored definition; an unreadable one does not keep a network from being stopped or removed."""
+        try:
+            return super()._before(req)
+        except UnreadableDefinition as e:
+            if req.desired is not None:
+                raise
+            self.warnings.append(str(e))
+            return None, ""
 
     # -- model ----------------------------------------------------------------
     def _created(self, req):
@@ -61,6 +72,10 @@ class NetworkManager(ResourceManager):
         plan = super()._plan(req)
         if "start" in plan.steps or plan.restart_now:
             self._check_subnets_free(req, plan)
+        touched = ["update"] * bool(plan.live_updates) + ["restart"] * plan.restart_now + \
+            [step for step in plan.steps if step == "stop"]
+        if touched:     # before the definition is written
+            self.networks.check_reachable(req.name, touched[0])
         return plan
 
     def _check_subnets_free(self, req: ResourceRequest, plan: Plan) -> None:
@@ -118,6 +133,11 @@ class NetworkManager(ResourceManager):
         else:
             result["bridge"] = self.networks.bridge(req.name) if result["state"] == "active" else None
         return result
+
+    def _before_removal(self, req, before):
+        if self.networks.active(req.name):
+            self.networks.check_reachable(req.name, "remove")
+        return {}
 
     def _gone(self, req, changed, before_xml):
         return {**super()._gone(req, changed, before_xml), "live_updates": [], "bridge": None}
