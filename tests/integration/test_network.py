@@ -25,12 +25,14 @@ import secrets
 import signal
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 
 from harness.ansible import run_module
 from harness.backends import EmbedNetworkSide, LibvirtNetworkSide, NetworkSide, is_live_dnsmasq
 from harness.guest import DHCP_CMDLINE, parse_leases
+from harness.netns import private_netns
 
 pytestmark = [pytest.mark.guest]
 
@@ -352,3 +354,77 @@ def test_dhcp_that_dnsmasq_would_refuse_is_refused_up_front(scenario, ips, optio
     result = scenario.network({**net.options(), "ips": ips})
     assert result.get("failed") and result["msg"].startswith(f"{option}: ") and message in result["msg"], result
     assert net.name not in scenario.side.names() and not scenario.side.bridge_exists(net.bridge)
+
+
+def test_embed_unreadable_definition_is_listed_stopped_from_its_record_and_removed(embed_scenario):
+    side, net = embed_scenario.side, Net()
+    embed_scenario.network(net.options())
+    dnsmasq = assert_running(side, net)
+    config = Path(side.root) / "etc" / "network" / f"{net.name}.xml"
+    config.write_text("<network><x\n")
+
+    listed = run_module("network_info", {"uri": side.uri}, netns=side.module_netns)
+    [entry] = [n for n in listed["networks"] if n["name"] == net.name]
+    assert set(entry) == {"name", "error"} and str(config) in entry["error"], listed
+    predicted = embed_scenario.network({"name": net.name, "state": "absent"}, check=True)
+    assert predicted["changed"] and predicted["state"] == "absent", predicted
+    assert assert_running(side, net) == dnsmasq and config.exists()
+
+    stopped = embed_scenario.network({"name": net.name, "state": "inactive"})
+    assert stopped["changed"] and stopped["state"] == "inactive", stopped
+    assert str(config) in warnings_of(stopped), stopped
+    assert_nothing_left(side, net, dnsmasq)
+    assert not side.status_exists(net.name)
+    removed = embed_scenario.network({"name": net.name, "state": "absent"})
+    assert removed["changed"] and removed["state"] == "absent", removed
+    assert not config.exists() and net.name not in side.names()
+    assert not embed_scenario.network({"name": net.name, "state": "absent"})["changed"]
+
+
+def test_embed_leftovers_of_a_lost_status_record_are_removed(embed_scenario):
+    side, net = embed_scenario.side, Net()
+    embed_scenario.network(net.options())
+    old = assert_running(side, net)
+    record = Path(side.root) / "run" / "network" / f"{net.name}.xml"
+    record.unlink()
+
+    result = embed_scenario.network(net.options())
+
+    assert result["changed"] and result["state"] == "active", result
+    assert "lost its status record" in warnings_of(result) and f"dnsmasq (pid {old})" in warnings_of(result), result
+    new = assert_running(side, net)
+    assert new != old and not is_live_dnsmasq(old)
+    assert len([t for t in side.netns.nft_tables() if net.bridge in t]) == 1
+    assert not embed_scenario.network(net.options())["changed"]
+
+    record.unlink()
+    stopped = embed_scenario.network({"name": net.name, "state": "inactive"})
+    assert stopped["state"] == "inactive" and "lost its status record" in warnings_of(stopped), stopped
+    assert_nothing_left(side, net, new)
+
+
+def test_embed_change_from_another_namespace_is_refused_before_anything_is_written(embed_scenario):
+    side, net = embed_scenario.side, Net(hosts={"52:54:00:aa:00:01": ""})
+    net.hosts["52:54:00:aa:00:01"] = net.address(60)
+    embed_scenario.network(net.options())
+    dnsmasq = assert_running(side, net)
+    config = Path(side.root) / "etc" / "network" / f"{net.name}.xml"
+    record = Path(side.root) / "run" / "network" / f"{net.name}.xml"
+    before = (config.read_bytes(), record.read_bytes(), side.dnsmasq_files(net.name))
+    net.hosts["52:54:00:aa:00:02"] = net.address(61)
+
+    with private_netns() as elsewhere:
+        for args, verb in [(net.options(), "update"), ({**net.options(forward={"mode": "route"}), "restart": True},
+                                                       "restart"),
+                           ({"name": net.name, "state": "inactive"}, "stop"),
+                           ({"name": net.name, "state": "absent"}, "remove")]:
+            for check in (True, False):
+                result = run_module("network", {"uri": side.uri, **args}, netns=elsewhere.name, check=check)
+                assert result.get("failed") and f"cannot {verb} network" in result["msg"], result
+                assert "another network namespace" in result["msg"], result
+                assert (config.read_bytes(), record.read_bytes(), side.dnsmasq_files(net.name)) == before
+    assert assert_running(side, net) == dnsmasq
+
+    updated = embed_scenario.network(net.options())     # from the network's own namespace it goes live
+    assert updated["changed"] and updated["live_updates"], updated
+    assert side.dnsmasq_pid(net.name) == dnsmasq
