@@ -483,7 +483,9 @@ def _check_ips_apart(network: XmlNode, places: _Places) -> None:
 
 
 def _interface_or_none(ip: XmlNode):
-    """The <ip>'s interface; None for one the schema refuses (an IPv6 netmask)."""
+    """The <ip>'s interface; None without a prefix (a subset of a stored <ip>) or for one the schema refuses."""
+    if ip.get("prefix") is None and ip.get("netmask") is None:
+        return None
     try:
         return ip_interface(ip)
     except ValueError:
@@ -493,24 +495,27 @@ def _interface_or_none(ip: XmlNode):
 def _check_dhcp_spares(ip: XmlNode, where: str, places: _Places) -> None:
     """DHCPv6 only on a /64 (dnsmasq refuses others); no range hands out the gateway, network or broadcast."""
     interface = _interface_or_none(ip)
-    if interface is None:
-        return
-    described = f"<ip address={ip.get('address')!r}>"
     serves = ip.find("dhcp/range") is not None or ip.find("dhcp/host") is not None
-    if interface.version == 6 and serves and interface.network.prefixlen != 64:
+    if interface is not None and interface.version == 6 and serves and interface.network.prefixlen != 64:
         raise places.fail(f"DHCPv6 needs a prefix of 64, not {interface.network.prefixlen}", f"{where}.prefix",
-                          described)
-    spares = {interface.ip: "the network's own address (its gateway)", interface.network.network_address:
-              "the network address"}
-    if interface.version == 4 and interface.network.prefixlen < 31:
-        spares[interface.network.broadcast_address] = "the broadcast address"
+                          f"<ip address={ip.get('address')!r}>")
     for index, span in enumerate(ip.findall("dhcp/range")):
         start, end = ipaddress.ip_address(span.get("start")), ipaddress.ip_address(span.get("end"))
-        for address, what in spares.items():
+        for address, what in _spares(ip, interface).items():
             if start.version == address.version and start <= address <= end:
                 raise places.fail(f"DHCP range {start} - {end} covers {address}, {what}",
                                   f"{where}.dhcp.ranges[{index}]",
                                   f"<range start={span.get('start')!r} end={span.get('end')!r}>")
+
+
+def _spares(ip: XmlNode, interface) -> dict:
+    """Addresses of an <ip> that no lease may get; network and broadcast only where the prefix is known."""
+    spares = {ipaddress.ip_address(ip.get("address")): "the network's own address (its gateway)"}
+    if interface is not None:
+        spares[interface.network.network_address] = "the network address"
+        if interface.version == 4 and interface.network.prefixlen < 31:
+            spares[interface.network.broadcast_address] = "the broadcast address"
+    return spares
 
 
 # -- live changes ------------------------------------------------------------------------
