@@ -72,10 +72,10 @@ class NetworkManager(ResourceManager):
         plan = super()._plan(req)
         if "start" in plan.steps or plan.restart_now:
             self._check_subnets_free(req, plan)
-        touched = ["update"] * bool(plan.live_updates) + ["restart"] * plan.restart_now + \
-            [step for step in plan.steps if step == "stop"]
-        if touched:     # before the definition is written
-            self.networks.check_reachable(req.name, touched[0])
+        verb = "update" if plan.live_updates else "restart" if plan.restart_now else \
+            "stop" if "stop" in plan.steps else None
+        if verb:    # the running network is touched: refuse before the definition is written
+            self.networks.check_reachable(req.name, verb)
         return plan
 
     def _check_subnets_free(self, req: ResourceRequest, plan: Plan) -> None:
@@ -135,8 +135,7 @@ class NetworkManager(ResourceManager):
         return result
 
     def _before_removal(self, req, before):
-        if self.networks.active(req.name):
-            self.networks.check_reachable(req.name, "remove")
+        self.networks.check_reachable(req.name, "remove")
         return {}
 
     def _gone(self, req, changed, before_xml):
