@@ -274,6 +274,12 @@ notes:
     neither MAC nor name, an unknown forward mode, a malformed address or prefix.
   - A subnet that overlaps another active network or a route of the host is refused when the
     network starts.
+  - Also refused up front, on every backend, naming the option - a control character (line break,
+    tab, NUL, ...) in any value, since values end up in the configuration of dnsmasq, which runs as
+    root; DHCP on an IPv6 address whose prefix is not 64; a DHCP range that covers the network's own
+    address, its network address or its broadcast address; two O(ips) whose subnets overlap.
+  - On the embedded driver, a network can only be changed, stopped or removed from the network
+    namespace it was started in; from another one the task fails before the definition is written.
   - In check mode RV(bridge) is the name in the definition; for a new network without
     O(bridge.name) it is V(null), since the driver picks it when defining.
 seealso:
@@ -464,7 +470,8 @@ OPTIONS = dict(
 def ensure(module):
     request = request_from_params(module.params)
     with open_driver(module.params["uri"], read_only=module.check_mode) as driver:
-        return dict(NetworkManager(driver.networks).ensure(request, module.check_mode), warnings=driver.warnings)
+        manager = NetworkManager(driver.networks, driver.warnings)
+        return dict(manager.ensure(request, module.check_mode), warnings=driver.warnings)
 
 
 def main():

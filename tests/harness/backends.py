@@ -33,6 +33,7 @@ class LibvirtBackend:
     def __init__(self, libvirtd):
         self.libvirtd = libvirtd
         self.uri = libvirtd.uri
+        self.dnsmasq_dir = "/var/lib/libvirt/dnsmasq"
 
     def stored_xml(self, name: str) -> str:
         return self.libvirtd.virsh("dumpxml", "--inactive", "--security-info", name)
@@ -175,6 +176,16 @@ class NetworkSide:
             raise AssertionError(f"dnsmasq {pid} of {name} is not in netns {self.netns.name}")
         return pid
 
+    dnsmasq_dir = ""
+
+    def dnsmasq_files(self, name: str) -> dict[str, str]:
+        """The contents of network ``name``'s dnsmasq configuration, hostsfile and addn-hosts file."""
+        found = {}
+        for suffix in ("conf", "hostsfile", "addnhosts"):
+            path = Path(self.dnsmasq_dir) / f"{name}.{suffix}"
+            found[suffix] = path.read_text() if path.exists() else None
+        return found
+
     def bridge_exists(self, bridge: str) -> bool:
         return bridge in self.netns.links()
 
@@ -201,6 +212,7 @@ class LibvirtNetworkSide(NetworkSide):
             raise AssertionError("the harness libvirtd runs in the host's network namespace")
         self.libvirtd = libvirtd
         self.uri = libvirtd.uri
+        self.dnsmasq_dir = "/var/lib/libvirt/dnsmasq"
 
     def names(self) -> list[str]:
         return self.libvirtd.virsh("net-list", "--all", "--name").split()
@@ -231,6 +243,7 @@ class EmbedNetworkSide(NetworkSide):
         self.root = str(root)
         self.uri = f"qemu:///embed?root={root}"
         self.module_netns = netns.name
+        self.dnsmasq_dir = os.path.join(self.root, "lib", "dnsmasq")
 
     def names(self) -> list[str]:
         config = os.path.join(self.root, "etc", "network")

@@ -318,3 +318,38 @@ def test_boot_autostart_starts_networks_before_the_domains_on_them(drv, netns, r
     assert json.loads(netns.python(AUTOSTART, str(root))) == {}      # all running already
     drv.call("domains", "destroy", "vm1")
     drv.net("stop", "n1")
+
+
+def test_the_dnsmasq_writer_refuses_a_control_character_itself(drv, netns, root):
+    net = subnet()
+    injected = "<dns><txt name='t1' value='x&#10;dhcp-script=/bin/true'/></dns>"
+    drv.net("define", nat_xml("n1", net).replace("<ip ", f"{injected}<ip ", 1))
+
+    out = drv.call("networks", "start", "n1")
+
+    assert out["error"] == "InvalidInput" and "control character" in out["message"], out
+    assert_nothing_left(netns, root, "n1")
+    assert not list((Path(root) / "lib" / "dnsmasq").glob("n1.*"))
+
+    drv.net("define", nat_xml("n2", subnet()))
+    drv.net("start", "n2")
+    [pid] = dnsmasq_pids(netns)
+    files = {path: path.read_text() for path in (Path(root) / "lib" / "dnsmasq").glob("n2.*")}
+    out = drv.call("networks", "update", "n2", "add-last", "dns-txt",
+                   "<txt name='t2' value='x&#10;dhcp-script=/bin/true'/>", -1)
+    assert out["error"] == "InvalidInput" and "control character" in out["message"], out
+    assert {path: path.read_text() for path in files} == files and dnsmasq_pids(netns) == [pid]
+    assert "t2" not in drv.net("xml", "n2", False)
+
+
+def test_a_bridge_of_the_same_name_but_not_ours_is_left_alone(drv, netns, root):
+    drv.net("define", nat_xml("n1", subnet(), bridge="vtbforeign"))
+    netns.run(["ip", "link", "add", "vtbforeign", "address", "02:00:00:00:00:01", "type", "bridge"])
+
+    out = drv.call("networks", "active", "n1")
+
+    assert out == {"value": False, "warnings": []}
+    assert "vtbforeign" in netns.links()
+    refused = drv.call("networks", "start", "n1")
+    assert refused["error"] == "Conflict" and "already exists" in refused["message"]
+    assert "vtbforeign" in netns.links() and netns.nft_tables() == [] and netns.pids() == []

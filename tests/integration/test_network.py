@@ -25,6 +25,7 @@ import secrets
 import signal
 import time
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import pytest
 from lxml import etree
@@ -33,6 +34,7 @@ from harness.ansible import run_module
 from harness.backends import EmbedNetworkSide, LibvirtNetworkSide, NetworkSide, is_live_dnsmasq
 from harness.guest import DHCP_CMDLINE, parse_leases
 from harness.libvirt_marker import BACKENDS
+from harness.netns import private_netns
 
 pytestmark = [pytest.mark.guest]
 
@@ -346,3 +348,141 @@ def test_embed_half_made_network_is_cleaned_by_the_next_run(embed_scenario):
     assert_nothing_left(side, net, dnsmasq)
     assert not side.status_exists(net.name)
     assert not embed_scenario.network({"name": net.name, "state": "inactive"})["changed"]
+
+
+# -- values that would reach a helper's configuration -----------------------------
+
+def observed(scenario: Scenario, net: Net) -> tuple:
+    """What a refused change must leave as it was: definition, live XML, dnsmasq's files and pid, the bridge."""
+    info = scenario.network_info(net.name)["network"]
+    link = scenario.side.netns.links()[net.bridge]
+    return (info["xml"], info["state"], scenario.side.dnsmasq_files(net.name), scenario.side.dnsmasq_pid(net.name),
+            link["address"], link["operstate"])
+
+
+INJECTED = "x\ndhcp-script=/bin/true"
+
+
+def with_txt(net: Net, value: str) -> dict:
+    return net.options(dns={"txt": [{"name": "t1", "value": value}]})
+
+
+def with_host_name(net: Net, name: str) -> dict:
+    options = net.options()
+    options["ips"][0]["dhcp"]["hosts"].append({"mac": "52:54:00:aa:00:02", "ip": net.address(61), "name": name})
+    return options
+
+
+def test_a_control_character_in_a_value_for_dnsmasq_is_refused_and_nothing_changes(scenario):
+    net = Net(hosts={"52:54:00:aa:00:01": ""})
+    net.hosts["52:54:00:aa:00:01"] = net.address(60)
+    assert scenario.network(with_txt(net, "fine"))["changed"]
+    before = observed(scenario, net)
+    assert "txt-record=t1,fine" in (before[2]["conf"] or ""), before
+
+    for args, option in [
+        (with_txt(net, INJECTED), "dns.txt[0].value"),
+        (with_host_name(net, "web\ndhcp-script=/bin/true"), "ips[0].dhcp.hosts[1].name"),
+        (with_host_name(net, "web\x00"), "ips[0].dhcp.hosts[1].name"),
+        ({"name": net.name, "xml": f"<network><name>{net.name}</name><dns><txt name='t1' value='x&#10;"
+                                   "dhcp-script=/bin/true'/></dns></network>"}, "xml"),
+    ]:
+        for check in (True, False):
+            result = scenario.network(args, check=check)
+            assert result.get("failed") and result["msg"].startswith(f"{option}: "), result
+            assert "control character" in result["msg"], result
+            assert observed(scenario, net) == before
+    assert not scenario.network(with_txt(net, "fine"))["changed"]
+
+
+@pytest.mark.parametrize("ips,option,message", [
+    ([{"address": "fd00:9:9::1", "prefix": 96, "dhcp": {"ranges": [{"start": "fd00:9:9::10", "end": "fd00:9:9::20"}]}}],
+     "ips[0].prefix", "DHCPv6 needs a prefix of 64, not 96"),
+    ([{"address": "10.9.9.1", "prefix": 24, "dhcp": {"ranges": [{"start": "10.9.9.1", "end": "10.9.9.20"}]}}],
+     "ips[0].dhcp.ranges[0]", "covers 10.9.9.1, the network's own address"),
+    ([{"address": "10.9.9.1", "prefix": 24, "dhcp": {"ranges": [{"start": "10.9.9.200", "end": "10.9.9.255"}]}}],
+     "ips[0].dhcp.ranges[0]", "covers 10.9.9.255, the broadcast address"),
+    ([{"address": "10.9.9.9", "prefix": 24, "dhcp": {"ranges": [{"start": "10.9.9.0", "end": "10.9.9.5"}]}}],
+     "ips[0].dhcp.ranges[0]", "covers 10.9.9.0, the network address"),
+    ([{"address": "10.9.9.1", "prefix": 24}, {"address": "10.9.9.129", "prefix": 25}],
+     "ips[1]", "overlaps subnet 10.9.9.0/24 of ips[0]"),
+])
+def test_dhcp_that_dnsmasq_would_refuse_is_refused_up_front(scenario, ips, option, message):
+    net = Net()
+    result = scenario.network({**net.options(), "ips": ips})
+    assert result.get("failed") and result["msg"].startswith(f"{option}: ") and message in result["msg"], result
+    assert net.name not in scenario.side.names() and not scenario.side.bridge_exists(net.bridge)
+
+
+def test_embed_unreadable_definition_is_listed_stopped_from_its_record_and_removed(embed_scenario):
+    side, net = embed_scenario.side, Net()
+    embed_scenario.network(net.options())
+    dnsmasq = assert_running(side, net)
+    config = Path(side.root) / "etc" / "network" / f"{net.name}.xml"
+    config.write_text("<network><x\n")
+
+    listed = run_module("network_info", {"uri": side.uri}, netns=side.module_netns)
+    [entry] = [n for n in listed["networks"] if n["name"] == net.name]
+    assert set(entry) == {"name", "error"} and str(config) in entry["error"], listed
+    predicted = embed_scenario.network({"name": net.name, "state": "absent"}, check=True)
+    assert predicted["changed"] and predicted["state"] == "absent", predicted
+    assert assert_running(side, net) == dnsmasq and config.exists()
+
+    stopped = embed_scenario.network({"name": net.name, "state": "inactive"})
+    assert stopped["changed"] and stopped["state"] == "inactive", stopped
+    assert str(config) in warnings_of(stopped), stopped
+    assert_nothing_left(side, net, dnsmasq)
+    assert not side.status_exists(net.name)
+    removed = embed_scenario.network({"name": net.name, "state": "absent"})
+    assert removed["changed"] and removed["state"] == "absent", removed
+    assert not config.exists() and net.name not in side.names()
+    assert not embed_scenario.network({"name": net.name, "state": "absent"})["changed"]
+
+
+def test_embed_leftovers_of_a_lost_status_record_are_removed(embed_scenario):
+    side, net = embed_scenario.side, Net()
+    embed_scenario.network(net.options())
+    old = assert_running(side, net)
+    record = Path(side.root) / "run" / "network" / f"{net.name}.xml"
+    record.unlink()
+
+    result = embed_scenario.network(net.options())
+
+    assert result["changed"] and result["state"] == "active", result
+    assert "lost its status record" in warnings_of(result) and f"dnsmasq (pid {old})" in warnings_of(result), result
+    new = assert_running(side, net)
+    assert new != old and not is_live_dnsmasq(old)
+    assert len([t for t in side.netns.nft_tables() if net.bridge in t]) == 1
+    assert not embed_scenario.network(net.options())["changed"]
+
+    record.unlink()
+    stopped = embed_scenario.network({"name": net.name, "state": "inactive"})
+    assert stopped["state"] == "inactive" and "lost its status record" in warnings_of(stopped), stopped
+    assert_nothing_left(side, net, new)
+
+
+def test_embed_change_from_another_namespace_is_refused_before_anything_is_written(embed_scenario):
+    side, net = embed_scenario.side, Net(hosts={"52:54:00:aa:00:01": ""})
+    net.hosts["52:54:00:aa:00:01"] = net.address(60)
+    embed_scenario.network(net.options())
+    dnsmasq = assert_running(side, net)
+    config = Path(side.root) / "etc" / "network" / f"{net.name}.xml"
+    record = Path(side.root) / "run" / "network" / f"{net.name}.xml"
+    before = (config.read_bytes(), record.read_bytes(), side.dnsmasq_files(net.name))
+    net.hosts["52:54:00:aa:00:02"] = net.address(61)
+
+    with private_netns() as elsewhere:
+        for args, verb in [(net.options(), "update"), ({**net.options(forward={"mode": "route"}), "restart": True},
+                                                       "restart"),
+                           ({"name": net.name, "state": "inactive"}, "stop"),
+                           ({"name": net.name, "state": "absent"}, "remove")]:
+            for check in (True, False):
+                result = run_module("network", {"uri": side.uri, **args}, netns=elsewhere.name, check=check)
+                assert result.get("failed") and f"cannot {verb} network" in result["msg"], result
+                assert "another network namespace" in result["msg"], result
+                assert (config.read_bytes(), record.read_bytes(), side.dnsmasq_files(net.name)) == before
+    assert assert_running(side, net) == dnsmasq
+
+    updated = embed_scenario.network(net.options())     # from the network's own namespace it goes live
+    assert updated["changed"] and updated["live_updates"], updated
+    assert side.dnsmasq_pid(net.name) == dnsmasq

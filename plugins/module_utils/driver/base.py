@@ -222,6 +222,13 @@ class Networks(Resources):
     def bridge(self, name: str) -> str | None:
         """The host bridge the active network's guests attach to; None when it is not active."""
 
+    def check_reachable(self, name: str, verb: str) -> None:
+        """Refuse (Conflict) to ``verb`` a running network that this run cannot change.
+
+        libvirtd reaches all of its networks; the embedded driver only those made in the
+        caller's network namespace.
+        """
+
 
 @dataclass(frozen=True)
 class PoolSpace:

@@ -17,7 +17,7 @@ import copy
 from dataclasses import dataclass
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import Lease, Networks
-from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput, UnreadableDefinition
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.resource import (
     Plan,
     ResourceManager,
@@ -45,9 +45,20 @@ class NetworkManager(ResourceManager):
     DONE = {**ResourceManager.DONE, "update": "updated live"}
     FAILURES = {**ResourceManager.FAILURES, "update": "the update of the running network failed"}
 
-    def __init__(self, networks: Networks):
+    def __init__(self, networks: Networks, warnings: list[str] | None = None):
         super().__init__(networks, model.NETWORK_RULES)
         self.networks = networks
+        self.warnings = [] if warnings is None else warnings
+
+    def _before(self, req):
+        """The stored definition; an unreadable one does not keep a network from being stopped or removed."""
+        try:
+            return super()._before(req)
+        except UnreadableDefinition as e:
+            if req.desired is not None:
+                raise
+            self.warnings.append(str(e))
+            return None, ""
 
     # -- model ----------------------------------------------------------------
     def _created(self, req):
@@ -61,6 +72,10 @@ class NetworkManager(ResourceManager):
         plan = super()._plan(req)
         if "start" in plan.steps or plan.restart_now:
             self._check_subnets_free(req, plan)
+        verb = "update" if plan.live_updates else "restart" if plan.restart_now else \
+            "stop" if "stop" in plan.steps else None
+        if verb:    # the running network is touched: refuse before the definition is written
+            self.networks.check_reachable(req.name, verb)
         return plan
 
     def _check_subnets_free(self, req: ResourceRequest, plan: Plan) -> None:
@@ -118,6 +133,10 @@ class NetworkManager(ResourceManager):
         else:
             result["bridge"] = self.networks.bridge(req.name) if result["state"] == "active" else None
         return result
+
+    def _before_removal(self, req, before):
+        self.networks.check_reachable(req.name, "remove")
+        return {}
 
     def _gone(self, req, changed, before_xml):
         return {**super()._gone(req, changed, before_xml), "live_updates": [], "bridge": None}

@@ -165,6 +165,7 @@ def has_definition(params: Params) -> bool:
 
 def render(params: Params) -> tuple[XmlNode, set[str]]:
     """The desired network (subset) from the module's structured options, and the lists it owns."""
+    refuse_control_characters(params)
     network = element("network")
     sub(network, "name", params["name"])
     owned: set[str] = set()
@@ -321,6 +322,10 @@ def validate(network: XmlNode, option: str | None = None) -> None:
         _check_ip(ip, f"ips[{index}]", places)
     for index, group in enumerate(network.findall("portgroup")):
         _check_vlan(group, f"portgroups[{index}]", places)
+    _check_control_characters(network, places)
+    _check_ips_apart(network, places)
+    for index, ip in enumerate(network.findall("ip")):
+        _check_dhcp_spares(ip, f"ips[{index}]", places)
 
 
 def _check_forward(network: XmlNode, places: _Places) -> None:
@@ -425,6 +430,92 @@ def _check_vlan(group: XmlNode, where: str, places: _Places) -> None:
         if not value.isdigit() or int(value) > 4095:
             raise places.fail(f"VLAN tag {value!r} is not a number from 0 to 4095", f"{where}.vlan_tag",
                               f"<portgroup name={group.get('name')!r}>")
+
+
+# -- values that reach a helper's configuration -------------------------------------------
+# dnsmasq reads one option per line and runs as root: a line break in a value would add options.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# Free text that no helper reads.
+_FREE_TEXT = frozenset({"title", "description", "metadata"})
+
+
+def refuse_control_characters(params: object, option: str = "") -> None:
+    """Refuse a control character (a line break, a tab, NUL, ...) in any structured option's text."""
+    if isinstance(params, dict):
+        for key, value in params.items():
+            if key in STRUCTURED_OPTIONS or option:
+                refuse_control_characters(value, f"{option}.{key}" if option else key)
+    elif isinstance(params, list):
+        for index, value in enumerate(params):
+            refuse_control_characters(value, f"{option}[{index}]")
+    elif isinstance(params, str) and _CONTROL.search(params):
+        raise InvalidInput(f"{params!r} contains a control character (a line break, a tab, ...), which "
+                           "no value written to dnsmasq, nft or ip may hold", option)
+
+
+def _check_control_characters(network: XmlNode, places: _Places) -> None:
+    """The same for a verbatim definition: every attribute and element text but free text."""
+    for node in network.iter():
+        if not isinstance(node.tag, str) or _FREE_TEXT & {node.tag, *(a.tag for a in node.iterancestors())}:
+            continue
+        values = [(f"attribute {name}", value) for name, value in node.attrib.items()]
+        values.append(("text", (node.text or "").strip()))
+        for what, value in values:
+            if _CONTROL.search(value):
+                raise places.fail(f"{what} {value!r} contains a control character (a line break, a tab, ...), "
+                                  "which no value written to dnsmasq, nft or ip may hold",
+                                  network.getroottree().getpath(node), f"<{node.tag}>")
+
+
+def _check_ips_apart(network: XmlNode, places: _Places) -> None:
+    """Two <ip> elements of one network may not share addresses: the bridge would get both routes."""
+    seen: list[tuple[int, Any]] = []
+    for index, ip in enumerate(network.findall("ip")):
+        subnet = _interface_or_none(ip)
+        if subnet is None:
+            continue
+        subnet = subnet.network
+        for other, earlier in seen:
+            if subnet.version == earlier.version and subnet.overlaps(earlier):
+                raise places.fail(f"subnet {subnet} overlaps subnet {earlier} of ips[{other}]", f"ips[{index}]",
+                                  f"<ip address={ip.get('address')!r}>")
+        seen.append((index, subnet))
+
+
+def _interface_or_none(ip: XmlNode):
+    """The <ip>'s interface; None without a prefix (a subset of a stored <ip>) or for one the schema refuses."""
+    if ip.get("prefix") is None and ip.get("netmask") is None:
+        return None
+    try:
+        return ip_interface(ip)
+    except ValueError:
+        return None
+
+
+def _check_dhcp_spares(ip: XmlNode, where: str, places: _Places) -> None:
+    """DHCPv6 only on a /64 (dnsmasq refuses others); no range hands out the gateway, network or broadcast."""
+    interface = _interface_or_none(ip)
+    serves = ip.find("dhcp/range") is not None or ip.find("dhcp/host") is not None
+    if interface is not None and interface.version == 6 and serves and interface.network.prefixlen != 64:
+        raise places.fail(f"DHCPv6 needs a prefix of 64, not {interface.network.prefixlen}", f"{where}.prefix",
+                          f"<ip address={ip.get('address')!r}>")
+    for index, span in enumerate(ip.findall("dhcp/range")):
+        start, end = ipaddress.ip_address(span.get("start")), ipaddress.ip_address(span.get("end"))
+        for address, what in _spares(ip, interface).items():
+            if start.version == address.version and start <= address <= end:
+                raise places.fail(f"DHCP range {start} - {end} covers {address}, {what}",
+                                  f"{where}.dhcp.ranges[{index}]",
+                                  f"<range start={span.get('start')!r} end={span.get('end')!r}>")
+
+
+def _spares(ip: XmlNode, interface) -> dict:
+    """Addresses of an <ip> that no lease may get; network and broadcast only where the prefix is known."""
+    spares = {ipaddress.ip_address(ip.get("address")): "the network's own address (its gateway)"}
+    if interface is not None:
+        spares[interface.network.network_address] = "the network address"
+        if interface.version == 4 and interface.network.prefixlen < 31:
+            spares[interface.network.broadcast_address] = "the broadcast address"
+    return spares
 
 
 # -- live changes ------------------------------------------------------------------------

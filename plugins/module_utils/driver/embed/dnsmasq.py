@@ -22,6 +22,7 @@ import grp
 import ipaddress
 import os
 import pwd
+import re
 import shutil
 import signal
 import subprocess
@@ -31,7 +32,7 @@ from dataclasses import dataclass
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import Lease
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import process
-from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, InvalidInput
 from ansible_collections.virtops.qemu.plugins.module_utils.model.network import ip_family, ip_interface
 
 START_TIMEOUT = 10.0
@@ -39,6 +40,7 @@ STOP_GRACE = 5.0
 # libvirt's lease time units -> dnsmasq's suffixes.
 _UNIT_SUFFIX = {"seconds": "", "minutes": "m", "hours": "h"}
 _SEARCH_PATH = ("/usr/sbin", "/sbin", "/usr/local/sbin")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
 @dataclass(frozen=True)
@@ -69,7 +71,7 @@ def render_conf(network, bridge: str, files: Files) -> str:
              "except-interface=lo", "bind-dynamic", f"interface={bridge}"]
     lines += _dns_lines(network)
     lines += _dhcp_lines(network, files)
-    return "".join(f"{line}\n" for line in lines)
+    return _file_of(lines, "configuration")
 
 
 def _user() -> str:
@@ -167,7 +169,7 @@ def render_hostsfile(network) -> str:
         ipv6 = ip_family(ip) == "ipv6"
         for host in ip.findall("dhcp/host"):
             lines.append(",".join(_host_fields(host, ipv6)))
-    return "".join(f"{line}\n" for line in lines)
+    return _file_of(lines, "hostsfile")
 
 
 def _host_fields(host, ipv6: bool) -> list[str]:
@@ -192,7 +194,16 @@ def render_addnhosts(network) -> str:
     for host in network.findall("dns/host"):
         names = [(n.text or "").strip() for n in host.findall("hostname") if (n.text or "").strip()]
         if names:
-            lines.append("\t".join([host.get("ip"), *names]))
+            lines.append("\t".join([host.get("ip") or "", *names]))
+    return _file_of(lines, "addn-hosts file", separator="\t")
+
+
+def _file_of(lines: list[str], what: str, separator: str = "") -> str:
+    """One option or entry a line; a control character would start another line of dnsmasq's, run as root."""
+    for line in lines:
+        if _CONTROL.search(line.replace(separator, "") if separator else line):
+            raise InvalidInput(f"refusing to write {line!r} into dnsmasq's {what}: a value of the network "
+                               "holds a control character (a line break, a tab, ...)", "xml")
     return "".join(f"{line}\n" for line in lines)
 
 
@@ -261,6 +272,25 @@ def find(files: Files) -> tuple[int, int] | None:
         if starttime is not None:
             return pid, starttime
     return None
+
+
+def find_running(files: Files, netns: int | None) -> tuple[int, int] | None:
+    """A dnsmasq of network namespace ``netns`` started with this configuration, pidfile or not."""
+    candidates = [found[0] for found in [find(files)] if found]
+    candidates += [int(entry) for entry in os.listdir("/proc") if entry.isdigit()]
+    for pid in candidates:
+        if conf_argument(files.conf) in process.command_line(pid) and _netns_of(pid) == netns:
+            starttime = process.start_time(pid)
+            if starttime is not None:
+                return pid, starttime
+    return None
+
+
+def _netns_of(pid: int) -> int | None:
+    try:
+        return os.stat(f"/proc/{pid}/ns/net").st_ino
+    except OSError:
+        return None
 
 
 def start(files: Files) -> tuple[int, int]:

@@ -292,10 +292,13 @@ class EmbedNetworks(StoredAutostart, Networks):
         self._save(name, record)
 
     def _write_dnsmasq_files(self, name: str, record: NetworkRecord) -> None:
+        """All three files rendered (and checked) before the first is written."""
         files = self.files(name)
-        fileio.atomic_write(files.conf, dnsmasq.render_conf(record.live, record.bridge, files), mode=0o600)
-        fileio.atomic_write(files.hostsfile, dnsmasq.render_hostsfile(record.live), mode=0o600)
-        fileio.atomic_write(files.addnhosts, dnsmasq.render_addnhosts(record.live), mode=0o600)
+        contents = {files.conf: dnsmasq.render_conf(record.live, record.bridge, files),
+                    files.hostsfile: dnsmasq.render_hostsfile(record.live),
+                    files.addnhosts: dnsmasq.render_addnhosts(record.live)}
+        for path, text in contents.items():
+            fileio.atomic_write(path, text, mode=0o600)
 
     def _abort_start(self, name: str, record: NetworkRecord) -> None:
         try:
@@ -310,6 +313,7 @@ class EmbedNetworks(StoredAutostart, Networks):
         if record is None:
             if not self.store.defined(name):
                 raise self.store.not_found(name)
+            self._clean_up_unrecorded(name)
             return None
         if not _here(record):
             return self._refresh_elsewhere(name, record)
@@ -341,14 +345,19 @@ class EmbedNetworks(StoredAutostart, Networks):
                              "table, if that namespace still exists, were left there")
         return None
 
+    def check_reachable(self, name: str, verb: str) -> None:
+        with self._lock(name):
+            record = self._refresh(name)
+        if record is not None and not _here(record):
+            raise _elsewhere(name, record, verb)
+
     def _active_here(self, name: str, verb: str) -> NetworkRecord:
         """The record of a network active in the caller's network namespace, for changing it."""
         record = self._refresh(name)
         if record is None or record.live is None:
             raise Conflict(f"network {name!r} is not active")
         if not _here(record):
-            raise Conflict(f"cannot {verb} network {name!r}: it was started in another network namespace "
-                           f"(net:[{record.netns}]); run in that namespace")
+            raise _elsewhere(name, record, verb)
         return record
 
     def _missing(self, name: str, record: NetworkRecord) -> list[str]:
@@ -360,6 +369,46 @@ class EmbedNetworks(StoredAutostart, Networks):
         if record.dnsmasq and not dnsmasq.runs(record.pid, record.starttime, self.files(name).conf):
             missing.append(f"dnsmasq (pid {record.pid})")
         return missing
+
+    def _clean_up_unrecorded(self, name: str) -> None:
+        """Tear down what a start made for a network whose status record was lost, and warn.
+
+        The driver's own leftovers are known by name: the definition's bridge when it also has the
+        definition's MAC, the ``virtops_<bridge>`` table, a dnsmasq started with the network's
+        configuration file; only those of the caller's namespace are reachable.  Cleaning rather
+        than adopting: what the lost record said about the live network cannot be known.
+        """
+        leftover = self._unrecorded_leftovers(name)
+        if leftover is None:
+            return
+        found = [f"bridge {leftover.bridge}"] * leftover.bridge_created + \
+            [f"nftables table {firewall.FAMILY} {leftover.table}"] * bool(leftover.table) + \
+            [f"dnsmasq (pid {leftover.pid})"] * bool(leftover.pid)
+        self._teardown(name, leftover)
+        self.warnings.append(f"network {name!r} had lost its status record ({self.paths.status_file(name)}) "
+                             f"while its {', '.join(found)} remained; they were removed and it is inactive")
+
+    def _unrecorded_leftovers(self, name: str) -> NetworkRecord | None:
+        """A record naming the leftovers of an unrecorded start found in this namespace; None without any.
+
+        A bridge of another MAC is not ours; a table counts only next to our bridge or dnsmasq.
+        """
+        try:
+            config = self.store.read(name)
+        except BackendError:
+            return None     # an unreadable definition names no bridge
+        if config is None or firewall.forward_mode(config) == "bridge" or config.find("bridge") is None:
+            return None
+        bridge = config.find("bridge").get("name") or ""
+        mac = config.find("mac")
+        ours = bool(bridge) and mac is not None and _link_address(bridge) == (mac.get("address") or "").lower()
+        running = dnsmasq.find_running(self.files(name), netstate.current_netns())
+        if not (ours or running):
+            return None     # a table alone might be another root's network with the same bridge name
+        table = firewall.table_name(bridge) if bridge and _table_exists(firewall.table_name(bridge)) else ""
+        pid, starttime = running or (None, None)
+        return NetworkRecord(ACTIVE, bridge, bridge_created=ours, table=table, dnsmasq=running is not None,
+                             pid=pid, starttime=starttime, netns=netstate.current_netns())
 
     def _clean_up_broken(self, name: str, record: NetworkRecord, why: str) -> None:
         self._teardown(name, record)
@@ -441,8 +490,28 @@ class EmbedNetworks(StoredAutostart, Networks):
         self._save(name, record)
 
 
+def _link_address(name: str) -> str | None:
+    """The MAC address of a link of the caller's namespace; None when there is no such link."""
+    if name not in process.link_names():
+        return None
+    details = json.loads(process.run_ip("-j", "link", "show", "dev", name) or "[]")
+    return (details[0].get("address") or "").lower() if details else None
+
+
+def _table_exists(table: str) -> bool:
+    try:
+        return firewall.exists(table)
+    except BackendError:
+        return False    # no nft: no table either
+
+
 def _here(record: NetworkRecord) -> bool:
     return record.netns is None or record.netns == netstate.current_netns()
+
+
+def _elsewhere(name: str, record: NetworkRecord, verb: str) -> Conflict:
+    return Conflict(f"cannot {verb} network {name!r}: it was started in another network namespace "
+                    f"(net:[{record.netns}]); run in that namespace")
 
 
 # -- definition checks and defaults ------------------------------------------------------

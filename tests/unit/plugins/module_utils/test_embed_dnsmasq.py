@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import os
 
+import pytest
+
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import Lease
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import dnsmasq, process
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse
 
 FILES = dnsmasq.Files(conf="/r/lib/dnsmasq/n.conf", hostsfile="/r/lib/dnsmasq/n.hostsfile",
@@ -112,3 +115,17 @@ def test_a_live_process_is_not_the_dnsmasq_unless_it_runs_the_configuration():
     me = os.getpid()
     assert not dnsmasq.runs(me, process.start_time(me), "/r/lib/dnsmasq/n.conf")
     assert not dnsmasq.runs(None, None, "/r/lib/dnsmasq/n.conf")
+
+
+@pytest.mark.parametrize("body, render", [
+    ("<dns><txt name='t' value='x&#10;dhcp-script=/bin/true'/></dns>", "conf"),
+    ("<domain name='lab&#13;'/>", "conf"),
+    ("<ip address='10.1.2.1' prefix='24'><dhcp><host mac='52:54:00:aa:00:01' name='a&#10;b' ip='10.1.2.5'/>"
+     "</dhcp></ip>", "hostsfile"),
+    ("<dns><host ip='10.1.2.7'><hostname>a&#10;b</hostname></host></dns>", "addnhosts"),
+])
+def test_no_file_gets_a_control_character(body, render):
+    renderers = {"conf": lambda tree: dnsmasq.render_conf(tree, "virbr3", FILES),
+                 "hostsfile": dnsmasq.render_hostsfile, "addnhosts": dnsmasq.render_addnhosts}
+    with pytest.raises(InvalidInput, match="control character"):
+        renderers[render](network(body))

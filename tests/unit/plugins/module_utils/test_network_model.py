@@ -295,3 +295,63 @@ def test_interface_source_names_the_network_or_bridge(nic, source):
 def test_interface_source_errors(nic, words):
     with pytest.raises(InvalidInput, match=words):
         render_domain({"name": "vm1", "interfaces": [nic]})
+
+
+# -- values for helpers, and DHCP dnsmasq would refuse ------------------------------------------------
+@pytest.mark.parametrize("options, option", [
+    ({"dns": {"txt": [{"name": "t", "value": "x\ndhcp-script=/bin/true"}]}}, r"dns.txt\[0\].value"),
+    (dhcp(hosts=[{"mac": "52:54:00:00:00:01", "ip": "10.9.8.5", "name": "a\rb"}]), r"ips\[0\].dhcp.hosts\[0\].name"),
+    ({"dns": {"hosts": [{"ip": "10.9.8.7", "hostnames": ["ok", "x\x00"]}]}}, r"dns.hosts\[0\].hostnames\[1\]"),
+    ({"domain": {"name": "lab\tx"}}, r"domain.name"),
+    ({"forward": {"mode": "nat", "dev": "eth0\n"}}, r"forward.dev"),
+])
+def test_a_control_character_in_an_option_is_refused_by_name(options, option):
+    with pytest.raises(InvalidInput, match=rf"^{option}: .* contains a control character"):
+        rendered(**options)
+
+
+@pytest.mark.parametrize("xml", [
+    "<dns><txt name='t' value='x&#10;dhcp-script=/bin/true'/></dns>",
+    "<dns><host ip='10.1.1.7'><hostname>a&#13;b</hostname></host></dns>",
+    "<ip address='10.1.1.1' prefix='24'><dhcp><host mac='52:54:00:00:00:01' name='a&#9;b' ip='10.1.1.5'/></dhcp></ip>",
+])
+def test_a_control_character_in_xml_is_refused(xml):
+    with pytest.raises(InvalidInput, match=r"^xml: <\w+>: .* contains a control character"):
+        model.validate(parse(f"<network><name>n</name>{xml}</network>", "network"), "xml")
+
+
+@pytest.mark.parametrize("ips, words", [
+    ([{"address": "fd00::1", "prefix": 80, "dhcp": {"hosts": [{"name": "h", "ip": "fd00::5"}]}}],
+     r"^ips\[0\].prefix: DHCPv6 needs a prefix of 64, not 80"),
+    ([{**SUBNET, "dhcp": {"ranges": [{"start": "10.9.8.1", "end": "10.9.8.9"}]}}],
+     r"^ips\[0\].dhcp.ranges\[0\]: .* covers 10.9.8.1, the network's own address"),
+    ([{"address": "10.9.8.1", "dhcp": {"ranges": [{"start": "10.9.8.1", "end": "10.9.8.9"}]}}],
+     r"^ips\[0\].dhcp.ranges\[0\]: .* covers 10.9.8.1, the network's own address"),
+    ([{"address": "10.9.8.9", "prefix": 24, "dhcp": {"ranges": [{"start": "10.9.8.0", "end": "10.9.8.5"}]}}],
+     r"covers 10.9.8.0, the network address"),
+    ([{**SUBNET, "dhcp": {"ranges": [{"start": "10.9.8.9", "end": "10.9.8.255"}]}}],
+     r"covers 10.9.8.255, the broadcast"),
+    ([{"address": "fd00::1", "prefix": 64, "dhcp": {"ranges": [{"start": "fd00::", "end": "fd00::9"}]}}],
+     r"covers fd00::1, the network's own address"),
+    ([SUBNET, {"address": "fd00::1", "prefix": 64}, {"address": "10.9.8.200", "prefix": 25}],
+     r"^ips\[2\]: subnet 10.9.8.128/25 overlaps subnet 10.9.8.0/24 of ips\[0\]"),
+])
+def test_dhcp_dnsmasq_would_refuse_is_refused_by_name(ips, words):
+    with pytest.raises(InvalidInput, match=words):
+        desired(ips=ips)
+
+
+@pytest.mark.parametrize("ips", [
+    [{"address": "fd00::1", "prefix": 64, "dhcp": {"ranges": [{"start": "fd00::2", "end": "fd00::ff"}]}}],
+    [{"address": "fd00::1", "prefix": 96}],                                    # no DHCP: any prefix
+    [{"address": "10.9.8.1", "dhcp": {"ranges": [{"start": "10.9.8.100", "end": "10.9.9.200"}]}}],  # prefix unknown
+    [{"address": "10.9.8.1", "prefix": 31}],
+    [SUBNET, {"address": "10.9.9.1", "prefix": 24}, {"address": "fd00::1", "prefix": 64}],
+])
+def test_dhcp_dnsmasq_takes_passes(ips):
+    desired(ips=ips)
+
+
+def test_free_text_may_hold_line_breaks():
+    model.validate(parse("<network><name>n</name><title>t</title><description>two\nlines</description>"
+                         "<metadata><x:a xmlns:x='urn:x'>a\nb</x:a></metadata></network>", "network"), "xml")
