@@ -270,7 +270,8 @@ OPTIONS = dict(
 def ensure(module):
     request = request_from_params(module.params)
     with open_driver(module.params["uri"], read_only=module.check_mode) as driver:
-        return dict(PoolManager(driver.pools).ensure(request, module.check_mode), warnings=driver.warnings)
+        result = PoolManager(driver.pools, driver.warnings).ensure(request, module.check_mode)
+        return dict(result, warnings=driver.warnings)
 
 
 def main():
