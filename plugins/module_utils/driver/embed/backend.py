@@ -145,11 +145,14 @@ class EmbedDriver(Driver):
 
     # -- helpers ----------------------------------------------------------
     def ensure_tree(self) -> None:
+        """Make the root ready for this run's first write: its tree, cleared of what killed writes left."""
         if self.read_only:
             raise BackendError(f"{self.uri.raw} was opened read-only; nothing may be written")
         if not self._tree_ready:
             self.layout.ensure_tree()
             self._tree_ready = True
+            for kind in (self.domains, self.networks, self.pools):
+                kind.store.remove_stale_temporaries()
 
     def driver_lock(self):
         return fileio.file_lock(self.layout.driver_lock_file(), f"embed root {self.layout.root}")
