@@ -511,11 +511,14 @@ class EmbedDomains(StoredAutostart, Domains):
         if live is None:
             raise BackendError(f"domain {name!r}: the start record holds no definition")
         launch = self._prepare_host(name, record, live)
-        paths = self._paths(name, live, record.monitor, record.domain_dir)
-        argv, env = command.build_command(resolve_volume_disks(live, self.driver.volumes), caps, paths, conf)
-        argv += process.runtime_args(paths.pidfile, self.layout.trace_file(name), caps.has_option("trace"))
-        record.taints = command.taints(live)
-        child, offset = process.spawn(argv, env, paths.log_file, security.child_setup(launch))
+        try:
+            paths = self._paths(name, live, record.monitor, record.domain_dir)
+            argv, env = command.build_command(resolve_volume_disks(live, self.driver.volumes), caps, paths, conf)
+            argv += process.runtime_args(paths.pidfile, self.layout.trace_file(name), caps.has_option("trace"))
+            record.taints = command.taints(live)
+            child, offset = process.spawn(argv, env, paths.log_file, security.child_setup(launch))
+        finally:
+            launch.close()
         record.pid = child.pid
         record.starttime = process.start_time(child.pid)
         record.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -530,14 +533,19 @@ class EmbedDomains(StoredAutostart, Domains):
         _copy_nvram_template(live, self.layout.nvram_file(name))
         others = [r.live for r in self._other_records(name) if r.active and r.live is not None]
         launch = security.prepare(self.driver.security_policy(), live, self.layout, name, record.domain_dir, others)
-        # Saved before QEMU runs: whoever cleans up after this start gives the files back.
-        record.security = launch.record()
-        self._save(name, record)
-        owner = (launch.owner.uid, launch.owner.gid) if launch.owner else None
-        for iface in _tap_interfaces(live):
-            mac = iface.find("mac")
-            process.create_tap(iface.find("target").get("dev"), iface.find("source").get("bridge"),
-                               mac.get("address") if mac is not None else None, owner)
+        self.warnings.extend(launch.warnings)
+        try:
+            # Saved before QEMU runs: whoever cleans up after this start gives the files back.
+            record.security = launch.record()
+            self._save(name, record)
+            owner = (launch.owner.uid, launch.owner.gid) if launch.owner else None
+            for iface in _tap_interfaces(live):
+                mac = iface.find("mac")
+                process.create_tap(iface.find("target").get("dev"), iface.find("source").get("bridge"),
+                                   mac.get("address") if mac is not None else None, owner)
+        except BaseException:
+            launch.close()
+            raise
         return launch
 
     def _paths(self, name: str, live: etree._Element, monitor: str, domain_dir: str) -> SimpleNamespace:
