@@ -82,6 +82,9 @@ options:
         description:
           - Block devices (fs, logical, disk pools), or the target IQN (iscsi, iscsi-direct pools).
           - The list is owned; devices missing from it are removed from the definition.
+          - The device of an fs pool must be a block device; anything else (an image file, for which
+            attach a loop device first) is refused before anything changes. One that does not exist
+            yet may be defined but not started. Not checked when libvirt's host is remote.
         type: list
         elements: str
       hosts:
@@ -150,6 +153,8 @@ options:
     description:
       - With O(state=absent), also remove the pool's target directory, which must be empty.
         The value must be that directory's path, as a confirmation.
+      - A target that is not an empty directory is refused before the pool is stopped, so nothing
+        changes (not checked when libvirt's host is remote, nor beneath an active fs pool's mount).
     type: path
 seealso:
   - module: virtops.qemu.pool_info
