@@ -117,10 +117,10 @@ class EmbedDriver(Driver):
         self.layout.check_root()
         self._tree_ready = False
         self._caps_cache: dict[str, object] = {}
-        self.domains = EmbedDomains(self)
-        self.networks = EmbedNetworks(self)
-        self.pools = EmbedPools(self)
-        self.volumes: EmbedVolumes = EmbedVolumes(self.pools)
+        domains, networks, pools = EmbedDomains(self), EmbedNetworks(self), EmbedPools(self)
+        self.domains, self.networks, self.pools = domains, networks, pools
+        self.volumes: EmbedVolumes = EmbedVolumes(pools)
+        self._stores = (domains.store, networks.store, pools.store)
 
     def close(self) -> None:
         """Nothing stays open between calls: every call opens and closes its own QMP session."""
@@ -151,8 +151,8 @@ class EmbedDriver(Driver):
         if not self._tree_ready:
             self.layout.ensure_tree()
             self._tree_ready = True
-            for kind in (self.domains, self.networks, self.pools):
-                kind.store.remove_stale_temporaries()
+            for store in self._stores:
+                store.remove_stale_temporaries()
 
     def driver_lock(self):
         return fileio.file_lock(self.layout.driver_lock_file(), f"embed root {self.layout.root}")
