@@ -268,9 +268,9 @@ class Pools(Resources):
     def host_path_kind(self, path: str) -> str | None:
         """What ``path`` is on the pools' host, for checks made before anything changes.
 
-        One of "block device", "empty directory", "directory with entries",
-        "mount point", "missing" or "other file"; None where the backend cannot
-        look at the host (libvirt on a remote one).
+        One of "block device", "regular file", "empty directory", "directory
+        with entries", "mount point", "missing" or "other file"; None where the
+        backend cannot look at the host (libvirt on a remote one).
         """
         return local_path_kind(path)
 
@@ -285,6 +285,8 @@ def local_path_kind(path: str) -> str:
         raise host_error(exc, "look at", path) from exc
     if stat.S_ISBLK(info.st_mode):
         return "block device"
+    if stat.S_ISREG(info.st_mode):
+        return "regular file"
     if not stat.S_ISDIR(info.st_mode):
         return "other file"
     if os.path.ismount(path):

@@ -121,7 +121,7 @@ class PoolManager(ResourceManager):
             kind = self.pools.host_path_kind(path)
             if kind in (None, "block device") or (kind == "missing" and not starting):
                 continue
-            reason = "does not exist" if kind == "missing" else f"is not a block device but a {kind}"
+            reason = "does not exist" if kind == "missing" else f"is not a block device ({kind})"
             option = getattr(req, "definition_option", None) or \
                 (f"source.devices[{index}]" if req.desired is not None else None)
             raise InvalidInput(f"the source device {path} of fs pool {req.name!r} {reason}; an fs pool mounts a "
@@ -157,7 +157,7 @@ class PoolManager(ResourceManager):
                                "only the pool's own target directory can be removed", "delete_target")
         kind = self.pools.host_path_kind(have)
         if kind not in (None, "empty directory", "missing", "mount point"):
-            raise InvalidInput(f"{have} is not an empty directory but a {kind}; the pool is left as it is "
+            raise InvalidInput(f"{have} is not an empty directory ({kind}); the pool is left as it is "
                                "(remove what the directory holds first, or leave delete_target out)",
                                "delete_target")
         return {"deleted_target": have}
