@@ -377,6 +377,8 @@ def _unreadable_definition_scenario(backend, target: Path, pool_name: str, loop_
     listed = module(backend, "pool_info", {})["pools"]
     entry = next(p for p in listed if p["name"] == pool_name)
     assert set(entry) == {"name", "error"} and str(definition) in entry["error"], entry
+    kept = module(backend, "pool", {"name": pool_name, "state": "active"})
+    assert not kept["failed"] and not kept["changed"] and kept["state"] == "active", kept
     stopped = module(backend, "pool", {"name": pool_name, "state": "inactive"})
     assert stopped["changed"] and stopped["state"] == "inactive", stopped
     assert any(str(definition) in warning for warning in stopped["warnings"]), stopped

@@ -102,7 +102,7 @@ class PoolManager(ResourceManager):
         plan = super()._plan(req)
         if isinstance(req, PoolRequest) and self._needs_build(req, plan):
             plan.steps.insert(0, "build")
-        if plan.define or plan.restart_now or "start" in plan.steps:
+        if plan.after_xml and (plan.define or plan.restart_now or "start" in plan.steps):
             self._check_devices(req, plan, starting=plan.restart_now or "start" in plan.steps)
         return plan
 
