@@ -79,6 +79,9 @@ options:
         description:
           - Block devices (fs, logical, disk pools), or the target IQN (iscsi, iscsi-direct pools).
           - The list is owned; devices missing from it are removed from the definition.
+          - The device of an fs pool must be a block device; anything else (an image file, for which
+            attach a loop device first) is refused before anything changes. One that does not exist
+            yet may be defined but not started. Not checked when libvirt's host is remote.
         type: list
         elements: str
       hosts:
@@ -147,6 +150,8 @@ options:
     description:
       - With O(state=absent), also remove the pool's target directory, which must be empty.
         The value must be that directory's path, as a confirmation.
+      - A target that is not an empty directory is refused before the pool is stopped, so nothing
+        changes (not checked when libvirt's host is remote, nor beneath an active fs pool's mount).
     type: path
 seealso:
   - module: virtops.qemu.pool_info
@@ -267,7 +272,8 @@ OPTIONS = dict(
 def ensure(module):
     request = request_from_params(module.params)
     with open_driver(module.params["uri"], read_only=module.check_mode) as driver:
-        return dict(PoolManager(driver.pools).ensure(request, module.check_mode), warnings=driver.warnings)
+        result = PoolManager(driver.pools, driver.warnings).ensure(request, module.check_mode)
+        return dict(result, warnings=driver.warnings)
 
 
 def main():

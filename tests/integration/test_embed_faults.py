@@ -189,6 +189,48 @@ def test_start_killed_half_way_is_cleaned_up_then_started_afresh(guest_build, ro
     assert qemu_pids(root) == []
 
 
+KILLED_WRITE = r"""
+import os, signal, sys
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
+root, what, name, xml = sys.argv[1:5]
+replace = os.replace
+
+def replace_or_die(source, target):
+    if os.path.basename(source).startswith(f".{name}.xml."):
+        os.kill(os.getpid(), signal.SIGKILL)        # the temporary is written, not yet renamed
+    replace(source, target)
+
+os.replace = replace_or_die
+with open_driver(f"qemu:///embed?root={root}") as drv:
+    drv.pools.start(name) if what == "pool-start" else drv.networks.define(xml)
+"""
+
+
+def test_writes_killed_half_way_leave_no_temporaries_after_the_next_run(root, workdir):
+    """A pool's status record (run/storage) and a network's definition (etc/network), each killed mid-write."""
+    with _driver(root) as drv:
+        drv.pools.define(f"<pool type='dir'><name>p1</name><target><path>{workdir}/images</path></target></pool>")
+        drv.pools.build("p1")
+    assert _exit_code(_python(KILLED_WRITE, str(root), "pool-start", "p1", "")) == -signal.SIGKILL
+    pool_leftover = list(root.glob("run/storage/.p1.xml.*.tmp"))
+    assert len(pool_leftover) == 1, pool_leftover
+
+    # The next run that writes clears every kind's leftovers; this one is killed in turn.
+    network = "<network><name>n1</name><bridge name='vtk1'/></network>"
+    assert _exit_code(_python(KILLED_WRITE, str(root), "network-define", "n1", network)) == -signal.SIGKILL
+    assert not pool_leftover[0].exists()
+    network_leftover = list(root.glob("etc/network/.n1.xml.*.tmp"))
+    assert len(network_leftover) == 1, network_leftover
+
+    started = run_module("pool", {"uri": f"qemu:///embed?root={root}", "name": "p1", "state": "active"})
+    assert started["changed"] and started["state"] == "active", started
+    assert not network_leftover[0].exists()
+    assert not (root / "run" / "network" / "locks" / "network" / "n1.lock").exists()
+    with _driver(root) as drv:
+        assert drv.networks.names() == []
+        drv.pools.stop("p1")
+
+
 def test_a_start_found_half_way_is_killed_by_the_next_start(guest_build, root):
     with _driver(root) as drv:
         drv.domains.define(_xml(guest_build, root))

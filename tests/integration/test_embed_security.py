@@ -6,6 +6,7 @@ kernel and initrd, whose owners the driver changes and gives back.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pwd
 import shutil
@@ -22,6 +23,8 @@ from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.security
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, InvalidInput
 from ansible_collections.virtops.qemu.plugins.module_utils.model.capabilities import summarise
 from ansible_collections.virtops.qemu.plugins.module_utils.qmp import QMPError
+from harness.ansible import run_module
+from harness.embed import qemu_pids
 from harness.guest import MARKER
 from harness.libvirtd import wait_for_line
 
@@ -189,6 +192,37 @@ def test_block_disk_works_inside_the_device_cgroup_and_other_devices_are_denied(
             "driver": "host_device", "filename": other, "node-name": "denied"}})
     driver.domains.destroy("vt-cg")
     assert not os.path.exists(path)
+
+
+def _device_cgroup_of(pid: int) -> str:
+    own = [line.split(":", 2) for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines()]
+    return next(entry[2] for entry in own if "devices" in entry[1].split(","))
+
+
+def _cgroup_mounts() -> list[str]:
+    return [line for line in Path("/proc/self/mountinfo").read_text().splitlines() if " - cgroup " in line]
+
+
+def test_device_cgroup_under_ip_netns_exec_is_applied_and_removed(root, files, netns):
+    """ip netns exec mounts a /sys of its own, without cgroups: the ACL must still be applied and go again."""
+    uri, mounts = f"qemu:///embed?root={root}", _cgroup_mounts()
+    hierarchy = Path(cgroup.controller_mount() or "/sys/fs/cgroup/devices")
+    group_of_root = hierarchy / "virtops" / f"embed-{hashlib.sha256(str(root).encode()).hexdigest()[:12]}"
+    expected = [rule.line() for rule in (cgroup.rule_for(p) for p in cgroup.DEFAULT_ACL) if rule]
+    for started_in, removed_in in ((netns.name, netns.name), (None, netns.name)):
+        domain = {"uri": uri, "name": "vt-ns", "state": "running",
+                  "xml": _domain(files, "vt-ns", _file_disk(files["image"]))}
+        started = run_module("domain", domain, netns=started_in)
+        assert started["changed"] and started["state"] == "running", started
+        assert not started.get("warnings"), started
+        pid = qemu_pids(root)[0]
+        assert _device_cgroup_of(pid) == "/virtops/" + group_of_root.name + "/vt-ns"
+        assert (group_of_root / "vt-ns" / "devices.list").read_text().split("\n")[:-1] == expected
+        removed = run_module("domain", {"uri": uri, "name": "vt-ns", "state": "absent"}, netns=removed_in)
+        assert removed["changed"] and not removed.get("warnings"), removed
+        assert qemu_pids(root) == []
+        assert not group_of_root.exists(), list(group_of_root.iterdir())
+    assert _cgroup_mounts() == mounts
 
 
 def test_lsm_the_host_lacks_is_refused_and_none_works(root, driver, files):

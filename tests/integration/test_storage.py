@@ -158,6 +158,40 @@ def test_absent_pool_keeps_volumes_and_target_unless_named(backend, workdir, poo
     assert not target.exists()
 
 
+def test_absent_refuses_a_target_that_is_not_empty_before_stopping(backend, workdir, pool_name):
+    target = workdir / "images"
+    module(backend, "pool", dir_pool(pool_name, target))
+    (target / "keep.raw").write_bytes(b"data")
+    args = {"name": pool_name, "state": "absent", "delete_target": str(target)}
+    predicted = module(backend, "pool", args, check=True)
+    result = module(backend, "pool", args)
+    for refused in (predicted, result):
+        assert refused["failed"] and refused["msg"].startswith("delete_target:"), refused
+        assert "not an empty directory" in refused["msg"] and not refused["changed"], refused
+    info = module(backend, "pool_info", {"name": pool_name})
+    assert info["exists"] and info["pool"]["state"] == "active", info
+    assert (target / "keep.raw").read_bytes() == b"data"
+
+
+def test_target_changed_to_a_missing_directory_while_active(backend, workdir, pool_name):
+    """The new target waits for the next start, as in libvirt; stopping and going back work."""
+    target, elsewhere = workdir / "images", workdir / "nowhere"
+    module(backend, "pool", dir_pool(pool_name, target))
+    moved = module(backend, "pool", {"name": pool_name, "type": "dir", "target": {"path": str(elsewhere)}})
+    assert moved["changed"] and moved["state"] == "active" and moved["restart_required"], moved
+    info = module(backend, "pool_info", {"name": pool_name})["pool"]
+    assert info["active"] and info["target"] == str(elsewhere) and info["capacity"] > 0, info
+    stopped = module(backend, "pool", {"name": pool_name, "state": "inactive"})
+    assert stopped["changed"] and stopped["state"] == "inactive", stopped
+    back = module(backend, "pool", {"name": pool_name, "type": "dir", "target": {"path": str(target)}})
+    assert back["changed"] and back["state"] == "active" and not back["restart_required"], back
+    info = module(backend, "pool_info", {"name": pool_name})["pool"]
+    assert info["active"] and info["target"] == str(target), info
+    assert not elsewhere.exists()
+    gone = module(backend, "pool", {"name": pool_name, "state": "absent"})
+    assert gone["changed"] and gone["state"] == "absent", gone
+
+
 def test_inactive_pool_and_state_survive_new_runs(backend, workdir, pool_name):
     target = workdir / "images"
     module(backend, "pool", dir_pool(pool_name, target))
@@ -301,6 +335,92 @@ def test_fs_pool_mounted_while_active(backend, workdir, pool_name, loop_device):
     finally:
         remove_pool(backend, pool_name)
     assert not mounted_on(backend, target)
+
+
+@pytest.fixture
+def image_file(workdir):
+    """An ext4 filesystem in a regular file: what an fs pool must not mount."""
+    path = workdir / "fs.img"
+    with open(path, "wb") as handle:
+        handle.truncate(64 * MiB)
+    subprocess.run(["mkfs.ext4", "-q", "-F", str(path)], check=True)
+    yield path
+    release_loops(path)
+
+
+def release_loops(path: Path) -> None:
+    """Unmount (here and in libvirtd's mount namespace) and detach what a failed run left on ``path``."""
+    for loop in loops_of(path):
+        number = os.stat(loop).st_rdev
+        device = f"{os.major(number)}:{os.minor(number)}"
+        libvirtd = Path(LIBVIRTD_PIDFILE).read_text(encoding="ascii").split()[0]
+        for pid in ("self", libvirtd):
+            for line in Path(f"/proc/{pid}/mountinfo").read_text(encoding="utf-8").splitlines():
+                if line.split()[2] == device:
+                    prefix = [] if pid == "self" else ["nsenter", "-t", pid, "-m"]
+                    subprocess.run([*prefix, "umount", line.split()[4]], check=False)
+        subprocess.run(["losetup", "--detach", loop], check=False)
+
+
+def loops_of(path: Path) -> list[str]:
+    found = subprocess.run(["losetup", "--noheadings", "--output", "NAME", "--associated", str(path)],
+                           capture_output=True, text=True, check=True).stdout
+    return found.split()
+
+
+@pytest.mark.parametrize("how", ["options", "xml"])
+def test_fs_pool_on_a_regular_file_refused_before_anything_changes(backend, workdir, pool_name, image_file, how):
+    target = workdir / "mnt"
+    if how == "options":
+        args = {"name": pool_name, "type": "fs", "source": {"devices": [str(image_file)], "format": "ext4"},
+                "target": {"path": str(target)}, "build": True}
+    else:
+        args = {"name": pool_name, "build": True, "xml": (
+            f"<pool type='fs'><name>{pool_name}</name><source><device path='{image_file}'/>"
+            f"<format type='ext4'/></source><target><path>{target}</path></target></pool>")}
+    predicted = module(backend, "pool", args, check=True)
+    result = module(backend, "pool", args)
+    option = "source.devices[0]:" if how == "options" else "xml:"
+    for refused in (predicted, result):
+        assert refused["failed"] and refused["msg"].startswith(option), refused
+        assert f"{image_file} of fs pool" in refused["msg"] and "not a block device" in refused["msg"], refused
+    assert not module(backend, "pool_info", {"name": pool_name})["exists"]
+    assert not target.exists() and not mounted_on(backend, target)
+    assert loops_of(image_file) == []
+
+
+def test_unreadable_definition_of_an_active_fs_pool_stops_and_goes(embed_backend, workdir, loop_device):
+    """As for domains: the status record tears the pool down, a warning names the file, absent removes it."""
+    backend, target, pool_name = embed_backend, workdir / "mnt", f"vt-{secrets.token_hex(4)}"
+    try:
+        _unreadable_definition_scenario(backend, target, pool_name, loop_device)
+    finally:
+        remove_pool(backend, pool_name)
+        if mounted_on(backend, target):
+            subprocess.run(["umount", str(target)], check=False)
+
+
+def _unreadable_definition_scenario(backend, target: Path, pool_name: str, loop_device: str) -> None:
+    started = module(backend, "pool", {"name": pool_name, "type": "fs", "target": {"path": str(target)},
+                                       "source": {"devices": [loop_device], "format": "ext4"},
+                                       "build": True, "build_overwrite": True})
+    assert started["changed"] and mounted_on(backend, target), started
+    definition = Path(backend.root, "etc", "storage", f"{pool_name}.xml")
+    definition.write_text("<pool><x\n")
+    listed = module(backend, "pool_info", {})["pools"]
+    entry = next(p for p in listed if p["name"] == pool_name)
+    assert set(entry) == {"name", "error"} and str(definition) in entry["error"], entry
+    kept = module(backend, "pool", {"name": pool_name, "state": "active"})
+    assert not kept["failed"] and not kept["changed"] and kept["state"] == "active", kept
+    stopped = module(backend, "pool", {"name": pool_name, "state": "inactive"})
+    assert stopped["changed"] and stopped["state"] == "inactive", stopped
+    assert any(str(definition) in warning for warning in stopped["warnings"]), stopped
+    assert not mounted_on(backend, target)
+    gone = module(backend, "pool", {"name": pool_name, "state": "absent"})
+    assert gone["changed"] and gone["state"] == "absent", gone
+    assert any(str(definition) in warning for warning in gone["warnings"]), gone
+    assert not definition.exists()
+    assert not module(backend, "pool_info", {"name": pool_name})["exists"]
 
 
 # -- iscsi-direct against a real target, on each backend ----------------------------------------

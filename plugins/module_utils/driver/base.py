@@ -17,8 +17,12 @@ backend (NotFound for an unknown name, ...).  Private to the collection.
 
 from __future__ import annotations
 
+import os
+import stat
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import host_error
 
 # libvirt's words for a domain's state, virDomainState order.
 DOMAIN_STATES = ("nostate", "running", "blocked", "paused", "shutdown",
@@ -263,6 +267,38 @@ class Pools(Resources):
     @abstractmethod
     def delete_target(self, name: str) -> None:
         """Remove the inactive pool's target directory, which must be empty (virStoragePoolDelete)."""
+
+    def host_path_kind(self, path: str) -> str | None:
+        """What ``path`` is on the pools' host, for checks made before anything changes.
+
+        One of "block device", "regular file", "empty directory", "directory
+        with entries", "mount point", "missing" or "other file"; None where the
+        backend cannot look at the host (libvirt on a remote one).
+        """
+        return local_path_kind(path)
+
+
+def local_path_kind(path: str) -> str:
+    """host_path_kind on this machine."""
+    try:
+        info = os.stat(path)
+    except FileNotFoundError:
+        return "missing"
+    except OSError as exc:
+        raise host_error(exc, "look at", path) from exc
+    if stat.S_ISBLK(info.st_mode):
+        return "block device"
+    if stat.S_ISREG(info.st_mode):
+        return "regular file"
+    if not stat.S_ISDIR(info.st_mode):
+        return "other file"
+    if os.path.ismount(path):
+        return "mount point"     # what lies beneath cannot be seen while it is mounted
+    try:
+        entries = os.listdir(path)
+    except OSError as exc:
+        raise host_error(exc, "list directory", path) from exc
+    return "directory with entries" if entries else "empty directory"
 
 
 class Volumes(ABC):

@@ -427,6 +427,9 @@ class LibvirtPools(LibvirtResources, Pools):
     def delete_target(self, name: str) -> None:
         call(f"remove the target of pool {name!r}", self._object(name).delete, 0)
 
+    def host_path_kind(self, path: str) -> str | None:
+        return super().host_path_kind(path) if self.uri.is_local else None
+
 
 def _pool_target(xml: str) -> str | None:
     return parse(xml, "pool").findtext("target/path")

@@ -19,7 +19,7 @@ import copy
 from dataclasses import dataclass
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import Pools, Volumes
-from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput, UnreadableDefinition
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.resource import (
     Plan,
     ResourceManager,
@@ -42,6 +42,7 @@ class PoolRequest(ResourceRequest):
     build: bool = False
     build_overwrite: bool = False
     delete_target: str | None = None
+    definition_option: str | None = None    # "xml" for a verbatim definition, None for the structured options
 
 
 class PoolManager(ResourceManager):
@@ -51,9 +52,10 @@ class PoolManager(ResourceManager):
     FAILURES = {**ResourceManager.FAILURES, "build": "could not be built",
                 "delete_target": "its target directory could not be removed"}
 
-    def __init__(self, pools: Pools):
+    def __init__(self, pools: Pools, warnings: list[str] | None = None):
         super().__init__(pools, model.POOL_RULES)
         self.pools = pools
+        self.warnings = [] if warnings is None else warnings
 
     # -- model ----------------------------------------------------------------
     def _created(self, req):
@@ -65,6 +67,20 @@ class PoolManager(ResourceManager):
     def _stored(self, name):
         tree = model.settle(self.parse(self.objects.xml(name), "xml"))
         return tree, to_string(tree)
+
+    def _before(self, req):
+        """The stored definition; an unreadable one does not stop a request that needs none of it.
+
+        Stopping and removal work from the driver's record of the running
+        pool, so a broken definition file cannot keep a pool active.
+        """
+        try:
+            return self._stored(req.name)
+        except UnreadableDefinition as e:
+            if req.desired is not None or getattr(req, "delete_target", None) is not None:
+                raise
+            self.warnings.append(str(e))
+            return None, ""
 
     def _definition(self, req, before, before_xml):
         if before is not None and req.desired is not None:
@@ -86,7 +102,30 @@ class PoolManager(ResourceManager):
         plan = super()._plan(req)
         if isinstance(req, PoolRequest) and self._needs_build(req, plan):
             plan.steps.insert(0, "build")
+        if plan.after_xml and (plan.define or plan.restart_now or "start" in plan.steps):
+            self._check_devices(req, plan, starting=plan.restart_now or "start" in plan.steps)
         return plan
+
+    def _check_devices(self, req, plan: Plan, starting: bool) -> None:
+        """An fs pool mounts a block device: refuse anything else before the first change.
+
+        mount(8) would put a regular file on a loop device of its own, which
+        the pool could then neither recognise as its mount nor release.  A
+        device that does not exist yet may be defined, not started.
+        """
+        tree = self.parse(plan.after_xml)
+        if model.pool_type(tree) != "fs":
+            return
+        for index, device in enumerate(tree.findall("source/device")):
+            path = device.get("path") or ""
+            kind = self.pools.host_path_kind(path)
+            if kind in (None, "block device") or (kind == "missing" and not starting):
+                continue
+            reason = "does not exist" if kind == "missing" else f"is not a block device ({kind})"
+            option = getattr(req, "definition_option", None) or \
+                (f"source.devices[{index}]" if req.desired is not None else None)
+            raise InvalidInput(f"the source device {path} of fs pool {req.name!r} {reason}; an fs pool mounts a "
+                               "block device (attach an image file to a loop device first)", option)
 
     def _needs_build(self, req: PoolRequest, plan: Plan) -> bool:
         if not req.build or self._is_active(plan.status):
@@ -116,6 +155,11 @@ class PoolManager(ResourceManager):
         if wanted != have:
             raise InvalidInput(f"names {wanted!r} but the target of pool {req.name!r} is {have!r}; "
                                "only the pool's own target directory can be removed", "delete_target")
+        kind = self.pools.host_path_kind(have)
+        if kind not in (None, "empty directory", "missing", "mount point"):
+            raise InvalidInput(f"{have} is not an empty directory ({kind}); the pool is left as it is "
+                               "(remove what the directory holds first, or leave delete_target out)",
+                               "delete_target")
         return {"deleted_target": have}
 
     def _remove(self, req, result):
@@ -160,7 +204,7 @@ def request_from_params(params: dict) -> PoolRequest:
     return PoolRequest(name=name, state=state, desired=desired, owned_lists=owned,
                        autostart=params.get("autostart"), restart=bool(params.get("restart")),
                        build=bool(params.get("build")), build_overwrite=bool(params.get("build_overwrite")),
-                       delete_target=delete_target)
+                       delete_target=delete_target, definition_option=option)
 
 
 # -- pool_info ---------------------------------------------------------------------

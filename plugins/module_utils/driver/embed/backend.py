@@ -109,10 +109,10 @@ class EmbedDriver(Driver):
         self.layout.check_root()
         self._tree_ready = False
         self._caps_cache: dict[str, object] = {}
-        self.domains = EmbedDomains(self)
-        self.networks = EmbedNetworks(self)
-        self.pools = EmbedPools(self)
-        self.volumes: EmbedVolumes = EmbedVolumes(self.pools)
+        domains, networks, pools = EmbedDomains(self), EmbedNetworks(self), EmbedPools(self)
+        self.domains, self.networks, self.pools = domains, networks, pools
+        self.volumes: EmbedVolumes = EmbedVolumes(pools)
+        self._stores = (domains.store, networks.store, pools.store)
 
     def close(self) -> None:
         """Nothing stays open between calls: every call opens and closes its own QMP session."""
@@ -137,11 +137,14 @@ class EmbedDriver(Driver):
 
     # -- helpers ----------------------------------------------------------
     def ensure_tree(self) -> None:
+        """Make the root ready for this run's first write: its tree, cleared of what killed writes left."""
         if self.read_only:
             raise BackendError(f"{self.uri.raw} was opened read-only; nothing may be written")
         if not self._tree_ready:
             self.layout.ensure_tree()
             self._tree_ready = True
+            for store in self._stores:
+                store.remove_stale_temporaries()
 
     def driver_lock(self):
         return fileio.file_lock(self.layout.driver_lock_file(), f"embed root {self.layout.root}")
@@ -502,11 +505,14 @@ class EmbedDomains(StoredAutostart, Domains):
         if live is None:
             raise BackendError(f"domain {name!r}: the start record holds no definition")
         launch = self._prepare_host(name, record, live)
-        paths = self._paths(name, live, record.monitor, record.domain_dir)
-        argv, env = command.build_command(resolve_volume_disks(live, self.driver.volumes), caps, paths, conf)
-        argv += process.runtime_args(paths.pidfile, self.layout.trace_file(name), caps.has_option("trace"))
-        record.taints = command.taints(live)
-        child, offset = process.spawn(argv, env, paths.log_file, security.child_setup(launch))
+        try:
+            paths = self._paths(name, live, record.monitor, record.domain_dir)
+            argv, env = command.build_command(resolve_volume_disks(live, self.driver.volumes), caps, paths, conf)
+            argv += process.runtime_args(paths.pidfile, self.layout.trace_file(name), caps.has_option("trace"))
+            record.taints = command.taints(live)
+            child, offset = process.spawn(argv, env, paths.log_file, security.child_setup(launch))
+        finally:
+            launch.close()
         record.pid = child.pid
         record.starttime = process.start_time(child.pid)
         record.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
@@ -521,14 +527,19 @@ class EmbedDomains(StoredAutostart, Domains):
         _copy_nvram_template(live, self.layout.nvram_file(name))
         others = [r.live for r in self._other_records(name) if r.active and r.live is not None]
         launch = security.prepare(self.driver.security_policy(), live, self.layout, name, record.domain_dir, others)
-        # Saved before QEMU runs: whoever cleans up after this start gives the files back.
-        record.security = launch.record()
-        self._save(name, record)
-        owner = (launch.owner.uid, launch.owner.gid) if launch.owner else None
-        for iface in _tap_interfaces(live):
-            mac = iface.find("mac")
-            process.create_tap(iface.find("target").get("dev"), iface.find("source").get("bridge"),
-                               mac.get("address") if mac is not None else None, owner)
+        self.warnings.extend(launch.warnings)
+        try:
+            # Saved before QEMU runs: whoever cleans up after this start gives the files back.
+            record.security = launch.record()
+            self._save(name, record)
+            owner = (launch.owner.uid, launch.owner.gid) if launch.owner else None
+            for iface in _tap_interfaces(live):
+                mac = iface.find("mac")
+                process.create_tap(iface.find("target").get("dev"), iface.find("source").get("bridge"),
+                                   mac.get("address") if mac is not None else None, owner)
+        except BaseException:
+            launch.close()
+            raise
         return launch
 
     def _paths(self, name: str, live: etree._Element, monitor: str, domain_dir: str) -> SimpleNamespace:

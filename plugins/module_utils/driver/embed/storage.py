@@ -28,7 +28,7 @@ import os
 import uuid
 
 from ansible_collections.virtops.qemu.plugins.module_utils import fileio
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import Pools, PoolSpace, Volumes
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import Pools, PoolSpace, Volumes, local_path_kind
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import images, poolstate
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.poolstate import PoolRecord
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.store import DefinitionStore, StoredAutostart
@@ -90,15 +90,21 @@ class EmbedPools(StoredAutostart, Pools):
         return self.store.defined(name) or os.path.exists(self.paths.status_file(name))
 
     def xml(self, name: str, inactive: bool = True) -> str:
+        """The definition (``inactive``) or the running pool's; an active pool's live XML needs no definition.
+
+        As in libvirt, only the running pool is measured: a definition changed
+        since the start waits for the next one and shows zeros.
+        """
         with self.lock(name):
             record = self.refresh_state(name)
-            config = self.store.read(name)
-            tree = record.live if record is not None and record.live is not None and \
-                (not inactive or config is None) else config
+            live = record.live if record is not None else None
+            config = self.store.read(name) if inactive or live is None else None
+            tree = config if config is not None else live
             if tree is None:
                 raise self.store.not_found(name)
+            measured = record is not None and (live is None or to_string(tree) == to_string(live))
             tree = copy.deepcopy(tree)
-            self._measure(tree, record is not None)
+            self._measure(name, tree, measured)
             return to_string(tree)
 
     def define(self, xml: str) -> None:
@@ -220,6 +226,9 @@ class EmbedPools(StoredAutostart, Pools):
         if kind == "fs":
             if _mounted(live):
                 return True
+            if local_path_kind(_device(live)) != "block device":
+                raise InvalidInput(f"cannot start storage pool {name!r}: its source device {_device(live)} is not "
+                                   "a block device", "source/device")
             if images.mount_of(path or "") is not None:
                 raise Conflict(f"cannot start storage pool {name!r}: another filesystem is mounted on {path}")
             images.mount(_device(live), path or "", _fs_format(live))
@@ -228,11 +237,23 @@ class EmbedPools(StoredAutostart, Pools):
             iscsi_luns(live)        # the target answers
         return False
 
-    def _measure(self, tree: XmlNode, active: bool) -> None:
-        space = self._space(tree) if active else PoolSpace(0, 0, 0)
+    def _measure(self, name: str, tree: XmlNode, active: bool) -> None:
+        space = self._measured_space(name, tree) if active else PoolSpace(0, 0, 0)
         anchor = tree.find("uuid") if tree.find("uuid") is not None else tree.find("name")
         for tag in reversed(pool_model.MEASURED):
             anchor.addnext(element(tag, getattr(space, tag), unit="bytes"))
+
+    def _measured_space(self, name: str, tree: XmlNode) -> PoolSpace:
+        """The space of the running pool; zeros and a warning when its target cannot be measured.
+
+        A target removed behind the driver's back must not keep the pool
+        from being described, stopped or removed.
+        """
+        try:
+            return self._space(tree)
+        except BackendError as exc:
+            self.warnings.append(f"storage pool {name!r}: {exc}")
+            return PoolSpace(0, 0, 0)
 
     def _space(self, tree: XmlNode) -> PoolSpace:
         if pool_model.pool_type(tree) == "iscsi-direct":

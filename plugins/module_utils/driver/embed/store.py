@@ -7,14 +7,16 @@ One store per kind (domains, networks, pools) keeps what libvirt's drivers
 keep in ``etc/<kind>``: one XML file per object, written atomically and
 privately, an autostart symlink, and a lock per object.  A name is checked
 before it becomes a path; an unknown name is NotFound without any file
-being created; an object's lock file goes with the object.  OS errors leave
-as BackendError naming the path.  Private to the collection.
+being created; an object's lock file goes with the object.  The temporary
+files of writes killed half-way are removed by the next run that writes.
+OS errors leave as BackendError naming the path.  Private to the collection.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 from collections.abc import Callable, Iterator
 
 from ansible_collections.virtops.qemu.plugins.module_utils import fileio
@@ -23,13 +25,18 @@ from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.state im
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     BackendError,
     Conflict,
+    InvalidInput,
     NotFound,
+    OperationTimeout,
     UnreadableDefinition,
     VirtError,
     host_error,
 )
 from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import XmlNode, parse, to_string
+
+# fileio.atomic_write's temporary file for NAME.xml.
+_TEMPORARY = re.compile(r"^\.(.+)\.xml\.[A-Za-z0-9_]+\.tmp$")
 
 
 class DefinitionStore:
@@ -160,6 +167,33 @@ class DefinitionStore:
         """Remove the lock file of an object that is gone; only while holding its lock."""
         fileio.remove_lock_file(self.paths.lock_file(name))
 
+    # -- what killed runs left --------------------------------------------------
+    def remove_stale_temporaries(self) -> None:
+        """Remove the temporary files of writes that were killed half-way (``.NAME.xml.*.tmp``).
+
+        Every definition and status record is written under its object's
+        lock, so the temporaries of an object whose lock is free belong to a
+        run that is gone; a held lock may be a write at work and is left alone.
+        """
+        for name, paths in self._temporaries().items():
+            try:
+                with fileio.file_lock(self.paths.lock_file(name), f"{self.kind} {name!r}", timeout=0):
+                    for path in paths:
+                        fileio.remove_quietly(path)
+                    if not self.defined(name) and not os.path.exists(self.paths.status_file(name)):
+                        self.remove_lock(name)
+            except OperationTimeout:
+                continue
+
+    def _temporaries(self) -> dict[str, list[str]]:
+        found: dict[str, list[str]] = {}
+        for directory in (self.paths.config_dir, self.paths.run_dir):
+            for entry in fileio.list_dir(directory):
+                match = _TEMPORARY.match(entry)
+                if match and _valid_name(match.group(1), self.kind):
+                    found.setdefault(match.group(1), []).append(os.path.join(directory, entry))
+        return found
+
 
 class StoredAutostart:
     """autostart and set_autostart of a kind whose definitions a DefinitionStore keeps.
@@ -178,6 +212,14 @@ class StoredAutostart:
     def set_autostart(self, name: str, enabled: bool) -> None:
         with self.store.lock(name, self.exists):
             self.store.set_autostart(name, enabled)
+
+
+def _valid_name(name: str, kind: str) -> bool:
+    try:
+        validate_name(name, kind)
+    except InvalidInput:
+        return False
+    return True
 
 
 def _uuid_of(tree: XmlNode) -> str:

@@ -208,6 +208,21 @@ def test_cgroup_v1_devices_mount_is_found(tmp_path):
     assert cgroup.controller_mount(str(mounts)) is None
 
 
+def test_devices_controller_on_a_v1_hierarchy_is_known_from_proc_cgroups(tmp_path):
+    table = tmp_path / "cgroups"
+    table.write_text("#subsys_name\thierarchy\tnum_cgroups\tenabled\ncpu\t1\t1\t1\ndevices\t5\t4\t1\n")
+    assert cgroup.host_has_controller(str(table))
+    table.write_text("#subsys_name\thierarchy\tnum_cgroups\tenabled\ndevices\t0\t90\t1\n")   # cgroup v2 only
+    assert not cgroup.host_has_controller(str(table))
+
+
+@pytest.mark.parametrize("recorded", ["/virtops/embed-0123456789ab/vm1",
+                                      "/sys/fs/cgroup/devices/virtops/embed-0123456789ab/vm1"])
+def test_a_recorded_device_cgroup_is_found_within_the_hierarchy(recorded):
+    assert cgroup.DomainCgroup.recorded(-1, recorded).path == "virtops/embed-0123456789ab/vm1"
+    assert cgroup.DomainCgroup.of(-1, "/r", "vm1").name.startswith("/virtops/embed-")
+
+
 # -- DAC owner memory ----------------------------------------------------------------------
 def test_remember_owner_counts_users_and_gives_back_once(tmp_path):
     image = tmp_path / "a.img"

@@ -129,18 +129,26 @@ class Launch:
     groups: list[int] = field(default_factory=list)
     relabelled: bool = False            # DAC gave the domain's files to ``owner``
     remember: bool = True
-    cgroup_procs: str = ""
+    cgroup: str = ""                    # the device cgroup, as /proc/PID/cgroup names it
+    cgroup_procs: int | None = None     # its cgroup.procs, open for QEMU's process to join
     selinux_label: str = ""
     apparmor_profile: str = ""
+    warnings: list[str] = field(default_factory=list)
 
     def record(self) -> dict[str, str]:
         """The status record's view of it (``release`` needs nothing else)."""
         found = {"remember": "yes" if self.remember else "no"}
-        if self.cgroup_procs:
-            found["cgroup"] = os.path.dirname(self.cgroup_procs)
+        if self.cgroup:
+            found["cgroup"] = self.cgroup
         if self.apparmor_profile:
             found["apparmor"] = self.apparmor_profile
         return found
+
+    def close(self) -> None:
+        """Let go of what only the QEMU process being started needed."""
+        if self.cgroup_procs is not None:
+            os.close(self.cgroup_procs)
+            self.cgroup_procs = None
 
 
 def check_domain(pol: Policy, config) -> None:
@@ -182,13 +190,29 @@ def prepare(pol: Policy, live, layout, name: str, domain_dir: str, others: list)
         launch.relabelled = _relabel(pol, live, layout.nvram_file(name), owner)
     _label_lsm(pol, live, launch, others)
     if pol.cgroup_devices:
-        mount = cgroup.controller_mount()
-        if mount is not None:
-            group = cgroup.DomainCgroup(mount, layout.root, name)
-            group.create(cgroup.domain_rules(live, pol.device_acl))
-            launch.cgroup_procs = group.procs_file()
+        _device_cgroup(pol, live, layout.root, name, launch)
     _write_live_labels(live, pol, launch)
     return launch
+
+
+def _device_cgroup(pol: Policy, live, root: str, name: str, launch: Launch) -> None:
+    """Make the domain's device cgroup; a host without a v1 devices controller gets a warning instead."""
+    hierarchy = cgroup.open_hierarchy()
+    if hierarchy is None:
+        launch.warnings.append(f"domain {name!r} runs without a device ACL (cgroup_device_acl): this host has no "
+                               "cgroup v1 devices controller")
+        return
+    try:
+        group = cgroup.DomainCgroup.of(hierarchy, root, name)
+        try:
+            group.create(cgroup.domain_rules(live, pol.device_acl))
+            launch.cgroup_procs = group.open_procs()
+        except BackendError:
+            group.remove()
+            raise
+        launch.cgroup = group.name
+    finally:
+        os.close(hierarchy)
 
 
 def _relabel(pol: Policy, live, nvram: str, owner: Owner) -> bool:
@@ -276,11 +300,11 @@ def _grant(directory: str, gid: int, bits: int) -> None:
 
 def child_setup(launch: Launch):
     """The function QEMU's process runs between fork and exec; None when it has nothing to do."""
-    if not (launch.cgroup_procs or launch.selinux_label or launch.apparmor_profile or launch.owner):
+    if not (launch.cgroup_procs is not None or launch.selinux_label or launch.apparmor_profile or launch.owner):
         return None
 
     def setup() -> None:
-        if launch.cgroup_procs:
+        if launch.cgroup_procs is not None:
             cgroup.join(launch.cgroup_procs)
         if launch.selinux_label:
             selinux.set_exec_label(launch.selinux_label)
@@ -306,7 +330,7 @@ def release(live, recorded: dict[str, str], layout, name: str) -> list[str]:
                 errors.append(str(exc))
     if recorded.get("cgroup"):
         try:
-            cgroup.DomainCgroup.at(recorded["cgroup"]).remove()
+            _remove_device_cgroup(recorded["cgroup"])
         except BackendError as exc:
             errors.append(str(exc))
     if recorded.get("apparmor"):
@@ -315,6 +339,17 @@ def release(live, recorded: dict[str, str], layout, name: str) -> list[str]:
         except BackendError as exc:
             errors.append(str(exc))
     return errors
+
+
+def _remove_device_cgroup(recorded: str) -> None:
+    hierarchy = cgroup.open_hierarchy()
+    if hierarchy is None:
+        raise BackendError(f"cannot remove the device cgroup {recorded}: this host shows no cgroup v1 devices "
+                           "controller")
+    try:
+        cgroup.DomainCgroup.recorded(hierarchy, recorded).remove()
+    finally:
+        os.close(hierarchy)
 
 
 def secmodels(pol: Policy) -> list[dict]:

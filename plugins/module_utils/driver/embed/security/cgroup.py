@@ -3,24 +3,34 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """The device ACL of a domain: a cgroup of the v1 ``devices`` controller.
 
-QEMU is placed, before it executes, in a cgroup of its own under the
-controller's mount (``virtops/<root hash>/<name>``) whose list denies every
-device but ``cgroup_device_acl`` (libvirt's default list when unset), the
-domain's own block and character devices, the pty devices of its pty
-chardevs and /dev/net/tun for its taps.  The kernel checks the list when a
-device node is opened, so a device QEMU opens later (a hot-plugged disk) is
-denied unless allowed.  The cgroup is removed when the domain stops.
+QEMU is placed, before it executes, in a cgroup of its own in the
+controller's hierarchy (``/virtops/embed-<root hash>/<name>``) whose list
+denies every device but ``cgroup_device_acl`` (libvirt's default list when
+unset), the domain's own block and character devices, the pty devices of
+its pty chardevs and /dev/net/tun for its taps.  The kernel checks the list
+when a device node is opened, so a device QEMU opens later (a hot-plugged
+disk) is denied unless allowed.  The cgroup is removed when the domain stops.
+
+The hierarchy is worked on through a directory descriptor of its root.  A
+mount namespace that does not show the controller (``ip netns exec``
+mounts a /sys of its own, without cgroups) gets one from a helper process
+that mounts the controller in a private mount namespace and hands the
+directory over: nothing is mounted where anyone else can see it, and the
+mount goes with the last descriptor.  The status record keeps the cgroup's
+path within the hierarchy, so any run, in any namespace, can remove it.
 
 Where the host has only cgroup v2 (device filters are eBPF programs there)
-or no devices controller, ``controller_mount`` returns None and domains run
+or no devices controller, ``open_hierarchy`` returns None and domains run
 without a device ACL; the driver says so in a warning.  Private to the
 collection.
 """
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import os
+import socket
 import stat
 import time
 from dataclasses import dataclass
@@ -33,6 +43,13 @@ DEFAULT_ACL = ("/dev/null", "/dev/full", "/dev/zero", "/dev/random", "/dev/urand
 PTY_MAJOR = 136
 TUN = "/dev/net/tun"
 MOUNTS = "/proc/self/mounts"
+CGROUPS = "/proc/cgroups"
+# The top of the driver's cgroups in the hierarchy; a domain's is TOP/embed-<root hash>/<name>.
+TOP = "virtops"
+# Where the helper mounts the controller inside its own mount namespace (present wherever sysfs is).
+PRIVATE_MOUNT = "/sys/fs/cgroup"
+_CLONE_NEWNS = 0x00020000
+_MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_REC, _MS_PRIVATE = 0x2, 0x4, 0x8, 0x4000, 0x40000
 
 
 @dataclass(frozen=True)
@@ -59,6 +76,73 @@ def controller_mount(mounts_file: str = MOUNTS) -> str | None:
         if len(fields) >= 4 and fields[2] == "cgroup" and "devices" in fields[3].split(","):
             return fields[1]
     return None
+
+
+def host_has_controller(cgroups_file: str = CGROUPS) -> bool:
+    """Whether the kernel has the devices controller in a cgroup v1 hierarchy, wherever that is mounted."""
+    try:
+        with open(cgroups_file, encoding="ascii") as handle:
+            lines = handle.read().splitlines()
+    except OSError:
+        return False
+    for line in lines:
+        fields = line.split()
+        if len(fields) == 4 and fields[0] == "devices":
+            return fields[1] != "0" and fields[3] == "1"     # hierarchy 0: not on a v1 hierarchy
+    return False
+
+
+def open_hierarchy() -> int | None:
+    """A directory descriptor of the devices hierarchy's root; None when the host has no v1 devices controller."""
+    mount = controller_mount()
+    if mount is not None:
+        try:
+            return os.open(mount, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        except OSError as exc:
+            raise host_error(exc, "open the cgroup devices controller at", mount) from exc
+    if not host_has_controller():
+        return None
+    return _mounted_privately()
+
+
+def _mounted_privately() -> int:
+    """The hierarchy's root, mounted by a helper process in a mount namespace of its own."""
+    ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+    pid = os.fork()
+    if pid == 0:
+        ours.close()
+        _helper(theirs)
+    theirs.close()
+    try:
+        message, fds, _flags, _address = socket.recv_fds(ours, 4096, 1)
+    finally:
+        ours.close()
+        os.waitpid(pid, 0)
+    if not fds:
+        raise BackendError("the cgroup devices controller is not mounted in this mount namespace and cannot be "
+                           f"mounted in a private one: {message.decode(errors='replace') or 'the helper died'}")
+    return fds[0]
+
+
+def _helper(channel: socket.socket) -> None:
+    """In the forked helper: mount the controller privately, send its root, exit (never returns)."""
+    try:
+        libc = ctypes.CDLL(None, use_errno=True)
+        _libc_call(libc.unshare(_CLONE_NEWNS), "unshare the mount namespace")
+        _libc_call(libc.mount(b"none", b"/", None, _MS_REC | _MS_PRIVATE, None), "make the mounts private")
+        _libc_call(libc.mount(b"cgroup", PRIVATE_MOUNT.encode(), b"cgroup", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC,
+                              b"devices"), f"mount the devices controller on {PRIVATE_MOUNT}")
+        root = os.open(PRIVATE_MOUNT, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        socket.send_fds(channel, [b"root"], [root])
+    except BaseException as exc:    # noqa: BLE001 - whatever it is, the parent must hear of it
+        channel.sendall(str(exc).encode(errors="replace"))
+    finally:
+        os._exit(0)
+
+
+def _libc_call(result: int, what: str) -> None:
+    if result != 0:
+        raise OSError(ctypes.get_errno(), f"cannot {what}: {os.strerror(ctypes.get_errno())}")
 
 
 def rule_for(path: str, access: str = "rw") -> DeviceRule | None:
@@ -105,63 +189,87 @@ def _unique(rules: list[DeviceRule]) -> list[DeviceRule]:
 
 
 class DomainCgroup:
-    """The devices cgroup of one domain of one embed root."""
+    """The devices cgroup of one domain of one embed root, reached through the hierarchy's root ``hierarchy``."""
 
-    def __init__(self, mount: str, root: str, name: str):
-        tag = hashlib.sha256(root.encode()).hexdigest()[:12]
-        self.parent = os.path.join(mount, "virtops", f"embed-{tag}")
-        self.path = os.path.join(self.parent, name)
+    def __init__(self, hierarchy: int, path: str):
+        self.hierarchy = hierarchy
+        self.path = path.strip("/")       # within the hierarchy: virtops/embed-<hash>/<name>
 
     @classmethod
-    def at(cls, path: str) -> DomainCgroup:
-        group = cls.__new__(cls)
-        group.parent, group.path = os.path.dirname(path), path
-        return group
+    def of(cls, hierarchy: int, root: str, name: str) -> DomainCgroup:
+        tag = hashlib.sha256(root.encode()).hexdigest()[:12]
+        return cls(hierarchy, f"{TOP}/embed-{tag}/{name}")
+
+    @classmethod
+    def recorded(cls, hierarchy: int, recorded: str) -> DomainCgroup:
+        """The cgroup a status record names; older records hold the path where the controller was mounted."""
+        parts = recorded.strip("/").split("/")
+        return cls(hierarchy, "/".join(parts[parts.index(TOP):]) if TOP in parts else recorded)
+
+    @property
+    def name(self) -> str:
+        """The path as /proc/PID/cgroup shows it."""
+        return f"/{self.path}"
 
     def create(self, rules: list[DeviceRule]) -> None:
         self.remove()
         try:
             try:
-                os.makedirs(self.path, 0o755)
+                self._make_dirs()
             except FileNotFoundError:
-                os.makedirs(self.path, 0o755)     # the root's cgroup went with its last domain meanwhile
+                self._make_dirs()       # the root's cgroup went with its last domain meanwhile
             self._write("devices.deny", "a")
             for rule in rules:
                 self._write("devices.allow", rule.line())
         except OSError as exc:
-            raise host_error(exc, "set up the device cgroup", self.path) from exc
+            raise host_error(exc, "set up the device cgroup", self.name) from exc
 
-    def procs_file(self) -> str:
-        return os.path.join(self.path, "cgroup.procs")
+    def open_procs(self) -> int:
+        """A descriptor of its ``cgroup.procs``, for QEMU's process to join it before it executes."""
+        try:
+            return os.open(f"{self.path}/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC, dir_fd=self.hierarchy)
+        except OSError as exc:
+            raise host_error(exc, "open the device cgroup", self.name) from exc
 
     def allowed(self) -> list[str]:
-        with open(os.path.join(self.path, "devices.list"), encoding="ascii") as handle:
+        fd = os.open(f"{self.path}/devices.list", os.O_RDONLY, dir_fd=self.hierarchy)
+        with os.fdopen(fd, encoding="ascii") as handle:
             return handle.read().split("\n")[:-1]
 
     def remove(self, timeout: float = 5.0) -> None:
         """Remove the cgroup once its processes are gone (a killed QEMU leaves it a moment later)."""
         deadline = time.monotonic() + timeout
-        while os.path.isdir(self.path):
+        while True:
             try:
-                os.rmdir(self.path)
+                os.rmdir(self.path, dir_fd=self.hierarchy)
+                break
+            except FileNotFoundError:
+                break
             except OSError as exc:
                 if time.monotonic() > deadline:
-                    raise BackendError(f"cannot remove the device cgroup {self.path}: {exc.strerror}") from exc
+                    raise BackendError(f"cannot remove the device cgroup {self.name}: {exc.strerror}") from exc
                 time.sleep(0.05)
         try:
-            os.rmdir(self.parent)     # the root's cgroup goes with its last domain
+            os.rmdir(os.path.dirname(self.path), dir_fd=self.hierarchy)     # the root's goes with its last domain
         except OSError:
             pass
 
+    def _make_dirs(self) -> None:
+        parts = self.path.split("/")
+        for depth in range(1, len(parts) + 1):
+            try:
+                os.mkdir("/".join(parts[:depth]), 0o755, dir_fd=self.hierarchy)
+            except FileExistsError:
+                continue
+
     def _write(self, name: str, text: str) -> None:
-        with open(os.path.join(self.path, name), "w", encoding="ascii") as handle:
-            handle.write(text)
+        fd = os.open(f"{self.path}/{name}", os.O_WRONLY, dir_fd=self.hierarchy)
+        try:
+            os.write(fd, text.encode("ascii"))
+        finally:
+            os.close(fd)
 
 
-def join(procs_file: str) -> None:
-    """Move the calling process into a cgroup (runs in the child, before QEMU executes)."""
-    fd = os.open(procs_file, os.O_WRONLY)
-    try:
-        os.write(fd, b"0")      # 0: the writing process itself
-    finally:
-        os.close(fd)
+def join(procs: int) -> None:
+    """Move the calling process into a cgroup by its ``cgroup.procs`` descriptor (in the child, before exec)."""
+    os.write(procs, b"0")      # 0: the writing process itself
