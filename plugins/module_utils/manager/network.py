@@ -27,7 +27,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.manager.resource impo
     uuid_of,
 )
 from ansible_collections.virtops.qemu.plugins.module_utils.model import network as model
-from ansible_collections.virtops.qemu.plugins.module_utils.model import schema
+from ansible_collections.virtops.qemu.plugins.module_utils.model import origins, schema
 from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse, to_string
 
@@ -44,6 +44,8 @@ class NetworkManager(ResourceManager):
 
     DONE = {**ResourceManager.DONE, "update": "updated live"}
     FAILURES = {**ResourceManager.FAILURES, "update": "the update of the running network failed"}
+    SCHEMA = "network"
+    OPTION_PLACES = origins.NETWORK
 
     def __init__(self, networks: Networks):
         super().__init__(networks, model.NETWORK_RULES)
@@ -146,10 +148,11 @@ def request_from_params(params: dict) -> NetworkRequest:
         desired, owned = model.render(params)
     if desired is not None:
         model.validate(desired, option)
-        schema.validate(desired, "network", "the network definition", option or "options")
+        schema.validate(desired, "network", "the network definition", option or "options",
+                        None if option else origins.locator(origins.NETWORK, desired))
     return NetworkRequest(name=name, state=state, desired=desired, owned_lists=owned,
                           autostart=params.get("autostart"), restart=bool(params.get("restart")),
-                          definition_option=option or "ips")
+                          definition_option=option or "ips", verbatim=option is not None)
 
 
 # -- network_info ---------------------------------------------------------------------

@@ -30,7 +30,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.manager.resource impo
 )
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.volume import describe_volumes
 from ansible_collections.virtops.qemu.plugins.module_utils.model import pool as model
-from ansible_collections.virtops.qemu.plugins.module_utils.model import schema
+from ansible_collections.virtops.qemu.plugins.module_utils.model import origins, schema
 from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse, to_string
 
@@ -50,6 +50,9 @@ class PoolManager(ResourceManager):
     DONE = {**ResourceManager.DONE, "build": "built", "delete_target": "emptied of its target"}
     FAILURES = {**ResourceManager.FAILURES, "build": "could not be built",
                 "delete_target": "its target directory could not be removed"}
+
+    SCHEMA = "storagepool"
+    OPTION_PLACES = origins.POOL
 
     def __init__(self, pools: Pools):
         super().__init__(pools, model.POOL_RULES)
@@ -151,7 +154,8 @@ def request_from_params(params: dict) -> PoolRequest:
         desired, owned = model.render(params)
     if desired is not None:
         model.validate(desired, option)
-        schema.validate(desired, "storagepool", "the pool definition", option or "options")
+        schema.validate(desired, "storagepool", "the pool definition", option or "options",
+                        None if option else origins.locator(origins.POOL, desired))
     delete_target = params.get("delete_target")
     if delete_target is not None and state != "absent":
         raise InvalidInput("applies only with state=absent", "delete_target")
@@ -159,7 +163,7 @@ def request_from_params(params: dict) -> PoolRequest:
         raise InvalidInput("needs build=true", "build_overwrite")
     return PoolRequest(name=name, state=state, desired=desired, owned_lists=owned,
                        autostart=params.get("autostart"), restart=bool(params.get("restart")),
-                       build=bool(params.get("build")), build_overwrite=bool(params.get("build_overwrite")),
+                       verbatim=option is not None, build=bool(params.get("build")), build_overwrite=bool(params.get("build_overwrite")),
                        delete_target=delete_target)
 
 

@@ -24,6 +24,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     VirtError,
     host_error,
 )
+from ansible_collections.virtops.qemu.plugins.module_utils.model import origins, schema
 from ansible_collections.virtops.qemu.plugins.module_utils.model.merge import MergeResult, Rules, merge
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import XmlNode, element, parse, to_string
 
@@ -36,6 +37,7 @@ class ResourceRequest:
     owned_lists: set[str] = field(default_factory=set)
     autostart: bool | None = None
     restart: bool = False
+    verbatim: bool = False              # the definition came as XML (the xml option), not from structured options
 
 
 @dataclass
@@ -64,6 +66,9 @@ class ResourceManager:
                 "after_removal": "what goes with it could not all be removed"}
     # Steps after which the object no longer runs.
     STOPPING = frozenset({"stop"})
+    # libvirt's schema of the kind, and which structured option renders which place of its XML.
+    SCHEMA = ""
+    OPTION_PLACES: origins.Table = {}
 
     def __init__(self, objects: Resources, rules: Rules):
         self.objects = objects
@@ -131,6 +136,8 @@ class ResourceManager:
                            "to create it")
         before, before_xml = self._before(req) if exists else (None, "")
         after, define = self._definition(req, before, before_xml)
+        if define:
+            self._check_definition(req, after)
         status = self._status(req.name) if exists else self._status_of_new()
         steps = self._steps(req, status)
         autostart_change = req.autostart is not None and (
@@ -141,6 +148,14 @@ class ResourceManager:
 
     def _status_of_new(self) -> str:
         return "inactive"
+
+    def _check_definition(self, req: ResourceRequest, xml: str) -> None:
+        """The definition about to be written must pass libvirt's schema, in check mode as in a real run."""
+        if not self.SCHEMA:
+            return
+        locate = None if req.verbatim else origins.locator(self.OPTION_PLACES, req.desired)
+        schema.validate(self.parse(xml), self.SCHEMA, f"the {self.kind} definition",
+                        "xml" if req.verbatim else "options", locate)
 
     def _definition(self, req: ResourceRequest, before: XmlNode | None, before_xml: str) -> tuple[str, bool]:
         if req.desired is None:
