@@ -32,7 +32,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.manager.resource impo
 from ansible_collections.virtops.qemu.plugins.module_utils.model import domain as model
 from ansible_collections.virtops.qemu.plugins.module_utils.model import domain_options, origins
 from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
-from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import to_string
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import check_option_text, to_string
 
 
 @dataclass
@@ -171,6 +171,7 @@ def request_from_params(params: dict) -> DomainRequest:
         reconcile_name(desired, name, "domain")
         owned = model.owned_lists_in(desired)
     elif domain_options.has_definition(params):
+        check_option_text(params, domain_options.DEFINITION_OPTIONS)
         desired, owned = domain_options.render(params)
     if desired is not None:
         model.normalise(desired)

@@ -29,7 +29,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.manager.resource impo
 from ansible_collections.virtops.qemu.plugins.module_utils.model import network as model
 from ansible_collections.virtops.qemu.plugins.module_utils.model import origins, schema
 from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
-from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse, to_string
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import check_option_text, parse, to_string
 
 STATES = ("present", "active", "inactive", "absent")
 
@@ -145,6 +145,7 @@ def request_from_params(params: dict) -> NetworkRequest:
         reconcile_name(desired, name, "network")
         owned = model.owned_lists_in(desired)
     elif model.has_definition(params):
+        check_option_text(params, model.STRUCTURED_OPTIONS)
         desired, owned = model.render(params)
     if desired is not None:
         model.validate(desired, option)

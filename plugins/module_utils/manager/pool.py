@@ -32,7 +32,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.manager.volume import
 from ansible_collections.virtops.qemu.plugins.module_utils.model import pool as model
 from ansible_collections.virtops.qemu.plugins.module_utils.model import origins, schema
 from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
-from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse, to_string
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import check_option_text, parse, to_string
 
 STATES = ("present", "active", "inactive", "absent")
 
@@ -151,6 +151,7 @@ def request_from_params(params: dict) -> PoolRequest:
         reconcile_name(desired, name, "pool")
         owned = model.owned_lists_in(desired)
     elif model.has_definition(params):
+        check_option_text(params, model.STRUCTURED_OPTIONS)
         desired, owned = model.render(params)
     if desired is not None:
         model.validate(desired, option)
