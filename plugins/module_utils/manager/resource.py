@@ -150,12 +150,21 @@ class ResourceManager:
         return "inactive"
 
     def _check_definition(self, req: ResourceRequest, xml: str) -> None:
-        """The definition about to be written must pass libvirt's schema, in check mode as in a real run."""
-        if not self.SCHEMA:
-            return
-        locate = None if req.verbatim else origins.locator(self.OPTION_PLACES, req.desired)
-        schema.validate(self.parse(xml), self.SCHEMA, f"the {self.kind} definition",
-                        "xml" if req.verbatim else "options", locate)
+        """What define would refuse fails the plan, so check mode fails where a real run does."""
+        if self.SCHEMA:
+            locate = None if req.verbatim else origins.locator(self.OPTION_PLACES, req.desired)
+            schema.validate(self.parse(xml), self.SCHEMA, f"the {self.kind} definition",
+                            "xml" if req.verbatim else "options", locate)
+        self._define(req, xml, self.objects.check_definition)
+
+    def _define(self, req: ResourceRequest, xml: str, define) -> None:
+        """``define(xml)``; a refusal at a place of the definition names the option that rendered it."""
+        try:
+            define(xml)
+        except InvalidInput as e:
+            if e.option in (None, "xml") and req.verbatim:
+                raise
+            raise origins.named(e, self.OPTION_PLACES, req.desired, req.verbatim, self.kind) from e
 
     def _definition(self, req: ResourceRequest, before: XmlNode | None, before_xml: str) -> tuple[str, bool]:
         if req.desired is None:
@@ -210,7 +219,7 @@ class ResourceManager:
 
     def _act(self, req: ResourceRequest, plan: Plan, step: str) -> None:
         if step == "define":
-            self.objects.define(plan.after_xml)
+            self._define(req, plan.after_xml, self.objects.define)
             plan.after_xml = self._stored(req.name)[1]
         elif step == "autostart":
             self.objects.set_autostart(req.name, bool(req.autostart))

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import re
 
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import XmlNode
 
 # "ip[]/dhcp/range[]@start" -> "ips[].dhcp.ranges[].start"; "" is the root element, "@type" its attribute.
@@ -104,6 +105,44 @@ def locator(table: Table, rendered: XmlNode | None):
         place = rendered_place(rendered, node)
         return None if place is None else option_at(table, place, attribute)
     return locate
+
+
+def named(error: InvalidInput, table: Table, rendered: XmlNode | None, verbatim: bool, root: str) -> InvalidInput:
+    """A driver's refusal at a place of the definition (``os/type@machine``), named the way the user wrote it.
+
+    From structured options: the option that rendered the place; from
+    ``xml``, or where no option did, the place as an XPath.
+    """
+    fallback = "xml" if verbatim else "options"
+    if error.option in (None, "xml"):
+        return InvalidInput(error.reason, fallback)
+    steps, attribute = _place(error.option, root)
+    option = None if verbatim or rendered is None or steps is None else _option_of_place(table, rendered, steps, attribute)
+    if option:
+        return InvalidInput(error.reason, option)
+    return InvalidInput(f"{_xpath(error.option, steps, attribute, root)}: {error.reason}", fallback)
+
+
+def _place(place: str, root: str) -> tuple[list[str] | None, str | None]:
+    """The steps below the root and the attribute of a driver's place; None steps for one with predicates."""
+    if "[" in place or "*" in place:
+        return None, None
+    path, _, attribute = place.rpartition("@") if "@" in place else (place, "", "")
+    steps = [step for step in path.split("/") if step]
+    return (steps[1:] if steps[:1] == [root] else steps), attribute or None
+
+
+def _option_of_place(table: Table, rendered: XmlNode, steps: list[str], attribute: str | None) -> str | None:
+    found = rendered.findall("/".join(steps)) if steps else [rendered]
+    if len(found) != 1:     # absent from what was rendered, or ambiguous
+        return None
+    return option_at(table, rendered.getroottree().getpath(found[0]), attribute)
+
+
+def _xpath(place: str, steps: list[str] | None, attribute: str | None, root: str) -> str:
+    if steps is None:
+        return f"/{root}/{place}"
+    return "/".join([f"/{root}", *steps] + ([f"@{attribute}"] if attribute else []))
 
 
 # -- what each kind's structured options render --------------------------------------------
