@@ -75,7 +75,11 @@ def validate(tree, kind: str, what: str = "the definition", option: str = "xml",
 def _explain(rng: etree.RelaxNG, tree) -> Fault:
     precise = [e for e in rng.error_log if e.path and e.type_name not in _VAGUE]
     if precise:
-        return Fault(precise[0].path, _node_at(tree, precise[0].path), None, precise[0].message)
+        node = _node_at(tree, precise[0].path)
+        # libxml2 also reports what failed while it tried the alternatives of a choice; trust a
+        # precise error only where the document is valid without the element it names.
+        if node is None or _valid_without(rng, tree, node):
+            return Fault(precise[0].path, node, None, precise[0].message)
     culprit = _culprit(rng, tree)
     if culprit:
         return culprit
@@ -108,6 +112,15 @@ def _culprit(rng: etree.RelaxNG, tree) -> Fault | None:
         if rng.validate(trial):
             return Fault(_path(tree, node), node, None, f"element <{node.tag}> or its content is not valid here")
     return None
+
+
+def _valid_without(rng: etree.RelaxNG, tree, node) -> bool:
+    if node is tree:
+        return True
+    trial = copy.deepcopy(tree)
+    twin = _same_node(trial, tree, node)
+    twin.getparent().remove(twin)
+    return bool(rng.validate(trial))
 
 
 def _same_node(trial, tree, node):
