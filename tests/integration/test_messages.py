@@ -83,7 +83,7 @@ def test_the_embedded_driver_refuses_in_check_mode_what_its_define_refuses(embed
     ({"bridge": {"name": "vtb-msg", "mtu": -1}}, "bridge.mtu: MTU '-1' is not a number from 1 to 65535"),
     ({"bridge": {"name": "vtb\x01"}}, "bridge.name: 'vtb\\x01' contains a character XML cannot hold"),
     # The schema alone refuses this one; the rendered place is traced back to the option.
-    ({"portgroups": [{"name": "a"}, {"name": "b", "vlan_tag": 5000}]}, "portgroups[1].vlan_tag: "),
+    ({"bridge": {"name": "vtb-msg", "delay": -1}}, "bridge.delay: libvirt's network schema refuses delay='-1'"),
 ])
 def test_a_network_the_checks_refuse(backend, options, start):
     name = f"vtn-{secrets.token_hex(3)}"

@@ -87,6 +87,7 @@ class Resources(ABC):
         The managers check libvirt's schema themselves; a driver adds here
         the checks its define runs beyond that.
         """
+        return None
 
     @abstractmethod
     def undefine(self, name: str) -> None:

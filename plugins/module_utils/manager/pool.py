@@ -29,8 +29,8 @@ from ansible_collections.virtops.qemu.plugins.module_utils.manager.resource impo
     uuid_of,
 )
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.volume import describe_volumes
-from ansible_collections.virtops.qemu.plugins.module_utils.model import pool as model
 from ansible_collections.virtops.qemu.plugins.module_utils.model import origins, schema
+from ansible_collections.virtops.qemu.plugins.module_utils.model import pool as model
 from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import check_option_text, parse, to_string
 
@@ -164,8 +164,8 @@ def request_from_params(params: dict) -> PoolRequest:
         raise InvalidInput("needs build=true", "build_overwrite")
     return PoolRequest(name=name, state=state, desired=desired, owned_lists=owned,
                        autostart=params.get("autostart"), restart=bool(params.get("restart")),
-                       verbatim=option is not None, build=bool(params.get("build")), build_overwrite=bool(params.get("build_overwrite")),
-                       delete_target=delete_target)
+                       verbatim=option is not None, build=bool(params.get("build")),
+                       build_overwrite=bool(params.get("build_overwrite")), delete_target=delete_target)
 
 
 # -- pool_info ---------------------------------------------------------------------

@@ -162,7 +162,7 @@ class ResourceManager:
         try:
             define(xml)
         except InvalidInput as e:
-            if e.option in (None, "xml") and req.verbatim:
+            if not self.OPTION_PLACES or (e.option in (None, "xml") and req.verbatim):
                 raise
             raise origins.named(e, self.OPTION_PLACES, req.desired, req.verbatim, self.kind) from e
 

@@ -59,7 +59,7 @@ def _match(key: str, option: str, steps: list[tuple[str, int]], attribute: str |
     if key_attribute and (key_attribute != attribute or len(pattern) != len(steps)):
         return None
     positions = []
-    for want, (tag, position) in zip(pattern, steps):
+    for want, (tag, position) in zip(pattern, steps[:len(pattern)], strict=True):
         if want.removesuffix("[]") != tag:
             return None
         if want.endswith("[]"):
@@ -117,7 +117,9 @@ def named(error: InvalidInput, table: Table, rendered: XmlNode | None, verbatim:
     if error.option in (None, "xml"):
         return InvalidInput(error.reason, fallback)
     steps, attribute = _place(error.option, root)
-    option = None if verbatim or rendered is None or steps is None else _option_of_place(table, rendered, steps, attribute)
+    option = None
+    if not verbatim and rendered is not None and steps is not None:
+        option = _option_of_place(table, rendered, steps, attribute)
     if option:
         return InvalidInput(error.reason, option)
     return InvalidInput(f"{_xpath(error.option, steps, attribute, root)}: {error.reason}", fallback)

@@ -128,7 +128,8 @@ def test_a_place_of_the_merged_definition_is_traced_to_the_rendered_one():
 
 def _schema_error(tree, kind, table, rendered=None) -> InvalidInput:
     with pytest.raises(InvalidInput) as caught:
-        schema.validate(tree, kind, option="options", locate=origins.locator(table, tree if rendered is None else rendered))
+        locate = origins.locator(table, tree if rendered is None else rendered)
+        schema.validate(tree, kind, option="options", locate=locate)
     return caught.value
 
 
@@ -183,7 +184,8 @@ def test_a_driver_refusal_at_a_place_is_named_as_the_user_wrote_it(place, verbat
     ({"kernel": {"path": "/k", "initrd": "i.img"}}, "kernel.initrd: 'i.img' must be an absolute path"),
     ({"interfaces": [{"type": "user"}, {"type": "user", "mac": "zz:zz"}]},
      "interfaces[1].mac: 'zz:zz' is not a MAC address"),
-    ({"interfaces": [{"type": "user", "mac": "01:00:5e:00:00:01"}]}, "interfaces[0].mac: 01:00:5e:00:00:01 is a multicast"),
+    ({"interfaces": [{"type": "user", "mac": "01:00:5e:00:00:01"}]},
+     "interfaces[0].mac: 01:00:5e:00:00:01 is a multicast"),
 ])
 def test_bad_domain_options_are_refused_with_the_reason(params, message):
     with pytest.raises(InvalidInput) as caught:
