@@ -33,6 +33,7 @@ class InvalidInput(VirtError):
 
     def __init__(self, message: str, option: str | None = None):
         self.option = option
+        self.reason = message
         super().__init__(f"{option}: {message}" if option else message)
 
 

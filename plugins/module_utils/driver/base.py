@@ -81,6 +81,14 @@ class Resources(ABC):
     def define(self, xml: str) -> None:
         """Create or replace the persistent definition."""
 
+    def check_definition(self, xml: str) -> None:
+        """Refuse what ``define`` would refuse, without writing anything; check mode relies on it.
+
+        The managers check libvirt's schema themselves; a driver adds here
+        the checks its define runs beyond that.
+        """
+        return None
+
     @abstractmethod
     def undefine(self, name: str) -> None:
         """Remove the persistent definition; an active object stays, transient, until stopped."""

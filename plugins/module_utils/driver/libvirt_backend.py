@@ -8,6 +8,7 @@ Private to the collection.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -504,6 +505,18 @@ def _lease(entry: dict) -> Lease:
                  family=family, clientid=entry.get("clientid") or None)
 
 
+def connect_error(uri, error) -> BackendError:
+    """Why libvirt.open failed; a local URI whose daemon socket nobody listens on says how to fix it."""
+    reason = error.get_error_message()
+    no_daemon = error.get_error_code() == libvirt.VIR_ERR_SYSTEM_ERROR and \
+        error.get_int1() in (errno.ENOENT, errno.ECONNREFUSED) and "socket" in reason
+    if not (uri.is_local and no_daemon):
+        return BackendError(f"cannot connect to {uri.raw}: {reason}")
+    return BackendError(f"cannot connect to {uri.raw}: no libvirtd is running to answer it ({reason}). "
+                        "Start libvirtd (for example: systemctl start libvirtd), or use the daemonless "
+                        "embedded driver with uri: qemu:///embed?root=/an/absolute/dir")
+
+
 class LibvirtDriver(Driver):
     def __init__(self, uri):
         super().__init__(uri)
@@ -513,7 +526,7 @@ class LibvirtDriver(Driver):
         try:
             self.conn = libvirt.open(uri.raw)
         except libvirt.libvirtError as e:
-            raise BackendError(f"cannot connect to {uri.raw}: {e.get_error_message()}") from e
+            raise connect_error(uri, e) from e
         self.domains = LibvirtDomains(self.conn, uri)
         self.networks = LibvirtNetworks(self.conn)
         self.pools = LibvirtPools(self.conn, uri)

@@ -30,9 +30,9 @@ from ansible_collections.virtops.qemu.plugins.module_utils.manager.resource impo
     uuid_of,
 )
 from ansible_collections.virtops.qemu.plugins.module_utils.model import domain as model
-from ansible_collections.virtops.qemu.plugins.module_utils.model import domain_options
+from ansible_collections.virtops.qemu.plugins.module_utils.model import domain_options, origins
 from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
-from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import to_string
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import check_option_text, to_string
 
 
 @dataclass
@@ -53,6 +53,8 @@ class DomainManager(ResourceManager):
                 "destroy": "could not be destroyed", "suspend": "could not be paused",
                 "resume": "could not be resumed", "after_removal": "not every disk of remove_disks could be deleted"}
     STOPPING = frozenset({"shutdown", "destroy"})
+    SCHEMA = "domain"
+    OPTION_PLACES = origins.DOMAIN
 
     def __init__(self, driver):
         super().__init__(driver.domains, model.DOMAIN_RULES)
@@ -166,6 +168,7 @@ def request_from_params(params: dict) -> DomainRequest:
         reconcile_name(desired, name, "domain")
         owned = model.owned_lists_in(desired)
     elif domain_options.has_definition(params):
+        check_option_text(params, domain_options.DEFINITION_OPTIONS)
         desired, owned = domain_options.render(params)
     if desired is not None:
         model.normalise(desired)
@@ -177,7 +180,7 @@ def request_from_params(params: dict) -> DomainRequest:
     from_options = desired is not None and not params.get("xml")
     return DomainRequest(
         name=name, state=params["state"], desired=desired, owned_lists=owned,
-        autostart=params.get("autostart"), restart=params.get("restart", False),
+        autostart=params.get("autostart"), restart=params.get("restart", False), verbatim=bool(params.get("xml")),
         force=params.get("force", False), shutdown_timeout=120 if timeout is None else timeout,
         remove_disks=params.get("remove_disks") or [],
         definition_option="current_memory" if from_options else "xml",

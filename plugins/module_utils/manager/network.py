@@ -27,9 +27,9 @@ from ansible_collections.virtops.qemu.plugins.module_utils.manager.resource impo
     uuid_of,
 )
 from ansible_collections.virtops.qemu.plugins.module_utils.model import network as model
-from ansible_collections.virtops.qemu.plugins.module_utils.model import schema
+from ansible_collections.virtops.qemu.plugins.module_utils.model import origins, schema
 from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
-from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse, to_string
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import check_option_text, parse, to_string
 
 STATES = ("present", "active", "inactive", "absent")
 
@@ -44,6 +44,8 @@ class NetworkManager(ResourceManager):
 
     DONE = {**ResourceManager.DONE, "update": "updated live"}
     FAILURES = {**ResourceManager.FAILURES, "update": "the update of the running network failed"}
+    SCHEMA = "network"
+    OPTION_PLACES = origins.NETWORK
 
     def __init__(self, networks: Networks, warnings: list[str] | None = None):
         super().__init__(networks, model.NETWORK_RULES)
@@ -162,13 +164,15 @@ def request_from_params(params: dict) -> NetworkRequest:
         reconcile_name(desired, name, "network")
         owned = model.owned_lists_in(desired)
     elif model.has_definition(params):
+        check_option_text(params, model.STRUCTURED_OPTIONS)
         desired, owned = model.render(params)
     if desired is not None:
         model.validate(desired, option)
-        schema.validate(desired, "network", "the network definition", option or "options")
+        schema.validate(desired, "network", "the network definition", option or "options",
+                        None if option else origins.locator(origins.NETWORK, desired))
     return NetworkRequest(name=name, state=state, desired=desired, owned_lists=owned,
                           autostart=params.get("autostart"), restart=bool(params.get("restart")),
-                          definition_option=option or "ips")
+                          definition_option=option or "ips", verbatim=option is not None)
 
 
 # -- network_info ---------------------------------------------------------------------

@@ -29,10 +29,10 @@ from ansible_collections.virtops.qemu.plugins.module_utils.manager.resource impo
     uuid_of,
 )
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.volume import describe_volumes
+from ansible_collections.virtops.qemu.plugins.module_utils.model import origins, schema
 from ansible_collections.virtops.qemu.plugins.module_utils.model import pool as model
-from ansible_collections.virtops.qemu.plugins.module_utils.model import schema
 from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
-from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse, to_string
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import check_option_text, parse, to_string
 
 STATES = ("present", "active", "inactive", "absent")
 
@@ -51,6 +51,9 @@ class PoolManager(ResourceManager):
     DONE = {**ResourceManager.DONE, "build": "built", "delete_target": "emptied of its target"}
     FAILURES = {**ResourceManager.FAILURES, "build": "could not be built",
                 "delete_target": "its target directory could not be removed"}
+
+    SCHEMA = "storagepool"
+    OPTION_PLACES = origins.POOL
 
     def __init__(self, pools: Pools, warnings: list[str] | None = None):
         super().__init__(pools, model.POOL_RULES)
@@ -192,10 +195,12 @@ def request_from_params(params: dict) -> PoolRequest:
         reconcile_name(desired, name, "pool")
         owned = model.owned_lists_in(desired)
     elif model.has_definition(params):
+        check_option_text(params, model.STRUCTURED_OPTIONS)
         desired, owned = model.render(params)
     if desired is not None:
         model.validate(desired, option)
-        schema.validate(desired, "storagepool", "the pool definition", option or "options")
+        schema.validate(desired, "storagepool", "the pool definition", option or "options",
+                        None if option else origins.locator(origins.POOL, desired))
     delete_target = params.get("delete_target")
     if delete_target is not None and state != "absent":
         raise InvalidInput("applies only with state=absent", "delete_target")
@@ -203,7 +208,8 @@ def request_from_params(params: dict) -> PoolRequest:
         raise InvalidInput("needs build=true", "build_overwrite")
     return PoolRequest(name=name, state=state, desired=desired, owned_lists=owned,
                        autostart=params.get("autostart"), restart=bool(params.get("restart")),
-                       build=bool(params.get("build")), build_overwrite=bool(params.get("build_overwrite")),
+                       verbatim=option is not None, build=bool(params.get("build")),
+                       build_overwrite=bool(params.get("build_overwrite")),
                        delete_target=delete_target, definition_option=option)
 
 

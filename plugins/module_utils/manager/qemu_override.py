@@ -19,7 +19,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.manager.domain import
 from ansible_collections.virtops.qemu.plugins.module_utils.model import domain as model
 from ansible_collections.virtops.qemu.plugins.module_utils.model import qemu_ns
 from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
-from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import to_string
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import check_option_text, to_string
 
 
 @dataclass
@@ -59,6 +59,7 @@ def request_from_params(params: dict) -> OverrideRequest:
     """Validate the module's options; the aliases are checked against the domain when it is read."""
     name = validate_name(params["name"], "domain")
     sections = {section: params.get(section) for section in qemu_ns.SECTIONS}
+    check_option_text(params, qemu_ns.SECTIONS)
     if all(option is None for option in sections.values()):
         raise InvalidInput("give at least one of " + ", ".join(qemu_ns.SECTIONS))
     timeout = params.get("shutdown_timeout", 120)

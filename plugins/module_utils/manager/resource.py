@@ -24,6 +24,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     VirtError,
     host_error,
 )
+from ansible_collections.virtops.qemu.plugins.module_utils.model import origins, schema
 from ansible_collections.virtops.qemu.plugins.module_utils.model.merge import MergeResult, Rules, merge
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import XmlNode, element, parse, to_string
 
@@ -36,6 +37,7 @@ class ResourceRequest:
     owned_lists: set[str] = field(default_factory=set)
     autostart: bool | None = None
     restart: bool = False
+    verbatim: bool = False              # the definition came as XML (the xml option), not from structured options
 
 
 @dataclass
@@ -64,6 +66,9 @@ class ResourceManager:
                 "after_removal": "what goes with it could not all be removed"}
     # Steps after which the object no longer runs.
     STOPPING = frozenset({"stop"})
+    # libvirt's schema of the kind, and which structured option renders which place of its XML.
+    SCHEMA = ""
+    OPTION_PLACES: origins.Table = {}
 
     def __init__(self, objects: Resources, rules: Rules):
         self.objects = objects
@@ -127,6 +132,8 @@ class ResourceManager:
                            "to create it")
         before, before_xml = self._before(req) if exists else (None, "")
         after, define = self._definition(req, before, before_xml)
+        if define:
+            self._check_definition(req, after)
         status = self._status(req.name) if exists else self._status_of_new()
         steps = self._steps(req, status)
         autostart_change = req.autostart is not None and (
@@ -137,6 +144,23 @@ class ResourceManager:
 
     def _status_of_new(self) -> str:
         return "inactive"
+
+    def _check_definition(self, req: ResourceRequest, xml: str) -> None:
+        """What define would refuse fails the plan, so check mode fails where a real run does."""
+        if self.SCHEMA:
+            locate = None if req.verbatim else origins.locator(self.OPTION_PLACES, req.desired)
+            schema.validate(self.parse(xml), self.SCHEMA, f"the {self.kind} definition",
+                            "xml" if req.verbatim else "options", locate)
+        self._define(req, xml, self.objects.check_definition)
+
+    def _define(self, req: ResourceRequest, xml: str, define) -> None:
+        """``define(xml)``; a refusal at a place of the definition names the option that rendered it."""
+        try:
+            define(xml)
+        except InvalidInput as e:
+            if not self.OPTION_PLACES or (e.option in (None, "xml") and req.verbatim):
+                raise
+            raise origins.named(e, self.OPTION_PLACES, req.desired, req.verbatim, self.kind) from e
 
     def _definition(self, req: ResourceRequest, before: XmlNode | None, before_xml: str) -> tuple[str, bool]:
         if req.desired is None:
@@ -191,7 +215,7 @@ class ResourceManager:
 
     def _act(self, req: ResourceRequest, plan: Plan, step: str) -> None:
         if step == "define":
-            self.objects.define(plan.after_xml)
+            self._define(req, plan.after_xml, self.objects.define)
             plan.after_xml = self._stored(req.name)[1]
         elif step == "autostart":
             self.objects.set_autostart(req.name, bool(req.autostart))

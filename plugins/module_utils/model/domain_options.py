@@ -11,6 +11,7 @@ Private to the collection.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Callable
 from typing import Any
 
@@ -30,6 +31,7 @@ TARGET_PREFIX = {"virtio": "vd", "sata": "sd", "scsi": "sd", "usb": "sd", "ide":
 X86_ARCHES = frozenset({"x86_64", "i686", "i586", "i486", "i386"})
 X86_DEFAULT_FEATURES = ("acpi", "apic")
 VNC_FIRST_PORT = 5900
+_MAC = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
 
 Params = dict[str, Any]
 
@@ -126,6 +128,8 @@ def _os(domain: XmlNode, params: Params, owned: set[str]) -> None:
     sub(os_node, "type", "hvm", arch=params.get("arch"), machine=params.get("machine"))
     for option, tag in (("path", "kernel"), ("initrd", "initrd"), ("cmdline", "cmdline"), ("dtb", "dtb")):
         if kernel.get(option) is not None:
+            if tag != "cmdline" and not str(kernel[option]).startswith("/"):
+                raise InvalidInput(f"{kernel[option]!r} must be an absolute path", f"kernel.{option}")
             sub(os_node, tag, kernel[option])
     if params.get("boot_order") is not None:
         owned.add("domain/os/boot")
@@ -245,7 +249,7 @@ def _interface(nic: Params, where: str) -> XmlNode:
     portgroup = _portgroup(nic, kind, where)
     node = element("interface", type=kind)
     if nic.get("mac"):
-        sub(node, "mac", address=nic["mac"].lower())
+        sub(node, "mac", address=_mac(nic["mac"], f"{where}.mac"))
     if kind in ("network", "bridge"):
         sub(node, "source", **{kind: _interface_source(nic, kind, where)}, **portgroup)
     sub(node, "model", type=nic.get("model") or "virtio")
@@ -261,6 +265,16 @@ def _portgroup(nic: Params, kind: str, where: str) -> dict:
         raise InvalidInput(f"a portgroup belongs to a virtual network; this interface is of type {kind}",
                            f"{where}.portgroup")
     return {"portgroup": str(group)}
+
+
+def _mac(address: str, option: str) -> str:
+    mac = address.lower()
+    if not _MAC.match(mac):
+        raise InvalidInput(f"{address!r} is not a MAC address (six hex pairs: 52:54:00:12:34:56)", option)
+    if int(mac[:2], 16) & 1:
+        raise InvalidInput(f"{address} is a multicast address; an interface needs a unicast one "
+                           "(an even first byte)", option)
+    return mac
 
 
 def _interface_source(nic: Params, kind: str, where: str) -> str:

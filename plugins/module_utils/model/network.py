@@ -28,6 +28,9 @@ FORWARD_MODES = ("nat", "route", "open", "bridge", "passthrough", "private", "ve
 # Structured forward modes that mean "no <forward>": an isolated network.
 ISOLATED_MODES = ("none", "isolated")
 BRIDGE_NAME_MAX = 15            # IFNAMSIZ less the terminating NUL
+# libvirt's schema (deviceName) allows these characters in a device name; "/" is refused for a bridge.
+_BRIDGE_NAME = re.compile(r"^[A-Za-z0-9_.:-]+$")
+MTU_MAX = 65535
 DEFAULT_NAT_PORTS = ("1024", "65535")
 LEASE_UNITS = {"s": "seconds", "m": "minutes", "h": "hours"}
 _LEASE = re.compile(r"^(\d+)\s*([smh]?)$")
@@ -334,9 +337,29 @@ def _check_forward(network: XmlNode, places: _Places) -> None:
     if mode is not None and mode not in FORWARD_MODES:
         raise places.fail(f"unknown forward mode {mode!r}; known: {', '.join(FORWARD_MODES)}",
                           "forward.mode", "<forward mode>")
+    port = None if forward is None else forward.find("nat/port")
+    if port is not None:
+        _check_nat_ports(port, places)
+
+
+def _check_nat_ports(port: XmlNode, places: _Places) -> None:
+    numbers = []
+    for end in ("start", "end"):
+        value = port.get(end) or ""
+        if not value.isdigit() or not 1 <= int(value) <= 65535:
+            raise places.fail(f"{end} port {value!r} is not a number from 1 to 65535", f"forward.nat_ports.{end}",
+                              "<forward><nat><port>")
+        numbers.append(int(value))
+    if numbers[0] > numbers[1]:
+        raise places.fail(f"start port {numbers[0]} comes after end port {numbers[1]}", "forward.nat_ports",
+                          "<forward><nat><port>")
 
 
 def _check_bridge(network: XmlNode, places: _Places) -> None:
+    mtu = network.find("mtu")
+    size = None if mtu is None else mtu.get("size") or ""
+    if size is not None and not (size.isdigit() and 1 <= int(size) <= MTU_MAX):
+        raise places.fail(f"MTU {size!r} is not a number from 1 to {MTU_MAX}", "bridge.mtu", "<mtu size>")
     bridge = network.find("bridge")
     name = None if bridge is None else bridge.get("name")
     if name is None:
@@ -346,6 +369,9 @@ def _check_bridge(network: XmlNode, places: _Places) -> None:
                           "bridge.name", "<bridge name>")
     if not name or "/" in name or any(c.isspace() for c in name):
         raise places.fail(f"{name!r} is not a valid interface name", "bridge.name", "<bridge name>")
+    if not _BRIDGE_NAME.match(name):
+        raise places.fail(f"{name!r} is not a valid bridge name: libvirt allows only ASCII letters, digits "
+                          "and _ . : - in it", "bridge.name", "<bridge name>")
 
 
 def _check_mac(node: XmlNode | None, structured: str, described: str, places: _Places) -> None:

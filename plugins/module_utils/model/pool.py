@@ -157,6 +157,8 @@ def _check_target(pool: XmlNode, kind: str, option: str | None) -> None:
         raise InvalidInput(f"a {kind} pool needs a target path", _where(option, "target.path"))
     if path is not None and not path.startswith("/"):
         raise InvalidInput(f"the target path must be absolute, got {path!r}", _where(option, "target.path"))
+    if path is not None and not path.strip("/"):
+        raise InvalidInput("the target path must be a directory below /, not / itself", _where(option, "target.path"))
     mode = (pool.findtext("target/permissions/mode") or "").strip()
     if mode and not _MODE.match(mode):
         raise InvalidInput(f"the mode must be octal such as 0755, got {mode!r}", _where(option, "target.mode"))

@@ -28,6 +28,9 @@ PROPERTY_TYPES = ("string", "signed", "unsigned", "bool", "remove")
 _ENV_NAME = re.compile(r"^[A-Za-z0-9_]+$")
 _CAPABILITY = re.compile(r"^[a-z0-9][a-z0-9_.-]*$")
 USER_ALIAS_PREFIX = "ua-"
+# What libvirt parses signed and unsigned override values into.
+INTEGER_RANGES = {"signed": (-(2 ** 63), 2 ** 63 - 1), "unsigned": (0, 2 ** 64 - 1)}
+RANGE_NAMES = {"signed": "64-bit signed integer", "unsigned": "64-bit unsigned integer"}
 
 
 def qname(tag: str) -> str:
@@ -188,6 +191,10 @@ def property_value(ptype: str, value, where: str) -> str:
         number = int(text, 10)
         if ptype == "unsigned" and number < 0:
             raise InvalidInput(f"{value!r} is not an unsigned integer", where)
+        low, high = INTEGER_RANGES[ptype]
+        if not low <= number <= high:
+            raise InvalidInput(f"{value!r} is out of range for type {ptype}, a {RANGE_NAMES[ptype]} "
+                               f"({low} to {high}), as libvirt reads it", where)
         return str(number)
     return text
 

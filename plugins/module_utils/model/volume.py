@@ -19,7 +19,14 @@ from ansible_collections.virtops.qemu.plugins.module_utils.errors import Invalid
 from ansible_collections.virtops.qemu.plugins.module_utils.model import units
 from ansible_collections.virtops.qemu.plugins.module_utils.model.filemode import octal_mode
 from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
-from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import XmlNode, element, parse, sub, to_string
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import (
+    XmlNode,
+    check_option_text,
+    element,
+    parse,
+    sub,
+    to_string,
+)
 
 FORMATS = ("raw", "qcow2")
 # libvirt creates volumes with this mode when the definition names none.
@@ -141,6 +148,7 @@ def request_from_params(params: dict) -> VolumeRequest:
     fmt = params.get("format")
     if fmt is not None and fmt not in FORMATS:
         raise InvalidInput(f"must be one of {', '.join(FORMATS)}, got {fmt!r}", "format")
+    check_option_text(params, ("backing_store",))
     request = VolumeRequest(
         pool=pool, name=name, state=state, format=fmt,
         capacity=_size(params.get("capacity"), "capacity"),

@@ -71,6 +71,27 @@ def element(tag: str, text=None, **attrib):
     return node
 
 
+def check_option_text(params: dict, names) -> None:
+    """Refuse, by its option path (``ips[0].dhcp.hosts[1].name``), a value of the options ``names`` XML cannot hold.
+
+    The renderers would meet it too, but only knowing the element it goes into.
+    """
+    for name in names:
+        _check_text(params.get(name), name)
+
+
+def _check_text(value: Any, path: str) -> None:
+    if isinstance(value, str) and not _xml_compatible(value):
+        raise InvalidInput(f"{value!r} contains a character XML cannot hold (NUL or a control character)", path)
+    if isinstance(value, dict):
+        for key, item in value.items():
+            _check_text(str(key), path)
+            _check_text(item, f"{path}.{key}")
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _check_text(item, f"{path}[{index}]")
+
+
 def _xml_compatible(value: str) -> bool:
     # XML 1.0 Char: tab, newline, carriage return, then U+0020 up, minus surrogates and U+FFFE/U+FFFF.
     return not any((ord(c) < 0x20 and c not in "\t\n\r") or 0xD800 <= ord(c) <= 0xDFFF or c in "\ufffe\uffff"

@@ -236,15 +236,27 @@ class EmbedDomains(StoredAutostart, Domains):
             return to_string(config)
 
     def define(self, xml: str) -> None:
+        desired, name = self._parsed(xml)
+        with self._lock(name, creating=True):
+            self.store.write(name, self._completed(name, desired, self._config(name)))
+
+    def check_definition(self, xml: str) -> None:
+        desired, name = self._parsed(xml)
+        self._completed(name, desired, self._config(name))
+
+    @staticmethod
+    def _parsed(xml: str):
         desired = parse(xml, "domain")
         name = validate_name((desired.findtext("name") or "").strip(), "domain")
         schema.validate(desired, "domain")
-        with self._lock(name, creating=True):
-            current = self._config(name)
-            self.store.check_identity(name, desired, current)
-            final = self._postparse(desired, current)
-            schema.validate(final, "domain", what="the completed definition")
-            self.store.write(name, final)
+        return desired, name
+
+    def _completed(self, name: str, desired, current):
+        """The definition as it is stored: identity checked, post-parsed, valid."""
+        self.store.check_identity(name, desired, current)
+        final = self._postparse(desired, current)
+        schema.validate(final, "domain", what="the completed definition")
+        return final
 
     def _postparse(self, desired, current):
         if current is not None:
