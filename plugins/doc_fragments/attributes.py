@@ -5,15 +5,16 @@
 from __future__ import annotations
 
 
-def _attributes(diff_mode: str) -> str:
-    return rf"""
+class ModuleDocFragment:
+    # A module that changes things: full check mode, diff mode and idempotence.
+    DOCUMENTATION = r"""
 attributes:
   check_mode:
     description: Can run in check mode and predict what a real run would change, without changing anything.
     support: full
   diff_mode:
     description: Returns the definition before and after, showing only what really changes.
-    support: {diff_mode}
+    support: full
   idempotent:
     description: A second run with the same arguments changes nothing and reports C(changed=false).
     support: full
@@ -24,10 +25,21 @@ attributes:
       - virtops.qemu.qemu
 """
 
-
-class ModuleDocFragment:
-    # A module that changes things: full check mode, diff mode and idempotence.
-    DOCUMENTATION = _attributes("full")
-
     # A module that only reads: nothing to diff.
-    INFO = _attributes("N/A")
+    INFO = r"""
+attributes:
+  check_mode:
+    description: Can run in check mode and predict what a real run would change, without changing anything.
+    support: full
+  diff_mode:
+    description: Returns the definition before and after, showing only what really changes.
+    support: N/A
+  idempotent:
+    description: A second run with the same arguments changes nothing and reports C(changed=false).
+    support: full
+  action_group:
+    description: Use C(group/virtops.qemu.qemu) in C(module_defaults) to set defaults such as O(uri) for this module.
+    support: full
+    membership:
+      - virtops.qemu.qemu
+"""

@@ -5,17 +5,25 @@
 from __future__ import annotations
 
 
-def _info(kind: str, plural: str) -> str:
-    """The O(name) option, alike in every per-object _info module."""
-    return rf"""
+class ModuleDocFragment:
+    # The O(name) option, alike in every per-object _info module.
+    DOMAIN = r"""
 options:
   name:
-    description: The {kind} to describe. Without it, every {kind} is listed in RV({plural}).
+    description: The domain to describe. Without it, every domain is listed in RV(domains).
     type: str
 """
 
+    NETWORK = r"""
+options:
+  name:
+    description: The network to describe. Without it, every network is listed in RV(networks).
+    type: str
+"""
 
-class ModuleDocFragment:
-    DOMAIN = _info("domain", "domains")
-    NETWORK = _info("network", "networks")
-    POOL = _info("pool", "pools")
+    POOL = r"""
+options:
+  name:
+    description: The pool to describe. Without it, every pool is listed in RV(pools).
+    type: str
+"""

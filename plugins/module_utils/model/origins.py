@@ -52,7 +52,7 @@ def _steps(path: str) -> list[tuple[str, int]] | None:
 
 def _match(key: str, option: str, steps: list[tuple[str, int]], attribute: str | None) -> tuple[int, str] | None:
     """(score, option path) when ``key`` covers the place; a longer key, then one naming the attribute, wins."""
-    place, _, key_attribute = key.partition("@")
+    place, _at, key_attribute = key.partition("@")
     pattern = [part for part in place.split("/") if part]
     if len(pattern) > len(steps):
         return None
@@ -129,7 +129,7 @@ def _place(place: str, root: str) -> tuple[list[str] | None, str | None]:
     """The steps below the root and the attribute of a driver's place; None steps for one with predicates."""
     if "[" in place or "*" in place:
         return None, None
-    path, _, attribute = place.rpartition("@") if "@" in place else (place, "", "")
+    path, _at, attribute = place.rpartition("@") if "@" in place else (place, "", "")
     steps = [step for step in path.split("/") if step]
     return (steps[1:] if steps[:1] == [root] else steps), attribute or None
 
