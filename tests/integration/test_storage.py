@@ -663,3 +663,45 @@ def test_pool_refresh_shows_files_copied_in_by_hand(backend, workdir, pool_name)
     assert [(v["name"], v["format"], v["capacity"]) for v in listed] == [("byhand.qcow2", "qcow2", 16 * MiB)]
     refused = module(backend, "pool", {"name": pool_name, "state": "inactive", "refresh": True})
     assert refused["failed"] and refused["msg"].startswith("refresh:"), refused
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_import_removes_what_killed_runs_left_and_keeps_a_live_ones(backend, workdir, pool_name):
+    target = workdir / "images"
+    module(backend, "pool", dir_pool(pool_name, target))
+    stale, live = target / f".disk.raw.import-{dead_pid()}.part", target / f".disk.raw.import-{os.getpid()}.part"
+    stale.write_bytes(b"half an image")
+    live.write_bytes(b"being written")
+    module(backend, "pool", {"name": pool_name, "refresh": True})
+    image = served_image(workdir)
+    result = module(backend, "volume", {"pool": pool_name, "name": "disk.raw", "source": {"path": str(image)}})
+    assert result["changed"] and same_content(image, target / "disk.raw", "raw"), result
+    assert not stale.exists() and live.read_bytes() == b"being written"
+
+
+def test_import_into_a_full_pool_fails_and_leaves_nothing(backend, workdir, pool_name, netns):
+    """A 1 MiB tmpfs as the pool (mounted where the pool's files are written: in libvirtd's mount namespace)."""
+    target = workdir / "images"
+    target.mkdir()
+    libvirtd = Path(LIBVIRTD_PIDFILE).read_text(encoding="ascii").split()[0] if backend.name == "libvirt" else None
+    prefix = ["nsenter", "-t", libvirtd, "-m"] if libvirtd else []
+    subprocess.run([*prefix, "mount", "-t", "tmpfs", "-o", "size=1m,mode=0711", "tmpfs", str(target)], check=True)
+    try:
+        module(backend, "pool", dir_pool(pool_name, target))
+        image = served_image(workdir)
+        with image_server(netns, image.parent) as base:
+            full = import_run(backend, netns, workdir, {"pool": pool_name, "name": "disk.qcow2", "format": "qcow2",
+                                                        "source": {"url": f"{base}/disk.qcow2"}})
+        assert full["failed"] and "No space left on device" in full["msg"], full
+        module(backend, "pool", {"name": pool_name, "refresh": True})
+        assert module(backend, "pool_info", {"name": pool_name})["pool"]["volumes"] == []
+        in_pool = subprocess.run([*prefix, "ls", "-A", str(target)], capture_output=True, text=True, check=True)
+        assert in_pool.stdout == "" and leftovers(workdir) == []
+    finally:
+        remove_pool(backend, pool_name)
+        subprocess.run([*prefix, "umount", str(target)], check=False)

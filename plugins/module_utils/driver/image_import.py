@@ -161,18 +161,23 @@ def _open(url: str, validate_certs: bool, opener: Opener):
     try:
         return opener(url, validate_certs)
     except urllib.error.HTTPError as exc:
-        raise BackendError(f"cannot download {url}: HTTP error {exc.code} {exc.reason}") from exc
+        raise InvalidInput(f"cannot download {url}: HTTP error {exc.code} {exc.reason}", "source.url") from exc
     except Exception as exc:   # the opener's own errors (urllib, ssl, socket, Ansible's urls)
+        if _certificate_failure(exc):
+            raise InvalidInput(f"cannot download {url}: TLS certificate verification failed ({_reason(exc)}); "
+                               "trust the server's certificate authority or set source.validate_certs=false",
+                               "source.url") from exc
         raise BackendError(f"cannot download {url}: {_reason(exc)}") from exc
 
 
 def _reason(exc: Exception) -> str:
+    return str(getattr(exc, "reason", None) or exc)
+
+
+def _certificate_failure(exc: Exception) -> bool:
     reason = getattr(exc, "reason", None) or exc
-    text = str(reason)
-    if isinstance(reason, ssl.SSLError) or "CERTIFICATE_VERIFY_FAILED" in text or "certificate" in text.lower():
-        return (f"TLS certificate verification failed ({text}); trust the server's certificate authority "
-                "or set source.validate_certs=false")
-    return text
+    return isinstance(reason, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in str(reason) or \
+        type(exc).__name__ == "SSLValidationError"
 
 
 def _read(response, url: str) -> bytes:
