@@ -9,6 +9,7 @@ serves TLS with a self-signed certificate made by the openssl CLI.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -44,6 +45,22 @@ if certificate:
 print(server.server_address[1], flush=True)
 server.serve_forever()
 """
+
+
+def served_image(workdir: Path, name: str = "disk.qcow2") -> Path:
+    """A 16 MiB qcow2 image with known content at 0 and 8 MiB, in ``workdir/served`` to serve."""
+    served = workdir / "served"
+    served.mkdir(exist_ok=True)
+    path = served / name
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), "16M"], check=True)
+    subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 0xab 0 1M", "-c", "write -P 0xcd 8M 512k",
+                    str(path)], check=True, capture_output=True)
+    return path
+
+
+def sha256(path: Path) -> str:
+    """The file's checksum as source.checksum takes it."""
+    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def self_signed(directory: Path) -> Path:

@@ -21,7 +21,7 @@ from lxml import etree
 from harness.ansible import run_module, run_playbook
 from harness.backends import netns_named_like
 from harness.debian import debian_qemu_conf_text
-from harness.imageserver import image_server
+from harness.imageserver import image_server, served_image, sha256
 from harness.iscsi import INITIATOR_IQN, PORTAL, TARGET_IQN, iscsi_target, lun_file
 from harness.libvirt_marker import BACKENDS
 from harness.libvirtd import LIBVIRTD_PIDFILE, wait_for_line
@@ -510,22 +510,6 @@ def test_iscsi_direct_pool_and_guest(iscsi_side, guest, workdir):
 
 
 # -- importing images ---------------------------------------------------------------------------
-def served_image(workdir: Path, name: str = "disk.qcow2") -> Path:
-    """A 16 MiB qcow2 image with known content at 0 and 8 MiB, in a directory of its own to serve."""
-    served = workdir / "served"
-    served.mkdir(exist_ok=True)
-    path = served / name
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(path), "16M"], check=True)
-    subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 0xab 0 1M", "-c", "write -P 0xcd 8M 512k",
-                    str(path)], check=True, capture_output=True)
-    return path
-
-
-def sha256(path: Path) -> str:
-    import hashlib
-    return "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def import_run(backend, netns, workdir: Path, args: dict, check: bool = False) -> dict:
     """The volume module in the server's namespace; through libvirt it stages in workdir/tmp."""
     tmp = workdir / "tmp"
