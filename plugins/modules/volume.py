@@ -127,7 +127,8 @@ notes:
   - Through libvirt, O(source) is read (downloaded, and converted when needed) on the managed host into
     its temporary directory, then uploaded with libvirt's volume upload stream into a hidden volume of
     the pool that libvirt copies into the volume, so a remote V(uri) such as C(qemu+ssh://) works; the
-    host libvirt runs on needs room for the image twice while it is imported. The embedded driver
+    host libvirt runs on needs room for the image twice while it is imported. A hidden volume a
+    killed run left is removed by the next import of the same volume from the same managed host. The embedded driver
     downloads and converts in the pool's directory and renames the result into place.
   - In check mode a O(source.url) is not fetched, so the predicted capacity is O(capacity) or 0.
 seealso:
