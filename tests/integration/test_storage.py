@@ -689,3 +689,16 @@ def test_import_into_a_full_pool_fails_and_leaves_nothing(backend, workdir, pool
     finally:
         remove_pool(backend, pool_name)
         subprocess.run([*prefix, "umount", str(target)], check=False)
+
+
+def test_import_refuses_an_image_that_reads_another_file(backend, workdir, pool_name):
+    target = workdir / "images"
+    module(backend, "pool", dir_pool(pool_name, target))
+    secret = workdir / "secret.raw"
+    secret.write_bytes(b"not for a guest" * 1000)
+    overlay = workdir / "overlay.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(secret), "-F", "raw", str(overlay)],
+                   check=True)
+    refused = module(backend, "volume", {"pool": pool_name, "name": "disk.raw", "source": {"path": str(overlay)}})
+    assert refused["failed"] and refused["msg"].startswith("source:") and "another file" in refused["msg"], refused
+    assert list(target.iterdir()) == []

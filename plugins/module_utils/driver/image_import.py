@@ -233,15 +233,16 @@ def copy_file(source: str, path: str) -> None:
 def probe(path: str, what: str) -> tuple[str, int]:
     """The image's format and virtual size by qemu-img's own probing; a standalone image only.
 
-    A backing file or an external data file would make the import read
-    another file of the host, named by the image.
+    A backing file, an external data file or a vmdk extent elsewhere would
+    make the import read another file of the host, named by the image.
     """
     if not os.path.isfile(path):
         raise InvalidInput(f"{path} is not a file", "source.path")
     found = json.loads(_qemu_img(["info", "--output=json", path], f"read the image {what}"))
     specific = (found.get("format-specific") or {}).get("data") or {}
-    if found.get("backing-filename") or specific.get("data-file"):
-        raise InvalidInput(f"the image {what} refers to another file (a backing or data file); "
+    extents = [extent.get("filename") for extent in specific.get("extents") or []]     # vmdk
+    if found.get("backing-filename") or specific.get("data-file") or any(name != path for name in extents):
+        raise InvalidInput(f"the image {what} refers to another file (a backing, data or extent file); "
                            "import a standalone image", "source")
     return found.get("format", "raw"), int(found.get("virtual-size") or 0)
 
