@@ -153,6 +153,16 @@ options:
       - A target that is not an empty directory is refused before the pool is stopped, so nothing
         changes (not checked when libvirt's host is remote, nor beneath an active fs pool's mount).
     type: path
+  refresh:
+    description:
+      - Rescan the active pool's volumes (C(virsh pool-refresh)), so files other tools put into the
+        pool's directory show up as volumes. Needs O(state=active).
+      - A rescan changes nothing on the host, so it never makes the task report a change; check mode
+        does not rescan. The embedded driver reads the pool's directory each time, so there a rescan
+        has nothing to catch up with.
+    type: bool
+    default: false
+    version_added: 0.3.0
 seealso:
   - module: virtops.qemu.pool_info
   - module: virtops.qemu.volume
@@ -204,6 +214,11 @@ EXAMPLES = r"""
     target:
       path: /var/lib/virtops/images
     build: true
+
+- name: Show files copied into the pool's directory by other tools as volumes
+  virtops.qemu.pool:
+    name: images
+    refresh: true
 """
 
 RETURN = r"""
@@ -237,6 +252,11 @@ deleted_target:
   description: The target directory O(delete_target) removed, or V(null).
   returned: always
   type: str
+refreshed:
+  description: Whether this run rescanned the pool's volumes (O(refresh), not in check mode).
+  returned: always
+  type: bool
+  version_added: 0.3.0
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -266,6 +286,7 @@ OPTIONS = dict(
     build_overwrite=dict(type="bool", default=False),
     restart=dict(type="bool", default=False),
     delete_target=dict(type="path"),
+    refresh=dict(type="bool", default=False),
 )
 
 

@@ -88,9 +88,49 @@ options:
     description: Allow a O(capacity) smaller than the volume's, which cuts off its end.
     type: bool
     default: false
+  source:
+    description:
+      - An image to create the missing volume from - a file on the managed host or an http(s) URL.
+      - The image's format is read with C(qemu-img info), never from its name. When it differs from
+        O(format) (default V(raw)), the image is converted with C(qemu-img convert). A larger
+        O(capacity) grows the volume after the import; a smaller one than the image's is refused.
+      - A download streams into a temporary file, is checked against O(source.checksum), and the
+        volume appears only when it is complete. A failed or interrupted import leaves no volume; the
+        temporary file of a killed run is removed by the next import of the same volume.
+      - An existing volume is never imported again, even when the source changed since; the module
+        leaves its data alone. To import a new image, delete the volume (O(state=absent)) first.
+      - An image that refers to another file (a qcow2 backing or data file) is refused.
+      - Not with O(clone_from) or O(backing_store).
+    type: dict
+    version_added: 0.3.0
+    suboptions:
+      path:
+        description: Absolute path of the image on the managed host (the host the module runs on).
+        type: path
+      url:
+        description: http:// or https:// URL of the image, fetched by the managed host.
+        type: str
+      checksum:
+        description:
+          - Expected digest of the image (as downloaded or as the file is), as
+            M(ansible.builtin.get_url) takes it - V(sha256:<hex>); the algorithm is one of
+            V(sha1), V(sha224), V(sha256), V(sha384), V(sha512).
+          - A mismatch fails the task and nothing is imported.
+        type: str
+      validate_certs:
+        description: Verify the TLS certificate of an https O(source.url), as Ansible's URL modules do.
+        type: bool
+        default: true
 notes:
   - O(owner), O(group) and O(mode) of an existing volume are changed on the file itself;
     through libvirt that works only for a local V(uri).
+  - Through libvirt, O(source) is read (downloaded, and converted when needed) on the managed host into
+    its temporary directory, then uploaded with libvirt's volume upload stream into a hidden volume of
+    the pool that libvirt copies into the volume, so a remote V(uri) such as C(qemu+ssh://) works; the
+    host libvirt runs on needs room for the image twice while it is imported. A hidden volume a
+    killed run left is removed by the next import of the same volume from the same managed host. The embedded driver
+    downloads and converts in the pool's directory and renames the result into place.
+  - In check mode a O(source.url) is not fetched, so the predicted capacity is O(capacity) or 0.
 seealso:
   - module: virtops.qemu.pool
   - module: virtops.qemu.pool_info
@@ -122,6 +162,24 @@ EXAMPLES = r"""
     name: web03.qcow2
     backing_store:
       volume: images/golden.qcow2
+
+- name: A raw disk imported from a qcow2 cloud image, checked and grown to 20 GiB
+  virtops.qemu.volume:
+    pool: images
+    name: web04.raw
+    format: raw
+    capacity: 20GiB
+    source:
+      url: https://cloud.example.org/images/debian-12-genericcloud-amd64.qcow2
+      checksum: "sha256:5d1c0e3f0b6b6f9a2e8f4b7f37c3f0a2d0e4f2c1b9e6a8d7c5b3a1f0e9d8c7b6"
+
+- name: A qcow2 volume from an image already on the host
+  virtops.qemu.volume:
+    pool: images
+    name: web05.qcow2
+    format: qcow2
+    source:
+      path: /srv/golden/web.qcow2
 
 - name: Delete one volume
   virtops.qemu.volume:
@@ -171,9 +229,18 @@ xml:
   description: The managed part of the volume's XML after the task.
   returned: always
   type: str
+checksum:
+  description:
+    - Digest of the image this run imported, as V(algorithm:hex) (the algorithm of O(source.checksum),
+      V(sha256) without one); null when nothing was imported.
+  returned: always
+  type: str
+  sample: sha256:9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08
+  version_added: 0.3.0
 """
 
 from ansible.module_utils.basic import AnsibleModule
+from ansible.module_utils.urls import open_url
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.volume import VolumeManager
@@ -195,13 +262,21 @@ OPTIONS = dict(
     group=dict(type="int"),
     mode=dict(type="raw"),
     allow_shrink=dict(type="bool", default=False),
+    source=dict(type="dict", options=dict(path=dict(type="path"), url=dict(type="str"), checksum=dict(type="str"),
+                                          validate_certs=dict(type="bool", default=True))),
 )
+# The seconds a download may wait for the server before it fails.
+URL_TIMEOUT = 60
+
+
+def open_image(url: str, validate_certs: bool):
+    return open_url(url, validate_certs=validate_certs, timeout=URL_TIMEOUT)
 
 
 def ensure(module):
     request = request_from_params(module.params)
     with open_driver(module.params["uri"], read_only=module.check_mode) as driver:
-        result = VolumeManager(driver.pools, driver.volumes).ensure(request, module.check_mode)
+        result = VolumeManager(driver.pools, driver.volumes, open_image).ensure(request, module.check_mode)
         return dict(result, warnings=driver.warnings)
 
 

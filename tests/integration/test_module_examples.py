@@ -24,6 +24,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import
 from harness.ansible import run_playbook
 from harness.backends import EmbedNetworkSide, LibvirtNetworkSide, NetworkSide
 from harness.examples import adapted, by_task, play
+from harness.imageserver import image_server, served_image, sha256
 from harness.iscsi import PORTAL, iscsi_target, lun_file
 from harness.libvirt_marker import BACKENDS
 from harness.libvirtd import wait_for_line
@@ -142,8 +143,13 @@ def test_storage_examples(root, netns, workdir, loop_device):
     # A golden image is what a user clones from; it exists before the volume examples run.
     golden = {"name": "a golden image", "virtops.qemu.volume": {
         "pool": "images", "name": "golden.qcow2", "capacity": "64MiB", "format": "qcow2"}}
-    tasks = [*pool_tasks, golden, *adapted(("volume", "pool_info"))]
-    with iscsi_target(netns, [lun_file(workdir / "lun1.img", 16 * MiB)], iqn=STORE_IQN):
+    cloud = served_image(workdir, "cloud.qcow2")
+    with iscsi_target(netns, [lun_file(workdir / "lun1.img", 16 * MiB)], iqn=STORE_IQN), \
+            image_server(netns, cloud.parent) as base:
+        tasks = [*pool_tasks, golden, *adapted(("volume", "pool_info"), {
+            "https://cloud.example.org/images/debian-12-genericcloud-amd64.qcow2": f"{base}/cloud.qcow2",
+            "sha256:5d1c0e3f0b6b6f9a2e8f4b7f37c3f0a2d0e4f2c1b9e6a8d7c5b3a1f0e9d8c7b6": sha256(cloud),
+            "/srv/golden/web.qcow2": str(cloud)})]
         try:
             results = run_playbook(play(tasks, uri), netns=netns.name, host_mounts=True)
             no_failures(results)
@@ -153,16 +159,21 @@ def test_storage_examples(root, netns, workdir, loop_device):
             assert removed["deleted_target"] == str(workdir / "images") and not (workdir / "images").exists()
             assert task["An iSCSI target reached without the kernel initiator"]["state"] == "active"
             assert task["A pool on the embedded driver"]["changed"]
+            assert task["Show files copied into the pool's directory by other tools as volumes"]["refreshed"]
             grown = task["Grow it"]
             assert grown["changed"] and grown["capacity"] == 20 * GiB, grown
             assert task["A copy of a golden image"]["capacity"] == 64 * MiB
             assert task["Delete one volume"]["changed"]
+            imported = task["A raw disk imported from a qcow2 cloud image, checked and grown to 20 GiB"]
+            assert imported["changed"] and imported["format"] == "raw" and imported["checksum"] == sha256(cloud)
+            assert task["A qcow2 volume from an image already on the host"]["format"] == "qcow2"
             assert task["Show its free space in GiB"]["msg"] > 0
             pools = {pool["name"]: pool for pool in task["List every pool"]["pools"]}
             assert sorted(pools) == ["fast", "images", "san"]
             assert [(v["name"], v["capacity"]) for v in pools["san"]["volumes"]] == [("unit:0:0:1", 16 * MiB)]
             volumes = {v["name"]: v["capacity"] for v in pools["images"]["volumes"]}
-            assert volumes == {"golden.qcow2": 64 * MiB, "web01.qcow2": 20 * GiB, "web02.qcow2": 64 * MiB}
+            assert volumes == {"golden.qcow2": 64 * MiB, "web01.qcow2": 20 * GiB, "web02.qcow2": 64 * MiB,
+                               "web04.raw": 20 * GiB, "web05.qcow2": 16 * MiB}
         finally:
             stop_pools(uri)
     assert not is_mount_point(workdir / "fast")

@@ -21,6 +21,7 @@ from lxml import etree
 from harness.ansible import run_module, run_playbook
 from harness.backends import netns_named_like
 from harness.debian import debian_qemu_conf_text
+from harness.imageserver import image_server, served_image, sha256
 from harness.iscsi import INITIATOR_IQN, PORTAL, TARGET_IQN, iscsi_target, lun_file
 from harness.libvirt_marker import BACKENDS
 from harness.libvirtd import LIBVIRTD_PIDFILE, wait_for_line
@@ -506,3 +507,198 @@ def test_iscsi_direct_pool_and_guest(iscsi_side, guest, workdir):
         finally:
             side.run("domain", {"name": domain, "state": "absent"})
             side.run("pool", {"name": pool, "state": "absent"})
+
+
+# -- importing images ---------------------------------------------------------------------------
+def import_run(backend, netns, workdir: Path, args: dict, check: bool = False) -> dict:
+    """The volume module in the server's namespace; through libvirt it stages in workdir/tmp."""
+    tmp = workdir / "tmp"
+    tmp.mkdir(exist_ok=True)
+    return run_module("volume", {"uri": backend.uri, **args}, check=check, diff=True, netns=netns.name,
+                      env={"TMPDIR": str(tmp)})
+
+
+def leftovers(workdir: Path) -> list[str]:
+    """Temporaries of an import: in the pool's directory (embedded, libvirt's hidden volume) or staged locally."""
+    return sorted(p.name for d in (workdir / "images", workdir / "tmp") if d.is_dir()
+                  for p in d.iterdir() if ".import-" in p.name)
+
+
+def same_content(image: Path, volume: Path, fmt: str) -> bool:
+    return subprocess.run(["qemu-img", "compare", "-f", "qcow2", "-F", fmt, str(image), str(volume)],
+                          capture_output=True).returncode == 0
+
+
+def test_import_from_url_converted_grown_and_not_again(backend, workdir, pool_name, netns):
+    target = workdir / "images"
+    module(backend, "pool", dir_pool(pool_name, target))
+    image = served_image(workdir)
+    with image_server(netns, image.parent) as base:
+        args = {"pool": pool_name, "name": "disk.raw", "format": "raw", "capacity": "32MiB",
+                "source": {"url": f"{base}/disk.qcow2", "checksum": sha256(image)}}
+        predicted = import_run(backend, netns, workdir, args, check=True)
+        assert predicted["changed"] and predicted["capacity"] == 32 * MiB, predicted
+        assert list(target.iterdir()) == [] and leftovers(workdir) == []
+        result = import_run(backend, netns, workdir, args)
+        assert result["changed"] and result["checksum"] == sha256(image), result
+        assert predicted["diff"] == result["diff"], (predicted["diff"], result["diff"])
+        info = qemu_img_info(target / "disk.raw")
+        assert info["format"] == "raw" and info["virtual-size"] == 32 * MiB, info
+        assert same_content(image, target / "disk.raw", "raw")
+        again = import_run(backend, netns, workdir, args)
+        assert not again["changed"] and again["checksum"] is None, again
+        assert sorted(p.name for p in target.iterdir()) == ["disk.raw"] and leftovers(workdir) == []
+
+
+def test_import_wrong_checksum_or_missing_image_leaves_nothing(backend, workdir, pool_name, netns):
+    target = workdir / "images"
+    module(backend, "pool", dir_pool(pool_name, target))
+    image = served_image(workdir)
+    with image_server(netns, image.parent) as base:
+        wrong = import_run(backend, netns, workdir, {"pool": pool_name, "name": "disk.qcow2", "format": "qcow2",
+                                                     "source": {"url": f"{base}/disk.qcow2",
+                                                                "checksum": "sha256:" + "0" * 64}})
+        assert wrong["failed"] and wrong["msg"].startswith("source.checksum:"), wrong
+        assert sha256(image)[7:] in wrong["msg"]
+        missing = import_run(backend, netns, workdir, {"pool": pool_name, "name": "disk.qcow2",
+                                                       "source": {"url": f"{base}/nothing.qcow2"}})
+        assert missing["failed"] and "HTTP error 404" in missing["msg"], missing
+    assert list(target.iterdir()) == [] and leftovers(workdir) == []
+    volumes = module(backend, "pool_info", {"name": pool_name})["pool"]["volumes"]
+    assert volumes == [], volumes
+
+
+def test_import_over_https_validates_certificates_unless_told(backend, workdir, pool_name, netns):
+    target = workdir / "images"
+    module(backend, "pool", dir_pool(pool_name, target))
+    image = served_image(workdir)
+    with image_server(netns, image.parent, https=True) as base:
+        args = {"pool": pool_name, "name": "disk.qcow2", "format": "qcow2",
+                "source": {"url": f"{base}/disk.qcow2", "checksum": sha256(image)}}
+        refused = import_run(backend, netns, workdir, args)
+        assert refused["failed"] and "certificate" in refused["msg"], refused
+        assert "validate_certs" in refused["msg"], refused
+        assert list(target.iterdir()) == [] and leftovers(workdir) == []
+        args["source"]["validate_certs"] = False
+        result = import_run(backend, netns, workdir, args)
+    assert result["changed"] and qemu_img_info(target / "disk.qcow2")["format"] == "qcow2", result
+    assert same_content(image, target / "disk.qcow2", "qcow2")
+
+
+def test_import_killed_mid_download_is_cleaned_and_completed_by_the_next_run(backend, workdir, pool_name, netns):
+    import re
+    import signal
+    import threading
+    import time
+    target = workdir / "images"
+    module(backend, "pool", dir_pool(pool_name, target))
+    image = served_image(workdir)
+    with image_server(netns, image.parent) as base:
+        args = {"pool": pool_name, "name": "disk.raw", "format": "raw",
+                "source": {"url": f"{base}/disk.qcow2", "checksum": sha256(image)}}
+        slow = {**args, "source": {**args["source"], "url": f"{base}/disk.qcow2?slow"}}
+        killed: list[dict] = []
+        runner = threading.Thread(target=lambda: killed.append(import_run(backend, netns, workdir, slow)))
+        runner.start()
+        deadline = time.monotonic() + 120
+        while not leftovers(workdir) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        temporary = leftovers(workdir)
+        assert temporary, "no temporary file appeared"
+        pid = int(re.search(r"\.import-(\d+)", temporary[0]).group(1))
+        os.kill(pid, signal.SIGKILL)
+        runner.join(120)
+        assert killed and killed[0]["failed"], killed
+        assert leftovers(workdir) == temporary and not (target / "disk.raw").exists()
+        result = import_run(backend, netns, workdir, args)
+    assert result["changed"] and same_content(image, target / "disk.raw", "raw"), result
+    assert leftovers(workdir) == []
+
+
+def test_import_from_a_file_refuses_a_smaller_capacity(backend, workdir, pool_name):
+    target = workdir / "images"
+    module(backend, "pool", dir_pool(pool_name, target))
+    image = served_image(workdir)
+    args = {"pool": pool_name, "name": "copy.qcow2", "format": "qcow2",
+            "source": {"path": str(image), "checksum": sha256(image)}}
+    small = module(backend, "volume", {**args, "capacity": "8MiB"})
+    assert small["failed"] and small["msg"].startswith("capacity:"), small
+    predicted = module(backend, "volume", args, check=True)
+    assert predicted["changed"] and predicted["capacity"] == 16 * MiB, predicted
+    result = module(backend, "volume", args)
+    assert result["changed"] and predicted["diff"] == result["diff"], (predicted, result)
+    assert same_content(image, target / "copy.qcow2", "qcow2") and image.exists()
+    assert sorted(p.name for p in target.iterdir()) == ["copy.qcow2"]
+
+
+def test_pool_refresh_shows_files_copied_in_by_hand(backend, workdir, pool_name):
+    import shutil
+    target = workdir / "images"
+    module(backend, "pool", dir_pool(pool_name, target))
+    shutil.copyfile(served_image(workdir), target / "byhand.qcow2")
+    listed = module(backend, "pool_info", {"name": pool_name})["pool"]["volumes"]
+    # libvirt lists what it scanned; the embedded driver reads the directory each time.
+    assert [v["name"] for v in listed] == ([] if backend.name == "libvirt" else ["byhand.qcow2"]), listed
+    predicted = module(backend, "pool", {"name": pool_name, "refresh": True}, check=True)
+    assert not predicted["changed"] and not predicted["refreshed"], predicted
+    result = module(backend, "pool", {"name": pool_name, "refresh": True})
+    assert not result["changed"] and result["refreshed"], result
+    listed = module(backend, "pool_info", {"name": pool_name})["pool"]["volumes"]
+    assert [(v["name"], v["format"], v["capacity"]) for v in listed] == [("byhand.qcow2", "qcow2", 16 * MiB)]
+    refused = module(backend, "pool", {"name": pool_name, "state": "inactive", "refresh": True})
+    assert refused["failed"] and refused["msg"].startswith("refresh:"), refused
+
+
+def dead_pid() -> int:
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
+
+
+def test_import_removes_what_killed_runs_left_and_keeps_a_live_ones(backend, workdir, pool_name):
+    target = workdir / "images"
+    module(backend, "pool", dir_pool(pool_name, target))
+    stale, live = target / f".disk.raw.import-{dead_pid()}.part", target / f".disk.raw.import-{os.getpid()}.part"
+    stale.write_bytes(b"half an image")
+    live.write_bytes(b"being written")
+    module(backend, "pool", {"name": pool_name, "refresh": True})
+    image = served_image(workdir)
+    result = module(backend, "volume", {"pool": pool_name, "name": "disk.raw", "source": {"path": str(image)}})
+    assert result["changed"] and same_content(image, target / "disk.raw", "raw"), result
+    assert not stale.exists() and live.read_bytes() == b"being written"
+
+
+def test_import_into_a_full_pool_fails_and_leaves_nothing(backend, workdir, pool_name, netns):
+    """A 1 MiB tmpfs as the pool (mounted where the pool's files are written: in libvirtd's mount namespace)."""
+    target = workdir / "images"
+    target.mkdir()
+    libvirtd = Path(LIBVIRTD_PIDFILE).read_text(encoding="ascii").split()[0] if backend.name == "libvirt" else None
+    prefix = ["nsenter", "-t", libvirtd, "-m"] if libvirtd else []
+    subprocess.run([*prefix, "mount", "-t", "tmpfs", "-o", "size=1m,mode=0711", "tmpfs", str(target)], check=True)
+    try:
+        module(backend, "pool", dir_pool(pool_name, target))
+        image = served_image(workdir)
+        with image_server(netns, image.parent) as base:
+            full = import_run(backend, netns, workdir, {"pool": pool_name, "name": "disk.qcow2", "format": "qcow2",
+                                                        "source": {"url": f"{base}/disk.qcow2"}})
+        assert full["failed"] and "No space left on device" in full["msg"], full
+        module(backend, "pool", {"name": pool_name, "refresh": True})
+        assert module(backend, "pool_info", {"name": pool_name})["pool"]["volumes"] == []
+        in_pool = subprocess.run([*prefix, "ls", "-A", str(target)], capture_output=True, text=True, check=True)
+        assert in_pool.stdout == "" and leftovers(workdir) == []
+    finally:
+        remove_pool(backend, pool_name)
+        subprocess.run([*prefix, "umount", str(target)], check=False)
+
+
+def test_import_refuses_an_image_that_reads_another_file(backend, workdir, pool_name):
+    target = workdir / "images"
+    module(backend, "pool", dir_pool(pool_name, target))
+    secret = workdir / "secret.raw"
+    secret.write_bytes(b"not for a guest" * 1000)
+    overlay = workdir / "overlay.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(secret), "-F", "raw", str(overlay)],
+                   check=True)
+    refused = module(backend, "volume", {"pool": pool_name, "name": "disk.raw", "source": {"path": str(overlay)}})
+    assert refused["failed"] and refused["msg"].startswith("source:") and "another file" in refused["msg"], refused
+    assert list(target.iterdir()) == []

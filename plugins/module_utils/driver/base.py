@@ -23,6 +23,7 @@ from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import host_error
+from ansible_collections.virtops.qemu.plugins.module_utils.model.volume import ImageSource
 
 # libvirt's words for a domain's state, virDomainState order.
 DOMAIN_STATES = ("nostate", "running", "blocked", "paused", "shutdown",
@@ -327,6 +328,16 @@ class Volumes(ABC):
     @abstractmethod
     def create(self, pool: str, xml: str, clone_from: tuple[str, str] | None = None) -> None:
         """Create the volume the XML describes; ``clone_from`` (pool, volume) copies that volume's content."""
+
+    @abstractmethod
+    def import_image(self, pool: str, xml: str, source: ImageSource, opener, capacity: int | None) -> str:
+        """Create the volume the XML describes (name, format, permissions) from the image ``source``.
+
+        The image is converted to the volume's format when its own differs and
+        grown to ``capacity`` when that is larger.  ``opener`` opens a URL
+        (image_import.Opener).  Nothing is left behind on failure; the
+        result is the image's checksum as "algorithm:hex".
+        """
 
     @abstractmethod
     def delete(self, pool: str, name: str) -> None: ...

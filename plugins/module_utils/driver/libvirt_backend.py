@@ -8,13 +8,16 @@ Private to the collection.
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
 import re
 import shlex
+import tempfile
 from abc import abstractmethod
 
+from ansible_collections.virtops.qemu.plugins.module_utils.driver import image_import
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import (
     DOMAIN_STATES,
     DomainRuntime,
@@ -37,7 +40,8 @@ from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     NotFound,
 )
 from ansible_collections.virtops.qemu.plugins.module_utils.model.sendkey import KEYCODE_SETS
-from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse
+from ansible_collections.virtops.qemu.plugins.module_utils.model.volume import ImageSource
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse, to_string
 from ansible_collections.virtops.qemu.plugins.module_utils.qmp import QMPError
 
 try:
@@ -474,6 +478,70 @@ class LibvirtVolumes(Volumes):
     def delete(self, pool: str, name: str) -> None:
         call(f"delete volume {name!r} of pool {pool!r}", self._volume(pool, name).delete, 0)
 
+    def import_image(self, pool: str, xml: str, source: ImageSource, opener, capacity: int | None) -> str:
+        """Staged on the module's host, uploaded into a hidden volume, which libvirt then copies into place.
+
+        The upload goes through libvirt's stream (virStorageVolUpload), so a
+        remote host works too.  The copy (virStorageVolCreateXMLFrom) runs in
+        libvirtd and finishes even when this run is killed, so the volume
+        under its own name is never half uploaded; a hidden volume or a
+        local temporary left by a killed run is removed by the next import.
+        """
+        wanted = parse(xml, "volume")
+        name = (wanted.findtext("name") or "").strip()
+        fmt = wanted.find("target/format").get("type") if wanted.find("target/format") is not None else "raw"
+        target = self._pool(pool)
+        stem = f"virtops.{pool}.{name}"
+        image_import.sweep(tempfile.gettempdir(), stem)
+        self._sweep(pool, name)
+        if self.exists(pool, name):
+            raise Conflict(f"storage volume {name!r} already exists in pool {pool!r}")
+        staged = image_import.stage(source, opener, fmt, tempfile.gettempdir(), stem, copy=False)
+        try:
+            image_import.check_capacity(capacity, staged.size, source.url or source.path or "")
+            size = max(capacity or 0, staged.size)
+            hidden = _with_name_and_capacity(wanted, os.path.basename(image_import.temporary("", name)),
+                                             staged.size)
+            volume = call(f"create a volume in pool {pool!r}", target.createXML, hidden, 0, definition=True)
+            try:
+                self._upload(volume, staged.path)
+                if size > staged.size:
+                    call(f"grow the imported volume {name!r}", volume.resize, size, 0)
+                call(f"copy the imported image into volume {name!r}", target.createXMLFrom,
+                     _with_name_and_capacity(wanted, name, size), volume, 0, definition=True)
+            finally:
+                with contextlib.suppress(libvirt.libvirtError):
+                    volume.delete(0)
+        finally:
+            staged.remove_temporaries()
+        return staged.checksum
+
+    def _upload(self, volume, path: str) -> None:
+        try:
+            length = os.path.getsize(path)
+            handle = open(path, "rb")
+        except OSError as exc:
+            raise BackendError(f"cannot read {path}: {exc.strerror or exc}") from exc
+        stream = call("open a stream to libvirt", self.conn.newStream, 0)
+        with handle:
+            try:
+                call("start the upload", volume.upload, stream, 0, length, 0)
+                call("upload the image", stream.sendAll, lambda _stream, size, opaque: opaque.read(size), handle)
+                call("finish the upload", stream.finish)
+            except BaseException:
+                with contextlib.suppress(libvirt.libvirtError):
+                    stream.abort()
+                raise
+
+    def _sweep(self, pool: str, name: str) -> None:
+        """Delete the hidden volumes earlier imports of ``name`` from this host left when they were killed."""
+        pattern = re.compile(rf"^\.{re.escape(name)}\.import-(\d+)(?:\.\w+)?\.part$")
+        for other in self.names(pool):
+            match = pattern.match(other)
+            if match and not image_import.alive(int(match.group(1))):
+                with contextlib.suppress(NotFound):
+                    self.delete(pool, other)
+
     def resize(self, pool: str, name: str, capacity: int, shrink: bool = False) -> None:
         flags = libvirt.VIR_STORAGE_VOL_RESIZE_SHRINK if shrink else 0
         call(f"resize volume {name!r}", self._volume(pool, name).resize, capacity, flags)
@@ -496,6 +564,17 @@ class LibvirtVolumes(Volumes):
 
     def path(self, pool: str, name: str) -> str:
         return call(f"read the path of volume {name!r}", self._volume(pool, name).path)
+
+
+def _with_name_and_capacity(wanted, name: str, capacity: int) -> str:
+    tree = parse(to_string(wanted), "volume")
+    tree.find("name").text = name
+    tree.find("capacity").text = str(capacity)
+    tree.find("capacity").set("unit", "bytes")
+    allocation = tree.find("allocation")
+    if allocation is not None:
+        tree.remove(allocation)
+    return to_string(tree)
 
 
 def _lease(entry: dict) -> Lease:

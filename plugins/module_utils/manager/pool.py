@@ -43,6 +43,7 @@ class PoolRequest(ResourceRequest):
     build_overwrite: bool = False
     delete_target: str | None = None
     definition_option: str | None = None    # "xml" for a verbatim definition, None for the structured options
+    refresh: bool = False
 
 
 class PoolManager(ResourceManager):
@@ -59,6 +60,18 @@ class PoolManager(ResourceManager):
         super().__init__(pools, model.POOL_RULES)
         self.pools = pools
         self.warnings = [] if warnings is None else warnings
+
+    def ensure(self, req, check_mode):
+        """The life cycle, then a rescan of the active pool's volumes when asked.
+
+        A rescan changes nothing on the host, only what the pool lists, so it
+        never counts as a change; check mode does not rescan.
+        """
+        result = super().ensure(req, check_mode)
+        refreshed = bool(getattr(req, "refresh", False)) and not check_mode
+        if refreshed:
+            self.pools.refresh(req.name)
+        return dict(result, refreshed=refreshed)
 
     # -- model ----------------------------------------------------------------
     def _created(self, req):
@@ -206,11 +219,14 @@ def request_from_params(params: dict) -> PoolRequest:
         raise InvalidInput("applies only with state=absent", "delete_target")
     if params.get("build_overwrite") and not params.get("build"):
         raise InvalidInput("needs build=true", "build_overwrite")
+    if params.get("refresh") and state != "active":
+        raise InvalidInput(f"rescans an active pool; it needs state=active, not {state}", "refresh")
     return PoolRequest(name=name, state=state, desired=desired, owned_lists=owned,
                        autostart=params.get("autostart"), restart=bool(params.get("restart")),
                        verbatim=option is not None, build=bool(params.get("build")),
                        build_overwrite=bool(params.get("build_overwrite")),
-                       delete_target=delete_target, definition_option=option)
+                       delete_target=delete_target, definition_option=option,
+                       refresh=bool(params.get("refresh")))
 
 
 # -- pool_info ---------------------------------------------------------------------

@@ -9,8 +9,11 @@ diff of the volume's XML (the part the module manages, see
 model/volume.py) and check mode that predicts the real run.  Its rules: a
 missing volume is created (empty, cloned, or on a backing store); an
 existing one grows to a larger capacity, shrinks only with
-``allow_shrink``, and keeps its format and backing store.  ``absent``
-deletes exactly the named volume.  Backend-agnostic: it speaks only the
+``allow_shrink``, and keeps its format and backing store.  A missing
+volume with a ``source`` is imported from that image (a file or a URL);
+an existing one is never imported again, whatever the source says now, so
+no run replaces a volume's data: delete it (``absent``) to import anew.
+``absent`` deletes exactly the named volume.  Backend-agnostic: it speaks only the
 driver's ``Pools`` and ``Volumes``.  Private to the collection.
 """
 
@@ -19,6 +22,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass, field, replace
 
+from ansible_collections.virtops.qemu.plugins.module_utils.driver import image_import
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import Pools, Volumes
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import Conflict, InvalidInput, NotFound, VirtError
 from ansible_collections.virtops.qemu.plugins.module_utils.model import pool as pool_model
@@ -40,14 +44,16 @@ SECTOR = 512
 class VolumePlan:
     before: VolumeFacts | None
     after: VolumeFacts | None
-    steps: list[str] = field(default_factory=list)     # create, resize, permissions, delete
+    steps: list[str] = field(default_factory=list)     # create, import, resize, permissions, delete
     done: list[str] = field(default_factory=list)
+    checksum: str | None = None                         # of the image imported by this run
 
 
 class VolumeManager:
-    def __init__(self, pools: Pools, volumes: Volumes):
+    def __init__(self, pools: Pools, volumes: Volumes, opener: image_import.Opener | None = None):
         self.pools = pools
         self.volumes = volumes
+        self.opener = opener        # opens source.url; the module's, so the core needs no AnsibleModule
 
     def ensure(self, req: VolumeRequest, check_mode: bool) -> dict:
         self._check_pool(req.pool)
@@ -74,6 +80,8 @@ class VolumeManager:
         before = self._facts(req.pool, req.name) if exists else None
         if req.state == "absent":
             return VolumePlan(before, None, ["delete"] if exists else [])
+        if before is None and req.source is not None:
+            return VolumePlan(None, self._imported(req), ["import"])
         if before is None:
             after = self._new(req)
             # libvirt copies a clone at its source's size; a larger one is grown afterwards.
@@ -94,6 +102,20 @@ class VolumeManager:
         return VolumeFacts(
             name=req.name, path=os.path.join(self._target(req.pool), req.name), format=fmt,
             capacity=_rounded(capacity, fmt), backing_path=backing_path, backing_format=backing_format,
+            mode=req.mode or DEFAULT_MODE, owner=os.getuid() if req.owner is None else req.owner,
+            group=os.getgid() if req.group is None else req.group)
+
+    def _imported(self, req: VolumeRequest) -> VolumeFacts:
+        """The volume an import makes; a URL's image is not read before the real run, so its size shows as 0."""
+        source = req.source
+        size = 0
+        if source is not None and source.path:
+            size = image_import.probe(source.path, source.path)[1]
+            image_import.check_capacity(req.capacity, size, source.path)
+        fmt = req.format or "raw"
+        return VolumeFacts(
+            name=req.name, path=os.path.join(self._target(req.pool), req.name), format=fmt,
+            capacity=_rounded(max(req.capacity or 0, size), fmt),
             mode=req.mode or DEFAULT_MODE, owner=os.getuid() if req.owner is None else req.owner,
             group=os.getgid() if req.group is None else req.group)
 
@@ -162,6 +184,9 @@ class VolumeManager:
             self.volumes.delete(req.pool, req.name)
         elif step == "create" and after is not None:
             self.volumes.create(req.pool, creation_xml(after, req.allocation), req.clone_from)
+        elif step == "import" and after is not None and req.source is not None:
+            plan.checksum = self.volumes.import_image(req.pool, creation_xml(after, None), req.source, self.opener,
+                                                      req.capacity)
         elif step == "resize" and after is not None:
             self.volumes.resize(req.pool, req.name, after.capacity, shrink=req.allow_shrink)
         elif step == "permissions":
@@ -185,6 +210,7 @@ class VolumeManager:
             "capacity": facts.capacity if facts else None,
             "allocation": facts.allocation if facts else None,
             "xml": after,
+            "checksum": plan.checksum,
             "diff": {"before": before, "after": after},
         }
 

@@ -121,6 +121,19 @@ def creation_xml(facts: VolumeFacts, allocation: int | None) -> str:
 
 
 # -- the module's request ---------------------------------------------------------------
+# The digests source.checksum may name, as ansible.builtin.get_url writes them: "sha256:<hex>".
+CHECKSUMS = {"sha1": 40, "sha224": 56, "sha256": 64, "sha384": 96, "sha512": 128}
+
+
+@dataclass(frozen=True)
+class ImageSource:
+    """An image a new volume is imported from: a file on the module's host or an http(s) URL."""
+    path: str | None = None
+    url: str | None = None
+    checksum: tuple[str, str] | None = None     # (algorithm, lower-case hex)
+    validate_certs: bool = True
+
+
 @dataclass(frozen=True)
 class VolumeRequest:
     pool: str
@@ -136,6 +149,7 @@ class VolumeRequest:
     owner: int | None = None
     group: int | None = None
     allow_shrink: bool = False
+    source: ImageSource | None = None
 
 
 def request_from_params(params: dict) -> VolumeRequest:
@@ -155,8 +169,42 @@ def request_from_params(params: dict) -> VolumeRequest:
         allocation=_size(params.get("allocation"), "allocation"),
         clone_from=_clone_source(params.get("clone_from"), pool),
         mode=_mode(params.get("mode")), owner=params.get("owner"), group=params.get("group"),
-        allow_shrink=bool(params.get("allow_shrink")))
+        allow_shrink=bool(params.get("allow_shrink")),
+        source=image_source(params.get("source")))
+    if request.source is not None and (request.clone_from or params.get("backing_store")):
+        raise InvalidInput("a volume is imported from an image, cloned or put on a backing store; "
+                           "give only one of source, clone_from and backing_store", "source")
     return _with_backing(request, params.get("backing_store"))
+
+
+def image_source(value: dict | None) -> ImageSource | None:
+    if not value:
+        return None
+    path, url = value.get("path"), value.get("url")
+    if bool(path) == bool(url):
+        raise InvalidInput("give the image's path or its url, one of them", "source")
+    if path and not os.path.isabs(path):
+        raise InvalidInput(f"must be an absolute path, got {path!r}", "source.path")
+    if url and not str(url).lower().startswith(("http://", "https://")):
+        raise InvalidInput(f"must be an http:// or https:// URL, got {url!r}", "source.url")
+    validate_certs = value.get("validate_certs")
+    return ImageSource(path=path or None, url=url or None, checksum=parse_checksum(value.get("checksum")),
+                       validate_certs=True if validate_certs is None else bool(validate_certs))
+
+
+def parse_checksum(value: str | None) -> tuple[str, str] | None:
+    """``algorithm:hex`` as ansible.builtin.get_url takes it."""
+    if not value:
+        return None
+    algorithm, sep, digest = str(value).strip().partition(":")
+    algorithm, digest = algorithm.lower(), digest.strip().lower()
+    if not sep or algorithm not in CHECKSUMS:
+        raise InvalidInput(f"write it as ALGORITHM:HEX with ALGORITHM one of {', '.join(CHECKSUMS)}, "
+                           f"got {value!r}", "source.checksum")
+    if len(digest) != CHECKSUMS[algorithm] or any(c not in "0123456789abcdef" for c in digest):
+        raise InvalidInput(f"a {algorithm} checksum is {CHECKSUMS[algorithm]} hexadecimal digits, got {digest!r}",
+                           "source.checksum")
+    return algorithm, digest
 
 
 def _size(value, option: str) -> int | None:

@@ -28,6 +28,7 @@ import os
 import uuid
 
 from ansible_collections.virtops.qemu.plugins.module_utils import fileio
+from ansible_collections.virtops.qemu.plugins.module_utils.driver import image_import
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import Pools, PoolSpace, Volumes, local_path_kind
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import images, poolstate
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.poolstate import PoolRecord
@@ -42,6 +43,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
 from ansible_collections.virtops.qemu.plugins.module_utils.model import pool as pool_model
 from ansible_collections.virtops.qemu.plugins.module_utils.model import schema, units
 from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
+from ansible_collections.virtops.qemu.plugins.module_utils.model.volume import ImageSource
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import XmlNode, element, parse, sub, to_string
 
 EMBED_TYPES = ("dir", "fs", "iscsi-direct")
@@ -425,6 +427,34 @@ class EmbedVolumes(Volumes):
                 raise Conflict(f"storage volume {name!r} already exists in pool {pool!r}")
             make_volume(path, wanted, source)
 
+    def import_image(self, pool: str, xml: str, source: ImageSource, opener, capacity: int | None) -> str:
+        """Staged in the pool's directory without the pool's lock (a download may be slow), renamed under it."""
+        wanted = parse(xml, "volume")
+        name = validate_name((wanted.findtext("name") or "").strip(), "volume")
+        fmt = wanted.find("target/format").get("type") if wanted.find("target/format") is not None else "raw"
+        with self.pools.lock(pool):
+            path = self._file(self._active(pool), pool, name)
+            if os.path.lexists(path):
+                raise Conflict(f"storage volume {name!r} already exists in pool {pool!r}")
+            image_import.sweep(os.path.dirname(path), name)
+        staged = image_import.stage(source, opener, fmt, os.path.dirname(path), name, copy=True)
+        try:
+            image_import.check_capacity(capacity, staged.size, source.url or source.path or "")
+            if capacity is not None and capacity > staged.size:
+                image_import.grow(staged.path, fmt, capacity)
+            set_permissions(staged.path, *_permissions(wanted))
+            with self.pools.lock(pool):
+                if os.path.lexists(path):
+                    raise Conflict(f"storage volume {name!r} already exists in pool {pool!r}")
+                try:
+                    os.rename(staged.path, path)
+                except OSError as exc:
+                    raise host_error(exc, "move the imported image to", path) from exc
+                fileio.fsync_directory(os.path.dirname(path))
+        finally:
+            staged.remove_temporaries()
+        return staged.checksum
+
     def _clone_source(self, clone_from: tuple[str, str]) -> tuple[str, str]:
         facts = parse(self.xml(*clone_from), "volume")
         return facts.findtext("target/path"), facts.find("target/format").get("type")
@@ -500,14 +530,19 @@ def make_volume(path: str, wanted: XmlNode, source: tuple[str, str] | None) -> N
             images.convert(source[0], source[1], partial, fmt)     # a larger capacity is the caller's resize
         else:
             images.create(partial, fmt, capacity, _backing(wanted), preallocate=allocation >= capacity > 0)
-        mode = (wanted.findtext("target/permissions/mode") or "").strip() or f"{DEFAULT_VOLUME_MODE:04o}"
-        owner = (wanted.findtext("target/permissions/owner") or "").strip()
-        group = (wanted.findtext("target/permissions/group") or "").strip()
-        set_permissions(partial, mode, int(owner) if owner else None, int(group) if group else None)
+        set_permissions(partial, *_permissions(wanted))
         os.rename(partial, path)
     except BaseException:
         fileio.remove_quietly(partial)
         raise
+
+
+def _permissions(wanted: XmlNode) -> tuple[str, int | None, int | None]:
+    """Mode, owner and group a new volume's XML asks for; libvirt's mode when it names none."""
+    mode = (wanted.findtext("target/permissions/mode") or "").strip() or f"{DEFAULT_VOLUME_MODE:04o}"
+    owner = (wanted.findtext("target/permissions/owner") or "").strip()
+    group = (wanted.findtext("target/permissions/group") or "").strip()
+    return mode, int(owner) if owner else None, int(group) if group else None
 
 
 def _size(node: XmlNode | None) -> int:

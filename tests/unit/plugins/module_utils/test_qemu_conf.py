@@ -467,7 +467,7 @@ _configs = st.tuples(st.lists(_config_line(), max_size=12), st.sampled_from(["\n
                      st.booleans()).map(lambda t: t[1].join(t[0]) + (t[1] if t[2] else ""))
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(_configs)
 def test_render_of_parse_is_identity(text):
     assert QemuConf.parse(text).render() == text
@@ -493,7 +493,7 @@ def _key_and_value(draw):
     return key, draw(_value_for(KEYS[key]))
 
 
-@settings(max_examples=300, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                    HealthCheck.function_scoped_fixture])
 @given(base=_configs, edits=st.lists(_key_and_value(), min_size=1, max_size=4))
 def test_set_then_get_returns_the_value(base, edits):
@@ -507,7 +507,7 @@ def test_set_then_get_returns_the_value(base, edits):
         assert reparsed.set(key, value) is False
 
 
-@settings(max_examples=50, suppress_health_check=[HealthCheck.too_slow,
+@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                   HealthCheck.function_scoped_fixture])
 @given(edits=st.lists(_key_and_value(), min_size=1, max_size=3))
 def test_set_then_get_on_debian_file(debian_text, edits):

@@ -63,6 +63,13 @@ def test_pool_type_cannot_change():
     ({"name": "v", "clone_from": "a/b/c"}, "clone_from"),
     ({"name": "v", "format": "raw", "backing_store": {"path": "/b", "format": "raw"}}, "format"),
     ({"name": "v", "backing_store": {"path": "b"}}, "backing_store.path"),
+    ({"name": "v", "source": {"path": "img.qcow2"}}, "source.path"),
+    ({"name": "v", "source": {"url": "ftp://host/img"}}, "source.url"),
+    ({"name": "v", "source": {"path": "/i", "url": "http://h/i"}}, "source"),
+    ({"name": "v", "source": {"url": "http://h/i", "checksum": "md5:" + "0" * 32}}, "source.checksum"),
+    ({"name": "v", "source": {"url": "http://h/i", "checksum": "sha256:abc"}}, "source.checksum"),
+    ({"name": "v", "source": {"url": "http://h/i", "checksum": "0" * 64}}, "source.checksum"),
+    ({"name": "v", "source": {"path": "/i"}, "clone_from": "w"}, "source"),
 ])
 def test_volume_bad_input_names_the_option(params, option):
     with pytest.raises(InvalidInput) as caught:
@@ -127,3 +134,28 @@ def test_permissions_change_alone():
     result = manager_of(volumes).ensure(
         request_from_params({"pool": "p", "name": "v", "mode": "0640"}), False)
     assert result["changed"] and volumes.calls == [("permissions", "0640", None, None)]
+
+
+def test_checksum_is_read_as_get_url_writes_it():
+    req = request_from_params({"pool": "p", "name": "v",
+                               "source": {"url": "https://h/i", "checksum": "SHA512:" + "AB" * 64}})
+    assert req.source is not None and req.source.checksum == ("sha512", "ab" * 64)
+    assert req.source.validate_certs
+
+
+def test_existing_volume_is_not_imported_again():
+    volumes = volumes_of(_existing())
+    req = request_from_params({"pool": "p", "name": "v", "source": {"url": "http://h/other.qcow2"}})
+    for check_mode in (True, False):
+        result = manager_of(volumes).ensure(req, check_mode)
+        assert not result["changed"] and result["checksum"] is None and volumes.calls == []
+
+
+def test_url_import_is_predicted_without_reading_the_url():
+    volumes = volumes_of()
+    req = request_from_params({"pool": "p", "name": "new", "format": "qcow2", "capacity": "1GiB",
+                               "source": {"url": "http://h/img.qcow2"}})
+    predicted = manager_of(volumes).ensure(req, True)
+    assert predicted["changed"] and predicted["capacity"] == 1024 * MiB and volumes.calls == []
+    result = manager_of(volumes).ensure(req, False)
+    assert [call[0] for call in volumes.calls] == ["import", "create"] and result["checksum"].startswith("sha256:")
