@@ -493,8 +493,8 @@ def _key_and_value(draw):
     return key, draw(_value_for(KEYS[key]))
 
 
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                   HealthCheck.function_scoped_fixture])
+@settings(max_examples=300, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(base=_configs, edits=st.lists(_key_and_value(), min_size=1, max_size=4))
 def test_set_then_get_returns_the_value(base, edits):
     conf = QemuConf.parse(base)
@@ -507,8 +507,8 @@ def test_set_then_get_returns_the_value(base, edits):
         assert reparsed.set(key, value) is False
 
 
-@settings(max_examples=50, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                  HealthCheck.function_scoped_fixture])
+@settings(max_examples=50, deadline=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture])
 @given(edits=st.lists(_key_and_value(), min_size=1, max_size=3))
 def test_set_then_get_on_debian_file(debian_text, edits):
     conf = QemuConf.parse(debian_text)
