@@ -4,8 +4,8 @@ The image is the "distribution's cloud image" of the cloud-image tests: a
 qcow2 disk that UEFI (OVMF) boots through its own GRUB, with systemd,
 cloud-init and qemu-guest-agent, and no key or password of its own.  The
 test boots a qcow2 overlay of it on the embedded driver under TCG, with a
-NoCloud seed (the collection's seed library) on a read-only virtio disk and
-one NIC on a NAT network of the test's namespace, where cloud-init's
+NoCloud seed (the collection's seed library) on a read-only virtio disk (q35)
+or an IDE CD-ROM (pc), and one NIC on a NAT network of the test's namespace, where cloud-init's
 fallback configuration gets a DHCP lease.  It then logs in over SSH with the
 key the seed carries and reads the guest's state: systemd is up, the seed's
 runcmd ran, the hostname is the seed's, nobody has a password, and the
@@ -17,12 +17,12 @@ pytest with -s to see it); the README quotes it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import secrets
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -30,46 +30,46 @@ import pytest
 from lxml import etree
 
 from ansible_collections.virtops.qemu.plugins.module_utils.seed.nocloud import build_seed, write_seed
-from harness import CACHE, REPO
 from harness.ansible import run_module
+from harness.cloud_image import DEFAULT_USER, OVMF_CODE, OVMF_VARS, CloudImage, build_cloud_image
 
 pytestmark = [pytest.mark.embed, pytest.mark.guest, pytest.mark.slow]
 
-BUILDER = REPO / "extensions" / "molecule" / "resources" / "image" / "build_image.py"
-IMAGE_CACHE = CACHE / "molecule"
-OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd"
-OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd"
 AGENT_CHANNEL = "org.qemu.guest_agent.0"
 SSH_TIMEOUT = 600
-USER = "debian"      # cloud-init's default user in Debian's cloud.cfg
+# Where the seed can be: Debian's cloud kernel has no AHCI driver, so not on SATA (q35's CD-ROM bus).
+# The IDE CD-ROM has a boot order: OVMF leaves an IDE controller without a boot device
+# unconnected when another device has one, and Linux then finds no drive on it.
+SEEDS = {
+    "virtio-disk": ("q35", "<disk type='file' device='disk'><driver name='qemu' type='raw'/>"
+                           "<source file='{seed}'/><target dev='vdb' bus='virtio'/><readonly/></disk>"),
+    "ide-cdrom": ("pc", "<disk type='file' device='cdrom'><driver name='qemu' type='raw'/>"
+                        "<source file='{seed}'/><target dev='hdc' bus='ide'/><readonly/><boot order='2'/></disk>"),
+}
 
 
 @pytest.fixture(scope="module")
-def cloud_image() -> dict:
-    proc = subprocess.run([sys.executable, str(BUILDER), "--cache", str(IMAGE_CACHE), "--kind", "cloud"],
-                          capture_output=True, text=True, timeout=1800, check=False)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+def cloud_image() -> CloudImage:
+    return build_cloud_image()
 
 
-def domain_xml(name: str, disk: Path, seed: Path, network: str, mac: str, log: Path) -> str:
+def domain_xml(name: str, disk: Path, seed: Path, seed_kind: str, network: str, mac: str, log: Path) -> str:
+    machine, seed_disk = SEEDS[seed_kind]
     return f"""<domain type='qemu'>
   <name>{name}</name>
   <memory unit='MiB'>768</memory>
   <vcpu>1</vcpu>
   <os>
-    <type arch='x86_64' machine='q35'>hvm</type>
+    <type arch='x86_64' machine='{machine}'>hvm</type>
     <loader readonly='yes' type='pflash'>{OVMF_CODE}</loader>
     <nvram template='{OVMF_VARS}'/>
   </os>
   <features><acpi/></features>
   <devices>
     <disk type='file' device='disk'>
-      <driver name='qemu' type='qcow2'/><source file='{disk}'/><target dev='vda' bus='virtio'/>
+      <driver name='qemu' type='qcow2'/><source file='{disk}'/><target dev='vda' bus='virtio'/><boot order='1'/>
     </disk>
-    <disk type='file' device='disk'>
-      <driver name='qemu' type='raw'/><source file='{seed}'/><target dev='vdb' bus='virtio'/><readonly/>
-    </disk>
+    {seed_disk.format(seed=seed)}
     <interface type='network'>
       <source network='{network}'/><mac address='{mac}'/><model type='virtio'/>
     </interface>
@@ -90,7 +90,7 @@ class Guest:
         return self.netns.exec_argv([
             "ssh", "-i", str(self.key), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
             "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR",
-            f"{USER}@{self.address}", command])
+            f"{DEFAULT_USER}@{self.address}", command])
 
     def run(self, command: str, timeout: int = 300) -> subprocess.CompletedProcess:
         return subprocess.run(self.ssh_argv(command), capture_output=True, text=True, timeout=timeout, check=False)
@@ -129,8 +129,9 @@ def agent_socket(uri: str, name: str, netns) -> str:
     return live.find(f"devices/channel/target[@name='{AGENT_CHANNEL}']/../source").get("path")
 
 
-def test_cloud_image_boots_to_ssh_with_cloud_init_and_the_guest_agent(cloud_image, root, netns, workdir):
-    assert cloud_image["format"] == "qcow2" and cloud_image["firmware"] == "efi"
+@pytest.mark.parametrize("seed_kind", SEEDS)
+def test_cloud_image_boots_to_ssh_with_cloud_init_and_the_guest_agent(seed_kind, cloud_image, root, netns, workdir):
+    assert cloud_image.checksum == "sha256:" + hashlib.sha256(Path(cloud_image.path).read_bytes()).hexdigest()
     uri = f"qemu:///embed?root={root}"
     name, mac = f"vt-cloud-{secrets.token_hex(3)}", "52:54:00:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(3))
     prefix = f"10.{random.randint(16, 250)}.{random.randint(1, 250)}"
@@ -144,7 +145,7 @@ def test_cloud_image_boots_to_ssh_with_cloud_init_and_the_guest_agent(cloud_imag
     assert network["changed"], network
 
     disk = workdir / "disk.qcow2"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", cloud_image["image"], str(disk)],
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", cloud_image.path, str(disk)],
                    check=True)
     key = workdir / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", str(key)], check=True)
@@ -156,13 +157,14 @@ def test_cloud_image_boots_to_ssh_with_cloud_init_and_the_guest_agent(cloud_imag
 
     log = workdir / "console.log"
     started = run_module("domain", {"uri": uri, "name": name, "state": "running",
-                                    "xml": domain_xml(name, disk, workdir / "seed.iso", "vt-cloud", mac, log)},
+                                    "xml": domain_xml(name, disk, workdir / "seed.iso", seed_kind, "vt-cloud", mac,
+                                                      log)},
                          netns=netns.name)
     assert started["changed"] and started["state"] == "running", started
 
     guest = Guest(netns, address, key)
     boot_to_ssh = guest.wait_for_ssh(log)
-    print(f"\ncloud image: first SSH login {boot_to_ssh:.0f} s after the domain started (TCG)")
+    print(f"\ncloud image, seed on {seed_kind}: first SSH login {boot_to_ssh:.0f} s after the domain started (TCG)")
 
     finished = guest.run("cloud-init status --wait --long")
     assert "status: done" in finished.stdout, finished.stdout + finished.stderr

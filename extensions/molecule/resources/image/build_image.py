@@ -188,6 +188,7 @@ ExecStartPre=/usr/bin/ssh-keygen -A
 ExecStartPre=/usr/sbin/sshd -t
 """
 CLOUD_ROOT_LABEL = "cloudimg-rootfs"
+ESP_START = MIB
 ESP_SIZE = 32 * MIB
 ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 ROOT_TYPE = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"    # Linux root (x86-64)
@@ -451,14 +452,12 @@ def cloud_disk(rootfs: Path, work: Path, fs_uuid: str, image: Path) -> None:
     esp, root, raw = work / "esp.img", work / "root.img", work / "disk.raw"
     make_esp(esp, grub_efi(work, fs_uuid))
     make_ext4(rootfs, root, CLOUD_ROOT_LABEL, fs_uuid)
-    esp_start = MIB
+    esp_start = ESP_START
     root_start = esp_start + ESP_SIZE
     size = root_start + root.stat().st_size + MIB      # the backup GPT at the end
     with open(raw, "wb") as f:
         f.truncate(size)
-    table = ("label: gpt\n"
-             f"start={esp_start // SECTOR}, size={ESP_SIZE // SECTOR}, type={ESP_TYPE}, name=\"EFI System\"\n"
-             f"start={root_start // SECTOR}, size={root.stat().st_size // SECTOR}, type={ROOT_TYPE}, name=root\n")
+    table = partition_table(root_start, root.stat().st_size)
     run(["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", str(raw)], input=table)
     for part, offset in ((esp, esp_start), (root, root_start)):
         run(["dd", f"if={part}", f"of={raw}", "bs=1M", f"seek={offset // MIB}", "conv=notrunc,sparse",
@@ -468,9 +467,20 @@ def cloud_disk(rootfs: Path, work: Path, fs_uuid: str, image: Path) -> None:
     raw.unlink()
 
 
+def partition_table(root_start: int, root_size: int) -> str:
+    """sfdisk's script of the disk: the ESP first, then the root, sizes in bytes."""
+    return ("label: gpt\n"
+            f"start={ESP_START // SECTOR}, size={ESP_SIZE // SECTOR}, type={ESP_TYPE}, name=\"EFI System\"\n"
+            f"start={root_start // SECTOR}, size={root_size // SECTOR}, type={ROOT_TYPE}, name=root\n")
+
+
+def grub_config(fs_uuid: str) -> str:
+    return GRUB_CFG.replace("@UUID@", fs_uuid).replace("@CMDLINE@", KERNEL_CMDLINE)
+
+
 def grub_efi(work: Path, fs_uuid: str) -> Path:
     config = work / "grub.cfg"
-    config.write_text(GRUB_CFG.replace("@UUID@", fs_uuid).replace("@CMDLINE@", KERNEL_CMDLINE), encoding="utf-8")
+    config.write_text(grub_config(fs_uuid), encoding="utf-8")
     binary = work / "BOOTX64.EFI"
     modules = " ".join(GRUB_MODULES)
     run(["grub-mkstandalone", "--format=x86_64-efi", f"--output={binary}", f"--modules={modules}",
