@@ -3,13 +3,15 @@
 The image is the "distribution's cloud image" of the cloud-image tests: a
 qcow2 disk that UEFI (OVMF) boots through its own GRUB, with systemd,
 cloud-init and qemu-guest-agent, and no key or password of its own.  The
-test boots a qcow2 overlay of it on the embedded driver under TCG, with a
-NoCloud seed (the collection's seed library) on a read-only virtio disk (q35)
-or an IDE CD-ROM (pc), and one NIC on a NAT network of the test's namespace, where cloud-init's
-fallback configuration gets a DHCP lease.  It then logs in over SSH with the
-key the seed carries and reads the guest's state: systemd is up, the seed's
-runcmd ran, the hostname is the seed's, nobody has a password, and the
-guest agent answers on its virtio-serial channel.
+test boots a qcow2 overlay of it under TCG, on the embedded driver and on
+libvirtd, with a NoCloud seed (the collection's seed library) on a
+read-only virtio disk (q35) or an IDE CD-ROM (pc), and one NIC on a NAT
+network (in the test's namespace, or libvirtd's), where cloud-init's
+fallback configuration gets a DHCP lease.  It then logs in over SSH with
+the key the seed carries and reads the guest's state: systemd is up, the
+seed's runcmd ran, the hostname is the seed's, nobody has a password, and
+the guest agent answers on its virtio-serial channel (on libvirtd through
+``virsh qemu-agent-command``: libvirtd holds the channel itself).
 
 The time from the domain's start to the first SSH login is printed (run
 pytest with -s to see it); the README quotes it.
@@ -21,6 +23,7 @@ import hashlib
 import json
 import random
 import secrets
+import shutil
 import socket
 import subprocess
 import time
@@ -31,6 +34,7 @@ from lxml import etree
 
 from ansible_collections.virtops.qemu.plugins.module_utils.seed.nocloud import build_seed, write_seed
 from harness.ansible import run_module
+from harness.backends import EmbedNetworkSide, LibvirtNetworkSide
 from harness.cloud_image import DEFAULT_USER, OVMF_CODE, OVMF_VARS, CloudImage, build_cloud_image
 
 pytestmark = [pytest.mark.embed, pytest.mark.guest, pytest.mark.slow]
@@ -81,7 +85,7 @@ def domain_xml(name: str, disk: Path, seed: Path, seed_kind: str, network: str, 
 
 
 class Guest:
-    """The booted cloud guest, reached over SSH from the test's namespace."""
+    """The booted cloud guest, reached over SSH from the namespace of its network."""
 
     def __init__(self, netns, address: str, key: Path):
         self.netns, self.address, self.key = netns, address, key
@@ -123,30 +127,51 @@ def agent_command(path: str, command: dict) -> dict:
         return reply
 
 
-def agent_socket(uri: str, name: str, netns) -> str:
-    info = run_module("domain_info", {"uri": uri, "name": name}, netns=netns.name)
+def ask_agent(side, name: str, command: dict) -> dict:
+    """libvirtd holds the agent's channel itself: ask through it; on the embedded driver, use the socket."""
+    if side.name == "libvirt":
+        return json.loads(side.libvirtd.virsh("qemu-agent-command", name, json.dumps(command)))
+    info = run_module("domain_info", {"uri": side.uri, "name": name}, netns=side.module_netns)
     live = etree.fromstring(info["live_xml"].encode())
-    return live.find(f"devices/channel/target[@name='{AGENT_CHANNEL}']/../source").get("path")
+    channel = live.find(f"devices/channel/target[@name='{AGENT_CHANNEL}']/../source").get("path")
+    return agent_command(channel, command)
 
 
-@pytest.mark.parametrize("seed_kind", SEEDS)
-def test_cloud_image_boots_to_ssh_with_cloud_init_and_the_guest_agent(seed_kind, cloud_image, root, netns, workdir):
+@pytest.fixture
+def side(request):
+    if request.param == "libvirt":
+        return LibvirtNetworkSide(request.getfixturevalue("libvirtd"))
+    return EmbedNetworkSide(request.getfixturevalue("root"), request.getfixturevalue("netns"))
+
+
+@pytest.mark.parametrize(("side", "seed_kind"), [("embed", "virtio-disk"), ("embed", "ide-cdrom"),
+                                                 ("libvirt", "virtio-disk")], indirect=["side"])
+def test_cloud_image_boots_to_ssh_with_cloud_init_and_the_guest_agent(side, seed_kind, cloud_image, workdir):
     assert cloud_image.checksum == "sha256:" + hashlib.sha256(Path(cloud_image.path).read_bytes()).hexdigest()
-    uri = f"qemu:///embed?root={root}"
-    name, mac = f"vt-cloud-{secrets.token_hex(3)}", "52:54:00:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(3))
+    name, network = f"vt-cloud-{secrets.token_hex(3)}", f"vt-{secrets.token_hex(4)}"
+    try:
+        boot_and_check(side, seed_kind, cloud_image, workdir, name, network)
+    finally:
+        side.remove_domain(name)
+        side.remove(network)
+
+
+def boot_and_check(side, seed_kind: str, cloud_image: CloudImage, workdir: Path, name: str, network: str) -> None:
+    mac = "52:54:00:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(3))
     prefix = f"10.{random.randint(16, 250)}.{random.randint(1, 250)}"
     address, marker = f"{prefix}.20", secrets.token_hex(8)
 
-    network = run_module("network", {
-        "uri": uri, "name": "vt-cloud", "forward": {"mode": "nat"}, "bridge": {"name": f"vtc{secrets.token_hex(3)}"},
+    created = run_module("network", {
+        "uri": side.uri, "name": network, "forward": {"mode": "nat"}, "bridge": {"name": f"vtc{secrets.token_hex(3)}"},
         "ips": [{"address": f"{prefix}.1", "prefix": 24,
                  "dhcp": {"ranges": [{"start": f"{prefix}.100", "end": f"{prefix}.199"}],
-                          "hosts": [{"mac": mac, "ip": address}]}}]}, netns=netns.name)
-    assert network["changed"], network
+                          "hosts": [{"mac": mac, "ip": address}]}}]}, netns=side.module_netns)
+    assert created["changed"], created
 
-    disk = workdir / "disk.qcow2"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", cloud_image.path, str(disk)],
-                   check=True)
+    # In the work dir, which libvirtd's QEMU (user libvirt-qemu) can read.
+    base, disk = workdir / "base.qcow2", workdir / "disk.qcow2"
+    shutil.copyfile(cloud_image.path, base)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(base), str(disk)], check=True)
     key = workdir / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", str(key)], check=True)
     seed = build_seed(name, {
@@ -156,15 +181,16 @@ def test_cloud_image_boots_to_ssh_with_cloud_init_and_the_guest_agent(seed_kind,
     write_seed(str(workdir / "seed.iso"), seed.image())
 
     log = workdir / "console.log"
-    started = run_module("domain", {"uri": uri, "name": name, "state": "running",
-                                    "xml": domain_xml(name, disk, workdir / "seed.iso", seed_kind, "vt-cloud", mac,
+    started = run_module("domain", {"uri": side.uri, "name": name, "state": "running",
+                                    "xml": domain_xml(name, disk, workdir / "seed.iso", seed_kind, network, mac,
                                                       log)},
-                         netns=netns.name)
+                         netns=side.module_netns)
     assert started["changed"] and started["state"] == "running", started
 
-    guest = Guest(netns, address, key)
+    guest = Guest(side.netns, address, key)
     boot_to_ssh = guest.wait_for_ssh(log)
-    print(f"\ncloud image, seed on {seed_kind}: first SSH login {boot_to_ssh:.0f} s after the domain started (TCG)")
+    print(f"\ncloud image on {side.name}, seed on {seed_kind}: first SSH login {boot_to_ssh:.0f} s "
+          "after the domain started (TCG)")
 
     finished = guest.run("cloud-init status --wait --long")
     assert "status: done" in finished.stdout, finished.stdout + finished.stderr
@@ -177,7 +203,6 @@ def test_cloud_image_boots_to_ssh_with_cloud_init_and_the_guest_agent(seed_kind,
     assert passwords.returncode == 0 and passwords.stdout == "", "no account has a password"
     print(guest.run("systemd-analyze time").stdout)
 
-    channel = agent_socket(uri, name, netns)
-    assert agent_command(channel, {"execute": "guest-ping"}) == {"return": {}}
-    osinfo = agent_command(channel, {"execute": "guest-get-osinfo"})["return"]
+    assert ask_agent(side, name, {"execute": "guest-ping"}) == {"return": {}}
+    osinfo = ask_agent(side, name, {"execute": "guest-get-osinfo"})["return"]
     assert (osinfo["id"], osinfo["version-id"]) == ("debian", "12"), osinfo
