@@ -14,7 +14,7 @@ import subprocess
 import sys
 from dataclasses import dataclass
 
-from harness import CACHE, REPO
+from . import CACHE, REPO
 
 BUILDER = REPO / "extensions" / "molecule" / "resources" / "image" / "build_image.py"
 IMAGE_CACHE = CACHE / "molecule"
