@@ -206,3 +206,36 @@ def boot_and_check(side, seed_kind: str, cloud_image: CloudImage, workdir: Path,
     assert ask_agent(side, name, {"execute": "guest-ping"}) == {"return": {}}
     osinfo = ask_agent(side, name, {"execute": "guest-get-osinfo"})["return"]
     assert (osinfo["id"], osinfo["version-id"]) == ("debian", "12"), osinfo
+
+
+def debugfs(filesystem: str, request: str) -> str:
+    return subprocess.run(["debugfs", "-R", request, filesystem], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def test_cloud_image_holds_no_key_password_or_identity(cloud_image, tmp_path):
+    """Read offline (no mount, no guest): what a genericcloud image must not carry, and its boot partition."""
+    raw = tmp_path / "disk.raw"
+    subprocess.run(["qemu-img", "convert", "-O", "raw", cloud_image.path, str(raw)], check=True)
+    table = json.loads(subprocess.run(["sfdisk", "--json", str(raw)], capture_output=True, text=True,
+                                      check=True).stdout)["partitiontable"]
+    esp, root = table["partitions"]
+    assert (table["label"], esp["type"]) == ("gpt", "C12A7328-F81F-11D2-BA4B-00A0C93EC93B")
+    boot = subprocess.run(["mdir", "-b", "-i", f"{raw}@@{esp['start'] * 512}", "::/EFI/BOOT"],
+                          capture_output=True, text=True, check=True).stdout.split()
+    assert boot == ["::/EFI/BOOT/BOOTX64.EFI"], "the firmware's default boot file, and nothing else"
+
+    rootfs = f"{raw}?offset={root['start'] * 512}"
+
+    def names(directory: str) -> list[str]:
+        return [line.split("/")[5] for line in debugfs(rootfs, f"ls -p {directory}").splitlines() if line]
+
+    assert [n for n in names("/etc/ssh") if n.startswith("ssh_host_")] == [], "no host keys"
+    assert set(names("/root/.ssh")) <= {".", ".."}, "no authorized keys for root"
+    assert names("/home") == [".", ".."], "no user yet: cloud-init makes the default user"
+    shadow = [line.split(":") for line in debugfs(rootfs, "cat /etc/shadow").splitlines()]
+    assert shadow and [fields[0] for fields in shadow if fields[1][:1] not in ("!", "*")] == [], "no passwords"
+    assert debugfs(rootfs, "cat /etc/machine-id") == "", "each instance makes its own machine id"
+    assert "datasource_list: [NoCloud, None]" in debugfs(rootfs, "cat /etc/cloud/cloud.cfg.d/99_virtops.cfg")
+    assert 'Fast link dest: "../run/systemd/resolve/stub-resolv.conf"' in debugfs(rootfs, "stat /etc/resolv.conf"), \
+        "systemd-resolved's stub, not the build host's resolver"

@@ -379,9 +379,9 @@ def make_ext4(rootfs: Path, image: Path, label: str = "virtops-root", fs_uuid: s
 def build_cloud(work: Path, inputs: dict[str, Any]) -> None:
     rootfs, out = work / "rootfs", work / "out"
     out.mkdir()
+    bootstrap(rootfs, CLOUD_PACKAGES, cloud_setup_tree(work / "setup"))
     fs_uuid = str(uuid.uuid4())
-    bootstrap(rootfs, CLOUD_PACKAGES, cloud_setup_tree(work / "setup", fs_uuid))
-    configure_cloud(rootfs)
+    configure_cloud(rootfs, fs_uuid)
     check_initramfs(rootfs)
     cloud_disk(rootfs, work, fs_uuid, out / CLOUD_IMAGE)
     digest = sha256_file(out / CLOUD_IMAGE)
@@ -391,17 +391,15 @@ def build_cloud(work: Path, inputs: dict[str, Any]) -> None:
         path.chmod(0o644)
 
 
-def cloud_setup_tree(tree: Path, fs_uuid: str) -> Path:
-    """Files in place before the packages: the kernel's initramfs is made with them.
-
-    The fstab makes initramfs-tools add fsck, so the root is checked before it is mounted.
-    """
+def cloud_setup_tree(tree: Path) -> Path:
+    """Files in place before the packages: the kernel's initramfs is made with them."""
     write(tree / "usr/share/initramfs-tools/modules.d/virtops", "\n".join(CLOUD_INITRAMFS_MODULES) + "\n", 0o644)
-    write(tree / "etc/fstab", f"UUID={fs_uuid} / ext4 rw,discard,errors=remount-ro 0 1\n", 0o644)
     return tree
 
 
-def configure_cloud(rootfs: Path) -> None:
+def configure_cloud(rootfs: Path, fs_uuid: str) -> None:
+    # The kernel mounts the root read-only (KERNEL_CMDLINE); systemd-fsck-root checks it, then it goes rw.
+    write(rootfs / "etc/fstab", f"UUID={fs_uuid} / ext4 rw,discard,errors=remount-ro 0 1\n", 0o644)
     write(rootfs / "etc/cloud/cloud.cfg.d/99_virtops.cfg", CLOUD_INIT_CONFIG, 0o644)
     write(rootfs / "etc/systemd/system/ssh.service.d/virtops.conf", SSH_AFTER_CLOUD_INIT, 0o644)
     # mmdebstrap leaves the build host's name and resolver behind.
