@@ -34,6 +34,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     InvalidInput,
     MissingDependency,
     NotFound,
+    VirtError,
 )
 from ansible_collections.virtops.qemu.plugins.module_utils.model.sendkey import KEYCODE_SETS
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse
@@ -90,6 +91,8 @@ TAINT_MESSAGES = {
 }
 # Where libvirtd's QEMU driver keeps its pidfiles, per local instance.
 SYSTEM_RUN_DIR = "/run/libvirt/qemu"
+# Where virt-install and virt-manager keep images of qemu:///system: the default place of seed files.
+IMAGES_DIRECTORY = "/var/lib/libvirt/images"
 
 
 def taint_flags(messages: list[str]) -> list[str]:
@@ -528,6 +531,26 @@ class LibvirtDriver(Driver):
         return call("read the host capabilities", self.conn.getCapabilities)
 
     # -- storage ----------------------------------------------------------
+    def default_seed_directory(self) -> str:
+        return IMAGES_DIRECTORY
+
+    def write_seed(self, path: str, image: bytes) -> bool:
+        if not self.uri.is_local:
+            raise BackendError(f"a seed file cannot be written on the host of {self.uri.raw} through libvirt; "
+                               "run the task on that host with a local URI")
+        written = super().write_seed(path, image)
+        self._refresh_pool_of(os.path.dirname(path))
+        return written
+
+    def _refresh_pool_of(self, directory: str) -> None:
+        """Let the pool holding ``directory`` list the seed as a volume (best effort: the file is what counts)."""
+        for pool in self.pools.names():
+            try:
+                if self.pools.active(pool) and self._pool_directory(pool) == directory:
+                    self.pools.refresh(pool)
+            except VirtError:
+                continue
+
     def delete_disk_source(self, source: dict) -> None:
         if source.get("volume"):
             pool = call(f"find pool {source['pool']!r}", self.conn.storagePoolLookupByName, source["pool"])

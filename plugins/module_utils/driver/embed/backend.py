@@ -174,6 +174,15 @@ class EmbedDriver(Driver):
                                "devices/emulator")
         return binary
 
+    def default_seed_directory(self) -> str:
+        return self.layout.path("lib", "qemu", "seeds")
+
+    def write_seed(self, path: str, image: bytes) -> bool:
+        self.ensure_tree()
+        if path.startswith(self.default_seed_directory() + os.sep):
+            _make_dir(self.default_seed_directory())
+        return super().write_seed(path, image)
+
     def delete_disk_source(self, source: dict) -> None:
         if source.get("volume"):
             self.volumes.delete(source["pool"], source["volume"])
@@ -874,3 +883,11 @@ def _set_source_path(device, path: str) -> None:
         source = sub(device, "source")
         device.insert(0, source)
     source.set("path", path)
+
+
+def _make_dir(path: str) -> None:
+    """A directory QEMU may pass through (0711) to the seed files it is given."""
+    try:
+        os.makedirs(path, mode=0o711, exist_ok=True)
+    except OSError as exc:
+        raise host_error(exc, "create", path) from exc
