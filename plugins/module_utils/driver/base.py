@@ -159,6 +159,21 @@ class Domains(Resources):
     def human_monitor(self, name: str, command_line: str) -> str:
         """Run one HMP command line ("info status") and return QEMU's text; taints like ``monitor``."""
 
+    def interface_addresses(self, name: str, source: str) -> dict[str, list[dict]] | None:
+        """The running guest's addresses by MAC from ``source`` (lease, agent, arp); None when it cannot answer.
+
+        Each address is {address, prefix, family}, family ipv4 or ipv6.
+        """
+        return None
+
+    def guest_agent(self, name: str) -> dict:
+        """{connected, os}: whether the guest agent answers, and its guest-get-osinfo (None without)."""
+        return {"connected": False, "os": None}
+
+    def agent_shutdown(self, name: str) -> None:
+        """Ask the guest agent to power the guest off; returns at once."""
+        raise BackendError(f"domain {name!r}: this driver cannot shut a guest down through its agent")
+
     @abstractmethod
     def send_key(self, name: str, codeset: str, codes: list[int], holdtime: int = 0) -> None:
         """Press and release ``codes`` together, as virDomainSendKey does.

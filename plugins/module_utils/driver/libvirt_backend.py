@@ -91,6 +91,11 @@ TAINT_MESSAGES = {
 }
 # Where libvirtd's QEMU driver keeps its pidfiles, per local instance.
 SYSTEM_RUN_DIR = "/run/libvirt/qemu"
+ADDRESS_SOURCE_CODES = {"lease": "VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE",
+                        "agent": "VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT",
+                        "arp": "VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP"}
+_ADDRESS_FAMILIES = {0: "ipv4", 1: "ipv6"}     # virIPAddrType
+AGENT_CHANNEL = "org.qemu.guest_agent.0"
 # Where virt-install and virt-manager keep images of qemu:///system: the default place of seed files.
 IMAGES_DIRECTORY = "/var/lib/libvirt/images"
 
@@ -281,6 +286,43 @@ class LibvirtDomains(LibvirtResources, Domains):
 
     def destroy(self, name: str) -> None:
         call(f"destroy {name!r}", self._object(name).destroy)
+
+    # -- guest side ---------------------------------------------------------
+    def interface_addresses(self, name: str, source: str) -> dict[str, list[dict]] | None:
+        domain = self._object(name)
+        if not call(f"read the state of {name!r}", domain.isActive):
+            return None
+        code = getattr(libvirt, ADDRESS_SOURCE_CODES[source])
+        try:
+            answer = domain.interfaceAddresses(code, 0) or {}
+        except libvirt.libvirtError:
+            return None     # no agent, no network with leases: this source has nothing to say
+        found: dict[str, list[dict]] = {}
+        for nic in answer.values():
+            mac = (nic.get("hwaddr") or "").lower()
+            found.setdefault(mac, []).extend(
+                {"address": addr["addr"], "prefix": addr.get("prefix"), "family": _ADDRESS_FAMILIES.get(addr["type"])}
+                for addr in nic.get("addrs") or [])
+        return found
+
+    def guest_agent(self, name: str) -> dict:
+        domain = self._object(name)
+        if not call(f"read the state of {name!r}", domain.isActive):
+            return {"connected": False, "os": None}
+        live = parse(self.xml(name, inactive=False), "domain")
+        target = live.find(f"devices/channel/target[@name='{AGENT_CHANNEL}']")
+        if target is None or target.get("state") == "disconnected":
+            return {"connected": False, "os": None}
+        try:
+            info = domain.guestInfo(libvirt.VIR_DOMAIN_GUEST_INFO_OS, 0)
+        except libvirt.libvirtError:
+            return {"connected": False, "os": None}
+        return {"connected": True, "os": {key[len("os."):]: value for key, value in info.items()
+                                          if key.startswith("os.")}}
+
+    def agent_shutdown(self, name: str) -> None:
+        call(f"shut down {name!r} through its guest agent", self._object(name).shutdownFlags,
+             libvirt.VIR_DOMAIN_SHUTDOWN_GUEST_AGENT)
 
     def suspend(self, name: str) -> None:
         call(f"pause {name!r}", self._object(name).suspend)

@@ -16,6 +16,7 @@ import copy
 import os
 from dataclasses import dataclass, field
 
+from ansible_collections.virtops.qemu.plugins.module_utils import addresses
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import is_active
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     InvalidInput,
@@ -263,18 +264,36 @@ def summary(driver, name: str):
     return info, stored
 
 
-def describe(driver, name: str) -> dict:
+def describe(driver, name: str, address_source=addresses.ADDRESS_SOURCES) -> dict:
     """What domain_info returns for one domain (module_glue masks its passwords)."""
     info, stored = summary(driver, name)
     info["xml"] = to_string(stored)
     info.update(_runtime(driver, name, stored, info["active"]))
     info.update(native_command(driver, name))
+    info.update(guest_side(driver, name, info["live_xml"], list(address_source)))
     return info
 
 
-def describe_all(driver) -> list:
+def describe_all(driver, address_source=addresses.ADDRESS_SOURCES) -> list:
     """Every domain as describe() has it; one that cannot be read is listed as {name, error}."""
-    return describe_each(driver.domains.names(), lambda name: describe(driver, name))
+    return describe_each(driver.domains.names(), lambda name: describe(driver, name, address_source))
+
+
+def guest_side(driver, name: str, live_xml: str | None, sources: list[str]) -> dict:
+    """The interfaces with their addresses (first source that knows each), and the guest agent's state.
+
+    The agent is asked only when the live definition has its channel, so a
+    domain without one costs no wait.
+    """
+    if live_xml is None:
+        return {"interfaces": [], "guest_agent": {"connected": False, "os": None}}
+    live = model.parse_domain(live_xml, "xml")
+    has_agent = any(guest_setup.is_agent_channel(node) for node in live.iterfind("devices/channel"))
+    usable = [source for source in sources if source != "agent" or has_agent]
+    nics = addresses.with_addresses(addresses.interfaces_of(live), usable,
+                                    lambda source: driver.domains.interface_addresses(name, source))
+    agent = driver.domains.guest_agent(name) if has_agent else {"connected": False, "os": None}
+    return {"interfaces": nics, "guest_agent": agent}
 
 
 def _runtime(driver, name: str, stored, active: bool) -> dict:
