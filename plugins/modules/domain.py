@@ -377,6 +377,17 @@ options:
     description: Destroy the domain when a graceful shutdown does not finish in O(shutdown_timeout).
     type: bool
     default: false
+  shutdown_mode:
+    description:
+      - How O(state=shutdown) (and the shutdown of O(restart)) asks the guest to power off,
+        tried in this order until one is accepted.
+      - V(acpi) presses the ACPI power button. V(agent) asks the QEMU guest agent
+        (C(guest-shutdown); on libvirt its C(VIR_DOMAIN_SHUTDOWN_GUEST_AGENT)), for guests without
+        ACPI; it needs O(guest_agent=true) and the agent running in the guest.
+    type: list
+    elements: str
+    choices: [acpi, agent]
+    default: [acpi]
   shutdown_timeout:
     description:
       - Seconds to wait for the guest to power off after the ACPI request; 0 or more.
@@ -622,6 +633,7 @@ OPTIONS = dict(
         user_data=dict(type="raw"), meta_data=dict(type="dict"), network_config=dict(type="dict"),
         pool=dict(type="str"), state=dict(type="str", choices=["present", "absent"], default="present"))),
     guest_agent=dict(type="bool"),
+    shutdown_mode=dict(type="list", elements="str", choices=["acpi", "agent"], default=["acpi"]),
 )
 
 

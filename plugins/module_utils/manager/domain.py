@@ -46,6 +46,7 @@ class DomainRequest(ResourceRequest):
     creation_features: tuple = ()       # features a new domain gets unless turned off
     cloud_init: guest_setup.CloudInit | None = None
     guest_agent: bool | None = None     # the agent channel wanted (True), unwanted (False), or left alone
+    shutdown_mode: tuple = ("acpi",)    # how a shutdown asks the guest, tried in order
 
 
 class DomainManager(ResourceManager):
@@ -184,9 +185,9 @@ class DomainManager(ResourceManager):
     def _transition(self, req, plan, step):
         if step == "restart":
             paused = req.state == "paused" or (req.state == "present" and plan.status == "paused")
-            power.restart(self.objects, req.name, paused, req.shutdown_timeout, req.force)
+            power.restart(self.objects, req.name, paused, req.shutdown_timeout, req.force, req.shutdown_mode)
         else:
-            power.run_steps(self.objects, req.name, [step], req.shutdown_timeout, req.force)
+            power.run_steps(self.objects, req.name, [step], req.shutdown_timeout, req.force, req.shutdown_mode)
 
     # -- absent -----------------------------------------------------------------
     def _before_removal(self, req, before):
@@ -251,7 +252,17 @@ def request_from_params(params: dict) -> DomainRequest:
         remove_disks=params.get("remove_disks") or [],
         definition_option="current_memory" if from_options else "xml",
         creation_features=domain_options.creation_features(params) if from_options else (),
-        cloud_init=guest_setup.cloud_init_from_params(params, name), guest_agent=params.get("guest_agent"))
+        cloud_init=guest_setup.cloud_init_from_params(params, name), guest_agent=params.get("guest_agent"),
+        shutdown_mode=_shutdown_modes(params.get("shutdown_mode")))
+
+
+def _shutdown_modes(given) -> tuple:
+    modes = tuple(given or ("acpi",))
+    unknown = [mode for mode in modes if mode not in power.SHUTDOWN_MODES]
+    if unknown or len(set(modes)) != len(modes):
+        raise InvalidInput(f"a list of distinct modes out of {', '.join(power.SHUTDOWN_MODES)}, got {list(modes)}",
+                           "shutdown_mode")
+    return modes
 
 
 def summary(driver, name: str):

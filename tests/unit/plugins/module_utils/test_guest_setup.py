@@ -118,3 +118,11 @@ def test_guest_agent_channel_is_added_and_removed_keeping_other_channels(driver)
 def test_bad_user_data_names_the_option(driver):
     with pytest.raises(Exception, match="cloud_init.user_data"):
         ensure(driver, name="vm", cloud_init={"user_data": "hello"})
+
+
+def test_shutdown_mode_tries_the_modes_in_order(driver):
+    ensure(driver, name="vm", state="running")
+    with pytest.raises(Exception, match="agent: .*cannot shut a guest down through its agent"):
+        ensure(driver, name="vm", state="shutdown", shutdown_mode=["agent"])
+    assert driver.state["vm"] == "running"
+    assert ensure(driver, name="vm", state="shutdown", shutdown_mode=["agent", "acpi"])["state"] == "shutoff"
