@@ -60,3 +60,17 @@ def test_initramfs_archive_unpacks_with_cpio(builder, tmp_path):
     assert lines["bin/hello"].startswith("-rwxr-xr-x")
     assert lines["bin/sh"].startswith("l") and lines["bin/sh"].endswith("-> hello")
     assert lines["console"].startswith("crw-------")
+
+
+def test_cache_key_names_the_kind(builder):
+    inputs = {"kind": "cloud", "suite": "bookworm", "mirrors": ["m"], "packages": {"cloud-init": "22.4.2-1"},
+              "source": "s"}
+    assert builder.cache_key(inputs, builder.PREFIXES["cloud"]).startswith("cloud-")
+    assert builder.cache_key(inputs, "cloud-") != builder.cache_key({**inputs, "kind": "minimal"}, "cloud-")
+
+
+def test_prune_keeps_one_image_per_kind(builder, tmp_path):
+    for name in ("image-old", "image-new", "cloud-new", "unrelated"):
+        (tmp_path / name).mkdir()
+    builder.prune(tmp_path, builder.PREFIXES["minimal"], keep="image-new")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["cloud-new", "image-new", "unrelated"]
