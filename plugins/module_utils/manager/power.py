@@ -13,7 +13,12 @@ import os
 import time
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import is_active
-from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, Conflict, OperationTimeout, VirtError
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
+    BackendError,
+    Conflict,
+    OperationTimeout,
+    VirtError,
+)
 from ansible_collections.virtops.qemu.plugins.module_utils.model.domain import parse_domain
 from ansible_collections.virtops.qemu.plugins.module_utils.model.domain_options import X86_ARCHES
 
