@@ -507,6 +507,31 @@ EXAMPLES = r"""
     remove_disks:
       - vda
 
+- name: A guest from a cloud image, with a NoCloud seed (SSH key, packages) and the guest agent
+  virtops.qemu.domain:
+    name: web03
+    memory: 1GiB
+    machine: q35
+    disks:
+      - path: /var/lib/libvirt/images/web03.qcow2
+        format: qcow2
+    interfaces:
+      - type: network
+        source: default
+    guest_agent: true
+    cloud_init:
+      user_data:
+        ssh_authorized_keys:
+          - ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB7 ansible@control
+        packages: [nginx]
+      meta_data:
+        local-hostname: web03.example.org
+
+- name: Remove it; its seed file goes with it (the disk image stays)
+  virtops.qemu.domain:
+    name: web03
+    state: absent
+
 - name: Use the daemonless embedded driver for every task of a play
   module_defaults:
     group/virtops.qemu.qemu:

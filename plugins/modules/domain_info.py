@@ -57,6 +57,21 @@ EXAMPLES = r"""
     msg: "{{ demo.domain.state }} ({{ demo.domain.reason }})"
   when: demo.exists
 
+- name: Read a guest's addresses, from its guest agent first, then from the DHCP leases
+  virtops.qemu.domain_info:
+    name: demo01
+    address_source: [agent, lease]
+  register: found
+
+- name: Show its IPv4 addresses and the OS its agent reports
+  ansible.builtin.debug:
+    msg: >-
+      {{ found.domain.interfaces | map(attribute='addresses') | flatten
+         | selectattr('family', 'equalto', 'ipv4') | map(attribute='address') | list }}
+      {{ found.domain.guest_agent.os['pretty-name'] | default('no agent') if found.domain.guest_agent.connected
+         else 'no agent' }}
+  when: found.exists
+
 - name: List the names of every running domain
   virtops.qemu.domain_info:
   register: all_domains
