@@ -321,7 +321,7 @@ options:
         label on any block device. The disk's C(<serial>) is V(cidata-) and a digest of
         the seed, so the diff shows when the content changes, never the content itself.
       - A new content rewrites the file and, for a running domain, reports
-        RV(restart_required=true): cloud-init reads the seed at boot. It runs its
+        RV(restart_required=true), as cloud-init reads the seed at boot. It runs its
         first-boot steps (users, keys, runcmd) again only when the C(instance-id) of the
         meta-data changes; the default C(instance-id) is derived from the content, so any
         change of user-data, meta-data or network-config makes the next boot a first boot.
