@@ -76,7 +76,6 @@ options:
     elements: str
     choices: [lease, agent, arp]
     default: [lease, agent, arp]
-    version_added: 0.3.0
   hostname:
     description:
       - What names the host, the domain's V(name) or its V(uuid) (unique across hypervisors,
@@ -84,7 +83,6 @@ options:
     type: str
     choices: [name, uuid]
     default: name
-    version_added: 0.3.0
   group_prefix:
     description: Prefix of the state and hypervisor groups' names.
     type: str
