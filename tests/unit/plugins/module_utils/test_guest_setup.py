@@ -126,3 +126,15 @@ def test_shutdown_mode_tries_the_modes_in_order(driver):
         ensure(driver, name="vm", state="shutdown", shutdown_mode=["agent"])
     assert driver.state["vm"] == "running"
     assert ensure(driver, name="vm", state="shutdown", shutdown_mode=["agent", "acpi"])["state"] == "shutoff"
+
+
+def test_the_seed_lives_in_the_directory_of_the_named_pool(driver, tmp_path):
+    images = tmp_path / "images"
+    images.mkdir()
+    driver.pools.define(f"<pool type='dir'><name>images</name><target><path>{images}</path></target></pool>")
+    driver.pools.define("<pool type='logical'><name>vg</name><target><path>/dev/vg</path></target></pool>")
+    result = ensure(driver, name="vm", cloud_init={"user_data": {}, "pool": "images"})
+    assert result["seed"] == str(images / "vm.cidata.iso") and (images / "vm.cidata.iso").exists()
+    with pytest.raises(Exception, match="not a directory pool") as failed:
+        ensure(driver, name="vm", cloud_init={"user_data": {}, "pool": "vg"})
+    assert failed.value.option == "cloud_init.pool"
