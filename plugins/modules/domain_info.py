@@ -310,6 +310,18 @@ qemu_argv_error:
     - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
   returned: when O(name) is given and the domain exists
   type: raw
+interfaces:
+  description:
+    - Deprecated, use RV(domain.interfaces).
+    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
+  returned: when O(name) is given and the domain exists
+  type: raw
+guest_agent:
+  description:
+    - Deprecated, use RV(domain.guest_agent).
+    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
+  returned: when O(name) is given and the domain exists
+  type: raw
 """
 
 from ansible.module_utils.basic import AnsibleModule
@@ -322,8 +334,6 @@ from ansible_collections.virtops.qemu.plugins.module_utils.manager.domain import
 from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import argument_spec, run
 
 FLAT_KEYS_GO = "0.4.0"
-# Keys that came after the answer's one shape: under the 'domain' key only.
-NOT_FLAT = ("interfaces", "guest_agent")
 
 
 def gather(params):
@@ -341,8 +351,7 @@ def gather(params):
 
 def with_flat_keys(domain: dict) -> dict:
     """The domain's keys at the top level too, as before the answer had one shape for every *_info module."""
-    flat = {key: value for key, value in domain.items() if key not in NOT_FLAT}
-    return dict(flat, deprecations=[{
+    return dict(domain, deprecations=[{
         "msg": "domain_info returns the domain under the 'domain' key; its copy at the top level "
                f"(such as 'state' or 'xml' instead of 'domain.state') goes away in {FLAT_KEYS_GO}",
         "version": FLAT_KEYS_GO}])
