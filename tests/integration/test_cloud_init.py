@@ -31,9 +31,10 @@ from lxml import etree
 
 from ansible_collections.virtops.qemu.plugins.module_utils.seed.nocloud import build_seed
 from harness import CACHE, REPO
-from harness.ansible import BIN, ansible_env, run_module
+from harness.ansible import BIN, run_module
 from harness.backends import EmbedNetworkSide, LibvirtNetworkSide
 from harness.embed import private_root
+from harness.inventory import ansible_inventory
 from harness.libvirt_marker import BACKENDS
 from harness.netns import private_netns
 from harness.seed_reader import DONE, build_seed_reader, parse_files
@@ -273,17 +274,11 @@ def test_ansible_ping_reaches_the_guest_at_the_address_domain_info_reports(cloud
 @pytest.mark.guest
 @pytest.mark.slow
 def test_the_inventory_finds_the_guest_at_the_agent_address_by_uuid(cloud):
-    config = cloud.workdir / "agent.virtops_domains.yml"
-    config.write_text(json.dumps({"plugin": "virtops.qemu.domains", "uris": [cloud.side.uri],
-                                  "address_source": ["agent"], "hostname": "uuid"}))
-    argv = [str(BIN / "ansible-inventory"), "-i", str(config), "--list"]
-    if cloud.side.module_netns:
-        argv = cloud.side.netns.exec_argv(argv)
-    proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, check=False,
-                          env=ansible_env(str(cloud.workdir / "unused.json")))
-    assert proc.returncode == 0, proc.stderr
-    uuid = guest_info(cloud)["uuid"]
-    host = json.loads(proc.stdout)["_meta"]["hostvars"][uuid]
+    inventory = ansible_inventory(cloud.workdir / "agent.virtops_domains.yml", {
+        "plugin": "virtops.qemu.domains", "uris": [cloud.side.uri], "address_source": ["agent"],
+        "hostname": "uuid"}, cloud.side.module_netns)
+    assert inventory.rc == 0, inventory.stderr
+    host = inventory.hostvars[guest_info(cloud)["uuid"]]
     assert host["ansible_host"] == cloud.address, host
 
 
