@@ -3,13 +3,15 @@
 The image is the "distribution's cloud image" of the cloud-image tests: a
 qcow2 disk that UEFI (OVMF) boots through its own GRUB, with systemd,
 cloud-init and qemu-guest-agent, and no key or password of its own.  The
-test boots a qcow2 overlay of it on the embedded driver under TCG, with a
-NoCloud seed (the collection's seed library) on a read-only virtio disk and
-one NIC on a NAT network of the test's namespace, where cloud-init's
-fallback configuration gets a DHCP lease.  It then logs in over SSH with the
-key the seed carries and reads the guest's state: systemd is up, the seed's
-runcmd ran, the hostname is the seed's, nobody has a password, and the
-guest agent answers on its virtio-serial channel.
+test boots a qcow2 overlay of it under TCG, on the embedded driver and on
+libvirtd, with a NoCloud seed (the collection's seed library) on a
+read-only virtio disk (q35) or an IDE CD-ROM (pc), and one NIC on a NAT
+network (in the test's namespace, or libvirtd's), where cloud-init's
+fallback configuration gets a DHCP lease.  It then logs in over SSH with
+the key the seed carries and reads the guest's state: systemd is up, the
+seed's runcmd ran, the hostname is the seed's, nobody has a password, and
+the guest agent answers on its virtio-serial channel (on libvirtd through
+``virsh qemu-agent-command``: libvirtd holds the channel itself).
 
 The time from the domain's start to the first SSH login is printed (run
 pytest with -s to see it); the README quotes it.
@@ -17,12 +19,13 @@ pytest with -s to see it); the README quotes it.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 import secrets
+import shutil
 import socket
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -30,46 +33,47 @@ import pytest
 from lxml import etree
 
 from ansible_collections.virtops.qemu.plugins.module_utils.seed.nocloud import build_seed, write_seed
-from harness import CACHE, REPO
 from harness.ansible import run_module
+from harness.backends import EmbedNetworkSide, LibvirtNetworkSide
+from harness.cloud_image import DEFAULT_USER, OVMF_CODE, OVMF_VARS, CloudImage, build_cloud_image
 
 pytestmark = [pytest.mark.embed, pytest.mark.guest, pytest.mark.slow]
 
-BUILDER = REPO / "extensions" / "molecule" / "resources" / "image" / "build_image.py"
-IMAGE_CACHE = CACHE / "molecule"
-OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd"
-OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd"
 AGENT_CHANNEL = "org.qemu.guest_agent.0"
 SSH_TIMEOUT = 600
-USER = "debian"      # cloud-init's default user in Debian's cloud.cfg
+# Where the seed can be: Debian's cloud kernel has no AHCI driver, so not on SATA (q35's CD-ROM bus).
+# The IDE CD-ROM has a boot order: OVMF leaves an IDE controller without a boot device
+# unconnected when another device has one, and Linux then finds no drive on it.
+SEEDS = {
+    "virtio-disk": ("q35", "<disk type='file' device='disk'><driver name='qemu' type='raw'/>"
+                           "<source file='{seed}'/><target dev='vdb' bus='virtio'/><readonly/></disk>"),
+    "ide-cdrom": ("pc", "<disk type='file' device='cdrom'><driver name='qemu' type='raw'/>"
+                        "<source file='{seed}'/><target dev='hdc' bus='ide'/><readonly/><boot order='2'/></disk>"),
+}
 
 
 @pytest.fixture(scope="module")
-def cloud_image() -> dict:
-    proc = subprocess.run([sys.executable, str(BUILDER), "--cache", str(IMAGE_CACHE), "--kind", "cloud"],
-                          capture_output=True, text=True, timeout=1800, check=False)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+def cloud_image() -> CloudImage:
+    return build_cloud_image()
 
 
-def domain_xml(name: str, disk: Path, seed: Path, network: str, mac: str, log: Path) -> str:
+def domain_xml(name: str, disk: Path, seed: Path, seed_kind: str, network: str, mac: str, log: Path) -> str:
+    machine, seed_disk = SEEDS[seed_kind]
     return f"""<domain type='qemu'>
   <name>{name}</name>
   <memory unit='MiB'>768</memory>
   <vcpu>1</vcpu>
   <os>
-    <type arch='x86_64' machine='q35'>hvm</type>
+    <type arch='x86_64' machine='{machine}'>hvm</type>
     <loader readonly='yes' type='pflash'>{OVMF_CODE}</loader>
     <nvram template='{OVMF_VARS}'/>
   </os>
   <features><acpi/></features>
   <devices>
     <disk type='file' device='disk'>
-      <driver name='qemu' type='qcow2'/><source file='{disk}'/><target dev='vda' bus='virtio'/>
+      <driver name='qemu' type='qcow2'/><source file='{disk}'/><target dev='vda' bus='virtio'/><boot order='1'/>
     </disk>
-    <disk type='file' device='disk'>
-      <driver name='qemu' type='raw'/><source file='{seed}'/><target dev='vdb' bus='virtio'/><readonly/>
-    </disk>
+    {seed_disk.format(seed=seed)}
     <interface type='network'>
       <source network='{network}'/><mac address='{mac}'/><model type='virtio'/>
     </interface>
@@ -81,7 +85,7 @@ def domain_xml(name: str, disk: Path, seed: Path, network: str, mac: str, log: P
 
 
 class Guest:
-    """The booted cloud guest, reached over SSH from the test's namespace."""
+    """The booted cloud guest, reached over SSH from the namespace of its network."""
 
     def __init__(self, netns, address: str, key: Path):
         self.netns, self.address, self.key = netns, address, key
@@ -90,7 +94,7 @@ class Guest:
         return self.netns.exec_argv([
             "ssh", "-i", str(self.key), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
             "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR",
-            f"{USER}@{self.address}", command])
+            f"{DEFAULT_USER}@{self.address}", command])
 
     def run(self, command: str, timeout: int = 300) -> subprocess.CompletedProcess:
         return subprocess.run(self.ssh_argv(command), capture_output=True, text=True, timeout=timeout, check=False)
@@ -123,29 +127,51 @@ def agent_command(path: str, command: dict) -> dict:
         return reply
 
 
-def agent_socket(uri: str, name: str, netns) -> str:
-    info = run_module("domain_info", {"uri": uri, "name": name}, netns=netns.name)
+def ask_agent(side, name: str, command: dict) -> dict:
+    """libvirtd holds the agent's channel itself: ask through it; on the embedded driver, use the socket."""
+    if side.name == "libvirt":
+        return json.loads(side.libvirtd.virsh("qemu-agent-command", name, json.dumps(command)))
+    info = run_module("domain_info", {"uri": side.uri, "name": name}, netns=side.module_netns)
     live = etree.fromstring(info["live_xml"].encode())
-    return live.find(f"devices/channel/target[@name='{AGENT_CHANNEL}']/../source").get("path")
+    channel = live.find(f"devices/channel/target[@name='{AGENT_CHANNEL}']/../source").get("path")
+    return agent_command(channel, command)
 
 
-def test_cloud_image_boots_to_ssh_with_cloud_init_and_the_guest_agent(cloud_image, root, netns, workdir):
-    assert cloud_image["format"] == "qcow2" and cloud_image["firmware"] == "efi"
-    uri = f"qemu:///embed?root={root}"
-    name, mac = f"vt-cloud-{secrets.token_hex(3)}", "52:54:00:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(3))
+@pytest.fixture
+def side(request):
+    if request.param == "libvirt":
+        return LibvirtNetworkSide(request.getfixturevalue("libvirtd"))
+    return EmbedNetworkSide(request.getfixturevalue("root"), request.getfixturevalue("netns"))
+
+
+@pytest.mark.parametrize(("side", "seed_kind"), [("embed", "virtio-disk"), ("embed", "ide-cdrom"),
+                                                 ("libvirt", "virtio-disk")], indirect=["side"])
+def test_cloud_image_boots_to_ssh_with_cloud_init_and_the_guest_agent(side, seed_kind, cloud_image, workdir):
+    assert cloud_image.checksum == "sha256:" + hashlib.sha256(Path(cloud_image.path).read_bytes()).hexdigest()
+    name, network = f"vt-cloud-{secrets.token_hex(3)}", f"vt-{secrets.token_hex(4)}"
+    try:
+        boot_and_check(side, seed_kind, cloud_image, workdir, name, network)
+    finally:
+        side.remove_domain(name)
+        side.remove(network)
+
+
+def boot_and_check(side, seed_kind: str, cloud_image: CloudImage, workdir: Path, name: str, network: str) -> None:
+    mac = "52:54:00:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(3))
     prefix = f"10.{random.randint(16, 250)}.{random.randint(1, 250)}"
     address, marker = f"{prefix}.20", secrets.token_hex(8)
 
-    network = run_module("network", {
-        "uri": uri, "name": "vt-cloud", "forward": {"mode": "nat"}, "bridge": {"name": f"vtc{secrets.token_hex(3)}"},
+    created = run_module("network", {
+        "uri": side.uri, "name": network, "forward": {"mode": "nat"}, "bridge": {"name": f"vtc{secrets.token_hex(3)}"},
         "ips": [{"address": f"{prefix}.1", "prefix": 24,
                  "dhcp": {"ranges": [{"start": f"{prefix}.100", "end": f"{prefix}.199"}],
-                          "hosts": [{"mac": mac, "ip": address}]}}]}, netns=netns.name)
-    assert network["changed"], network
+                          "hosts": [{"mac": mac, "ip": address}]}}]}, netns=side.module_netns)
+    assert created["changed"], created
 
-    disk = workdir / "disk.qcow2"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", cloud_image["image"], str(disk)],
-                   check=True)
+    # In the work dir, which libvirtd's QEMU (user libvirt-qemu) can read.
+    base, disk = workdir / "base.qcow2", workdir / "disk.qcow2"
+    shutil.copyfile(cloud_image.path, base)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(base), str(disk)], check=True)
     key = workdir / "id_ed25519"
     subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", str(key)], check=True)
     seed = build_seed(name, {
@@ -155,14 +181,16 @@ def test_cloud_image_boots_to_ssh_with_cloud_init_and_the_guest_agent(cloud_imag
     write_seed(str(workdir / "seed.iso"), seed.image())
 
     log = workdir / "console.log"
-    started = run_module("domain", {"uri": uri, "name": name, "state": "running",
-                                    "xml": domain_xml(name, disk, workdir / "seed.iso", "vt-cloud", mac, log)},
-                         netns=netns.name)
+    started = run_module("domain", {"uri": side.uri, "name": name, "state": "running",
+                                    "xml": domain_xml(name, disk, workdir / "seed.iso", seed_kind, network, mac,
+                                                      log)},
+                         netns=side.module_netns)
     assert started["changed"] and started["state"] == "running", started
 
-    guest = Guest(netns, address, key)
+    guest = Guest(side.netns, address, key)
     boot_to_ssh = guest.wait_for_ssh(log)
-    print(f"\ncloud image: first SSH login {boot_to_ssh:.0f} s after the domain started (TCG)")
+    print(f"\ncloud image on {side.name}, seed on {seed_kind}: first SSH login {boot_to_ssh:.0f} s "
+          "after the domain started (TCG)")
 
     finished = guest.run("cloud-init status --wait --long")
     assert "status: done" in finished.stdout, finished.stdout + finished.stderr
@@ -175,7 +203,39 @@ def test_cloud_image_boots_to_ssh_with_cloud_init_and_the_guest_agent(cloud_imag
     assert passwords.returncode == 0 and passwords.stdout == "", "no account has a password"
     print(guest.run("systemd-analyze time").stdout)
 
-    channel = agent_socket(uri, name, netns)
-    assert agent_command(channel, {"execute": "guest-ping"}) == {"return": {}}
-    osinfo = agent_command(channel, {"execute": "guest-get-osinfo"})["return"]
+    assert ask_agent(side, name, {"execute": "guest-ping"}) == {"return": {}}
+    osinfo = ask_agent(side, name, {"execute": "guest-get-osinfo"})["return"]
     assert (osinfo["id"], osinfo["version-id"]) == ("debian", "12"), osinfo
+
+
+def debugfs(filesystem: str, request: str) -> str:
+    return subprocess.run(["debugfs", "-R", request, filesystem], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def test_cloud_image_holds_no_key_password_or_identity(cloud_image, tmp_path):
+    """Read offline (no mount, no guest): what a genericcloud image must not carry, and its boot partition."""
+    raw = tmp_path / "disk.raw"
+    subprocess.run(["qemu-img", "convert", "-O", "raw", cloud_image.path, str(raw)], check=True)
+    table = json.loads(subprocess.run(["sfdisk", "--json", str(raw)], capture_output=True, text=True,
+                                      check=True).stdout)["partitiontable"]
+    esp, root = table["partitions"]
+    assert (table["label"], esp["type"]) == ("gpt", "C12A7328-F81F-11D2-BA4B-00A0C93EC93B")
+    boot = subprocess.run(["mdir", "-b", "-i", f"{raw}@@{esp['start'] * 512}", "::/EFI/BOOT"],
+                          capture_output=True, text=True, check=True).stdout.split()
+    assert boot == ["::/EFI/BOOT/BOOTX64.EFI"], "the firmware's default boot file, and nothing else"
+
+    rootfs = f"{raw}?offset={root['start'] * 512}"
+
+    def names(directory: str) -> list[str]:
+        return [line.split("/")[5] for line in debugfs(rootfs, f"ls -p {directory}").splitlines() if line]
+
+    assert [n for n in names("/etc/ssh") if n.startswith("ssh_host_")] == [], "no host keys"
+    assert set(names("/root/.ssh")) <= {".", ".."}, "no authorized keys for root"
+    assert names("/home") == [".", ".."], "no user yet: cloud-init makes the default user"
+    shadow = [line.split(":") for line in debugfs(rootfs, "cat /etc/shadow").splitlines()]
+    assert shadow and [fields[0] for fields in shadow if fields[1][:1] not in ("!", "*")] == [], "no passwords"
+    assert debugfs(rootfs, "cat /etc/machine-id") == "", "each instance makes its own machine id"
+    assert "datasource_list: [NoCloud, None]" in debugfs(rootfs, "cat /etc/cloud/cloud.cfg.d/99_virtops.cfg")
+    assert 'Fast link dest: "../run/systemd/resolve/stub-resolv.conf"' in debugfs(rootfs, "stat /etc/resolv.conf"), \
+        "systemd-resolved's stub, not the build host's resolver"

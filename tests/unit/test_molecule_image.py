@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib.util
+import json
 import subprocess
 from pathlib import Path
 
@@ -74,3 +75,26 @@ def test_prune_keeps_one_image_per_kind(builder, tmp_path):
         (tmp_path / name).mkdir()
     builder.prune(tmp_path, builder.PREFIXES["minimal"], keep="image-new")
     assert sorted(p.name for p in tmp_path.iterdir()) == ["cloud-new", "image-new", "unrelated"]
+
+
+def test_cloud_partition_table_is_read_back_by_sfdisk(builder, tmp_path):
+    disk = tmp_path / "disk.raw"
+    root_start, root_size = builder.ESP_START + builder.ESP_SIZE, 64 << 20
+    with open(disk, "wb") as f:
+        f.truncate(root_start + root_size + (1 << 20))
+    subprocess.run(["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", str(disk)],
+                   input=builder.partition_table(root_start, root_size), text=True, check=True)
+    table = json.loads(subprocess.run(["sfdisk", "--json", str(disk)], capture_output=True, text=True,
+                                      check=True).stdout)["partitiontable"]
+    assert table["label"] == "gpt"
+    esp, root = table["partitions"]
+    assert (esp["start"] * 512, esp["size"] * 512) == (builder.ESP_START, builder.ESP_SIZE)
+    assert esp["type"] == builder.ESP_TYPE
+    assert (root["start"] * 512, root["size"] * 512, root["type"]) == (root_start, root_size, builder.ROOT_TYPE)
+
+
+def test_grub_config_finds_the_root_by_uuid_and_boots_it_with_a_serial_console(builder):
+    config = builder.grub_config("0f3c2a9e-1b7d-4c55-9a8e-2d6f1e0b7c41")
+    assert "search --no-floppy --fs-uuid --set=root 0f3c2a9e-1b7d-4c55-9a8e-2d6f1e0b7c41\n" in config
+    assert "linux /vmlinuz root=UUID=0f3c2a9e-1b7d-4c55-9a8e-2d6f1e0b7c41 ro " in config
+    assert "console=ttyS0" in config and "initrd /initrd.img\n" in config

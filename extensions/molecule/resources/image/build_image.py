@@ -188,6 +188,7 @@ ExecStartPre=/usr/bin/ssh-keygen -A
 ExecStartPre=/usr/sbin/sshd -t
 """
 CLOUD_ROOT_LABEL = "cloudimg-rootfs"
+ESP_START = MIB
 ESP_SIZE = 32 * MIB
 ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
 ROOT_TYPE = "4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709"    # Linux root (x86-64)
@@ -378,9 +379,9 @@ def make_ext4(rootfs: Path, image: Path, label: str = "virtops-root", fs_uuid: s
 def build_cloud(work: Path, inputs: dict[str, Any]) -> None:
     rootfs, out = work / "rootfs", work / "out"
     out.mkdir()
+    bootstrap(rootfs, CLOUD_PACKAGES, cloud_setup_tree(work / "setup"))
     fs_uuid = str(uuid.uuid4())
-    bootstrap(rootfs, CLOUD_PACKAGES, cloud_setup_tree(work / "setup", fs_uuid))
-    configure_cloud(rootfs)
+    configure_cloud(rootfs, fs_uuid)
     check_initramfs(rootfs)
     cloud_disk(rootfs, work, fs_uuid, out / CLOUD_IMAGE)
     digest = sha256_file(out / CLOUD_IMAGE)
@@ -390,17 +391,15 @@ def build_cloud(work: Path, inputs: dict[str, Any]) -> None:
         path.chmod(0o644)
 
 
-def cloud_setup_tree(tree: Path, fs_uuid: str) -> Path:
-    """Files in place before the packages: the kernel's initramfs is made with them.
-
-    The fstab makes initramfs-tools add fsck, so the root is checked before it is mounted.
-    """
+def cloud_setup_tree(tree: Path) -> Path:
+    """Files in place before the packages: the kernel's initramfs is made with them."""
     write(tree / "usr/share/initramfs-tools/modules.d/virtops", "\n".join(CLOUD_INITRAMFS_MODULES) + "\n", 0o644)
-    write(tree / "etc/fstab", f"UUID={fs_uuid} / ext4 rw,discard,errors=remount-ro 0 1\n", 0o644)
     return tree
 
 
-def configure_cloud(rootfs: Path) -> None:
+def configure_cloud(rootfs: Path, fs_uuid: str) -> None:
+    # The kernel mounts the root read-only (KERNEL_CMDLINE); systemd-fsck-root checks it, then it goes rw.
+    write(rootfs / "etc/fstab", f"UUID={fs_uuid} / ext4 rw,discard,errors=remount-ro 0 1\n", 0o644)
     write(rootfs / "etc/cloud/cloud.cfg.d/99_virtops.cfg", CLOUD_INIT_CONFIG, 0o644)
     write(rootfs / "etc/systemd/system/ssh.service.d/virtops.conf", SSH_AFTER_CLOUD_INIT, 0o644)
     # mmdebstrap leaves the build host's name and resolver behind.
@@ -451,14 +450,12 @@ def cloud_disk(rootfs: Path, work: Path, fs_uuid: str, image: Path) -> None:
     esp, root, raw = work / "esp.img", work / "root.img", work / "disk.raw"
     make_esp(esp, grub_efi(work, fs_uuid))
     make_ext4(rootfs, root, CLOUD_ROOT_LABEL, fs_uuid)
-    esp_start = MIB
+    esp_start = ESP_START
     root_start = esp_start + ESP_SIZE
     size = root_start + root.stat().st_size + MIB      # the backup GPT at the end
     with open(raw, "wb") as f:
         f.truncate(size)
-    table = ("label: gpt\n"
-             f"start={esp_start // SECTOR}, size={ESP_SIZE // SECTOR}, type={ESP_TYPE}, name=\"EFI System\"\n"
-             f"start={root_start // SECTOR}, size={root.stat().st_size // SECTOR}, type={ROOT_TYPE}, name=root\n")
+    table = partition_table(root_start, root.stat().st_size)
     run(["sfdisk", "--quiet", "--no-reread", "--no-tell-kernel", str(raw)], input=table)
     for part, offset in ((esp, esp_start), (root, root_start)):
         run(["dd", f"if={part}", f"of={raw}", "bs=1M", f"seek={offset // MIB}", "conv=notrunc,sparse",
@@ -468,9 +465,20 @@ def cloud_disk(rootfs: Path, work: Path, fs_uuid: str, image: Path) -> None:
     raw.unlink()
 
 
+def partition_table(root_start: int, root_size: int) -> str:
+    """sfdisk's script of the disk: the ESP first, then the root, sizes in bytes."""
+    return ("label: gpt\n"
+            f"start={ESP_START // SECTOR}, size={ESP_SIZE // SECTOR}, type={ESP_TYPE}, name=\"EFI System\"\n"
+            f"start={root_start // SECTOR}, size={root_size // SECTOR}, type={ROOT_TYPE}, name=root\n")
+
+
+def grub_config(fs_uuid: str) -> str:
+    return GRUB_CFG.replace("@UUID@", fs_uuid).replace("@CMDLINE@", KERNEL_CMDLINE)
+
+
 def grub_efi(work: Path, fs_uuid: str) -> Path:
     config = work / "grub.cfg"
-    config.write_text(GRUB_CFG.replace("@UUID@", fs_uuid).replace("@CMDLINE@", KERNEL_CMDLINE), encoding="utf-8")
+    config.write_text(grub_config(fs_uuid), encoding="utf-8")
     binary = work / "BOOTX64.EFI"
     modules = " ".join(GRUB_MODULES)
     run(["grub-mkstandalone", "--format=x86_64-efi", f"--output={binary}", f"--modules={modules}",
