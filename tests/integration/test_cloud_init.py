@@ -21,7 +21,6 @@ import random
 import secrets
 import shutil
 import subprocess
-import sys
 import time
 from contextlib import ExitStack
 from pathlib import Path
@@ -30,20 +29,17 @@ import pytest
 from lxml import etree
 
 from ansible_collections.virtops.qemu.plugins.module_utils.seed.nocloud import build_seed
-from harness import CACHE, REPO
 from harness.ansible import BIN, run_module
 from harness.backends import EmbedNetworkSide, LibvirtNetworkSide
+from harness.cloud_image import DEFAULT_USER, OVMF_CODE, OVMF_VARS, CloudImage, build_cloud_image
 from harness.embed import private_root
 from harness.inventory import ansible_inventory
 from harness.libvirt_marker import BACKENDS
 from harness.netns import private_netns
 from harness.seed_reader import DONE, build_seed_reader, parse_files
 
-BUILDER = REPO / "extensions" / "molecule" / "resources" / "image" / "build_image.py"
-OVMF_CODE = "/usr/share/OVMF/OVMF_CODE_4M.fd"
-OVMF_VARS = "/usr/share/OVMF/OVMF_VARS_4M.fd"
 SSH_TIMEOUT = 900
-USER = "debian"
+USER = DEFAULT_USER
 USER_DATA = {"write_files": [{"path": "/etc/virtops-seeded", "content": "seeded\n"}]}
 
 
@@ -107,11 +103,8 @@ def backend_seed_dir(backend) -> str:
 # -- the Debian cloud image, booted once per backend -------------------------------
 
 @pytest.fixture(scope="module")
-def cloud_image() -> dict:
-    proc = subprocess.run([sys.executable, str(BUILDER), "--cache", str(CACHE / "molecule"), "--kind", "cloud"],
-                          capture_output=True, text=True, timeout=1800, check=False)
-    assert proc.returncode == 0, proc.stderr
-    return json.loads(proc.stdout)
+def cloud_image() -> CloudImage:
+    return build_cloud_image()
 
 
 class Cloud:
@@ -196,7 +189,7 @@ def cloud(request, cloud_image, run_dir):
                               "hosts": [{"mac": mac, "ip": cloud.address}]}}]})
         assert created["changed"], created
         base = workdir / "base.qcow2"
-        shutil.copyfile(cloud_image["image"], base)
+        shutil.copyfile(cloud_image.path, base)
         disk = workdir / "disk.qcow2"
         subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(base), str(disk)],
                        check=True)
