@@ -25,8 +25,9 @@ description:
     C(virtops_vcpus), C(virtops_macs), C(virtops_ips) and C(virtops_interfaces), a list of
     one dict per NIC with C(mac), C(type), C(network), C(bridge), C(model), C(target) (the
     host's tap device of a running guest) and C(ips).
-  - The addresses are those the DHCP servers of the hypervisor's active virtual networks
-    leased to the NIC's MAC address, IPv4 first. Only a running domain has addresses, so a
+  - The addresses are those the first source of O(address_source) knows for the NIC's MAC
+    address (by default the DHCP leases of the hypervisor's active virtual networks, then the
+    guest agent, then the neighbour table), IPv4 first. Only a running domain has addresses, so a
     lease that outlived its guest is not shown. When a running domain has an address,
     C(ansible_host) is set to its first IPv4 address (or its first address when it has no
     IPv4 one).
@@ -63,6 +64,25 @@ options:
     type: list
     elements: str
     default: [qemu:///system]
+  address_source:
+    description:
+      - Where a running domain's addresses come from, in order; for each NIC the first source
+        that knows its MAC address gives its addresses, as the O(virtops.qemu.domain_info#module:address_source)
+        option of M(virtops.qemu.domain_info) has it.
+      - V(lease) is the DHCP leases of the hypervisor's active virtual networks, V(agent) the
+        QEMU guest agent (only of domains with its channel), V(arp) the host's neighbour table on
+        the NIC's bridge.
+    type: list
+    elements: str
+    choices: [lease, agent, arp]
+    default: [lease, agent, arp]
+  hostname:
+    description:
+      - What names the host, the domain's V(name) or its V(uuid) (unique across hypervisors,
+        so no domain is left out for a name another hypervisor also has).
+    type: str
+    choices: [name, uuid]
+    default: name
   group_prefix:
     description: Prefix of the state and hypervisor groups' names.
     type: str
@@ -158,7 +178,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         uris = self._uris()
         domains = self._domains(uris, self.get_cache_key(path), cache)
         prefix = self.get_option("group_prefix")
-        hosts, warnings = inventory_hosts(uris, domains, prefix)
+        hosts, warnings = inventory_hosts(uris, domains, prefix, self.get_option("hostname"))
         for warning in warnings:
             self.display.warning(warning)
         for host in hosts:
@@ -182,7 +202,7 @@ class InventoryModule(BaseInventoryPlugin, Constructable, Cacheable):
         missing = [uri for uri in uris if uri not in cached]
         if not missing:
             return cached
-        reading = read_hypervisors(missing, open_driver)
+        reading = read_hypervisors(missing, open_driver, self.get_option("address_source"))
         self._report(reading)
         domains = {uri: cached.get(uri, reading.domains.get(uri)) for uri in uris}
         domains = {uri: found for uri, found in domains.items() if found is not None}

@@ -17,9 +17,11 @@ import os
 import re
 from dataclasses import dataclass, field
 
+from ansible_collections.virtops.qemu.plugins.module_utils.addresses import ADDRESS_SOURCES
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import Lease
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import NotFound, VirtError
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.domain import summary
+from ansible_collections.virtops.qemu.plugins.module_utils.manager.guest_setup import is_agent_channel
 from ansible_collections.virtops.qemu.plugins.module_utils.model import domain as model
 from ansible_collections.virtops.qemu.plugins.module_utils.uri import parse_uri
 
@@ -34,16 +36,17 @@ class Reading:
     warnings: list[str] = field(default_factory=list)
 
 
-def read_hypervisors(uris: list[str], opener) -> Reading:
+def read_hypervisors(uris: list[str], opener, sources=ADDRESS_SOURCES) -> Reading:
     """Every domain of every URI; a URI that fails is recorded and the others still read.
 
-    ``opener(uri, read_only=True)`` returns an open driver (driver.connect.open_driver).
+    ``opener(uri, read_only=True)`` returns an open driver (driver.connect.open_driver);
+    ``sources`` are the address sources to ask, in order (domain_info's address_source).
     """
     reading = Reading()
     for uri in uris:
         try:
             with _open(uri, opener) as driver:
-                reading.domains[uri] = read_domains(driver, reading.warnings)
+                reading.domains[uri] = read_domains(driver, reading.warnings, sources)
                 reading.warnings.extend(f"{uri}: {warning}" for warning in driver.warnings)
         except (VirtError, OSError) as e:
             reading.failures[uri] = str(e)
@@ -58,13 +61,13 @@ def _open(uri: str, opener):
     return opener(uri, read_only=True)
 
 
-def read_domains(driver, warnings: list[str]) -> list[dict]:
+def read_domains(driver, warnings: list[str], sources=ADDRESS_SOURCES) -> list[dict]:
     """Every domain of one driver as a dict (see domain_facts); one that cannot be read is warned about."""
     networks = network_facts(driver.networks, warnings)
     found = []
     for name in driver.domains.names():
         try:
-            found.append(domain_facts(driver, name, networks))
+            found.append(domain_facts(driver, name, networks, sources))
         except NotFound:
             continue        # undefined while we were listing
         except VirtError as e:
@@ -101,7 +104,7 @@ def _newest_first(lease: Lease) -> tuple:
     return (lease.expiry != 0, -lease.expiry)      # 0 is an infinite lease
 
 
-def domain_facts(driver, name: str, networks: NetworkFacts) -> dict:
+def domain_facts(driver, name: str, networks: NetworkFacts, sources=ADDRESS_SOURCES) -> dict:
     """State, uuid, autostart, sizing and NICs of one domain; a running one's NICs carry their leased addresses.
 
     The running definition is read for a running domain, as it has the NICs
@@ -112,11 +115,31 @@ def domain_facts(driver, name: str, networks: NetworkFacts) -> dict:
     if info["active"]:
         tree = model.parse_domain(driver.domains.xml(name, inactive=False), "xml")
     nics = model.interfaces(tree)
+    answers: dict = {}
+    has_agent = any(is_agent_channel(node) for node in tree.iterfind("devices/channel"))
     for nic in nics:
         if nic["network"] and not nic["bridge"]:
             nic["bridge"] = networks.bridges.get(nic["network"])
-        nic["ips"] = addresses_of(nic, networks) if info["active"] else []
+        nic["ips"] = []
+        for source in sources if info["active"] else ():
+            nic["ips"] = _addresses_from(source, driver, name, nic, networks, answers, has_agent)
+            if nic["ips"]:
+                break
     return {**info, **model.sizing(tree), "interfaces": nics}
+
+
+def _addresses_from(source: str, driver, name: str, nic: dict, networks: NetworkFacts, answers: dict,
+                    has_agent: bool) -> list[str]:
+    """One NIC's addresses from one source, IPv4 first; the agent and ARP are asked once per domain."""
+    if source == "lease":
+        return addresses_of(nic, networks)
+    if source not in answers:
+        wanted = source != "agent" or has_agent
+        answers[source] = (driver.domains.interface_addresses(name, source) if wanted else None) or {}
+    found = answers[source].get((nic["mac"] or "").lower(), [])
+    ordered = [a["address"] for a in found if a["family"] == "ipv4"] + \
+        [a["address"] for a in found if a["family"] != "ipv4"]
+    return list(dict.fromkeys(ordered))
 
 
 def addresses_of(nic: dict, networks: NetworkFacts) -> list[str]:
@@ -170,18 +193,20 @@ def host_variables(uri: str, domain: dict) -> dict:
     return found
 
 
-def inventory_hosts(uris: list[str], domains: dict[str, list[dict]], prefix: str) -> tuple[list[dict], list[str]]:
+def inventory_hosts(uris: list[str], domains: dict[str, list[dict]], prefix: str,
+                    hostname: str = "name") -> tuple[list[dict], list[str]]:
     """Every host to add, in URI order, with its groups and variables; warnings for names taken twice.
 
-    A domain name is a host name, so the same name on a second hypervisor
-    would merge two guests into one host: the later one is left out.
+    The host name is the domain's name (or its uuid, ``hostname="uuid"``), so
+    the same name on a second hypervisor would merge two guests into one
+    host: the later one is left out.
     """
     hosts: list[dict] = []
     owner: dict[str, str] = {}
     warnings = []
     for uri in uris:
         for domain in domains.get(uri, []):
-            name = domain["name"]
+            name = domain[hostname]
             if name in owner:
                 warnings.append(f"{uri}: domain {name!r} is left out, as {owner[name]} has a domain of that name")
                 continue

@@ -307,6 +307,63 @@ options:
     description: What happens when the guest crashes.
     type: str
     choices: [destroy, restart, preserve, rename-restart, coredump-destroy, coredump-restart]
+  cloud_init:
+    description:
+      - A cloud-init NoCloud seed for the guest, written by the module in pure Python
+        (an ISO 9660 image labelled C(cidata)) and attached read-only.
+      - The seed is a file named C(<name>.cidata.iso), on the embedded driver in
+        C(<root>/lib/qemu/seeds) and on libvirt in the directory of the pool O(cloud_init.pool)
+        (default C(/var/lib/libvirt/images)). The module writes it on the managed host, so on libvirt
+        the URI must be local to it.
+      - It is attached as a read-only virtio disk (the first free C(vd*) target), because
+        Debian's and most other cloud kernels have virtio_blk built in or in the initramfs
+        but no AHCI driver for a SATA CD-ROM; cloud-init finds the seed by its C(cidata)
+        label on any block device. The disk's C(<serial>) is V(cidata-) and a digest of
+        the seed, so the diff shows when the content changes, never the content itself.
+      - A new content rewrites the file and, for a running domain, reports
+        RV(restart_required=true), as cloud-init reads the seed at boot. It runs its
+        first-boot steps (users, keys, runcmd) again only when the C(instance-id) of the
+        meta-data changes; the default C(instance-id) is derived from the content, so any
+        change of user-data, meta-data or network-config makes the next boot a first boot.
+        Give O(cloud_init.meta_data) an C(instance-id) of your own to keep it fixed.
+      - The seed file is deleted with O(cloud_init.state=absent) and with O(state=absent).
+      - User-data often holds secrets; the seed file is readable by root and, once
+        attached, by QEMU's user only. Use C(no_log) on the task to keep the option out of
+        Ansible's own logs.
+    type: dict
+    suboptions:
+      user_data:
+        description:
+          - A string is written verbatim and must start like a user-data part
+            cloud-init knows (C(#cloud-config), C(#!), C(#include), ...).
+          - A dict is written as C(#cloud-config).
+        type: raw
+      meta_data:
+        description:
+          - Added to the defaults C(instance-id) (derived from the seed's content) and
+            C(local-hostname) (the domain's O(name)).
+        type: dict
+      network_config:
+        description:
+          - cloud-init network configuration, version 1 or 2. Without it cloud-init's
+            fallback asks DHCP on the first NIC.
+        type: dict
+      pool:
+        description:
+          - The directory pool (type V(dir), V(fs) or V(netfs)) whose directory holds the seed.
+        type: str
+      state:
+        description: V(absent) detaches the seed and deletes its file.
+        type: str
+        choices: [present, absent]
+        default: present
+  guest_agent:
+    description:
+      - V(true) adds the QEMU guest agent's virtio channel
+        C(org.qemu.guest_agent.0), V(false) removes it; other channels are kept.
+      - M(virtops.qemu.domain_info) then reads addresses and the guest's OS through the
+        agent, and O(shutdown_mode) may ask it to power the guest off.
+    type: bool
   autostart:
     description: Start the domain when the host (libvirtd) starts.
     type: bool
@@ -320,6 +377,17 @@ options:
     description: Destroy the domain when a graceful shutdown does not finish in O(shutdown_timeout).
     type: bool
     default: false
+  shutdown_mode:
+    description:
+      - How O(state=shutdown) (and the shutdown of O(restart)) asks the guest to power off,
+        tried in this order until one is accepted.
+      - V(acpi) presses the ACPI power button. V(agent) asks the QEMU guest agent
+        (C(guest-shutdown); on libvirt its C(VIR_DOMAIN_SHUTDOWN_GUEST_AGENT)), for guests without
+        ACPI; it needs O(guest_agent=true) and the agent running in the guest.
+    type: list
+    elements: str
+    choices: [acpi, agent]
+    default: [acpi]
   shutdown_timeout:
     description:
       - Seconds to wait for the guest to power off after the ACPI request; 0 or more.
@@ -439,6 +507,31 @@ EXAMPLES = r"""
     remove_disks:
       - vda
 
+- name: A guest from a cloud image, with a NoCloud seed (SSH key, packages) and the guest agent
+  virtops.qemu.domain:
+    name: web03
+    memory: 1GiB
+    machine: q35
+    disks:
+      - path: /var/lib/libvirt/images/web03.qcow2
+        format: qcow2
+    interfaces:
+      - type: network
+        source: default
+    guest_agent: true
+    cloud_init:
+      user_data:
+        ssh_authorized_keys:
+          - ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIB7 ansible@control
+        packages: [nginx]
+      meta_data:
+        local-hostname: web03.example.org
+
+- name: Remove it; its seed file goes with it (the disk image stays)
+  virtops.qemu.domain:
+    name: web03
+    state: absent
+
 - name: Use the daemonless embedded driver for every task of a play
   module_defaults:
     group/virtops.qemu.qemu:
@@ -483,6 +576,13 @@ restart_required:
   description: The persistent definition changed while the domain was running; it takes effect at the next cold start.
   returned: always
   type: bool
+seed:
+  description:
+    - Path of the NoCloud seed file (predicted in check mode, where nothing is written),
+      or V(null) with O(cloud_init.state=absent).
+  returned: when O(cloud_init) is given and the domain is not absent
+  type: str
+  sample: /var/lib/libvirt/images/web03.cidata.iso
 removed_disks:
   description: Disk sources deleted with the domain (O(state=absent)).
   returned: always
@@ -554,6 +654,11 @@ OPTIONS = dict(
     force=dict(type="bool", default=False),
     shutdown_timeout=dict(type="int", default=120),
     remove_disks=dict(type="list", elements="str", default=[]),
+    cloud_init=dict(type="dict", options=dict(
+        user_data=dict(type="raw"), meta_data=dict(type="dict"), network_config=dict(type="dict"),
+        pool=dict(type="str"), state=dict(type="str", choices=["present", "absent"], default="present"))),
+    guest_agent=dict(type="bool"),
+    shutdown_mode=dict(type="list", elements="str", choices=["acpi", "agent"], default=["acpi"]),
 )
 
 

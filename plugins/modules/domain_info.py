@@ -18,6 +18,8 @@ description:
     definition has changes that wait for a restart.
   - Console passwords (the C(passwd) attributes libvirt shows only to privileged
     readers) are masked as C(********) in every returned XML.
+  - For a running domain it reads the addresses of each interface from the sources in
+    O(address_source), and whether the QEMU guest agent answers, with the guest's OS.
   - A domain that does not exist is not an error; RV(exists) is then V(false).
   - Never changes anything.
 author:
@@ -26,6 +28,20 @@ extends_documentation_fragment:
   - virtops.qemu.connection
   - virtops.qemu.attributes.info
   - virtops.qemu.info_name.domain
+options:
+  address_source:
+    description:
+      - Where to read each interface's addresses from, in order; the first source that knows
+        an interface's MAC address gives its addresses (RV(domain.interfaces[].source)).
+      - V(lease) is the DHCP leases of the virtual network the interface is on (libvirt's
+        leases, or the embedded driver's dnsmasq), V(agent) the guest agent's
+        C(guest-network-get-interfaces) (only for a domain with the agent channel, see
+        O(virtops.qemu.domain#module:guest_agent)), V(arp) the host's neighbour table on the
+        interface's bridge (C(ip neigh); only addresses the host has talked to, prefix V(0)).
+    type: list
+    elements: str
+    choices: [lease, agent, arp]
+    default: [lease, agent, arp]
 seealso:
   - module: virtops.qemu.domain
 """
@@ -40,6 +56,21 @@ EXAMPLES = r"""
   ansible.builtin.debug:
     msg: "{{ demo.domain.state }} ({{ demo.domain.reason }})"
   when: demo.exists
+
+- name: Read a guest's addresses, from its guest agent first, then from the DHCP leases
+  virtops.qemu.domain_info:
+    name: demo01
+    address_source: [agent, lease]
+  register: found
+
+- name: Show its IPv4 addresses and the OS its agent reports
+  ansible.builtin.debug:
+    msg: >-
+      {{ found.domain.interfaces | map(attribute='addresses') | flatten
+         | selectattr('family', 'equalto', 'ipv4') | map(attribute='address') | list }}
+      {{ found.domain.guest_agent.os['pretty-name'] | default('no agent') if found.domain.guest_agent.connected
+         else 'no agent' }}
+  when: found.exists
 
 - name: List the names of every running domain
   virtops.qemu.domain_info:
@@ -144,6 +175,42 @@ domain:
       description: Why RV(qemu_argv) is V(null).
       returned: when the definition cannot be turned into a command line
       type: str
+    interfaces:
+      description:
+        - Each interface of the running domain with its addresses; empty when it is not running.
+      type: list
+      elements: dict
+      contains:
+        name:
+          description: The host side name of the interface (the tap, as C(virsh domiflist) shows it).
+          type: str
+          sample: vnet0
+        mac:
+          description: Its MAC address, lower case.
+          type: str
+          sample: "52:54:00:12:34:56"
+        addresses:
+          description: Its addresses, each with C(address), C(prefix) and C(family) (V(ipv4) or V(ipv6)).
+          type: list
+          elements: dict
+          sample: [{"address": "192.168.122.20", "prefix": 24, "family": "ipv4"}]
+        source:
+          description: The source of O(address_source) the addresses came from; V(null) when none knew it.
+          type: str
+          sample: lease
+    guest_agent:
+      description: The QEMU guest agent of the running domain.
+      type: dict
+      contains:
+        connected:
+          description: Whether the agent answered (V(false) without the agent channel or when not running).
+          type: bool
+        os:
+          description:
+            - The guest's C(guest-get-osinfo), for example C(id), C(version-id), C(pretty-name),
+              C(kernel-release); V(null) when the agent did not answer.
+          type: dict
+          sample: {"id": "debian", "version-id": "12", "pretty-name": "Debian GNU/Linux 12 (bookworm)"}
 domains:
   description:
     - Every domain, each as RV(domain).
@@ -243,25 +310,40 @@ qemu_argv_error:
     - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
   returned: when O(name) is given and the domain exists
   type: raw
+interfaces:
+  description:
+    - Deprecated, use RV(domain.interfaces).
+    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
+  returned: when O(name) is given and the domain exists
+  type: raw
+guest_agent:
+  description:
+    - Deprecated, use RV(domain.guest_agent).
+    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
+  returned: when O(name) is given and the domain exists
+  type: raw
 """
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.virtops.qemu.plugins.module_utils.addresses import ADDRESS_SOURCES
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
 from ansible_collections.virtops.qemu.plugins.module_utils.manager import info
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.domain import describe, describe_all
 from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import argument_spec, run
-
-DOMAIN = info.InfoKind(
-    key="domain", plural="domains",
-    exists=lambda driver, name: driver.domains.exists(name),
-    describe=describe, describe_all=describe_all)
 
 FLAT_KEYS_GO = "0.4.0"
 
 
 def gather(params):
-    result = info.gather(DOMAIN, open_driver, params["uri"], params.get("name"))
+    sources = address_sources(params.get("address_source"))
+    kind = info.InfoKind(
+        key="domain", plural="domains",
+        exists=lambda driver, name: driver.domains.exists(name),
+        describe=lambda driver, name: describe(driver, name, sources),
+        describe_all=lambda driver: describe_all(driver, sources))
+    result = info.gather(kind, open_driver, params["uri"], params.get("name"))
     if result.get("exists"):
         result.update(with_flat_keys(result["domain"]))
     return result
@@ -275,8 +357,18 @@ def with_flat_keys(domain: dict) -> dict:
         "version": FLAT_KEYS_GO}])
 
 
+def address_sources(given) -> list:
+    sources = list(ADDRESS_SOURCES if given is None else given)
+    if len(set(sources)) != len(sources):
+        raise InvalidInput(f"names a source twice: {sources}", "address_source")
+    return sources
+
+
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(name=dict(type="str")), supports_check_mode=True)
+    module = AnsibleModule(argument_spec=argument_spec(
+        name=dict(type="str"),
+        address_source=dict(type="list", elements="str", choices=list(ADDRESS_SOURCES),
+                            default=list(ADDRESS_SOURCES))), supports_check_mode=True)
     run(module, lambda: gather(module.params))
 
 

@@ -144,8 +144,9 @@ def side(request):
     return EmbedNetworkSide(request.getfixturevalue("root"), request.getfixturevalue("netns"))
 
 
-@pytest.mark.parametrize(("side", "seed_kind"), [("embed", "virtio-disk"), ("embed", "ide-cdrom"),
-                                                 ("libvirt", "virtio-disk")], indirect=["side"])
+# The seed on a virtio disk, on both backends, is booted by test_cloud_init.py through the
+# domain module; here the one layout that module does not make: an IDE CD-ROM under OVMF.
+@pytest.mark.parametrize(("side", "seed_kind"), [("embed", "ide-cdrom")], indirect=["side"])
 def test_cloud_image_boots_to_ssh_with_cloud_init_and_the_guest_agent(side, seed_kind, cloud_image, workdir):
     assert cloud_image.checksum == "sha256:" + hashlib.sha256(Path(cloud_image.path).read_bytes()).hexdigest()
     name, network = f"vt-cloud-{secrets.token_hex(3)}", f"vt-{secrets.token_hex(4)}"

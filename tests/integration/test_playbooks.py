@@ -43,7 +43,7 @@ def test_demo_playbook(backend, guest, workdir, vm):
 
 @pytest.fixture
 def example_names(libvirtd, domain_name):
-    names = {n: f"{domain_name}-{n}" for n in ("demo01", "web01", "web02", "embedded01")}
+    names = {n: f"{domain_name}-{n}" for n in ("demo01", "web01", "web02", "web03", "embedded01")}
     yield names
     for name in names.values():
         libvirtd.virsh("destroy", name, check=False)
@@ -84,6 +84,7 @@ def test_domain_examples(libvirtd, guest, workdir, example_names):
     assert len(ran) >= len(tasks), ran
     assert example_names["web02"] not in libvirtd.virsh("list", "--all", "--name").split()
     assert not image.exists(), "remove_disks: [vda] deletes the named image"
+    assert not Path(f"/var/lib/libvirt/images/{example_names['web03']}.cidata.iso").exists(), "the seed went too"
 
 
 def test_domain_info_examples(libvirtd, example_names):

@@ -22,8 +22,10 @@ import stat
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
 
-from ansible_collections.virtops.qemu.plugins.module_utils.errors import host_error
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, InvalidInput, host_error
 from ansible_collections.virtops.qemu.plugins.module_utils.model.volume import ImageSource
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse
+from ansible_collections.virtops.qemu.plugins.module_utils.seed import nocloud
 
 # libvirt's words for a domain's state, virDomainState order.
 DOMAIN_STATES = ("nostate", "running", "blocked", "paused", "shutdown",
@@ -166,6 +168,21 @@ class Domains(Resources):
     def human_monitor(self, name: str, command_line: str) -> str:
         """Run one HMP command line ("info status") and return QEMU's text; taints like ``monitor``."""
 
+    def interface_addresses(self, name: str, source: str) -> dict[str, list[dict]] | None:
+        """The running guest's addresses by MAC from ``source`` (lease, agent, arp); None when it cannot answer.
+
+        Each address is {address, prefix, family}, family ipv4 or ipv6.
+        """
+        return None
+
+    def guest_agent(self, name: str) -> dict:
+        """{connected, os}: whether the guest agent answers, and its guest-get-osinfo (None without)."""
+        return {"connected": False, "os": None}
+
+    def agent_shutdown(self, name: str) -> None:
+        """Ask the guest agent to power the guest off; returns at once."""
+        raise BackendError(f"domain {name!r}: this driver cannot shut a guest down through its agent")
+
     @abstractmethod
     def send_key(self, name: str, codeset: str, codes: list[int], holdtime: int = 0) -> None:
         """Press and release ``codes`` together, as virDomainSendKey does.
@@ -181,7 +198,6 @@ class Domains(Resources):
         This default reads the live XML's dynamic and static labels, which is the embedded
         driver's own record; the libvirt backend asks libvirtd.
         """
-        from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse
 
         if not self.active(name):
             return []
@@ -382,6 +398,32 @@ class Driver(ABC):
         """The host capabilities XML (libvirt's <capabilities> format)."""
 
     # -- storage ----------------------------------------------------------
+    def seed_directory(self, pool: str | None) -> str:
+        """Where a domain's NoCloud seed file lives: the directory of ``pool``, or the driver's default."""
+        if pool is None:
+            return self.default_seed_directory()
+        path = self._pool_directory(pool)
+        if path is None:
+            raise InvalidInput(f"pool {pool!r} is not a directory pool, so it cannot hold a seed file",
+                               "cloud_init.pool")
+        return path
+
+    def _pool_directory(self, pool: str) -> str | None:
+        tree = parse(self.pools.xml(pool), "pool")
+        if tree.get("type") not in ("dir", "fs", "netfs"):
+            return None
+        return tree.findtext("target/path")
+
+    def default_seed_directory(self) -> str:
+        raise BackendError(f"{self.uri.raw} has no place for seed files; name a pool (cloud_init.pool)")
+
+    def write_seed(self, path: str, image: bytes) -> bool:
+        """Write a seed image to ``path`` (atomically, private to root until QEMU's label); True when written."""
+        try:
+            return nocloud.write_seed(path, image)
+        except OSError as exc:
+            raise host_error(exc, "write", path) from exc
+
     @abstractmethod
     def delete_disk_source(self, source: dict) -> None:
         """Delete a disk image: {"path": ...} (a volume or a plain local file) or {"pool": ..., "volume": ...}."""

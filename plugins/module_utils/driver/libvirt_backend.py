@@ -38,6 +38,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     InvalidInput,
     MissingDependency,
     NotFound,
+    VirtError,
 )
 from ansible_collections.virtops.qemu.plugins.module_utils.model.sendkey import KEYCODE_SETS
 from ansible_collections.virtops.qemu.plugins.module_utils.model.volume import ImageSource
@@ -95,6 +96,13 @@ TAINT_MESSAGES = {
 }
 # Where libvirtd's QEMU driver keeps its pidfiles, per local instance.
 SYSTEM_RUN_DIR = "/run/libvirt/qemu"
+ADDRESS_SOURCE_CODES = {"lease": "VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_LEASE",
+                        "agent": "VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_AGENT",
+                        "arp": "VIR_DOMAIN_INTERFACE_ADDRESSES_SRC_ARP"}
+_ADDRESS_FAMILIES = {0: "ipv4", 1: "ipv6"}     # virIPAddrType
+AGENT_CHANNEL = "org.qemu.guest_agent.0"
+# Where virt-install and virt-manager keep images of qemu:///system: the default place of seed files.
+IMAGES_DIRECTORY = "/var/lib/libvirt/images"
 
 
 def taint_flags(messages: list[str]) -> list[str]:
@@ -283,6 +291,43 @@ class LibvirtDomains(LibvirtResources, Domains):
 
     def destroy(self, name: str) -> None:
         call(f"destroy {name!r}", self._object(name).destroy)
+
+    # -- guest side ---------------------------------------------------------
+    def interface_addresses(self, name: str, source: str) -> dict[str, list[dict]] | None:
+        domain = self._object(name)
+        if not call(f"read the state of {name!r}", domain.isActive):
+            return None
+        code = getattr(libvirt, ADDRESS_SOURCE_CODES[source])
+        try:
+            answer = domain.interfaceAddresses(code, 0) or {}
+        except libvirt.libvirtError:
+            return None     # no agent, no network with leases: this source has nothing to say
+        found: dict[str, list[dict]] = {}
+        for nic in answer.values():
+            mac = (nic.get("hwaddr") or "").lower()
+            found.setdefault(mac, []).extend(
+                {"address": addr["addr"], "prefix": addr.get("prefix"), "family": _ADDRESS_FAMILIES.get(addr["type"])}
+                for addr in nic.get("addrs") or [])
+        return found
+
+    def guest_agent(self, name: str) -> dict:
+        domain = self._object(name)
+        if not call(f"read the state of {name!r}", domain.isActive):
+            return {"connected": False, "os": None}
+        live = parse(self.xml(name, inactive=False), "domain")
+        target = live.find(f"devices/channel/target[@name='{AGENT_CHANNEL}']")
+        if target is None or target.get("state") == "disconnected":
+            return {"connected": False, "os": None}
+        try:
+            info = domain.guestInfo(libvirt.VIR_DOMAIN_GUEST_INFO_OS, 0)
+        except libvirt.libvirtError:
+            return {"connected": False, "os": None}
+        return {"connected": True, "os": {key[len("os."):]: value for key, value in info.items()
+                                          if key.startswith("os.")}}
+
+    def agent_shutdown(self, name: str) -> None:
+        call(f"shut down {name!r} through its guest agent", self._object(name).shutdownFlags,
+             libvirt.VIR_DOMAIN_SHUTDOWN_GUEST_AGENT)
 
     def suspend(self, name: str) -> None:
         call(f"pause {name!r}", self._object(name).suspend)
@@ -620,6 +665,26 @@ class LibvirtDriver(Driver):
         return call("read the host capabilities", self.conn.getCapabilities)
 
     # -- storage ----------------------------------------------------------
+    def default_seed_directory(self) -> str:
+        return IMAGES_DIRECTORY
+
+    def write_seed(self, path: str, image: bytes) -> bool:
+        if not self.uri.is_local:
+            raise BackendError(f"a seed file cannot be written on the host of {self.uri.raw} through libvirt; "
+                               "run the task on that host with a local URI")
+        written = super().write_seed(path, image)
+        self._refresh_pool_of(os.path.dirname(path))
+        return written
+
+    def _refresh_pool_of(self, directory: str) -> None:
+        """Let the pool holding ``directory`` list the seed as a volume (best effort: the file is what counts)."""
+        for pool in self.pools.names():
+            try:
+                if self.pools.active(pool) and self._pool_directory(pool) == directory:
+                    self.pools.refresh(pool)
+            except VirtError:
+                continue
+
     def delete_disk_source(self, source: dict) -> None:
         if source.get("volume"):
             pool = call(f"find pool {source['pool']!r}", self.conn.storagePoolLookupByName, source["pool"])

@@ -13,15 +13,17 @@ reports.  Backend-agnostic: it speaks only the driver's
 from __future__ import annotations
 
 import copy
+import os
 from dataclasses import dataclass, field
 
+from ansible_collections.virtops.qemu.plugins.module_utils import addresses
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import is_active
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     InvalidInput,
     UnreadableDefinition,
     VirtError,
 )
-from ansible_collections.virtops.qemu.plugins.module_utils.manager import power
+from ansible_collections.virtops.qemu.plugins.module_utils.manager import guest_setup, power
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.resource import (
     ResourceManager,
     ResourceRequest,
@@ -32,7 +34,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.manager.resource impo
 from ansible_collections.virtops.qemu.plugins.module_utils.model import domain as model
 from ansible_collections.virtops.qemu.plugins.module_utils.model import domain_options, origins
 from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
-from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import check_option_text, to_string
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import check_option_text, element, to_string
 
 
 @dataclass
@@ -42,6 +44,9 @@ class DomainRequest(ResourceRequest):
     remove_disks: list = field(default_factory=list)
     definition_option: str = "xml"      # the option a wrong definition is blamed on
     creation_features: tuple = ()       # features a new domain gets unless turned off
+    cloud_init: guest_setup.CloudInit | None = None
+    guest_agent: bool | None = None     # the agent channel wanted (True), unwanted (False), or left alone
+    shutdown_mode: tuple = ("acpi",)    # how a shutdown asks the guest, tried in order
 
 
 class DomainManager(ResourceManager):
@@ -59,6 +64,10 @@ class DomainManager(ResourceManager):
     def __init__(self, driver):
         super().__init__(driver.domains, model.DOMAIN_RULES)
         self.driver = driver
+        self._seed_path = ""                     # the request's seed file
+        self._seed_image: bytes | None = None    # its content (None: cloud_init absent or not asked)
+        self._seed_planned = False               # the file is to be (re)written
+        self._stale_seeds: list[str] = []        # seed files the new definition no longer uses
 
     # -- model ----------------------------------------------------------------
     def _created(self, req):
@@ -68,6 +77,64 @@ class DomainManager(ResourceManager):
 
     def _settle(self, tree, req):
         model.settle_memory(tree, req.desired, req.definition_option)
+
+    def _definition(self, req, before, before_xml):
+        self._add_guest_devices(req, before)
+        return super()._definition(req, before, before_xml)
+
+    def _add_guest_devices(self, req, before):
+        """Put the seed disk and the agent channel into the request, now that the current definition is known."""
+        if req.cloud_init is None and req.guest_agent is None:
+            return
+        if req.desired is None:
+            if before is None:
+                return
+            req.desired = element("domain")
+            req.desired.append(element("name", req.name))
+        if req.cloud_init is not None:
+            self._seed_path = self._seed_file(req)
+            image = self._seed_image = req.cloud_init.image() if req.cloud_init.state == "present" else None
+            guest_setup.place_seed(req.desired, before, req.owned_lists, self._seed_path, image)
+            self._stale_seeds = [path for path in guest_setup.seed_paths(before, req.name)
+                                 if image is None or path != self._seed_path]
+        if req.guest_agent is not None:
+            guest_setup.place_agent_channel(req.desired, before, req.owned_lists, req.guest_agent)
+
+    def _seed_file(self, req) -> str:
+        directory = self.driver.seed_directory(req.cloud_init.pool)
+        return os.path.join(directory, guest_setup.seed_file_name(req.name))
+
+    def _seed_outdated(self) -> bool:
+        """The seed file is missing or holds other bytes than the request's."""
+        if self._seed_image is None:
+            return False
+        try:
+            with open(self._seed_path, "rb") as current:
+                return current.read() != self._seed_image
+        except OSError:
+            return True
+
+    def _plan(self, req):
+        self._seed_path, self._seed_image, self._stale_seeds = "", None, []
+        plan = super()._plan(req)
+        self._seed_planned = self._seed_outdated()
+        return plan
+
+    def _apply(self, req, plan):
+        """The seed file first, so the definition never names a seed that is not there yet."""
+        if self._seed_planned:
+            self.driver.write_seed(self._seed_path, self._seed_image)
+        super()._apply(req, plan)
+        if plan.define:
+            for path in self._stale_seeds:
+                self.driver.delete_disk_source({"path": path})
+
+    def _result(self, req, plan, check_mode):
+        result = super()._result(req, plan, check_mode)
+        result["changed"] = result["changed"] or self._seed_planned
+        if req.cloud_init is not None:
+            result["seed"] = self._seed_path if self._seed_image is not None else None
+        return result
 
     def _before(self, req):
         """The stored definition; an unreadable one does not stop a request that needs none of it.
@@ -120,15 +187,18 @@ class DomainManager(ResourceManager):
     def _transition(self, req, plan, step):
         if step == "restart":
             paused = req.state == "paused" or (req.state == "present" and plan.status == "paused")
-            power.restart(self.objects, req.name, paused, req.shutdown_timeout, req.force)
+            power.restart(self.objects, req.name, paused, req.shutdown_timeout, req.force, req.shutdown_mode)
         else:
-            power.run_steps(self.objects, req.name, [step], req.shutdown_timeout, req.force)
+            power.run_steps(self.objects, req.name, [step], req.shutdown_timeout, req.force, req.shutdown_mode)
 
     # -- absent -----------------------------------------------------------------
     def _before_removal(self, req, before):
+        self._stale_seeds = guest_setup.seed_paths(before, req.name)
         return {"removed_disks": self._disks_to_remove(req, before) if before is not None else []}
 
     def _after_removal(self, req, result):
+        for path in self._stale_seeds:
+            self.driver.delete_disk_source({"path": path})
         doomed, result["removed_disks"] = result["removed_disks"], []
         for source in doomed:
             self.driver.delete_disk_source(source)
@@ -184,7 +254,18 @@ def request_from_params(params: dict) -> DomainRequest:
         force=params.get("force", False), shutdown_timeout=120 if timeout is None else timeout,
         remove_disks=params.get("remove_disks") or [],
         definition_option="current_memory" if from_options else "xml",
-        creation_features=domain_options.creation_features(params) if from_options else ())
+        creation_features=domain_options.creation_features(params) if from_options else (),
+        cloud_init=guest_setup.cloud_init_from_params(params, name), guest_agent=params.get("guest_agent"),
+        shutdown_mode=_shutdown_modes(params.get("shutdown_mode")))
+
+
+def _shutdown_modes(given) -> tuple:
+    modes = tuple(given or ("acpi",))
+    unknown = [mode for mode in modes if mode not in power.SHUTDOWN_MODES]
+    if unknown or len(set(modes)) != len(modes):
+        raise InvalidInput(f"a list of distinct modes out of {', '.join(power.SHUTDOWN_MODES)}, got {list(modes)}",
+                           "shutdown_mode")
+    return modes
 
 
 def summary(driver, name: str):
@@ -197,18 +278,36 @@ def summary(driver, name: str):
     return info, stored
 
 
-def describe(driver, name: str) -> dict:
+def describe(driver, name: str, address_source=addresses.ADDRESS_SOURCES) -> dict:
     """What domain_info returns for one domain (module_glue masks its passwords)."""
     info, stored = summary(driver, name)
     info["xml"] = to_string(stored)
     info.update(_runtime(driver, name, stored, info["active"]))
     info.update(native_command(driver, name))
+    info.update(guest_side(driver, name, info["live_xml"], list(address_source)))
     return info
 
 
-def describe_all(driver) -> list:
+def describe_all(driver, address_source=addresses.ADDRESS_SOURCES) -> list:
     """Every domain as describe() has it; one that cannot be read is listed as {name, error}."""
-    return describe_each(driver.domains.names(), lambda name: describe(driver, name))
+    return describe_each(driver.domains.names(), lambda name: describe(driver, name, address_source))
+
+
+def guest_side(driver, name: str, live_xml: str | None, sources: list[str]) -> dict:
+    """The interfaces with their addresses (first source that knows each), and the guest agent's state.
+
+    The agent is asked only when the live definition has its channel, so a
+    domain without one costs no wait.
+    """
+    if live_xml is None:
+        return {"interfaces": [], "guest_agent": {"connected": False, "os": None}}
+    live = model.parse_domain(live_xml, "xml")
+    has_agent = any(guest_setup.is_agent_channel(node) for node in live.iterfind("devices/channel"))
+    usable = [source for source in sources if source != "agent" or has_agent]
+    nics = addresses.with_addresses(addresses.interfaces_of(live), usable,
+                                    lambda source: driver.domains.interface_addresses(name, source))
+    agent = driver.domains.guest_agent(name) if has_agent else {"connected": False, "os": None}
+    return {"interfaces": nics, "guest_agent": agent}
 
 
 def _runtime(driver, name: str, stored, active: bool) -> dict:

@@ -13,11 +13,18 @@ import os
 import time
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import is_active
-from ansible_collections.virtops.qemu.plugins.module_utils.errors import Conflict, OperationTimeout, VirtError
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
+    BackendError,
+    Conflict,
+    OperationTimeout,
+    VirtError,
+)
 from ansible_collections.virtops.qemu.plugins.module_utils.model.domain import parse_domain
 from ansible_collections.virtops.qemu.plugins.module_utils.model.domain_options import X86_ARCHES
 
 POLL_SECONDS = 0.2
+# How a guest may be asked to power off: the ACPI power button, or the QEMU guest agent.
+SHUTDOWN_MODES = ("acpi", "agent")
 
 
 def steps_to(state: str, current: str) -> list[str]:
@@ -46,10 +53,11 @@ def predicted_state(steps: list[str], current: str) -> str:
     return after[steps[-1]] if steps else current
 
 
-def run_steps(domains, name: str, steps: list[str], shutdown_timeout: float, force: bool) -> None:
+def run_steps(domains, name: str, steps: list[str], shutdown_timeout: float, force: bool,
+              modes: tuple[str, ...] = SHUTDOWN_MODES[:1]) -> None:
     for step in steps:
         if step == "shutdown":
-            shutdown(domains, name, shutdown_timeout, force)
+            shutdown(domains, name, shutdown_timeout, force, modes)
         elif step == "start_paused":
             domains.start(name, paused=True)
         elif step == "destroy":
@@ -58,9 +66,9 @@ def run_steps(domains, name: str, steps: list[str], shutdown_timeout: float, for
             getattr(domains, step)(name)
 
 
-def shutdown(domains, name: str, timeout: float, force: bool) -> None:
-    """ACPI power-off, waiting for the guest; destroy after ``timeout`` only if ``force``."""
-    domains.shutdown(name)
+def shutdown(domains, name: str, timeout: float, force: bool, modes: tuple[str, ...] = SHUTDOWN_MODES[:1]) -> None:
+    """Ask the guest to power off, waiting for it; destroy after ``timeout`` only if ``force``."""
+    request_shutdown(domains, name, modes)
     if wait_for_shutoff(domains, name, timeout):
         return
     if force:
@@ -74,6 +82,21 @@ def shutdown(domains, name: str, timeout: float, force: bool) -> None:
     raise OperationTimeout(
         f"domain {name!r} did not power off within {timeout} s of the ACPI shutdown request; "
         "set force: true to destroy it after the timeout, or raise shutdown_timeout")
+
+
+def request_shutdown(domains, name: str, modes: tuple[str, ...]) -> None:
+    """The first of ``modes`` the domain accepts: the ACPI power button, or the guest agent's guest-shutdown."""
+    refused = []
+    for mode in modes:
+        try:
+            if mode == "agent":
+                domains.agent_shutdown(name)
+            else:
+                domains.shutdown(name)
+            return
+        except VirtError as e:
+            refused.append(f"{mode}: {e}")
+    raise BackendError(f"domain {name!r} could not be asked to shut down ({'; '.join(refused)})")
 
 
 def destroy(domains, name: str) -> None:
@@ -106,13 +129,14 @@ def wait_for_shutoff(domains, name: str, timeout: float) -> bool:
         time.sleep(POLL_SECONDS)
 
 
-def restart(domains, name: str, paused: bool, shutdown_timeout: float, force: bool) -> None:
+def restart(domains, name: str, paused: bool, shutdown_timeout: float, force: bool,
+            modes: tuple[str, ...] = SHUTDOWN_MODES[:1]) -> None:
     """Cold restart so that a changed persistent definition takes effect."""
     status = domains.status(name)
     if status.state == "paused":
         domains.resume(name)
     if status.active:
-        shutdown(domains, name, shutdown_timeout, force)
+        shutdown(domains, name, shutdown_timeout, force, modes)
     domains.start(name, paused=paused)
 
 

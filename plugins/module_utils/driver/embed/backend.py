@@ -28,7 +28,8 @@ from datetime import datetime, timezone
 from types import SimpleNamespace
 from typing import cast
 
-from ansible_collections.virtops.qemu.plugins.module_utils import fileio
+from ansible_collections.virtops.qemu.plugins.module_utils import addresses, fileio
+from ansible_collections.virtops.qemu.plugins.module_utils import guest_agent as qga
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import (
     DomainRuntime,
     Domains,
@@ -173,6 +174,15 @@ class EmbedDriver(Driver):
             raise InvalidInput(f"no qemu-system binary for architecture {arch!r} is installed",
                                "devices/emulator")
         return binary
+
+    def default_seed_directory(self) -> str:
+        return self.layout.path("lib", "qemu", "seeds")
+
+    def write_seed(self, path: str, image: bytes) -> bool:
+        self.ensure_tree()
+        if path.startswith(self.default_seed_directory() + os.sep):
+            _make_dir(self.default_seed_directory())
+        return super().write_seed(path, image)
 
     def delete_disk_source(self, source: dict) -> None:
         if source.get("volume"):
@@ -691,6 +701,49 @@ class EmbedDomains(StoredAutostart, Domains):
             with self._monitor(name, record) as qmp:
                 qmp.execute("send-key", arguments)
 
+    # -- guest side ---------------------------------------------------------
+    def interface_addresses(self, name: str, source: str) -> dict[str, list[dict]] | None:
+        live = self._live_tree(name)
+        if live is None:
+            return None
+        nics = addresses.interfaces_of(live)
+        if source == "lease":
+            return addresses.lease_addresses(self.driver.networks, nics)
+        if source == "arp":
+            return addresses.arp_addresses(self.driver.networks, nics)
+        try:
+            with self._agent(name, live) as agent:
+                return qga.interface_addresses(agent)
+        except VirtError:
+            return None
+
+    def guest_agent(self, name: str) -> dict:
+        live = self._live_tree(name)
+        try:
+            with self._agent(name, live) as agent:
+                return {"connected": True, "os": qga.os_info(agent)}
+        except VirtError:
+            return {"connected": False, "os": None}
+
+    def agent_shutdown(self, name: str) -> None:
+        live = self._live_tree(name)
+        if live is None:
+            raise Conflict(f"cannot shut down domain {name!r}: it is not running")
+        with self._agent(name, live) as agent:
+            agent.send_only("guest-shutdown", {"mode": "powerdown"})
+
+    def _live_tree(self, name: str):
+        if not self.status(name).active:
+            return None
+        return parse(self.xml(name, inactive=False), "domain")
+
+    def _agent(self, name: str, live) -> qga.GuestAgent:
+        channel = None if live is None else live.find(
+            f"devices/channel/target[@name='{qga.CHANNEL}']/../source")
+        if channel is None or not channel.get("path"):
+            raise BackendError(f"domain {name!r} has no running guest agent channel ({qga.CHANNEL})")
+        return qga.GuestAgent.connect(channel.get("path"))
+
     # -- runtime ------------------------------------------------------------
     def runtime(self, name: str) -> DomainRuntime:
         """QEMU pid, domain id and taints from the status record of a running domain."""
@@ -886,3 +939,11 @@ def _set_source_path(device, path: str) -> None:
         source = sub(device, "source")
         device.insert(0, source)
     source.set("path", path)
+
+
+def _make_dir(path: str) -> None:
+    """A directory QEMU may pass through (0711) to the seed files it is given."""
+    try:
+        os.makedirs(path, mode=0o711, exist_ok=True)
+    except OSError as exc:
+        raise host_error(exc, "create", path) from exc

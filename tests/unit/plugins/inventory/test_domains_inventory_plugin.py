@@ -54,14 +54,15 @@ class Hypervisors:
         self.answers = answers
         self.asked = []
 
-    def __call__(self, uris, opener):
+    def __call__(self, uris, opener, sources):
         self.asked.append(list(uris))
+        self.sources = sources
         reading = Reading()
         for uri in uris:
             if isinstance(self.answers[uri], str):
                 reading.failures[uri] = self.answers[uri]
             else:
-                reading.domains[uri] = read_domains(self.answers[uri], reading.warnings)
+                reading.domains[uri] = read_domains(self.answers[uri], reading.warnings, sources)
         return reading
 
 

@@ -175,3 +175,31 @@ def test_the_same_domain_name_on_a_second_hypervisor_is_left_out_with_a_warning(
 def test_hypervisor_group_names_are_safe(uri, group):
     assert hypervisor_group(uri, "virtops_") == group
     assert safe_group_name(group) == group
+
+
+AGENT_CHANNEL = "<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>"
+
+
+def test_address_source_order_decides_and_the_agent_is_asked_only_with_its_channel(lab):
+    asked = []
+
+    def interface_addresses(name, source):
+        asked.append((name, source))
+        return {"52:54:00:00:00:09": [{"address": "fe80::9", "prefix": 64, "family": "ipv6"},
+                                      {"address": "192.168.1.9", "prefix": 24, "family": "ipv4"}],
+                MAC1: [{"address": "192.168.1.1", "prefix": 24, "family": "ipv4"}]}
+    lab.domains.interface_addresses = interface_addresses
+    lab.domains.running["db"] = lab.domains.running["db"].replace("</devices>", AGENT_CHANNEL + "</devices>")
+    reading = read_hypervisors(["qemu:///system"], opener_of({"qemu:///system": lab}), ["lease", "agent"])
+    db = by_name(reading, "qemu:///system")["db"]
+    assert [nic["ips"] for nic in db["interfaces"]] == [["10.0.0.21", "10.0.0.20"], ["192.168.1.9", "fe80::9"]]
+    assert asked == [("db", "agent")], "web has no agent channel; db's agent is asked once"
+    reading = read_hypervisors(["qemu:///system"], opener_of({"qemu:///system": lab}), ["agent", "lease"])
+    web = by_name(reading, "qemu:///system")["web"]
+    assert web["interfaces"][0]["ips"] == ["10.0.0.10", "fd00::10"], "no channel: the lease answers"
+
+
+def test_hosts_named_by_uuid(lab):
+    reading = read({"qemu:///system": lab})
+    hosts, warnings = inventory_hosts(["qemu:///system"], reading.domains, "virtops_", hostname="uuid")
+    assert sorted(host["name"] for host in hosts) == ["uuid-db", "uuid-old-auto", "uuid-web"] and not warnings
