@@ -298,8 +298,8 @@ def test_check_mode_writes_no_seed_for_a_new_domain(cloud):
 @pytest.mark.slow
 def test_new_user_data_is_predicted_then_written_and_requires_a_restart(cloud):
     before = cloud.seed.read_bytes()
-    options = {**cloud.options, "cloud_init": {"user_data": {**cloud.options["cloud_init"]["user_data"],
-                                                              "bootcmd": [["true"]]}}}
+    user_data = {**cloud.options["cloud_init"]["user_data"], "bootcmd": [["true"]]}
+    options = {**cloud.options, "cloud_init": {"user_data": user_data}}
     predicted = cloud.module("domain", options, check=True, diff=True)
     assert predicted["changed"] and predicted["restart_required"], predicted
     assert cloud.seed.read_bytes() == before, "check mode writes nothing"

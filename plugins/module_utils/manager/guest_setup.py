@@ -38,7 +38,8 @@ class CloudInit:
     pool: str | None            # where the seed lives; None: the driver's default
 
     def image(self) -> bytes:
-        assert self.seed is not None
+        if self.seed is None:
+            raise ValueError("a cloud-init request with state absent has no seed image")
         return self.seed.image()
 
 

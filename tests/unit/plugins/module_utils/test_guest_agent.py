@@ -16,7 +16,7 @@ def serve(path, handle):
     server.listen(1)
 
     def run():
-        conn, _ = server.accept()
+        conn = server.accept()[0]
         with conn, conn.makefile("rwb") as stream:
             handle(stream)
         server.close()
