@@ -9,6 +9,9 @@ them into a single ``fail_json``.  Private to the collection.
 
 from __future__ import annotations
 
+import errno
+import os
+
 
 class VirtError(Exception):
     """Base of every error raised by the driver core.
@@ -50,8 +53,25 @@ class BackendError(VirtError):
 
 
 def host_error(exc: OSError, doing: str, path: str) -> BackendError:
-    """A BackendError for a failed file operation, naming the path and the system's reason."""
-    return BackendError(f"cannot {doing} {path}: {exc.strerror or exc}")
+    """A BackendError for a failed file operation, naming the path and the system's reason.
+
+    "Not a directory" names the part of the path that is a file, which the bare reason does not.
+    """
+    reason = exc.strerror or str(exc)
+    if exc.errno == errno.ENOTDIR:
+        blocker = _file_on_the_way(path)
+        reason = f"{blocker} is not a directory" if blocker else reason
+    return BackendError(f"cannot {doing} {path}: {reason}")
+
+
+def _file_on_the_way(path: str) -> str | None:
+    """The nearest ancestor of ``path`` that exists and is not a directory."""
+    parent = os.path.dirname(os.path.normpath(path))
+    while parent and parent != os.path.dirname(parent):
+        if os.path.lexists(parent) and not os.path.isdir(parent):
+            return parent
+        parent = os.path.dirname(parent)
+    return None
 
 
 class UnreadableDefinition(BackendError):

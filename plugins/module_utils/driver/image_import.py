@@ -27,13 +27,13 @@ import os
 import re
 import shutil
 import ssl
-import subprocess
 import urllib.error
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
 from ansible_collections.virtops.qemu.plugins.module_utils import fileio
+from ansible_collections.virtops.qemu.plugins.module_utils.driver import hosttools
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, InvalidInput, host_error
 from ansible_collections.virtops.qemu.plugins.module_utils.model.volume import ImageSource
 
@@ -257,14 +257,4 @@ def grow(path: str, fmt: str, capacity: int) -> None:
 
 
 def _qemu_img(args: list[str], what: str) -> str:
-    argv = [QEMU_IMG, *args]
-    try:
-        done = subprocess.run(argv, check=True, capture_output=True, text=True, timeout=TIMEOUT)
-    except FileNotFoundError as exc:
-        raise BackendError(f"cannot {what}: {QEMU_IMG} is not installed") from exc
-    except subprocess.CalledProcessError as exc:
-        reason = (exc.stderr or exc.stdout or "").strip() or f"exit status {exc.returncode}"
-        raise BackendError(f"cannot {what}: {reason}") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise BackendError(f"cannot {what}: {QEMU_IMG} did not finish in {TIMEOUT} s") from exc
-    return done.stdout
+    return hosttools.run([QEMU_IMG, *args], what, TIMEOUT)

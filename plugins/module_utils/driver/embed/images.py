@@ -14,25 +14,11 @@ from __future__ import annotations
 import json
 import os
 import re
-import subprocess
 
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.hosttools import run
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError
 
 QEMU_IMG = "qemu-img"
-TIMEOUT = 600
-
-
-def run(argv: list[str], what: str, timeout: float = TIMEOUT) -> str:
-    try:
-        done = subprocess.run(argv, check=True, capture_output=True, text=True, timeout=timeout)
-    except FileNotFoundError as exc:
-        raise BackendError(f"cannot {what}: {argv[0]} is not installed") from exc
-    except subprocess.CalledProcessError as exc:
-        reason = (exc.stderr or exc.stdout or "").strip() or f"exit status {exc.returncode}"
-        raise BackendError(f"cannot {what}: {reason}") from exc
-    except subprocess.TimeoutExpired as exc:
-        raise BackendError(f"cannot {what}: {argv[0]} did not finish in {timeout:.0f} s") from exc
-    return done.stdout
 
 
 # -- qemu-img -------------------------------------------------------------------

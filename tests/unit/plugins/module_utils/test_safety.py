@@ -81,7 +81,7 @@ def _denying(real, denied_path: str):
 def test_write_below_a_file_names_the_path(tmp_path):
     blocker = tmp_path / "file"
     blocker.write_text("x")
-    with pytest.raises(BackendError, match=f"cannot write {blocker}/a.xml: Not a directory"):
+    with pytest.raises(BackendError, match=f"cannot write {blocker}/a.xml: {blocker} is not a directory"):
         fileio.atomic_write(str(blocker / "a.xml"), "text")
 
 
