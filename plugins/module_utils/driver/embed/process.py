@@ -58,17 +58,34 @@ def runtime_args(pidfile: str, trace_file: str, with_trace: bool) -> list[str]:
     return args
 
 
-def spawn(argv: list[str], env: dict, log_file: str, child_setup=None) -> tuple[subprocess.Popen, int]:
+def listen_monitor(path: str, owner: tuple[int, int] | None) -> socket.socket:
+    """The QMP socket, bound and listening, for QEMU to inherit: connecting to it never has to wait
+    for QEMU to come up.  Owned by QEMU's user, as when QEMU made it."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        if owner is not None:
+            os.chown(path, *owner)
+        sock.listen(1)
+    except OSError as exc:
+        sock.close()
+        raise BackendError(f"cannot make the monitor socket {path}: {exc}") from exc
+    return sock
+
+
+def spawn(argv: list[str], env: dict, log_file: str, child_setup=None,
+          pass_fds: tuple[int, ...] = ()) -> tuple[subprocess.Popen, int]:
     """Start QEMU detached from this process's session; returns it and where its output begins.
 
     ``child_setup`` runs in the child before QEMU executes (security.child_setup: the device
-    cgroup, the LSM label, the QEMU user and group).
+    cgroup, the LSM label, the QEMU user and group).  ``pass_fds`` stay open in QEMU.
     """
     offset = _log_header(log_file, argv, env)
     fd = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
     try:
         child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, env=env,
-                                 cwd="/", close_fds=True, start_new_session=True, preexec_fn=child_setup)
+                                 cwd="/", close_fds=True, start_new_session=True, preexec_fn=child_setup,
+                                 pass_fds=pass_fds)
     except (OSError, subprocess.SubprocessError) as exc:
         # SubprocessError: child_setup failed (a cgroup, label or user the kernel refused).
         raise BackendError(f"cannot run {argv[0]}: {exc}") from exc
@@ -142,6 +159,21 @@ def command_line(pid: int) -> list[str]:
     return [os.fsdecode(arg) for arg in raw.split(b"\0")[:-1]]
 
 
+def environment(pid: int) -> dict[str, str]:
+    """The environment a process started with; empty when it is gone."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as handle:
+            raw = handle.read()
+    except OSError:
+        return {}
+    found = {}
+    for item in raw.split(b"\0"):
+        key, equals, value = os.fsdecode(item).partition("=")
+        if equals:
+            found[key] = value
+    return found
+
+
 def runs_domain(pid: int, uuid: str | None) -> bool:
     """The process is a QEMU started for the domain with this uuid."""
     return bool(uuid) and option_value(command_line(pid), "-uuid").lower() == (uuid or "").lower()
@@ -179,7 +211,8 @@ def option_value(argv: list[str], flag: str) -> str:
 
 
 def monitor_path(argv: list[str]) -> str:
-    """The QMP monitor socket of a QEMU command line (the ``charmonitor`` chardev), "" if none."""
+    """The QMP monitor socket a QEMU command line names (the ``charmonitor`` chardev), "" if none:
+    a monitor QEMU inherited as a descriptor has no path on its command line."""
     for index, arg in enumerate(argv[:-1]):
         if arg == "-chardev":
             props = split_options(argv[index + 1])
