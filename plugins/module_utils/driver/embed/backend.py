@@ -541,8 +541,8 @@ class EmbedDomains(StoredAutostart, Domains):
             argv, env = command.build_command(resolve_volume_disks(live, self.driver.volumes), caps, paths, conf)
             argv += process.runtime_args(paths.pidfile, self.layout.trace_file(name), caps.has_option("trace"))
             record.taints = command.taints(live)
-            child, offset = process.spawn(argv, env, paths.log_file, security.child_setup(launch),
-                                          pass_fds=(monitor.fileno(),))
+            child, offset = process.spawn(argv, env, paths.log_file, tuple(security.exec_prefix(launch)),
+                                          pass_fds=(monitor.fileno(),), place=security.spawning(launch))
         finally:
             launch.close()
             if monitor is not None:

@@ -23,6 +23,7 @@ Private to the collection.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -73,24 +74,27 @@ def listen_monitor(path: str, owner: tuple[int, int] | None) -> socket.socket:
     return sock
 
 
-def spawn(argv: list[str], env: dict, log_file: str, child_setup=None,
-          pass_fds: tuple[int, ...] = ()) -> tuple[subprocess.Popen, int]:
+def spawn(argv: list[str], env: dict, log_file: str, prefix: tuple[str, ...] = (),
+          pass_fds: tuple[int, ...] = (), place=None) -> tuple[subprocess.Popen, int]:
     """Start QEMU detached from this process's session; returns it and where its output begins.
 
-    ``child_setup`` runs in the child before QEMU executes (security.child_setup: the device
-    cgroup, the LSM label, the QEMU user and group).  ``pass_fds`` stay open in QEMU.
+    ``prefix`` is a command QEMU's argv is run under (security.exec_prefix: setpriv).  No Python
+    runs between fork and exec, so the child is made with vfork and this returns once it executes.
+    ``pass_fds`` stay open in QEMU.  ``place`` is a context the fork happens in (security.spawning:
+    the device cgroup); nothing is opened inside it.
     """
     offset = _log_header(log_file, argv, env)
     fd = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, env=env,
-                                 cwd="/", close_fds=True, start_new_session=True, preexec_fn=child_setup,
-                                 pass_fds=pass_fds)
+        with place or contextlib.nullcontext():
+            child = subprocess.Popen([*prefix, *argv], stdin=null, stdout=fd, stderr=fd, env=env,
+                                     cwd="/", close_fds=True, start_new_session=True, pass_fds=pass_fds)
     except (OSError, subprocess.SubprocessError) as exc:
-        # SubprocessError: child_setup failed (a cgroup, label or user the kernel refused).
-        raise BackendError(f"cannot run {argv[0]}: {exc}") from exc
+        raise BackendError(f"cannot run {prefix[0] if prefix else argv[0]}: {exc}") from exc
     finally:
         os.close(fd)
+        os.close(null)
     _CHILDREN[child.pid] = child
     return child, offset
 
