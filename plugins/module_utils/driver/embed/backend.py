@@ -535,7 +535,8 @@ class EmbedDomains(StoredAutostart, Domains):
         launch = self._prepare_host(name, record, live)
         monitor = None
         try:
-            monitor = process.listen_monitor(record.monitor, launch.owner and (launch.owner.uid, launch.owner.gid))
+            owner = (launch.owner.uid, launch.owner.gid) if launch.owner else None
+            monitor = process.listen_monitor(record.monitor, owner)
             paths = self._paths(name, live, record.monitor, record.domain_dir)
             paths.monitor_fd = monitor.fileno()
             argv, env = command.build_command(resolve_volume_disks(live, self.driver.volumes), caps, paths, conf)
