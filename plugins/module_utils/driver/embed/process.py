@@ -155,12 +155,15 @@ def is_alive(pid: int | None, starttime: int | None) -> bool:
 
 def command_line(pid: int) -> list[str]:
     """The argv of a process; empty when it is gone (or a zombie, whose cmdline is empty)."""
+    return [os.fsdecode(arg) for arg in _raw_command_line(pid).split(b"\0")[:-1]]
+
+
+def _raw_command_line(pid: int) -> bytes:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as handle:
-            raw = handle.read()
+            return handle.read()
     except OSError:
-        return []
-    return [os.fsdecode(arg) for arg in raw.split(b"\0")[:-1]]
+        return b""
 
 
 def environment(pid: int) -> dict[str, str]:
@@ -198,8 +201,10 @@ def find_domain_process(pidfile: str, uuid: str | None, scan: bool = True) -> in
         return pid
     if not scan or not uuid:
         return None
+    wanted = os.fsencode(pidfile)
     for entry in os.listdir("/proc"):
-        if entry.isdigit() and entry != str(os.getpid()):
+        # Most processes do not name the pidfile at all: only those that do are decoded and parsed.
+        if entry.isdigit() and entry != str(os.getpid()) and wanted in _raw_command_line(int(entry)):
             argv = command_line(int(entry))
             if option_value(argv, "-pidfile") == pidfile and is_domain_process(int(entry), None, uuid):
                 return int(entry)
