@@ -304,8 +304,10 @@ def bare_command(embedded: Embedded, rundir: Path) -> tuple[list[str], dict[str,
     env = dict(item.split("=", 1) for item in
                Path(f"/proc/{pid}/environ").read_bytes().rstrip(b"\0").decode().split("\0") if "=" in item)
     root = embedded.uri.split("root=", 1)[1]
-    domain_dir = next(a.split("path=", 1)[1].split(",")[0] for a in argv if a.startswith("socket,id=charmonitor"))
-    domain_dir = os.path.dirname(domain_dir)
+    # The driver hands QEMU its monitor as a listening descriptor; the bare run gives it a path instead.
+    domain_dir = env["HOME"]
+    argv = [f"socket,id=charmonitor,path={domain_dir}/monitor.sock,server=on,wait=off"
+            if a.startswith("socket,id=charmonitor,") else a for a in argv]
     swaps = {
         domain_dir: str(rundir),
         os.path.join(root, "run", "qemu", f"{embedded.name}.pid"): str(rundir / "qemu.pid"),

@@ -25,17 +25,20 @@ LOCK_TIMEOUT = 300.0
 _LOCK_POLL = 0.05
 
 
-def atomic_write(path: str, text: str, mode: int | None = None) -> None:
+def atomic_write(path: str, text: str, mode: int | None = None, durable: bool = True) -> None:
     """Replace ``path`` with ``text``: temp file, fsync, rename, fsync the directory.
 
     With ``mode`` the file gets that mode; without, a replaced file keeps its
-    mode and owner and a new one is private (0600).
+    mode and owner and a new one is private (0600).  ``durable=False`` skips
+    the directory's fsync: after a host crash the file may be the old one,
+    never a partial new one.
     """
     try:
         _replace(path, text, mode)
     except OSError as exc:
         raise host_error(exc, "write", path) from exc
-    fsync_directory(os.path.dirname(path))
+    if durable:
+        fsync_directory(os.path.dirname(path))
 
 
 def _replace(path: str, text: str, mode: int | None) -> None:

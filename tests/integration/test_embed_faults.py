@@ -151,10 +151,10 @@ root, when = sys.argv[1], sys.argv[2]
 def die(*args):
     os.kill(os.getpid(), signal.SIGKILL)
 
-def spawn_then_die(argv, env, log_file, *rest):
-    process_spawn(argv, env, log_file, *rest)
+def spawn_then_die(argv, env, log_file, *rest, **named):
+    process_spawn(argv, env, log_file, *rest, **named)
     pidfile = argv[argv.index("-pidfile") + 1]
-    while not os.path.exists(pidfile):
+    while when == "after-spawn" and not os.path.exists(pidfile):
         time.sleep(0.01)
     die()
 
@@ -167,12 +167,14 @@ with open_driver(f"qemu:///embed?root={root}") as drv:
 """
 
 
-@pytest.mark.parametrize("when", ["after-spawn", "qmp-setup"])
+# "spawned": killed as soon as QEMU runs, before it wrote its pidfile; nothing recorded its pid.
+@pytest.mark.parametrize("when", ["spawned", "after-spawn", "qmp-setup"])
 def test_start_killed_half_way_is_cleaned_up_then_started_afresh(guest_build, root, when):
     pty = "<serial type='pty'><target port='1'/></serial>"
     with _driver(root) as drv:
         drv.domains.define(_xml(guest_build, root, extra=pty))
-    assert _exit_code(_python(KILLED_START, str(root), when)) == -signal.SIGKILL
+    run = _python(KILLED_START, str(root), when)
+    assert _exit_code(run) == -signal.SIGKILL, run.stderr.read()
     leftover = qemu_pids(root)
     assert len(leftover) == 1                                   # paused, half set up
 

@@ -176,7 +176,9 @@ def test_block_disk_works_inside_the_device_cgroup_and_other_devices_are_denied(
     allowed, other = loops
     disk = (f"<disk type='block' device='disk'><driver name='qemu' type='raw'/><source dev='{allowed}'/>"
             "<target dev='vda' bus='virtio'/></disk>")
+    home = _device_cgroup_of(os.getpid())
     pid = _start(driver, _domain(files, "vt-cg", disk), "vt-cg")
+    assert _device_cgroup_of(os.getpid()) == home != _device_cgroup_of(pid)   # QEMU was forked from inside it
     mount = cgroup.controller_mount()
     assert mount == "/sys/fs/cgroup/devices"
     own = [line.split(":", 2) for line in Path(f"/proc/{pid}/cgroup").read_text().splitlines()]

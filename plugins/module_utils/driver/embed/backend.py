@@ -220,8 +220,8 @@ class EmbedDomains(StoredAutostart, Domains):
     def _record(self, name: str) -> DomainRecord | None:
         return state.load_record(self.layout.domains.status_file(name))
 
-    def _save(self, name: str, record: DomainRecord) -> None:
-        state.save_record(self.layout.domains.status_file(name), record)
+    def _save(self, name: str, record: DomainRecord, durable: bool = True) -> None:
+        state.save_record(self.layout.domains.status_file(name), record, durable)
 
     def names(self) -> list[str]:
         return sorted(n for n in self.store.names_on_disk() if self.exists(n))
@@ -360,7 +360,7 @@ class EmbedDomains(StoredAutostart, Domains):
     def _reattach(self, name: str, config, pid: int) -> DomainRecord:
         """Rebuild the status record of a running QEMU from its command line and monitor."""
         argv, starttime = process.command_line(pid), process.start_time(pid)
-        monitor = process.monitor_path(argv)
+        monitor = process.monitor_path(argv) or self._inherited_monitor(name, pid)
         try:
             with QMPClient.connect(monitor, timeout=MONITOR_TIMEOUT, wait_for_socket=False) as qmp:
                 runstate = _runstate(qmp)
@@ -379,6 +379,11 @@ class EmbedDomains(StoredAutostart, Domains):
         self._save(name, record)
         self.warnings.append(f"domain {name!r} had no status record; reattached to QEMU process {pid}")
         return record
+
+    def _inherited_monitor(self, name: str, pid: int) -> str:
+        """Where the driver made the monitor socket QEMU inherited: in its domain directory, its HOME."""
+        domain_id = _id_from_dir(os.path.basename(process.environment(pid).get("HOME", "")))
+        return "" if domain_id is None else self.layout.monitor_socket(domain_id, name)
 
     def _observe(self, name: str, record: DomainRecord) -> DomainRecord | None:
         """Bring the recorded state in line with what QEMU says it is doing; None if it did not answer."""
@@ -508,7 +513,8 @@ class EmbedDomains(StoredAutostart, Domains):
                 "paused", "starting up", domain_id=domain_id, monitor=monitor,
                 domain_dir=domain_dir, taps=taps, live=live,
                 starter=os.getpid(), starter_time=process.start_time(os.getpid()))
-            self._save(name, record)
+            # Not durable: the record that names what the start does to the host (_prepare_host) is.
+            self._save(name, record, durable=False)
         return record
 
     def _other_records(self, name: str) -> list[DomainRecord]:
@@ -527,18 +533,26 @@ class EmbedDomains(StoredAutostart, Domains):
         if live is None:
             raise BackendError(f"domain {name!r}: the start record holds no definition")
         launch = self._prepare_host(name, record, live)
+        monitor = None
         try:
+            owner = (launch.owner.uid, launch.owner.gid) if launch.owner else None
+            monitor = process.listen_monitor(record.monitor, owner)
             paths = self._paths(name, live, record.monitor, record.domain_dir)
+            paths.monitor_fd = monitor.fileno()
             argv, env = command.build_command(resolve_volume_disks(live, self.driver.volumes), caps, paths, conf)
             argv += process.runtime_args(paths.pidfile, self.layout.trace_file(name), caps.has_option("trace"))
             record.taints = command.taints(live)
-            child, offset = process.spawn(argv, env, paths.log_file, security.child_setup(launch))
+            child, offset = process.spawn(argv, env, paths.log_file, tuple(security.exec_prefix(launch)),
+                                          pass_fds=(monitor.fileno(),), place=security.spawning(launch))
         finally:
             launch.close()
+            if monitor is not None:
+                monitor.close()     # QEMU's copy is the only one: if QEMU dies, connecting fails at once
+        # Not saved yet: should this run die before _configure's save, the next one finds this QEMU
+        # by its pidfile and uuid (_kill_leftover), and QEMU is not trusted anyway.
         record.pid = child.pid
         record.starttime = process.start_time(child.pid)
         record.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        self._save(name, record)
         self._configure(name, record, child, offset, conf, paused)
 
     def _prepare_host(self, name: str, record: DomainRecord, live: etree._Element) -> security.Launch:
@@ -587,7 +601,9 @@ class EmbedDomains(StoredAutostart, Domains):
             raise BackendError(f"domain {name!r} failed to start: {exc}{process.log_tail(log_file, offset)}") from exc
         record.state, record.reason = ("paused", "user") if paused else ("running", "booted")
         record.starter = record.starter_time = None
-        self._save(name, record)
+        # Not durable: after a host crash this QEMU is gone either way, and the durable "starting up"
+        # record that may come back in its place is cleaned up just the same.
+        self._save(name, record, durable=False)
 
     def _abort_start(self, name: str, record: DomainRecord) -> None:
         if record.pid:

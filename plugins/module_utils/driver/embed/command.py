@@ -95,8 +95,9 @@ def build_command(domain: etree._Element, caps, paths, conf: dict | None) -> tup
     """argv and environment that start ``domain`` (post-parsed) paused (-S).
 
     ``paths`` needs ``monitor_socket``, ``pidfile``, ``domain_dir`` and
-    ``log_file``; optional ``vnc_port``/``spice_port`` for autoport graphics
-    and ``nvram`` (vars file path used when the XML names none).  ``conf``
+    ``log_file``; optional ``vnc_port``/``spice_port`` for autoport graphics,
+    ``nvram`` (vars file path used when the XML names none) and
+    ``monitor_fd``, a listening socket at ``monitor_socket`` that QEMU inherits.  ``conf``
     holds qemu.conf settings; seccomp_sandbox, vnc_listen, vnc_password and
     spice_listen are used, the rest is ignored here.
     """
@@ -362,7 +363,7 @@ class _CommandBuilder:
         if self.devices.find("graphics") is None:
             self.add("-display", "none")
         self.add("-no-user-config", "-nodefaults")
-        self.add("-chardev", f"socket,id=charmonitor,path={opt_escape(self.paths.monitor_socket)},server=on,wait=off",
+        self.add("-chardev", f"socket,id=charmonitor,{self._monitor_address()},server=on,wait=off",
                  "-mon", "chardev=charmonitor,id=monitor,mode=control")
         self._clock()
         self.add("-action", lifecycle_action(self.dom, self.caps))
@@ -398,6 +399,11 @@ class _CommandBuilder:
             argv += ["-sandbox", SANDBOX]
         argv += ["-msg", "timestamp=on"]
         return argv, {**self._environment(), **self.extra_env}
+
+    def _monitor_address(self) -> str:
+        # A socket the driver made listens before QEMU runs: nobody has to wait for QEMU to make it.
+        fd = getattr(self.paths, "monitor_fd", None)
+        return f"fd={fd}" if fd is not None else f"path={opt_escape(self.paths.monitor_socket)}"
 
     def _environment(self):
         home = self.paths.domain_dir

@@ -23,6 +23,7 @@ Private to the collection.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -58,22 +59,42 @@ def runtime_args(pidfile: str, trace_file: str, with_trace: bool) -> list[str]:
     return args
 
 
-def spawn(argv: list[str], env: dict, log_file: str, child_setup=None) -> tuple[subprocess.Popen, int]:
+def listen_monitor(path: str, owner: tuple[int, int] | None) -> socket.socket:
+    """The QMP socket, bound and listening, for QEMU to inherit: connecting to it never has to wait
+    for QEMU to come up.  Owned by QEMU's user, as when QEMU made it."""
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        sock.bind(path)
+        if owner is not None:
+            os.chown(path, *owner)
+        sock.listen(1)
+    except OSError as exc:
+        sock.close()
+        raise BackendError(f"cannot make the monitor socket {path}: {exc}") from exc
+    return sock
+
+
+def spawn(argv: list[str], env: dict, log_file: str, prefix: tuple[str, ...] = (),
+          pass_fds: tuple[int, ...] = (), place=None) -> tuple[subprocess.Popen, int]:
     """Start QEMU detached from this process's session; returns it and where its output begins.
 
-    ``child_setup`` runs in the child before QEMU executes (security.child_setup: the device
-    cgroup, the LSM label, the QEMU user and group).
+    ``prefix`` is a command QEMU's argv is run under (security.exec_prefix: setpriv).  No Python
+    runs between fork and exec, so the child is made with vfork and this returns once it executes.
+    ``pass_fds`` stay open in QEMU.  ``place`` is a context the fork happens in (security.spawning:
+    the device cgroup); nothing is opened inside it.
     """
     offset = _log_header(log_file, argv, env)
     fd = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
     try:
-        child = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=fd, stderr=fd, env=env,
-                                 cwd="/", close_fds=True, start_new_session=True, preexec_fn=child_setup)
+        with place or contextlib.nullcontext():
+            child = subprocess.Popen([*prefix, *argv], stdin=null, stdout=fd, stderr=fd, env=env,
+                                     cwd="/", close_fds=True, start_new_session=True, pass_fds=pass_fds)
     except (OSError, subprocess.SubprocessError) as exc:
-        # SubprocessError: child_setup failed (a cgroup, label or user the kernel refused).
-        raise BackendError(f"cannot run {argv[0]}: {exc}") from exc
+        raise BackendError(f"cannot run {prefix[0] if prefix else argv[0]}: {exc}") from exc
     finally:
         os.close(fd)
+        os.close(null)
     _CHILDREN[child.pid] = child
     return child, offset
 
@@ -134,12 +155,30 @@ def is_alive(pid: int | None, starttime: int | None) -> bool:
 
 def command_line(pid: int) -> list[str]:
     """The argv of a process; empty when it is gone (or a zombie, whose cmdline is empty)."""
+    return [os.fsdecode(arg) for arg in _raw_command_line(pid).split(b"\0")[:-1]]
+
+
+def _raw_command_line(pid: int) -> bytes:
     try:
         with open(f"/proc/{pid}/cmdline", "rb") as handle:
+            return handle.read()
+    except OSError:
+        return b""
+
+
+def environment(pid: int) -> dict[str, str]:
+    """The environment a process started with; empty when it is gone."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as handle:
             raw = handle.read()
     except OSError:
-        return []
-    return [os.fsdecode(arg) for arg in raw.split(b"\0")[:-1]]
+        return {}
+    found = {}
+    for item in raw.split(b"\0"):
+        key, equals, value = os.fsdecode(item).partition("=")
+        if equals:
+            found[key] = value
+    return found
 
 
 def runs_domain(pid: int, uuid: str | None) -> bool:
@@ -162,8 +201,10 @@ def find_domain_process(pidfile: str, uuid: str | None, scan: bool = True) -> in
         return pid
     if not scan or not uuid:
         return None
+    wanted = os.fsencode(pidfile)
     for entry in os.listdir("/proc"):
-        if entry.isdigit() and entry != str(os.getpid()):
+        # Most processes do not name the pidfile at all: only those that do are decoded and parsed.
+        if entry.isdigit() and entry != str(os.getpid()) and wanted in _raw_command_line(int(entry)):
             argv = command_line(int(entry))
             if option_value(argv, "-pidfile") == pidfile and is_domain_process(int(entry), None, uuid):
                 return int(entry)
@@ -179,7 +220,8 @@ def option_value(argv: list[str], flag: str) -> str:
 
 
 def monitor_path(argv: list[str]) -> str:
-    """The QMP monitor socket of a QEMU command line (the ``charmonitor`` chardev), "" if none."""
+    """The QMP monitor socket a QEMU command line names (the ``charmonitor`` chardev), "" if none:
+    a monitor QEMU inherited as a descriptor has no path on its command line."""
     for index, arg in enumerate(argv[:-1]):
         if arg == "-chardev":
             props = split_options(argv[index + 1])

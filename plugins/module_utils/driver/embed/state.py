@@ -105,8 +105,9 @@ def load_record(path: str) -> DomainRecord | None:
         raise BackendError(f"status file {path} is unreadable ({exc}); remove it if no QEMU runs") from exc
 
 
-def save_record(path: str, record: DomainRecord) -> None:
-    atomic_write(path, record_to_xml(record), mode=PRIVATE)
+def save_record(path: str, record: DomainRecord, durable: bool = True) -> None:
+    """``durable=False`` for a record whose loss in a host crash costs nothing (see atomic_write)."""
+    atomic_write(path, record_to_xml(record), mode=PRIVATE, durable=durable)
 
 
 def _attr(root, tag: str, name: str) -> str:

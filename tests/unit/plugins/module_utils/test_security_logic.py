@@ -255,3 +255,33 @@ def test_attributes_of_an_earlier_boot_are_stale(tmp_path):
     os.setxattr(image, dac.XATTR_OWNER, b"+1:+1")
     os.setxattr(image, dac.XATTR_STAMP, b"another-boot")
     assert dac.remembered_owner(str(image)) is None
+
+
+def test_qemu_is_run_through_setpriv_only_when_something_must_change():
+    assert security.exec_prefix(security.Launch()) == []
+    launch = security.Launch(owner=dac.Owner(64055, 994), groups=[994, 36],
+                             selinux_label="system_u:system_r:svirt_t:s0:c1,c2")
+    assert security.exec_prefix(launch) == [
+        "setpriv", "--selinux-label", "system_u:system_r:svirt_t:s0:c1,c2",
+        "--reuid", "64055", "--regid", "994", "--groups", "994,36", "--"]
+    alone = security.Launch(owner=dac.Owner(0, 0), apparmor_profile="libvirt-1234")
+    assert security.exec_prefix(alone) == [
+        "setpriv", "--apparmor-profile", "libvirt-1234", "--reuid", "0", "--regid", "0", "--clear-groups", "--"]
+
+
+def test_the_spawning_thread_finds_its_own_devices_cgroup(tmp_path):
+    (tmp_path / "virtops" / "here").mkdir(parents=True)
+    (tmp_path / "virtops" / "here" / "tasks").write_text("")
+    listing = tmp_path / "cgroup"
+    listing.write_text("7:blkio:/\n5:devices:/virtops/here\n0::/\n")
+    hierarchy = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fd = cgroup.open_current_tasks(hierarchy, str(listing))
+        os.write(fd, b"123")
+        os.close(fd)
+        listing.write_text("0::/\n")
+        with pytest.raises(BackendError, match="names no devices cgroup"):
+            cgroup.open_current_tasks(hierarchy, str(listing))
+    finally:
+        os.close(hierarchy)
+    assert (tmp_path / "virtops" / "here" / "tasks").read_text() == "123"

@@ -14,9 +14,10 @@ At start (``prepare``): the QEMU user and group (qemu.conf ``user`` and
 ``group``, or a domain's static DAC label) get search access to the root's
 state directories and their own domain directory; DAC gives them the
 domain's files (dac.py); the LSM labels are allocated; the device cgroup is
-made (cgroup.py).  ``child_setup`` is what QEMU's process does between fork
-and exec: enter the cgroup and the LSM label, then drop to the QEMU user
-and group with their supplementary groups.  At stop, or when a crash is
+made (cgroup.py).  QEMU is spawned from inside its cgroup (``spawning``)
+and through ``setpriv`` (``exec_prefix``), which enters the LSM label, then
+drops to the QEMU user and group with their supplementary groups before it
+executes QEMU: no code of ours runs between fork and exec.  At stop, or when a crash is
 cleaned up (``release``), everything is given back from what the status
 record says was done, so a changed qemu.conf cannot make a stop forget.
 Private to the collection.
@@ -24,6 +25,7 @@ Private to the collection.
 
 from __future__ import annotations
 
+import contextlib
 import grp
 import os
 import pwd
@@ -36,6 +38,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.errors import Backend
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import sub
 
 LSMS = ("selinux", "apparmor")
+SETPRIV = "setpriv"     # util-linux
 DRIVERS = (*LSMS, "none")
 # What a host without the LSM lacks, for the error message.
 _MISSING = {"selinux": f"SELinux is not enabled ({selinux.SELINUXFS}/enforce does not exist)",
@@ -130,7 +133,8 @@ class Launch:
     relabelled: bool = False            # DAC gave the domain's files to ``owner``
     remember: bool = True
     cgroup: str = ""                    # the device cgroup, as /proc/PID/cgroup names it
-    cgroup_procs: int | None = None     # its cgroup.procs, open for QEMU's process to join
+    cgroup_tasks: int | None = None     # its tasks, open for the spawning thread to enter ...
+    home_tasks: int | None = None       # ... and the tasks of the cgroup that thread returns to
     selinux_label: str = ""
     apparmor_profile: str = ""
     warnings: list[str] = field(default_factory=list)
@@ -146,9 +150,10 @@ class Launch:
 
     def close(self) -> None:
         """Let go of what only the QEMU process being started needed."""
-        if self.cgroup_procs is not None:
-            os.close(self.cgroup_procs)
-            self.cgroup_procs = None
+        for fd in (self.cgroup_tasks, self.home_tasks):
+            if fd is not None:
+                os.close(fd)
+        self.cgroup_tasks = self.home_tasks = None
 
 
 def check_domain(pol: Policy, config) -> None:
@@ -206,7 +211,8 @@ def _device_cgroup(pol: Policy, live, root: str, name: str, launch: Launch) -> N
         group = cgroup.DomainCgroup.of(hierarchy, root, name)
         try:
             group.create(cgroup.domain_rules(live, pol.device_acl))
-            launch.cgroup_procs = group.open_procs()
+            launch.home_tasks = cgroup.open_current_tasks(hierarchy)
+            launch.cgroup_tasks = group.open_tasks()
         except BackendError:
             group.remove()
             raise
@@ -298,23 +304,25 @@ def _grant(directory: str, gid: int, bits: int) -> None:
         raise host_error(exc, "open to QEMU's group", directory) from exc
 
 
-def child_setup(launch: Launch):
-    """The function QEMU's process runs between fork and exec; None when it has nothing to do."""
-    if not (launch.cgroup_procs is not None or launch.selinux_label or launch.apparmor_profile or launch.owner):
-        return None
+def exec_prefix(launch: Launch) -> list[str]:
+    """The ``setpriv`` command QEMU runs under: LSM label, then user, group and groups; [] for none."""
+    args = []
+    if launch.selinux_label:
+        args += ["--selinux-label", launch.selinux_label]
+    if launch.apparmor_profile:
+        args += ["--apparmor-profile", launch.apparmor_profile]
+    if launch.owner is not None:
+        groups = ",".join(str(gid) for gid in launch.groups)
+        args += ["--reuid", str(launch.owner.uid), "--regid", str(launch.owner.gid),
+                 *(["--groups", groups] if groups else ["--clear-groups"])]
+    return [SETPRIV, *args, "--"] if args else []
 
-    def setup() -> None:
-        if launch.cgroup_procs is not None:
-            cgroup.join(launch.cgroup_procs)
-        if launch.selinux_label:
-            selinux.set_exec_label(launch.selinux_label)
-        if launch.apparmor_profile:
-            apparmor.set_exec_profile(launch.apparmor_profile)
-        if launch.owner is not None:
-            os.setgroups(launch.groups)
-            os.setgid(launch.owner.gid)
-            os.setuid(launch.owner.uid)
-    return setup
+
+def spawning(launch: Launch):
+    """Where QEMU must be spawned: in its device cgroup, when it has one."""
+    if launch.cgroup_tasks is None or launch.home_tasks is None:
+        return contextlib.nullcontext()
+    return cgroup.spawn_in(launch.cgroup_tasks, launch.home_tasks)
 
 
 def release(live, recorded: dict[str, str], layout, name: str) -> list[str]:

@@ -73,9 +73,3 @@ def _parser(flags: list[str], text: str) -> None:
         raise BackendError("apparmor_parser (package apparmor) is needed to confine domains") from exc
     except subprocess.CalledProcessError as exc:
         raise BackendError(f"apparmor_parser {' '.join(flags)} failed: {exc.stderr.strip()}") from exc
-
-
-def set_exec_profile(name: str) -> None:
-    """The profile the next exec of the calling process enters (in the child, before QEMU executes)."""
-    with open("/proc/self/attr/exec", "w", encoding="ascii") as handle:
-        handle.write(f"exec {name}")

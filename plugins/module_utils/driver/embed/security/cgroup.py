@@ -27,12 +27,15 @@ collection.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import hashlib
 import os
 import socket
 import stat
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, host_error
@@ -224,12 +227,9 @@ class DomainCgroup:
         except OSError as exc:
             raise host_error(exc, "set up the device cgroup", self.name) from exc
 
-    def open_procs(self) -> int:
-        """A descriptor of its ``cgroup.procs``, for QEMU's process to join it before it executes."""
-        try:
-            return os.open(f"{self.path}/cgroup.procs", os.O_WRONLY | os.O_CLOEXEC, dir_fd=self.hierarchy)
-        except OSError as exc:
-            raise host_error(exc, "open the device cgroup", self.name) from exc
+    def open_tasks(self) -> int:
+        """A descriptor of its ``tasks``: the thread that spawns QEMU enters it for the spawn (see spawn_in)."""
+        return _open_tasks(self.hierarchy, self.path, self.name)
 
     def allowed(self) -> list[str]:
         fd = os.open(f"{self.path}/devices.list", os.O_RDONLY, dir_fd=self.hierarchy)
@@ -270,6 +270,40 @@ class DomainCgroup:
             os.close(fd)
 
 
-def join(procs: int) -> None:
-    """Move the calling process into a cgroup by its ``cgroup.procs`` descriptor (in the child, before exec)."""
-    os.write(procs, b"0")      # 0: the writing process itself
+def open_current_tasks(hierarchy: int, cgroup_file: str = "/proc/thread-self/cgroup") -> int:
+    """A descriptor of the ``tasks`` of the devices cgroup the calling thread is in."""
+    with open(cgroup_file, encoding="utf-8") as handle:
+        for line in handle:
+            _number, controllers, path = line.rstrip("\n").split(":", 2)
+            if "devices" in controllers.split(","):
+                return _open_tasks(hierarchy, path.strip("/") or ".", path)
+    raise BackendError(f"{cgroup_file} names no devices cgroup")
+
+
+def _open_tasks(hierarchy: int, path: str, name: str) -> int:
+    try:
+        return os.open(f"{path}/tasks", os.O_WRONLY | os.O_CLOEXEC, dir_fd=hierarchy)
+    except OSError as exc:
+        raise host_error(exc, "open the device cgroup", name) from exc
+
+
+@contextlib.contextmanager
+def spawn_in(tasks: int, home: int) -> Iterator[None]:
+    """Run the block with the calling thread in the cgroup of ``tasks``, then back in ``home``'s.
+
+    A process starts in the cgroup of the thread that forks it: QEMU spawned
+    here is in its device cgroup before it executes, with no code of ours to
+    run in the child.  cgroup v1 moves single threads; the others stay put.
+    """
+    thread = str(threading.get_native_id()).encode()
+    try:
+        os.write(tasks, thread)
+    except OSError as exc:
+        raise BackendError(f"cannot enter the device cgroup to start QEMU: {exc.strerror}") from exc
+    try:
+        yield
+    finally:
+        try:
+            os.write(home, thread)
+        except OSError as exc:
+            raise BackendError(f"cannot leave the device cgroup after starting QEMU: {exc.strerror}") from exc

@@ -79,9 +79,3 @@ def set_file_label(path: str, label: str) -> None:
         os.setxattr(path, XATTR, label.encode() + b"\0")
     except OSError as exc:
         raise BackendError(f"cannot give {path} the SELinux label {label}: {exc.strerror}") from exc
-
-
-def set_exec_label(label: str) -> None:
-    """The context the next exec of the calling process enters (in the child, before QEMU executes)."""
-    with open("/proc/self/attr/exec", "w", encoding="ascii") as handle:
-        handle.write(label)
