@@ -122,7 +122,7 @@ def measure_modules(args, payloads: Payloads, tag: str, workdir: Path, log) -> N
     pings: dict[str, list[float]] = {label: [] for label, _ in built}
     ratios: dict[str, list[float]] = {label: [] for label, _ in built}
     run_payload(ping)                                   # warm the page cache
-    for label, path in built:
+    for _label, path in built:
         run_payload(path)
     for round_no in range(args.runs):
         order = built[:]
