@@ -99,6 +99,7 @@ class EmbedDriver(Driver):
         self.layout.check_root()
         self._tree_ready = False
         self._caps_cache: dict[str, object] = {}
+        self._conf: tuple[str, dict] | None = None
         self.domains = EmbedDomains(self)
         self._networks: EmbedNetworks | None = None
         self._pools: EmbedPools | None = None
@@ -148,7 +149,10 @@ class EmbedDriver(Driver):
             read_conf,
             settings_from_text,
         )
-        settings = settings_from_text(read_conf(self.layout.qemu_conf))
+        text = read_conf(self.layout.qemu_conf)
+        if self._conf is None or self._conf[0] != text:     # a listing asks once per domain
+            self._conf = (text, settings_from_text(text))
+        settings = copy.deepcopy(self._conf[1])
         ignored = sorted(set(settings) - EMBED_HONOURED_KEYS)
         warning = f"{self.layout.qemu_conf}: the embedded driver ignores {', '.join(ignored)}"
         if ignored and warning not in self.warnings:
