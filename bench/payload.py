@@ -27,6 +27,7 @@ import os
 import random
 import secrets
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -251,6 +252,9 @@ def main() -> int:
     parser.add_argument("--skip-listing", action="store_true", help="only the per-module payloads")
     parser.add_argument("--keep-workdir", action="store_true")
     args = parser.parse_args()
+    # SIGTERM (timeout, a closed terminal) runs the cleanup below as Ctrl-C does.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGHUP, lambda *_: sys.exit(129))
     ensure_our_collection_link()
     tag = secrets.token_hex(3)
     workdir = Path(tempfile.mkdtemp(prefix="vopl-", dir="/var/tmp"))
