@@ -240,7 +240,6 @@ checksum:
 """
 
 from ansible.module_utils.basic import AnsibleModule
-from ansible.module_utils.urls import open_url
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.volume import VolumeManager
@@ -270,6 +269,7 @@ URL_TIMEOUT = 60
 
 
 def open_image(url: str, validate_certs: bool):
+    from ansible.module_utils.urls import open_url  # only a download needs it, and it is slow to import
     return open_url(url, validate_certs=validate_certs, timeout=URL_TIMEOUT)
 
 

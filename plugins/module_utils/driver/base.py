@@ -21,11 +21,13 @@ import os
 import stat
 from abc import ABC, abstractmethod
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, InvalidInput, host_error
-from ansible_collections.virtops.qemu.plugins.module_utils.model.volume import ImageSource
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse
-from ansible_collections.virtops.qemu.plugins.module_utils.seed import nocloud
+
+if TYPE_CHECKING:
+    from ansible_collections.virtops.qemu.plugins.module_utils.model.volume import ImageSource
 
 # libvirt's words for a domain's state, virDomainState order.
 DOMAIN_STATES = ("nostate", "running", "blocked", "paused", "shutdown",
@@ -419,6 +421,7 @@ class Driver(ABC):
 
     def write_seed(self, path: str, image: bytes) -> bool:
         """Write a seed image to ``path`` (atomically, private to root until QEMU's label); True when written."""
+        from ansible_collections.virtops.qemu.plugins.module_utils.seed import nocloud
         try:
             return nocloud.write_seed(path, image)
         except OSError as exc:

@@ -17,7 +17,6 @@ import shlex
 import tempfile
 from abc import abstractmethod
 
-from ansible_collections.virtops.qemu.plugins.module_utils.driver import image_import
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import (
     DOMAIN_STATES,
     DomainRuntime,
@@ -40,7 +39,6 @@ from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     NotFound,
     VirtError,
 )
-from ansible_collections.virtops.qemu.plugins.module_utils.model.sendkey import KEYCODE_SETS
 from ansible_collections.virtops.qemu.plugins.module_utils.model.volume import ImageSource
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse, to_string
 from ansible_collections.virtops.qemu.plugins.module_utils.qmp import QMPError
@@ -361,6 +359,7 @@ class LibvirtDomains(LibvirtResources, Domains):
         return call(what, _libvirt_qemu().qemuMonitorCommand, self._object(name), text, flags)
 
     def send_key(self, name: str, codeset: str, codes: list[int], holdtime: int = 0) -> None:
+        from ansible_collections.virtops.qemu.plugins.module_utils.model.sendkey import KEYCODE_SETS
         if codeset not in KEYCODE_SETS:
             raise InvalidInput(f"unknown code set {codeset!r}", "codeset")
         call(f"send keys to {name!r}", self._object(name).sendKey, KEYCODE_SETS.index(codeset), holdtime,
@@ -532,6 +531,7 @@ class LibvirtVolumes(Volumes):
         under its own name is never half uploaded; a hidden volume or a
         local temporary left by a killed run is removed by the next import.
         """
+        from ansible_collections.virtops.qemu.plugins.module_utils.driver import image_import
         wanted = parse(xml, "volume")
         name = (wanted.findtext("name") or "").strip()
         fmt = wanted.find("target/format").get("type") if wanted.find("target/format") is not None else "raw"
@@ -580,6 +580,7 @@ class LibvirtVolumes(Volumes):
 
     def _sweep(self, pool: str, name: str) -> None:
         """Delete the hidden volumes earlier imports of ``name`` from this host left when they were killed."""
+        from ansible_collections.virtops.qemu.plugins.module_utils.driver import image_import
         pattern = re.compile(rf"^\.{re.escape(name)}\.import-(\d+)(?:\.\w+)?\.part$")
         for other in self.names(pool):
             match = pattern.match(other)

@@ -19,11 +19,14 @@ import hashlib
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
 from ansible_collections.virtops.qemu.plugins.module_utils.model.domain import DEVICES
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import XmlNode, element, sub
-from ansible_collections.virtops.qemu.plugins.module_utils.seed.nocloud import Seed, build_seed
+
+if TYPE_CHECKING:
+    from ansible_collections.virtops.qemu.plugins.module_utils.seed.nocloud import Seed
 
 AGENT_CHANNEL = "org.qemu.guest_agent.0"
 SEED_SUFFIX = ".cidata.iso"
@@ -50,6 +53,7 @@ def cloud_init_from_params(params: dict, name: str) -> CloudInit | None:
     state = given.get("state") or "present"
     if state == "absent":
         return CloudInit("absent", None, given.get("pool"))
+    from ansible_collections.virtops.qemu.plugins.module_utils.seed.nocloud import build_seed
     seed = build_seed(name, given.get("user_data"), given.get("meta_data"), given.get("network_config"))
     return CloudInit("present", seed, given.get("pool"))
 

@@ -21,8 +21,8 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING
 
-from ansible_collections.virtops.qemu.plugins.module_utils.driver import image_import
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import Pools, Volumes
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import Conflict, InvalidInput, NotFound, VirtError
 from ansible_collections.virtops.qemu.plugins.module_utils.model import pool as pool_model
@@ -35,6 +35,9 @@ from ansible_collections.virtops.qemu.plugins.module_utils.model.volume import (
     shown_xml,
 )
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse
+
+if TYPE_CHECKING:
+    from ansible_collections.virtops.qemu.plugins.module_utils.driver import image_import
 
 # qemu-img rounds qcow2 sizes up to whole sectors.
 SECTOR = 512
@@ -107,6 +110,7 @@ class VolumeManager:
 
     def _imported(self, req: VolumeRequest) -> VolumeFacts:
         """The volume an import makes; a URL's image is not read before the real run, so its size shows as 0."""
+        from ansible_collections.virtops.qemu.plugins.module_utils.driver import image_import
         source = req.source
         size = 0
         if source is not None and source.path:

@@ -26,7 +26,7 @@ import shutil
 from collections.abc import Iterator
 from datetime import datetime, timezone
 from types import SimpleNamespace
-from typing import cast
+from typing import TYPE_CHECKING, cast
 
 from ansible_collections.virtops.qemu.plugins.module_utils import addresses, fileio
 from ansible_collections.virtops.qemu.plugins.module_utils import guest_agent as qga
@@ -36,23 +36,9 @@ from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import (
     DomainStatus,
     Driver,
 )
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import caps as capsmod
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import (
-    command,
-    firmware,
-    process,
-    security,
-    state,
-)
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import process, state
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.layout import Layout, check_socket_path
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.network import EmbedNetworks
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse import postparse
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.state import DomainRecord
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.storage import (
-    EmbedPools,
-    EmbedVolumes,
-    resolve_volume_disks,
-)
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.store import DefinitionStore, StoredAutostart
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     BackendError,
@@ -62,15 +48,18 @@ from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     host_error,
 )
 from ansible_collections.virtops.qemu.plugins.module_utils.model import schema
-from ansible_collections.virtops.qemu.plugins.module_utils.model import sendkey as keycodes
 from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import etree, parse, sub, to_string
-from ansible_collections.virtops.qemu.plugins.module_utils.qemu_conf import (
-    EMBED_HONOURED_KEYS,
-    read_conf,
-    settings_from_text,
-)
 from ansible_collections.virtops.qemu.plugins.module_utils.qmp import DEFAULT_TIMEOUT, QMPClient, QMPError
+
+# What only starting a QEMU, sending keys or another kind needs (the command-line
+# builder, post-parse, capabilities, security managers, networks, storage) is
+# imported where it is used: every module run pays for each import, and a call
+# that reads one domain needs none of them.
+if TYPE_CHECKING:
+    from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import security
+    from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.network import EmbedNetworks
+    from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.storage import EmbedPools, EmbedVolumes
 
 STARTUP_TIMEOUT = 60.0
 # Connecting to a QEMU that already runs: its greeting comes at once unless QEMU is stopped or wedged.
@@ -110,26 +99,60 @@ class EmbedDriver(Driver):
         self.layout.check_root()
         self._tree_ready = False
         self._caps_cache: dict[str, object] = {}
-        domains, networks, pools = EmbedDomains(self), EmbedNetworks(self), EmbedPools(self)
-        self.domains, self.networks, self.pools = domains, networks, pools
-        self.volumes: EmbedVolumes = EmbedVolumes(pools)
-        self._stores = (domains.store, networks.store, pools.store)
+        self._conf: tuple[str, dict] | None = None
+        self.domains = EmbedDomains(self)
+        self._networks: EmbedNetworks | None = None
+        self._pools: EmbedPools | None = None
+        self._volumes: EmbedVolumes | None = None
+
+    # Networks and storage are made on first use, so that a domain call does not import them.
+    @property
+    def networks(self) -> EmbedNetworks:  # type: ignore[override]
+        if self._networks is None:
+            from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.network import EmbedNetworks
+            self._networks = EmbedNetworks(self)
+        return self._networks
+
+    @property
+    def pools(self) -> EmbedPools:  # type: ignore[override]
+        if self._pools is None:
+            from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.storage import EmbedPools
+            self._pools = EmbedPools(self)
+        return self._pools
+
+    @property
+    def volumes(self) -> EmbedVolumes:  # type: ignore[override]
+        if self._volumes is None:
+            from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.storage import EmbedVolumes
+            self._volumes = EmbedVolumes(self.pools)
+        return self._volumes
 
     def close(self) -> None:
         """Nothing stays open between calls: every call opens and closes its own QMP session."""
 
     def capabilities(self) -> str:
+        from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import caps as capsmod
+        from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import security
         found = capsmod.probe_all(self._caps_cache_dir())
         text = capsmod.host_capabilities_xml(found, capsmod.kvm_usable())
         return _with_secmodels(text, security.secmodels(self.security_policy()))
 
     def security_policy(self) -> security.Policy:
         """The security managers in force for this root (qemu.conf and the host)."""
+        from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import security
         return security.policy(self.qemu_conf())
 
     def qemu_conf(self) -> dict:
         """The settings of $root/etc/qemu.conf (empty when the file does not exist)."""
-        settings = settings_from_text(read_conf(self.layout.qemu_conf))
+        from ansible_collections.virtops.qemu.plugins.module_utils.qemu_conf import (
+            EMBED_HONOURED_KEYS,
+            read_conf,
+            settings_from_text,
+        )
+        text = read_conf(self.layout.qemu_conf)
+        if self._conf is None or self._conf[0] != text:     # a listing asks once per domain
+            self._conf = (text, settings_from_text(text))
+        settings = copy.deepcopy(self._conf[1])
         ignored = sorted(set(settings) - EMBED_HONOURED_KEYS)
         warning = f"{self.layout.qemu_conf}: the embedded driver ignores {', '.join(ignored)}"
         if ignored and warning not in self.warnings:
@@ -144,8 +167,8 @@ class EmbedDriver(Driver):
         if not self._tree_ready:
             self.layout.ensure_tree()
             self._tree_ready = True
-            for store in self._stores:
-                store.remove_stale_temporaries()
+            for paths in self.layout.kinds.values():
+                DefinitionStore(paths, self.uri.raw, self.ensure_tree, self.read_only).remove_stale_temporaries()
 
     def driver_lock(self):
         return fileio.file_lock(self.layout.driver_lock_file(), f"embed root {self.layout.root}")
@@ -153,6 +176,7 @@ class EmbedDriver(Driver):
     def caps_for(self, domain):
         binary = (domain.findtext("devices/emulator") or "").strip() or self._default_emulator(domain)
         if binary not in self._caps_cache:
+            from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import caps as capsmod
             self._caps_cache[binary] = capsmod.probe(binary, self._caps_cache_dir())
         return self._caps_cache[binary]
 
@@ -167,6 +191,7 @@ class EmbedDriver(Driver):
 
     @staticmethod
     def _default_emulator(domain) -> str:
+        from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import caps as capsmod
         ostype = domain.find("os/type")
         arch = (ostype.get("arch") if ostype is not None else None) or capsmod.host_arch()
         binary = shutil.which(f"qemu-system-{_QEMU_TARGET.get(arch, arch)}")
@@ -269,6 +294,7 @@ class EmbedDomains(StoredAutostart, Domains):
         return final
 
     def _postparse(self, desired, current):
+        from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse import postparse
         if current is not None:
             _carry_over(desired, current)
         return postparse(desired, self.driver.caps_for(desired))
@@ -433,6 +459,7 @@ class EmbedDomains(StoredAutostart, Domains):
             except BackendError as exc:
                 errors.append(str(exc))
         if record.live is not None or record.security:
+            from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import security
             errors += security.release(record.live, record.security, self.layout, name)
         if record.monitor:
             fileio.remove_quietly(record.monitor)
@@ -496,6 +523,7 @@ class EmbedDomains(StoredAutostart, Domains):
 
     def _reserve(self, name: str, config, caps, bridges: dict[str, str]) -> DomainRecord:
         """Pick a domain id, display ports and tap names no other domain of this root uses."""
+        from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import command
         conf = self.driver.qemu_conf()
         with self.driver.driver_lock():
             others = [r for r in self._other_records(name) if r.active]
@@ -529,6 +557,8 @@ class EmbedDomains(StoredAutostart, Domains):
         return records
 
     def _launch(self, name: str, record: DomainRecord, caps, paused: bool) -> None:
+        from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import command, security
+        from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.storage import resolve_volume_disks
         live, conf = record.live, self.driver.qemu_conf()
         if live is None:
             raise BackendError(f"domain {name!r}: the start record holds no definition")
@@ -556,6 +586,7 @@ class EmbedDomains(StoredAutostart, Domains):
         self._configure(name, record, child, offset, conf, paused)
 
     def _prepare_host(self, name: str, record: DomainRecord, live: etree._Element) -> security.Launch:
+        from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import firmware, security
         for leftover in (self.layout.pidfile(name), self.layout.trace_file(name), record.monitor):
             fileio.remove_quietly(leftover)
         fileio.make_private_dir(record.domain_dir)
@@ -672,6 +703,8 @@ class EmbedDomains(StoredAutostart, Domains):
 
     def native_command(self, name: str) -> tuple[list[str], dict[str, str]]:
         """The command line a start would use, with placeholder runtime values as libvirt shows them."""
+        from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import command
+        from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.storage import resolve_volume_disks
         config = self._config(name)
         if config is None:
             raise self.store.not_found(name)
@@ -708,6 +741,7 @@ class EmbedDomains(StoredAutostart, Domains):
 
     def send_key(self, name: str, codeset: str, codes: list[int], holdtime: int = 0) -> None:
         """QMP send-key with QEMU's numbers (qnum), as libvirt's QEMU driver sends it."""
+        from ansible_collections.virtops.qemu.plugins.module_utils.model import sendkey as keycodes
         keys = [{"type": "number", "data": keycodes.to_qnum(codeset, code)} for code in codes]
         arguments: dict = {"keys": keys}
         if holdtime > 0:

@@ -28,7 +28,6 @@ import os
 import uuid
 
 from ansible_collections.virtops.qemu.plugins.module_utils import fileio
-from ansible_collections.virtops.qemu.plugins.module_utils.driver import image_import
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import Pools, PoolSpace, Volumes, local_path_kind
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import images, poolstate
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.poolstate import PoolRecord
@@ -429,6 +428,7 @@ class EmbedVolumes(Volumes):
 
     def import_image(self, pool: str, xml: str, source: ImageSource, opener, capacity: int | None) -> str:
         """Staged in the pool's directory without the pool's lock (a download may be slow), renamed under it."""
+        from ansible_collections.virtops.qemu.plugins.module_utils.driver import image_import
         wanted = parse(xml, "volume")
         name = validate_name((wanted.findtext("name") or "").strip(), "volume")
         fmt = wanted.find("target/format").get("type") if wanted.find("target/format") is not None else "raw"

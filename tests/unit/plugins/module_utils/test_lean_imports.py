@@ -1,0 +1,106 @@
+# -*- coding: utf-8 -*-
+# Copyright: virtops.qemu contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""A no-op call on an embedded root imports only what it needs.
+
+Every module run compiles each source file it imports (AnsiballZ ships them
+in a zip, without bytecode), so a domain or volume call that changes nothing
+must not load the QEMU command-line builder, post-parse, the capabilities
+prober, the keycode tables, another kind's driver or libvirt's bindings.
+Each call runs the module's main() in a new Python process, which then lists
+the heavy modules it has loaded.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+
+import pytest
+from qemu72_caps import CAPS
+
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.backend import EmbedDriver
+from ansible_collections.virtops.qemu.plugins.module_utils.uri import parse_uri
+
+MU = "ansible_collections.virtops.qemu.plugins.module_utils"
+HEAVY = [
+    f"{MU}.driver.embed.command",
+    f"{MU}.driver.embed.postparse",
+    f"{MU}.driver.embed.caps",
+    f"{MU}.driver.embed.firmware",
+    f"{MU}.driver.embed.security",
+    f"{MU}.keycodes",
+    f"{MU}.model.sendkey",
+    f"{MU}.driver.libvirt_backend",
+    f"{MU}.driver.image_import",
+    f"{MU}.seed.nocloud",
+    "libvirt",
+    "ansible.module_utils.urls",
+]
+# Each kind's driver stays out of a call about another kind.
+NOT_FOR_DOMAINS = [f"{MU}.driver.embed.network", f"{MU}.driver.embed.storage"]
+NOT_FOR_VOLUMES = [f"{MU}.driver.embed.network", f"{MU}.manager.domain"]
+
+RUNNER = """
+import json, runpy, sys
+from ansible.module_utils import basic
+basic._ANSIBLE_ARGS = sys.argv[2].encode()
+basic._ANSIBLE_PROFILE = "legacy"
+try:
+    runpy.run_module(sys.argv[1], run_name="__main__")
+except SystemExit:
+    pass
+print(json.dumps(sorted(sys.modules)), file=sys.stderr)
+"""
+
+
+@pytest.fixture(scope="module")
+def root():
+    path = tempfile.mkdtemp(prefix="vo", dir="/tmp")
+    driver = EmbedDriver(parse_uri(f"qemu:///embed?root={path}"))
+    driver.caps_for = lambda domain: CAPS       # post-parse without probing a QEMU
+    driver.domains.define("<domain type='qemu'><name>lean1</name><memory unit='MiB'>64</memory>"
+                          "<os><type arch='x86_64'>hvm</type></os></domain>")
+    os.mkdir(os.path.join(path, "pool"))
+    driver.pools.define(f"<pool type='dir'><name>lean</name><target><path>{path}/pool</path></target></pool>")
+    driver.pools.start("lean")
+    with open(os.path.join(path, "pool", "disk.img"), "wb") as image:
+        image.truncate(1 << 20)
+    yield path
+    shutil.rmtree(path, ignore_errors=True)
+
+
+def run_module(module: str, args: dict) -> tuple[dict, set[str]]:
+    """The module's result and the names in sys.modules when it finished."""
+    proc = subprocess.run(
+        [sys.executable, "-c", RUNNER, f"ansible_collections.virtops.qemu.plugins.modules.{module}",
+         json.dumps({"ANSIBLE_MODULE_ARGS": args})],
+        capture_output=True, text=True, check=False, timeout=120,
+        env=dict(os.environ, PYTHONPATH=os.environ["ANSIBLE_COLLECTIONS_PATH"]))   # set by tests/conftest.py
+    assert proc.returncode == 0, proc.stderr
+    return json.loads(proc.stdout), set(json.loads(proc.stderr.strip().splitlines()[-1]))
+
+
+def test_a_domain_no_op_loads_no_start_or_other_kind_code(root):
+    result, loaded = run_module("domain", {"uri": f"qemu:///embed?root={root}", "name": "lean1",
+                                           "memory": "64MiB"})
+    assert result["changed"] is False and "failed" not in result, result
+    assert sorted(loaded.intersection(HEAVY + NOT_FOR_DOMAINS)) == []
+
+
+def test_a_domain_no_op_in_check_mode_too(root):
+    result, loaded = run_module("domain", {"uri": f"qemu:///embed?root={root}", "name": "lean1",
+                                           "_ansible_check_mode": True})
+    assert result["changed"] is False and "failed" not in result, result
+    assert sorted(loaded.intersection(HEAVY + NOT_FOR_DOMAINS)) == []
+
+
+def test_a_volume_no_op_loads_no_domain_download_or_start_code(root):
+    result, loaded = run_module("volume", {"uri": f"qemu:///embed?root={root}", "pool": "lean",
+                                           "name": "disk.img", "capacity": "1MiB", "format": "raw"})
+    assert result["changed"] is False and "failed" not in result, result
+    assert sorted(loaded.intersection(HEAVY + NOT_FOR_VOLUMES)) == []
