@@ -47,6 +47,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import (
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.layout import Layout, check_socket_path
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.network import EmbedNetworks
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse import postparse
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.snapshot import EmbedSnapshots
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.state import DomainRecord
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.storage import (
     EmbedPools,
@@ -113,6 +114,7 @@ class EmbedDriver(Driver):
         domains, networks, pools = EmbedDomains(self), EmbedNetworks(self), EmbedPools(self)
         self.domains, self.networks, self.pools = domains, networks, pools
         self.volumes: EmbedVolumes = EmbedVolumes(pools)
+        self.snapshots: EmbedSnapshots = EmbedSnapshots(self)
         self._stores = (domains.store, networks.store, pools.store)
 
     def close(self) -> None:
@@ -278,6 +280,7 @@ class EmbedDomains(StoredAutostart, Domains):
             config = self._config_to_undefine(name)
             record = self._refresh(name)
             self.store.remove(name)
+            self.driver.snapshots.remove_all(name)
             if not record.active:
                 if config is not None:
                     self._remove_domain_data(name, config)
