@@ -188,3 +188,14 @@ def test_killed_during_a_snapshot_leaves_a_usable_domain(backend, workdir, count
     assert not again.get("failed"), again
     assert "k1" in snapshots(backend, vm)
     assert image_tags(disk).count("k1") == 1
+
+
+def test_domain_with_snapshots_removed_only_when_asked(backend, workdir, counter_vm):
+    vm, disk = counter_vm
+    assert snap(backend, {"name": vm, "snapshot": "s1"})["changed"]
+    refused = domain(backend, {"name": vm, "state": "absent"})
+    assert refused["failed"] and "remove_snapshots" in refused["msg"] and "s1" in refused["msg"], refused
+    assert vm in backend.names()
+    removed = domain(backend, {"name": vm, "state": "absent", "remove_snapshots": True})
+    assert removed["changed"] and vm not in backend.names(), removed
+    assert disk.exists()
