@@ -129,7 +129,8 @@ class SnapshotManager:
     def _act(self, req: SnapshotRequest, step: str) -> None:
         try:
             if step == "create":
-                self.snapshots.create(req.domain, creation_xml(req.name, req.description, req.memory))
+                running = self.domains.status(req.domain).state in ("running", "paused")
+                self.snapshots.create(req.domain, creation_xml(req.name, req.description, running))
             elif step == "revert":
                 self.snapshots.revert(req.domain, req.name)
             elif step == "delete":

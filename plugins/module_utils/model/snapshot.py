@@ -64,7 +64,7 @@ def request_from_params(params: dict) -> SnapshotRequest:
 
 
 def creation_xml(name: str, description: str | None, memory: bool) -> str:
-    """What a create asks for: an internal snapshot of every disk, with the memory of a running guest."""
+    """What a create asks for: an internal snapshot of every disk, with the guest's ``memory`` (running only)."""
     root = element("domainsnapshot")
     sub(root, "name", name)
     if description:
