@@ -41,7 +41,7 @@ extends_documentation_fragment:
   - virtops.qemu.domain_name
 options:
   snapshot:
-    description: Name of the snapshot; letters, digits and C(_ . + : -), no C(/).
+    description: "Name of the snapshot: letters, digits and C(_ . + : -), no C(/)."
     type: str
     required: true
   state:
