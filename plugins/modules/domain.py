@@ -410,7 +410,7 @@ options:
       - Without it, removing a domain that has snapshots fails before anything changes.
     type: bool
     default: false
-    version_added: 0.4.0
+    version_added: 0.3.0
 notes:
   - The comparison ignores values you did not specify; to remove a device from a list you
     own (disks, interfaces, serials, graphics), give the list without it.

@@ -216,7 +216,7 @@ domain:
         - The domain's snapshots, oldest first, as M(virtops.qemu.snapshot) manages them.
       type: list
       elements: dict
-      version_added: 0.4.0
+      version_added: 0.3.0
       contains:
         name:
           description: Name of the snapshot.

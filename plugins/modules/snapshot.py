@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: snapshot
 short_description: Take, revert to and delete snapshots of a virtual machine
-version_added: 0.4.0
+version_added: 0.3.0
 description:
   - Manages one snapshot of a domain, in libvirt's way - an internal snapshot kept inside the
     domain's qcow2 disk images, with libvirt's metadata (name, description, parent, creation time,
