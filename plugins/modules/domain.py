@@ -403,6 +403,14 @@ options:
     type: list
     elements: str
     default: []
+  remove_snapshots:
+    description:
+      - With O(state=absent), remove a domain that has snapshots, forgetting their metadata as libvirt's
+        C(virsh undefine --snapshots-metadata) does; the snapshots' data stays inside the qcow2 images.
+      - Without it, removing a domain that has snapshots fails before anything changes.
+    type: bool
+    default: false
+    version_added: 0.3.0
 notes:
   - The comparison ignores values you did not specify; to remove a device from a list you
     own (disks, interfaces, serials, graphics), give the list without it.
@@ -654,6 +662,7 @@ OPTIONS = dict(
     force=dict(type="bool", default=False),
     shutdown_timeout=dict(type="int", default=120),
     remove_disks=dict(type="list", elements="str", default=[]),
+    remove_snapshots=dict(type="bool", default=False),
     cloud_init=dict(type="dict", options=dict(
         user_data=dict(type="raw"), meta_data=dict(type="dict"), network_config=dict(type="dict"),
         pool=dict(type="str"), state=dict(type="str", choices=["present", "absent"], default="present"))),

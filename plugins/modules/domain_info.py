@@ -211,6 +211,34 @@ domain:
               C(kernel-release); V(null) when the agent did not answer.
           type: dict
           sample: {"id": "debian", "version-id": "12", "pretty-name": "Debian GNU/Linux 12 (bookworm)"}
+    snapshots:
+      description:
+        - The domain's snapshots, oldest first, as M(virtops.qemu.snapshot) manages them.
+      type: list
+      elements: dict
+      version_added: 0.3.0
+      contains:
+        name:
+          description: Name of the snapshot.
+          type: str
+        parent:
+          description: The snapshot it was taken after; V(null) for a first one.
+          type: str
+        creation_time:
+          description: When it was taken, in seconds since the epoch.
+          type: int
+        state:
+          description: The domain state it holds - V(running), V(paused) or V(shutoff).
+          type: str
+        current:
+          description: Whether it is the domain's current snapshot.
+          type: bool
+        description:
+          description: Its description, V(null) without one.
+          type: str
+        memory:
+          description: Whether it holds the guest's memory.
+          type: bool
 domains:
   description:
     - Every domain, each as RV(domain).

@@ -224,3 +224,30 @@ def test_security_label_examples(backend, vm, guest, workdir):
     finally:
         for name in names.values():
             backend.remove(name)
+
+
+# -- snapshot -----------------------------------------------------------------------------------
+def test_snapshot_examples(backend, vm, guest, workdir):
+    disk, serial = workdir / "demo01.qcow2", workdir / "demo01.log"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(disk), "16M"], check=True)
+    disk.chmod(0o644)
+    # demo01 runs, on a qcow2 disk.
+    setup = [{"virtops.qemu.domain": {
+        "name": vm, "type": "qemu", "memory": "128MiB", "state": "running",
+        "kernel": {"path": str(guest.kernel), "initrd": str(guest.initrd), "cmdline": guest.cmdline},
+        "disks": [{"path": str(disk), "target": "vda", "format": "qcow2"}],
+        "serials": [{"type": "file", "path": str(serial)}]}}]
+    tasks = adapted("snapshot", {"name: demo01": f"name: {vm}"})
+    try:
+        no_failures(run_playbook(play(setup, backend.uri)))
+        wait_for_line(serial, guest.marker, timeout=120)
+        results = run_playbook(play(tasks, backend.uri))
+        no_failures(results)
+        task = by_task(results)
+        taken = task["A snapshot of the running VM, with its memory"]
+        assert taken["changed"] and taken["info"]["memory"] and taken["info"]["state"] == "running", taken
+        assert task["Back to it, throwing away what happened since"]["changed"]
+        assert task["Delete the snapshot (the disks stay)"]["changed"]
+        assert disk.exists()
+    finally:
+        backend.remove(vm)

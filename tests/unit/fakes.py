@@ -34,6 +34,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import (
     Pools,
     PoolSpace,
     Resources,
+    Snapshots,
     Volumes,
 )
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import Conflict, NotFound
@@ -337,6 +338,40 @@ class MemoryVolumes(Failures, Volumes):
         return self.facts[(pool, name)].path
 
 
+class MemorySnapshots(Snapshots):
+    """Snapshot metadata only: {domain: {name: <domainsnapshot> XML}} and the current one per domain."""
+
+    def __init__(self, driver: MemoryDriver) -> None:
+        self.driver = driver
+        self.taken: dict[str, dict[str, str]] = {}
+        self.current_of: dict[str, str] = {}
+
+    def names(self, domain: str) -> list[str]:
+        return sorted(self.taken.get(domain, {}))
+
+    def xml(self, domain: str, name: str) -> str:
+        if name not in self.taken.get(domain, {}):
+            raise NotFound(f"domain {domain!r} has no snapshot {name!r}")
+        return self.taken[domain][name]
+
+    def current(self, domain: str) -> str | None:
+        return self.current_of.get(domain)
+
+    def create(self, domain: str, xml: str) -> None:
+        name = etree.fromstring(xml.encode()).findtext("name")
+        self.driver.calls.append(("snapshot-create", domain, name))
+        self.taken.setdefault(domain, {})[name] = xml
+        self.current_of[domain] = name
+
+    def revert(self, domain: str, name: str) -> None:
+        self.driver.calls.append(("snapshot-revert", domain, name))
+        self.current_of[domain] = name
+
+    def delete(self, domain: str, name: str) -> None:
+        self.driver.calls.append(("snapshot-delete", domain, name))
+        del self.taken[domain][name]
+
+
 class MemoryDriver(Failures, Driver):
     domains: MemoryDomains
     networks: MemoryNetworks
@@ -354,6 +389,7 @@ class MemoryDriver(Failures, Driver):
         self.networks = MemoryNetworks(self)
         self.pools = MemoryPools(self)
         self.volumes = MemoryVolumes(self)
+        self.snapshots = MemorySnapshots(self)
 
     # The domains' stores, by the short names the domain tests use.
     @property

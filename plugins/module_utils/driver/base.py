@@ -373,10 +373,49 @@ class Volumes(ABC):
     def path(self, pool: str, name: str) -> str: ...
 
 
+class Snapshots(ABC):
+    """Snapshots of a domain, addressed by the domain and the snapshot's name (libvirt's <domainsnapshot>)."""
+
+    kind = "snapshot"
+
+    @abstractmethod
+    def names(self, domain: str) -> list[str]:
+        """The domain's snapshots, sorted."""
+
+    def exists(self, domain: str, name: str) -> bool:
+        return name in self.names(domain)
+
+    @abstractmethod
+    def xml(self, domain: str, name: str) -> str:
+        """The snapshot's <domainsnapshot> XML (name, state, parent, creationTime, memory, disks, domain)."""
+
+    @abstractmethod
+    def current(self, domain: str) -> str | None:
+        """The name of the domain's current snapshot, None without one."""
+
+    @abstractmethod
+    def create(self, domain: str, xml: str) -> None:
+        """Take an internal snapshot of every writable disk, with the memory of a running guest when the
+        XML has <memory snapshot='internal'/>; it becomes the current snapshot, a child of the previous one."""
+
+    @abstractmethod
+    def revert(self, domain: str, name: str) -> None:
+        """Bring the domain back to the snapshot: disks, and the guest's memory and run state when it holds
+        them (a snapshot of a shut-off domain leaves it shut off); the snapshot becomes current."""
+
+    @abstractmethod
+    def delete(self, domain: str, name: str) -> None:
+        """Delete the snapshot and its data inside the disk images; its children get its parent.
+
+        The disk images themselves stay.
+        """
+
+
 class Driver(ABC):
     """One connection to one QEMU driver instance."""
 
     domains: Domains
+    snapshots: Snapshots
     networks: Networks
     pools: Pools
     volumes: Volumes

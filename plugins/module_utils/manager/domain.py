@@ -31,6 +31,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.manager.resource impo
     reconcile_name,
     uuid_of,
 )
+from ansible_collections.virtops.qemu.plugins.module_utils.manager.snapshot import describe_snapshots
 from ansible_collections.virtops.qemu.plugins.module_utils.model import domain as model
 from ansible_collections.virtops.qemu.plugins.module_utils.model import domain_options, origins
 from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
@@ -42,6 +43,7 @@ class DomainRequest(ResourceRequest):
     force: bool = False
     shutdown_timeout: float = 120
     remove_disks: list = field(default_factory=list)
+    remove_snapshots: bool = False      # absent: forget the domain's snapshots with it (their metadata)
     definition_option: str = "xml"      # the option a wrong definition is blamed on
     creation_features: tuple = ()       # features a new domain gets unless turned off
     cloud_init: guest_setup.CloudInit | None = None
@@ -193,6 +195,7 @@ class DomainManager(ResourceManager):
 
     # -- absent -----------------------------------------------------------------
     def _before_removal(self, req, before):
+        self._refuse_snapshots(req)
         self._stale_seeds = guest_setup.seed_paths(before, req.name)
         return {"removed_disks": self._disks_to_remove(req, before) if before is not None else []}
 
@@ -203,6 +206,13 @@ class DomainManager(ResourceManager):
         for source in doomed:
             self.driver.delete_disk_source(source)
             result["removed_disks"].append(source)
+
+    def _refuse_snapshots(self, req) -> None:
+        """A domain with snapshots goes only when asked, as libvirt refuses to undefine it without its flag."""
+        names = self.driver.snapshots.names(req.name)
+        if names and not req.remove_snapshots:
+            raise InvalidInput(f"domain {req.name!r} has snapshots ({', '.join(names)}); set remove_snapshots: true "
+                               "to remove it with their metadata", "remove_snapshots")
 
     @staticmethod
     def _disks_to_remove(req, before):
@@ -244,6 +254,8 @@ def request_from_params(params: dict) -> DomainRequest:
         model.normalise(desired)
     if params.get("remove_disks") and params["state"] != "absent":
         raise InvalidInput("only applies with state: absent", "remove_disks")
+    if params.get("remove_snapshots") and params["state"] != "absent":
+        raise InvalidInput("only applies with state: absent", "remove_snapshots")
     timeout = params.get("shutdown_timeout", 120)
     if timeout is not None and timeout < 0:
         raise InvalidInput(f"must be 0 or more seconds, got {timeout}", "shutdown_timeout")
@@ -252,7 +264,7 @@ def request_from_params(params: dict) -> DomainRequest:
         name=name, state=params["state"], desired=desired, owned_lists=owned,
         autostart=params.get("autostart"), restart=params.get("restart", False), verbatim=bool(params.get("xml")),
         force=params.get("force", False), shutdown_timeout=120 if timeout is None else timeout,
-        remove_disks=params.get("remove_disks") or [],
+        remove_disks=params.get("remove_disks") or [], remove_snapshots=bool(params.get("remove_snapshots")),
         definition_option="current_memory" if from_options else "xml",
         creation_features=domain_options.creation_features(params) if from_options else (),
         cloud_init=guest_setup.cloud_init_from_params(params, name), guest_agent=params.get("guest_agent"),
@@ -285,6 +297,7 @@ def describe(driver, name: str, address_source=addresses.ADDRESS_SOURCES) -> dic
     info.update(_runtime(driver, name, stored, info["active"]))
     info.update(native_command(driver, name))
     info.update(guest_side(driver, name, info["live_xml"], list(address_source)))
+    info["snapshots"] = describe_snapshots(driver.snapshots, name)
     return info
 
 

@@ -59,6 +59,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.qmp import DEFAULT_TI
 if TYPE_CHECKING:
     from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import security
     from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.network import EmbedNetworks
+    from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.snapshot import EmbedSnapshots
     from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.storage import EmbedPools, EmbedVolumes
 
 STARTUP_TIMEOUT = 60.0
@@ -104,6 +105,7 @@ class EmbedDriver(Driver):
         self._networks: EmbedNetworks | None = None
         self._pools: EmbedPools | None = None
         self._volumes: EmbedVolumes | None = None
+        self._snapshots: EmbedSnapshots | None = None
 
     # Networks and storage are made on first use, so that a domain call does not import them.
     @property
@@ -126,6 +128,13 @@ class EmbedDriver(Driver):
             from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.storage import EmbedVolumes
             self._volumes = EmbedVolumes(self.pools)
         return self._volumes
+
+    @property
+    def snapshots(self) -> EmbedSnapshots:  # type: ignore[override]
+        if self._snapshots is None:
+            from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.snapshot import EmbedSnapshots
+            self._snapshots = EmbedSnapshots(self)
+        return self._snapshots
 
     def close(self) -> None:
         """Nothing stays open between calls: every call opens and closes its own QMP session."""
@@ -304,6 +313,7 @@ class EmbedDomains(StoredAutostart, Domains):
             config = self._config_to_undefine(name)
             record = self._refresh(name)
             self.store.remove(name)
+            self.driver.snapshots.remove_all(name)
             if not record.active:
                 if config is not None:
                     self._remove_domain_data(name, config)

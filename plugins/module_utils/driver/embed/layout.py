@@ -19,6 +19,7 @@ The tree is the one libvirt's embedded QEMU driver uses::
     DIR/cache/qemu/                    capabilities cache
     DIR/lib/qemu/domain-<id>-<short name>/monitor.sock
     DIR/lib/qemu/nvram/<name>_VARS.fd
+    DIR/lib/qemu/snapshot/<name>/<snapshot>.xml   snapshot metadata (<domainsnapshot>)
     DIR/lib/swtpm/<uuid>/              TPM state
     DIR/etc/network/<name>.xml         network definitions (autostart links beside them)
     DIR/run/network/<name>.xml         status XML (<networkstatus>) of active networks

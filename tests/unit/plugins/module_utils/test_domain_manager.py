@@ -112,6 +112,22 @@ def test_absent_with_unknown_disk_changes_nothing(driver):
     assert driver.calls == [] and "vm" in driver.xml
 
 
+@pytest.mark.parametrize("check", [True, False])
+def test_absent_keeps_a_domain_with_snapshots_unless_remove_snapshots(driver, check):
+    driver.snapshots.create("vm", "<domainsnapshot><name>s1</name></domainsnapshot>")
+    driver.calls.clear()
+    with pytest.raises(InvalidInput, match=r"^remove_snapshots: domain 'vm' has snapshots \(s1\)"):
+        ensure(driver, check=check, name="vm", state="absent")
+    assert driver.calls == [] and "vm" in driver.xml
+    assert ensure(driver, check=check, name="vm", state="absent", remove_snapshots=True)["changed"]
+    assert ("vm" in driver.xml) == check
+
+
+def test_remove_snapshots_only_with_absent():
+    with pytest.raises(InvalidInput, match="^remove_snapshots: only applies with state: absent"):
+        request_from_params({**BASE, "name": "vm", "state": "running", "remove_snapshots": True})
+
+
 def test_missing_domain_without_definition():
     with pytest.raises(NotFound, match="not defined"):
         ensure(MemoryDriver(), name="ghost", state="running")

@@ -1,0 +1,302 @@
+# -*- coding: utf-8 -*-
+# Copyright: virtops.qemu contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Internal snapshots of the embedded driver's domains.
+
+A running domain is snapshotted with QEMU's job-based ``snapshot-save``
+(disks and memory, as ``savevm``), reverted with ``snapshot-load`` and
+cleaned with ``snapshot-delete``; a shut-off domain's qcow2 disks with
+``qemu-img snapshot``.  The metadata is libvirt's: one ``<domainsnapshot>``
+per snapshot in ``lib/qemu/snapshot/<domain>/<name>.xml``, with its parent,
+creation time, the domain definition it was taken from, and ``<active>1``
+on the current one.  Every operation holds the domain's lock.  A snapshot
+tag found in the images without metadata is the leftover of an interrupted
+run; a new snapshot of that name replaces it.  Private to the collection.
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import time
+
+from ansible_collections.virtops.qemu.plugins.module_utils import fileio
+from ansible_collections.virtops.qemu.plugins.module_utils.driver import hosttools
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import Snapshots
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, Conflict, NotFound
+from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import element, parse, sub, to_string
+
+JOB_TIMEOUT = 1800.0
+JOB_POLL = 0.2
+
+
+class EmbedSnapshots(Snapshots):
+    def __init__(self, driver):
+        self.driver = driver
+        self.domains = driver.domains
+        self.layout = driver.layout
+
+    # -- metadata -------------------------------------------------------------------
+    def _dir(self, domain: str) -> str:
+        return self.layout.path("lib", "qemu", "snapshot", validate_name(domain, "domain"))
+
+    def _file(self, domain: str, name: str) -> str:
+        return os.path.join(self._dir(domain), f"{validate_name(name, 'snapshot', 'snapshot')}.xml")
+
+    def _read(self, domain: str, name: str):
+        text = fileio.read_text(self._file(domain, name))
+        if text is None:
+            raise NotFound(f"domain {domain!r} has no snapshot {name!r}")
+        return parse(text, "domainsnapshot", self._file(domain, name))
+
+    def _write(self, domain: str, tree) -> None:
+        self.driver.ensure_tree()
+        fileio.make_private_dir(os.path.dirname(self._dir(domain)))
+        fileio.make_private_dir(self._dir(domain))
+        fileio.atomic_write(self._file(domain, tree.findtext("name")), to_string(tree), 0o600)
+
+    def names(self, domain: str) -> list[str]:
+        if not self.domains.exists(domain):
+            raise self.domains.store.not_found(domain)
+        return sorted(f[:-4] for f in fileio.list_dir(self._dir(domain)) if f.endswith(".xml"))
+
+    def xml(self, domain: str, name: str) -> str:
+        return to_string(self._read(domain, name))
+
+    def current(self, domain: str) -> str | None:
+        for name in self.names(domain):
+            if (self._read(domain, name).findtext("active") or "").strip() == "1":
+                return name
+        return None
+
+    def _set_current(self, domain: str, name: str | None) -> None:
+        for other in self.names(domain):
+            tree = self._read(domain, other)
+            active = tree.find("active")
+            if active is None:
+                active = sub(tree, "active", "0")
+            flag = "1" if other == name else "0"
+            if active.text != flag:
+                active.text = flag
+                self._write(domain, tree)
+
+    def remove_all(self, domain: str) -> None:
+        """Forget every snapshot of the domain (metadata only), as undefine's SNAPSHOTS_METADATA flag."""
+        directory = self._dir(domain)
+        for entry in fileio.list_dir(directory):
+            fileio.remove_quietly(os.path.join(directory, entry))
+        try:
+            os.rmdir(directory)
+        except OSError:
+            pass    # absent already
+
+    # -- disks ----------------------------------------------------------------------------
+    def _disks(self, config) -> list[tuple[str, str]]:
+        """(target, image path) of each writable disk; internal snapshots need qcow2 ones."""
+        from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.storage import resolve_volume_disks
+        resolved = resolve_volume_disks(config, self.driver.volumes)
+        found = []
+        for disk in resolved.findall("devices/disk"):
+            if disk.get("device") in ("cdrom", "floppy") or disk.find("readonly") is not None:
+                continue
+            target = disk.find("target").get("dev") if disk.find("target") is not None else "?"
+            source = disk.find("source")
+            path = source.get("file") if source is not None and disk.get("type", "file") == "file" else None
+            fmt = disk.find("driver").get("type") if disk.find("driver") is not None else "raw"
+            if not path or fmt != "qcow2":
+                raise Conflict(f"disk {target} of domain is {fmt if path else disk.get('type')}; an internal "
+                               "snapshot needs every writable disk to be a qcow2 file")
+            found.append((target, path))
+        return found
+
+    @staticmethod
+    def _image_tags(path: str) -> list[str]:
+        out = hosttools.run(["qemu-img", "snapshot", "-U", "-l", path], f"list the snapshots in {path}")
+        tags = []
+        for line in out.splitlines()[2:]:
+            fields = line.split()
+            if len(fields) >= 2:
+                tags.append(fields[1])
+        return tags
+
+    # -- create ---------------------------------------------------------------------------
+    def create(self, domain: str, xml: str) -> None:
+        wanted = parse(xml, "domainsnapshot")
+        name = validate_name((wanted.findtext("name") or "").strip(), "snapshot", "snapshot")
+        with self.domains._lock(domain):
+            config = self.domains._config(domain)
+            if config is None:
+                raise self.domains.store.not_found(domain)
+            if os.path.exists(self._file(domain, name)):
+                raise Conflict(f"domain {domain!r} already has a snapshot {name!r}")
+            record = self.domains._refresh(domain)
+            disks = self._disks(record.live if record.active and record.live is not None else config)
+            if not disks:
+                raise Conflict(f"domain {domain!r} has no writable disk to snapshot")
+            created = int(time.time())
+            parent = self.current(domain)
+            if record.active:
+                self._save_running(domain, record, name)
+                state, memory = record.state if record.state in ("running", "paused") else "running", "internal"
+            else:
+                self._save_shutoff(disks, name)
+                state, memory = "shutoff", "no"
+            self._write(domain, _metadata(wanted, name, state, memory, parent, created, disks, config))
+            self._set_current(domain, name)
+
+    def _save_running(self, domain: str, record, name: str) -> None:
+        with self.domains._monitor(domain, record) as qmp:
+            nodes = _writable_nodes(qmp, domain)
+            if any(name in tags for tags in nodes.values()):
+                self.driver.warnings.append(f"snapshot {name!r} found in the disks of {domain!r} without "
+                                            "metadata (an interrupted run) was replaced")
+                _job(qmp, "snapshot-delete", {"tag": name, "devices": list(nodes)}, domain)
+            _job(qmp, "snapshot-save", {"tag": name, "vmstate": next(iter(nodes)), "devices": list(nodes)}, domain)
+
+    def _save_shutoff(self, disks: list[tuple[str, str]], name: str) -> None:
+        for _target, path in disks:
+            if name in self._image_tags(path):
+                self.driver.warnings.append(f"snapshot {name!r} found in {path} without metadata "
+                                            "(an interrupted run) was replaced")
+                hosttools.run(["qemu-img", "snapshot", "-d", name, path], f"delete snapshot {name!r} in {path}")
+            hosttools.run(["qemu-img", "snapshot", "-c", name, path], f"take snapshot {name!r} of {path}")
+
+    # -- revert -----------------------------------------------------------------------------
+    def revert(self, domain: str, name: str) -> None:
+        with self.domains._lock(domain):
+            meta = self._read(domain, name)
+            self._restore_definition(domain, meta)
+            active = self.domains._refresh(domain).active
+        state = (meta.findtext("state") or "").strip()
+        if state in ("running", "paused"):
+            if not active:
+                self.domains.start(domain, paused=True)
+            self._load_running(domain, name, state)
+        else:
+            if active:
+                self.domains.destroy(domain)
+            with self.domains._lock(domain):
+                config = self.domains._config(domain)
+                for _target, path in self._disks(config):
+                    hosttools.run(["qemu-img", "snapshot", "-a", name, path], f"revert {path} to snapshot {name!r}")
+        with self.domains._lock(domain):
+            self._set_current(domain, name)
+
+    def _restore_definition(self, domain: str, meta) -> None:
+        """The definition the snapshot was taken with, as libvirt's revert restores it.  Lock held."""
+        saved = meta.find("domain")
+        config = self.domains._config(domain)
+        if saved is None or config is None or to_string(saved) == to_string(config):
+            return
+        self.domains.store.write(domain, self.domains._completed(domain, copy.deepcopy(saved), config))
+
+    def _load_running(self, domain: str, name: str, state: str) -> None:
+        with self.domains._lock(domain):
+            record = self.domains._refresh(domain)
+            if not record.active:
+                raise Conflict(f"domain {domain!r} stopped while being reverted to snapshot {name!r}")
+            with self.domains._monitor(domain, record) as qmp:
+                nodes = _writable_nodes(qmp, domain)
+                _job(qmp, "snapshot-load", {"tag": name, "vmstate": next(iter(nodes)), "devices": list(nodes)},
+                     domain)
+                status = qmp.execute("query-status")
+                running = isinstance(status, dict) and status.get("running")
+                if state == "running" and not running:
+                    qmp.execute("cont")
+                elif state == "paused" and running:
+                    qmp.execute("stop")
+            record.state, record.reason = state, "from snapshot"
+            self.domains._save(domain, record)
+
+    # -- delete ------------------------------------------------------------------------------
+    def delete(self, domain: str, name: str) -> None:
+        with self.domains._lock(domain):
+            meta = self._read(domain, name)
+            record = self.domains._refresh(domain)
+            if record.active:
+                with self.domains._monitor(domain, record) as qmp:
+                    nodes = _writable_nodes(qmp, domain)
+                    holding = [node for node, tags in nodes.items() if name in tags]
+                    if holding:
+                        _job(qmp, "snapshot-delete", {"tag": name, "devices": holding}, domain)
+            else:
+                for _target, path in self._disks(self.domains._config(domain)):
+                    if name in self._image_tags(path):
+                        hosttools.run(["qemu-img", "snapshot", "-d", name, path],
+                                      f"delete snapshot {name!r} in {path}")
+            self._forget(domain, name, meta)
+
+    def _forget(self, domain: str, name: str, meta) -> None:
+        """Remove the metadata; children get the parent, which becomes current if this one was."""
+        parent = (meta.findtext("parent/name") or "").strip() or None
+        was_current = (meta.findtext("active") or "").strip() == "1"
+        for other in self.names(domain):
+            if other == name:
+                continue
+            tree = self._read(domain, other)
+            if (tree.findtext("parent/name") or "").strip() == name:
+                node = tree.find("parent")
+                if parent is None:
+                    tree.remove(node)
+                else:
+                    node.find("name").text = parent
+                self._write(domain, tree)
+        fileio.remove_quietly(self._file(domain, name))
+        if was_current:
+            self._set_current(domain, parent)
+
+
+def _metadata(wanted, name: str, state: str, memory: str, parent: str | None, created: int,
+              disks: list[tuple[str, str]], config):
+    tree = parse(to_string(wanted), "domainsnapshot")
+    for tag in ("name", "state", "parent", "creationTime", "memory", "disks", "domain", "active"):
+        for node in tree.findall(tag):
+            tree.remove(node)
+    tree.insert(0, element("name", name))
+    sub(tree, "state", state)
+    if parent:
+        sub(sub(tree, "parent"), "name", parent)
+    sub(tree, "creationTime", str(created))
+    sub(tree, "memory", snapshot=memory)
+    listed = sub(tree, "disks")
+    for target, _path in disks:
+        sub(listed, "disk", name=target, snapshot="internal")
+    tree.append(copy.deepcopy(config))
+    sub(tree, "active", "0")
+    return tree
+
+
+def _writable_nodes(qmp, domain: str) -> dict[str, list[str]]:
+    """Format node name -> snapshot tags, of each writable disk of the running QEMU; qcow2 only."""
+    nodes: dict[str, list[str]] = {}
+    for device in qmp.execute("query-block") or []:
+        inserted = device.get("inserted")
+        if not inserted or inserted.get("ro"):
+            continue
+        if inserted.get("drv") != "qcow2":
+            raise Conflict(f"domain {domain!r} has a writable {inserted.get('drv')} disk "
+                           f"({inserted.get('file')}); an internal snapshot needs qcow2 disks only")
+        tags = [s.get("name") for s in (inserted.get("image") or {}).get("snapshots", [])]
+        nodes[inserted["node-name"]] = tags
+    if not nodes:
+        raise Conflict(f"domain {domain!r} has no writable disk to snapshot")
+    return nodes
+
+
+def _job(qmp, command: str, arguments: dict, domain: str) -> None:
+    """Run one of QEMU's snapshot jobs to its end and dismiss it; its error is a BackendError."""
+    job_id = f"virtops-{command}-{os.getpid()}-{time.monotonic_ns()}"
+    qmp.execute(command, {"job-id": job_id, **arguments})
+    deadline = time.monotonic() + JOB_TIMEOUT
+    while True:
+        jobs = [j for j in qmp.execute("query-jobs") or [] if j.get("id") == job_id]
+        if jobs and jobs[0].get("status") in ("concluded", "null"):
+            break
+        if time.monotonic() > deadline:
+            raise BackendError(f"domain {domain!r}: {command} did not finish in {JOB_TIMEOUT:.0f} s")
+        time.sleep(JOB_POLL)
+    error = jobs[0].get("error")
+    qmp.execute("job-dismiss", {"id": job_id})
+    if error:
+        raise BackendError(f"domain {domain!r}: {command} {arguments.get('tag')!r} failed: {error}")
