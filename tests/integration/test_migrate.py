@@ -1,0 +1,169 @@
+"""Migration between two hosts on one machine (harness.twohosts), through the migrate role.
+
+The guest prints a tick with its uptime every half second on its serial console
+(a file, one per host) and wrote a marker to the start of its qcow2 disk at
+boot.  After the move its ticks go on on the destination without a new boot,
+the destination's copy of the disk holds the marker, and the source has
+neither QEMU nor definition left.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+
+from harness.ansible import BIN, AnsibleRunError, ansible_env
+from harness.embed import qemu_pids
+from harness.guest import DISK_MARKER, MARKER, TICK_CMDLINE, parse_ticks
+from harness.twohosts import HOST_DIR, Host, inventory, two_hosts
+
+pytestmark = pytest.mark.embed
+
+DISK = f"{HOST_DIR}/images/disk.qcow2"
+SERIAL = f"{HOST_DIR}/serial.log"
+
+
+def domain_xml(name: str, guest) -> str:
+    return f"""<domain type='qemu'>
+  <name>{name}</name>
+  <memory unit='MiB'>128</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type>
+    <kernel>{guest.kernel}</kernel><initrd>{guest.initrd}</initrd><cmdline>{TICK_CMDLINE}</cmdline></os>
+  <devices>
+    <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{DISK}'/>
+      <target dev='vda' bus='virtio'/></disk>
+    <serial type='file'><source path='{SERIAL}'/><target port='0'/></serial>
+  </devices>
+</domain>"""
+
+
+def play(hosts: list[Host], plays: list[dict], check: bool = False) -> list[dict]:
+    """Run plays against the two hosts' inventory; per-task results."""
+    with tempfile.TemporaryDirectory(prefix="virtops-migrate-") as tmp:
+        (Path(tmp) / "inventory.yml").write_text(inventory(*hosts))
+        (Path(tmp) / "play.yml").write_text(json.dumps(plays))
+        results_file = os.path.join(tmp, "results.json")
+        argv = [str(BIN / "ansible-playbook"), "-i", "inventory.yml", "play.yml"] + ["--check"] * check
+        proc = subprocess.run(argv, env=ansible_env(results_file), cwd=tmp, capture_output=True, text=True,
+                              check=False, timeout=600)
+        try:
+            return json.loads(Path(results_file).read_text())
+        except FileNotFoundError:
+            raise AnsibleRunError(f"no results\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}") from None
+
+
+def role_play(src: Host, dst: Host, name: str, **options) -> list[dict]:
+    variables = {"migrate_name": name, "migrate_source": src.name, "migrate_destination": dst.name,
+                 "migrate_source_uri": src.uri, "migrate_destination_uri": dst.uri,
+                 "migrate_destination_address": dst.address, **options}
+    return [{"hosts": src.name, "gather_facts": False,
+             "tasks": [{"name": "migrate", "ansible.builtin.include_role": {"name": "virtops.qemu.migrate"},
+                        "vars": variables}]}]
+
+
+def start_guest(host: Host, name: str, guest) -> None:
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(host.local(DISK)), "16M"], check=True)
+    results = play([host], [{"hosts": host.name, "gather_facts": False, "tasks": [
+        {"name": "start", "virtops.qemu.domain": {"uri": host.uri, "name": name, "xml": domain_xml(name, guest),
+                                                   "state": "running"}}]}])
+    assert not results[0]["failed"], results[0]
+    wait_for(lambda: len(parse_ticks(serial(host))) >= 2 and f"{DISK_MARKER} written" in serial(host),
+             60, "the guest's first ticks and its disk marker")
+
+
+def serial(host: Host) -> str:
+    path = host.local(SERIAL)
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def disk_head(host: Host) -> bytes:
+    with tempfile.NamedTemporaryFile(dir="/var/tmp") as raw:
+        subprocess.run(["qemu-img", "convert", "-U", "-O", "raw", str(host.local(DISK)), raw.name], check=True)
+        return Path(raw.name).read_bytes()[:512]
+
+
+def domains_on(host: Host) -> list[str]:
+    code = ("import json, sys\n"
+            "from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver\n"
+            f"with open_driver({host.uri!r}, read_only=True) as d: print(json.dumps(d.domains.names()))")
+    return json.loads(host.python(code))
+
+
+def tasks(results: list[dict]) -> dict[str, dict]:
+    """Results by task name, without the role's prefix."""
+    return {r["task"].rpartition(" : ")[2]: r for r in results}
+
+
+@pytest.fixture
+def hosts():
+    with two_hosts() as pair:
+        yield pair
+
+
+def test_live_migration_with_copied_storage(hosts, guest_build):
+    src, dst = hosts
+    name = "mig1"
+    start_guest(src, name, guest_build)
+
+    predicted = play([src, dst], role_play(src, dst, name, migrate_copy_storage="all"), check=True)
+    assert not any(r["failed"] for r in predicted), predicted
+    assert tasks(predicted)["Prepare the destination (an incoming QEMU and the disk exports)"]["changed"]
+    assert domains_on(dst) == [] and not dst.local(DISK).exists()
+
+    results = play([src, dst], role_play(src, dst, name, migrate_copy_storage="all"))
+    assert not any(r["failed"] for r in results), json.dumps(results, indent=1)[:5000]
+    moved = tasks(results)["Mirror the disks and migrate (source)"]
+    stats = moved["stats"]
+    assert stats["total_time_ms"] > 0 and stats["downtime_ms"] >= 0
+    assert stats["disk_bytes"] > 0 and stats["transferred_bytes"] > stats["disk_bytes"]
+
+    last_on_source = parse_ticks(serial(src))[-1][0]
+    wait_for(lambda: len(parse_ticks(serial(dst))) >= 3, 30, "ticks on the destination")
+    counts = [count for count, _uptime in parse_ticks(serial(dst))]
+    assert counts[0] >= last_on_source and counts == sorted(counts), (last_on_source, counts)
+    assert MARKER not in serial(dst), "the guest booted again on the destination"
+    assert disk_head(dst).startswith(DISK_MARKER.encode())
+    assert domains_on(dst) == [name] and domains_on(src) == []
+    assert qemu_pids(src.root) == [] and len(qemu_pids(dst.root)) == 1
+
+    again = play([src, dst], role_play(src, dst, name, migrate_copy_storage="all"))
+    assert not any(r["failed"] or r["changed"] for r in again), again
+
+
+def test_refused_when_the_destination_lacks_the_network(hosts, guest_build):
+    src, dst = hosts
+    name = "mig2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(src.local(DISK)), "16M"], check=True)
+    xml = domain_xml(name, guest_build).replace(
+        "<devices>", "<devices><interface type='network'><source network='lab'/><model type='virtio'/></interface>")
+    plays = [{"hosts": src.name, "gather_facts": False, "tasks": [
+        {"name": "network", "virtops.qemu.network": {"uri": src.uri, "name": "lab", "state": "active",
+                                                      "bridge": {"name": "virbr-lab"}}},
+        {"name": "start", "virtops.qemu.domain": {"uri": src.uri, "name": name, "xml": xml, "state": "running"}}]}]
+    assert not any(r["failed"] for r in play([src], plays))
+
+    results = play([src, dst], role_play(src, dst, name, migrate_copy_storage="all"))
+    failed = [r for r in results if r["failed"]]
+    assert failed and "no active network 'lab'" in failed[0]["msg"], failed
+    assert domains_on(dst) == [] and not dst.local(DISK).exists() and qemu_pids(dst.root) == []
+    assert domains_on(src) == [name] and len(qemu_pids(src.root)) == 1
+
+
+if __name__ == "__main__":
+    sys.exit(pytest.main([__file__]))
