@@ -19,12 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from harness.ansible import BIN, AnsibleRunError, ansible_env
+from harness.ansible import BIN, AnsibleRunError, ansible_env, run_module
+from harness.debian import debian_qemu_conf_text
 from harness.embed import qemu_pids
 from harness.guest import DISK_MARKER, MARKER, TICK_CMDLINE, parse_ticks
+from harness.netns import Netns
+from harness.private_libvirtd import PrivateLibvirtd
 from harness.twohosts import HOST_DIR, Host, inventory, two_hosts
-
-pytestmark = pytest.mark.embed
 
 DISK = f"{HOST_DIR}/images/disk.qcow2"
 SERIAL = f"{HOST_DIR}/serial.log"
@@ -116,6 +117,7 @@ def hosts():
         yield pair
 
 
+@pytest.mark.embed
 def test_live_migration_with_copied_storage(hosts, guest_build):
     src, dst = hosts
     name = "mig1"
@@ -146,6 +148,7 @@ def test_live_migration_with_copied_storage(hosts, guest_build):
     assert not any(r["failed"] or r["changed"] for r in again), again
 
 
+@pytest.mark.embed
 def test_refused_when_the_destination_lacks_the_network(hosts, guest_build):
     src, dst = hosts
     name = "mig2"
@@ -163,6 +166,78 @@ def test_refused_when_the_destination_lacks_the_network(hosts, guest_build):
     assert failed and "no active network 'lab'" in failed[0]["msg"], failed
     assert domains_on(dst) == [] and not dst.local(DISK).exists() and qemu_pids(dst.root) == []
     assert domains_on(src) == [name] and len(qemu_pids(src.root)) == 1
+
+
+# -- libvirt: two private libvirtds joined by a veth pair, reached over qemu+tcp --------------------
+@pytest.fixture
+def libvirt_hosts():
+    daemons = []
+    try:
+        for _index in range(2):
+            base = Path(tempfile.mkdtemp(prefix="vtl-", dir="/var/tmp"))
+            # No virtlogd serves a private daemon's /run/libvirt: QEMU writes its log itself.
+            daemons.append(PrivateLibvirtd(base, debian_qemu_conf_text() + '\nstdio_handler = "file"\n'))
+        veth = f"vtm-{os.getpid() % 100000}"
+        subprocess.run(["ip", "link", "add", veth, "netns", daemons[0].netns, "type", "veth", "peer", "name", veth,
+                        "netns", daemons[1].netns], check=True, capture_output=True)
+        addresses = ["10.231.7.1", "10.231.7.2"]
+        for daemon, address in zip(daemons, addresses, strict=True):
+            namespace = Netns(daemon.netns)
+            namespace.run(["ip", "link", "set", "lo", "up"])
+            namespace.run(["ip", "addr", "add", f"{address}/24", "dev", veth])
+            namespace.run(["ip", "link", "set", veth, "up"])
+            (daemon.base / "lib" / "images").mkdir(mode=0o755)
+            (daemon.base / "log" / "qemu").mkdir(mode=0o755)
+            daemon.start(listen_address=address)
+            daemon.virsh("pool-define-as", "default", "dir", "--target", "/var/lib/libvirt/images")
+            daemon.virsh("pool-start", "default")
+        yield [(daemon, f"qemu+tcp://{address}/system") for daemon, address in zip(daemons, addresses, strict=True)]
+    finally:
+        for daemon in daemons:
+            daemon.close()
+
+
+def libvirt_domain_xml(name: str, guest) -> str:
+    return domain_xml(name, guest).replace(DISK, f"/var/lib/libvirt/images/{name}.qcow2").replace(
+        SERIAL, f"/var/log/libvirt/qemu/{name}-serial.log")
+
+
+@pytest.mark.libvirt
+def test_libvirt_managed_live_migration_with_copied_storage(libvirt_hosts, guest):
+    (src, src_uri), (dst, dst_uri) = libvirt_hosts
+    name = "mig3"
+    src.virsh("vol-create-as", "default", f"{name}.qcow2", "16M", "--format", "qcow2")
+    xml_file = src.base / "domain.xml"
+    xml_file.write_text(libvirt_domain_xml(name, guest))
+    src.virsh("define", str(xml_file))
+    src.virsh("start", name)
+    src_serial = src.base / "log" / "qemu" / f"{name}-serial.log"
+    dst_serial = dst.base / "log" / "qemu" / f"{name}-serial.log"
+    wait_for(lambda: src_serial.exists() and f"{DISK_MARKER} written" in src_serial.read_text(errors="replace"),
+             60, "the guest's disk marker")
+    args = {"name": name, "destination": dst_uri, "copy_storage": "all"}
+
+    predicted = run_module("migrate", args, check=True, uri=src_uri, netns=src.netns)
+    assert predicted["changed"] and not predicted["failed"], predicted
+    assert dst.virsh("list", "--all", "--name").split() == []
+
+    moved = run_module("migrate", args, uri=src_uri, netns=src.netns)
+    assert moved["changed"] and not moved["failed"], moved
+    assert moved["stats"]["total_time_ms"] > 0 and moved["stats"]["disk_bytes"] > 0, moved["stats"]
+    last_on_source = parse_ticks(src_serial.read_text(errors="replace"))[-1][0]
+    wait_for(lambda: dst_serial.exists() and len(parse_ticks(dst_serial.read_text(errors="replace"))) >= 3, 30,
+             "ticks on the destination")
+    counts = [count for count, _uptime in parse_ticks(dst_serial.read_text(errors="replace"))]
+    assert counts[0] >= last_on_source and counts == sorted(counts), (last_on_source, counts)
+    assert dst.virsh("domstate", name).strip() == "running"
+    assert src.virsh("list", "--all", "--name").split() == []
+    dst_disk = dst.base / "lib" / "images" / f"{name}.qcow2"
+    with tempfile.NamedTemporaryFile(dir="/var/tmp") as raw:
+        subprocess.run(["qemu-img", "convert", "-U", "-O", "raw", str(dst_disk), raw.name], check=True)
+        assert Path(raw.name).read_bytes().startswith(DISK_MARKER.encode())
+
+    again = run_module("migrate", args, uri=src_uri, netns=src.netns)
+    assert not again["changed"] and not again["failed"], again
 
 
 if __name__ == "__main__":

@@ -12,12 +12,14 @@ the collection.
 
 from __future__ import annotations
 
+import threading
 import time
 from urllib.parse import urlsplit
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.libvirt_backend import call, libvirt
-from ansible_collections.virtops.qemu.plugins.module_utils.errors import Conflict, InvalidInput
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import Conflict, InvalidInput, VirtError
 
+_POLL = 0.1
 _COPY_FLAGS = {"none": 0, "all": "VIR_MIGRATE_NON_SHARED_DISK", "incremental": "VIR_MIGRATE_NON_SHARED_INC"}
 
 
@@ -58,8 +60,8 @@ def preflight(dest_conn, networks: list[str], pools: list[str]) -> None:
             raise Conflict(f"the destination has no storage pool {pool!r}, which the domain uses")
 
 
-def migrate(conn, name: str, destination: str, options: dict) -> int:
-    """Run the migration; returns how long it took in ms."""
+def migrate(conn, name: str, destination: str, options: dict) -> tuple[int, int]:
+    """Run the migration; returns how long it took in ms and how many bytes of disk it copied."""
     domain = call(f"find domain {name!r}", conn.lookupByName, name)
     params: dict = {}
     if options["live"]:
@@ -69,12 +71,35 @@ def migrate(conn, name: str, destination: str, options: dict) -> int:
     if options.get("max_downtime") and options["live"]:
         call("set the maximum downtime", domain.migrateSetMaxDowntime, options["max_downtime"], 0)
     started = time.monotonic()
-    call(f"migrate {name!r} to {destination}", domain.migrateToURI3, destination, params, flags_for(options))
-    elapsed = int((time.monotonic() - started) * 1000)
-    return elapsed
+    outcome: dict = {}
+    worker = threading.Thread(target=_run_migration, args=(domain, destination, params, flags_for(options), outcome))
+    worker.start()
+    disk_total = _watch_disk_copy(domain, worker)
+    if "error" in outcome:
+        raise outcome["error"]
+    return int((time.monotonic() - started) * 1000), disk_total
 
 
-def completed_stats(dest_conn, name: str, elapsed_ms: int) -> dict:
+def _run_migration(domain, destination: str, params: dict, flags: int, outcome: dict) -> None:
+    try:
+        call(f"migrate {domain.name()!r} to {destination}", domain.migrateToURI3, destination, params, flags)
+    except VirtError as exc:
+        outcome["error"] = exc
+
+
+def _watch_disk_copy(domain, worker: threading.Thread) -> int:
+    """The size of the disk copy, read from the running job: the destination's statistics leave it out."""
+    disk_total = 0
+    while worker.is_alive():
+        try:
+            disk_total = max(disk_total, domain.jobStats(0).get("disk_total", 0))
+        except libvirt.libvirtError:
+            pass    # no job yet, or the domain has left
+        worker.join(_POLL)
+    return disk_total
+
+
+def completed_stats(dest_conn, name: str, elapsed_ms: int, disk_total: int) -> dict:
     """The destination's record of the finished migration job (time, downtime, bytes)."""
     stats: dict = {}
     try:
@@ -83,7 +108,7 @@ def completed_stats(dest_conn, name: str, elapsed_ms: int) -> dict:
     except libvirt.libvirtError:
         pass
     memory = stats.get("memory_processed")
-    disk = stats.get("disk_processed")
+    disk = stats.get("disk_processed") or disk_total
     return {"total_time_ms": stats.get("time_elapsed", elapsed_ms), "downtime_ms": stats.get("downtime"),
             "memory_bytes": memory, "disk_bytes": disk,
-            "transferred_bytes": stats.get("data_processed", (memory or 0) + (disk or 0))}
+            "transferred_bytes": (memory or 0) + (disk or 0)}

@@ -157,8 +157,8 @@ def _managed(name: str, params: dict, check_mode: bool) -> dict:
         _libvirt_preflight(source, dest, name)
         if check_mode:
             return {"changed": True}
-        elapsed = lm.migrate(source.conn, name, destination, options)
-        return {"changed": True, "stats": lm.completed_stats(dest.conn, name, elapsed)}
+        elapsed, disk_total = lm.migrate(source.conn, name, destination, options)
+        return {"changed": True, "stats": lm.completed_stats(dest.conn, name, elapsed, disk_total)}
 
 
 def _check_source_state(state: str, name: str, live: bool) -> None:
