@@ -69,7 +69,7 @@ def preflight(domains, xml: str, copy_storage: str, disk_sizes: dict[str, int]) 
     desired = parse(xml, "domain")
     for source in desired.findall("devices/interface[@type='network']/source"):
         network = source.get("network")
-        if domains.driver.networks.bridge(network) is None:
+        if not domains.driver.networks.exists(network) or domains.driver.networks.bridge(network) is None:
             raise Conflict(f"the destination has no active network {network!r}, which the domain uses")
     for source in desired.findall("devices/disk/source[@pool]"):
         if not domains.driver.pools.exists(source.get("pool")):
