@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 
@@ -166,6 +168,59 @@ def test_refused_when_the_destination_lacks_the_network(hosts, guest_build):
     assert failed and "no active network 'lab'" in failed[0]["msg"], failed
     assert domains_on(dst) == [] and not dst.local(DISK).exists() and qemu_pids(dst.root) == []
     assert domains_on(src) == [name] and len(qemu_pids(src.root)) == 1
+
+
+def migrate_module_pids(host: Host) -> list[int]:
+    """Ansible's migrate module processes running in the host's network namespace."""
+    inode = os.stat(f"/run/netns/{host.netns.name}").st_ino
+    found = []
+    for entry in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
+            in_host = os.stat(f"/proc/{entry}/ns/net").st_ino == inode
+        except OSError:
+            continue
+        if in_host and b"AnsiballZ_migrate.py" in cmdline:
+            found.append(int(entry))
+    return found
+
+
+@pytest.mark.embed
+def test_kill_9_of_the_source_task_leaves_the_guest_on_the_source(hosts, guest_build):
+    src, dst = hosts
+    name = "mig4"
+    start_guest(src, name, guest_build)
+    killed: list[int] = []
+
+    def kill_perform() -> None:
+        # perform is the only migrate task on the source once the destination has its disk
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and not killed:
+            pids = migrate_module_pids(src) if dst.local(DISK).exists() else []
+            for pid in pids:
+                os.kill(pid, signal.SIGKILL)
+                killed.append(pid)
+            time.sleep(0.05)
+
+    killer = threading.Thread(target=kill_perform)
+    killer.start()
+    results = play([src, dst], role_play(src, dst, name, migrate_copy_storage="all", migrate_bandwidth=1))
+    killer.join()
+    assert killed, "the source's perform task was never seen running"
+    by_name = tasks(results)
+    assert by_name["Mirror the disks and migrate (source)"]["failed"]
+    assert by_name["Cancel on the destination (its incoming QEMU and the disks it created)"]["changed"]
+    assert by_name["Cancel on the source (the guest runs on there)"]["changed"]
+    assert by_name["Report the failed migration"]["failed"]
+
+    assert domains_on(dst) == [] and not dst.local(DISK).exists() and qemu_pids(dst.root) == []
+    assert domains_on(src) == [name] and len(qemu_pids(src.root)) == 1
+    ticks = len(parse_ticks(serial(src)))
+    wait_for(lambda: len(parse_ticks(serial(src))) > ticks + 2, 10, "the guest ticking on the source")
+
+    retried = play([src, dst], role_play(src, dst, name, migrate_copy_storage="all"))
+    assert not any(r["failed"] for r in retried), json.dumps(retried, indent=1)[:5000]
+    assert domains_on(dst) == [name] and domains_on(src) == []
 
 
 # -- libvirt: two private libvirtds joined by a veth pair, reached over qemu+tcp --------------------
