@@ -26,8 +26,12 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from .ansible import BIN, AnsibleRunError, ansible_env
+from .debian import debian_qemu_conf_text
 from .embed import remove_cgroups
+from .guest import DISK_MARKER, TICK_CMDLINE, parse_ticks
 from .netns import Netns
+from .private_libvirtd import PrivateLibvirtd
 
 BIND_EXEC = Path(__file__).resolve().parent / "bind_exec.py"
 HOST_DIR = "/run/virtops-host"
@@ -133,3 +137,109 @@ def two_hosts() -> Iterator[tuple[Host, Host]]:
 def inventory(*hosts: Host) -> str:
     """An inventory file's text (JSON is YAML) with the hosts."""
     return json.dumps({"all": {"hosts": {h.name: h.inventory_vars() for h in hosts}}})
+
+
+DISK = f"{HOST_DIR}/images/disk.qcow2"
+SERIAL = f"{HOST_DIR}/serial.log"
+
+
+def domain_xml(name: str, guest) -> str:
+    return f"""<domain type='qemu'>
+  <name>{name}</name>
+  <memory unit='MiB'>128</memory>
+  <vcpu>1</vcpu>
+  <os><type arch='x86_64' machine='pc'>hvm</type>
+    <kernel>{guest.kernel}</kernel><initrd>{guest.initrd}</initrd><cmdline>{TICK_CMDLINE}</cmdline></os>
+  <devices>
+    <disk type='file' device='disk'><driver name='qemu' type='qcow2'/><source file='{DISK}'/>
+      <target dev='vda' bus='virtio'/></disk>
+    <serial type='file'><source path='{SERIAL}'/><target port='0'/></serial>
+  </devices>
+</domain>"""
+
+
+def play(hosts: list[Host], plays: list[dict], check: bool = False) -> list[dict]:
+    """Run plays against the two hosts' inventory; per-task results."""
+    with tempfile.TemporaryDirectory(prefix="virtops-migrate-") as tmp:
+        (Path(tmp) / "inventory.yml").write_text(inventory(*hosts))
+        (Path(tmp) / "play.yml").write_text(json.dumps(plays))
+        results_file = os.path.join(tmp, "results.json")
+        argv = [str(BIN / "ansible-playbook"), "-i", "inventory.yml", "play.yml"] + ["--check"] * check
+        proc = subprocess.run(argv, env=ansible_env(results_file), cwd=tmp, capture_output=True, text=True,
+                              check=False, timeout=600)
+        try:
+            return json.loads(Path(results_file).read_text())
+        except FileNotFoundError:
+            raise AnsibleRunError(f"no results\nstdout:\n{proc.stdout}\nstderr:\n{proc.stderr}") from None
+
+
+def role_play(src: Host, dst: Host, name: str, **options) -> list[dict]:
+    variables = {"migrate_name": name, "migrate_source": src.name, "migrate_destination": dst.name,
+                 "migrate_source_uri": src.uri, "migrate_destination_uri": dst.uri,
+                 "migrate_destination_address": dst.address, **options}
+    return [{"hosts": src.name, "gather_facts": False,
+             "tasks": [{"name": "migrate", "ansible.builtin.include_role": {"name": "virtops.qemu.migrate"},
+                        "vars": variables}]}]
+
+
+def start_guest(host: Host, name: str, guest) -> None:
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(host.local(DISK)), "16M"], check=True)
+    results = play([host], [{"hosts": host.name, "gather_facts": False, "tasks": [
+        {"name": "start", "virtops.qemu.domain": {"uri": host.uri, "name": name, "xml": domain_xml(name, guest),
+                                                   "state": "running"}}]}])
+    assert not results[0]["failed"], results[0]
+    wait_for(lambda: len(parse_ticks(serial(host))) >= 2 and f"{DISK_MARKER} written" in serial(host),
+             60, "the guest's first ticks and its disk marker")
+
+
+def serial(host: Host) -> str:
+    path = host.local(SERIAL)
+    return path.read_text(errors="replace") if path.exists() else ""
+
+
+def wait_for(condition, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+@contextlib.contextmanager
+def two_libvirtds() -> Iterator[list[tuple[PrivateLibvirtd, str]]]:
+    """Two private libvirtds joined by a veth pair, each serving qemu+tcp:// on its address, with a pool
+    'default' on /var/lib/libvirt/images; (daemon, URI) of each."""
+    daemons = []
+    try:
+        for _index in range(2):
+            base = Path(tempfile.mkdtemp(prefix="vtl-", dir="/var/tmp"))
+            # No virtlogd serves a private daemon's /run/libvirt: QEMU writes its log itself.
+            daemons.append(PrivateLibvirtd(base, debian_qemu_conf_text() + '\nstdio_handler = "file"\n'))
+        veth = f"vtm-{os.getpid() % 100000}"
+        subprocess.run(["ip", "link", "add", veth, "netns", daemons[0].netns, "type", "veth", "peer", "name", veth,
+                        "netns", daemons[1].netns], check=True, capture_output=True)
+        addresses = ["10.231.7.1", "10.231.7.2"]
+        for daemon, address in zip(daemons, addresses, strict=True):
+            namespace = Netns(daemon.netns)
+            namespace.run(["ip", "link", "set", "lo", "up"])
+            namespace.run(["ip", "addr", "add", f"{address}/24", "dev", veth])
+            namespace.run(["ip", "link", "set", veth, "up"])
+            (daemon.base / "lib" / "images").mkdir(mode=0o755)
+            (daemon.base / "log" / "qemu").mkdir(mode=0o755)
+            daemon.start(listen_address=address)
+            daemon.virsh("pool-define-as", "default", "dir", "--target", "/var/lib/libvirt/images")
+            daemon.virsh("pool-start", "default")
+        yield [(daemon, f"qemu+tcp://{address}/system") for daemon, address in zip(daemons, addresses, strict=True)]
+    finally:
+        for daemon in daemons:
+            daemon.close()
+
+
+def libvirt_domain_xml(name: str, guest) -> str:
+    return domain_xml(name, guest).replace(DISK, f"/var/lib/libvirt/images/{name}.qcow2").replace(
+        SERIAL, f"/var/log/libvirt/qemu/{name}-serial.log")
+
+
+def tasks(results: list[dict]) -> dict[str, dict]:
+    """Results by task name, without the role's prefix."""
+    return {r["task"].rpartition(" : ")[2]: r for r in results}
