@@ -8,7 +8,7 @@ from __future__ import annotations
 DOCUMENTATION = r"""
 module: migrate
 short_description: Move a virtual machine to another host, live or shut off
-version_added: 0.4.0
+version_added: 0.3.0
 description:
   - Moves a domain from the host of O(uri) to another hypervisor, with its memory and device
     state when it runs (O(live)) and its disks when they are not shared (O(copy_storage)).
@@ -166,6 +166,7 @@ incoming:
 
 from ansible.module_utils.basic import AnsibleModule
 
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.migrate import COPY_STORAGE, PHASES
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.migrate import run as migrate
 from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import argument_spec, run
@@ -190,7 +191,7 @@ OPTIONS = dict(
 
 def main():
     module = AnsibleModule(argument_spec=argument_spec(**OPTIONS), supports_check_mode=True)
-    run(module, lambda: dict(migrate(module.params, module.check_mode), name=module.params["name"]))
+    run(module, lambda: dict(migrate(open_driver, module.params, module.check_mode), name=module.params["name"]))
 
 
 if __name__ == "__main__":

@@ -44,11 +44,12 @@ class Host:
     address: str
     base: Path              # HOST_DIR of this host, seen from the test
     holder: subprocess.Popen
+    tag: str                # of the pair: roots differ from other pairs' (QEMU command lines, cgroups)
 
     @property
     def root(self) -> str:
         """This host's embed root, as its modules see it."""
-        return f"{HOST_DIR}/embed-{self.name}"
+        return f"{HOST_DIR}/embed-{self.name}-{self.tag}"
 
     @property
     def uri(self) -> str:
@@ -93,14 +94,14 @@ class Host:
         shutil.rmtree(self.base, ignore_errors=True)
 
 
-def _host(name: str, netns: Netns, address: str) -> Host:
+def _host(name: str, netns: Netns, address: str, tag: str) -> Host:
     base = Path(tempfile.mkdtemp(prefix=f"vo-{name}-", dir="/var/tmp"))
     (base / "images").mkdir()
     base.chmod(0o755)
     os.makedirs(HOST_DIR, exist_ok=True)
     holder = subprocess.Popen(netns.exec_argv(["unshare", "--mount", "--propagation", "private", sys.executable,
                                                str(BIND_EXEC), f"{base}={HOST_DIR}", "--", "sleep", "infinity"]))
-    host = Host(name, netns, address, base, holder)
+    host = Host(name, netns, address, base, holder, tag)
     deadline = time.monotonic() + 10
     while host.run(["findmnt", "-n", HOST_DIR], check=False).returncode != 0:
         if time.monotonic() > deadline or holder.poll() is not None:
@@ -121,7 +122,7 @@ def two_hosts() -> Iterator[tuple[Host, Host]]:
             netns = Netns(f"vtm{index}-{tag}")
             subprocess.run(["ip", "netns", "add", netns.name], check=True, capture_output=True)
             netns.run(["ip", "link", "set", "lo", "up"])
-            made.append(_host(name, netns, f"{subnet}.{index}"))
+            made.append(_host(name, netns, f"{subnet}.{index}", tag))
         src, dst = made
         subprocess.run(["ip", "link", "add", f"vtm-{tag}", "netns", src.netns.name, "type", "veth",
                         "peer", "name", f"vtm-{tag}", "netns", dst.netns.name], check=True, capture_output=True)
@@ -182,10 +183,12 @@ def role_play(src: Host, dst: Host, name: str, **options) -> list[dict]:
                         "vars": variables}]}]
 
 
-def start_guest(host: Host, name: str, guest) -> None:
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(host.local(DISK)), "16M"], check=True)
+def start_guest(host: Host, name: str, guest, xml: str | None = None) -> None:
+    """Start the guest (on a new disk at DISK unless ``xml`` says otherwise) and wait for its ticks."""
+    if xml is None:
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(host.local(DISK)), "16M"], check=True)
     results = play([host], [{"hosts": host.name, "gather_facts": False, "tasks": [
-        {"name": "start", "virtops.qemu.domain": {"uri": host.uri, "name": name, "xml": domain_xml(name, guest),
+        {"name": "start", "virtops.qemu.domain": {"uri": host.uri, "name": name, "xml": xml or domain_xml(name, guest),
                                                    "state": "running"}}]}])
     assert not results[0]["failed"], results[0]
     wait_for(lambda: len(parse_ticks(serial(host))) >= 2 and f"{DISK_MARKER} written" in serial(host),

@@ -116,6 +116,37 @@ def test_refused_when_the_destination_lacks_the_network(hosts, guest_build):
     assert domains_on(src) == [name] and len(qemu_pids(src.root)) == 1
 
 
+@pytest.mark.embed
+def test_shared_storage_live_then_offline_back(hosts, guest_build, tmp_path):
+    src, dst = hosts
+    name = "mig5"
+    shared = tmp_path / "shared.qcow2"
+    tmp_path.chmod(0o755)
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(shared), "16M"], check=True)
+    start_guest(src, name, guest_build, xml=domain_xml(name, guest_build).replace(DISK, str(shared)))
+
+    results = play([src, dst], role_play(src, dst, name))
+    assert not any(r["failed"] for r in results), json.dumps(results, indent=1)[:5000]
+    assert tasks(results)["Mirror the disks and migrate (source)"]["stats"]["disk_bytes"] == 0
+    last_on_source = parse_ticks(serial(src))[-1][0]
+    wait_for(lambda: len(parse_ticks(serial(dst))) >= 3, 30, "ticks on the destination")
+    assert parse_ticks(serial(dst))[0][0] >= last_on_source and MARKER not in serial(dst)
+    assert domains_on(dst) == [name] and domains_on(src) == [] and not dst.local(DISK).exists()
+
+    stop = [{"hosts": dst.name, "gather_facts": False, "tasks": [
+        {"name": "stop", "virtops.qemu.domain": {"uri": dst.uri, "name": name, "state": "destroyed"}}]}]
+    assert not play([dst], stop)[0]["failed"]
+    back = role_play(dst, src, name, migrate_live=False, migrate_destination_address="")
+    predicted = play([src, dst], back, check=True)
+    assert not any(r["failed"] for r in predicted) and domains_on(src) == [], predicted
+    moved = play([src, dst], back)
+    assert not any(r["failed"] for r in moved), json.dumps(moved, indent=1)[:5000]
+    assert [r["changed"] for r in predicted] == [r["changed"] for r in moved]
+    assert domains_on(src) == [name] and domains_on(dst) == [] and qemu_pids(src.root) == []
+    again = play([src, dst], back)
+    assert not any(r["failed"] or r["changed"] for r in again), again
+
+
 def migrate_module_pids(host: Host) -> list[int]:
     """Ansible's migrate module processes running in the host's network namespace."""
     inode = os.stat(f"/run/netns/{host.netns.name}").st_ino

@@ -18,9 +18,10 @@ from urllib.parse import urlsplit
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.libvirt_backend import call, libvirt
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import Conflict, InvalidInput, VirtError
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse
 
 _POLL = 0.1
-_COPY_FLAGS = {"none": 0, "all": "VIR_MIGRATE_NON_SHARED_DISK", "incremental": "VIR_MIGRATE_NON_SHARED_INC"}
+_COPY_FLAGS = {"all": "VIR_MIGRATE_NON_SHARED_DISK", "incremental": "VIR_MIGRATE_NON_SHARED_INC"}
 
 
 def flags_for(options: dict) -> int:
@@ -112,3 +113,34 @@ def completed_stats(dest_conn, name: str, elapsed_ms: int, disk_total: int) -> d
     return {"total_time_ms": stats.get("time_elapsed", elapsed_ms), "downtime_ms": stats.get("downtime"),
             "memory_bytes": memory, "disk_bytes": disk,
             "transferred_bytes": (memory or 0) + (disk or 0)}
+
+
+def managed(source, name: str, destination: str, options: dict, check_mode: bool) -> dict:
+    """The module's phase managed: checks, then the move; a domain already moved is unchanged."""
+    from ansible_collections.virtops.qemu.plugins.module_utils.driver.libvirt_backend import LibvirtDriver
+    from ansible_collections.virtops.qemu.plugins.module_utils.uri import parse_uri
+    if not destination:
+        raise InvalidInput("the destination's libvirt URI is needed", "destination")
+    with LibvirtDriver(parse_uri(destination)) as dest:
+        here, there = source.exists(name), dest.domains.exists(name)
+        if not here and there:
+            return {"changed": False}
+        if not here:
+            raise Conflict(f"domain {name!r} exists on neither {source.uri.raw} nor {destination}")
+        _check_state(source.status(name).state, name, options["live"])
+        if there and dest.domains.status(name).active:
+            raise Conflict(f"domain {name!r} runs on both {source.uri.raw} and {destination}")
+        domain = parse(source.xml(name), "domain")
+        preflight(dest.conn, [s.get("network") for s in domain.findall("devices/interface[@type='network']/source")],
+                  [s.get("pool") for s in domain.findall("devices/disk/source[@pool]")])
+        if check_mode:
+            return {"changed": True}
+        elapsed, disk_total = migrate(source.conn, name, destination, options)
+        return {"changed": True, "stats": completed_stats(dest.conn, name, elapsed, disk_total)}
+
+
+def _check_state(state: str, name: str, live: bool) -> None:
+    if live and state != "running":
+        raise Conflict(f"domain {name!r} is {state}; a live migration moves a running domain")
+    if not live and state != "shutoff":
+        raise Conflict(f"domain {name!r} is {state}; live: false moves a shut-off domain")

@@ -64,7 +64,7 @@ def incoming_state(domains, name: str) -> str:
     return domains.status(name).state
 
 
-def preflight(domains, xml: str, copy_storage: str, disk_sizes: dict[str, int]) -> object:
+def preflight(domains, xml: str, copy_storage: str, disk_sizes: dict[str, int]):
     """What the destination lacks for this domain, as an error; the completed definition otherwise."""
     desired = parse(xml, "domain")
     for source in desired.findall("devices/interface[@type='network']/source"):
@@ -464,3 +464,82 @@ def confirm(domains, name: str, undefine: bool) -> bool:
         domains.undefine(name)
         changed = True
     return changed
+
+
+# -- the phases, as the migrate module runs them --------------------------------------
+def run_phase(domains, phase: str, name: str, params: dict, check_mode: bool) -> dict:
+    """One phase on this host; every phase reports what is already done as unchanged."""
+    return _PHASES[phase](domains, name, params, check_mode)
+
+
+def _source(domains, name: str, params: dict, check_mode: bool) -> dict:
+    """What the destination needs to prepare: the definition and the size of each copied disk."""
+    if not domains.exists(name):
+        return {"changed": False, "present": False}
+    status = domains.status(name)
+    if params["live"] and status.state != "running":
+        raise Conflict(f"domain {name!r} is {status.state}; a live migration moves a running domain")
+    if not params["live"] and status.state != "shutoff":
+        raise Conflict(f"domain {name!r} is {status.state}; live: false moves a shut-off domain")
+    xml = domains.xml(name, inactive=not params["live"])
+    disks = disk_sizes(domains, name) if params["copy_storage"] != "none" else {}
+    return {"changed": False, "present": True, "state": status.state, "xml": xml, "disks": disks}
+
+
+def _prepare(domains, name: str, params: dict, check_mode: bool) -> dict:
+    here = incoming_state(domains, name)
+    if here not in ("absent", "incoming"):
+        return {"changed": False, "present": True, "state": here}
+    if not params["xml"]:
+        raise InvalidInput("prepare needs the domain's definition from the source phase", "xml")
+    disks = params["disks"] or {}
+    if not params["live"] and params["copy_storage"] != "none":
+        raise InvalidInput("the embedded driver moves a shut-off domain on shared storage only; use copy_storage: "
+                           "none, or move it running", "copy_storage")
+    if check_mode or not params["live"]:
+        preflight(domains, params["xml"], params["copy_storage"], {t: d["allocation"] for t, d in disks.items()})
+        if not check_mode:
+            domains.define(params["xml"])    # offline: the definition is all that moves
+        return {"changed": True, "present": False}
+    if not params["listen_address"]:
+        raise InvalidInput("prepare needs the destination's address for the migration stream", "listen_address")
+    if here == "incoming":
+        cancel_incoming(domains, name)      # the leftover of an interrupted move
+    incoming = prepare(domains, params["xml"], params["listen_address"], params["copy_storage"], disks)
+    return {"changed": True, "present": False, "incoming": incoming}
+
+
+def _perform(domains, name: str, params: dict, check_mode: bool) -> dict:
+    if not params["incoming"]:
+        raise InvalidInput("perform needs the incoming result of the destination's prepare", "incoming")
+    if not domains.exists(name):
+        raise Conflict(f"domain {name!r} does not exist on the source")
+    if check_mode:
+        return {"changed": True}
+    return {"changed": True, "stats": perform(domains, name, params["incoming"], params)}
+
+
+def _finish(domains, name: str, params: dict, check_mode: bool) -> dict:
+    if incoming_state(domains, name) != "incoming":
+        if domains.exists(name) and domains.status(name).active:
+            return {"changed": False}
+        raise Conflict(f"domain {name!r} has no incoming migration to finish here")
+    if not check_mode:
+        finish(domains, name, params["persistent"])
+    return {"changed": True}
+
+
+def _confirm(domains, name: str, params: dict, check_mode: bool) -> dict:
+    if check_mode:
+        return {"changed": domains.exists(name) and (domains.status(name).active or params["undefine_source"])}
+    return {"changed": confirm(domains, name, params["undefine_source"])}
+
+
+def _cancel(domains, name: str, params: dict, check_mode: bool) -> dict:
+    if check_mode:
+        return {"changed": incoming_state(domains, name) == "incoming"}
+    return {"changed": cancel_incoming(domains, name) or cancel_outgoing(domains, name)}
+
+
+_PHASES = {"source": _source, "prepare": _prepare, "perform": _perform, "finish": _finish,
+           "confirm": _confirm, "cancel": _cancel}
