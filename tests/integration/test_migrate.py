@@ -147,6 +147,13 @@ def test_shared_storage_live_then_offline_back(hosts, guest_build, tmp_path):
     assert not any(r["failed"] or r["changed"] for r in again), again
 
 
+def nbd_connected(host: Host) -> bool:
+    """A TCP connection to the host's NBD server (ports 10809-10872) is established."""
+    out = host.run(["ss", "-Htn", "state", "established"]).stdout
+    ports = {int(line.split()[2].rpartition(":")[2]) for line in out.splitlines() if len(line.split()) >= 4}
+    return any(10809 <= port <= 10872 for port in ports)
+
+
 def migrate_module_pids(host: Host) -> list[int]:
     """Ansible's migrate module processes running in the host's network namespace."""
     inode = os.stat(f"/run/netns/{host.netns.name}").st_ino
@@ -170,10 +177,10 @@ def test_kill_9_of_the_source_task_leaves_the_guest_on_the_source(hosts, guest_b
     killed: list[int] = []
 
     def kill_perform() -> None:
-        # perform is the only migrate task on the source once the destination has its disk
+        # Once the source's disk copy has connected to the destination's NBD server, perform runs.
         deadline = time.monotonic() + 120
         while time.monotonic() < deadline and not killed:
-            pids = migrate_module_pids(src) if dst.local(DISK).exists() else []
+            pids = migrate_module_pids(src) if nbd_connected(dst) else []
             for pid in pids:
                 os.kill(pid, signal.SIGKILL)
                 killed.append(pid)

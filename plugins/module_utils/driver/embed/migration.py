@@ -11,19 +11,23 @@ Ansible runs on the two hosts, in this order:
    whose status says "migrating", listens for the migration stream and
    exports the disks over NBD; returns where to connect.
 2. ``perform`` (source): mirrors every copied disk into the NBD export
-   (``blockdev-mirror``), then migrates memory and device state; when QEMU
-   reports the migration completed, the mirrors are finished (cancelled
-   while ready, which leaves the copy in sync) and the source stays paused.
-3. ``finish`` (destination): stops the NBD server, resumes the guest, and
-   stores the definition when the domain is persistent.
+   (``blockdev-mirror``), then migrates memory and device state.  QEMU
+   pauses the source before the switch-over (``pause-before-switchover``):
+   the mirrors are finished there (cancelled while ready, which leaves the
+   copy in sync), then the device state goes and the destination QEMU,
+   started without ``-S``, runs the guest at once.
+3. ``finish`` (destination): stops the NBD server, makes sure the guest
+   runs, and stores the definition when the domain is persistent.
 4. ``confirm`` (source): stops the paused source QEMU and, when asked,
    removes its definition.
 
 ``cancel`` on either side undoes what that side started: the destination
 kills its incoming QEMU and deletes the disks it created; the source stops
-its migration and mirrors and resumes the guest.  Until ``finish`` resumes
-the destination, the source QEMU holds the guest, so a run killed anywhere
-before that leaves it there.  Private to the collection.
+its migration and mirrors and resumes the guest.  Until ``finish`` the
+source QEMU keeps the guest's memory and disks as they were when it paused,
+so cancelling on both sides (destination first) after a failure or a killed
+task anywhere before ``finish`` leaves the guest running on the source.
+Private to the collection.
 """
 
 from __future__ import annotations
@@ -189,7 +193,9 @@ def _launch_incoming(domains, name: str, record, caps):
         paths = domains._paths(name, live, record.monitor, record.domain_dir)
         argv, env = command.build_command(resolve_volume_disks(copy.deepcopy(live), domains.driver.volumes),
                                           caps, paths, domains.driver.qemu_conf())
-        argv += ["-incoming", "defer"]
+        # Without -S the guest starts by itself the moment the migration completes: its pause is
+        # QEMU's downtime, not that plus the next Ansible task.
+        argv = [arg for arg in argv if arg != "-S"] + ["-incoming", "defer"]
         argv += process.runtime_args(paths.pidfile, domains.layout.trace_file(name), caps.has_option("trace"))
         record.taints = command.taints(live)
         child, _offset = process.spawn(argv, env, paths.log_file, security.child_setup(launch))
@@ -255,7 +261,8 @@ def finish(domains, name: str, persistent: bool) -> None:
                                    "not completed; nothing was resumed")
             if cast(list, qmp.execute("query-block-exports")):
                 qmp.execute("nbd-server-stop")
-            qmp.execute("cont")
+            if cast(dict, qmp.execute("query-status"))["status"] != "running":
+                qmp.execute("cont")
         record.state, record.reason = "running", "migrated"
         domains._save(name, record)
         if persistent and record.live is not None:
@@ -306,8 +313,7 @@ def perform(domains, name: str, incoming: dict, options: dict) -> dict:
         with domains._monitor(name, record) as qmp:
             try:
                 disk_bytes = _mirror(qmp, record.live, incoming, options)
-                info = _migrate(qmp, incoming["migration_uri"], options)
-                _finish_mirrors(qmp, incoming)
+                info = _migrate(qmp, incoming, options)
             except BaseException:
                 _cancel_source(qmp, incoming)
                 raise
@@ -345,9 +351,12 @@ def _wait_mirrors_ready(qmp: QMPClient, targets: list[str]) -> int:
         time.sleep(_POLL)
 
 
-def _migrate(qmp: QMPClient, uri: str, options: dict) -> dict:
+def _migrate(qmp: QMPClient, incoming: dict, options: dict) -> dict:
+    """Migrate; the mirrors are finished at the switch-over, so the destination starts on whole disks."""
+    switchover = bool(incoming.get("exports"))
     capabilities = [{"capability": "events", "state": True},
-                    {"capability": "auto-converge", "state": bool(options.get("auto_converge"))}]
+                    {"capability": "auto-converge", "state": bool(options.get("auto_converge"))},
+                    {"capability": "pause-before-switchover", "state": switchover}]
     qmp.execute("migrate-set-capabilities", {"capabilities": capabilities})
     parameters: dict = {}
     if options.get("bandwidth"):
@@ -356,10 +365,16 @@ def _migrate(qmp: QMPClient, uri: str, options: dict) -> dict:
         parameters["downtime-limit"] = options["max_downtime"]
     if parameters:
         qmp.execute("migrate-set-parameters", parameters)
-    qmp.execute("migrate", {"uri": uri})
+    qmp.execute("migrate", {"uri": incoming["migration_uri"]})
+    continued = False
     while True:
         info = cast(dict, qmp.execute("query-migrate"))
-        if info.get("status") in _DONE:
+        if info.get("status") == "pre-switchover" and not continued:
+            continued = True
+            # The source is paused and its memory sent: the last disk writes go before the device state.
+            _finish_mirrors(qmp, incoming)
+            qmp.execute("migrate-continue", {"state": "pre-switchover"})
+        elif info.get("status") in _DONE:
             break
         time.sleep(_POLL)
     if info["status"] != "completed":
@@ -428,6 +443,13 @@ def _wait_migration_over(qmp: QMPClient) -> None:
     raise BackendError("the migration did not stop within 30 s of migrate_cancel")
 
 
+def _started_here(qmp: QMPClient) -> bool:
+    """A disk copy of a migration (its job, or its connection to the destination) is still there."""
+    jobs = [j["id"] for j in cast(list, qmp.execute("query-jobs"))]
+    nodes = [n.get("node-name") or "" for n in cast(list, qmp.execute("query-named-block-nodes"))]
+    return any(item.startswith(_JOB_PREFIX) for item in jobs + nodes)
+
+
 def cancel_outgoing(domains, name: str) -> bool:
     """Resume a source left paused or migrating by a migration that did not finish; True if it was."""
     if incoming_state(domains, name) == "incoming" or not domains.exists(name):
@@ -437,12 +459,11 @@ def cancel_outgoing(domains, name: str) -> bool:
         if not record.active:
             return False
         with domains._monitor(name, record) as qmp:
-            before = (cast(dict, qmp.execute("query-status"))["status"],
-                      cast(dict, qmp.execute("query-migrate")).get("status"),
-                      [j["id"] for j in cast(list, qmp.execute("query-jobs")) if j["id"].startswith(_JOB_PREFIX)])
+            runstate = cast(dict, qmp.execute("query-status"))["status"]
+            migrating = cast(dict, qmp.execute("query-migrate")).get("status") not in (None, *_DONE)
+            started = _started_here(qmp)
             _cancel_source(qmp, None)
-        changed = before[0] != "running" or before[1] not in (None, "completed", "cancelled", "failed") \
-            or bool(before[2])
+        changed = runstate != "running" or migrating or started
         if changed:
             record.state, record.reason = "running", "migration canceled"
             domains._save(name, record)
