@@ -21,8 +21,10 @@ from pathlib import Path
 
 import pytest
 
-from harness.ansible import run_module
+from harness.ansible import run_module, run_playbook
 from harness.embed import qemu_pids
+from harness.examples import adapted, by_task
+from harness.examples import play as examples_play
 from harness.guest import DISK_MARKER, MARKER, parse_ticks
 from harness.twohosts import (
     DISK,
@@ -227,9 +229,14 @@ def test_libvirt_managed_live_migration_with_copied_storage(libvirt_hosts, guest
     assert predicted["changed"] and not predicted["failed"], predicted
     assert dst.virsh("list", "--all", "--name").split() == []
 
-    moved = run_module("migrate", args, uri=src_uri, netns=src.netns)
+    # The move is the module's EXAMPLES, run as written but for the names of this test.
+    example = run_playbook(examples_play(adapted("migrate", {"qemu+tcp://kvm02/system": dst_uri, "demo01": name}),
+                                         src_uri), netns=src.netns)
+    moved, shown = by_task(example)[f"Move {name} to kvm02 with its disks, through libvirt"], example[-1]
     assert moved["changed"] and not moved["failed"], moved
     assert moved["stats"]["total_time_ms"] > 0 and moved["stats"]["disk_bytes"] > 0, moved["stats"]
+    assert shown["msg"] == (f"{moved['stats']['downtime_ms']} ms of downtime, "
+                            f"{moved['stats']['transferred_bytes']} bytes sent")
     last_on_source = parse_ticks(src_serial.read_text(errors="replace"))[-1][0]
     wait_for(lambda: dst_serial.exists() and len(parse_ticks(dst_serial.read_text(errors="replace"))) >= 3, 30,
              "ticks on the destination")
