@@ -187,9 +187,9 @@ def start_guest(host: Host, name: str, guest, xml: str | None = None) -> None:
     """Start the guest (on a new disk at DISK unless ``xml`` says otherwise) and wait for its ticks."""
     if xml is None:
         subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(host.local(DISK)), "16M"], check=True)
-    results = play([host], [{"hosts": host.name, "gather_facts": False, "tasks": [
-        {"name": "start", "virtops.qemu.domain": {"uri": host.uri, "name": name, "xml": xml or domain_xml(name, guest),
-                                                   "state": "running"}}]}])
+    start = {"uri": host.uri, "name": name, "xml": xml or domain_xml(name, guest), "state": "running"}
+    results = play([host], [{"hosts": host.name, "gather_facts": False,
+                             "tasks": [{"name": "start", "virtops.qemu.domain": start}]}])
     assert not results[0]["failed"], results[0]
     wait_for(lambda: len(parse_ticks(serial(host))) >= 2 and f"{DISK_MARKER} written" in serial(host),
              60, "the guest's first ticks and its disk marker")

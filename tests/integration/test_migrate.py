@@ -105,9 +105,9 @@ def test_refused_when_the_destination_lacks_the_network(hosts, guest_build):
     subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(src.local(DISK)), "16M"], check=True)
     xml = domain_xml(name, guest_build).replace(
         "<devices>", "<devices><interface type='network'><source network='lab'/><model type='virtio'/></interface>")
+    network = {"uri": src.uri, "name": "lab", "state": "active", "bridge": {"name": "virbr-lab"}}
     plays = [{"hosts": src.name, "gather_facts": False, "tasks": [
-        {"name": "network", "virtops.qemu.network": {"uri": src.uri, "name": "lab", "state": "active",
-                                                      "bridge": {"name": "virbr-lab"}}},
+        {"name": "network", "virtops.qemu.network": network},
         {"name": "start", "virtops.qemu.domain": {"uri": src.uri, "name": name, "xml": xml, "state": "running"}}]}]
     assert not any(r["failed"] for r in play([src], plays))
 
