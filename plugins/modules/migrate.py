@@ -21,7 +21,7 @@ description:
     the host, creates the disks, starts QEMU waiting for the migration and exports the disks
     over NBD; V(perform) (source) mirrors the disks into those exports and migrates; V(finish)
     (destination) resumes the guest; V(confirm) (source) stops the source QEMU. V(cancel), run on
-    both hosts after a failure, stops what was started: the guest keeps running on the source and
+    both hosts after a failure, stops what was started - the guest keeps running on the source and
     nothing is left on the destination.
   - Before anything moves the destination is checked for the networks and storage pools the
     domain uses, its machine type and CPU model, and room for the copied disks; a missing one
@@ -57,8 +57,8 @@ options:
     type: str
   live:
     description:
-      - Move a running guest without stopping it. V(false) moves the definition (and, on the embedded
-        driver, the disks) of a shut-off domain.
+      - Move a running guest without stopping it. V(false) moves the definition of a shut-off domain;
+        on the embedded driver its disks must then be on shared storage (O(copy_storage=none)).
     type: bool
     default: true
   copy_storage:
