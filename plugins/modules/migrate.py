@@ -135,7 +135,10 @@ stats:
       description: Time from the start of the memory migration to its end.
       type: int
     downtime_ms:
-      description: How long the guest was paused at the switch-over.
+      description:
+        - How long the guest was paused at the switch-over.
+        - On the embedded driver with O(copy_storage=none) the destination resumes the guest only in
+          phase V(finish), so the guest's pause lasts until then.
       type: int
     memory_bytes:
       description: Bytes of memory and device state sent.

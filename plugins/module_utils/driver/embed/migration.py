@@ -15,7 +15,8 @@ Ansible runs on the two hosts, in this order:
    pauses the source before the switch-over (``pause-before-switchover``):
    the mirrors are finished there (cancelled while ready, which leaves the
    copy in sync), then the device state goes and the destination QEMU,
-   started without ``-S``, runs the guest at once.
+   started without ``-S``, runs the guest at once.  On shared storage the
+   destination waits for ``finish`` instead.
 3. ``finish`` (destination): stops the NBD server, makes sure the guest
    runs, and stores the definition when the domain is persistent.
 4. ``confirm`` (source): stops the paused source QEMU and, when asked,
@@ -179,14 +180,14 @@ def _start_incoming(domains, name: str, config, address: str, copy_storage: str)
         caps = domains.driver.caps_for(config)
         record = domains._reserve(name, config, caps, domains._network_bridges(config))
         try:
-            child = _launch_incoming(domains, name, record, caps)
+            child = _launch_incoming(domains, name, record, caps, autostart=copy_storage != "none")
             return _listen(domains, name, record, child, address, copy_storage)
         except BaseException:
             domains._abort_start(name, record)
             raise
 
 
-def _launch_incoming(domains, name: str, record, caps):
+def _launch_incoming(domains, name: str, record, caps, autostart: bool):
     live = record.live
     launch = domains._prepare_host(name, record, live)
     try:
@@ -194,8 +195,9 @@ def _launch_incoming(domains, name: str, record, caps):
         argv, env = command.build_command(resolve_volume_disks(copy.deepcopy(live), domains.driver.volumes),
                                           caps, paths, domains.driver.qemu_conf())
         # Without -S the guest starts by itself the moment the migration completes: its pause is
-        # QEMU's downtime, not that plus the next Ansible task.
-        argv = [arg for arg in argv if arg != "-S"] + ["-incoming", "defer"]
+        # QEMU's downtime, not that plus the next Ansible task.  Only on disks of its own: on shared
+        # storage a destination that ran and was then cancelled would have written under the source.
+        argv = [arg for arg in argv if arg != "-S" or not autostart] + ["-incoming", "defer"]
         argv += process.runtime_args(paths.pidfile, domains.layout.trace_file(name), caps.has_option("trace"))
         record.taints = command.taints(live)
         child, _offset = process.spawn(argv, env, paths.log_file, security.child_setup(launch))
