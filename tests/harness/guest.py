@@ -44,6 +44,11 @@ LEASE_PREFIX = "VIRTOPS-LEASE"
 # The AT keyboard's event device is held open from before MARKER; each key press prints its Linux code.
 KEYBOARD_PREFIX = "VIRTOPS-KEYBOARD"
 KEY_PREFIX = "VIRTOPS-KEY"
+# With ``virtops.tick`` the guest writes DISK_MARKER to the start of /dev/vda, then prints
+# ``VIRTOPS-TICK <count> <uptime>`` every half second (parse_ticks): a migrated guest's count goes on.
+TICK_CMDLINE = CMDLINE + " virtops.tick"
+TICK_PREFIX = "VIRTOPS-TICK"
+DISK_MARKER = "VIRTOPS-DISK-MARKER"
 UDHCPC_SCRIPT_PATH = "/etc/udhcpc.script"
 # Under TCG the first DISCOVER often goes out before the bridge port forwards:
 # retry every 2 s for a minute, then keep trying in the background.
@@ -88,6 +93,11 @@ for n in /sys/class/net/*; do
     [ "${{n##*/}}" = lo ] && continue
     [ -e "$n/address" ] && echo "VIRTOPS-NIC ${{n##*/}} $(cat $n/address)"
 done
+if grep -qw virtops.tick /proc/cmdline; then
+    [ -b /dev/vda ] && echo "{disk_marker} $(cut -d' ' -f1 /proc/uptime)" | dd of=/dev/vda conv=sync,fsync 2>/dev/null \
+        && echo "{disk_marker} written"
+    (n=0; while true; do n=$((n+1)); echo "{tick_prefix} $n $(cut -d' ' -f1 /proc/uptime)"; sleep 0.5; done) &
+fi
 if grep -qw virtops.dhcp /proc/cmdline; then
     for n in /sys/class/net/*; do
         [ "${{n##*/}}" = lo ] && continue
@@ -139,6 +149,16 @@ def parse_keys(console: str) -> list[int]:
         if len(fields) == 2 and fields[0] == KEY_PREFIX and fields[1].isdigit():
             codes.append(int(fields[1]))
     return codes
+
+
+def parse_ticks(console: str) -> list[tuple[int, float]]:
+    """(count, uptime in seconds) of every tick the guest printed, in order."""
+    ticks = []
+    for line in console.splitlines():
+        fields = line.strip().split()
+        if len(fields) == 3 and fields[0] == TICK_PREFIX and fields[1].isdigit():
+            ticks.append((int(fields[1]), float(fields[2])))
+    return ticks
 
 
 def parse_leases(console: str) -> list[Lease]:
@@ -340,8 +360,9 @@ def _initramfs(busybox: Path, modules: list[tuple[str, bytes]]) -> bytes:
     for name, data in modules:
         cpio.file(f"lib/modules/{name}.ko", data, 0o644)
     names = " ".join(name for name, _data in modules)
-    init = INIT_SCRIPT.format(modules=names, marker=MARKER, udhcpc_script=UDHCPC_SCRIPT_PATH,
-                              udhcpc_args=UDHCPC_ARGS, keyboard_prefix=KEYBOARD_PREFIX, key_prefix=KEY_PREFIX)
+    init = INIT_SCRIPT.format(modules=names, marker=MARKER, disk_marker=DISK_MARKER, tick_prefix=TICK_PREFIX,
+                              udhcpc_script=UDHCPC_SCRIPT_PATH, udhcpc_args=UDHCPC_ARGS,
+                              keyboard_prefix=KEYBOARD_PREFIX, key_prefix=KEY_PREFIX)
     cpio.file("init", init.encode(), 0o755)
     cpio.file(UDHCPC_SCRIPT_PATH.lstrip("/"), UDHCPC_SCRIPT.format(prefix=LEASE_PREFIX).encode(), 0o755)
     cpio.file("etc/acpi/PWRF/00000080/poweroff",

@@ -14,6 +14,7 @@ from __future__ import annotations
 import secrets
 import shutil
 import sys
+import uuid
 from pathlib import Path
 
 from .libvirtd import _alive, _pid_of, _run, _terminate, _wait, virsh
@@ -50,11 +51,19 @@ class PrivateLibvirtd:
     def virsh(self, *args: str, check: bool = True) -> str:
         return virsh(*args, uri=self.uri, check=check)
 
-    def start(self) -> None:
+    def start(self, listen_address: str | None = None) -> None:
+        """Start it; with ``listen_address`` it also serves qemu+tcp:// there, unauthenticated (tests only),
+        under a host UUID of its own, so that two of them are two hosts to libvirt's migration."""
         binds = [f"{self.base / part}={target}" for part, target in MOUNTS.items()]
+        listen = []
+        if listen_address:
+            (self.base / "etc" / "libvirtd.conf").write_text(
+                f'listen_tls = 0\nlisten_tcp = 1\nauth_tcp = "none"\nlisten_addr = "{listen_address}"\n'
+                f'host_uuid = "{uuid.uuid4()}"\n')
+            listen = ["--listen"]
         _run(["ip", "netns", "exec", self.netns, "unshare", "--mount", "--propagation", "private",
               sys.executable, str(BIND_EXEC), *binds, "--",
-              "libvirtd", "--daemon", "--pid-file", str(self.pidfile)])
+              "libvirtd", "--daemon", *listen, "--pid-file", str(self.pidfile)])
         self.pid = _wait(lambda: _pid_of(self.pidfile, "libvirtd"), 30, "the private libvirtd's pidfile")
         _wait(self._answers, 60, "the private libvirtd to answer")
 

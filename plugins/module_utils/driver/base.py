@@ -194,6 +194,21 @@ class Domains(Resources):
         QEMU's default.
         """
 
+    # -- moving to another host (manager/migrate.py) ---------------------------
+    def migrate(self, name: str, destination: str, options: dict, check_mode: bool) -> dict:
+        """Move the domain to ``destination`` in one call, the backend driving both ends (libvirt).
+
+        ``options``: live, copy_storage, persistent, undefine_source, bandwidth, max_downtime,
+        auto_converge.  Returns the module result (``changed``, ``stats``).
+        """
+        raise InvalidInput("this driver migrates in phases run on both hosts (source, prepare, perform, finish, "
+                           "confirm); the virtops.qemu.migrate role runs them", "phase")
+
+    def migration_phase(self, phase: str, name: str, params: dict, check_mode: bool) -> dict:
+        """One phase of a move run by Ansible on each host in turn (the embedded driver's handshake)."""
+        raise InvalidInput(f"phase {phase!r} is a step of the embedded driver's handshake; this driver "
+                           "migrates in one call (phase: managed)", "phase")
+
     def security_labels(self, name: str) -> list[SecurityLabel]:
         """The labels in force on the running domain, primary model first; [] when it does not run.
 

@@ -366,6 +366,10 @@ class LibvirtDomains(LibvirtResources, Domains):
         call(f"send keys to {name!r}", self._object(name).sendKey, KEYCODE_SETS.index(codeset), holdtime,
              list(codes), len(codes), 0)
 
+    def migrate(self, name: str, destination: str, options: dict, check_mode: bool) -> dict:
+        from ansible_collections.virtops.qemu.plugins.module_utils.driver import libvirt_migration
+        return libvirt_migration.managed(self, name, destination, options, check_mode)
+
     def security_labels(self, name: str) -> list[SecurityLabel]:
         """virDomainGetSecurityLabelList, paired with the models of the host's <secmodel> stack."""
         domain = self._object(name)

@@ -804,6 +804,11 @@ class EmbedDomains(StoredAutostart, Domains):
             raise BackendError(f"domain {name!r} has no running guest agent channel ({qga.CHANNEL})")
         return qga.GuestAgent.connect(channel.get("path"))
 
+    # -- moving to another host -------------------------------------------------
+    def migration_phase(self, phase: str, name: str, params: dict, check_mode: bool) -> dict:
+        from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import migration
+        return migration.run_phase(self, phase, name, params, check_mode)
+
     # -- runtime ------------------------------------------------------------
     def runtime(self, name: str) -> DomainRuntime:
         """QEMU pid, domain id and taints from the status record of a running domain."""

@@ -1,0 +1,201 @@
+#!/usr/bin/python
+# -*- coding: utf-8 -*-
+# Copyright: virtops.qemu contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+
+from __future__ import annotations
+
+DOCUMENTATION = r"""
+module: migrate
+short_description: Move a virtual machine to another host, live or shut off
+version_added: 0.3.0
+description:
+  - Moves a domain from the host of O(uri) to another hypervisor, with its memory and device
+    state when it runs (O(live)) and its disks when they are not shared (O(copy_storage)).
+  - On libvirt (O(phase=managed)) the source libvirtd runs the whole move to O(destination),
+    peer to peer, with libvirt's managed migration; disks are copied by libvirt's
+    non-shared-disk migration. The task runs once, against the source.
+  - The embedded driver has no daemon to talk to the other host, so the move is a handshake of
+    phases that Ansible runs on the two hosts in turn; the C(virtops.qemu.migrate) role runs it.
+    V(source) (source host) reads the definition and disk sizes; V(prepare) (destination) checks
+    the host, creates the disks, starts QEMU waiting for the migration and exports the disks
+    over NBD; V(perform) (source) mirrors the disks into those exports and migrates; V(finish)
+    (destination) resumes the guest; V(confirm) (source) stops the source QEMU. V(cancel), run on
+    both hosts after a failure, stops what was started - the guest keeps running on the source and
+    nothing is left on the destination.
+  - Before anything moves the destination is checked for the networks and storage pools the
+    domain uses, its machine type and CPU model, and room for the copied disks; a missing one
+    fails the task and changes nothing.
+  - A domain already running on the destination and absent from the source is not changed.
+  - A separate module rather than an option of M(virtops.qemu.domain) - moving a domain involves
+    two hosts and, on the embedded driver, phases of its own; M(virtops.qemu.domain) stays about one host.
+author:
+  - virtops.qemu maintainers (@virtops)
+extends_documentation_fragment:
+  - virtops.qemu.connection
+  - virtops.qemu.connection.attributes
+  - virtops.qemu.domain_name
+attributes:
+  check_mode:
+    support: full
+    details: The destination is checked and the result predicted; nothing moves.
+  diff_mode:
+    support: none
+  idempotent:
+    support: full
+options:
+  phase:
+    description:
+      - V(managed) for libvirt; one of the embedded driver's handshake phases otherwise (see the description).
+    type: str
+    default: managed
+    choices: [managed, source, prepare, perform, finish, confirm, cancel]
+  destination:
+    description:
+      - The destination's libvirt URI, for example V(qemu+tcp://kvm02/system) or V(qemu+ssh://kvm02/system),
+        for O(phase=managed). The migration stream goes to that URI's host.
+    type: str
+  live:
+    description:
+      - Move a running guest without stopping it. V(false) moves the definition of a shut-off domain;
+        on the embedded driver its disks must then be on shared storage (O(copy_storage=none)).
+    type: bool
+    default: true
+  copy_storage:
+    description:
+      - V(all) copies every writable disk to the destination, V(incremental) only the top image of each,
+        V(none) expects the disks on shared storage at the same paths.
+    type: str
+    default: none
+    choices: [none, all, incremental]
+  persistent:
+    description: Keep the domain defined on the destination (otherwise it is transient there).
+    type: bool
+    default: true
+  undefine_source:
+    description: Remove the domain's definition from the source once it runs on the destination.
+    type: bool
+    default: true
+  bandwidth:
+    description: Limit of the migration stream (and disk copy) in MiB/s; V(0) is no limit.
+    type: int
+    default: 0
+  max_downtime:
+    description: The longest pause the guest may see at the switch-over, in milliseconds; V(0) keeps QEMU's default.
+    type: int
+    default: 0
+  auto_converge:
+    description: Slow the guest's CPUs down when its memory changes faster than it can be copied.
+    type: bool
+    default: false
+  xml:
+    description: For O(phase=prepare), the domain's definition as O(phase=source) returned it.
+    type: str
+  disks:
+    description: For O(phase=prepare), the disk sizes O(phase=source) returned (by target device).
+    type: dict
+  listen_address:
+    description: For O(phase=prepare), the destination's address the source connects to.
+    type: str
+  incoming:
+    description: For O(phase=perform), what O(phase=prepare) returned.
+    type: dict
+seealso:
+  - module: virtops.qemu.domain
+  - name: The migrate role
+    description: Runs the embedded driver's handshake between two hosts.
+    link: https://github.com/virtops/qemu/tree/main/roles/migrate
+"""
+
+EXAMPLES = r"""
+- name: Move demo01 to kvm02 with its disks, through libvirt
+  virtops.qemu.migrate:
+    name: demo01
+    destination: qemu+tcp://kvm02/system
+    copy_storage: all
+    max_downtime: 300
+  register: moved
+
+- name: Show how long the guest was paused
+  ansible.builtin.debug:
+    msg: "{{ moved.stats.downtime_ms }} ms of downtime, {{ moved.stats.transferred_bytes }} bytes sent"
+"""
+
+RETURN = r"""
+name:
+  description: The domain.
+  returned: always
+  type: str
+stats:
+  description: What the move took, from QEMU's C(query-migrate) or libvirt's job statistics.
+  returned: when a migration ran (phases V(managed) and V(perform))
+  type: dict
+  contains:
+    total_time_ms:
+      description: Time from the start of the memory migration to its end.
+      type: int
+    downtime_ms:
+      description:
+        - How long the guest was paused at the switch-over.
+        - On the embedded driver with O(copy_storage=none) the destination resumes the guest only in
+          phase V(finish), so the guest's pause lasts until then.
+      type: int
+    memory_bytes:
+      description: Bytes of memory and device state sent.
+      type: int
+    disk_bytes:
+      description: Bytes of disk copied.
+      type: int
+    transferred_bytes:
+      description: Everything sent.
+      type: int
+present:
+  description: For V(source) and V(prepare), whether the domain is on the host the task ran on.
+  returned: phases V(source) and V(prepare)
+  type: bool
+xml:
+  description: The domain's definition, for O(xml) of V(prepare).
+  returned: phase V(source)
+  type: str
+disks:
+  description: Virtual size and allocation of each copied disk, by target device, for O(disks) of V(prepare).
+  returned: phase V(source)
+  type: dict
+incoming:
+  description: Where the source sends the migration and the disks, for O(incoming) of V(perform).
+  returned: phase V(prepare), when it started an incoming QEMU
+  type: dict
+"""
+
+from ansible.module_utils.basic import AnsibleModule
+
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
+from ansible_collections.virtops.qemu.plugins.module_utils.manager.migrate import COPY_STORAGE, PHASES
+from ansible_collections.virtops.qemu.plugins.module_utils.manager.migrate import run as migrate
+from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import argument_spec, run
+
+OPTIONS = dict(
+    name=dict(type="str", required=True),
+    phase=dict(type="str", default="managed", choices=list(PHASES)),
+    destination=dict(type="str"),
+    live=dict(type="bool", default=True),
+    copy_storage=dict(type="str", default="none", choices=list(COPY_STORAGE)),
+    persistent=dict(type="bool", default=True),
+    undefine_source=dict(type="bool", default=True),
+    bandwidth=dict(type="int", default=0),
+    max_downtime=dict(type="int", default=0),
+    auto_converge=dict(type="bool", default=False),
+    xml=dict(type="str"),
+    disks=dict(type="dict"),
+    listen_address=dict(type="str"),
+    incoming=dict(type="dict"),
+)
+
+
+def main():
+    module = AnsibleModule(argument_spec=argument_spec(**OPTIONS), supports_check_mode=True)
+    run(module, lambda: dict(migrate(open_driver, module.params, module.check_mode), name=module.params["name"]))
+
+
+if __name__ == "__main__":
+    main()
