@@ -57,6 +57,8 @@ from ansible_collections.virtops.qemu.plugins.module_utils.qmp import DEFAULT_TI
 # imported where it is used: every module run pays for each import, and a call
 # that reads one domain needs none of them.
 if TYPE_CHECKING:
+    import subprocess
+
     from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import security
     from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.network import EmbedNetworks
     from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.snapshot import EmbedSnapshots
@@ -567,6 +569,11 @@ class EmbedDomains(StoredAutostart, Domains):
         return records
 
     def _launch(self, name: str, record: DomainRecord, caps, paused: bool) -> None:
+        child, offset = self._spawn(name, record, caps)
+        self._configure(name, record, child, offset, self.driver.qemu_conf(), paused)
+
+    def _spawn(self, name: str, record: DomainRecord, caps, extra_args=None) -> tuple[subprocess.Popen, int]:
+        """QEMU started for ``record`` (``extra_args`` adjusts its argv); its pid is in the record, unsaved."""
         from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import command, security
         from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.storage import resolve_volume_disks
         live, conf = record.live, self.driver.qemu_conf()
@@ -581,6 +588,8 @@ class EmbedDomains(StoredAutostart, Domains):
             paths.monitor_fd = monitor.fileno()
             argv, env = command.build_command(resolve_volume_disks(live, self.driver.volumes), caps, paths, conf)
             argv += process.runtime_args(paths.pidfile, self.layout.trace_file(name), caps.has_option("trace"))
+            if extra_args is not None:
+                argv = extra_args(argv)
             record.taints = command.taints(live)
             child, offset = process.spawn(argv, env, paths.log_file, tuple(security.exec_prefix(launch)),
                                           pass_fds=(monitor.fileno(),), place=security.spawning(launch))
@@ -593,7 +602,7 @@ class EmbedDomains(StoredAutostart, Domains):
         record.pid = child.pid
         record.starttime = process.start_time(child.pid)
         record.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
-        self._configure(name, record, child, offset, conf, paused)
+        return child, offset
 
     def _prepare_host(self, name: str, record: DomainRecord, live: etree._Element) -> security.Launch:
         from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import firmware, security

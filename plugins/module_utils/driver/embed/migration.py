@@ -39,12 +39,11 @@ import json
 import os
 import subprocess
 import time
-from datetime import datetime, timezone
 from typing import cast
 
 from ansible_collections.virtops.qemu.plugins.module_utils import fileio
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import command, process, security
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.storage import resolve_volume_disks
+from ansible_collections.virtops.qemu.plugins.module_utils.driver import hosttools
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import process
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, Conflict, InvalidInput
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse, to_string
 from ansible_collections.virtops.qemu.plugins.module_utils.qmp import QMPClient
@@ -144,16 +143,9 @@ def _create_disks(config, copy_storage: str, disks: dict[str, dict]) -> list[str
         size = disks.get(target, {}).get("capacity")
         if not size:
             raise InvalidInput(f"the source did not say how large disk {target} is", "disks")
-        _run_img(["qemu-img", "create", "-q", "-f", fmt, path, str(size)])
+        hosttools.run(["qemu-img", "create", "-q", "-f", fmt, path, str(size)], f"create {path}")
         created.append(path)
     return created
-
-
-def _run_img(argv: list[str]) -> None:
-    try:
-        subprocess.run(argv, check=True, capture_output=True, text=True, timeout=120)
-    except subprocess.CalledProcessError as exc:
-        raise BackendError(f"{' '.join(argv)} failed: {exc.stderr.strip()}") from exc
 
 
 def _created_file(domains, name: str) -> str:
@@ -188,23 +180,13 @@ def _start_incoming(domains, name: str, config, address: str, copy_storage: str)
 
 
 def _launch_incoming(domains, name: str, record, caps, autostart: bool):
-    live = record.live
-    launch = domains._prepare_host(name, record, live)
-    try:
-        paths = domains._paths(name, live, record.monitor, record.domain_dir)
-        argv, env = command.build_command(resolve_volume_disks(copy.deepcopy(live), domains.driver.volumes),
-                                          caps, paths, domains.driver.qemu_conf())
+    def incoming(argv: list[str]) -> list[str]:
         # Without -S the guest starts by itself the moment the migration completes: its pause is
         # QEMU's downtime, not that plus the next Ansible task.  Only on disks of its own: on shared
         # storage a destination that ran and was then cancelled would have written under the source.
-        argv = [arg for arg in argv if arg != "-S" or not autostart] + ["-incoming", "defer"]
-        argv += process.runtime_args(paths.pidfile, domains.layout.trace_file(name), caps.has_option("trace"))
-        record.taints = command.taints(live)
-        child, _offset = process.spawn(argv, env, paths.log_file, security.child_setup(launch))
-    finally:
-        launch.close()
-    record.pid, record.starttime = child.pid, process.start_time(child.pid)
-    record.started = datetime.now(timezone.utc).isoformat(timespec="seconds")
+        return [arg for arg in argv if arg != "-S" or not autostart] + ["-incoming", "defer"]
+
+    child, _offset = domains._spawn(name, record, caps, extra_args=incoming)
     domains._save(name, record)
     return child
 
