@@ -53,7 +53,8 @@ def changed_tasks(results: list[dict]) -> list[str]:
 
 
 def assert_no_failure(results: list[dict]) -> None:
-    failed = [r for r in results if r["failed"]]
+    failed = [(r["task"], r.get("msg"), [i.get("msg") for i in r.get("results", []) if i.get("failed")])
+              for r in results if r["failed"]]
     assert not failed, failed
 
 
