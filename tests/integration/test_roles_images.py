@@ -90,7 +90,7 @@ class ImageFleet:
         default_file, default_key = ssh_key(workdir, "default")
         self.vars = {
             "img_uri": backend.uri, "img_pool": unique("vt-"), "img_pool_path": str(self.pool_path),
-            "img_networks": [], "img_source": source, "img_group": unique("fleet_"),
+            "img_networks": [], "img_source": source,
             "img_fleet": unique("f"), "img_ops_key": ops_key, "img_ops_key_file": str(ops_file),
             "img_default_key": default_key, "img_default_key_file": str(default_file), "img_list": [],
         }
