@@ -30,7 +30,6 @@ from harness.ansible import BIN, AnsibleRunError, ansible_env, run_module, run_p
 from harness.backends import EmbedBackend, LibvirtBackend
 from harness.cloud_image import DEFAULT_USER, build_cloud_image
 from harness.imageserver import image_server, served_image, sha256
-from harness.libvirt_marker import LIBVIRT
 
 pytestmark = [pytest.mark.guest]
 
