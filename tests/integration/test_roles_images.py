@@ -208,7 +208,6 @@ def test_a_fleet_from_the_cloud_image_boots_answers_ssh_and_is_reached_through_t
     assert fleet.names() == sorted([vm, foreign]), "the dropped guest goes, another fleet's domain stays"
     assert (pool / f"{spare}.qcow2").exists(), "its disk stays without guests_prune_disks"
     assert fleet.backend.domstate(vm).startswith("running")
-    assert changed_tasks(fleet.run()) == []
 
 
 # -- libvirtd: a small image from a path, guests defined only --------------------
