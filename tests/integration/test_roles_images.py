@@ -124,14 +124,14 @@ class ImageFleet:
         assert defined["changed"], defined
 
 
-def predicted_then_nothing_made(fleet: ImageFleet, before: list[str]) -> list[dict]:
+def predicted_then_nothing_made(fleet: ImageFleet, ours: list[str]) -> list[dict]:
     predicted = fleet.run(check=True)
     assert_no_failure(predicted)
     for task in ("Predict the images of pools that do not run yet (check mode)",
                  "Predict the disks of images not imported yet (check mode)",
                  "Define the guests and bring them to their state"):
         assert ROLE + task in changed_tasks(predicted), task
-    assert fleet.names() == before and not fleet.pool_path.exists()
+    assert not set(ours) & set(fleet.names()) and not fleet.pool_path.exists()
     return predicted
 
 
@@ -167,7 +167,7 @@ def test_a_fleet_from_the_cloud_image_boots_answers_ssh_and_is_reached_through_t
     defined = {"name": spare, "state": "present", "memory": "256MiB", "image": "cloud.qcow2"}
     fleet.vars["img_list"] = [booted, defined]
 
-    predicted_then_nothing_made(fleet, [])
+    predicted_then_nothing_made(fleet, [vm, spare])
 
     made = fleet.run()
     assert_no_failure(made)
@@ -248,12 +248,11 @@ def test_on_libvirtd_overlay_and_copy_are_defined_idempotent_and_pruned_with_the
          "cloud_init": {"pool": pool_name}},
     ])
     fleet.vars["img_list"] = [{**guest, "state": "present"} for guest in fleet.vars["img_list"]]
-    before = fleet.names()
 
-    predicted_then_nothing_made(fleet, before)
+    predicted_then_nothing_made(fleet, [thin, full])
     made_run = fleet.run()
     assert_no_failure(made_run)
-    assert sorted(set(fleet.names()) - set(before)) == sorted([thin, full])
+    assert {thin, full} <= set(fleet.names())
     assert backing_file(pool / f"{thin}.qcow2") == (str(pool / "cloud.qcow2"), 32 * 1024 ** 2)
     assert backing_file(pool / f"{full}.qcow2") == (None, 16 * 1024 ** 2), "a full copy"
     ops = {"name": "ops", "shell": "/bin/bash", "lock_passwd": True,
