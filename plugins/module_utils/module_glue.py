@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import traceback
 
-from ansible.module_utils.basic import missing_required_lib
+from ansible.module_utils.basic import AnsibleModule, missing_required_lib
 
 from ansible_collections.virtops.qemu.plugins.module_utils import secrets
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import MissingDependency, VirtError
@@ -23,6 +23,18 @@ COLLECTION = "virtops.qemu"
 CONNECTION_OPTIONS = {
     "uri": {"type": "str", "default": "qemu:///system"},
 }
+
+
+class MaskingModule(AnsibleModule):
+    """AnsibleModule whose passwords are hidden from the managed host's log as well.
+
+    AnsibleModule logs its options (syslog, journal) while it is made, before ``run`` is
+    called; the passwords among them join ``no_log_values`` just before that log entry.
+    """
+
+    def _log_invocation(self):
+        self.no_log_values.update(secrets.values_in(self.params))
+        super()._log_invocation()
 
 
 def argument_spec(**options) -> dict:

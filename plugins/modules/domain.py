@@ -599,12 +599,11 @@ removed_disks:
   sample: [{"path": "/var/lib/libvirt/images/web02.qcow2"}]
 """
 
-from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.domain import DomainManager, request_from_params
 from ansible_collections.virtops.qemu.plugins.module_utils.model.domain_options import DEFINITION_OPTIONS
-from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import argument_spec, run
+from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import MaskingModule, argument_spec, run
 
 EVENT_ACTIONS = ["destroy", "restart", "preserve", "rename-restart"]
 
@@ -678,7 +677,7 @@ def ensure(module):
 
 
 def main():
-    module = AnsibleModule(
+    module = MaskingModule(
         argument_spec=argument_spec(**OPTIONS),
         mutually_exclusive=[("xml", option) for option in DEFINITION_OPTIONS],
         supports_check_mode=True,

@@ -352,14 +352,13 @@ guest_agent:
   type: raw
 """
 
-from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.virtops.qemu.plugins.module_utils.addresses import ADDRESS_SOURCES
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
 from ansible_collections.virtops.qemu.plugins.module_utils.manager import info
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.domain import describe, describe_all
-from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import argument_spec, run
+from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import MaskingModule, argument_spec, run
 
 FLAT_KEYS_GO = "0.4.0"
 
@@ -393,7 +392,7 @@ def address_sources(given) -> list:
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(
+    module = MaskingModule(argument_spec=argument_spec(
         name=dict(type="str"),
         address_source=dict(type="list", elements="str", choices=list(ADDRESS_SOURCES),
                             default=list(ADDRESS_SOURCES))), supports_check_mode=True)

@@ -95,11 +95,10 @@ security_models:
            {"model": "dac", "doi": "0", "baselabels": {"kvm": "+64055:+994", "qemu": "+64055:+994"}}]
 """
 
-from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
 from ansible_collections.virtops.qemu.plugins.module_utils.model.capabilities import summarise
-from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import argument_spec, run
+from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import MaskingModule, argument_spec, run
 
 
 def gather(params):
@@ -109,7 +108,7 @@ def gather(params):
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(), supports_check_mode=True)
+    module = MaskingModule(argument_spec=argument_spec(), supports_check_mode=True)
     run(module, lambda: gather(module.params))
 
 

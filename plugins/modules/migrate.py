@@ -167,12 +167,11 @@ incoming:
   type: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.migrate import COPY_STORAGE, PHASES
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.migrate import run as migrate
-from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import argument_spec, run
+from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import MaskingModule, argument_spec, run
 
 OPTIONS = dict(
     name=dict(type="str", required=True),
@@ -193,7 +192,7 @@ OPTIONS = dict(
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(**OPTIONS), supports_check_mode=True)
+    module = MaskingModule(argument_spec=argument_spec(**OPTIONS), supports_check_mode=True)
     run(module, lambda: dict(migrate(open_driver, module.params, module.check_mode), name=module.params["name"]))
 
 

@@ -419,12 +419,11 @@ live_updates:
   sample: ["add ip-dhcp-host <host mac=\"52:54:00:00:15:02\" name=\"web02\" ip=\"192.168.150.11\"/>"]
 """
 
-from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.network import NetworkManager, request_from_params
 from ansible_collections.virtops.qemu.plugins.module_utils.model.network import STRUCTURED_OPTIONS
-from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import argument_spec, run
+from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import MaskingModule, argument_spec, run
 
 LEASE = dict(type="str")
 
@@ -475,7 +474,7 @@ def ensure(module):
 
 
 def main():
-    module = AnsibleModule(
+    module = MaskingModule(
         argument_spec=argument_spec(**OPTIONS),
         mutually_exclusive=[("xml", option) for option in STRUCTURED_OPTIONS],
         supports_check_mode=True,

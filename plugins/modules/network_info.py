@@ -127,12 +127,11 @@ networks:
   elements: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
 from ansible_collections.virtops.qemu.plugins.module_utils.manager import info
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.network import describe, describe_all
-from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import argument_spec, run
+from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import MaskingModule, argument_spec, run
 
 NETWORK = info.InfoKind(
     key="network", plural="networks",
@@ -146,7 +145,7 @@ def gather(params):
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(name=dict(type="str")), supports_check_mode=True)
+    module = MaskingModule(argument_spec=argument_spec(name=dict(type="str")), supports_check_mode=True)
     run(module, lambda: gather(module.params))
 
 

@@ -259,12 +259,11 @@ refreshed:
   version_added: 0.3.0
 """
 
-from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.pool import PoolManager, request_from_params
 from ansible_collections.virtops.qemu.plugins.module_utils.model.pool import STRUCTURED_OPTIONS
-from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import argument_spec, run
+from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import MaskingModule, argument_spec, run
 
 OPTIONS = dict(
     name=dict(type="str", required=True),
@@ -298,7 +297,7 @@ def ensure(module):
 
 
 def main():
-    module = AnsibleModule(
+    module = MaskingModule(
         argument_spec=argument_spec(**OPTIONS),
         mutually_exclusive=[("xml", option) for option in STRUCTURED_OPTIONS],
         supports_check_mode=True,

@@ -113,12 +113,11 @@ pools:
   elements: dict
 """
 
-from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
 from ansible_collections.virtops.qemu.plugins.module_utils.manager import info
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.pool import describe, describe_all
-from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import argument_spec, run
+from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import MaskingModule, argument_spec, run
 
 POOL = info.InfoKind(
     key="pool", plural="pools",
@@ -132,7 +131,7 @@ def gather(params):
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(name=dict(type="str")), supports_check_mode=True)
+    module = MaskingModule(argument_spec=argument_spec(name=dict(type="str")), supports_check_mode=True)
     run(module, lambda: gather(module.params))
 
 

@@ -160,10 +160,9 @@ backup_file:
   sample: /etc/libvirt/qemu.conf.12345.2024-01-01@10:00:00~
 """
 
-from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.qemu_conf import ConfRequest, ensure
-from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import argument_spec, run
+from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import MaskingModule, argument_spec, run
 
 OPTIONS = dict(
     path=dict(type="path"),
@@ -175,7 +174,7 @@ OPTIONS = dict(
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(**OPTIONS), supports_check_mode=True)
+    module = MaskingModule(argument_spec=argument_spec(**OPTIONS), supports_check_mode=True)
     params = module.params
     request = ConfRequest(uri=params["uri"], path=params["path"], settings=params["settings"],
                           state=params["state"], allow_unknown_keys=params["allow_unknown_keys"],

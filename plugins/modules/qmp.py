@@ -113,11 +113,10 @@ error_desc:
   sample: The command bogus has not been found
 """
 
-from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.monitor import run_command
-from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import argument_spec, run
+from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import MaskingModule, argument_spec, run
 
 OPTIONS = dict(
     name=dict(type="str", required=True),
@@ -133,7 +132,7 @@ def execute(module):
 
 
 def main():
-    module = AnsibleModule(
+    module = MaskingModule(
         argument_spec=argument_spec(**OPTIONS),
         required_one_of=[("command", "hmp")],
         mutually_exclusive=[("command", "hmp"), ("arguments", "hmp")],

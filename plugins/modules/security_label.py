@@ -216,14 +216,13 @@ xml:
   type: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.security_label import (
     SecurityLabelManager,
     request_from_params,
 )
-from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import argument_spec, run
+from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import MaskingModule, argument_spec, run
 
 MODEL = dict(type="str", required=True, choices=["selinux", "apparmor", "dac"])
 
@@ -257,7 +256,7 @@ def ensure(module):
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(**OPTIONS), supports_check_mode=True)
+    module = MaskingModule(argument_spec=argument_spec(**OPTIONS), supports_check_mode=True)
     run(module, lambda: ensure(module))
 
 

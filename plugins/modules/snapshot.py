@@ -146,12 +146,11 @@ xml:
   type: str
 """
 
-from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.snapshot import SnapshotManager
 from ansible_collections.virtops.qemu.plugins.module_utils.model.snapshot import STATES, request_from_params
-from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import argument_spec, run
+from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import MaskingModule, argument_spec, run
 
 OPTIONS = dict(
     name=dict(type="str", required=True),
@@ -172,7 +171,7 @@ def ensure(module):
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(**OPTIONS), supports_check_mode=True)
+    module = MaskingModule(argument_spec=argument_spec(**OPTIONS), supports_check_mode=True)
     run(module, lambda: ensure(module))
 
 

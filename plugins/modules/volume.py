@@ -239,12 +239,11 @@ checksum:
   version_added: 0.3.0
 """
 
-from ansible.module_utils.basic import AnsibleModule
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.volume import VolumeManager
 from ansible_collections.virtops.qemu.plugins.module_utils.model.volume import request_from_params
-from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import argument_spec, run
+from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import MaskingModule, argument_spec, run
 
 FORMATS = ["raw", "qcow2"]
 OPTIONS = dict(
@@ -281,7 +280,7 @@ def ensure(module):
 
 
 def main():
-    module = AnsibleModule(argument_spec=argument_spec(**OPTIONS), supports_check_mode=True)
+    module = MaskingModule(argument_spec=argument_spec(**OPTIONS), supports_check_mode=True)
     run(module, lambda: ensure(module))
 
 

@@ -36,3 +36,27 @@ def test_a_result_s_deprecations_become_ansible_deprecations_of_the_collection()
         run(module, lambda: {"changed": False, "deprecations": [{"msg": "old key", "version": "0.4.0"}]})
     assert done.value.args[0] == ("exit", {"changed": False})
     assert module.deprecations == [("old key", "0.4.0", "virtops.qemu")]
+
+
+def _logged_invocation(module_class, monkeypatch) -> str:
+    """What a module made with these options writes to the host's log (syslog, journal)."""
+    import json
+
+    from ansible.module_utils import basic
+    params = {"ANSIBLE_MODULE_ARGS": {"settings": {"vnc_password": "s3cr3t-vnc", "vnc_listen": "0.0.0.0"}}}
+    monkeypatch.setattr(basic, "_ANSIBLE_ARGS", json.dumps(params).encode())
+    monkeypatch.setattr(basic, "_ANSIBLE_PROFILE", "legacy")
+    logged = []
+    monkeypatch.setattr(basic.AnsibleModule, "log", lambda self, msg, log_args=None: logged.append(msg))
+    module_class(argument_spec={"settings": {"type": "dict"}})
+    return "\n".join(logged)
+
+
+def test_passwords_among_the_options_stay_out_of_the_host_log(monkeypatch):
+    from ansible.module_utils.basic import AnsibleModule
+
+    from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import MaskingModule
+    assert "s3cr3t-vnc" in _logged_invocation(AnsibleModule, monkeypatch)    # what the mask is for
+    logged = _logged_invocation(MaskingModule, monkeypatch)
+    assert "s3cr3t-vnc" not in logged
+    assert "0.0.0.0" in logged
