@@ -308,3 +308,35 @@ def test_harness_libvirtd_boots_a_guest_on_a_fresh_host(guest, workdir):
     assert seen["booted"] is True
     assert seen["started"] == ["libvirtd", "virtlogd"]
     assert seen["netns"].startswith("virtops-test-")
+
+
+SHARED_LIBVIRTD_SCRIPT = """
+import json, subprocess, sys
+from harness.libvirtd import SHARED_RECORD, Libvirtd, answers
+JOIN = "import json; from harness.libvirtd import Libvirtd; d = Libvirtd.start(); " \\
+       "print(json.dumps([d.netns, d.started])); d.stop()"
+daemon = Libvirtd.start()
+daemon_netns, started = daemon.netns, dict(daemon.started)
+try:
+    joined = json.loads(subprocess.run([sys.executable, "-c", JOIN], capture_output=True, text=True,
+                                       check=True).stdout)
+    after_other = answers()
+    users = json.loads(SHARED_RECORD.read_text())["users"]
+finally:
+    daemon.stop()
+netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+print(json.dumps({"ours": [daemon_netns, started], "joined": joined, "after_other": after_other,
+                  "users": users, "after_last": answers(), "record": SHARED_RECORD.exists(),
+                  "netns_left": daemon_netns in netns}))
+"""
+
+
+@pytest.mark.libvirt
+@pytest.mark.slow
+def test_test_processes_share_the_harness_libvirtd_and_the_last_one_stops_it(workdir):
+    seen = _in_fresh_host(workdir, SHARED_LIBVIRTD_SCRIPT, timeout=300)
+    assert seen["ours"][0].startswith("virtops-test-") and sorted(seen["ours"][1]) == ["libvirtd", "virtlogd"]
+    assert seen["joined"] == seen["ours"], "the second process joins the daemons the first one started"
+    assert seen["after_other"] is True, "the second process leaving does not stop them"
+    assert seen["users"] == [seen["users"][0]], "only the first process still uses them"
+    assert (seen["after_last"], seen["record"], seen["netns_left"]) == (False, False, False)
