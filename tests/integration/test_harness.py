@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from harness.ansible import AnsibleRunError, run_module, run_playbook
+from harness.ansible import AnsibleRunError, run_module, run_module_calls, run_playbook
 from harness.fresh import fresh_host_argv, fresh_host_env
 from harness.guest import MARKER, POWEROFF_MARKER, build_guest
 from harness.host import DIRECTORIES
@@ -156,6 +156,26 @@ def test_run_module_unknown_module_fails():
     result = run_module("nosuchmodule", {"a": 1})
     assert result["failed"] is True
     assert "virtops.qemu.nosuchmodule" in result["msg"]
+
+
+def test_run_module_calls_return_what_each_call_alone_returns(tmp_path, root):
+    dest = tmp_path / "file.txt"
+    calls = [("ansible.builtin.command", {"argv": ["false"]}),
+             ("ansible.builtin.copy", {"content": "a\u0001é\n", "dest": str(dest)}),
+             ("ansible.builtin.copy", {"content": "a\u0001é\n", "dest": str(dest)}),
+             ("domain_info", {"uri": f"qemu:///embed?root={root}", "name": "nosuch"})]
+    predicted = run_module_calls(calls, check=True, diff=True)
+    assert not dest.exists()
+    assert predicted[1]["changed"] and predicted[1]["diff"][0]["after"] == "a\u0001é\n"
+    together = run_module_calls(calls)
+    alone = [run_module(module, args) for module, args in calls]
+    assert [r["failed"] for r in together] == [r["failed"] for r in alone] == [True, False, False, False]
+    assert [r["changed"] for r in together[1:3]] == [True, False], "the calls ran one after the other"
+    assert together[0]["rc"] == alone[0]["rc"] == 1
+    assert together[3]["exists"] is alone[3]["exists"] is False
+    assert dest.read_text() == "a\u0001é\n"
+    with pytest.raises(ValueError, match="would be templated"):
+        run_module_calls([("ansible.builtin.debug", {"msg": "{{ 1 }}"})])
 
 
 def test_run_playbook_parse_error_raises():
