@@ -101,8 +101,11 @@ class CloudGuest:
         """Seconds until the first login; fails after SSH_TIMEOUT with the end of the console."""
         start = time.monotonic()
         while time.monotonic() - start < SSH_TIMEOUT:
-            if self.ssh("true", timeout=30).returncode == 0:
-                return time.monotonic() - start
+            try:
+                if self.ssh("true", timeout=60).returncode == 0:
+                    return time.monotonic() - start
+            except subprocess.TimeoutExpired:
+                pass    # sshd accepted the connection but is too slow yet: the guest is still booting
             time.sleep(2)
         tail = "\n".join(console.read_text(errors="replace").splitlines()[-40:]) if console.exists() else ""
         raise AssertionError(f"no SSH login to {self.address} within {SSH_TIMEOUT} s; console tail:\n{tail}")
