@@ -246,7 +246,7 @@ BAD_INPUTS = [
 def test_bad_input_names_the_option_and_changes_nothing(scenario):
     nets = [Net() for _case in BAD_INPUTS]
     results = scenario.network_calls([{"name": net.name, **bad} if "xml" in bad else {**net.options(), **bad}
-                                 for net, (bad, _option, _message) in zip(nets, BAD_INPUTS, strict=True)])
+                                      for net, (bad, _option, _message) in zip(nets, BAD_INPUTS, strict=True)])
     for net, (bad, option, message), result in zip(nets, BAD_INPUTS, results, strict=True):
         assert result.get("failed") and result["msg"].startswith(f"{option}: ") and message in result["msg"], \
             (bad, result)
@@ -422,7 +422,7 @@ REFUSED_DHCP = [
 def test_dhcp_that_dnsmasq_would_refuse_is_refused_up_front(scenario):
     nets = [Net() for _case in REFUSED_DHCP]
     results = scenario.network_calls([{**net.options(), "ips": ips}
-                                 for net, (ips, _option, _message) in zip(nets, REFUSED_DHCP, strict=True)])
+                                      for net, (ips, _option, _message) in zip(nets, REFUSED_DHCP, strict=True)])
     for net, (ips, option, message), result in zip(nets, REFUSED_DHCP, results, strict=True):
         assert result.get("failed") and result["msg"].startswith(f"{option}: ") and message in result["msg"], \
             (ips, result)
