@@ -91,9 +91,10 @@ class CloudGuest:
         self.netns, self.address, self.key = netns, address, key
 
     def ssh(self, command: str, timeout: float = 300) -> subprocess.CompletedProcess:
+        # ConnectTimeout covers sshd's banner too, which a guest under TCG on a busy host sends late.
         argv = self.netns.exec_argv([
             "ssh", "-i", str(self.key), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-            "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR",
+            "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=30", "-o", "LogLevel=ERROR",
             f"{DEFAULT_USER}@{self.address}", command])
         return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
 
