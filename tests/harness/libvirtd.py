@@ -7,10 +7,17 @@ dnsmasq or NAT rule libvirtd makes lives there. ``stop()`` ends exactly the
 daemons it started, sweeps whatever is left in the namespace and deletes it.
 A daemon that does not come up raises DaemonStartError, which ends with the
 tail of the daemon's log.
+
+Several test processes (pytest-xdist workers, or runs side by side) share
+the daemons the harness started: SHARED_RECORD, under the lock SHARED_LOCK,
+names them and the processes using them.  A process that finds it joins
+the daemons, and ``stop()`` ends them only in the last one to leave.
 """
 
 from __future__ import annotations
 
+import fcntl
+import json
 import os
 import secrets
 import signal
@@ -33,6 +40,9 @@ VIRTLOGD_SOCKET = Path("/var/run/libvirt/virtlogd-sock")
 NETNS_DIR = Path("/run/netns")
 LOG_DIR = Path("/var/log/libvirt")
 LOG_TAIL_LINES = 20
+SHARED_DIR = Path("/run/virtops-tests")
+SHARED_LOCK = SHARED_DIR / "libvirtd.lock"
+SHARED_RECORD = SHARED_DIR / "libvirtd.json"
 
 
 class VirshError(RuntimeError):
@@ -78,6 +88,26 @@ class Libvirtd:
 
     @classmethod
     def start(cls) -> Libvirtd:
+        with _shared_record() as record:
+            daemon = cls._join(record) or cls._start_or_reuse()
+            if daemon.started:
+                users = [pid for pid in record.get("users", []) if _alive(pid)]
+                record.clear()
+                record.update(daemon._record(users + [os.getpid()]))
+            return daemon
+
+    @classmethod
+    def _join(cls, record: dict) -> Libvirtd | None:
+        """The daemons another test process started, if they still run."""
+        pid = record.get("started", {}).get("libvirtd")
+        if not pid or _pid_of(LIBVIRTD_PIDFILE, "libvirtd") != pid or not answers(record["uri"]):
+            record.clear()
+            return None
+        return cls(uri=record["uri"], netns=record["netns"], started=dict(record["started"]),
+                   _netns_dir_was_mount=record["netns_dir_was_mount"])
+
+    @classmethod
+    def _start_or_reuse(cls) -> Libvirtd:
         daemon = cls()
         if answers(daemon.uri):
             return daemon
@@ -91,9 +121,13 @@ class Libvirtd:
         try:
             daemon._start_private()
         except BaseException:
-            daemon.stop()
+            daemon._stop_daemons()
             raise
         return daemon
+
+    def _record(self, users: list[int]) -> dict:
+        return {"uri": self.uri, "netns": self.netns, "started": self.started,
+                "netns_dir_was_mount": self._netns_dir_was_mount, "users": users}
 
     def _start_private(self) -> None:
         self._netns_dir_was_mount = _is_mountpoint(NETNS_DIR)
@@ -109,7 +143,20 @@ class Libvirtd:
             _wait(lambda: _answers_while_alive(self.uri, pid), 60, "libvirtd to answer")
 
     def stop(self) -> None:
-        """Stop what start() started; a reused daemon is left alone."""
+        """Stop what start() started, unless other test processes still use it; a reused daemon is left alone."""
+        if not self.started:
+            return
+        with _shared_record() as record:
+            if record.get("started") == self.started:
+                others = [pid for pid in record["users"] if pid != os.getpid() and _alive(pid)]
+                if others:
+                    record["users"] = others
+                    self.started, self.netns = {}, None
+                    return
+                record.clear()
+            self._stop_daemons()
+
+    def _stop_daemons(self) -> None:
         if "libvirtd" in self.started:
             self._destroy_domains()
             _terminate(self.started.pop("libvirtd"))
@@ -131,6 +178,25 @@ class Libvirtd:
         if (not self._netns_dir_was_mount and _is_mountpoint(NETNS_DIR)
                 and not any(NETNS_DIR.iterdir())):
             _run(["umount", str(NETNS_DIR)])
+
+
+@contextmanager
+def _shared_record() -> Iterator[dict]:
+    """SHARED_RECORD's content, locked; what the caller leaves in it is written back (nothing: removed)."""
+    SHARED_DIR.mkdir(mode=0o755, parents=True, exist_ok=True)
+    with open(SHARED_LOCK, "a", encoding="utf-8") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            record = json.loads(SHARED_RECORD.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            record = {}
+        yield record
+        if record:
+            partial = SHARED_RECORD.with_suffix(".tmp")
+            partial.write_text(json.dumps(record), encoding="utf-8")
+            partial.replace(SHARED_RECORD)
+        else:
+            SHARED_RECORD.unlink(missing_ok=True)
 
 
 def _is_mountpoint(path: Path) -> bool:

@@ -5,6 +5,8 @@
 - ``guest_build`` (session): the cached guest in tests/.cache/guest/.
 - ``guest`` (session): the same guest copied where QEMU run by libvirt as
   libvirt-qemu can read it.
+- ``cloud_image`` (session): the cached Debian 12 cloud image
+  (harness.cloud_image).
 - ``workdir`` (per test): an empty world-readable directory for serial logs,
   disks and sockets; short enough for UNIX socket paths.
 - ``domain_name`` (per test): a unique domain name; the domain is destroyed
@@ -31,6 +33,7 @@ if TESTS not in sys.path:
     sys.path.insert(0, TESTS)
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver  # noqa: E402
+from harness.cloud_image import CloudImage, build_cloud_image  # noqa: E402
 from harness.embed import private_root  # noqa: E402
 from harness.guest import Guest, build_guest  # noqa: E402
 from harness.libvirt_marker import BACKENDS  # noqa: E402
@@ -57,6 +60,11 @@ def libvirtd():
 @pytest.fixture(scope="session")
 def guest_build() -> Guest:
     return build_guest()
+
+
+@pytest.fixture(scope="session")
+def cloud_image() -> CloudImage:
+    return build_cloud_image()
 
 
 @pytest.fixture(scope="session")

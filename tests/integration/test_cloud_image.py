@@ -23,10 +23,8 @@ import hashlib
 import json
 import random
 import secrets
-import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
 
 import pytest
@@ -35,12 +33,11 @@ from lxml import etree
 from ansible_collections.virtops.qemu.plugins.module_utils.seed.nocloud import build_seed, write_seed
 from harness.ansible import run_module
 from harness.backends import EmbedNetworkSide, LibvirtNetworkSide
-from harness.cloud_image import DEFAULT_USER, OVMF_CODE, OVMF_VARS, CloudImage, build_cloud_image
+from harness.cloud_image import OVMF_CODE, OVMF_VARS, CloudGuest, CloudImage, instance, nat_network
 
 pytestmark = [pytest.mark.embed, pytest.mark.guest, pytest.mark.slow]
 
 AGENT_CHANNEL = "org.qemu.guest_agent.0"
-SSH_TIMEOUT = 600
 # Where the seed can be: Debian's cloud kernel has no AHCI driver, so not on SATA (q35's CD-ROM bus).
 # The IDE CD-ROM has a boot order: OVMF leaves an IDE controller without a boot device
 # unconnected when another device has one, and Linux then finds no drive on it.
@@ -50,11 +47,6 @@ SEEDS = {
     "ide-cdrom": ("pc", "<disk type='file' device='cdrom'><driver name='qemu' type='raw'/>"
                         "<source file='{seed}'/><target dev='hdc' bus='ide'/><readonly/><boot order='2'/></disk>"),
 }
-
-
-@pytest.fixture(scope="module")
-def cloud_image() -> CloudImage:
-    return build_cloud_image()
 
 
 def domain_xml(name: str, disk: Path, seed: Path, seed_kind: str, network: str, mac: str, log: Path) -> str:
@@ -82,32 +74,6 @@ def domain_xml(name: str, disk: Path, seed: Path, seed_kind: str, network: str, 
     <rng model='virtio'><backend model='random'>/dev/urandom</backend></rng>
   </devices>
 </domain>"""
-
-
-class Guest:
-    """The booted cloud guest, reached over SSH from the namespace of its network."""
-
-    def __init__(self, netns, address: str, key: Path):
-        self.netns, self.address, self.key = netns, address, key
-
-    def ssh_argv(self, command: str) -> list[str]:
-        return self.netns.exec_argv([
-            "ssh", "-i", str(self.key), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-            "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR",
-            f"{DEFAULT_USER}@{self.address}", command])
-
-    def run(self, command: str, timeout: int = 300) -> subprocess.CompletedProcess:
-        return subprocess.run(self.ssh_argv(command), capture_output=True, text=True, timeout=timeout, check=False)
-
-    def wait_for_ssh(self, log: Path) -> float:
-        """Seconds until the first login; fails after SSH_TIMEOUT with the end of the console."""
-        start = time.monotonic()
-        while time.monotonic() - start < SSH_TIMEOUT:
-            if self.run("true", timeout=30).returncode == 0:
-                return time.monotonic() - start
-            time.sleep(2)
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:]) if log.exists() else ""
-        raise AssertionError(f"no SSH login to {self.address} within {SSH_TIMEOUT} s; console tail:\n{tail}")
 
 
 def agent_command(path: str, command: dict) -> dict:
@@ -158,51 +124,39 @@ def test_cloud_image_boots_to_ssh_with_cloud_init_and_the_guest_agent(side, seed
 
 
 def boot_and_check(side, seed_kind: str, cloud_image: CloudImage, workdir: Path, name: str, network: str) -> None:
-    mac = "52:54:00:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(3))
-    prefix = f"10.{random.randint(16, 250)}.{random.randint(1, 250)}"
-    address, marker = f"{prefix}.20", secrets.token_hex(8)
-
-    created = run_module("network", {
-        "uri": side.uri, "name": network, "forward": {"mode": "nat"}, "bridge": {"name": f"vtc{secrets.token_hex(3)}"},
-        "ips": [{"address": f"{prefix}.1", "prefix": 24,
-                 "dhcp": {"ranges": [{"start": f"{prefix}.100", "end": f"{prefix}.199"}],
-                          "hosts": [{"mac": mac, "ip": address}]}}]}, netns=side.module_netns)
+    booted, marker = instance(cloud_image, workdir), secrets.token_hex(8)
+    created = run_module("network", {"uri": side.uri, **nat_network(network, f"vtc{secrets.token_hex(3)}", booted)},
+                         netns=side.module_netns)
     assert created["changed"], created
 
-    # In the work dir, which libvirtd's QEMU (user libvirt-qemu) can read.
-    base, disk = workdir / "base.qcow2", workdir / "disk.qcow2"
-    shutil.copyfile(cloud_image.path, base)
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(base), str(disk)], check=True)
-    key = workdir / "id_ed25519"
-    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", str(key)], check=True)
     seed = build_seed(name, {
-        "ssh_authorized_keys": [(workdir / "id_ed25519.pub").read_text().strip()],
+        "ssh_authorized_keys": [booted.public_key],
         "runcmd": [["sh", "-c", f"echo {marker} > /var/tmp/virtops-seeded"]],
     })
     write_seed(str(workdir / "seed.iso"), seed.image())
 
     log = workdir / "console.log"
     started = run_module("domain", {"uri": side.uri, "name": name, "state": "running",
-                                    "xml": domain_xml(name, disk, workdir / "seed.iso", seed_kind, network, mac,
-                                                      log)},
+                                    "xml": domain_xml(name, booted.disk, workdir / "seed.iso", seed_kind, network,
+                                                      booted.mac, log)},
                          netns=side.module_netns)
     assert started["changed"] and started["state"] == "running", started
 
-    guest = Guest(side.netns, address, key)
+    guest = CloudGuest(side.netns, booted.address, booted.key)
     boot_to_ssh = guest.wait_for_ssh(log)
     print(f"\ncloud image on {side.name}, seed on {seed_kind}: first SSH login {boot_to_ssh:.0f} s "
           "after the domain started (TCG)")
 
-    finished = guest.run("cloud-init status --wait --long")
+    finished = guest.ssh("cloud-init status --wait --long")
     assert "status: done" in finished.stdout, finished.stdout + finished.stderr
-    system = guest.run("systemctl is-system-running --wait")
-    assert system.stdout.strip() in ("running", "degraded"), system.stdout + guest.run("systemctl --failed").stdout
-    assert guest.run("cat /var/tmp/virtops-seeded").stdout.strip() == marker, "the seed's runcmd ran"
-    assert guest.run("hostname").stdout.strip() == name, "the hostname comes from the seed's meta-data"
-    assert guest.run("systemctl is-active ssh qemu-guest-agent").stdout.split() == ["active", "active"]
-    passwords = guest.run("sudo -n awk -F: '$2 !~ /^[!*]/ {print $1}' /etc/shadow")
+    system = guest.ssh("systemctl is-system-running --wait")
+    assert system.stdout.strip() in ("running", "degraded"), system.stdout + guest.ssh("systemctl --failed").stdout
+    assert guest.ssh("cat /var/tmp/virtops-seeded").stdout.strip() == marker, "the seed's runcmd ran"
+    assert guest.ssh("hostname").stdout.strip() == name, "the hostname comes from the seed's meta-data"
+    assert guest.ssh("systemctl is-active ssh qemu-guest-agent").stdout.split() == ["active", "active"]
+    passwords = guest.ssh("sudo -n awk -F: '$2 !~ /^[!*]/ {print $1}' /etc/shadow")
     assert passwords.returncode == 0 and passwords.stdout == "", "no account has a password"
-    print(guest.run("systemd-analyze time").stdout)
+    print(guest.ssh("systemd-analyze time").stdout)
 
     assert ask_agent(side, name, {"execute": "guest-ping"}) == {"return": {}}
     osinfo = ask_agent(side, name, {"execute": "guest-get-osinfo"})["return"]

@@ -17,9 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import random
 import secrets
-import shutil
 import subprocess
 import time
 from contextlib import ExitStack
@@ -31,14 +29,13 @@ from lxml import etree
 from ansible_collections.virtops.qemu.plugins.module_utils.seed.nocloud import build_seed
 from harness.ansible import BIN, run_module
 from harness.backends import EmbedNetworkSide, LibvirtNetworkSide
-from harness.cloud_image import DEFAULT_USER, OVMF_CODE, OVMF_VARS, CloudImage, build_cloud_image
+from harness.cloud_image import DEFAULT_USER, OVMF_CODE, OVMF_VARS, CloudGuest, instance, nat_network
 from harness.embed import private_root
 from harness.inventory import ansible_inventory
 from harness.libvirt_marker import BACKENDS
 from harness.netns import private_netns
 from harness.seed_reader import DONE, build_seed_reader, parse_files
 
-SSH_TIMEOUT = 900
 USER = DEFAULT_USER
 USER_DATA = {"write_files": [{"path": "/etc/virtops-seeded", "content": "seeded\n"}]}
 
@@ -102,38 +99,18 @@ def backend_seed_dir(backend) -> str:
 
 # -- the Debian cloud image, booted once per backend -------------------------------
 
-@pytest.fixture(scope="module")
-def cloud_image() -> CloudImage:
-    return build_cloud_image()
+class Cloud(CloudGuest):
+    """One booted cloud guest: its backend side, options, work dir and seed."""
 
-
-class Cloud:
-    """One booted cloud guest: its backend side, options, address, key and seed."""
-
-    def __init__(self, side, name: str, workdir: Path, address: str, key: Path, options: dict):
-        self.side, self.name, self.workdir, self.address, self.key = side, name, workdir, address, key
-        self.options = options
+    def __init__(self, side, name: str, workdir: Path, address: str, key: Path):
+        super().__init__(side.netns, address, key)
+        self.side, self.name, self.workdir = side, name, workdir
+        self.options: dict = {}
         self.seed: Path | None = None
         self.marker = ""
 
     def module(self, module: str, args: dict, **kwargs) -> dict:
         return run_module(module, {"uri": self.side.uri, **args}, netns=self.side.module_netns, **kwargs)
-
-    def ssh(self, command: str, timeout: int = 120) -> subprocess.CompletedProcess:
-        argv = self.side.netns.exec_argv([
-            "ssh", "-i", str(self.key), "-o", "BatchMode=yes", "-o", "StrictHostKeyChecking=no",
-            "-o", "UserKnownHostsFile=/dev/null", "-o", "ConnectTimeout=5", "-o", "LogLevel=ERROR",
-            f"{USER}@{self.address}", command])
-        return subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
-
-    def wait_for_ssh(self, log: Path) -> float:
-        start = time.monotonic()
-        while time.monotonic() - start < SSH_TIMEOUT:
-            if self.ssh("true", timeout=30).returncode == 0:
-                return time.monotonic() - start
-            time.sleep(3)
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-40:]) if log.exists() else ""
-        raise AssertionError(f"no SSH login to {self.address} within {SSH_TIMEOUT} s; console tail:\n{tail}")
 
 
 def cloud_xml(name: str, disk: Path, network: str, mac: str, log: Path) -> str:
@@ -173,33 +150,22 @@ def backend_side(request, stack: ExitStack):
 def cloud(request, cloud_image, run_dir):
     token = secrets.token_hex(3)
     name, network = f"vt-ci-{token}", f"vtci{token}"
-    mac = "52:54:00:" + ":".join(f"{b:02x}" for b in secrets.token_bytes(3))
-    prefix = f"10.{random.randint(16, 250)}.{random.randint(1, 250)}"
     workdir = run_dir / f"cloud-{request.param}-{token}"
     workdir.mkdir(mode=0o755)
     with ExitStack() as stack:
         side = backend_side(request, stack)
-        cloud = Cloud(side, name, workdir, f"{prefix}.20", workdir / "id_ed25519", {})
+        booted = instance(cloud_image, workdir)
+        cloud = Cloud(side, name, workdir, booted.address, booted.key)
         stack.callback(lambda: cloud.module("network", {"name": network, "state": "absent"}))
         stack.callback(lambda: cloud.module("domain", {"name": name, "state": "absent"}))
-        created = cloud.module("network", {
-            "name": network, "state": "active", "forward": {"mode": "nat"}, "bridge": {"name": f"vtb{token}"},
-            "ips": [{"address": f"{prefix}.1", "prefix": 24,
-                     "dhcp": {"ranges": [{"start": f"{prefix}.100", "end": f"{prefix}.199"}],
-                              "hosts": [{"mac": mac, "ip": cloud.address}]}}]})
+        created = cloud.module("network", {**nat_network(network, f"vtb{token}", booted), "state": "active"})
         assert created["changed"], created
-        base = workdir / "base.qcow2"
-        shutil.copyfile(cloud_image.path, base)
-        disk = workdir / "disk.qcow2"
-        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(base), str(disk)],
-                       check=True)
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "", "-f", str(cloud.key)], check=True)
         cloud.marker = secrets.token_hex(8)
         log = workdir / "console.log"
         cloud.options = {
-            "name": name, "xml": cloud_xml(name, disk, network, mac, log), "guest_agent": True,
+            "name": name, "xml": cloud_xml(name, booted.disk, network, booted.mac, log), "guest_agent": True,
             "cloud_init": {"user_data": {
-                "ssh_authorized_keys": [(workdir / "id_ed25519.pub").read_text().strip()],
+                "ssh_authorized_keys": [booted.public_key],
                 "runcmd": [["sh", "-c", f"echo {cloud.marker} > /var/tmp/virtops-seeded"]]}}}
         started = cloud.module("domain", {**cloud.options, "state": "running"})
         assert started["changed"] and started["state"] == "running", started

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from harness.ansible import AnsibleRunError, run_module, run_playbook
+from harness.ansible import AnsibleRunError, run_module, run_module_calls, run_playbook
 from harness.fresh import fresh_host_argv, fresh_host_env
 from harness.guest import MARKER, POWEROFF_MARKER, build_guest
 from harness.host import DIRECTORIES
@@ -156,6 +156,26 @@ def test_run_module_unknown_module_fails():
     result = run_module("nosuchmodule", {"a": 1})
     assert result["failed"] is True
     assert "virtops.qemu.nosuchmodule" in result["msg"]
+
+
+def test_run_module_calls_return_what_each_call_alone_returns(tmp_path, root):
+    dest = tmp_path / "file.txt"
+    calls = [("ansible.builtin.command", {"argv": ["false"]}),
+             ("ansible.builtin.copy", {"content": "a\u0001é\n", "dest": str(dest)}),
+             ("ansible.builtin.copy", {"content": "a\u0001é\n", "dest": str(dest)}),
+             ("domain_info", {"uri": f"qemu:///embed?root={root}", "name": "nosuch"})]
+    predicted = run_module_calls(calls, check=True, diff=True)
+    assert not dest.exists()
+    assert predicted[1]["changed"] and predicted[1]["diff"][0]["after"] == "a\u0001é\n"
+    together = run_module_calls(calls)
+    alone = [run_module(module, args) for module, args in calls]
+    assert [r["failed"] for r in together] == [r["failed"] for r in alone] == [True, False, False, False]
+    assert [r["changed"] for r in together[1:3]] == [True, False], "the calls ran one after the other"
+    assert together[0]["rc"] == alone[0]["rc"] == 1
+    assert together[3]["exists"] is alone[3]["exists"] is False
+    assert dest.read_text() == "a\u0001é\n"
+    with pytest.raises(ValueError, match="would be templated"):
+        run_module_calls([("ansible.builtin.debug", {"msg": "{{ 1 }}"})])
 
 
 def test_run_playbook_parse_error_raises():
@@ -308,3 +328,35 @@ def test_harness_libvirtd_boots_a_guest_on_a_fresh_host(guest, workdir):
     assert seen["booted"] is True
     assert seen["started"] == ["libvirtd", "virtlogd"]
     assert seen["netns"].startswith("virtops-test-")
+
+
+SHARED_LIBVIRTD_SCRIPT = """
+import json, subprocess, sys
+from harness.libvirtd import SHARED_RECORD, Libvirtd, answers
+JOIN = "import json; from harness.libvirtd import Libvirtd; d = Libvirtd.start(); " \\
+       "print(json.dumps([d.netns, d.started])); d.stop()"
+daemon = Libvirtd.start()
+daemon_netns, started = daemon.netns, dict(daemon.started)
+try:
+    joined = json.loads(subprocess.run([sys.executable, "-c", JOIN], capture_output=True, text=True,
+                                       check=True).stdout)
+    after_other = answers()
+    users = json.loads(SHARED_RECORD.read_text())["users"]
+finally:
+    daemon.stop()
+netns = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True, check=True).stdout
+print(json.dumps({"ours": [daemon_netns, started], "joined": joined, "after_other": after_other,
+                  "users": users, "after_last": answers(), "record": SHARED_RECORD.exists(),
+                  "netns_left": daemon_netns in netns}))
+"""
+
+
+@pytest.mark.libvirt
+@pytest.mark.slow
+def test_test_processes_share_the_harness_libvirtd_and_the_last_one_stops_it(workdir):
+    seen = _in_fresh_host(workdir, SHARED_LIBVIRTD_SCRIPT, timeout=300)
+    assert seen["ours"][0].startswith("virtops-test-") and sorted(seen["ours"][1]) == ["libvirtd", "virtlogd"]
+    assert seen["joined"] == seen["ours"], "the second process joins the daemons the first one started"
+    assert seen["after_other"] is True, "the second process leaving does not stop them"
+    assert seen["users"] == [seen["users"][0]], "only the first process still uses them"
+    assert (seen["after_last"], seen["record"], seen["netns_left"]) == (False, False, False)

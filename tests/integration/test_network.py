@@ -30,7 +30,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from harness.ansible import run_module
+from harness.ansible import run_module, run_module_calls
 from harness.backends import EmbedNetworkSide, LibvirtNetworkSide, NetworkSide, is_live_dnsmasq
 from harness.guest import DHCP_CMDLINE, parse_leases
 from harness.libvirt_marker import BACKENDS
@@ -78,6 +78,12 @@ class Scenario:
         if not kwargs.get("check"):
             self.networks.append(args["name"])
         return run_module("network", {"uri": self.side.uri, **args}, netns=self.side.module_netns, **kwargs)
+
+    def network_calls(self, calls: list[dict]) -> list[dict]:
+        """Many network module calls as the tasks of one playbook; their results in order."""
+        self.networks.extend(args["name"] for args in calls)
+        return run_module_calls([("network", {"uri": self.side.uri, **args}) for args in calls],
+                                netns=self.side.module_netns)
 
     def network_info(self, name: str) -> dict:
         return run_module("network_info", {"uri": self.side.uri, "name": name}, netns=self.side.module_netns)
@@ -227,20 +233,24 @@ def test_nat_network_gives_guests_their_static_leases_and_takes_hosts_live(scena
     assert info["state"] == "inactive" and info["leases"] == []
 
 
-@pytest.mark.parametrize("bad,option,message", [
+BAD_INPUTS = [
     ({"bridge": {"name": "vtb0123456789abcdef"}}, "bridge.name", "longer than 15 bytes"),
     ({"ips": [{"address": "10.9.9.1", "prefix": 24, "dhcp": {"ranges": [{"start": "10.9.8.10", "end": "10.9.8.20"}]}}]},
      "ips[0].dhcp.ranges[0]", "10.9.8.10"),
     ({"ips": [{"address": "10.9.9.1", "prefix": 24, "dhcp": {"hosts": [{"ip": "10.9.9.5"}]}}]},
      "ips[0].dhcp.hosts[0]", "mac or a name"),
     ({"xml": "<network><forward mode='warp'/></network>"}, "xml", "unknown forward mode 'warp'"),
-])
-def test_bad_input_names_the_option_and_changes_nothing(scenario, bad, option, message):
-    net = Net()
-    args = {"name": net.name, **bad} if "xml" in bad else {**net.options(), **bad}
-    result = scenario.network(args)
-    assert result.get("failed") and result["msg"].startswith(f"{option}: ") and message in result["msg"], result
-    assert net.name not in scenario.side.names() and not scenario.side.bridge_exists(net.bridge)
+]
+
+
+def test_bad_input_names_the_option_and_changes_nothing(scenario):
+    nets = [Net() for _case in BAD_INPUTS]
+    results = scenario.network_calls([{"name": net.name, **bad} if "xml" in bad else {**net.options(), **bad}
+                                      for net, (bad, _option, _message) in zip(nets, BAD_INPUTS, strict=True)])
+    for net, (bad, option, message), result in zip(nets, BAD_INPUTS, results, strict=True):
+        assert result.get("failed") and result["msg"].startswith(f"{option}: ") and message in result["msg"], \
+            (bad, result)
+        assert net.name not in scenario.side.names() and not scenario.side.bridge_exists(net.bridge)
 
 
 def test_a_subnet_overlapping_an_active_network_is_refused_and_nothing_made(scenario):
@@ -395,7 +405,7 @@ def test_a_control_character_in_a_value_for_dnsmasq_is_refused_and_nothing_chang
     assert not scenario.network(with_txt(net, "fine"))["changed"]
 
 
-@pytest.mark.parametrize("ips,option,message", [
+REFUSED_DHCP = [
     ([{"address": "fd00:9:9::1", "prefix": 96, "dhcp": {"ranges": [{"start": "fd00:9:9::10", "end": "fd00:9:9::20"}]}}],
      "ips[0].prefix", "DHCPv6 needs a prefix of 64, not 96"),
     ([{"address": "10.9.9.1", "prefix": 24, "dhcp": {"ranges": [{"start": "10.9.9.1", "end": "10.9.9.20"}]}}],
@@ -406,12 +416,17 @@ def test_a_control_character_in_a_value_for_dnsmasq_is_refused_and_nothing_chang
      "ips[0].dhcp.ranges[0]", "covers 10.9.9.0, the network address"),
     ([{"address": "10.9.9.1", "prefix": 24}, {"address": "10.9.9.129", "prefix": 25}],
      "ips[1]", "overlaps subnet 10.9.9.0/24 of ips[0]"),
-])
-def test_dhcp_that_dnsmasq_would_refuse_is_refused_up_front(scenario, ips, option, message):
-    net = Net()
-    result = scenario.network({**net.options(), "ips": ips})
-    assert result.get("failed") and result["msg"].startswith(f"{option}: ") and message in result["msg"], result
-    assert net.name not in scenario.side.names() and not scenario.side.bridge_exists(net.bridge)
+]
+
+
+def test_dhcp_that_dnsmasq_would_refuse_is_refused_up_front(scenario):
+    nets = [Net() for _case in REFUSED_DHCP]
+    results = scenario.network_calls([{**net.options(), "ips": ips}
+                                      for net, (ips, _option, _message) in zip(nets, REFUSED_DHCP, strict=True)])
+    for net, (ips, option, message), result in zip(nets, REFUSED_DHCP, results, strict=True):
+        assert result.get("failed") and result["msg"].startswith(f"{option}: ") and message in result["msg"], \
+            (ips, result)
+        assert net.name not in scenario.side.names() and not scenario.side.bridge_exists(net.bridge)
 
 
 def test_embed_unreadable_definition_is_listed_stopped_from_its_record_and_removed(embed_scenario):

@@ -14,7 +14,7 @@ import time
 import pytest
 from lxml import etree
 
-from harness.ansible import run_module, run_playbook
+from harness.ansible import run_module, run_module_calls, run_playbook
 from harness.guest import KEYBOARD_PREFIX, parse_keys
 from harness.libvirtd import domain_xml, wait_for_line
 
@@ -93,19 +93,6 @@ def test_send_key_several_at_once_with_holdtime_and_check_mode(backend, running,
     assert _keys_seen(workdir, 2) == [42, 44]        # check mode sent nothing
 
 
-@pytest.mark.parametrize("keys,message", [
-    (["KEY_NO_SUCH"], "keys[0]: no key is named 'KEY_NO_SUCH'"),
-    (["KEY_A"] * 17, "17 keys given; at most 16"),
-    ([3200], "keys[0]: code 3200 of code set os_x has no mapping"),
-])
-def test_send_key_bad_input_sends_nothing(backend, running, workdir, keys, message):
-    codeset = "os_x" if keys == [3200] else "linux"
-    result = module("send_key", backend, {"name": running, "keys": keys, "codeset": codeset})
-    assert result.get("failed") and message in result["msg"], result
-    time.sleep(1)
-    assert parse_keys((workdir / "serial.log").read_text(errors="replace")) == []
-
-
 def test_qemu_override_commandline_deprecation_and_disk_serial(backend, running):
     options = {"name": running,
                "commandline": {"args": ["-device", "isa-debug-exit", "-no-user-config"], "env": {"VT_X": "1"}},
@@ -144,16 +131,31 @@ def test_qemu_override_commandline_deprecation_and_disk_serial(backend, running)
     assert removed["changed"] and _sections(backend.stored_xml(running)) == {}
 
 
-@pytest.mark.parametrize("override,message", [
+SEND_KEY_BAD_INPUTS = [
+    ({"keys": ["KEY_NO_SUCH"], "codeset": "linux"}, "keys[0]: no key is named 'KEY_NO_SUCH'"),
+    ({"keys": ["KEY_A"] * 17, "codeset": "linux"}, "17 keys given; at most 16"),
+    ({"keys": [3200], "codeset": "os_x"}, "keys[0]: code 3200 of code set os_x has no mapping"),
+]
+OVERRIDE_BAD_INPUTS = [
     ({"devices": [{"alias": "ua-nothere", "properties": [{"name": "serial", "type": "string", "value": "x"}]}]},
      "override.devices[0].alias: no device of the domain has alias 'ua-nothere'"),
     ({"devices": [{"alias": "ua-disk0", "properties": [{"name": "x", "type": "signed", "value": "twelve"}]}]},
      "override.devices[0].properties[0].value: 'twelve' is not a signed integer"),
-])
-def test_qemu_override_bad_input_changes_nothing(backend, running, override, message):
+]
+
+
+def test_bad_input_sends_no_key_and_changes_nothing(backend, running, workdir):
+    """One guest and one playbook for all the bad inputs of send_key and qemu_override."""
     before = backend.stored_xml(running)
-    result = module("qemu_override", backend, {"name": running, "override": override})
-    assert result.get("failed") and message in result["msg"], result
+    calls = [("send_key", {"uri": backend.uri, "name": running, **args}) for args, _message in SEND_KEY_BAD_INPUTS]
+    calls += [("qemu_override", {"uri": backend.uri, "name": running, "override": override})
+              for override, _message in OVERRIDE_BAD_INPUTS]
+    results = run_module_calls(calls)
+    for (_module, args), (_input, message), result in zip(calls, SEND_KEY_BAD_INPUTS + OVERRIDE_BAD_INPUTS, results,
+                                                          strict=True):
+        assert result.get("failed") and message in result["msg"], (args, result)
+    time.sleep(1)
+    assert parse_keys((workdir / "serial.log").read_text(errors="replace")) == []
     assert backend.stored_xml(running) == before
 
 

@@ -8,7 +8,7 @@ import pytest
 from lxml import etree
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
-from harness.ansible import run_module
+from harness.ansible import run_module, run_module_calls
 
 STATIC = {"model": "dac", "type": "static", "label": "+64055:+64055", "relabel": False}
 
@@ -87,17 +87,22 @@ def test_disk_label(backend, defined):
     assert not _run(backend, vm, disks=disks)["changed"]
 
 
-@pytest.mark.parametrize(("args", "message"), [
+BAD_INPUTS = [
     ({"disks": [{"target": "vdz", "labels": [{"model": "dac", "relabel": False}]}]},
      "disks[0].target: the domain has no disk 'vdz' (its disks: vda)"),
     ({"labels": [{"model": "smack"}]}, "value of model must be one of: selinux, apparmor, dac, got: smack"),
     ({"labels": [{"model": "dac", "type": "sticky"}]}, "value of type must be one of: dynamic, static, none"),
     ({"labels": [{"model": "dac", "type": "static"}]}, "labels[0].label: a static label needs the label itself"),
-])
-def test_bad_input_fails_and_changes_nothing(backend, defined, args, message):
+]
+
+
+def test_bad_input_fails_and_changes_nothing(backend, defined):
     before = backend.stored_xml(defined)
-    result = _run(backend, defined, **args)
-    assert result.get("failed") and message in result["msg"]
+    # one playbook, a task per bad input
+    results = run_module_calls([("security_label", {"uri": backend.uri, "name": defined, **args})
+                                for args, _message in BAD_INPUTS], diff=True)
+    for (args, message), result in zip(BAD_INPUTS, results, strict=True):
+        assert result.get("failed") and message in result["msg"], (args, result)
     assert backend.stored_xml(defined) == before
 
 

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 from lxml import etree
 
-from harness.ansible import run_module, run_playbook
+from harness.ansible import run_module, run_module_calls, run_playbook
 from harness.backends import netns_named_like
 from harness.debian import debian_qemu_conf_text
 from harness.imageserver import image_server, served_image, sha256
@@ -237,16 +237,22 @@ def test_unquoted_yaml_modes_are_octal_as_for_ansible_builtin_file(backend, work
     assert not results["volume again, octal string"]["changed"], results["volume again, octal string"]
 
 
-@pytest.mark.parametrize(("args", "message"), [
+POOL_BAD_INPUTS = [
     ({"type": "dir", "target": {"path": "relative/dir"}}, "target.path: the target path must be absolute"),
     ({"type": "fs", "target": {"path": "/var/tmp/vt-nowhere"}}, "source.devices: a fs pool needs a source device"),
     ({"type": "iscsi-direct", "source": {"hosts": [{"name": "192.0.2.1"}], "devices": ["iqn.2024-01.x:y"]}},
      "source.initiator"),
-])
-def test_pool_bad_input_changes_nothing(backend, pool_name, args, message):
-    result = module(backend, "pool", {"name": pool_name, **args})
-    assert result["failed"] and message in result["msg"], result
-    assert not module(backend, "pool_info", {"name": pool_name})["exists"]
+]
+
+
+def test_pool_bad_input_changes_nothing(backend, pool_name):
+    # one playbook: a task per bad input, then pool_info
+    *results, info = run_module_calls([("pool", {"uri": backend.uri, "name": pool_name, **args})
+                                       for args, _message in POOL_BAD_INPUTS]
+                                      + [("pool_info", {"uri": backend.uri, "name": pool_name})], diff=True)
+    for (args, message), result in zip(POOL_BAD_INPUTS, results, strict=True):
+        assert result["failed"] and message in result["msg"], (args, result)
+    assert not info["exists"], info
 
 
 def test_pool_of_another_type_refused(backend, workdir, pool_name):
@@ -258,16 +264,22 @@ def test_pool_of_another_type_refused(backend, workdir, pool_name):
     assert module(backend, "pool_info", {"name": pool_name})["pool"]["xml"] == before
 
 
-@pytest.mark.parametrize(("args", "message"), [
+VOLUME_BAD_INPUTS = [
     ({"name": "a/b", "capacity": "1MiB"}, "name: 'a/b' is not a valid volume name"),
     ({"name": "x.raw", "capacity": "10QB"}, "capacity: unknown unit"),
     ({"name": "x.raw"}, "capacity: volume 'x.raw' does not exist; give its capacity"),
-])
-def test_volume_bad_input_changes_nothing(backend, workdir, pool_name, args, message):
+]
+
+
+def test_volume_bad_input_changes_nothing(backend, workdir, pool_name):
     target = workdir / "images"
-    module(backend, "pool", dir_pool(pool_name, target))
-    result = module(backend, "volume", {"pool": pool_name, **args})
-    assert result["failed"] and message in result["msg"], result
+    # one playbook: the pool, then a task per bad input
+    pool, *results = run_module_calls([("pool", {"uri": backend.uri, **dir_pool(pool_name, target)})]
+                                      + [("volume", {"uri": backend.uri, "pool": pool_name, **args})
+                                         for args, _message in VOLUME_BAD_INPUTS], diff=True)
+    assert pool["changed"] and not pool["failed"], pool
+    for (args, message), result in zip(VOLUME_BAD_INPUTS, results, strict=True):
+        assert result["failed"] and message in result["msg"], (args, result)
     assert os.listdir(target) == []
 
 
