@@ -54,6 +54,8 @@ def molecule_env(root: Path, ephemeral: Path) -> dict[str, str]:
         "VIRTOPS_MOLECULE_ROOT": str(root),
         "VIRTOPS_MOLECULE_CACHE": str(MOLECULE_CACHE),
         "VIRTOPS_MOLECULE_VIRT_TYPE": "qemu",
+        # The scenario's 600 s, doubled: the test machine's two cores run other guests' boots beside it.
+        "VIRTOPS_MOLECULE_BOOT_TIMEOUT": "1200",
     })
     return env
 
