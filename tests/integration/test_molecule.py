@@ -73,10 +73,17 @@ def cloud_image() -> CloudImage:
     return build_cloud_image()
 
 
-def molecule_run(netns, root: Path, ephemeral: Path, *args: str, timeout: int = 1800) -> str:
-    proc = subprocess.run(netns.exec_argv(["molecule", *args]), cwd=REPO, env=molecule_env(root, ephemeral),
-                          capture_output=True, text=True, timeout=timeout, check=False)
-    output = proc.stdout + proc.stderr
+def molecule_run(netns, root: Path, ephemeral: Path, *args: str, timeout: int = 3600) -> str:
+    """molecule's output goes to a file beside the ephemeral directory, which a timeout leaves for a look."""
+    log = ephemeral.parent / "molecule.log"
+    with log.open("w") as out:
+        try:
+            proc = subprocess.run(netns.exec_argv(["molecule", *args]), cwd=REPO, env=molecule_env(root, ephemeral),
+                                  stdout=out, stderr=subprocess.STDOUT, text=True, timeout=timeout, check=False)
+        except subprocess.TimeoutExpired:
+            raise AssertionError(f"molecule {' '.join(args)} ran longer than {timeout} s:\n"
+                                 + log.read_text()[-8000:]) from None
+    output = log.read_text()
     assert proc.returncode == 0, output[-8000:]
     return output
 
