@@ -304,8 +304,8 @@ def test_guest_agent_channel_gets_a_socket_in_the_domain_dir():
     assert ports[1]["nr"] == 2
 
 
-def test_live_xml_records_generated_channel_sockets(tmp_path):
-    paths = SimpleNamespace(**{**vars(PATHS), "domain_dir": str(tmp_path / "domain-1-t")})
+def test_live_xml_records_generated_channel_sockets(short_tmp_path):
+    paths = SimpleNamespace(**{**vars(PATHS), "domain_dir": str(short_tmp_path / "domain-1-t")})
     live = postparse(xml("<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>"
                          "<channel type='unix'><source mode='connect' path='/s'/><target type='virtio' name='b'/>"
                          "</channel>"), CAPS)
@@ -313,7 +313,7 @@ def test_live_xml_records_generated_channel_sockets(tmp_path):
     first, second = (c.find("source").attrib for c in live.findall("devices/channel"))
     assert first == {"mode": "bind", "path": f"{paths.domain_dir}/channel/org.qemu.guest_agent.0"}
     assert second == {"mode": "connect", "path": "/s"}
-    assert (tmp_path / "domain-1-t" / "channel").is_dir()  # QEMU binds the socket there
+    assert (short_tmp_path / "domain-1-t" / "channel").is_dir()  # QEMU binds the socket there
     argv = build_command(live, CAPS, paths, {})[0]
     assert f"socket,id=charchannel0,path={paths.domain_dir}/channel/org.qemu.guest_agent.0,server=on,wait=off" in \
         opts(argv, "-chardev")

@@ -6,10 +6,6 @@ and the network status record.  Nothing here touches the host's network."""
 
 from __future__ import annotations
 
-import shutil
-import tempfile
-from pathlib import Path
-
 import pytest
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import netstate, network, process
@@ -24,13 +20,9 @@ NAT = ("<network><name>{name}</name><forward/>{extra}"
 
 
 @pytest.fixture
-def root():
+def root(short_tmp_path):
     """A short root: the driver checks that monitor socket paths would fit."""
-    path = tempfile.mkdtemp(prefix="vo-")
-    try:
-        yield Path(path)
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
+    return short_tmp_path
 
 
 @pytest.fixture
