@@ -28,6 +28,20 @@ its migration and mirrors and resumes the guest.  Until ``finish`` the
 source QEMU keeps the guest's memory and disks as they were when it paused,
 so cancelling on both sides (destination first) after a failure or a killed
 task anywhere before ``finish`` leaves the guest running on the source.
+
+When the controller itself died after ``perform`` paused the source, nobody
+cancels; the next run takes it up.  ``source`` reports the paused source as
+``unfinished``; a destination QEMU that received the whole migration holds
+the guest's newest state, so ``prepare`` finishes the move there and
+``confirm`` stops the source.  Otherwise ``prepare`` clears the destination
+and ``perform`` resumes the source before migrating again: one copy of the
+guest runs at any time, and the one with its latest state.
+
+A shut-off domain with its disks (``live: false``) goes the same way with
+QEMU's tools instead of a QEMU: ``prepare`` creates the disks and exports
+them writable with qemu-storage-daemon, ``perform`` copies each disk into
+its export with ``qemu-img convert``, ``finish`` stops the export and
+defines the domain, ``confirm`` removes the source's definition.
 Private to the collection.
 """
 
