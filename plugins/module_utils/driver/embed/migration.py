@@ -320,20 +320,24 @@ def _start_export(domains, name: str, config, address: str, port: int) -> dict:
                              f"name={target},writable=on"]
     log = os.path.join(run_dir, f"{name}.nbd.log")
     with open(log, "wb") as stderr:
-        # --daemonize returns once the exports listen; the daemon keeps no pipe of ours open.
+        # --daemonize returns once the exports listen.
         done = subprocess.run(argv, check=False, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
                               stderr=stderr, timeout=60)
     if done.returncode != 0:
-        raise BackendError(f"cannot export the disks of {name!r} over NBD: "
-                           f"{(fileio.read_text(log) or '').strip() or f'exit status {done.returncode}'}")
+        reason = (fileio.read_text(log) or "").strip() or f"exit status {done.returncode}"
+        fileio.remove_quietly(log)
+        raise BackendError(f"cannot export the disks of {name!r} over NBD: {reason}")
     pid = int((fileio.read_text(pidfile) or "0").strip() or 0)
-    return {"pid": pid, "starttime": process.start_time(pid) if pid else None, "pidfile": pidfile}
+    return {"pid": pid, "starttime": process.start_time(pid) if pid else None, "pidfile": pidfile, "log": log}
 
 
 def _stop_export(daemon: dict | None) -> None:
-    if daemon and daemon.get("pid"):
+    if not daemon:
+        return
+    if daemon.get("pid"):
         process.kill(daemon["pid"], daemon.get("starttime"))
-        fileio.remove_quietly(daemon["pidfile"])
+    fileio.remove_quietly(daemon["pidfile"])
+    fileio.remove_quietly(daemon["log"])
 
 
 def perform_offline(domains, name: str, incoming: dict, options: dict) -> dict:
@@ -362,7 +366,7 @@ def perform_offline(domains, name: str, incoming: dict, options: dict) -> dict:
 
 def _convert_argv(path: str, fmt: str, target: str, options: dict) -> list[str]:
     # The destination's disk is new, so its zeros need not be written; incremental copies the top image only.
-    source = [path, "-f", fmt]
+    source = ["-f", fmt, path]
     if options["copy_storage"] == "incremental" and fmt == "qcow2":
         source = ["json:" + json.dumps({"driver": "qcow2", "backing": None,
                                         "file": {"driver": "file", "filename": path}})]
@@ -425,7 +429,7 @@ def perform(domains, name: str, incoming: dict, options: dict) -> dict:
     """Mirror the disks and migrate; returns query-migrate's numbers.  The source ends paused."""
     with domains._lock(name):
         record = domains._refresh(name)
-        if record.state == "paused" and record.active:
+        if record.active:
             record = _resume_left(domains, name, record)
         if record.state != "running":
             raise Conflict(f"domain {name!r} is {record.state}, not running; a live migration needs it running")
@@ -585,7 +589,7 @@ def outgoing_left(domains, name: str) -> str | None:
 
 
 def _resume_left(domains, name: str, record):
-    """Run the guest here again when an unfinished move paused it.  Lock held.
+    """Run the guest here again when an unfinished move paused it, and drop its disk copies.  Lock held.
 
     The destination did not take the guest over (its prepare would have finished the move and
     this perform would not run), so this source holds the guest's only state.

@@ -60,7 +60,7 @@ def test_format_nodes_count_from_the_last_disk_as_the_command_line_does():
 def test_offline_copy_writes_into_the_export_without_zeros():
     argv = migration._convert_argv("/img/a.qcow2", "qcow2", "nbd://10.0.0.2:10809/vda",
                                    {"copy_storage": "all", "bandwidth": 0})
-    assert argv == ["qemu-img", "convert", "-q", "-n", "--target-is-zero", "/img/a.qcow2", "-f", "qcow2",
+    assert argv == ["qemu-img", "convert", "-q", "-n", "--target-is-zero", "-f", "qcow2", "/img/a.qcow2",
                     "-O", "raw", "nbd://10.0.0.2:10809/vda"]
 
 
