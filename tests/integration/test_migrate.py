@@ -345,5 +345,32 @@ def test_libvirt_managed_live_migration_with_copied_storage(libvirt_hosts, guest
     assert not again["changed"] and not again["failed"], again
 
 
+
+@pytest.mark.libvirt
+def test_libvirt_offline_migration_of_a_shut_off_domain(libvirt_hosts, guest, tmp_path):
+    (src, src_uri), (dst, dst_uri) = libvirt_hosts
+    name = "mig8"
+    tmp_path.chmod(0o755)
+    shared = tmp_path / "shared.qcow2"     # outside both daemons' private /var/lib/libvirt: shared storage
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(shared), "16M"], check=True)
+    xml_file = src.base / "domain.xml"
+    xml_file.write_text(libvirt_domain_xml(name, guest).replace(f"/var/lib/libvirt/images/{name}.qcow2", str(shared)))
+    src.virsh("define", str(xml_file))
+    args = {"name": name, "destination": dst_uri, "live": False}
+
+    predicted = run_module("migrate", args, check=True, uri=src_uri, netns=src.netns)
+    assert predicted["changed"] and not predicted["failed"], predicted
+    assert dst.virsh("list", "--all", "--name").split() == [] and src.virsh("list", "--all", "--name").split() == [name]
+
+    moved = run_module("migrate", args, uri=src_uri, netns=src.netns)
+    assert moved["changed"] and not moved["failed"], moved
+    assert dst.virsh("list", "--all", "--name").split() == [name]
+    assert dst.virsh("domstate", name).strip() == "shut off"
+    assert f"<source file='{shared}'" in dst.virsh("dumpxml", name)
+    assert src.virsh("list", "--all", "--name").split() == []
+
+    again = run_module("migrate", args, uri=src_uri, netns=src.netns)
+    assert not again["changed"] and not again["failed"], again
+
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__]))
