@@ -153,13 +153,18 @@ def _create_disks(config, copy_storage: str, disks: dict[str, dict]) -> list[str
         return created
     for disk in copied_disks(config):
         path, target = disk.find("source").get("file"), disk.find("target").get("dev")
-        fmt = disk.find("driver").get("type", "raw") if disk.find("driver") is not None else "raw"
+        fmt = _disk_format(disk)
         size = disks.get(target, {}).get("capacity")
         if not size:
             raise InvalidInput(f"the source did not say how large disk {target} is", "disks")
         hosttools.run(["qemu-img", "create", "-q", "-f", fmt, path, str(size)], f"create {path}")
         created.append(path)
     return created
+
+
+def _disk_format(disk) -> str:
+    driver = disk.find("driver")
+    return driver.get("type", "raw") if driver is not None else "raw"
 
 
 def _created_file(domains, name: str) -> str:
@@ -312,7 +317,7 @@ def _start_export(domains, name: str, config, address: str, port: int) -> dict:
             "--nbd-server", f"addr.type=inet,addr.host={address},addr.port={port}"]
     for disk in copied_disks(config):
         target = disk.find("target").get("dev")
-        fmt = disk.find("driver").get("type", "raw") if disk.find("driver") is not None else "raw"
+        fmt = _disk_format(disk)
         blockdev = {"driver": fmt, "node-name": f"{_JOB_PREFIX}{target}",
                     "file": {"driver": "file", "filename": disk.find("source").get("file")}}
         argv += ["--blockdev", json.dumps(blockdev),
@@ -355,7 +360,7 @@ def perform_offline(domains, name: str, incoming: dict, options: dict) -> dict:
         for export in incoming["exports"]:
             disk = disks[export["target"]]
             path = disk.find("source").get("file")
-            fmt = disk.find("driver").get("type", "raw") if disk.find("driver") is not None else "raw"
+            fmt = _disk_format(disk)
             copied += _img_info(path).get("actual-size", 0)
             hosttools.run(_convert_argv(path, fmt, f"nbd://{host}:{nbd['port']}/{export['name']}", options),
                           f"copy disk {export['target']} to the destination", timeout=3600)
