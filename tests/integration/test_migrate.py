@@ -197,8 +197,8 @@ def phases_until_switchover(src: Host, dst: Host, name: str) -> list[dict]:
 
 @pytest.mark.embed
 @pytest.mark.parametrize("destination_died", [False, True], ids=["destination-runs", "destination-died"])
-def test_next_run_recovers_a_move_whose_controller_died_after_the_switchover(hosts, guest_build,
-                                                                               destination_died):
+def test_next_run_recovers_a_move_whose_controller_died_after_the_switchover(
+        hosts, guest_build, destination_died):
     src, dst = hosts
     name = "mig7"
     start_guest(src, name, guest_build)
@@ -344,7 +344,6 @@ def test_libvirt_managed_live_migration_with_copied_storage(libvirt_hosts, guest
     assert not again["changed"] and not again["failed"], again
 
 
-
 @pytest.mark.libvirt
 def test_libvirt_offline_migration_of_a_shut_off_domain(libvirt_hosts, guest, tmp_path):
     (src, src_uri), (dst, dst_uri) = libvirt_hosts
@@ -370,6 +369,7 @@ def test_libvirt_offline_migration_of_a_shut_off_domain(libvirt_hosts, guest, tm
 
     again = run_module("migrate", args, uri=src_uri, netns=src.netns)
     assert not again["changed"] and not again["failed"], again
+
 
 if __name__ == "__main__":
     sys.exit(pytest.main([__file__]))

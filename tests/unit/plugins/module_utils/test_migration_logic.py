@@ -65,7 +65,7 @@ def test_offline_copy_writes_into_the_export_without_zeros():
 
 
 def test_offline_incremental_copy_reads_the_top_image_alone_at_the_bandwidth():
-    argv = migration._convert_argv("/img/a.qcow2", "qcow2", "nbd://h:1/vda", {"copy_storage": "incremental",
-                                                                           "bandwidth": 5})
-    assert argv[5:8] == ["-r", "5M", 'json:{"driver": "qcow2", "backing": null, '
-                                    '"file": {"driver": "file", "filename": "/img/a.qcow2"}}']
+    options = {"copy_storage": "incremental", "bandwidth": 5}
+    argv = migration._convert_argv("/img/a.qcow2", "qcow2", "nbd://h:1/vda", options)
+    top = 'json:{"driver": "qcow2", "backing": null, "file": {"driver": "file", "filename": "/img/a.qcow2"}}'
+    assert argv[5:8] == ["-r", "5M", top]
