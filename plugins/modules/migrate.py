@@ -23,6 +23,15 @@ description:
     (destination) resumes the guest; V(confirm) (source) stops the source QEMU. V(cancel), run on
     both hosts after a failure, stops what was started - the guest keeps running on the source and
     nothing is left on the destination.
+  - On the embedded driver O(live=false) with O(copy_storage=all) or O(copy_storage=incremental) moves a shut-off
+    domain with its disks - V(prepare) creates the disks and exports them writable over NBD with
+    C(qemu-storage-daemon), V(perform) copies each disk into its export with C(qemu-img convert), V(finish)
+    stops the export and defines the domain, V(confirm) removes the source's definition.
+  - A move whose controller died after the source paused for the switch-over is taken up by the next run of
+    the handshake. V(source) reports it in RV(unfinished) instead of failing; when the destination's
+    QEMU received the whole migration, V(prepare) finishes the move there (the guest runs on the destination)
+    and V(confirm) stops the paused source; otherwise V(prepare) removes what is left on the destination and
+    V(perform) resumes the guest on the source before it migrates again.
   - Before anything moves the destination is checked for the networks and storage pools the
     domain uses, its machine type and CPU model, and room for the copied disks; a missing one
     fails the task and changes nothing.
@@ -57,8 +66,9 @@ options:
     type: str
   live:
     description:
-      - Move a running guest without stopping it. V(false) moves the definition of a shut-off domain;
-        on the embedded driver its disks must then be on shared storage (O(copy_storage=none)).
+      - Move a running guest without stopping it. V(false) moves a shut-off domain - its definition, and its
+        disks unless O(copy_storage=none). The destination always keeps the definition of a domain moved
+        shut off.
     type: bool
     default: true
   copy_storage:
@@ -69,7 +79,9 @@ options:
     default: none
     choices: [none, all, incremental]
   persistent:
-    description: Keep the domain defined on the destination (otherwise it is transient there).
+    description:
+      - Keep the domain defined on the destination (otherwise it is transient there).
+      - On the embedded driver it is given to V(prepare) too, which finishes a move whose controller died.
     type: bool
     default: true
   undefine_source:
@@ -95,7 +107,9 @@ options:
     description: For O(phase=prepare), the disk sizes O(phase=source) returned (by target device).
     type: dict
   listen_address:
-    description: For O(phase=prepare), the destination's address the source connects to.
+    description:
+      - For O(phase=prepare), the destination's address the source connects to (for the migration stream
+        and the disk exports).
     type: str
   incoming:
     description: For O(phase=perform), what O(phase=prepare) returned.
@@ -132,11 +146,11 @@ stats:
   type: dict
   contains:
     total_time_ms:
-      description: Time from the start of the memory migration to its end.
+      description: Time from the start of the move (disk copy included) to its end.
       type: int
     downtime_ms:
       description:
-        - How long the guest was paused at the switch-over.
+        - How long the guest was paused at the switch-over; V(0) for a shut-off domain.
         - On the embedded driver with O(copy_storage=none) the destination resumes the guest only in
           phase V(finish), so the guest's pause lasts until then.
       type: int
@@ -144,13 +158,17 @@ stats:
       description: Bytes of memory and device state sent.
       type: int
     disk_bytes:
-      description: Bytes of disk copied.
+      description:
+        - Bytes of disk copied.
+        - For a shut-off domain on the embedded driver, the space the copied disk images take on the source.
       type: int
     transferred_bytes:
       description: Everything sent.
       type: int
 present:
-  description: For V(source) and V(prepare), whether the domain is on the host the task ran on.
+  description:
+    - For V(source) and V(prepare), whether the domain is on the host the task ran on.
+    - For V(prepare), also true when it finished a move whose controller died (RV(recovered)).
   returned: phases V(source) and V(prepare)
   type: bool
 xml:
@@ -162,9 +180,22 @@ disks:
   returned: phase V(source)
   type: dict
 incoming:
-  description: Where the source sends the migration and the disks, for O(incoming) of V(perform).
-  returned: phase V(prepare), when it started an incoming QEMU
+  description:
+    - Where the source sends the migration and the disks, for O(incoming) of V(perform).
+    - For O(live=false), the NBD exports the source copies the disks into (C(offline) is true).
+  returned: phase V(prepare), when it started an incoming QEMU or, for O(live=false), exported the new disks
   type: dict
+unfinished:
+  description:
+    - The state (QEMU's C(query-migrate) status, for example V(completed) or V(pre-switchover)) of a move
+      that paused the source and was neither finished nor cancelled.
+  returned: phase V(source), when the source was left so
+  type: str
+  sample: completed
+recovered:
+  description: V(prepare) found the whole migration received here and finished the move (the guest runs here).
+  returned: phase V(prepare), when it did
+  type: bool
 """
 
 

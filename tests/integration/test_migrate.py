@@ -28,6 +28,7 @@ from harness.examples import play as examples_play
 from harness.guest import DISK_MARKER, MARKER, parse_ticks
 from harness.twohosts import (
     DISK,
+    SERIAL,
     Host,
     domain_xml,
     libvirt_domain_xml,
@@ -149,6 +150,96 @@ def test_shared_storage_live_then_offline_back(hosts, guest_build, tmp_path):
     assert not any(r["failed"] or r["changed"] for r in again), again
 
 
+@pytest.mark.embed
+def test_offline_move_copies_the_disks(hosts, guest_build):
+    src, dst = hosts
+    name = "mig6"
+    start_guest(src, name, guest_build)
+    stop = [{"hosts": src.name, "gather_facts": False, "tasks": [
+        {"name": "stop", "virtops.qemu.domain": {"uri": src.uri, "name": name, "state": "destroyed"}}]}]
+    assert not play([src], stop)[0]["failed"]
+    assert disk_head(src).startswith(DISK_MARKER.encode())
+    offline = role_play(src, dst, name, migrate_live=False, migrate_copy_storage="all")
+
+    predicted = play([src, dst], offline, check=True)
+    assert not any(r["failed"] for r in predicted), predicted
+    assert domains_on(dst) == [] and not dst.local(DISK).exists() and domains_on(src) == [name]
+
+    moved = play([src, dst], offline)
+    assert not any(r["failed"] for r in moved), json.dumps(moved, indent=1)[:5000]
+    for task in ("Read the domain on the source", "Prepare the destination (an incoming QEMU and the disk exports)",
+                 "Stop the source's QEMU and remove its definition"):
+        assert tasks(predicted)[task]["changed"] == tasks(moved)[task]["changed"], task
+    assert tasks(moved)["Resume the guest (destination)"]["changed"]
+    stats = tasks(moved)["Mirror the disks and migrate (source)"]["stats"]
+    assert stats["disk_bytes"] > 0 and stats["memory_bytes"] == 0, stats
+    assert domains_on(dst) == [name] and domains_on(src) == []
+    assert qemu_pids(src.root) == [] and qemu_pids(dst.root) == []
+    assert disk_head(dst).startswith(DISK_MARKER.encode())
+    assert src.local(DISK).exists(), "the source's disk is kept (only the definition is removed)"
+    assert not nbd_listening(dst), "the NBD export was left listening"
+
+    again = play([src, dst], offline)
+    assert not any(r["failed"] or r["changed"] for r in again), again
+
+
+def phases_until_switchover(src: Host, dst: Host, name: str) -> list[dict]:
+    """source, prepare and perform of the role's handshake, then nothing: a controller gone after the switch-over."""
+    def phase(host: Host, phase: str, **args) -> dict:
+        return {"name": phase, "virtops.qemu.migrate": {"phase": phase, "name": name, "uri": host.uri,
+                                                        "copy_storage": "all", **args},
+                "delegate_to": host.name, "register": phase}
+    return [{"hosts": src.name, "gather_facts": False, "tasks": [
+        phase(src, "source"),
+        phase(dst, "prepare", xml="{{ source.xml }}", disks="{{ source.disks }}", listen_address=dst.address),
+        phase(src, "perform", incoming="{{ prepare.incoming }}")]}]
+
+
+@pytest.mark.embed
+@pytest.mark.parametrize("destination_died", [False, True], ids=["destination-runs", "destination-died"])
+def test_next_run_recovers_a_move_whose_controller_died_after_the_switchover(
+        hosts, guest_build, destination_died):
+    src, dst = hosts
+    name = "mig7"
+    start_guest(src, name, guest_build)
+    left = play([src, dst], phases_until_switchover(src, dst, name))
+    assert not any(r["failed"] for r in left), json.dumps(left, indent=1)[:5000]
+    assert len(qemu_pids(src.root)) == 1 and len(qemu_pids(dst.root)) == 1
+    last_on_source = parse_ticks(serial(src))[-1][0]
+    if destination_died:
+        for pid in qemu_pids(dst.root):
+            os.kill(pid, signal.SIGKILL)
+        wait_for(lambda: qemu_pids(dst.root) == [], 10, "the destination's QEMU to die")
+        dst.local(SERIAL).unlink()
+
+    recovered = play([src, dst], role_play(src, dst, name, migrate_copy_storage="all"))
+    assert not any(r["failed"] for r in recovered), json.dumps(recovered, indent=1)[:5000]
+    by_name = tasks(recovered)
+    assert by_name["Read the domain on the source"]["unfinished"] == "completed"
+    assert by_name["Prepare the destination (an incoming QEMU and the disk exports)"].get("recovered") is (
+        None if destination_died else True)
+    assert by_name["Stop the source's QEMU and remove its definition"]["changed"]
+    if destination_died:
+        # The source ran on from where it paused, then moved again.
+        assert by_name["Mirror the disks and migrate (source)"]["changed"]
+        last_on_source = parse_ticks(serial(src))[-1][0]
+    assert domains_on(dst) == [name] and domains_on(src) == []
+    assert qemu_pids(src.root) == [] and len(qemu_pids(dst.root)) == 1
+    wait_for(lambda: len(parse_ticks(serial(dst))) >= 3, 30, "ticks on the destination")
+    counts = [count for count, _uptime in parse_ticks(serial(dst))]
+    assert counts[0] >= last_on_source and counts == sorted(counts), (last_on_source, counts)
+    assert MARKER not in serial(dst), "the guest booted again on the destination"
+
+    again = play([src, dst], role_play(src, dst, name, migrate_copy_storage="all"))
+    assert not any(r["failed"] or r["changed"] for r in again), again
+
+
+def nbd_listening(host: Host) -> bool:
+    out = host.run(["ss", "-Htln"]).stdout
+    ports = {int(line.split()[3].rpartition(":")[2]) for line in out.splitlines() if len(line.split()) >= 4}
+    return any(10809 <= port <= 10872 for port in ports)
+
+
 def nbd_connected(host: Host) -> bool:
     """A TCP connection to the host's NBD server (ports 10809-10872) is established."""
     out = host.run(["ss", "-Htn", "state", "established"]).stdout
@@ -248,6 +339,33 @@ def test_libvirt_managed_live_migration_with_copied_storage(libvirt_hosts, guest
     with tempfile.NamedTemporaryFile(dir="/var/tmp") as raw:
         subprocess.run(["qemu-img", "convert", "-U", "-O", "raw", str(dst_disk), raw.name], check=True)
         assert Path(raw.name).read_bytes().startswith(DISK_MARKER.encode())
+
+    again = run_module("migrate", args, uri=src_uri, netns=src.netns)
+    assert not again["changed"] and not again["failed"], again
+
+
+@pytest.mark.libvirt
+def test_libvirt_offline_migration_of_a_shut_off_domain(libvirt_hosts, guest, tmp_path):
+    (src, src_uri), (dst, dst_uri) = libvirt_hosts
+    name = "mig8"
+    tmp_path.chmod(0o755)
+    shared = tmp_path / "shared.qcow2"     # outside both daemons' private /var/lib/libvirt: shared storage
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(shared), "16M"], check=True)
+    xml_file = src.base / "domain.xml"
+    xml_file.write_text(libvirt_domain_xml(name, guest).replace(f"/var/lib/libvirt/images/{name}.qcow2", str(shared)))
+    src.virsh("define", str(xml_file))
+    args = {"name": name, "destination": dst_uri, "live": False}
+
+    predicted = run_module("migrate", args, check=True, uri=src_uri, netns=src.netns)
+    assert predicted["changed"] and not predicted["failed"], predicted
+    assert dst.virsh("list", "--all", "--name").split() == [] and src.virsh("list", "--all", "--name").split() == [name]
+
+    moved = run_module("migrate", args, uri=src_uri, netns=src.netns)
+    assert moved["changed"] and not moved["failed"], moved
+    assert dst.virsh("list", "--all", "--name").split() == [name]
+    assert dst.virsh("domstate", name).strip() == "shut off"
+    assert f"<source file='{shared}'" in dst.virsh("dumpxml", name)
+    assert src.virsh("list", "--all", "--name").split() == []
 
     again = run_module("migrate", args, uri=src_uri, netns=src.netns)
     assert not again["changed"] and not again["failed"], again

@@ -28,6 +28,20 @@ its migration and mirrors and resumes the guest.  Until ``finish`` the
 source QEMU keeps the guest's memory and disks as they were when it paused,
 so cancelling on both sides (destination first) after a failure or a killed
 task anywhere before ``finish`` leaves the guest running on the source.
+
+When the controller itself died after ``perform`` paused the source, nobody
+cancels; the next run takes it up.  ``source`` reports the paused source as
+``unfinished``; a destination QEMU that received the whole migration holds
+the guest's newest state, so ``prepare`` finishes the move there and
+``confirm`` stops the source.  Otherwise ``prepare`` clears the destination
+and ``perform`` resumes the source before migrating again: one copy of the
+guest runs at any time, and the one with its latest state.
+
+A shut-off domain with its disks (``live: false``) goes the same way with
+QEMU's tools instead of a QEMU: ``prepare`` creates the disks and exports
+them writable with qemu-storage-daemon, ``perform`` copies each disk into
+its export with ``qemu-img convert``, ``finish`` stops the export and
+defines the domain, ``confirm`` removes the source's definition.
 Private to the collection.
 """
 
@@ -139,7 +153,7 @@ def _create_disks(config, copy_storage: str, disks: dict[str, dict]) -> list[str
         return created
     for disk in copied_disks(config):
         path, target = disk.find("source").get("file"), disk.find("target").get("dev")
-        fmt = disk.find("driver").get("type", "raw") if disk.find("driver") is not None else "raw"
+        fmt = _disk_format(disk)
         size = disks.get(target, {}).get("capacity")
         if not size:
             raise InvalidInput(f"the source did not say how large disk {target} is", "disks")
@@ -148,19 +162,32 @@ def _create_disks(config, copy_storage: str, disks: dict[str, dict]) -> list[str
     return created
 
 
+def _disk_format(disk) -> str:
+    driver = disk.find("driver")
+    return driver.get("type", "raw") if driver is not None else "raw"
+
+
 def _created_file(domains, name: str) -> str:
     return os.path.join(domains.layout.path("run", "qemu"), f"{name}.incoming.json")
 
 
-def _save_created(domains, name: str, created: list[str]) -> None:
+def _save_created(domains, name: str, created: list[str], offline: dict | None = None) -> None:
     domains.driver.ensure_tree()
-    fileio.atomic_write(_created_file(domains, name), json.dumps(created), mode=0o600)
+    record = {"disks": created, "offline": offline}
+    fileio.atomic_write(_created_file(domains, name), json.dumps(record), mode=0o600)
+
+
+def _load_created(domains, name: str) -> dict:
+    text = fileio.read_text(_created_file(domains, name))
+    record = json.loads(text) if text else {}
+    return {"disks": record} if isinstance(record, list) else record
 
 
 def _delete_created(domains, name: str) -> None:
-    """The disks a prepare created for a migration that did not finish."""
-    text = fileio.read_text(_created_file(domains, name))
-    for path in json.loads(text) if text else []:
+    """The disks a prepare created for a migration that did not finish (and their offline export)."""
+    record = _load_created(domains, name)
+    _stop_export(record.get("offline"))
+    for path in record.get("disks", []):
         fileio.remove_quietly(path)
     fileio.remove_quietly(_created_file(domains, name))
 
@@ -256,6 +283,122 @@ def finish(domains, name: str, persistent: bool) -> None:
     fileio.remove_quietly(_created_file(domains, name))
 
 
+# -- offline, with storage ----------------------------------------------------------
+def prepare_offline(domains, xml: str, address: str, copy_storage: str, disks: dict[str, dict]) -> dict:
+    """Create the disks of a shut-off domain and export them writable over NBD (qemu-storage-daemon).
+
+    The domain is defined only by ``finish``, once the source has filled the disks.
+    """
+    desired = preflight(domains, xml, copy_storage, {t: d["allocation"] for t, d in disks.items()})
+    name = desired.findtext("name")
+    if domains.store.defined(name):
+        raise Conflict(f"domain {name!r} already exists on the destination")
+    config = domains._postparse(desired, None)
+    created = _create_disks(config, copy_storage, disks)
+    _save_created(domains, name, created)
+    try:
+        port = process.free_port(address, *NBD_PORTS, set())
+        daemon = _start_export(domains, name, config, address, port)
+        _save_created(domains, name, created, dict(daemon, xml=xml))
+    except BaseException:
+        _delete_created(domains, name)
+        raise
+    exports = [{"target": disk.find("target").get("dev"), "name": disk.find("target").get("dev")}
+               for disk in copied_disks(config)]
+    return {"offline": True, "nbd": {"host": address, "port": port}, "exports": exports}
+
+
+def _start_export(domains, name: str, config, address: str, port: int) -> dict:
+    """qemu-storage-daemon serving each copied disk (its guest-visible data) as an NBD export named by target."""
+    run_dir = domains.layout.path("run", "qemu")
+    pidfile = os.path.join(run_dir, f"{name}.nbd.pid")
+    # The NBD server comes before the exports that use it.
+    argv = ["qemu-storage-daemon", "--daemonize", "--pidfile", pidfile,
+            "--nbd-server", f"addr.type=inet,addr.host={address},addr.port={port}"]
+    for disk in copied_disks(config):
+        target = disk.find("target").get("dev")
+        fmt = _disk_format(disk)
+        blockdev = {"driver": fmt, "node-name": f"{_JOB_PREFIX}{target}",
+                    "file": {"driver": "file", "filename": disk.find("source").get("file")}}
+        argv += ["--blockdev", json.dumps(blockdev),
+                 "--export", f"type=nbd,id={_JOB_PREFIX}{target},node-name={_JOB_PREFIX}{target},"
+                             f"name={target},writable=on"]
+    log = os.path.join(run_dir, f"{name}.nbd.log")
+    with open(log, "wb") as stderr:
+        # --daemonize returns once the exports listen.
+        done = subprocess.run(argv, check=False, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                              stderr=stderr, timeout=60)
+    if done.returncode != 0:
+        reason = (fileio.read_text(log) or "").strip() or f"exit status {done.returncode}"
+        fileio.remove_quietly(log)
+        raise BackendError(f"cannot export the disks of {name!r} over NBD: {reason}")
+    pid = int((fileio.read_text(pidfile) or "0").strip() or 0)
+    return {"pid": pid, "starttime": process.start_time(pid) if pid else None, "pidfile": pidfile, "log": log}
+
+
+def _stop_export(daemon: dict | None) -> None:
+    if not daemon:
+        return
+    if daemon.get("pid"):
+        process.kill(daemon["pid"], daemon.get("starttime"))
+    fileio.remove_quietly(daemon["pidfile"])
+    fileio.remove_quietly(daemon["log"])
+
+
+def perform_offline(domains, name: str, incoming: dict, options: dict) -> dict:
+    """Copy the disks of the shut-off domain into the destination's exports (qemu-img convert)."""
+    nbd = incoming["nbd"]
+    host = _host(nbd["host"])
+    started = time.monotonic()
+    copied = 0
+    with domains._lock(name):
+        record = domains._refresh(name)
+        if record.active:
+            raise Conflict(f"domain {name!r} is {record.state}; live: false moves a shut-off domain")
+        config = domains._config(name)
+        disks = {d.find("target").get("dev"): d for d in copied_disks(config)}
+        for export in incoming["exports"]:
+            disk = disks[export["target"]]
+            path = disk.find("source").get("file")
+            fmt = _disk_format(disk)
+            copied += _img_info(path).get("actual-size", 0)
+            hosttools.run(_convert_argv(path, fmt, f"nbd://{host}:{nbd['port']}/{export['name']}", options),
+                          f"copy disk {export['target']} to the destination", timeout=3600)
+    total = int((time.monotonic() - started) * 1000)
+    return {"total_time_ms": total, "downtime_ms": 0, "memory_bytes": 0, "disk_bytes": copied,
+            "transferred_bytes": copied}
+
+
+def _convert_argv(path: str, fmt: str, target: str, options: dict) -> list[str]:
+    # The destination's disk is new, so its zeros need not be written; incremental copies the top image only.
+    source = ["-f", fmt, path]
+    if options["copy_storage"] == "incremental" and fmt == "qcow2":
+        source = ["json:" + json.dumps({"driver": "qcow2", "backing": None,
+                                        "file": {"driver": "file", "filename": path}})]
+    rate = ["-r", f"{options['bandwidth']}M"] if options.get("bandwidth") else []
+    return ["qemu-img", "convert", "-q", "-n", "--target-is-zero", *rate, *source, "-O", "raw", target]
+
+
+def finish_offline(domains, name: str) -> None:
+    """Stop the export and define the domain whose disks the source filled."""
+    record = _load_created(domains, name)
+    _stop_export(record["offline"])
+    domains.define(record["offline"]["xml"])
+    fileio.remove_quietly(_created_file(domains, name))
+
+
+def incoming_completed(domains, name: str) -> bool:
+    """The incoming QEMU here received the whole migration (its source may still wait to be confirmed)."""
+    if not domains.exists(name) or _load_created(domains, name).get("offline"):
+        return False
+    with domains._lock(name):
+        record = domains._refresh(name)
+        if not record.active:
+            return False
+        with domains._monitor(name, record) as qmp:
+            return cast(dict, qmp.execute("query-migrate")).get("status") == "completed"
+
+
 def cancel_incoming(domains, name: str) -> bool:
     """Kill an incoming QEMU that was not finished and delete the disks its prepare created."""
     if incoming_state(domains, name) != "incoming":
@@ -291,6 +434,8 @@ def perform(domains, name: str, incoming: dict, options: dict) -> dict:
     """Mirror the disks and migrate; returns query-migrate's numbers.  The source ends paused."""
     with domains._lock(name):
         record = domains._refresh(name)
+        if record.active:
+            record = _resume_left(domains, name, record)
         if record.state != "running":
             raise Conflict(f"domain {name!r} is {record.state}, not running; a live migration needs it running")
         started = time.monotonic()
@@ -434,6 +579,36 @@ def _started_here(qmp: QMPClient) -> bool:
     return any(item.startswith(_JOB_PREFIX) for item in jobs + nodes)
 
 
+def outgoing_left(domains, name: str) -> str | None:
+    """The state of a migration a controller that died left on this source (its QEMU paused); None if none."""
+    with domains._lock(name):
+        record = domains._refresh(name)
+        if not record.active:
+            return None
+        with domains._monitor(name, record) as qmp:
+            status = cast(dict, qmp.execute("query-migrate")).get("status")
+            started = _started_here(qmp)
+    if status in (None, "failed", "cancelled") and not started:
+        return None
+    return status or "disk copy"
+
+
+def _resume_left(domains, name: str, record):
+    """Run the guest here again when an unfinished move paused it, and drop its disk copies.  Lock held.
+
+    The destination did not take the guest over (its prepare would have finished the move and
+    this perform would not run), so this source holds the guest's only state.
+    """
+    with domains._monitor(name, record) as qmp:
+        status = cast(dict, qmp.execute("query-migrate")).get("status")
+        if status in (None, "failed", "cancelled") and not _started_here(qmp):
+            return record       # paused by someone else: not this module's to resume
+        _cancel_source(qmp, None)
+    record.state, record.reason = "running", "migration canceled"
+    domains._save(name, record)
+    return record
+
+
 def cancel_outgoing(domains, name: str) -> bool:
     """Resume a source left paused or migrating by a migration that did not finish; True if it was."""
     if incoming_state(domains, name) == "incoming" or not domains.exists(name):
@@ -482,13 +657,15 @@ def _source(domains, name: str, params: dict, check_mode: bool) -> dict:
     if not domains.exists(name):
         return {"changed": False, "present": False}
     status = domains.status(name)
-    if params["live"] and status.state != "running":
+    unfinished = outgoing_left(domains, name) if params["live"] and status.state == "paused" else None
+    if params["live"] and status.state != "running" and unfinished is None:
         raise Conflict(f"domain {name!r} is {status.state}; a live migration moves a running domain")
     if not params["live"] and status.state != "shutoff":
         raise Conflict(f"domain {name!r} is {status.state}; live: false moves a shut-off domain")
     xml = domains.xml(name, inactive=not params["live"])
     disks = disk_sizes(domains, name) if params["copy_storage"] != "none" else {}
-    return {"changed": False, "present": True, "state": status.state, "xml": xml, "disks": disks}
+    result = {"changed": False, "present": True, "state": status.state, "xml": xml, "disks": disks}
+    return dict(result, unfinished=unfinished) if unfinished else result
 
 
 def _prepare(domains, name: str, params: dict, check_mode: bool) -> dict:
@@ -497,20 +674,25 @@ def _prepare(domains, name: str, params: dict, check_mode: bool) -> dict:
         return {"changed": False, "present": True, "state": here}
     if not params["xml"]:
         raise InvalidInput("prepare needs the domain's definition from the source phase", "xml")
+    if here == "incoming" and incoming_completed(domains, name):
+        # A controller that died after the switch-over: the guest's state is here, so the move is finished.
+        if not check_mode:
+            finish(domains, name, params["persistent"])
+        return {"changed": True, "present": True, "state": "running", "recovered": True}
     disks = params["disks"] or {}
-    if not params["live"] and params["copy_storage"] != "none":
-        raise InvalidInput("the embedded driver moves a shut-off domain on shared storage only; use copy_storage: "
-                           "none, or move it running", "copy_storage")
-    if check_mode or not params["live"]:
+    offline, shared = not params["live"], params["copy_storage"] == "none"
+    if check_mode or (offline and shared):
         preflight(domains, params["xml"], params["copy_storage"], {t: d["allocation"] for t, d in disks.items()})
         if not check_mode:
-            domains.define(params["xml"])    # offline: the definition is all that moves
+            domains.define(params["xml"])    # offline on shared storage: the definition is all that moves
         return {"changed": True, "present": False}
     if not params["listen_address"]:
-        raise InvalidInput("prepare needs the destination's address for the migration stream", "listen_address")
+        raise InvalidInput("prepare needs the destination's address for the migration stream and disk copy",
+                           "listen_address")
     if here == "incoming":
         cancel_incoming(domains, name)      # the leftover of an interrupted move
-    incoming = prepare(domains, params["xml"], params["listen_address"], params["copy_storage"], disks)
+    start = prepare_offline if offline else prepare
+    incoming = start(domains, params["xml"], params["listen_address"], params["copy_storage"], disks)
     return {"changed": True, "present": False, "incoming": incoming}
 
 
@@ -521,7 +703,8 @@ def _perform(domains, name: str, params: dict, check_mode: bool) -> dict:
         raise Conflict(f"domain {name!r} does not exist on the source")
     if check_mode:
         return {"changed": True}
-    return {"changed": True, "stats": perform(domains, name, params["incoming"], params)}
+    move = perform_offline if params["incoming"].get("offline") else perform
+    return {"changed": True, "stats": move(domains, name, params["incoming"], params)}
 
 
 def _finish(domains, name: str, params: dict, check_mode: bool) -> dict:
@@ -530,7 +713,10 @@ def _finish(domains, name: str, params: dict, check_mode: bool) -> dict:
             return {"changed": False}
         raise Conflict(f"domain {name!r} has no incoming migration to finish here")
     if not check_mode:
-        finish(domains, name, params["persistent"])
+        if _load_created(domains, name).get("offline"):
+            finish_offline(domains, name)
+        else:
+            finish(domains, name, params["persistent"])
     return {"changed": True}
 
 

@@ -55,3 +55,17 @@ def test_only_writable_unshared_file_disks_are_copied():
 def test_format_nodes_count_from_the_last_disk_as_the_command_line_does():
     assert migration._format_nodes(parse(DOMAIN, "domain")) == {
         "hdc": "libvirt-3-format", "vda": "libvirt-2-format", "vdb": "libvirt-1-format"}
+
+
+def test_offline_copy_writes_into_the_export_without_zeros():
+    argv = migration._convert_argv("/img/a.qcow2", "qcow2", "nbd://10.0.0.2:10809/vda",
+                                   {"copy_storage": "all", "bandwidth": 0})
+    assert argv == ["qemu-img", "convert", "-q", "-n", "--target-is-zero", "-f", "qcow2", "/img/a.qcow2",
+                    "-O", "raw", "nbd://10.0.0.2:10809/vda"]
+
+
+def test_offline_incremental_copy_reads_the_top_image_alone_at_the_bandwidth():
+    options = {"copy_storage": "incremental", "bandwidth": 5}
+    argv = migration._convert_argv("/img/a.qcow2", "qcow2", "nbd://h:1/vda", options)
+    top = 'json:{"driver": "qcow2", "backing": null, "file": {"driver": "file", "filename": "/img/a.qcow2"}}'
+    assert argv[5:8] == ["-r", "5M", top]
