@@ -11,26 +11,16 @@ its memory carries on counting from the saved value.
 
 from __future__ import annotations
 
-import gzip
 import re
 from pathlib import Path
 
 from . import guest as base_guest
-from .guest import CMDLINE, Guest
+from .guest import Guest
 
 SCRIPT_NAME = "disk-counter"
 WROTE = "SNAP-WROTE"
 
-SCRIPT = """#!/bin/sh
-export PATH=/sbin:/bin:/usr/sbin:/usr/bin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-exec </dev/console >/dev/console 2>&1
-for m in {modules}; do
-    insmod /lib/modules/$m.ko || echo "SNAP-ERROR insmod $m"
-done
-i=0
+BODY = """i=0
 while [ ! -b /dev/vda ] && [ $i -lt 100 ]; do sleep 0.2; i=$((i+1)); done
 old=$(dd if=/dev/vda bs=512 count=1 2>/dev/null | tr -d '\\000' | head -n 1)
 echo "SNAP-READ $old"
@@ -45,17 +35,14 @@ while true; do c=$((c+1)); echo "SNAP-COUNT $c"; sleep 0.5; done
 """
 
 
+def counter_script() -> str:
+    return base_guest.busybox_init(" ".join(base_guest.MODULES), "/lib/modules", "SNAP-ERROR",
+                                   BODY.format(wrote=WROTE))
+
+
 def build_disk_counter(guest: Guest, directory: Path) -> Guest:
     """The guest with the script appended; its marker is WROTE (the disk was read and written)."""
-    archive = base_guest.Cpio()
-    script = SCRIPT.format(modules=" ".join(base_guest.MODULES), wrote=WROTE)
-    archive.file(SCRIPT_NAME, script.encode(), 0o755)
-    first = guest.initrd.read_bytes()
-    initrd = directory / f"{SCRIPT_NAME}.img"
-    # Each archive of an initramfs starts on a 4-byte boundary.
-    initrd.write_bytes(first + bytes(-len(first) % 4) + gzip.compress(archive.finish(), mtime=0))
-    initrd.chmod(0o644)
-    return Guest(guest.kernel, initrd, f"{CMDLINE} rdinit=/{SCRIPT_NAME}", WROTE)
+    return base_guest.with_init(guest, directory, SCRIPT_NAME, counter_script(), WROTE)
 
 
 def reads(console: str) -> list[str]:

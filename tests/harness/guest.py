@@ -60,16 +60,20 @@ MODULES = (
     "evdev", "button",
 )
 
-INIT_SCRIPT = """#!/bin/sh
+# The opening of every busybox init of the test guests: the mounts, the console and
+# the kernel modules, loaded in the order given.
+INIT_PRELUDE = """#!/bin/sh
 export PATH=/sbin:/bin:/usr/sbin:/usr/bin
 mount -t proc proc /proc
 mount -t sysfs sysfs /sys
 mount -t devtmpfs devtmpfs /dev
 exec </dev/console >/dev/console 2>&1
 for m in {modules}; do
-    insmod /lib/modules/$m.ko || echo "VIRTOPS-ERROR insmod $m"
+    insmod {module_dir}/$m.ko || echo "{error} insmod $m"
 done
-acpid -c /etc/acpi -l /var/log/acpid.log
+"""
+
+INIT_SCRIPT = """acpid -c /etc/acpi -l /var/log/acpid.log
 for e in /sys/class/input/event*; do
     case "$(cat $e/device/name 2>/dev/null)" in "AT "*) kbd=/dev/input/${{e##*/}};; esac
 done
@@ -139,6 +143,36 @@ class Lease:
     ip: str
     prefix: int
     mac: str
+
+
+def busybox_init(modules: str, module_dir: str, error: str, body: str) -> str:
+    """An init script: INIT_PRELUDE loading ``modules`` from ``module_dir``, then ``body``."""
+    return INIT_PRELUDE.format(modules=modules, module_dir=module_dir, error=error) + body
+
+
+def init_script(modules: str) -> str:
+    """The test guest's own init."""
+    return busybox_init(modules, "/lib/modules", "VIRTOPS-ERROR", INIT_SCRIPT.format(
+        marker=MARKER, disk_marker=DISK_MARKER, tick_prefix=TICK_PREFIX, udhcpc_script=UDHCPC_SCRIPT_PATH,
+        udhcpc_args=UDHCPC_ARGS, keyboard_prefix=KEYBOARD_PREFIX, key_prefix=KEY_PREFIX))
+
+
+def with_init(guest: Guest, directory: Path, name: str, script: str, marker: str,
+              files: tuple[tuple[str, bytes], ...] = ()) -> Guest:
+    """``guest`` booting ``/name`` (``script``) instead of its init, with ``files`` added beside it.
+
+    The script and files go into a second archive appended to the guest's initramfs.
+    """
+    archive = Cpio()
+    for path, data in files:
+        archive.file(path, data, 0o644)
+    archive.file(name, script.encode(), 0o755)
+    first = guest.initrd.read_bytes()
+    initrd = directory / f"{name}.img"
+    # Each archive of an initramfs starts on a 4-byte boundary.
+    initrd.write_bytes(first + bytes(-len(first) % 4) + gzip.compress(archive.finish(), mtime=0))
+    initrd.chmod(0o644)
+    return Guest(guest.kernel, initrd, f"{CMDLINE} rdinit=/{name}", marker)
 
 
 def parse_keys(console: str) -> list[int]:
@@ -359,11 +393,7 @@ def _initramfs(busybox: Path, modules: list[tuple[str, bytes]]) -> bytes:
             cpio.symlink(applet, "/bin/busybox")
     for name, data in modules:
         cpio.file(f"lib/modules/{name}.ko", data, 0o644)
-    names = " ".join(name for name, _data in modules)
-    init = INIT_SCRIPT.format(modules=names, marker=MARKER, disk_marker=DISK_MARKER, tick_prefix=TICK_PREFIX,
-                              udhcpc_script=UDHCPC_SCRIPT_PATH, udhcpc_args=UDHCPC_ARGS,
-                              keyboard_prefix=KEYBOARD_PREFIX, key_prefix=KEY_PREFIX)
-    cpio.file("init", init.encode(), 0o755)
+    cpio.file("init", init_script(" ".join(name for name, _data in modules)).encode(), 0o755)
     cpio.file(UDHCPC_SCRIPT_PATH.lstrip("/"), UDHCPC_SCRIPT.format(prefix=LEASE_PREFIX).encode(), 0o755)
     cpio.file("etc/acpi/PWRF/00000080/poweroff",
               POWEROFF_SCRIPT.format(marker=POWEROFF_MARKER).encode(), 0o755)

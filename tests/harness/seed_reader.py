@@ -18,28 +18,18 @@ from __future__ import annotations
 
 import base64
 import fcntl
-import gzip
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from . import guest as base_guest
-from .guest import CMDLINE, GUEST_CACHE, Guest
+from .guest import GUEST_CACHE, Guest
 
 READER = "seed-reader"
 DONE = "SEED-DONE"
 MODULES = base_guest.MODULES + ("isofs", "ata_piix", "sr_mod")
 
-SCRIPT = """#!/bin/sh
-export PATH=/sbin:/bin:/usr/sbin:/usr/bin
-mount -t proc proc /proc
-mount -t sysfs sysfs /sys
-mount -t devtmpfs devtmpfs /dev
-exec </dev/console >/dev/console 2>&1
-for m in {modules}; do
-    insmod /lib/{reader}/$m.ko || echo "SEED-ERROR insmod $m"
-done
-mkdir -p /mnt
+BODY = """mkdir -p /mnt
 for dev in {devices}; do
     i=0
     while [ ! -b /dev/$dev ] && [ $i -lt 100 ]; do sleep 0.2; i=$((i+1)); done
@@ -67,21 +57,17 @@ class SeenFile:
     content: bytes
 
 
+def reader_script(modules: list[str], devices: tuple[str, ...]) -> str:
+    return base_guest.busybox_init(" ".join(modules), f"/lib/{READER}", "SEED-ERROR",
+                                   BODY.format(devices=" ".join(devices), done=DONE))
+
+
 def build_seed_reader(guest: Guest, directory: Path, devices: tuple[str, ...]) -> Guest:
     """The guest with the reader appended, reading ``devices`` (``vda``, ``sr0``) in that order."""
-    archive = base_guest.Cpio()
     modules = _modules()
-    for name, data in modules:
-        archive.file(f"lib/{READER}/{name}.ko", data, 0o644)
-    script = SCRIPT.format(modules=" ".join(name for name, _data in modules), reader=READER,
-                           devices=" ".join(devices), done=DONE)
-    archive.file(READER, script.encode(), 0o755)
-    first = guest.initrd.read_bytes()
-    initrd = directory / f"{READER}.img"
-    # Each archive of an initramfs starts on a 4-byte boundary.
-    initrd.write_bytes(first + bytes(-len(first) % 4) + gzip.compress(archive.finish(), mtime=0))
-    initrd.chmod(0o644)
-    return Guest(guest.kernel, initrd, f"{CMDLINE} rdinit=/{READER}", DONE)
+    script = reader_script([name for name, _data in modules], devices)
+    files = tuple((f"lib/{READER}/{name}.ko", data) for name, data in modules)
+    return base_guest.with_init(guest, directory, READER, script, DONE, files)
 
 
 def parse_files(console: str) -> dict[tuple[str, str], dict[str, SeenFile]]:
