@@ -36,12 +36,12 @@ import os
 import time
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import firmware
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse import (
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse.common import (
     cpu_ranges,
-    disk_index,
     machine_family,
     to_kib,
 )
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse.devices import disk_index
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
 from ansible_collections.virtops.qemu.plugins.module_utils.fileio import make_private_dir
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import etree

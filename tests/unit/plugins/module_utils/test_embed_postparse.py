@@ -6,7 +6,8 @@ import pytest
 from lxml import etree
 from qemu72_caps import CAPS
 
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse import disk_index, postparse
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse import postparse
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse.devices import disk_index
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
 
 
