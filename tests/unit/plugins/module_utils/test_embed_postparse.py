@@ -236,7 +236,7 @@ def test_unix_channel_names_that_would_leave_the_channel_dir_are_refused(name):
 
 
 def test_unix_channel_name_like_a_domain_file_stays_in_the_channel_dir():
-    from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.command import channel_socket_path
+    from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.cmdline.chardev import channel_socket_path
     assert channel_socket_path("/r/d", "monitor.sock") == "/r/d/channel/monitor.sock"
 
 
