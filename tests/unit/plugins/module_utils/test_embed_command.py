@@ -64,6 +64,11 @@ def test_fixed_part_of_the_command_line():
     assert "-no-shutdown" not in argv
 
 
+def test_monitor_listening_socket_is_inherited_by_fd():
+    argv = build(xml(), paths=dataclasses.replace(PATHS, monitor_fd=7))[0]
+    assert opts(argv, "-chardev")[0] == "socket,id=charmonitor,fd=7,server=on,wait=off"
+
+
 def test_seccomp_sandbox_off_and_kvm():
     argv = build(xml(dtype="kvm"), conf={"seccomp_sandbox": 0})[0]
     assert "-sandbox" not in argv and opts(argv, "-accel") == ["kvm"]
