@@ -23,7 +23,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.errors import Invalid
 
 NS = "xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'"
 PATHS = LaunchPaths(monitor_socket="/r/lib/qemu/domain-1-t/monitor.sock", pidfile="/r/run/qemu/t.pid",
-                     domain_dir="/r/lib/qemu/domain-1-t", log_file="/r/log/qemu/t.log", vnc_port=5907)
+                    domain_dir="/r/lib/qemu/domain-1-t", log_file="/r/log/qemu/t.log", vnc_port=5907)
 
 
 def xml(devices="", machine="pc", extra="", dtype="qemu", tail=""):

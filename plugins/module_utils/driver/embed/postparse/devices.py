@@ -35,23 +35,15 @@ _DEVICE_ORDER = (
     "memory", "iommu", "vsock",
 )
 
-
 _BUS_BY_PREFIX = (("hd", "ide"), ("sd", "scsi"), ("vd", "virtio"), ("fd", "fdc"))
-
-
 _DRIVE_BUSES = ("ide", "sata", "scsi", "fdc")
-
-
 _GENERATED_TAP_PREFIXES = ("vnet", "macvtap", "macvlan")
 
-
 DEFAULT_SCSI_MODEL_ORDER = (("lsi", "lsilogic"), ("virtio-scsi-pci", "virtio-scsi"))
-
 
 # USB devices in the order libvirt gives them root-hub ports.
 _USB_DEVICE_PATHS = ("hub[@type='usb']", "disk/target[@bus='usb']/..", "input[@bus='usb']", "sound[@model='usb']",
                      "redirdev")
-
 
 # Devices that need a helper process next to QEMU (libvirt starts it from its daemon).
 _HELPER_DEVICES = (
@@ -64,14 +56,12 @@ _HELPER_DEVICES = (
     ("shmem/server/..", "devices/shmem/server", "needs ivshmem-server"),
 )
 
-
 # Device families the embedded driver does not build (yet).
 _UNSUPPORTED_DEVICES = (
     ("tpm", "devices/tpm"), ("filesystem", "devices/filesystem"), ("hostdev", "devices/hostdev"),
     ("smartcard", "devices/smartcard"), ("lease", "devices/lease"),
     ("interface[@type='hostdev']", "devices/interface@type"), ("crypto", "devices/crypto"),
 )
-
 
 
 def complete_devices(dom: etree._Element, devices: etree._Element, machine: str, caps: LaunchCaps) -> None:

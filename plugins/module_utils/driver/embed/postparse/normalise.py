@@ -29,17 +29,11 @@ if TYPE_CHECKING:
 _OS_ORDER = ("type", "firmware", "loader", "nvram", "kernel", "initrd", "cmdline", "dtb", "acpi", "boot",
              "bootmenu", "bios", "smbios")
 
-
 # <features> children the embedded driver honours, in libvirt's order
 FEATURE_ORDER = ("acpi", "apic", "pae", "hap", "privnet", "hyperv", "kvm", "pvspinlock", "pmu", "vmport",
                  "smm", "ioapic", "vmcoreinfo")
-
-
 _MEMORY_BACKING_ORDER = ("hugepages", "nosharepages", "locked", "source", "access", "allocation", "discard")
-
-
 _TIMERS = ("rtc", "pit", "hpet", "kvmclock")
-
 
 
 def normalise(dom: etree._Element, caps: LaunchCaps) -> str:

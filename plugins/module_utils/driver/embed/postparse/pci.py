@@ -19,18 +19,10 @@ from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import 
 # Devices QEMU exposes as PCI Express endpoints; everything else on a q35
 # machine is conventional PCI and needs a pcie-to-pci-bridge.
 _PCIE_NET_MODELS = ("virtio", "virtio-transitional", "virtio-non-transitional", "e1000e")
-
-
 _PCIE_USB_MODELS = ("qemu-xhci", "nec-xhci")
-
-
 _PCI_SOUND_MODELS = ("ich6", "ich9", "ac97", "es1370")
-
-
 # PCI function of each member of an EHCI controller and its UHCI companions (one slot).
 _USB_GROUP_FUNCTIONS = {"ich9-ehci1": 7, "ich9-uhci1": 0, "ich9-uhci2": 1, "ich9-uhci3": 2}
-
-
 _PCIE_SCSI_MODELS = ("virtio-scsi", "virtio-transitional", "virtio-non-transitional")
 
 
