@@ -137,7 +137,8 @@ def measure_modules(args, payloads: Payloads, tag: str, workdir: Path, log) -> N
             pings[label].append(ping_s)
             ratios[label].append(module_s / ping_s)
         log(f"round {round_no + 1}/{args.runs} done")
-    print(f"\nAnsiballZ payload of a no-op call against ansible.builtin.ping's, {args.runs} interleaved round(s)")
+    print(f"\nAnsiballZ payload of a no-op call against ansible.builtin.ping's, {args.runs} interleaved round(s); "
+          f"load average {load_average()}")
     print(f"{'module (backend)':<28}{'module ms':>10}{'ping ms':>10}{'ratio':>8}   aim <= {AIM_RATIO}")
     for label, _ in built:
         ratio = median(ratios[label])
@@ -184,7 +185,8 @@ def measure_first_call(args, workdir: Path, tag: str, log) -> None:
         bares.append(bare_s * 1000)
         over.append((call_s - bare_s) * 1000)
     mark = "ok" if median(over) <= AIM_FIRST_CALL_MS else "missed"
-    print(f"\nfirst embedded call in a new process (no-op domain present, from .pyc), {len(over)} interleaved runs:")
+    print(f"\nfirst embedded call in a new process (no-op domain present, from .pyc), {len(over)} interleaved runs; "
+          f"load average {load_average()}")
     print(f"  python -c (the call) {median(calls):.0f} ms, python -c pass {median(bares):.0f} ms: "
           f"ratio {median(calls) / median(bares):.2f}")
     print(f"  the call over bare Python: median {median(over):.0f} ms (aim <= {AIM_FIRST_CALL_MS:.0f})  {mark}")
@@ -219,16 +221,26 @@ def measure_listing(args, payloads: Payloads, tag: str, workdir: Path, log) -> N
     hosts = json.loads(run_checked([*inventory, str(source)], env=payloads.env).stdout)["_meta"]["hostvars"]
     if len(hosts) != args.domains:
         raise BenchError(f"the inventory has {len(hosts)} hosts, not {args.domains}")
-    over_info, over_inventory = [], []
+    over_info, over_inventory, pings, empties = [], [], [], []
     for _ in range(args.runs):
-        over_info.append(run_payload(info) - run_payload(ping))
-        over_inventory.append(timed([*inventory, str(source)], payloads.env)
-                              - timed([*inventory, str(empty)], payloads.env))
-    print(f"\nlisting {args.domains} embedded domains (defined, shut off), median over {args.runs} run(s)")
-    for label, samples in (("domain_info (all) over ping's payload", over_info),
-                           ("inventory plugin over an empty inventory", over_inventory)):
+        ping_s = run_payload(ping)
+        over_info.append(run_payload(info) - ping_s)
+        empty_s = timed([*inventory, str(empty)], payloads.env)
+        over_inventory.append(timed([*inventory, str(source)], payloads.env) - empty_s)
+        pings.append(ping_s)
+        empties.append(empty_s)
+    print(f"\nlisting {args.domains} embedded domains (defined, shut off), median over {args.runs} run(s); "
+          f"load average {load_average()}")
+    print(f"  (the references: ping's payload {median(pings):.2f} s, an empty inventory {median(empties):.2f} s)")
+    for label, samples, reference in (("domain_info (all) over ping's payload", over_info, pings),
+                                      ("inventory plugin over an empty inventory", over_inventory, empties)):
         mark = "ok" if median(samples) <= AIM_LISTING else "missed"
-        print(f"  {label:<44}{median(samples):>7.2f} s   aim <= {AIM_LISTING:.0f} s  {mark}")
+        print(f"  {label:<44}{median(samples):>7.2f} s = {median(samples) / median(reference):5.2f}x the reference"
+              f"   aim <= {AIM_LISTING:.0f} s  {mark}")
+
+
+def load_average() -> str:
+    return " ".join(f"{value:.1f}" for value in os.getloadavg())
 
 
 def timed(argv: list[str], env: dict) -> float:
