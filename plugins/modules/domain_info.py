@@ -362,7 +362,8 @@ qemu_argv_error:
   description:
     - Deprecated, use RV(domain.qemu_argv_error).
     - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
-  returned: when O(name) is given, the domain exists and its definition cannot be turned into a command line
+  returned: when O(name) is given, the domain exists, O(qemu_argv) is not false and its definition cannot be
+    turned into a command line
   type: raw
 interfaces:
   description:
