@@ -272,8 +272,7 @@ class EmbedDomains(StoredAutostart, Domains):
         return record is not None and record.active
 
     def xml(self, name: str, inactive: bool = True) -> str:
-        with self._lock(name):
-            record = self._refresh(name)
+        with self._current(name) as record:
             if not inactive and record.active and record.live is not None:
                 return to_string(record.live)
             config = self._config(name)
@@ -342,9 +341,33 @@ class EmbedDomains(StoredAutostart, Domains):
 
     # -- status -----------------------------------------------------------
     def status(self, name: str) -> DomainStatus:
+        with self._current(name) as record:
+            return DomainStatus(record.state, record.reason)
+
+    @contextlib.contextmanager
+    def _current(self, name: str) -> Iterator[DomainRecord]:
+        """The domain's current record: under its lock, unless no QEMU runs for it (see _settled)."""
+        record = self._settled(name)
+        if record is not None:
+            yield record
+            return
         with self._lock(name):
-            record = self._refresh(name)
-        return DomainStatus(record.state, record.reason)
+            yield self._refresh(name)
+
+    def _settled(self, name: str) -> DomainRecord | None:
+        """The record of a defined domain that no QEMU runs for, read without the lock; None if _refresh must tell.
+
+        Only an active record or a pidfile can need what _refresh does under
+        the lock, so a listing of shut-off domains costs a few stats each, and
+        a read-only run makes no lock file.
+        """
+        validate_name(name, "domain")
+        record = self._record(name)
+        if (record is not None and record.active) or not self.store.defined(name):
+            return None
+        if record is None and os.path.exists(self.layout.pidfile(name)):
+            return None
+        return record or DomainRecord("shutoff", "unknown")
 
     def _refresh(self, name: str) -> DomainRecord:
         """The domain's current record; a QEMU found dead is cleaned up here.  Lock held."""
@@ -823,11 +846,10 @@ class EmbedDomains(StoredAutostart, Domains):
     # -- runtime ------------------------------------------------------------
     def runtime(self, name: str) -> DomainRuntime:
         """QEMU pid, domain id and taints from the status record of a running domain."""
-        with self._lock(name):
-            record = self._refresh(name)
-        if not record.active:
-            return DomainRuntime(None, None, [])
-        return DomainRuntime(record.pid, record.domain_id, list(record.taints))
+        with self._current(name) as record:
+            if not record.active:
+                return DomainRuntime(None, None, [])
+            return DomainRuntime(record.pid, record.domain_id, list(record.taints))
 
 
 # -- definition helpers ---------------------------------------------------------
