@@ -56,8 +56,12 @@ BlockDeviceInfo = TypedDict("BlockDeviceInfo", {"node-name": str, "drv": str, "f
                             total=False)
 
 # query-block: BlockInfo; "inserted" (a BlockDeviceInfo) only when a medium is in.
-BlockInfo = TypedDict("BlockInfo", {"device": str, "qdev": str, "locked": bool, "removable": bool,
-                                    "inserted": BlockDeviceInfo}, total=False)
+class BlockInfo(TypedDict, total=False):
+    device: str
+    qdev: str
+    locked: bool
+    removable: bool
+    inserted: BlockDeviceInfo
 
 
 class KeyValue(TypedDict):

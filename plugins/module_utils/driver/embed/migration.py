@@ -476,7 +476,7 @@ def _wait_mirrors_ready(qmp: QMPClient, targets: list[str]) -> int:
         time.sleep(_POLL)
 
 
-def _migrate(qmp: QMPClient, incoming: dict, options: dict) -> dict:
+def _migrate(qmp: QMPClient, incoming: dict, options: dict) -> qmpc.MigrationInfo:
     """Migrate; the mirrors are finished at the switch-over, so the destination starts on whole disks."""
     qmpc.migrate_set_capabilities(qmp, {"events": True, "auto-converge": bool(options.get("auto_converge")),
                                         "pause-before-switchover": bool(incoming.get("exports"))})
