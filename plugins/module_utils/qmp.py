@@ -74,8 +74,8 @@ class TrafficLog:
     """Appends what one QEMU's monitor says and is told to a file, for debugging.
 
     Each line holds a UTC timestamp, the pid of the run, the direction
-    (``->`` to QEMU, ``<-`` from it, ``!!`` for what went wrong) and the
-    message as JSON with every password and secret masked.  The file is
+    (``->`` to QEMU, ``<-`` from it, ``==`` a new session, ``!!`` what went
+    wrong) and the message as JSON with every password and secret masked.  The file is
     private (0600) and rotated once, to ``PATH.1``, when it would pass
     ``limit`` bytes.  A log that cannot be written is given up for the
     session: it never fails the command it records.
@@ -93,6 +93,9 @@ class TrafficLog:
 
     def received(self, message: dict) -> None:
         self._write(f"<- {_logged(message)}")
+
+    def connected(self, monitor: str) -> None:
+        self._write(f"== connected to {monitor}")
 
     def note(self, text: str) -> None:
         self._write(f"!! {text}")
@@ -169,6 +172,8 @@ class QMPClient:
                 traffic.note(str(exc))
                 traffic.close()
             raise
+        if traffic is not None:
+            traffic.connected(path)
         client = cls(sock, path, traffic)
         try:
             client._read_greeting(deadline)

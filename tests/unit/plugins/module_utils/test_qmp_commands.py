@@ -132,7 +132,7 @@ def test_the_log_has_the_exchange_and_never_the_password(sock_path, log_path):
     assert PASSWORD not in text
     assert stat.S_IMODE(os.stat(log_path).st_mode) == 0o600
     exchange = [line.split("] ", 1)[1] for line in log_lines(log_path)]
-    assert [line[:2] for line in exchange] == ["<-", "->", "<-", "->", "<-", "->", "<-", "<-"]
+    assert [line[:2] for line in exchange] == ["==", "<-", "->", "<-", "->", "<-", "->", "<-", "<-"]
     sent = [json.loads(line[3:]) for line in exchange if line.startswith("->")]
     assert [m["execute"] for m in sent] == ["qmp_capabilities", "set_password", "query-status"]
     assert sent[1]["arguments"] == {"protocol": "vnc", "password": "********"}
