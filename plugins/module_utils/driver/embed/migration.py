@@ -480,8 +480,9 @@ def _migrate(qmp: QMPClient, incoming: dict, options: dict) -> qmpc.MigrationInf
     """Migrate; the mirrors are finished at the switch-over, so the destination starts on whole disks."""
     qmpc.migrate_set_capabilities(qmp, {"events": True, "auto-converge": bool(options.get("auto_converge")),
                                         "pause-before-switchover": bool(incoming.get("exports"))})
-    qmpc.migrate_set_parameters(qmp, max_bandwidth=options["bandwidth"] * 1024 * 1024 if options.get("bandwidth")
-                                else None, downtime_limit=options.get("max_downtime") or None)
+    bandwidth = options.get("bandwidth")
+    qmpc.migrate_set_parameters(qmp, max_bandwidth=bandwidth * 1024 * 1024 if bandwidth else None,
+                                downtime_limit=options.get("max_downtime") or None)
     qmpc.migrate(qmp, incoming["migration_uri"])
     continued = False
     while True:

@@ -13,6 +13,7 @@ import pytest
 from test_qmp import FakeQMPServer, wire
 
 from ansible_collections.virtops.qemu.plugins.module_utils import qmp_commands as qmpc
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import migration
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.backend import EmbedDriver
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError
 from ansible_collections.virtops.qemu.plugins.module_utils.qmp import QMPClient, QMPError, TrafficLog, masked
@@ -221,3 +222,38 @@ def test_the_embedded_driver_logs_next_to_qemus_log(short_tmp_path):
     traffic = EmbedDriver(parse_uri(uri)).domains._traffic("vm1")
     assert traffic is not None and traffic.path == f"{short_tmp_path}/log/qemu/vm1.qmp.log"
     assert EmbedDriver(parse_uri(uri), read_only=True).domains._traffic("vm1") is None
+
+
+# -- the embedded migration's source side, on the wire --------------------------------------------
+def test_a_migration_with_disks_finishes_the_mirrors_at_the_switch_over(sock_path):
+    incoming = {"migration_uri": "tcp:10.0.0.2:49152", "nbd": {"host": "10.0.0.2", "port": 10809},
+                "exports": [{"target": "vda", "name": "vda"}]}
+    concluded = [{"id": "migrate-vda", "type": "mirror", "status": "concluded", "current-progress": 1,
+                  "total-progress": 1}]
+    script = answering({}, {}, {}, {"status": "active"}, {"status": "pre-switchover"},
+                       {}, concluded, {}, {}, {}, {"status": "completed", "downtime": 12, "ram": {"transferred": 9}})
+    info, requests = run(sock_path, script, lambda client: migration._migrate(
+        client, incoming, {"bandwidth": 2, "max_downtime": None, "auto_converge": False}))
+    assert info["status"] == "completed"
+    assert [(r["execute"], r.get("arguments")) for r in requests] == [
+        ("migrate-set-capabilities", {"capabilities": [
+            {"capability": "events", "state": True}, {"capability": "auto-converge", "state": False},
+            {"capability": "pause-before-switchover", "state": True}]}),
+        ("migrate-set-parameters", {"max-bandwidth": 2 * 1024 * 1024}),
+        ("migrate", {"uri": "tcp:10.0.0.2:49152"}),
+        ("query-migrate", None),
+        ("query-migrate", None),
+        ("block-job-cancel", {"device": "migrate-vda"}),
+        ("query-jobs", None),
+        ("job-dismiss", {"id": "migrate-vda"}),
+        ("blockdev-del", {"node-name": "migrate-vda"}),
+        ("migrate-continue", {"state": "pre-switchover"}),
+        ("query-migrate", None),
+    ]
+
+
+def test_a_failed_migration_says_why(sock_path):
+    script = answering({}, {}, {"status": "failed", "error-desc": "Unable to write to socket"})
+    with pytest.raises(BackendError, match="the migration failed: Unable to write to socket"):
+        run(sock_path, script, lambda client: migration._migrate(
+            client, {"migration_uri": "tcp:h:1"}, {"auto_converge": True}))
