@@ -39,14 +39,10 @@ BlockJobInfo = TypedDict("BlockJobInfo", {
     "speed": int, "io-status": str, "ready": bool, "status": str,
 })
 
-_JobInfoRequired = TypedDict("_JobInfoRequired", {
-    "id": str, "type": str, "status": str, "current-progress": int, "total-progress": int,
-})
-
-
-class JobInfo(_JobInfoRequired, total=False):
-    error: str
-
+# QEMU always sends all but "error", which only a job that failed has.
+JobInfo = TypedDict("JobInfo", {
+    "id": str, "type": str, "status": str, "current-progress": int, "total-progress": int, "error": str,
+}, total=False)
 
 BlockExportInfo = TypedDict("BlockExportInfo", {"id": str, "type": str, "node-name": str,
                                                 "shutting-down": bool})
@@ -55,8 +51,9 @@ BlockExportInfo = TypedDict("BlockExportInfo", {"id": str, "type": str, "node-na
 BlockDeviceInfo = TypedDict("BlockDeviceInfo", {"node-name": str, "drv": str, "file": str, "ro": bool},
                             total=False)
 
-# query-block: BlockInfo; "inserted" (a BlockDeviceInfo) only when a medium is in.
+
 class BlockInfo(TypedDict, total=False):
+    """query-block's BlockInfo; "inserted" (a BlockDeviceInfo) only when a medium is in."""
     device: str
     qdev: str
     locked: bool

@@ -73,7 +73,7 @@ def test_a_typed_query_returns_qemus_object(sock_path):
 def test_a_typed_list_query_returns_its_objects(sock_path):
     jobs = [{"id": "migrate-vda", "type": "mirror", "status": "ready", "current-progress": 5,
              "total-progress": 5}]
-    found, _ = run(sock_path, answering(jobs), qmpc.query_jobs)
+    found, _requests = run(sock_path, answering(jobs), qmpc.query_jobs)
     assert [job["status"] for job in found] == ["ready"]
 
 
@@ -86,7 +86,7 @@ def test_typed_arguments_become_qemus_arguments(sock_path):
                              auto_dismiss=False)
         qmpc.send_key(client, [{"type": "number", "data": 30}], hold_time=0)
 
-    _, requests = run(sock_path, answering({}, {}, {}, {}), commands)
+    _result, requests = run(sock_path, answering({}, {}, {}, {}), commands)
     assert [(r["execute"], r.get("arguments")) for r in requests] == [
         ("migrate-set-capabilities", {"capabilities": [{"capability": "events", "state": True},
                                                        {"capability": "auto-converge", "state": False}]}),
@@ -159,10 +159,9 @@ def test_a_monitor_that_cannot_be_reached_is_noted(sock_path, log_path):
 
 
 def test_secrets_are_masked_wherever_they_are():
-    assert masked({"execute": "object-add", "arguments": {"qom-type": "secret", "id": "sec0",
-                                                           "data": "c2VjcmV0", "format": "base64"}}) == \
-        {"execute": "object-add", "arguments": {"qom-type": "secret", "id": "sec0",
-                                                "data": "********", "format": "base64"}}
+    secret = {"qom-type": "secret", "id": "sec0", "data": "c2VjcmV0", "format": "base64"}
+    assert masked({"execute": "object-add", "arguments": secret}) == \
+        {"execute": "object-add", "arguments": dict(secret, data="********")}
     luks = masked({"arguments": {"driver": "luks", "key-secret": "sec0", "file": "disk0"}})
     assert luks["arguments"] == {"driver": "luks", "key-secret": "********", "file": "disk0"}
     assert masked({"arguments": {"protocol": "spice", "password": "pw"}})["arguments"]["password"] == "********"
@@ -203,7 +202,7 @@ def test_a_log_another_run_rotated_is_not_rotated_again(log_path):
 
 def test_a_log_that_cannot_be_written_does_not_fail_the_command(sock_path, short_tmp_path):
     missing = str(short_tmp_path / "no-such-dir" / "vm1.qmp.log")
-    status, _ = run(sock_path, answering({"running": False, "status": "paused"}), qmpc.query_status,
+    status, _requests = run(sock_path, answering({"running": False, "status": "paused"}), qmpc.query_status,
                     traffic=TrafficLog(missing))
     assert status["status"] == "paused"
 
