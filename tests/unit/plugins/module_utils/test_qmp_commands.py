@@ -203,7 +203,7 @@ def test_a_log_another_run_rotated_is_not_rotated_again(log_path):
 def test_a_log_that_cannot_be_written_does_not_fail_the_command(sock_path, short_tmp_path):
     missing = str(short_tmp_path / "no-such-dir" / "vm1.qmp.log")
     status, _requests = run(sock_path, answering({"running": False, "status": "paused"}), qmpc.query_status,
-                    traffic=TrafficLog(missing))
+                            traffic=TrafficLog(missing))
     assert status["status"] == "paused"
 
 
