@@ -28,7 +28,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.uri import parse_uri
 
 MU = "ansible_collections.virtops.qemu.plugins.module_utils"
 HEAVY = [
-    f"{MU}.driver.embed.command",
+    f"{MU}.driver.embed.cmdline",
     f"{MU}.driver.embed.postparse",
     f"{MU}.driver.embed.caps",
     f"{MU}.driver.embed.firmware",
