@@ -61,10 +61,96 @@ class BlockInfo(TypedDict, total=False):
     inserted: BlockDeviceInfo
 
 
+# -- what a capabilities probe reads ----------------------------------------------------------
+class CommandInfo(TypedDict):
+    name: str
+
+
+class VersionTriple(TypedDict):
+    major: int
+    minor: int
+    micro: int
+
+
+class VersionInfo(TypedDict):
+    qemu: VersionTriple
+    package: str
+
+
+class TargetInfo(TypedDict):
+    arch: str
+
+
+class KvmInfo(TypedDict):
+    enabled: bool
+    present: bool
+
+
+# Only "name" is always there.
+MachineInfo = TypedDict("MachineInfo", {"name": str, "alias": str, "is-default": bool, "cpu-max": int,
+                                        "deprecated": bool}, total=False)
+CpuDefinitionInfo = TypedDict("CpuDefinitionInfo", {"name": str, "unavailable-features": list,
+                                                    "deprecated": bool, "alias-of": str}, total=False)
+
+
+class CommandLineOptionInfo(TypedDict):
+    option: str
+    parameters: list
+
+
+class ObjectTypeInfo(TypedDict, total=False):
+    name: str
+    abstract: bool
+    parent: str
+
+
 class KeyValue(TypedDict):
     """A key of send-key: a QEMU key number (``qcode`` names are spelt the same way, type "qcode")."""
     type: Literal["number", "qcode"]
     data: int | str
+
+
+# -- capabilities (a probe has its own deadline) -------------------------------------------------
+def query_commands(qmp: QMPClient, timeout: float | None = None) -> list[CommandInfo]:
+    return cast(list[CommandInfo], _objects(qmp, "query-commands", timeout=timeout))
+
+
+def query_version(qmp: QMPClient, timeout: float | None = None) -> VersionInfo:
+    return cast(VersionInfo, _object(qmp, "query-version", timeout=timeout))
+
+
+def query_target(qmp: QMPClient, timeout: float | None = None) -> TargetInfo:
+    return cast(TargetInfo, _object(qmp, "query-target", timeout=timeout))
+
+
+def query_machines(qmp: QMPClient, timeout: float | None = None) -> list[MachineInfo]:
+    return cast(list[MachineInfo], _objects(qmp, "query-machines", timeout=timeout))
+
+
+def query_cpu_definitions(qmp: QMPClient, timeout: float | None = None) -> list[CpuDefinitionInfo]:
+    return cast(list[CpuDefinitionInfo], _objects(qmp, "query-cpu-definitions", timeout=timeout))
+
+
+def query_kvm(qmp: QMPClient, timeout: float | None = None) -> KvmInfo:
+    return cast(KvmInfo, _object(qmp, "query-kvm", timeout=timeout))
+
+
+def query_command_line_options(qmp: QMPClient, timeout: float | None = None) -> list[CommandLineOptionInfo]:
+    return cast(list[CommandLineOptionInfo], _objects(qmp, "query-command-line-options", timeout=timeout))
+
+
+def query_tpm_models(qmp: QMPClient, timeout: float | None = None) -> list[str]:
+    return _strings(qmp, "query-tpm-models", timeout)
+
+
+def query_tpm_types(qmp: QMPClient, timeout: float | None = None) -> list[str]:
+    return _strings(qmp, "query-tpm-types", timeout)
+
+
+def qom_list_types(qmp: QMPClient, implements: str, abstract: bool = False,
+                   timeout: float | None = None) -> list[ObjectTypeInfo]:
+    arguments = {"implements": implements, "abstract": abstract}
+    return cast(list[ObjectTypeInfo], _objects(qmp, "qom-list-types", arguments, timeout))
 
 
 # -- run state -------------------------------------------------------------------------
@@ -255,14 +341,23 @@ def _run(qmp: QMPClient, command: str, arguments: dict | None = None, timeout: f
     return qmp.execute(command, arguments, timeout=timeout)
 
 
-def _object(qmp: QMPClient, command: str, arguments: dict | None = None) -> dict:
-    return _expect(qmp, command, _run(qmp, command, arguments), dict)
+def _object(qmp: QMPClient, command: str, arguments: dict | None = None, timeout: float | None = None) -> dict:
+    return _expect(qmp, command, _run(qmp, command, arguments, timeout), dict)
 
 
-def _objects(qmp: QMPClient, command: str, arguments: dict | None = None) -> list[dict]:
-    items = _expect(qmp, command, _run(qmp, command, arguments), list)
+def _objects(qmp: QMPClient, command: str, arguments: dict | None = None,
+             timeout: float | None = None) -> list[dict]:
+    return _list_of(qmp, command, _run(qmp, command, arguments, timeout), dict)
+
+
+def _strings(qmp: QMPClient, command: str, timeout: float | None) -> list[str]:
+    return _list_of(qmp, command, _run(qmp, command, None, timeout), str)
+
+
+def _list_of(qmp: QMPClient, command: str, reply: object, kind) -> list:
+    items = _expect(qmp, command, reply, list)
     for item in items:
-        _expect(qmp, command, item, dict)
+        _expect(qmp, command, item, kind)
     return items
 
 

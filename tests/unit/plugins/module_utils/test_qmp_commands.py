@@ -97,6 +97,20 @@ def test_typed_arguments_become_qemus_arguments(sock_path):
     ]
 
 
+def test_probe_queries_are_typed_and_checked(sock_path):
+    def commands(client):
+        types = qmpc.qom_list_types(client, "device", timeout=2)
+        models = qmpc.query_tpm_models(client, timeout=2)
+        return types, models, qmpc.query_version(client, timeout=2)["qemu"]["minor"]
+
+    version = {"qemu": {"major": 7, "minor": 2, "micro": 22}, "package": "x"}
+    found, requests = run(sock_path, answering([{"name": "virtio-net-pci"}], ["tpm-tis"], version), commands)
+    assert found == ([{"name": "virtio-net-pci"}], ["tpm-tis"], 2)
+    assert requests[0]["arguments"] == {"implements": "device", "abstract": False}
+    with pytest.raises(BackendError, match="query-tpm-types.*expected a reply of type str"):
+        run(sock_path + "2", answering([{"not": "a string"}]), qmpc.query_tpm_types)
+
+
 def test_qemus_error_names_the_command_the_monitor_and_qemus_class(sock_path):
     error = {"error": {"class": "DeviceNotFound", "desc": "Failed to find node with node-name='migrate-vda'"}}
     with pytest.raises(QMPError) as caught:
