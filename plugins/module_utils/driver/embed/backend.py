@@ -49,7 +49,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
 from ansible_collections.virtops.qemu.plugins.module_utils.model import schema
 from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import etree, parse, sub, to_string
-from ansible_collections.virtops.qemu.plugins.module_utils.qmp import DEFAULT_TIMEOUT, QMPClient, QMPError
+from ansible_collections.virtops.qemu.plugins.module_utils.qmp import DEFAULT_TIMEOUT, QMPClient, QMPError, TrafficLog
 
 # What only starting a QEMU, sending keys or another kind needs (the command-line
 # builder, post-parse, capabilities, security managers, networks, storage) is
@@ -423,7 +423,8 @@ class EmbedDomains(StoredAutostart, Domains):
         argv, starttime = process.command_line(pid), process.start_time(pid)
         monitor = process.monitor_path(argv) or self._inherited_monitor(name, pid)
         try:
-            with QMPClient.connect(monitor, timeout=MONITOR_TIMEOUT, wait_for_socket=False) as qmp:
+            with QMPClient.connect(monitor, timeout=MONITOR_TIMEOUT, wait_for_socket=False,
+                                   traffic=self._traffic(name)) as qmp:
                 runstate = _runstate(qmp)
         except VirtError as exc:
             raise Conflict(f"QEMU process {pid} runs domain {name!r}, which has no status record, and its "
@@ -449,7 +450,7 @@ class EmbedDomains(StoredAutostart, Domains):
     def _observe(self, name: str, record: DomainRecord) -> DomainRecord | None:
         """Bring the recorded state in line with what QEMU says it is doing; None if it did not answer."""
         try:
-            with self._session(record.monitor) as qmp:
+            with self._session(record.monitor, name) as qmp:
                 runstate = _runstate(qmp)
         except VirtError as exc:
             self._warn_silent(name, record, exc)
@@ -463,14 +464,15 @@ class EmbedDomains(StoredAutostart, Domains):
         return record
 
     @contextlib.contextmanager
-    def _session(self, monitor: str) -> Iterator[QMPClient]:
+    def _session(self, monitor: str, name: str = "") -> Iterator[QMPClient]:
         """QMP with a running QEMU.  A monitor that did not greet in time is not asked again by this
         driver, so a stopped QEMU costs a run one deadline instead of one per call; a command that
         times out later (a slow one, say) does not count."""
         if monitor in self._unanswered:
             raise BackendError(f"QMP {monitor}: did not answer earlier in this run")
         try:
-            client = QMPClient.connect(monitor, timeout=MONITOR_TIMEOUT, wait_for_socket=False)
+            client = QMPClient.connect(monitor, timeout=MONITOR_TIMEOUT, wait_for_socket=False,
+                                       traffic=self._traffic(name))
         except QMPError:
             raise       # QEMU answered, with an error
         except VirtError:
@@ -478,6 +480,12 @@ class EmbedDomains(StoredAutostart, Domains):
             raise
         with client as qmp:
             yield qmp
+
+    def _traffic(self, name: str) -> TrafficLog | None:
+        """The domain's QMP traffic log (log/qemu/NAME.qmp.log); a read-only run writes none."""
+        if not name or self.driver.read_only:
+            return None
+        return TrafficLog(self.layout.qmp_log_file(name))
 
     def _warn_silent(self, name: str, record: DomainRecord, exc: VirtError) -> None:
         warning = f"domain {name!r}: the QEMU monitor {record.monitor} does not answer"
@@ -667,7 +675,7 @@ class EmbedDomains(StoredAutostart, Domains):
         log_file = self.layout.log_file(name)
         try:
             with QMPClient.connect(record.monitor, timeout=STARTUP_TIMEOUT,
-                                   alive=lambda: child.poll() is None) as qmp:
+                                   alive=lambda: child.poll() is None, traffic=self._traffic(name)) as qmp:
                 _set_passwords(qmp, record.live, conf)
                 _record_ptys(qmp, record.live)
                 if not paused:
@@ -713,7 +721,7 @@ class EmbedDomains(StoredAutostart, Domains):
     def _monitor(self, name: str, record: DomainRecord) -> Iterator[QMPClient]:
         """A QMP session with the domain's running QEMU; fails within seconds when QEMU does not answer."""
         try:
-            with self._session(record.monitor) as qmp:
+            with self._session(record.monitor, name) as qmp:
                 yield qmp
         except QMPError:
             raise
@@ -729,17 +737,17 @@ class EmbedDomains(StoredAutostart, Domains):
     def destroy(self, name: str) -> None:
         with self._lock(name):
             record = self._active_record(name, "destroy")
-            quit_asked = self._quit(record)
+            quit_asked = self._quit(name, record)
             # No pid: the leftover of a start by a run still alive that never spawned QEMU; nothing to kill.
             pid = record.pid
             if pid is not None and not (quit_asked and process.wait_gone(pid, record.starttime, DESTROY_GRACE)):
                 process.kill(pid, record.starttime)
             self._cleanup(name, record, "destroyed")
 
-    def _quit(self, record: DomainRecord) -> bool:
+    def _quit(self, name: str, record: DomainRecord) -> bool:
         """Ask QEMU to quit; False when its monitor does not answer, and signals must do it."""
         try:
-            with self._session(record.monitor) as qmp:
+            with self._session(record.monitor, name) as qmp:
                 qmp.execute("quit", timeout=MONITOR_TIMEOUT)
         except VirtError:
             return False

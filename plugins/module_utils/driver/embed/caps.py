@@ -33,6 +33,7 @@ from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Protocol, TypedDict
 
+from ansible_collections.virtops.qemu.plugins.module_utils import qmp_commands as qmpc
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.process import is_alive, read_pid, start_time
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     BackendError,
@@ -401,22 +402,19 @@ def _query_process(binary: str, process: subprocess.Popen,
                            alive=lambda: process.poll() is None) as qmp:
         caps = _query(binary, qmp, timeout)
         try:
-            qmp.execute("quit", timeout=timeout)
+            qmpc.quit_qemu(qmp, timeout=timeout)
         except VirtError:
             pass    # QEMU may close the socket before replying; _stop kills it anyway
     return caps
 
 
 def _query(binary: str, qmp: QMPClient, timeout: float) -> QemuCaps:
-    def run(command: str, arguments: dict | None = None):
-        return qmp.execute(command, arguments, timeout=timeout)
-
-    commands = {item["name"] for item in run("query-commands")}
-    qemu_version = run("query-version")
+    commands = {item["name"] for item in qmpc.query_commands(qmp, timeout)}
+    qemu_version = qmpc.query_version(qmp, timeout)
     version = _version_tuple(qemu_version["qemu"])
-    target = run("query-target")["arch"]
-    machines, aliases, default = _machines(run("query-machines"))
-    cpu_definitions = _cpu_definitions(run("query-cpu-definitions")) \
+    target = qmpc.query_target(qmp, timeout)["arch"]
+    machines, aliases, default = _machines(qmpc.query_machines(qmp, timeout))
+    cpu_definitions = _cpu_definitions(qmpc.query_cpu_definitions(qmp, timeout)) \
         if "query-cpu-definitions" in commands else {}
     return QemuCaps(
         binary=binary,
@@ -428,24 +426,24 @@ def _query(binary: str, qmp: QMPClient, timeout: float) -> QemuCaps:
         machines=machines,
         machine_aliases=aliases,
         default_machine=default,
-        devices=_type_names(run, "device"),
-        objects=_type_names(run, "user-creatable"),
+        devices=_type_names(qmp, "device", timeout),
+        objects=_type_names(qmp, "user-creatable", timeout),
         cpu_models=list(cpu_definitions),
         cpu_definitions=cpu_definitions,
-        kvm_present=bool(run("query-kvm").get("present")),
+        kvm_present=bool(qmpc.query_kvm(qmp, timeout).get("present")),
         commands=commands,
-        command_line_options={item["option"] for item in run("query-command-line-options")
+        command_line_options={item["option"] for item in qmpc.query_command_line_options(qmp, timeout)
                               if item["option"]},
-        tpm_models=run("query-tpm-models") if "query-tpm-models" in commands else [],
-        tpm_types=run("query-tpm-types") if "query-tpm-types" in commands else [],
+        tpm_models=qmpc.query_tpm_models(qmp, timeout) if "query-tpm-models" in commands else [],
+        tpm_types=qmpc.query_tpm_types(qmp, timeout) if "query-tpm-types" in commands else [],
     )
 
 
-def _version_tuple(qemu: dict) -> tuple[int, int, int]:
+def _version_tuple(qemu: qmpc.VersionTriple) -> tuple[int, int, int]:
     return (int(qemu["major"]), int(qemu["minor"]), int(qemu["micro"]))
 
 
-def _machines(reply: list[dict]) -> tuple[dict[str, MachineInfo], dict[str, str], str | None]:
+def _machines(reply: list[qmpc.MachineInfo]) -> tuple[dict[str, MachineInfo], dict[str, str], str | None]:
     """Machine types in QEMU's order with the default moved first, as libvirt lists them."""
     entries = [item for item in reply if item["name"] != "none"]
     entries.sort(key=lambda item: not item.get("is-default", False))
@@ -463,7 +461,7 @@ def _machines(reply: list[dict]) -> tuple[dict[str, MachineInfo], dict[str, str]
     return machines, aliases, default
 
 
-def _cpu_definitions(reply: list[dict]) -> dict[str, CpuDefinition]:
+def _cpu_definitions(reply: list[qmpc.CpuDefinitionInfo]) -> dict[str, CpuDefinition]:
     return {
         item["name"]: CpuDefinition({
             "usable_tcg": not item.get("unavailable-features"),
@@ -474,9 +472,8 @@ def _cpu_definitions(reply: list[dict]) -> dict[str, CpuDefinition]:
     }
 
 
-def _type_names(run, interface: str) -> set[str]:
-    reply = run("qom-list-types", {"implements": interface, "abstract": False})
-    return {item["name"] for item in reply}
+def _type_names(qmp: QMPClient, interface: str, timeout: float) -> set[str]:
+    return {item["name"] for item in qmpc.qom_list_types(qmp, interface, abstract=False, timeout=timeout)}
 
 
 # -- cache ------------------------------------------------------------------

@@ -6,6 +6,7 @@
 The tree is the one libvirt's embedded QEMU driver uses::
 
     DIR/log/qemu/<name>.log            QEMU's stderr
+    DIR/log/qemu/<name>.qmp.log        the driver's QMP traffic with QEMU (and .qmp.log.1)
     DIR/log/swtpm/
     DIR/etc/qemu.conf
     DIR/etc/qemu/<name>.xml            persistent definitions
@@ -141,6 +142,9 @@ class Layout:
 
     def log_file(self, name: str) -> str:
         return os.path.join(self.log_dir, f"{name}.log")
+
+    def qmp_log_file(self, name: str) -> str:
+        return os.path.join(self.log_dir, f"{name}.qmp.log")
 
     def domain_dir(self, domain_id: int | str, name: str) -> str:
         return os.path.join(self.lib_dir, f"domain-{domain_id}-{short_name(name)}")

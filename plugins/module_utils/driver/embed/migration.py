@@ -53,9 +53,9 @@ import json
 import os
 import subprocess
 import time
-from typing import cast
 
 from ansible_collections.virtops.qemu.plugins.module_utils import fileio
+from ansible_collections.virtops.qemu.plugins.module_utils import qmp_commands as qmpc
 from ansible_collections.virtops.qemu.plugins.module_utils.driver import hosttools
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import process
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, Conflict, InvalidInput
@@ -221,14 +221,14 @@ def _launch_incoming(domains, name: str, record, caps, autostart: bool):
 def _listen(domains, name: str, record, child, address: str, copy_storage: str) -> dict:
     migration_port = process.free_port(address, *MIGRATION_PORTS, set())
     exports = []
-    with QMPClient.connect(record.monitor, timeout=60, alive=lambda: child.poll() is None) as qmp:
-        qmp.execute("migrate-set-capabilities", {"capabilities": [{"capability": "events", "state": True}]})
-        qmp.execute("migrate-incoming", {"uri": f"tcp:{_host(address)}:{migration_port}"})
+    with QMPClient.connect(record.monitor, timeout=60, alive=lambda: child.poll() is None,
+                           traffic=domains._traffic(name)) as qmp:
+        qmpc.migrate_set_capabilities(qmp, {"events": True})
+        qmpc.migrate_incoming(qmp, f"tcp:{_host(address)}:{migration_port}")
         nbd_port = None
         if copy_storage != "none":
             nbd_port = process.free_port(address, *NBD_PORTS, {migration_port})
-            qmp.execute("nbd-server-start", {"addr": {"type": "inet",
-                                                      "data": {"host": address, "port": str(nbd_port)}}})
+            qmpc.nbd_server_start(qmp, address, nbd_port)
             exports = _export_disks(qmp, record.live)
     record.state, record.reason = INCOMING
     record.starter = record.starter_time = None
@@ -246,8 +246,7 @@ def _export_disks(qmp: QMPClient, live) -> list[dict]:
     exports = []
     for disk in copied_disks(live):
         target = disk.find("target").get("dev")
-        qmp.execute("block-export-add", {"type": "nbd", "id": f"{_JOB_PREFIX}{target}",
-                                         "node-name": nodes[target], "name": target, "writable": True})
+        qmpc.block_export_add_nbd(qmp, f"{_JOB_PREFIX}{target}", nodes[target], target, writable=True)
         exports.append({"target": target, "name": target})
     return exports
 
@@ -266,14 +265,14 @@ def finish(domains, name: str, persistent: bool) -> None:
         if not os.path.exists(_created_file(domains, name)) or not record.active:
             raise Conflict(f"domain {name!r} is not waiting for an incoming migration here")
         with domains._monitor(name, record) as qmp:
-            status = cast(dict, qmp.execute("query-migrate")).get("status")
+            status = qmpc.query_migrate(qmp).get("status")
             if status != "completed":
                 raise BackendError(f"domain {name!r}: the incoming migration is {status or 'not started'}, "
                                    "not completed; nothing was resumed")
-            if cast(list, qmp.execute("query-block-exports")):
-                qmp.execute("nbd-server-stop")
-            if cast(dict, qmp.execute("query-status"))["status"] != "running":
-                qmp.execute("cont")
+            if qmpc.query_block_exports(qmp):
+                qmpc.nbd_server_stop(qmp)
+            if qmpc.runstate(qmp) != "running":
+                qmpc.cont(qmp)
         record.state, record.reason = "running", "migrated"
         domains._save(name, record)
         if persistent and record.live is not None:
@@ -396,7 +395,7 @@ def incoming_completed(domains, name: str) -> bool:
         if not record.active:
             return False
         with domains._monitor(name, record) as qmp:
-            return cast(dict, qmp.execute("query-migrate")).get("status") == "completed"
+            return qmpc.query_migrate(qmp).get("status") == "completed"
 
 
 def cancel_incoming(domains, name: str) -> bool:
@@ -456,22 +455,19 @@ def _mirror(qmp: QMPClient, live, incoming: dict, options: dict) -> int:
     if not nbd:
         return 0
     nodes = _format_nodes(live)
-    speed = {"speed": options["bandwidth"] * 1024 * 1024} if options.get("bandwidth") else {}
+    speed = options["bandwidth"] * 1024 * 1024 if options.get("bandwidth") else None
     for export in incoming["exports"]:
-        target = export["target"]
-        qmp.execute("blockdev-add", {"driver": "nbd", "node-name": f"{_JOB_PREFIX}{target}", "export": export["name"],
-                                     "server": {"type": "inet", "host": nbd["host"], "port": str(nbd["port"])}})
-        qmp.execute("blockdev-mirror", {"job-id": f"{_JOB_PREFIX}{target}", "device": nodes[target],
-                                        "target": f"{_JOB_PREFIX}{target}", "auto-dismiss": False,
-                                        "sync": "top" if options["copy_storage"] == "incremental" else "full",
-                                        **speed})
+        job = f"{_JOB_PREFIX}{export['target']}"
+        qmpc.blockdev_add_nbd(qmp, job, nbd["host"], nbd["port"], export["name"])
+        qmpc.blockdev_mirror(qmp, job, nodes[export["target"]], job, auto_dismiss=False, speed=speed,
+                             sync="top" if options["copy_storage"] == "incremental" else "full")
     return _wait_mirrors_ready(qmp, [e["target"] for e in incoming["exports"]])
 
 
 def _wait_mirrors_ready(qmp: QMPClient, targets: list[str]) -> int:
     wanted = {f"{_JOB_PREFIX}{t}" for t in targets}
     while True:
-        jobs = {j["device"]: j for j in cast(list, qmp.execute("query-block-jobs")) if j["device"] in wanted}
+        jobs = {j["device"]: j for j in qmpc.query_block_jobs(qmp) if j["device"] in wanted}
         failed = [d for d in wanted if d not in jobs or jobs[d].get("status") == "concluded"]
         if failed:
             raise BackendError(f"copying disk {failed[0][len(_JOB_PREFIX):]} to the destination failed")
@@ -480,34 +476,27 @@ def _wait_mirrors_ready(qmp: QMPClient, targets: list[str]) -> int:
         time.sleep(_POLL)
 
 
-def _migrate(qmp: QMPClient, incoming: dict, options: dict) -> dict:
+def _migrate(qmp: QMPClient, incoming: dict, options: dict) -> qmpc.MigrationInfo:
     """Migrate; the mirrors are finished at the switch-over, so the destination starts on whole disks."""
-    switchover = bool(incoming.get("exports"))
-    capabilities = [{"capability": "events", "state": True},
-                    {"capability": "auto-converge", "state": bool(options.get("auto_converge"))},
-                    {"capability": "pause-before-switchover", "state": switchover}]
-    qmp.execute("migrate-set-capabilities", {"capabilities": capabilities})
-    parameters: dict = {}
-    if options.get("bandwidth"):
-        parameters["max-bandwidth"] = options["bandwidth"] * 1024 * 1024
-    if options.get("max_downtime"):
-        parameters["downtime-limit"] = options["max_downtime"]
-    if parameters:
-        qmp.execute("migrate-set-parameters", parameters)
-    qmp.execute("migrate", {"uri": incoming["migration_uri"]})
+    qmpc.migrate_set_capabilities(qmp, {"events": True, "auto-converge": bool(options.get("auto_converge")),
+                                        "pause-before-switchover": bool(incoming.get("exports"))})
+    bandwidth = options.get("bandwidth")
+    qmpc.migrate_set_parameters(qmp, max_bandwidth=bandwidth * 1024 * 1024 if bandwidth else None,
+                                downtime_limit=options.get("max_downtime") or None)
+    qmpc.migrate(qmp, incoming["migration_uri"])
     continued = False
     while True:
-        info = cast(dict, qmp.execute("query-migrate"))
+        info = qmpc.query_migrate(qmp)
         if info.get("status") == "pre-switchover" and not continued:
             continued = True
             # The source is paused and its memory sent: the last disk writes go before the device state.
             _finish_mirrors(qmp, incoming)
-            qmp.execute("migrate-continue", {"state": "pre-switchover"})
+            qmpc.migrate_continue(qmp, "pre-switchover")
         elif info.get("status") in _DONE:
             break
         time.sleep(_POLL)
-    if info["status"] != "completed":
-        raise BackendError(f"the migration {info['status']}: {info.get('error-desc', 'no reason given')}")
+    if info.get("status") != "completed":
+        raise BackendError(f"the migration {info.get('status')}: {info.get('error-desc', 'no reason given')}")
     return info
 
 
@@ -515,20 +504,20 @@ def _finish_mirrors(qmp: QMPClient, incoming: dict) -> None:
     """Cancel the ready mirrors: with the source paused that flushes the last writes and leaves the copy whole."""
     for export in incoming.get("exports", []):
         job = f"{_JOB_PREFIX}{export['target']}"
-        qmp.execute("block-job-cancel", {"device": job})
+        qmpc.block_job_cancel(qmp, job)
         _conclude(qmp, job)
-        qmp.execute("blockdev-del", {"node-name": job})
+        qmpc.blockdev_del(qmp, job)
 
 
 def _conclude(qmp: QMPClient, job: str) -> None:
     """Wait for a block job to end and dismiss it; its error, if it had one, is raised."""
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
-        jobs = {j["id"]: j for j in cast(list, qmp.execute("query-jobs"))}
+        jobs = {j["id"]: j for j in qmpc.query_jobs(qmp)}
         if job not in jobs:
             return
         if jobs[job]["status"] == "concluded":
-            qmp.execute("job-dismiss", {"id": job})
+            qmpc.job_dismiss(qmp, job)
             if jobs[job].get("error"):
                 raise BackendError(f"disk copy {job} failed: {jobs[job]['error']}")
             return
@@ -536,7 +525,7 @@ def _conclude(qmp: QMPClient, job: str) -> None:
     raise BackendError(f"disk copy {job} did not finish within 60 s")
 
 
-def _stats(info: dict, disk_bytes: int, total_ms: int) -> dict:
+def _stats(info: qmpc.MigrationInfo, disk_bytes: int, total_ms: int) -> dict:
     """Wall-clock time of the whole move (disk copy included); QEMU's downtime and byte counts."""
     ram = info.get("ram", {})
     return {"total_time_ms": total_ms, "downtime_ms": info.get("downtime"),
@@ -546,27 +535,27 @@ def _stats(info: dict, disk_bytes: int, total_ms: int) -> dict:
 
 def _cancel_source(qmp: QMPClient, incoming: dict | None) -> None:
     """Stop the migration and mirrors this side started and let the guest run here again."""
-    info = cast(dict, qmp.execute("query-migrate"))
+    info = qmpc.query_migrate(qmp)
     if info.get("status") not in (None, *_DONE):
-        qmp.execute("migrate_cancel")
+        qmpc.migrate_cancel(qmp)
         _wait_migration_over(qmp)
-    jobs = {j["id"]: j for j in cast(list, qmp.execute("query-jobs"))}
+    jobs = {j["id"]: j for j in qmpc.query_jobs(qmp)}
     for job in [j for j in jobs if j.startswith(_JOB_PREFIX)]:
         if jobs[job]["status"] != "concluded":
-            qmp.execute("block-job-cancel", {"device": job, "force": True})
+            qmpc.block_job_cancel(qmp, job, force=True)
         with contextlib.suppress(BackendError):
             _conclude(qmp, job)     # a cancelled copy ends with an error, which is what was asked
-    nodes = {n.get("node-name") for n in cast(list, qmp.execute("query-named-block-nodes"))}
+    nodes = {n.get("node-name") for n in qmpc.query_named_block_nodes(qmp)}
     for node in sorted(n for n in nodes if n and n.startswith(_JOB_PREFIX)):
-        qmp.execute("blockdev-del", {"node-name": node})
-    if cast(dict, qmp.execute("query-status"))["status"] in ("postmigrate", "finish-migrate", "paused"):
-        qmp.execute("cont")
+        qmpc.blockdev_del(qmp, node)
+    if qmpc.runstate(qmp) in ("postmigrate", "finish-migrate", "paused"):
+        qmpc.cont(qmp)
 
 
 def _wait_migration_over(qmp: QMPClient) -> None:
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        if cast(dict, qmp.execute("query-migrate")).get("status") in _DONE:
+        if qmpc.query_migrate(qmp).get("status") in _DONE:
             return
         time.sleep(_POLL)
     raise BackendError("the migration did not stop within 30 s of migrate_cancel")
@@ -574,8 +563,8 @@ def _wait_migration_over(qmp: QMPClient) -> None:
 
 def _started_here(qmp: QMPClient) -> bool:
     """A disk copy of a migration (its job, or its connection to the destination) is still there."""
-    jobs = [j["id"] for j in cast(list, qmp.execute("query-jobs"))]
-    nodes = [n.get("node-name") or "" for n in cast(list, qmp.execute("query-named-block-nodes"))]
+    jobs = [j["id"] for j in qmpc.query_jobs(qmp)]
+    nodes = [n.get("node-name") or "" for n in qmpc.query_named_block_nodes(qmp)]
     return any(item.startswith(_JOB_PREFIX) for item in jobs + nodes)
 
 
@@ -586,7 +575,7 @@ def outgoing_left(domains, name: str) -> str | None:
         if not record.active:
             return None
         with domains._monitor(name, record) as qmp:
-            status = cast(dict, qmp.execute("query-migrate")).get("status")
+            status = qmpc.query_migrate(qmp).get("status")
             started = _started_here(qmp)
     if status in (None, "failed", "cancelled") and not started:
         return None
@@ -600,7 +589,7 @@ def _resume_left(domains, name: str, record):
     this perform would not run), so this source holds the guest's only state.
     """
     with domains._monitor(name, record) as qmp:
-        status = cast(dict, qmp.execute("query-migrate")).get("status")
+        status = qmpc.query_migrate(qmp).get("status")
         if status in (None, "failed", "cancelled") and not _started_here(qmp):
             return record       # paused by someone else: not this module's to resume
         _cancel_source(qmp, None)
@@ -618,8 +607,8 @@ def cancel_outgoing(domains, name: str) -> bool:
         if not record.active:
             return False
         with domains._monitor(name, record) as qmp:
-            runstate = cast(dict, qmp.execute("query-status"))["status"]
-            migrating = cast(dict, qmp.execute("query-migrate")).get("status") not in (None, *_DONE)
+            runstate = qmpc.runstate(qmp)
+            migrating = qmpc.query_migrate(qmp).get("status") not in (None, *_DONE)
             started = _started_here(qmp)
             _cancel_source(qmp, None)
         changed = runstate != "running" or migrating or started
@@ -636,7 +625,7 @@ def confirm(domains, name: str, undefine: bool) -> bool:
         with domains._lock(name):
             record = domains._refresh(name)
             with domains._monitor(name, record) as qmp:
-                if cast(dict, qmp.execute("query-migrate")).get("status") != "completed":
+                if qmpc.query_migrate(qmp).get("status") != "completed":
                     raise Conflict(f"domain {name!r} has not migrated away from here; it is kept running")
         domains.destroy(name)
         changed = True

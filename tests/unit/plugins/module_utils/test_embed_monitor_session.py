@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import contextlib
+from types import SimpleNamespace
 
 import pytest
 
@@ -29,6 +30,7 @@ class _SlowClient:
 def _domains() -> backend.EmbedDomains:
     domains = backend.EmbedDomains.__new__(backend.EmbedDomains)
     domains._unanswered = set()
+    domains.driver = SimpleNamespace(read_only=True)     # no traffic log
     return domains
 
 

@@ -221,6 +221,7 @@ def test_error_reply_names_command_class_and_desc(sock_path):
     assert (error.command, error.error_class, error.desc) == \
         ("device_del", "DeviceNotFound", "Device 'net0' not found")
     assert "device_del" in str(error) and "DeviceNotFound" in str(error) and "net0" in str(error)
+    assert error.monitor == sock_path and sock_path in str(error)
 
 
 def test_error_without_id_is_the_answer(sock_path):
