@@ -239,13 +239,9 @@ def test_disk_only_snapshot_of_a_running_guest(backend, workdir, counter_vm):
     assert reads(boot(backend, vm, workdir)) == [""]         # the guest runs; gen-1 is in the image
     args = {"name": vm, "snapshot": "e1", "disk_only": True, "disks": [{"target": "vda", "path": str(overlay)}]}
 
-    for bad, message in [({"memory": True}, "memory: "),
-                         ({"disks": [{"target": "vdz", "path": str(overlay)}]}, "disks[0].target: "),
-                         ({"disks": [{"target": "vda", "path": "overlay.qcow2"}]}, "disks[0].path: "),
-                         ({"disks": [{"target": "vda", "path": str(disk)}]}, "exists already")]:
-        refused = snap(backend, {**args, **bad})
-        assert refused["failed"] and message in refused["msg"], refused
-    assert not overlay.exists() and snapshots(backend, vm) == {}
+    # (The other refusals of bad input are unit tests of the manager.)
+    refused = snap(backend, {**args, "disks": [{"target": "vda", "path": str(disk)}]})
+    assert refused["failed"] and refused["msg"].startswith("disks[0].path: ") and "exists" in refused["msg"], refused
 
     predicted = snap(backend, args, check=True)
     assert predicted["changed"] and predicted["info"]["state"] == "disk-snapshot", predicted
