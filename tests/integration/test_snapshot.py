@@ -275,3 +275,12 @@ def test_disk_only_snapshot_of_a_running_guest(backend, workdir, counter_vm):
     assert snapshots(backend, vm) == {} and str(overlay) not in backend.stored_xml(vm)
     seen = counts(serial.read_text(errors="replace"))[-1]
     wait_count(serial, seen + 2)             # the guest runs on, on its image
+
+    # Of the shut-off domain: what is written to the overlay is merged by qemu-img commit.
+    power_off(backend, vm)
+    assert snap(backend, args)["info"]["state"] == "shutoff"
+    subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 0x67 0 512", str(overlay)], check=True,
+                   capture_output=True)
+    assert marker(disk) == "gen-2" and snap(backend, {"name": vm, "snapshot": "e1", "state": "absent"})["changed"]
+    assert not overlay.exists() and marker(disk) == "g" * 16
+    assert f"<source file='{disk}'" in backend.stored_xml(vm).replace('"', "'")
