@@ -78,6 +78,7 @@ options:
         named in O(disks). Every writable disk must be a file and be listed.
     type: bool
     default: false
+    version_added: 0.4.0
   disks:
     description:
       - The overlay file of each disk of a disk-only snapshot (O(disk_only=true)), as libvirt's
@@ -85,6 +86,7 @@ options:
       - Only for a new snapshot; an existing one is left as it is.
     type: list
     elements: dict
+    version_added: 0.4.0
     suboptions:
       target:
         description: The disk, by its target device name, for example V(vda).
@@ -199,6 +201,7 @@ info:
         one, C(path), the overlay file.
       type: list
       elements: dict
+      version_added: 0.4.0
       sample: [{"target": "vda", "snapshot": "external", "path": "/var/lib/libvirt/images/demo01-snap.qcow2"}]
 xml:
   description: The part of the snapshot's C(<domainsnapshot>) XML the module shows and diffs; empty when absent.
