@@ -181,7 +181,8 @@ class EmbedSnapshots(Snapshots):
                 with self.domains._monitor(domain, record) as qmp:
                     external.switch_to_overlays(qmp, domain, [(bases[t][0], p) for t, p in overlays])
         except (VirtError, OSError) as exc:
-            self._undo_external(domain, name, config, record, old_live, parent, made)
+            if not self._qemu_writes_to(domain, record, [path for _target, path in overlays]):
+                self._undo_external(domain, name, config, record, old_live, parent, made)
             if isinstance(exc, OSError):
                 raise BackendError(f"domain {domain!r}: cannot take snapshot {name!r}: {exc}") from exc
             raise
@@ -194,6 +195,18 @@ class EmbedSnapshots(Snapshots):
             if disk is not None:
                 external.with_overlay(disk, path)
         return changed
+
+    def _qemu_writes_to(self, domain: str, record, paths: list[str]) -> bool:
+        """Whether the running QEMU switched to one of ``paths`` after all (an answer lost, say), or may have
+        (it does not answer): then the definition and metadata that name them stay, which is safe either way -
+        an overlay QEMU never wrote to reads as the image below it."""
+        if not record.active:
+            return False
+        try:
+            with self.domains._monitor(domain, record) as qmp:
+                return bool(external.files_in_use(qmp) & set(paths))
+        except VirtError:
+            return True
 
     def _undo_external(self, domain: str, name: str, config, record, old_live, parent, made: list[str]) -> None:
         self.domains.store.write(domain, config)
