@@ -14,6 +14,7 @@ marker there) and is merged back into the image when deleted.
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 import time
@@ -220,6 +221,24 @@ def test_killed_during_a_snapshot_leaves_a_usable_domain(backend, workdir, count
     assert not again.get("failed"), again
     assert "k1" in snapshots(backend, vm)
     assert image_tags(disk).count("k1") == 1
+
+    # A disk-only one: wherever the kill lands, the guest runs on and the disk it is defined with is there.
+    first, second = workdir / "k2-first.qcow2", workdir / "k2-second.qcow2"
+    child = subprocess.Popen([sys.executable, "-c", code.replace("creation_xml('k1', None, True)",
+                              f"creation_xml('k2', None, False, (('vda', '{first}'),))"), backend.uri, vm, *sys.path])
+    time.sleep(1.5)
+    child.kill()
+    child.wait()
+    time.sleep(2)
+    seen = counts(serial.read_text(errors="replace"))[-1]
+    wait_count(serial, seen + 2)
+    # An overlay made before the metadata was written is left; a second name takes the snapshot.
+    again = snap(backend, {"name": vm, "snapshot": "k2", "disk_only": True,
+                           "disks": [{"target": "vda", "path": str(second)}]})
+    assert not again.get("failed"), again
+    assert "k2" in snapshots(backend, vm)
+    defined = re.search(r"<source file=['\"]([^'\"]+)['\"]", backend.stored_xml(vm)).group(1)
+    assert defined in (str(first), str(second)) and Path(defined).exists(), defined
 
 
 def test_domain_with_snapshots_removed_only_when_asked(backend, workdir, counter_vm):

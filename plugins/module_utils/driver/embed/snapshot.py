@@ -162,14 +162,17 @@ class EmbedSnapshots(Snapshots):
                 raise Conflict(f"domain {domain!r} has no disk {target}")
             bases[target] = external.image_below(disk)
         parent, old_live = self.current(domain), record.live
+        changed = copy.deepcopy(config)
+        for target, path in overlays:
+            external.with_overlay(external.disk_of(changed, target), path)
+        # Completed before any file is made: a kill between the overlays and the metadata leaves as little as can be.
+        changed = self.domains._completed(domain, changed, config)
         made: list[str] = []
         try:
-            changed = copy.deepcopy(config)
             for target, path in overlays:
                 external.make_overlay(path, *bases[target])
                 made.append(path)
-                external.with_overlay(external.disk_of(changed, target), path)
-            self.domains.store.write(domain, self.domains._completed(domain, changed, config))
+            self.domains.store.write(domain, changed)
             if record.active and old_live is not None:
                 record.live = self._live_with_overlays(old_live, overlays)
                 self.domains._save(domain, record)
