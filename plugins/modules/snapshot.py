@@ -23,10 +23,10 @@ description:
     its image; the domain's disk is that overlay from then on (with the image as its C(<backingStore>)),
     and the image stays as it was when the snapshot was taken. A running guest carries on, writing to
     the overlays. Through libvirt this is C(virsh snapshot-create --disk-only); the embedded driver
-    creates the overlay with C(qemu-img create) and, for a running domain, makes QEMU write to it with
-    C(blockdev-add) and C(blockdev-snapshot).
+    creates the overlay with C(qemu-img create), with the owner and mode of the image below it, and, for a
+    running domain, makes QEMU write to it with C(blockdev-add) and C(blockdev-snapshot).
   - O(state=present) takes the snapshot when the domain has none of that name. A running or paused
-    domain's snapshot holds its memory too; a shut-off domain's holds its disks. An existing snapshot
+    domain's snapshot holds its memory too, unless it is a disk-only one; a shut-off domain's holds its disks. An existing snapshot
     is left as it is, whatever O(description) says.
   - O(state=current) reverts the domain to the snapshot - its disks, and for a snapshot of a running
     guest its memory, so the guest carries on from where it was; a snapshot of a shut-off domain leaves
@@ -108,6 +108,9 @@ options:
 notes:
   - Deleting a snapshot never deletes a disk image in use; the overlay of a disk-only snapshot is removed
     only after its data were merged into the image below it.
+  - On the embedded driver, a run killed while taking a disk-only snapshot can leave a new overlay file
+    that no snapshot names (the domain is unchanged); a later run refuses that path as existing - remove
+    the file or name another.
 seealso:
   - module: virtops.qemu.domain
   - module: virtops.qemu.domain_info
