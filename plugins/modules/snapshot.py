@@ -26,8 +26,8 @@ description:
     creates the overlay with C(qemu-img create), with the owner and mode of the image below it, and, for a
     running domain, makes QEMU write to it with C(blockdev-add) and C(blockdev-snapshot).
   - O(state=present) takes the snapshot when the domain has none of that name. A running or paused
-    domain's snapshot holds its memory too, unless it is a disk-only one; a shut-off domain's holds its disks. An existing snapshot
-    is left as it is, whatever O(description) says.
+    domain's snapshot holds its memory too, unless it is a disk-only one; a shut-off domain's holds its
+    disks. An existing snapshot is left as it is, whatever O(description) says.
   - O(state=current) reverts the domain to the snapshot - its disks, and for a snapshot of a running
     guest its memory, so the guest carries on from where it was; a snapshot of a shut-off domain leaves
     it shut off. Nothing happens when the snapshot is the domain's current one already, unless O(force=true).

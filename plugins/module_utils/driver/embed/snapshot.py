@@ -311,7 +311,7 @@ class EmbedSnapshots(Snapshots):
                 self._forget(domain, name, meta)
 
     def _delete_external(self, domain: str, name: str, meta, record, overlays) -> None:
-        """Merge each overlay into the image below, put the disk back on it, forget, remove.  Lock held."""
+        """Merge each overlay into the image below, put the disk back on it, remove it, forget.  Lock held."""
         in_use: set[str] = set()
         if record.active:
             with self.domains._monitor(domain, record) as qmp:
@@ -324,12 +324,17 @@ class EmbedSnapshots(Snapshots):
                 hosttools.run(["qemu-img", "commit", "-q", "-f", "qcow2", path],
                               f"merge the overlay {path} into the image below it")
             self._back_to_image(domain, target, path, meta, record if record.active else None)
-        self._forget(domain, name, meta)
         for target, path in overlays:
-            if path in in_use or self._disk_file(domain, target) == path:
-                self.driver.warnings.append(f"the overlay {path} of snapshot {name!r} is still in use and was kept")
+            if not os.path.lexists(path):
+                continue        # removed by an earlier run, killed before it forgot the snapshot
+            # Its data are in the image below only when the disk is that image now (the merge put them there).
+            merged = self._disk_file(domain, target) == external.backing_of(path)
+            if path in in_use or not merged:
+                self.driver.warnings.append(f"the overlay {path} of snapshot {name!r} was kept: disk {target} "
+                                            "does not use the image below it")
             else:
                 fileio.remove_quietly(path)
+        self._forget(domain, name, meta)
 
     def _disk_file(self, domain: str, target: str) -> str | None:
         disk = external.disk_of(self.domains._config(domain), target)
