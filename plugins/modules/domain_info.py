@@ -253,7 +253,9 @@ domain:
           description: When it was taken, in seconds since the epoch.
           type: int
         state:
-          description: The domain state it holds - V(running), V(paused) or V(shutoff).
+          description:
+            - The domain state it holds - V(running), V(paused) or V(shutoff); V(disk-snapshot) for a disk-only
+              snapshot of a running domain, as libvirt names it.
           type: str
         current:
           description: Whether it is the domain's current snapshot.
@@ -264,6 +266,13 @@ domain:
         memory:
           description: Whether it holds the guest's memory.
           type: bool
+        disks:
+          description:
+            - Its disks - C(target), C(snapshot) (V(internal), V(external) or V(no)) and, for an external one,
+              C(path), the overlay file.
+          type: list
+          elements: dict
+          version_added: 0.4.0
 domains:
   description:
     - Every domain, each as RV(domain); without RV(domain.qemu_argv), RV(domain.qemu_env) and

@@ -237,7 +237,9 @@ def test_snapshot_examples(backend, vm, guest, workdir):
         "kernel": {"path": str(guest.kernel), "initrd": str(guest.initrd), "cmdline": guest.cmdline},
         "disks": [{"path": str(disk), "target": "vda", "format": "qcow2"}],
         "serials": [{"type": "file", "path": str(serial)}]}}]
-    tasks = adapted("snapshot", {"name: demo01": f"name: {vm}"})
+    overlay = workdir / "demo01-before-backup.qcow2"
+    tasks = adapted("snapshot", {"name: demo01": f"name: {vm}",
+                                 "/var/lib/libvirt/images/demo01-before-backup.qcow2": str(overlay)})
     try:
         no_failures(run_playbook(play(setup, backend.uri)))
         wait_for_line(serial, guest.marker, timeout=120)
@@ -248,6 +250,9 @@ def test_snapshot_examples(backend, vm, guest, workdir):
         assert taken["changed"] and taken["info"]["memory"] and taken["info"]["state"] == "running", taken
         assert task["Back to it, throwing away what happened since"]["changed"]
         assert task["Delete the snapshot (the disks stay)"]["changed"]
-        assert disk.exists()
+        external = task["A disk-only snapshot - the running guest writes to a new overlay from now on"]
+        assert external["changed"] and external["info"]["state"] == "disk-snapshot", external
+        assert task["Delete it - the overlay is merged into the image below and removed"]["changed"]
+        assert disk.exists() and not overlay.exists()
     finally:
         backend.remove(vm)

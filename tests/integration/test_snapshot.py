@@ -6,11 +6,15 @@ revert that brings the disk's old marker back and is refused without force
 while the disk was written since, a snapshot with memory whose revert makes
 the guest count on from the saved value, check mode that writes nothing,
 deletion that keeps the disk, and domain removal that refuses to drop
-snapshots silently.
+snapshots silently.  A disk-only (external) snapshot of the running guest
+moves its writes to a new overlay (a reset makes the guest write its next
+marker there) and is merged back into the image when deleted.
 """
 
 from __future__ import annotations
 
+import json
+import re
 import subprocess
 import sys
 import time
@@ -42,6 +46,21 @@ def image_tags(disk: Path) -> list[str]:
     out = subprocess.run(["qemu-img", "snapshot", "-U", "-l", str(disk)], capture_output=True, text=True,
                          check=True).stdout
     return [line.split()[1] for line in out.splitlines()[2:] if len(line.split()) > 1]
+
+
+def marker(image: Path) -> str:
+    """The marker at the start of the disk as an image (and its backing chain) holds it."""
+    out = subprocess.run(["qemu-io", "-r", "-U", "-f", "qcow2", "-c", "read -v 0 16", str(image)],
+                         capture_output=True, text=True, check=True).stdout
+    line = next(line for line in out.splitlines() if line.startswith("00000000:"))
+    data = bytes(int(byte, 16) for byte in line.split()[1:17])
+    return data.split(b"\n")[0].rstrip(b"\0").decode()
+
+
+def backing_chain(image: Path) -> list[str]:
+    out = subprocess.run(["qemu-img", "info", "-U", "--backing-chain", "--output=json", str(image)],
+                         capture_output=True, text=True, check=True).stdout
+    return [entry["filename"] for entry in json.loads(out)]
 
 
 def without_time(xml: str) -> str:
@@ -203,6 +222,24 @@ def test_killed_during_a_snapshot_leaves_a_usable_domain(backend, workdir, count
     assert "k1" in snapshots(backend, vm)
     assert image_tags(disk).count("k1") == 1
 
+    # A disk-only one: wherever the kill lands, the guest runs on and the disk it is defined with is there.
+    first, second = workdir / "k2-first.qcow2", workdir / "k2-second.qcow2"
+    child = subprocess.Popen([sys.executable, "-c", code.replace("creation_xml('k1', None, True)",
+                              f"creation_xml('k2', None, False, (('vda', '{first}'),))"), backend.uri, vm, *sys.path])
+    time.sleep(1.5)
+    child.kill()
+    child.wait()
+    time.sleep(2)
+    seen = counts(serial.read_text(errors="replace"))[-1]
+    wait_count(serial, seen + 2)
+    # An overlay made before the metadata was written is left; a second name takes the snapshot.
+    again = snap(backend, {"name": vm, "snapshot": "k2", "disk_only": True,
+                           "disks": [{"target": "vda", "path": str(second)}]})
+    assert not again.get("failed"), again
+    assert "k2" in snapshots(backend, vm)
+    defined = re.search(r"<source file=['\"]([^'\"]+)['\"]", backend.stored_xml(vm)).group(1)
+    assert defined in (str(first), str(second)) and Path(defined).exists(), defined
+
 
 def test_domain_with_snapshots_removed_only_when_asked(backend, workdir, counter_vm):
     vm, disk = counter_vm
@@ -213,3 +250,56 @@ def test_domain_with_snapshots_removed_only_when_asked(backend, workdir, counter
     removed = domain(backend, {"name": vm, "state": "absent", "remove_snapshots": True})
     assert removed["changed"] and vm not in backend.names(), removed
     assert disk.exists()
+
+
+def test_disk_only_snapshot_of_a_running_guest(backend, workdir, counter_vm):
+    vm, disk = counter_vm
+    serial, overlay = workdir / "serial.log", workdir / "overlay.qcow2"
+    assert reads(boot(backend, vm, workdir)) == [""]         # the guest runs; gen-1 is in the image
+    args = {"name": vm, "snapshot": "e1", "disk_only": True, "disks": [{"target": "vda", "path": str(overlay)}]}
+
+    # (The other refusals of bad input are unit tests of the manager.)
+    refused = snap(backend, {**args, "disks": [{"target": "vda", "path": str(disk)}]})
+    assert refused["failed"] and refused["msg"].startswith("disks[0].path: ") and "exists" in refused["msg"], refused
+
+    predicted = snap(backend, args, check=True)
+    assert predicted["changed"] and predicted["info"]["state"] == "disk-snapshot", predicted
+    assert not overlay.exists() and snapshots(backend, vm) == {}
+    taken = snap(backend, args)
+    assert taken["changed"] and not taken["info"]["memory"], taken
+    assert taken["info"]["disks"] == [{"target": "vda", "snapshot": "external", "path": str(overlay)}]
+    assert without_time(taken["diff"]["after"]) == without_time(predicted["diff"]["after"])
+    assert f"<source file=\"{overlay}\"/>" in taken["diff"]["after"], taken["diff"]
+    assert not snap(backend, args)["changed"]
+    assert backing_chain(overlay) == [str(overlay), str(disk)]
+    listed = snapshots(backend, vm)["e1"]
+    assert listed["state"] == "disk-snapshot" and listed["current"], listed
+    assert f"<source file='{overlay}'" in backend.stored_xml(vm).replace('"', "'")
+
+    # The guest goes on writing, to the overlay: after a reset it writes gen-2; the image keeps gen-1.
+    assert run_module("qmp", {"uri": backend.uri, "name": vm, "command": "system_reset"})["changed"]
+    wait_for_line(serial, f"{WROTE} gen-2", timeout=120)
+    assert marker(disk) == "gen-1" and marker(overlay) == "gen-2"
+
+    refused = snap(backend, {"name": vm, "snapshot": "e1", "state": "current", "force": True})
+    assert refused["failed"] and "external" in refused["msg"] and "9.9" in refused["msg"], refused
+
+    # Deleting it merges the overlay into the image, which the disk is again, and removes the overlay.
+    check = snap(backend, {"name": vm, "snapshot": "e1", "state": "absent"}, check=True)
+    assert check["changed"] and overlay.exists() and "e1" in snapshots(backend, vm)
+    gone = snap(backend, {"name": vm, "snapshot": "e1", "state": "absent"})
+    assert gone["changed"] and gone["diff"]["after"] == "", gone
+    assert not overlay.exists() and marker(disk) == "gen-2"
+    assert not snap(backend, {"name": vm, "snapshot": "e1", "state": "absent"})["changed"]
+    assert snapshots(backend, vm) == {} and str(overlay) not in backend.stored_xml(vm)
+    seen = counts(serial.read_text(errors="replace"))[-1]
+    wait_count(serial, seen + 2)             # the guest runs on, on its image
+
+    # Of the shut-off domain: what is written to the overlay is merged by qemu-img commit.
+    power_off(backend, vm)
+    assert snap(backend, args)["info"]["state"] == "shutoff"
+    subprocess.run(["qemu-io", "-f", "qcow2", "-c", "write -P 0x67 0 512", str(overlay)], check=True,
+                   capture_output=True)
+    assert marker(disk) == "gen-2" and snap(backend, {"name": vm, "snapshot": "e1", "state": "absent"})["changed"]
+    assert not overlay.exists() and marker(disk) == "g" * 16
+    assert f"<source file='{disk}'" in backend.stored_xml(vm).replace('"', "'")

@@ -413,7 +413,9 @@ class LibvirtSnapshots(Snapshots):
         return call(f"read the current snapshot of {domain!r}", found.snapshotCurrent, 0).getName()
 
     def create(self, domain: str, xml: str) -> None:
-        call(f"take a snapshot of {domain!r}", self._domain(domain).snapshotCreateXML, xml, 0, definition=True)
+        external = parse(xml, "domainsnapshot").find("disks/disk[@snapshot='external']") is not None
+        flags = libvirt.VIR_DOMAIN_SNAPSHOT_CREATE_DISK_ONLY if external else 0
+        call(f"take a snapshot of {domain!r}", self._domain(domain).snapshotCreateXML, xml, flags, definition=True)
 
     def revert(self, domain: str, name: str) -> None:
         # The module asks for force itself, for its own reason; libvirt's cases are covered by it.

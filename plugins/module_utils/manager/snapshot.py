@@ -5,8 +5,14 @@
 
 ``present`` takes the snapshot when the domain has none of that name (an
 existing one is left as it is); ``absent`` deletes exactly the named one,
-never a disk image; ``current`` reverts the domain to it unless it is the
-current snapshot already.
+never a disk image in use; ``current`` reverts the domain to it unless it is
+the current snapshot already.
+
+A disk-only (external) snapshot puts a new overlay file, named per disk, on
+top of each listed disk.  Deleting it merges the overlay back into the image
+below (both backends do: libvirt since 9.0), and only a snapshot with no
+snapshot taken after it.  Reverting to one is refused: libvirt learnt that
+in 9.9, and this module does what libvirt 9.0 does.
 
 A revert throws away what the domain did since its current snapshot, so it
 needs ``force`` when there are such changes, which this module takes to be:
@@ -66,6 +72,8 @@ class SnapshotManager:
     # -- planning ------------------------------------------------------------------------
     def _plan(self, req: SnapshotRequest, before: SnapshotFacts | None, current: str | None):
         if req.state == "absent":
+            if before is not None and before.external:
+                self._check_deletable(req)
             return ("delete" if before else None), None
         if req.state == "present":
             if before is not None:
@@ -73,6 +81,9 @@ class SnapshotManager:
             return "create", self._predicted(req, current)
         if before is None:
             raise NotFound(f"domain {req.domain!r} has no snapshot {req.name!r} to revert to")
+        if before.external:
+            raise Conflict(f"snapshot {req.name!r} of {req.domain!r} is a disk-only (external) snapshot; reverting "
+                           "to an external snapshot is not supported (libvirt 9.0 cannot, it came in libvirt 9.9)")
         if before.current and not req.force:
             return None, before
         changes = self._changes_since(req.domain, current)
@@ -81,17 +92,48 @@ class SnapshotManager:
                            f"since: {changes}; set force: true to revert anyway")
         return "revert", replace(before, current=True)
 
+    def _check_deletable(self, req: SnapshotRequest) -> None:
+        """An external snapshot is merged away only when it is the last: its overlay is the disk in use."""
+        children = [other for other in self.snapshots.names(req.domain) if other != req.name
+                    and facts_from_xml(self.snapshots.xml(req.domain, other)).parent == req.name]
+        if children:
+            raise Conflict(f"snapshot {req.name!r} of {req.domain!r} is a disk-only (external) snapshot with "
+                           f"snapshots taken after it ({', '.join(sorted(children))}); delete those first")
+
     def _predicted(self, req: SnapshotRequest, current: str | None) -> SnapshotFacts:
         state = self.domains.status(req.domain).state
-        if state not in ("running", "paused"):
-            state = "shutoff"
-        elif not req.memory:
+        running = state in ("running", "paused")
+        if req.disk_only:
+            disks = tuple((target, "external", path) for target, path in self._check_overlays(req))
+            return SnapshotFacts(name=req.name, state="disk-snapshot" if running else "shutoff",
+                                 creation_time=int(time.time()), parent=current, description=req.description,
+                                 memory="no", disks=disks, current=True)
+        if running and req.memory is False:
             raise InvalidInput(f"domain {req.domain!r} is {state}: a snapshot of a running domain includes its "
-                               "memory (memory: true); disk-only snapshots are not supported", "memory")
-        return SnapshotFacts(name=req.name, state=state, creation_time=int(time.time()), parent=current,
-                             description=req.description, memory="internal" if state != "shutoff" else "no",
-                             disks=tuple((target, "internal") for target, _path in self._disks(req.domain)),
+                               "memory; for one of its disks only set disk_only: true and name the overlay files "
+                               "in disks", "memory")
+        return SnapshotFacts(name=req.name, state=state if running else "shutoff", creation_time=int(time.time()),
+                             parent=current, description=req.description, memory="internal" if running else "no",
+                             disks=tuple((target, "internal", None) for target, _path in self._disks(req.domain)),
                              current=True)
+
+    def _check_overlays(self, req: SnapshotRequest) -> tuple[tuple[str, str], ...]:
+        """The overlay of each writable disk: named for a file disk, and a file that does not exist yet."""
+        disks = dict(self._disks(req.domain))
+        for index, (target, path) in enumerate(req.disks):
+            if target not in disks:
+                raise InvalidInput(f"domain {req.domain!r} has no writable disk {target} (it has "
+                                   f"{', '.join(disks) or 'none'})", f"disks[{index}].target")
+            if disks[target] is None:
+                raise InvalidInput(f"disk {target} of domain {req.domain!r} is not a file; a disk-only snapshot "
+                                   "here needs file disks", f"disks[{index}].target")
+            if self.local and os.path.lexists(path):
+                raise InvalidInput(f"{path} exists already; the overlay must be a new file", f"disks[{index}].path")
+        missing = [target for target in disks if target not in dict(req.disks)]
+        if missing:
+            raise InvalidInput(f"every writable disk of {req.domain!r} needs its overlay file; "
+                               f"{', '.join(missing)} is not listed", "disks")
+        return req.disks
 
     def _disks(self, domain: str) -> list[tuple[str, str | None]]:
         """(target, file path or None) of each writable disk of the definition."""
@@ -130,7 +172,7 @@ class SnapshotManager:
         try:
             if step == "create":
                 running = self.domains.status(req.domain).state in ("running", "paused")
-                self.snapshots.create(req.domain, creation_xml(req.name, req.description, running))
+                self.snapshots.create(req.domain, creation_xml(req.name, req.description, running, req.disks))
             elif step == "revert":
                 self.snapshots.revert(req.domain, req.name)
             elif step == "delete":

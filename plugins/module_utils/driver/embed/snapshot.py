@@ -11,7 +11,9 @@ per snapshot in ``lib/qemu/snapshot/<domain>/<name>.xml``, with its parent,
 creation time, the domain definition it was taken from, and ``<active>1``
 on the current one.  Every operation holds the domain's lock.  A snapshot
 tag found in the images without metadata is the leftover of an interrupted
-run; a new snapshot of that name replaces it.  Private to the collection.
+run; a new snapshot of that name replaces it.  Disk-only (external)
+snapshots are taken and deleted by external_snapshot; reverting to one is
+refused, as libvirt 9.0 does.  Private to the collection.
 """
 
 from __future__ import annotations
@@ -23,7 +25,8 @@ import time
 from ansible_collections.virtops.qemu.plugins.module_utils import fileio
 from ansible_collections.virtops.qemu.plugins.module_utils.driver import hosttools
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import Snapshots
-from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, Conflict, NotFound
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import external_snapshot as external
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, Conflict, NotFound, VirtError
 from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import element, parse, sub, to_string
 
@@ -131,6 +134,10 @@ class EmbedSnapshots(Snapshots):
             if os.path.exists(self._file(domain, name)):
                 raise Conflict(f"domain {domain!r} already has a snapshot {name!r}")
             record = self.domains._refresh(domain)
+            overlays = external.overlays_of(wanted)
+            if overlays:
+                self._create_external(domain, wanted, name, config, record, overlays)
+                return
             disks = self._disks(record.live if record.active and record.live is not None else config)
             if not disks:
                 raise Conflict(f"domain {domain!r} has no writable disk to snapshot")
@@ -142,8 +149,77 @@ class EmbedSnapshots(Snapshots):
             else:
                 self._save_shutoff(disks, name)
                 state, memory = "shutoff", "no"
-            self._write(domain, _metadata(wanted, name, state, memory, parent, created, disks, config))
+            listed: list[tuple[str, str, str | None]] = [(target, "internal", None) for target, _path in disks]
+            self._write(domain, _metadata(wanted, name, state, memory, parent, created, listed, config))
             self._set_current(domain, name)
+
+    def _create_external(self, domain: str, wanted, name: str, config, record, overlays) -> None:
+        """Overlays, then the definition and metadata, then QEMU's switch; undone on an error.  Lock held."""
+        bases = {}
+        for target, _path in overlays:
+            disk = external.disk_of(config, target)
+            if disk is None:
+                raise Conflict(f"domain {domain!r} has no disk {target}")
+            bases[target] = external.image_below(disk)
+        parent, old_live = self.current(domain), record.live
+        changed = copy.deepcopy(config)
+        for target, path in overlays:
+            external.with_overlay(external.disk_of(changed, target), path)
+        # Completed before any file is made: a kill between the overlays and the metadata leaves as little as can be.
+        changed = self.domains._completed(domain, changed, config)
+        made: list[str] = []
+        try:
+            for target, path in overlays:
+                external.make_overlay(path, *bases[target])
+                made.append(path)
+            self.domains.store.write(domain, changed)
+            if record.active and old_live is not None:
+                record.live = self._live_with_overlays(old_live, overlays)
+                self.domains._save(domain, record)
+            listed: list[tuple[str, str, str | None]] = [(target, "external", path) for target, path in overlays]
+            state = "disk-snapshot" if record.active else "shutoff"
+            self._write(domain, _metadata(wanted, name, state, "no", parent, int(time.time()), listed, config))
+            self._set_current(domain, name)
+            if record.active:
+                with self.domains._monitor(domain, record) as qmp:
+                    external.switch_to_overlays(qmp, domain, [(bases[t][0], p) for t, p in overlays])
+        except (VirtError, OSError) as exc:
+            if not self._qemu_writes_to(domain, record, [path for _target, path in overlays]):
+                self._undo_external(domain, name, config, record, old_live, parent, made)
+            if isinstance(exc, OSError):
+                raise BackendError(f"domain {domain!r}: cannot take snapshot {name!r}: {exc}") from exc
+            raise
+
+    @staticmethod
+    def _live_with_overlays(live, overlays):
+        changed = copy.deepcopy(live)
+        for target, path in overlays:
+            disk = external.disk_of(changed, target)
+            if disk is not None:
+                external.with_overlay(disk, path)
+        return changed
+
+    def _qemu_writes_to(self, domain: str, record, paths: list[str]) -> bool:
+        """Whether the running QEMU switched to one of ``paths`` after all (an answer lost, say), or may have
+        (it does not answer): then the definition and metadata that name them stay, which is safe either way -
+        an overlay QEMU never wrote to reads as the image below it."""
+        if not record.active:
+            return False
+        try:
+            with self.domains._monitor(domain, record) as qmp:
+                return bool(external.files_in_use(qmp) & set(paths))
+        except VirtError:
+            return True
+
+    def _undo_external(self, domain: str, name: str, config, record, old_live, parent, made: list[str]) -> None:
+        self.domains.store.write(domain, config)
+        if record.active and old_live is not None and record.live is not old_live:
+            record.live = old_live
+            self.domains._save(domain, record)
+        if fileio.remove_quietly(self._file(domain, name)):
+            self._set_current(domain, parent)
+        for path in made:
+            fileio.remove_quietly(path)
 
     def _save_running(self, domain: str, record, name: str) -> None:
         with self.domains._monitor(domain, record) as qmp:
@@ -166,6 +242,9 @@ class EmbedSnapshots(Snapshots):
     def revert(self, domain: str, name: str) -> None:
         with self.domains._lock(domain):
             meta = self._read(domain, name)
+            if external.overlays_of(meta):
+                raise Conflict(f"snapshot {name!r} of {domain!r} is a disk-only (external) snapshot; reverting to "
+                               "an external snapshot is not supported (libvirt 9.0 cannot, it came in libvirt 9.9)")
             self._restore_definition(domain, meta)
             active = self.domains._refresh(domain).active
         state = (meta.findtext("state") or "").strip()
@@ -214,7 +293,10 @@ class EmbedSnapshots(Snapshots):
         with self.domains._lock(domain):
             meta = self._read(domain, name)
             record = self.domains._refresh(domain)
-            if record.active:
+            overlays = external.overlays_of(meta)
+            if overlays:
+                self._delete_external(domain, name, meta, record, overlays)
+            elif record.active:
                 with self.domains._monitor(domain, record) as qmp:
                     nodes = _writable_nodes(qmp, domain)
                     holding = [node for node, tags in nodes.items() if name in tags]
@@ -225,7 +307,52 @@ class EmbedSnapshots(Snapshots):
                     if name in self._image_tags(path):
                         hosttools.run(["qemu-img", "snapshot", "-d", name, path],
                                       f"delete snapshot {name!r} in {path}")
-            self._forget(domain, name, meta)
+            if not overlays:
+                self._forget(domain, name, meta)
+
+    def _delete_external(self, domain: str, name: str, meta, record, overlays) -> None:
+        """Merge each overlay into the image below, put the disk back on it, remove it, forget.  Lock held."""
+        in_use: set[str] = set()
+        if record.active:
+            with self.domains._monitor(domain, record) as qmp:
+                for target, path in overlays:
+                    external.commit_running(qmp, domain, path,
+                                            lambda t=target, p=path: self._back_to_image(domain, t, p, meta, record))
+                in_use = external.files_in_use(qmp)
+        for target, path in overlays:
+            if not record.active and self._disk_file(domain, target) == path:
+                hosttools.run(["qemu-img", "commit", "-q", "-f", "qcow2", path],
+                              f"merge the overlay {path} into the image below it")
+            self._back_to_image(domain, target, path, meta, record if record.active else None)
+        for target, path in overlays:
+            if not os.path.lexists(path):
+                continue        # removed by an earlier run, killed before it forgot the snapshot
+            # Its data are in the image below only when the disk is that image now (the merge put them there).
+            merged = self._disk_file(domain, target) == external.backing_of(path)
+            if path in in_use or not merged:
+                self.driver.warnings.append(f"the overlay {path} of snapshot {name!r} was kept: disk {target} "
+                                            "does not use the image below it")
+            else:
+                fileio.remove_quietly(path)
+        self._forget(domain, name, meta)
+
+    def _disk_file(self, domain: str, target: str) -> str | None:
+        disk = external.disk_of(self.domains._config(domain), target)
+        source = disk.find("source") if disk is not None else None
+        return source.get("file") if source is not None else None
+
+    def _back_to_image(self, domain: str, target: str, overlay: str, meta, record) -> None:
+        """The definition's disk (and the running one's, with ``record``) back on the image below ``overlay``."""
+        saved = external.saved_disk(meta, target)
+        config = self.domains._config(domain)
+        if self._disk_file(domain, target) == overlay:
+            changed = copy.deepcopy(config)
+            external.without_overlay(external.disk_of(changed, target), saved)
+            self.domains.store.write(domain, self.domains._completed(domain, changed, config))
+        live_disk = external.disk_of(record.live, target) if record is not None and record.live is not None else None
+        if live_disk is not None and live_disk.find("source").get("file") == overlay:
+            external.without_overlay(live_disk, saved)
+            self.domains._save(domain, record)
 
     def _forget(self, domain: str, name: str, meta) -> None:
         """Remove the metadata; children get the parent, which becomes current if this one was."""
@@ -248,7 +375,7 @@ class EmbedSnapshots(Snapshots):
 
 
 def _metadata(wanted, name: str, state: str, memory: str, parent: str | None, created: int,
-              disks: list[tuple[str, str]], config):
+              disks: list[tuple[str, str, str | None]], config):
     tree = parse(to_string(wanted), "domainsnapshot")
     for tag in ("name", "state", "parent", "creationTime", "memory", "disks", "domain", "active"):
         for node in tree.findall(tag):
@@ -260,8 +387,12 @@ def _metadata(wanted, name: str, state: str, memory: str, parent: str | None, cr
     sub(tree, "creationTime", str(created))
     sub(tree, "memory", snapshot=memory)
     listed = sub(tree, "disks")
-    for target, _path in disks:
-        sub(listed, "disk", name=target, snapshot="internal")
+    for target, kind, path in disks:
+        disk = sub(listed, "disk", name=target, snapshot=kind)
+        if path:
+            disk.set("type", "file")
+            sub(disk, "driver", type="qcow2")
+            sub(disk, "source", file=path)
     tree.append(copy.deepcopy(config))
     sub(tree, "active", "0")
     return tree

@@ -17,6 +17,9 @@ from ansible_collections.virtops.qemu.plugins.module_utils.model.snapshot import
 
 SNAPSHOT = ("<domainsnapshot><name>{name}</name><state>shutoff</state><creationTime>{time}</creationTime>"
             "<memory snapshot='no'/></domainsnapshot>")
+EXTERNAL = ("<domainsnapshot><name>{name}</name><state>disk-snapshot</state><creationTime>1</creationTime>"
+            "{parent}<memory snapshot='no'/><disks><disk name='vda' snapshot='external' type='file'>"
+            "<source file='/images/{name}.qcow2'/></disk></disks></domainsnapshot>")
 
 
 class FakeDomains:
@@ -42,13 +45,15 @@ class FakeSnapshots:
         return sorted(self.taken)
 
     def xml(self, domain, name):
-        return SNAPSHOT.format(name=name, time=self.taken[name])
+        taken = self.taken[name]
+        return taken if isinstance(taken, str) else SNAPSHOT.format(name=name, time=taken)
 
     def current(self, domain):
         return self.current_name
 
     def create(self, domain, xml):
         self.calls.append(("create", xml))
+        self.taken[xml.split("<name>")[1].split("</name>")[0]] = xml
 
     def revert(self, domain, name):
         self.calls.append(("revert", name))
@@ -130,8 +135,67 @@ def test_disk_only_snapshot_of_a_running_domain_is_refused_by_option(disk):
     ({"name": "vm1", "snapshot": "a/b"}, "snapshot"),
     ({"name": "vm/1", "snapshot": "s1"}, "name"),
     ({"name": "vm1", "snapshot": "s1", "description": "a\x00b"}, "description"),
+    ({"name": "vm1", "snapshot": "s1", "disk_only": True, "memory": True,
+      "disks": [{"target": "vda", "path": "/o.qcow2"}]}, "memory"),
+    ({"name": "vm1", "snapshot": "s1", "disk_only": True}, "disks"),
+    ({"name": "vm1", "snapshot": "s1", "disks": [{"target": "vda", "path": "/o.qcow2"}]}, "disks"),
+    ({"name": "vm1", "snapshot": "s1", "disk_only": True, "disks": [{"target": "vda", "path": "o.qcow2"}]},
+     "disks[0].path"),
+    ({"name": "vm1", "snapshot": "s1", "disk_only": True,
+      "disks": [{"target": "vda", "path": "/o.qcow2"}, {"target": "vda", "path": "/p.qcow2"}]}, "disks[1].target"),
 ])
 def test_bad_input_names_the_option(params, option):
     with pytest.raises(InvalidInput) as caught:
         request_from_params(params)
     assert caught.value.option == option
+
+
+def external(name, parent=None):
+    return EXTERNAL.format(name=name, parent=f"<parent><name>{parent}</name></parent>" if parent else "")
+
+
+def test_disk_only_snapshot_is_predicted_and_asks_for_the_overlays(disk, tmp_path):
+    overlay = str(tmp_path / "new.qcow2")
+    req = request_from_params({"name": "vm1", "snapshot": "e1", "disk_only": True,
+                               "disks": [{"target": "vda", "path": overlay}]})
+    mgr, snaps = manager("running", disk)
+    predicted = mgr.ensure(req, check_mode=True)
+    assert predicted["info"]["state"] == "disk-snapshot" and not predicted["info"]["memory"]
+    assert predicted["info"]["disks"] == [{"target": "vda", "snapshot": "external", "path": overlay}]
+    assert f'<source file="{overlay}"/>' in predicted["diff"]["after"] and snaps.calls == []
+    assert mgr.ensure(req, check_mode=False)["changed"]
+    (call, asked), = snaps.calls
+    assert call == "create" and "".join(line.strip() for line in asked.splitlines()) == (
+        f'<domainsnapshot><name>e1</name><memory snapshot="no"/><disks><disk name="vda" snapshot="external">'
+        f'<source file="{overlay}"/></disk></disks></domainsnapshot>')
+    mgr, snaps = manager("shutoff", disk)
+    assert mgr.ensure(req, check_mode=True)["info"]["state"] == "shutoff"
+
+
+@pytest.mark.parametrize(("disks", "option", "reason"), [
+    ([{"target": "vdz", "path": "NEW"}], "disks[0].target", "no writable disk vdz"),
+    ([{"target": "vda", "path": "DISK"}], "disks[0].path", "exists already"),
+])
+def test_disk_only_overlays_are_checked_against_the_domain(disk, tmp_path, disks, option, reason):
+    paths = {"NEW": str(tmp_path / "new.qcow2"), "DISK": str(disk)}
+    req = request_from_params({"name": "vm1", "snapshot": "e1", "disk_only": True,
+                               "disks": [{**d, "path": paths[d["path"]]} for d in disks]})
+    mgr, snaps = manager("running", disk)
+    with pytest.raises(InvalidInput, match=reason) as caught:
+        mgr.ensure(req, check_mode=True)
+    assert caught.value.option == option and snaps.calls == []
+
+
+def test_an_external_snapshot_is_not_reverted_to(disk):
+    mgr, snaps = manager("shutoff", disk, {"e1": external("e1")}, current="e1")
+    with pytest.raises(Conflict, match="external.*libvirt 9.9"):
+        mgr.ensure(SnapshotRequest("vm1", "e1", state="current", force=True), False)
+    assert snaps.calls == []
+
+
+def test_an_external_snapshot_is_deleted_only_without_later_ones(disk):
+    mgr, snaps = manager("running", disk, {"e1": external("e1"), "e2": external("e2", parent="e1")}, current="e2")
+    with pytest.raises(Conflict, match="taken after it \\(e2\\); delete those first"):
+        mgr.ensure(SnapshotRequest("vm1", "e1", state="absent"), False)
+    assert mgr.ensure(SnapshotRequest("vm1", "e2", state="absent"), False)["changed"]
+    assert snaps.calls == [("delete", "e2")]
