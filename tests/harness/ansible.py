@@ -48,23 +48,24 @@ def run_module(module: str, args: dict, check: bool = False,
     return results[0]
 
 
-def run_module_calls(calls: list[tuple[str, dict]], check: bool = False, diff: bool = False,
-                     env: dict | None = None, netns: str | None = None) -> list[dict]:
+def run_module_calls(calls: list[tuple[str, dict]] | list[tuple[str, dict, dict]], check: bool = False,
+                     diff: bool = False, env: dict | None = None, netns: str | None = None) -> list[dict]:
     """Run many module calls as the tasks of one playbook; return their results in order.
 
     One Ansible start-up (about two seconds) instead of one per call.  Each
     task runs whatever the ones before it returned (``ignore_errors``), so
-    each result is the one ``run_module`` would give for the same call.
-    Arguments that Jinja would template are refused: the playbook would not
-    pass them as written.
+    each result is the one ``run_module`` would give for the same call.  A
+    call's optional third item adds task keywords, e.g. ``{"check_mode":
+    True}`` for one call in check mode.  Arguments that Jinja would template
+    are refused: the playbook would not pass them as written.
     """
     tasks = []
-    for module, args in calls:
+    for module, args, *keywords in calls:
         text = json.dumps(args)
         if any(mark in text for mark in ("{{", "{%", "{#")):
             raise ValueError(f"{module} arguments would be templated: {text}")
         name = module if "." in module else f"virtops.qemu.{module}"
-        tasks.append({"name": f"{len(tasks)} {name}", name: args, "ignore_errors": True})
+        tasks.append({"name": f"{len(tasks)} {name}", name: args, "ignore_errors": True, **dict(*keywords)})
     results = run_playbook([{"hosts": "localhost", "gather_facts": False, "tasks": tasks}],
                            check=check, diff=diff, env=env, netns=netns)
     if len(results) != len(calls):
