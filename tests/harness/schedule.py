@@ -82,7 +82,7 @@ class FileTimes:
         self.busy: dict[str, float] = defaultdict(float)
         self.finished: dict[str, float] = {}
 
-    @pytest.hookimpl
+    @pytest.hookimpl(optionalhook=True)     # a hook of xdist's, absent with -p no:xdist
     def pytest_xdist_make_scheduler(self, config, log):
         if config.getvalue("dist") == "loadfile":
             return LongestFileFirst(config, log)
