@@ -10,9 +10,8 @@ early, which can leave the next file waiting behind two long tests).
 
 The seconds each file takes come from tests/file_seconds.json (checked in;
 refresh it from a whole run's record, see below), updated by the record of
-earlier runs on this machine in tests/.cache/file_seconds.json, which every
-run that is not a worker writes: the setup, call and teardown time of each
-file it ran.  A file that neither knows is new and starts first: a new
+earlier whole runs on this machine in tests/.cache/file_seconds.json: the
+setup, call and teardown seconds of each file.  A file that neither knows is new and starts first: a new
 integration file is the likelier to be long.
 
 The terminal summary of a run in workers tells when each worker finished
@@ -97,8 +96,10 @@ class FileTimes:
             self.finished[name] = time.monotonic() - self.start
 
     def pytest_sessionfinish(self, session: pytest.Session) -> None:
-        if not self.files or session.config.option.collectonly:
-            return
+        if self.files and whole_run(session.config):
+            self.save()
+
+    def save(self) -> None:
         record = {**_read(RECORD), **{name: round(seconds, 1) for name, seconds in self.files.items()}}
         RECORD.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.NamedTemporaryFile("w", dir=RECORD.parent, prefix=".file_seconds-", delete=False) as out:
@@ -113,6 +114,14 @@ class FileTimes:
         for name in sorted(self.finished):
             terminalreporter.line(f"{name}: busy {self.busy[name]:.0f} s, finished {self.finished[name]:.0f} s "
                                   "after the start")
+
+
+def whole_run(config: pytest.Config) -> bool:
+    """Every test of every file ran: a run of part of a file would record it as shorter than it is."""
+    option = config.option
+    return (config.args_source == pytest.Config.ArgsSource.TESTPATHS and not option.collectonly
+            and not option.keyword and not option.markexpr and not option.deselect
+            and not getattr(option, "lf", False))
 
 
 def pytest_configure(config: pytest.Config) -> None:
