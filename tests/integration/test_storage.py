@@ -35,6 +35,12 @@ def module(backend, name: str, args: dict, check: bool = False) -> dict:
     return run_module(name, {"uri": backend.uri, **args}, check=check, diff=True)
 
 
+def modules(backend, *calls: tuple[str, dict] | tuple[str, dict, bool]) -> list[dict]:
+    """Module calls (name, args, check mode) as the tasks of one playbook, as ``module`` would make each."""
+    return run_module_calls([(name, {"uri": backend.uri, **args}, {"check_mode": bool(check)})
+                             for name, args, *check in calls], diff=True)
+
+
 def remove_pool(backend, name: str) -> None:
     if backend.name == "libvirt":
         backend.libvirtd.virsh("pool-destroy", name, check=False)
@@ -85,43 +91,42 @@ def test_dir_pool_check_then_build_then_no_change(backend, workdir, pool_name):
 
 
 def test_qcow2_volume_created_grown_shrink_refused_cloned(backend, workdir, pool_name):
+    # The calls run in four playbooks; the files are read between them, where the calls' effects show.
     target = workdir / "images"
-    module(backend, "pool", dir_pool(pool_name, target))
     args = {"pool": pool_name, "name": "disk.qcow2", "capacity": "16MiB", "format": "qcow2"}
-    predicted = module(backend, "volume", args, check=True)
-    result = module(backend, "volume", args)
+    _pool, predicted, result = modules(backend, ("pool", dir_pool(pool_name, target)),
+                                       ("volume", args, True), ("volume", args))
     assert result["changed"] and predicted["changed"]
     assert predicted["diff"] == result["diff"], (predicted["diff"], result["diff"])
     assert qemu_img_info(target / "disk.qcow2")["virtual-size"] == 16 * MiB
     assert qemu_img_info(target / "disk.qcow2")["format"] == "qcow2"
-    assert not module(backend, "volume", args)["changed"]
 
     grow = {**args, "capacity": "32MiB"}
-    predicted = module(backend, "volume", grow, check=True)
+    again, predicted = modules(backend, ("volume", args), ("volume", grow, True))
+    assert not again["changed"]
     assert qemu_img_info(target / "disk.qcow2")["virtual-size"] == 16 * MiB
-    result = module(backend, "volume", grow)
+
+    clone_args = {"pool": pool_name, "name": "copy.qcow2", "clone_from": "disk.qcow2", "capacity": "48MiB"}
+    result, shrink, refused, clone, info = modules(
+        backend, ("volume", grow), ("volume", {**args, "capacity": "8MiB"}),
+        ("volume", {**args, "capacity": "32MiB", "format": "raw"}), ("volume", clone_args),
+        ("pool_info", {"name": pool_name}))
     assert result["changed"] and predicted["diff"] == result["diff"]
     assert "16777216" in result["diff"]["before"] and "33554432" in result["diff"]["after"]
-    assert qemu_img_info(target / "disk.qcow2")["virtual-size"] == 32 * MiB
-
-    shrink = module(backend, "volume", {**args, "capacity": "8MiB"})
     assert shrink["failed"] and "allow_shrink" in shrink["msg"] and "capacity" in shrink["msg"]
-    assert qemu_img_info(target / "disk.qcow2")["virtual-size"] == 32 * MiB
-    refused = module(backend, "volume", {**args, "capacity": "32MiB", "format": "raw"})
+    assert qemu_img_info(target / "disk.qcow2")["virtual-size"] == 32 * MiB, "grown, and not shrunk"
     assert refused["failed"] and refused["msg"].startswith("format:"), refused
-
-    clone = module(backend, "volume", {"pool": pool_name, "name": "copy.qcow2", "clone_from": "disk.qcow2",
-                                       "capacity": "48MiB"})
     assert clone["changed"] and clone["capacity"] == 48 * MiB, clone
     assert qemu_img_info(target / "copy.qcow2")["virtual-size"] == 48 * MiB
-    volumes = module(backend, "pool_info", {"name": pool_name})["pool"]["volumes"]
+    volumes = info["pool"]["volumes"]
     assert sorted((v["name"], v["format"], v["capacity"]) for v in volumes) == [
         ("copy.qcow2", "qcow2", 48 * MiB), ("disk.qcow2", "qcow2", 32 * MiB)]
 
-    gone = module(backend, "volume", {"pool": pool_name, "name": "copy.qcow2", "state": "absent"})
+    absent = {"pool": pool_name, "name": "copy.qcow2", "state": "absent"}
+    gone, again = modules(backend, ("volume", absent), ("volume", absent))
     assert gone["changed"] and gone["diff"]["after"] == ""
     assert not (target / "copy.qcow2").exists() and (target / "disk.qcow2").exists()
-    assert not module(backend, "volume", {"pool": pool_name, "name": "copy.qcow2", "state": "absent"})["changed"]
+    assert not again["changed"]
 
 
 def test_backing_store_overlay(backend, workdir, pool_name):
