@@ -257,13 +257,15 @@ def test_embedded_driver_names_the_qemu_conf_keys_it_ignores(guest, workdir, roo
 
 
 def test_autostart(backend, guest, workdir, vm):
-    domain(backend, guest_options(vm, guest, workdir))
-    predicted = domain(backend, {"name": vm, "autostart": True}, check=True)
+    # One playbook between two looks at the backend's autostart flag.
+    on = ("domain", {"uri": backend.uri, "name": vm, "autostart": True})
+    _defined, predicted = run_module_calls([("domain", {"uri": backend.uri, **guest_options(vm, guest, workdir)}),
+                                            (*on, {"check_mode": True})])
     assert predicted["changed"] and predicted["autostart"] and not backend.autostart(vm)
-    result = domain(backend, {"name": vm, "autostart": True})
+    result, again, info = run_module_calls([on, on, ("domain_info", {"uri": backend.uri, "name": vm})])
     assert result["changed"] and backend.autostart(vm)
-    assert not domain(backend, {"name": vm, "autostart": True})["changed"]
-    assert run_module("domain_info", {"uri": backend.uri, "name": vm})["autostart"] is True
+    assert not again["changed"]
+    assert info["autostart"] is True
     domain(backend, {"name": vm, "autostart": False})
     assert not backend.autostart(vm)
 
