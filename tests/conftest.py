@@ -5,7 +5,8 @@ the same ``ansible_collections.virtops.qemu...`` paths the modules use, and
 ansible-playbook runs started by tests find it through
 ANSIBLE_COLLECTIONS_PATH.
 
-Under CI (CI=true) a skipped test fails the run (harness/ci_gate.py).
+Under CI (CI=true) a skipped test fails the run (harness/ci_gate.py).  In
+pytest-xdist workers, the longest test files start first (harness/schedule.py).
 """
 
 import os
@@ -26,4 +27,9 @@ TESTS = os.path.dirname(os.path.abspath(__file__))
 if TESTS not in sys.path:
     sys.path.insert(0, TESTS)
 
-from harness.ci_gate import pytest_configure  # noqa: E402,F401  pylint: disable=wrong-import-position,unused-import
+from harness import ci_gate, schedule  # noqa: E402  pylint: disable=wrong-import-position
+
+
+def pytest_configure(config) -> None:
+    ci_gate.pytest_configure(config)
+    schedule.pytest_configure(config)

@@ -48,23 +48,24 @@ def run_module(module: str, args: dict, check: bool = False,
     return results[0]
 
 
-def run_module_calls(calls: list[tuple[str, dict]], check: bool = False, diff: bool = False,
-                     env: dict | None = None, netns: str | None = None) -> list[dict]:
+def run_module_calls(calls: list[tuple[str, dict]] | list[tuple[str, dict, dict]], check: bool = False,
+                     diff: bool = False, env: dict | None = None, netns: str | None = None) -> list[dict]:
     """Run many module calls as the tasks of one playbook; return their results in order.
 
     One Ansible start-up (about two seconds) instead of one per call.  Each
     task runs whatever the ones before it returned (``ignore_errors``), so
-    each result is the one ``run_module`` would give for the same call.
-    Arguments that Jinja would template are refused: the playbook would not
-    pass them as written.
+    each result is the one ``run_module`` would give for the same call.  A
+    call's optional third item adds task keywords, e.g. ``{"check_mode":
+    True}`` for one call in check mode.  Arguments that Jinja would template
+    are refused: the playbook would not pass them as written.
     """
     tasks = []
-    for module, args in calls:
+    for module, args, *keywords in calls:
         text = json.dumps(args)
         if any(mark in text for mark in ("{{", "{%", "{#")):
             raise ValueError(f"{module} arguments would be templated: {text}")
         name = module if "." in module else f"virtops.qemu.{module}"
-        tasks.append({"name": f"{len(tasks)} {name}", name: args, "ignore_errors": True})
+        tasks.append({"name": f"{len(tasks)} {name}", name: args, "ignore_errors": True, **dict(*keywords)})
     results = run_playbook([{"hosts": "localhost", "gather_facts": False, "tasks": tasks}],
                            check=check, diff=diff, env=env, netns=netns)
     if len(results) != len(calls):
@@ -75,11 +76,15 @@ def run_module_calls(calls: list[tuple[str, dict]], check: bool = False, diff: b
 def run_playbook(playbook: str | os.PathLike | list, extra_vars: dict | None
                  = None, check: bool = False, diff: bool = False,
                  env: dict | None = None, netns: str | None = None,
-                 host_mounts: bool = False, output: list | None = None) -> list[dict]:
+                 host_mounts: bool = False, output: list | None = None,
+                 hosts: dict[str, dict] | None = None) -> list[dict]:
     """Run a playbook file or a list of plays; return per-task results.
 
     Every entry is the task's result dict plus ``task`` (its name) and
-    ``host``, in execution order.  ``host_mounts`` enters only the network
+    ``host``, in execution order.  The inventory is ``localhost``, or with
+    ``hosts`` those names with their variables, all on the local
+    connection: one run for cases that each need variables of their own
+    (a failing host does not stop the others).  ``host_mounts`` enters only the network
     namespace ``netns`` (nsenter) instead of ``ip netns exec``'s private
     mount namespace, so filesystems the modules mount stay mounted on the
     host after they exit (/sys then shows the host's network devices).
@@ -99,7 +104,11 @@ def run_playbook(playbook: str | os.PathLike | list, extra_vars: dict | None
         if output is not None:
             argv.append("-vvv")
             env = {**(env or {}), "ANSIBLE_STDOUT_CALLBACK": "default", "VIRTOPS_RESULTS_BESIDE_OUTPUT": "1"}
-        return _run(argv, check, diff, env, netns, host_mounts, output)
+        inventory = "localhost,"
+        if hosts is not None:
+            inventory = str(Path(tmp) / "inventory.yml")
+            Path(inventory).write_text(json.dumps({"all": {"hosts": hosts}}))
+        return _run(argv, check, diff, env, netns, host_mounts, output, inventory)
 
 
 def ansible_env(results_file: str, extra: dict | None = None) -> dict:
@@ -122,11 +131,11 @@ def ansible_env(results_file: str, extra: dict | None = None) -> dict:
 
 
 def _run(argv: list[str], check: bool, diff: bool, env: dict | None, netns: str | None = None,
-         host_mounts: bool = False, output: list | None = None) -> list[dict]:
+         host_mounts: bool = False, output: list | None = None, inventory: str = "localhost,") -> list[dict]:
     prefix = []
     if netns:
         prefix = ["nsenter", f"--net=/run/netns/{netns}", "--"] if host_mounts else ["ip", "netns", "exec", netns]
-    argv = prefix + argv + ["-i", "localhost,", "-c", "local",
+    argv = prefix + argv + ["-i", inventory, "-c", "local",
                             "-e", json.dumps({"ansible_python_interpreter": sys.executable})]
     argv += ["--check"] * check + ["--diff"] * diff
     with tempfile.TemporaryDirectory(prefix="virtops-ansible-") as tmp:

@@ -86,11 +86,12 @@ class Host:
         return path
 
     def close(self) -> None:
-        remove_cgroups(self.root)
+        # The QEMUs die with the namespace; only then can their cgroups go.
         self.netns.close()
         with contextlib.suppress(ProcessLookupError):
             self.holder.send_signal(signal.SIGKILL)
         self.holder.wait(timeout=10)
+        remove_cgroups(self.root)
         shutil.rmtree(self.base, ignore_errors=True)
 
 

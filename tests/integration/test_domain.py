@@ -80,8 +80,9 @@ def test_check_mode_predicts_and_touches_nothing(backend, guest, workdir, vm):
 
 
 def test_memory_diff_shows_only_memory_lines(backend, guest, workdir, vm):
-    domain(backend, guest_options(vm, guest, workdir))
-    result = domain(backend, {"name": vm, "memory": "384MiB"}, diff=True)
+    grown = ("domain", {"uri": backend.uri, "name": vm, "memory": "384MiB"})
+    _defined, result, repeat = run_module_calls(
+        [("domain", {"uri": backend.uri, **guest_options(vm, guest, workdir)}), grown, grown], diff=True)
     assert result["changed"]
     assert changed_lines(result["diff"]) == [
         '-  <memory unit="KiB">262144</memory>',
@@ -89,7 +90,6 @@ def test_memory_diff_shows_only_memory_lines(backend, guest, workdir, vm):
         '+  <memory unit="KiB">393216</memory>',
         '+  <currentMemory unit="KiB">393216</currentMemory>',
     ]
-    repeat = domain(backend, {"name": vm, "memory": "384MiB"}, diff=True)
     assert not repeat["changed"] and repeat["diff"]["before"] == repeat["diff"]["after"]
 
 
@@ -187,9 +187,9 @@ def test_bad_input_fails_clearly_and_changes_nothing(backend, guest, workdir, vm
 
 
 def test_unknown_domain_without_definition(backend, vm):
-    result = domain(backend, {"name": vm, "state": "running"})
+    result, info = run_module_calls([("domain", {"uri": backend.uri, "name": vm, "state": "running"}),
+                                     ("domain_info", {"uri": backend.uri, "name": vm})])
     assert result["failed"] and "is not defined" in result["msg"]
-    info = run_module("domain_info", {"uri": backend.uri, "name": vm})
     assert not info.get("failed") and info["exists"] is False and "domain" not in info, info
 
 
@@ -257,13 +257,15 @@ def test_embedded_driver_names_the_qemu_conf_keys_it_ignores(guest, workdir, roo
 
 
 def test_autostart(backend, guest, workdir, vm):
-    domain(backend, guest_options(vm, guest, workdir))
-    predicted = domain(backend, {"name": vm, "autostart": True}, check=True)
+    # One playbook between two looks at the backend's autostart flag.
+    on = ("domain", {"uri": backend.uri, "name": vm, "autostart": True})
+    _defined, predicted = run_module_calls([("domain", {"uri": backend.uri, **guest_options(vm, guest, workdir)}),
+                                            (*on, {"check_mode": True})])
     assert predicted["changed"] and predicted["autostart"] and not backend.autostart(vm)
-    result = domain(backend, {"name": vm, "autostart": True})
+    result, again, info = run_module_calls([on, on, ("domain_info", {"uri": backend.uri, "name": vm})])
     assert result["changed"] and backend.autostart(vm)
-    assert not domain(backend, {"name": vm, "autostart": True})["changed"]
-    assert run_module("domain_info", {"uri": backend.uri, "name": vm})["autostart"] is True
+    assert not again["changed"]
+    assert info["autostart"] is True
     domain(backend, {"name": vm, "autostart": False})
     assert not backend.autostart(vm)
 

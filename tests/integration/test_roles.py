@@ -309,7 +309,7 @@ def test_hypervisor_on_libvirtd_defines_networks_and_pools_and_reports_restart(l
 
 # -- argument specs -------------------------------------------------------------------
 
-@pytest.mark.parametrize("role,role_vars,message", [
+ARGUMENT_CASES = [
     ("hypervisor", {"hypervisor_install_packages": "perhaps"},
      "argument 'hypervisor_install_packages' is of type str and we were unable to convert to bool"),
     ("hypervisor", {"hypervisor_networks": {"name": "default"}},
@@ -324,13 +324,29 @@ def test_hypervisor_on_libvirtd_defines_networks_and_pools_and_reports_restart(l
     ("guests", {"guests_list": [{"name": "web01", "memroy": "1GiB"}]}, "guests_list.memroy"),
     ("guests", {"guests_list": [{"name": "web01", "disks": [{"pool": "p", "volume": "v", "size": "1GiB"}]}]},
      "guests_list.disks.size"),
-])
-def test_role_argument_specs_reject_a_wrong_variable(tmp_path, role, role_vars, message):
-    root = tmp_path / "root"
-    play = [{"hosts": "localhost", "gather_facts": False, "roles": [f"virtops.qemu.{role}"],
-             "vars": {f"{role}_uri": f"qemu:///embed?root={root}", "hypervisor_install_packages": False,
-                      **role_vars}}]
-    results = run_playbook(play)
+]
+
+
+@pytest.fixture(scope="module")
+def argument_case_runs(tmp_path_factory) -> dict[int, tuple[list[dict], Path]]:
+    """Each of ARGUMENT_CASES on a host of its own, one playbook per role: that host's results, and its root."""
+    base = tmp_path_factory.mktemp("argument-cases")
+    runs = {}
+    for role in ("hypervisor", "guests"):
+        cases = [(index, role_vars) for index, (name, role_vars, _message) in enumerate(ARGUMENT_CASES)
+                 if name == role]
+        hosts = {f"case{index}": {f"{role}_uri": f"qemu:///embed?root={base / f'root{index}'}",
+                                  "hypervisor_install_packages": False, **role_vars} for index, role_vars in cases}
+        results = run_playbook([{"hosts": "all", "gather_facts": False, "roles": [f"virtops.qemu.{role}"]}],
+                               hosts=hosts)
+        for index, _role_vars in cases:
+            runs[index] = ([r for r in results if r["host"] == f"case{index}"], base / f"root{index}")
+    return runs
+
+
+@pytest.mark.parametrize("role,role_vars,message", ARGUMENT_CASES)
+def test_role_argument_specs_reject_a_wrong_variable(argument_case_runs, role, role_vars, message):
+    results, root = argument_case_runs[ARGUMENT_CASES.index((role, role_vars, message))]
     assert len(results) == 1 and results[0]["failed"], results
     assert results[0]["task"].startswith(f"virtops.qemu.{role} : Validating arguments"), results
     assert message in results[0]["msg"], results[0]["msg"]

@@ -286,7 +286,7 @@ def test_on_libvirtd_overlay_and_copy_are_defined_idempotent_and_pruned_with_the
 
 # -- bad variables ------------------------------------------------------------------
 
-@pytest.mark.parametrize("role_vars,task,message", [
+BAD_VARIABLES = [
     ({"guests_disk_mode": "thin"}, "Validating arguments",
      "value of guests_disk_mode must be one of: overlay, copy, got: thin"),
     ({"guests_list": [{"name": "web01", "image": "deb", "disk_mode": "linked"}]}, "Validating arguments",
@@ -301,12 +301,22 @@ def test_on_libvirtd_overlay_and_copy_are_defined_idempotent_and_pruned_with_the
      "guests_images.deb must give exactly one of url and path"),
     ({"guests_list": [{"name": "web01", "image": "ubuntu"}]}, "Check that every guest's image is in guests_images",
      "guests_list[].image names an image that guests_images does not have: ubuntu"),
-])
-def test_bad_image_variables_are_refused_before_anything_changes(tmp_path, role_vars, task, message):
-    root = tmp_path / "root"
-    play = [{"hosts": "localhost", "gather_facts": False, "roles": ["virtops.qemu.guests"],
-             "vars": {"guests_uri": f"qemu:///embed?root={root}", **role_vars}}]
-    results = run_playbook(play)
+]
+
+
+@pytest.fixture(scope="module")
+def bad_variable_runs(tmp_path_factory) -> list[tuple[list[dict], Path]]:
+    """Each of BAD_VARIABLES on a host of its own, in one playbook: that host's results, and its root."""
+    base = tmp_path_factory.mktemp("bad-variables")
+    hosts = {f"case{index}": {"guests_uri": f"qemu:///embed?root={base / f'root{index}'}", **role_vars}
+             for index, (role_vars, _task, _message) in enumerate(BAD_VARIABLES)}
+    results = run_playbook([{"hosts": "all", "gather_facts": False, "roles": ["virtops.qemu.guests"]}], hosts=hosts)
+    return [([r for r in results if r["host"] == host], base / f"root{index}") for index, host in enumerate(hosts)]
+
+
+@pytest.mark.parametrize("role_vars,task,message", BAD_VARIABLES)
+def test_bad_image_variables_are_refused_before_anything_changes(bad_variable_runs, role_vars, task, message):
+    results, root = bad_variable_runs[[case[0] for case in BAD_VARIABLES].index(role_vars)]
     failed = [r for r in results if r["failed"]]
     assert len(failed) == 1 and failed[0]["task"].startswith(ROLE + task), results
     assert message in json.dumps(failed[0]), failed[0]

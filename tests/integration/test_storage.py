@@ -35,6 +35,12 @@ def module(backend, name: str, args: dict, check: bool = False) -> dict:
     return run_module(name, {"uri": backend.uri, **args}, check=check, diff=True)
 
 
+def modules(backend, *calls: tuple[str, dict] | tuple[str, dict, bool]) -> list[dict]:
+    """Module calls (name, args, check mode) as the tasks of one playbook, as ``module`` would make each."""
+    return run_module_calls([(name, {"uri": backend.uri, **args}, {"check_mode": bool(check)})
+                             for name, args, *check in calls], diff=True)
+
+
 def remove_pool(backend, name: str) -> None:
     if backend.name == "libvirt":
         backend.libvirtd.virsh("pool-destroy", name, check=False)
@@ -85,52 +91,51 @@ def test_dir_pool_check_then_build_then_no_change(backend, workdir, pool_name):
 
 
 def test_qcow2_volume_created_grown_shrink_refused_cloned(backend, workdir, pool_name):
+    # The calls run in four playbooks; the files are read between them, where the calls' effects show.
     target = workdir / "images"
-    module(backend, "pool", dir_pool(pool_name, target))
     args = {"pool": pool_name, "name": "disk.qcow2", "capacity": "16MiB", "format": "qcow2"}
-    predicted = module(backend, "volume", args, check=True)
-    result = module(backend, "volume", args)
+    _pool, predicted, result = modules(backend, ("pool", dir_pool(pool_name, target)),
+                                       ("volume", args, True), ("volume", args))
     assert result["changed"] and predicted["changed"]
     assert predicted["diff"] == result["diff"], (predicted["diff"], result["diff"])
     assert qemu_img_info(target / "disk.qcow2")["virtual-size"] == 16 * MiB
     assert qemu_img_info(target / "disk.qcow2")["format"] == "qcow2"
-    assert not module(backend, "volume", args)["changed"]
 
     grow = {**args, "capacity": "32MiB"}
-    predicted = module(backend, "volume", grow, check=True)
+    again, predicted = modules(backend, ("volume", args), ("volume", grow, True))
+    assert not again["changed"]
     assert qemu_img_info(target / "disk.qcow2")["virtual-size"] == 16 * MiB
-    result = module(backend, "volume", grow)
+
+    clone_args = {"pool": pool_name, "name": "copy.qcow2", "clone_from": "disk.qcow2", "capacity": "48MiB"}
+    result, shrink, refused, clone, info = modules(
+        backend, ("volume", grow), ("volume", {**args, "capacity": "8MiB"}),
+        ("volume", {**args, "capacity": "32MiB", "format": "raw"}), ("volume", clone_args),
+        ("pool_info", {"name": pool_name}))
     assert result["changed"] and predicted["diff"] == result["diff"]
     assert "16777216" in result["diff"]["before"] and "33554432" in result["diff"]["after"]
-    assert qemu_img_info(target / "disk.qcow2")["virtual-size"] == 32 * MiB
-
-    shrink = module(backend, "volume", {**args, "capacity": "8MiB"})
     assert shrink["failed"] and "allow_shrink" in shrink["msg"] and "capacity" in shrink["msg"]
-    assert qemu_img_info(target / "disk.qcow2")["virtual-size"] == 32 * MiB
-    refused = module(backend, "volume", {**args, "capacity": "32MiB", "format": "raw"})
+    assert qemu_img_info(target / "disk.qcow2")["virtual-size"] == 32 * MiB, "grown, and not shrunk"
     assert refused["failed"] and refused["msg"].startswith("format:"), refused
-
-    clone = module(backend, "volume", {"pool": pool_name, "name": "copy.qcow2", "clone_from": "disk.qcow2",
-                                       "capacity": "48MiB"})
     assert clone["changed"] and clone["capacity"] == 48 * MiB, clone
     assert qemu_img_info(target / "copy.qcow2")["virtual-size"] == 48 * MiB
-    volumes = module(backend, "pool_info", {"name": pool_name})["pool"]["volumes"]
+    volumes = info["pool"]["volumes"]
     assert sorted((v["name"], v["format"], v["capacity"]) for v in volumes) == [
         ("copy.qcow2", "qcow2", 48 * MiB), ("disk.qcow2", "qcow2", 32 * MiB)]
 
-    gone = module(backend, "volume", {"pool": pool_name, "name": "copy.qcow2", "state": "absent"})
+    absent = {"pool": pool_name, "name": "copy.qcow2", "state": "absent"}
+    gone, again = modules(backend, ("volume", absent), ("volume", absent))
     assert gone["changed"] and gone["diff"]["after"] == ""
     assert not (target / "copy.qcow2").exists() and (target / "disk.qcow2").exists()
-    assert not module(backend, "volume", {"pool": pool_name, "name": "copy.qcow2", "state": "absent"})["changed"]
+    assert not again["changed"]
 
 
 def test_backing_store_overlay(backend, workdir, pool_name):
     target = workdir / "images"
-    module(backend, "pool", dir_pool(pool_name, target))
-    module(backend, "volume", {"pool": pool_name, "name": "base.raw", "capacity": "8MiB", "format": "raw"})
     overlay = {"pool": pool_name, "name": "top.qcow2", "backing_store": {"volume": "base.raw"}}
-    predicted = module(backend, "volume", overlay, check=True)
-    result = module(backend, "volume", overlay)
+    *_made, predicted, result = modules(
+        backend, ("pool", dir_pool(pool_name, target)),
+        ("volume", {"pool": pool_name, "name": "base.raw", "capacity": "8MiB", "format": "raw"}),
+        ("volume", overlay, True), ("volume", overlay))
     assert result["changed"] and predicted["diff"] == result["diff"], (predicted, result)
     info = qemu_img_info(target / "top.qcow2")
     assert info["backing-filename"] == str(target / "base.raw") and info["virtual-size"] == 8 * MiB
@@ -139,19 +144,20 @@ def test_backing_store_overlay(backend, workdir, pool_name):
 
 def test_absent_pool_keeps_volumes_and_target_unless_named(backend, workdir, pool_name):
     target = workdir / "images"
-    module(backend, "pool", dir_pool(pool_name, target, autostart=True))
-    module(backend, "volume", {"pool": pool_name, "name": "keep.qcow2", "capacity": "4MiB", "format": "qcow2"})
-    predicted = module(backend, "pool", {"name": pool_name, "state": "absent"}, check=True)
-    result = module(backend, "pool", {"name": pool_name, "state": "absent"})
+    absent = {"name": pool_name, "state": "absent"}
+    *_made, predicted, result, info, again = modules(
+        backend, ("pool", dir_pool(pool_name, target, autostart=True)),
+        ("volume", {"pool": pool_name, "name": "keep.qcow2", "capacity": "4MiB", "format": "qcow2"}),
+        ("pool", absent, True), ("pool", absent), ("pool_info", {"name": pool_name}), ("pool", absent))
     assert predicted["changed"] and result["changed"] and result["state"] == "absent"
     assert predicted["diff"] == result["diff"]
     assert (target / "keep.qcow2").is_file()
-    assert not module(backend, "pool_info", {"name": pool_name})["exists"]
-    assert not module(backend, "pool", {"name": pool_name, "state": "absent"})["changed"]
+    assert not info["exists"]
+    assert not again["changed"]
 
     # The target goes only when named, and only when it is empty.
-    module(backend, "pool", dir_pool(pool_name, target))
-    wrong = module(backend, "pool", {"name": pool_name, "state": "absent", "delete_target": str(workdir)})
+    _made, wrong = modules(backend, ("pool", dir_pool(pool_name, target)),
+                           ("pool", {**absent, "delete_target": str(workdir)}))
     assert wrong["failed"] and "delete_target" in wrong["msg"]
     (target / "keep.qcow2").unlink()
     result = module(backend, "pool", {"name": pool_name, "state": "absent", "delete_target": str(target)})
@@ -177,31 +183,34 @@ def test_absent_refuses_a_target_that_is_not_empty_before_stopping(backend, work
 def test_target_changed_to_a_missing_directory_while_active(backend, workdir, pool_name):
     """The new target waits for the next start, as in libvirt; stopping and going back work."""
     target, elsewhere = workdir / "images", workdir / "nowhere"
-    module(backend, "pool", dir_pool(pool_name, target))
-    moved = module(backend, "pool", {"name": pool_name, "type": "dir", "target": {"path": str(elsewhere)}})
+    # One playbook: the assertions read only the results (nothing creates ``elsewhere`` back).
+    _made, moved, moved_info, stopped, back, back_info, gone = modules(
+        backend, ("pool", dir_pool(pool_name, target)),
+        ("pool", {"name": pool_name, "type": "dir", "target": {"path": str(elsewhere)}}),
+        ("pool_info", {"name": pool_name}), ("pool", {"name": pool_name, "state": "inactive"}),
+        ("pool", {"name": pool_name, "type": "dir", "target": {"path": str(target)}}),
+        ("pool_info", {"name": pool_name}), ("pool", {"name": pool_name, "state": "absent"}))
     assert moved["changed"] and moved["state"] == "active" and moved["restart_required"], moved
-    info = module(backend, "pool_info", {"name": pool_name})["pool"]
+    info = moved_info["pool"]
     assert info["active"] and info["target"] == str(elsewhere) and info["capacity"] > 0, info
-    stopped = module(backend, "pool", {"name": pool_name, "state": "inactive"})
     assert stopped["changed"] and stopped["state"] == "inactive", stopped
-    back = module(backend, "pool", {"name": pool_name, "type": "dir", "target": {"path": str(target)}})
     assert back["changed"] and back["state"] == "active" and not back["restart_required"], back
-    info = module(backend, "pool_info", {"name": pool_name})["pool"]
+    info = back_info["pool"]
     assert info["active"] and info["target"] == str(target), info
     assert not elsewhere.exists()
-    gone = module(backend, "pool", {"name": pool_name, "state": "absent"})
     assert gone["changed"] and gone["state"] == "absent", gone
 
 
 def test_inactive_pool_and_state_survive_new_runs(backend, workdir, pool_name):
     target = workdir / "images"
-    module(backend, "pool", dir_pool(pool_name, target))
-    stopped = module(backend, "pool", {"name": pool_name, "state": "inactive"})
+    # Each call is a task of one playbook, a module run of its own as in separate runs.
+    _made, stopped, info, refused, started = modules(
+        backend, ("pool", dir_pool(pool_name, target)), ("pool", {"name": pool_name, "state": "inactive"}),
+        ("pool_info", {"name": pool_name}), ("volume", {"pool": pool_name, "name": "x.raw", "capacity": "1MiB"}),
+        ("pool", {"name": pool_name, "state": "active"}))
     assert stopped["changed"] and stopped["state"] == "inactive"
-    assert module(backend, "pool_info", {"name": pool_name})["pool"]["state"] == "inactive"
-    refused = module(backend, "volume", {"pool": pool_name, "name": "x.raw", "capacity": "1MiB"})
+    assert info["pool"]["state"] == "inactive"
     assert refused["failed"] and "not active" in refused["msg"]
-    started = module(backend, "pool", {"name": pool_name, "state": "active"})
     assert started["changed"] and started["state"] == "active"
 
 
@@ -256,12 +265,12 @@ def test_pool_bad_input_changes_nothing(backend, pool_name):
 
 
 def test_pool_of_another_type_refused(backend, workdir, pool_name):
-    module(backend, "pool", dir_pool(pool_name, workdir / "images"))
-    before = module(backend, "pool_info", {"name": pool_name})["pool"]["xml"]
-    result = module(backend, "pool", {"name": pool_name, "type": "fs", "source": {"devices": ["/dev/null"]},
-                                      "target": {"path": str(workdir / "images")}})
+    _made, before, result, after = modules(
+        backend, ("pool", dir_pool(pool_name, workdir / "images")), ("pool_info", {"name": pool_name}),
+        ("pool", {"name": pool_name, "type": "fs", "source": {"devices": ["/dev/null"]},
+                  "target": {"path": str(workdir / "images")}}), ("pool_info", {"name": pool_name}))
     assert result["failed"] and result["msg"].startswith("type:") and "'dir'" in result["msg"], result
-    assert module(backend, "pool_info", {"name": pool_name})["pool"]["xml"] == before
+    assert after["pool"]["xml"] == before["pool"]["xml"]
 
 
 VOLUME_BAD_INPUTS = [
