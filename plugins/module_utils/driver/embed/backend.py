@@ -47,6 +47,8 @@ _QEMU_TARGET = {"i686": "i386", "armv7l": "arm"}
 
 
 class EmbedDriver(Driver):
+    """One embed root: its tree, capabilities, qemu.conf and lock, and a driver object per kind."""
+
     def __init__(self, uri, read_only: bool = False):
         super().__init__(uri)       # parse_uri has checked that the root is absolute
         self.read_only = read_only

@@ -17,7 +17,6 @@ import contextlib
 import copy
 import shutil
 from collections.abc import Iterator
-from typing import TYPE_CHECKING
 
 from ansible_collections.virtops.qemu.plugins.module_utils import addresses, fileio
 from ansible_collections.virtops.qemu.plugins.module_utils import guest_agent as qga
@@ -35,9 +34,6 @@ from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse, uuid_of
 from ansible_collections.virtops.qemu.plugins.module_utils.qmp import DEFAULT_TIMEOUT, QMPClient, QMPError
 
-if TYPE_CHECKING:
-    from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.backend import EmbedDriver
-
 DESTROY_GRACE = 10.0
 
 
@@ -49,13 +45,7 @@ class EmbedDomains(DomainLaunch, Domains):
     (launch.py: starting it); this class adds what a user asks of a domain.
     """
 
-    LIVE_WITHOUT_DEFINITION = False     # as before: a transient domain's inactive XML is NotFound
-
-    def __init__(self, driver: EmbedDriver):
-        super().__init__(driver)
-        self.uri = driver.uri
-        # Monitors that timed out once in this run: asking again would only stall the run again.
-        self._unanswered: set[str] = set()
+    LIVE_WITHOUT_DEFINITION = False     # a running domain whose definition was removed has no inactive XML
 
     def exists(self, name: str) -> bool:
         if self.store.defined(name):

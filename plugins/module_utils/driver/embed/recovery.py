@@ -54,14 +54,17 @@ _RUNSTATES = {
 }
 
 
-
 class DomainRecovery(StoredResources[DomainRecord]):
     """Bringing a domain's status record in line with its QEMU; every method runs under the domain's lock."""
 
     driver: EmbedDriver
     schema_name = "domain"
     records = state.RECORDS
-    _unanswered: set[str]       # monitors that did not greet in this run
+
+    def __init__(self, driver: EmbedDriver):
+        super().__init__(driver)
+        # Monitors that timed out once in this run: asking again would only stall the run again.
+        self._unanswered: set[str] = set()
 
     def _config(self, name: str):
         return self.store.read(name)
