@@ -205,7 +205,6 @@ def _with_secmodels(text: str, models: list[dict]) -> str:
     return to_string(root)
 
 
-
 def _make_dir(path: str) -> None:
     """A directory QEMU may pass through (0711) to the seed files it is given."""
     try:

@@ -276,4 +276,3 @@ def _carry_over(desired, current) -> None:
         if iface.find("mac") is None and index < len(old) and old[index].find("mac") is not None \
                 and old[index].get("type") == iface.get("type"):
             iface.insert(0, copy.deepcopy(old[index].find("mac")))
-

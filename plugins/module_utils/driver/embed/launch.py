@@ -365,4 +365,3 @@ def _set_source_path(device, path: str) -> None:
         source = sub(device, "source")
         device.insert(0, source)
     source.set("path", path)
-

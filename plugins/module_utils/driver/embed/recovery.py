@@ -219,9 +219,7 @@ def _runstate(qmp: QMPClient) -> str:
     return cast(dict, qmp.execute("query-status"))["status"]
 
 
-
 def _id_from_dir(dirname: str) -> int | None:
     """The domain id in a ``domain-<id>-<short name>`` directory name."""
     parts = dirname.split("-", 2)
     return int(parts[1]) if len(parts) == 3 and parts[0] == "domain" and parts[1].isdigit() else None
-
