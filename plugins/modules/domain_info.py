@@ -11,7 +11,8 @@ short_description: Read the state and definition of QEMU/KVM virtual machines
 version_added: 0.1.0
 description:
   - Returns one domain's state, persistent definition, autostart flag, uuid and
-    QEMU command line, or the same for every domain of the driver instance.
+    QEMU command line, or the same for every domain of the driver instance (there
+    without the command line unless O(qemu_argv) asks for it).
   - For a running domain it also returns what only the running guest has, that is the
     live definition (with the display ports and pty paths chosen at start), the QEMU
     process id, the domain id, libvirt's taint flags, and whether the persistent
@@ -42,6 +43,16 @@ options:
     elements: str
     choices: [lease, agent, arp]
     default: [lease, agent, arp]
+  qemu_argv:
+    description:
+      - Whether to return the QEMU command line each domain's definition starts with
+        (RV(domain.qemu_argv), RV(domain.qemu_env), RV(domain.qemu_argv_error)).
+      - Building it costs more than reading the rest of a domain (on the embedded driver
+        the definition is post-parsed against the emulator's capabilities; on libvirt it is
+        one C(domxml-to-native) call per domain), so a listing leaves it out by default.
+      - Default V(true) with O(name), V(false) without.
+    type: bool
+    version_added: 0.3.0
 seealso:
   - module: virtops.qemu.domain
 """
@@ -83,6 +94,18 @@ EXAMPLES = r"""
 - name: Name the domains that could not be read, and why
   ansible.builtin.debug:
     msg: "{{ all_domains.domains | selectattr('error', 'defined') | items2dict(key_name='name', value_name='error') }}"
+
+- name: List every domain with the QEMU command line each one starts with
+  virtops.qemu.domain_info:
+    qemu_argv: true
+  register: with_argv
+
+- name: Print the QEMU each one starts and the command line's length
+  ansible.builtin.debug:
+    msg: "{{ item.name }}: {{ item.qemu_argv | first }} with {{ item.qemu_argv | length - 1 }} arguments"
+  loop: "{{ with_argv.domains | selectattr('qemu_argv', 'defined') | rejectattr('qemu_argv', 'none') }}"
+  loop_control:
+    label: "{{ item.name }}"
 
 - name: Warn about running domains with changes that wait for a restart
   ansible.builtin.debug:
@@ -164,16 +187,18 @@ domain:
         - The QEMU command line the definition starts with, as C(virsh domxml-to-native qemu-argv)
           shows it. Runtime values such as the domain id, tap names and display ports are placeholders.
         - V(null) when the definition cannot be turned into a command line; RV(qemu_argv_error) says why.
+      returned: when O(qemu_argv) is true, by default only with O(name)
       type: list
       elements: str
       sample: ["/usr/bin/qemu-system-x86_64", "-name", "guest=demo01,debug-threads=on", "-S"]
     qemu_env:
-      description: Environment QEMU is started with.
+      description: Environment QEMU is started with; V(null) with RV(qemu_argv_error).
+      returned: when O(qemu_argv) is true, by default only with O(name)
       type: dict
       sample: {"LC_ALL": "C", "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
     qemu_argv_error:
       description: Why RV(qemu_argv) is V(null).
-      returned: when the definition cannot be turned into a command line
+      returned: when O(qemu_argv) is true and the definition cannot be turned into a command line
       type: str
     interfaces:
       description:
@@ -241,7 +266,8 @@ domain:
           type: bool
 domains:
   description:
-    - Every domain, each as RV(domain).
+    - Every domain, each as RV(domain); without RV(domain.qemu_argv), RV(domain.qemu_env) and
+      RV(domain.qemu_argv_error) unless O(qemu_argv=true).
     - A domain that cannot be read (a corrupt definition, say) does not fail the listing;
       it is listed as a dict with only C(name) and C(error), the reason.
   returned: when O(name) is not given
@@ -324,19 +350,20 @@ qemu_argv:
   description:
     - Deprecated, use RV(domain.qemu_argv).
     - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
-  returned: when O(name) is given and the domain exists
+  returned: when O(name) is given, the domain exists and O(qemu_argv) is not false
   type: raw
 qemu_env:
   description:
     - Deprecated, use RV(domain.qemu_env).
     - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
-  returned: when O(name) is given and the domain exists
+  returned: when O(name) is given, the domain exists and O(qemu_argv) is not false
   type: raw
 qemu_argv_error:
   description:
     - Deprecated, use RV(domain.qemu_argv_error).
     - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
-  returned: when O(name) is given and the domain exists
+  returned: when O(name) is given, the domain exists, O(qemu_argv) is not false and its definition cannot be
+    turned into a command line
   type: raw
 interfaces:
   description:
@@ -365,11 +392,12 @@ FLAT_KEYS_GO = "0.4.0"
 
 def gather(params):
     sources = address_sources(params.get("address_source"))
+    argv = params.get("qemu_argv")
     kind = info.InfoKind(
         key="domain", plural="domains",
         exists=lambda driver, name: driver.domains.exists(name),
-        describe=lambda driver, name: describe(driver, name, sources),
-        describe_all=lambda driver: describe_all(driver, sources))
+        describe=lambda driver, name: describe(driver, name, sources, qemu_argv=argv is not False),
+        describe_all=lambda driver: describe_all(driver, sources, qemu_argv=bool(argv)))
     result = info.gather(kind, open_driver, params["uri"], params.get("name"))
     if result.get("exists"):
         result.update(with_flat_keys(result["domain"]))
@@ -395,7 +423,8 @@ def main():
     module = MaskingModule(argument_spec=argument_spec(
         name=dict(type="str"),
         address_source=dict(type="list", elements="str", choices=list(ADDRESS_SOURCES),
-                            default=list(ADDRESS_SOURCES))), supports_check_mode=True)
+                            default=list(ADDRESS_SOURCES)),
+        qemu_argv=dict(type="bool")), supports_check_mode=True)
     run(module, lambda: gather(module.params))
 
 

@@ -80,6 +80,38 @@ def test_listing_survives_a_domain_that_cannot_be_read(embed_backend, guest, wor
         embed_backend.remove(good)
 
 
+def test_a_listing_leaves_out_the_command_line_unless_asked(backend, vm):
+    domain(backend, {"name": vm, "type": "qemu", "memory": "64MiB"})
+    listed, asked, named, named_without = run_module_calls([
+        ("domain_info", {"uri": backend.uri}),
+        ("domain_info", {"uri": backend.uri, "qemu_argv": True}),
+        ("domain_info", {"uri": backend.uri, "name": vm}),
+        ("domain_info", {"uri": backend.uri, "name": vm, "qemu_argv": False})])
+    mine = {answer_name: next(d for d in answer["domains"] if d["name"] == vm)
+            for answer_name, answer in (("listed", listed), ("asked", asked))}
+    assert not {"qemu_argv", "qemu_env", "qemu_argv_error"} & set(mine["listed"]), mine["listed"]
+    assert mine["listed"]["state"] == "shutoff" and "<name>" in mine["listed"]["xml"]
+    assert "-S" in mine["asked"]["qemu_argv"] and mine["asked"]["qemu_env"]["LC_ALL"] == "C"
+    assert named["domain"]["qemu_argv"] == mine["asked"]["qemu_argv"] == named["qemu_argv"]
+    assert "qemu_argv" not in named_without["domain"] and "qemu_argv" not in named_without
+    assert named_without["domain"]["state"] == "shutoff"
+
+
+def test_reading_shut_off_domains_writes_nothing_to_the_root(embed_backend):
+    """Neither a lock file nor anything else: a shut-off domain is read without its lock."""
+    vm = "virtops-info-quiet"
+    domain(embed_backend, {"name": vm, "type": "qemu", "memory": "64MiB"})
+    locks = os.path.join(embed_backend.root, "run", "qemu", "locks", "domain")
+    os.remove(os.path.join(locks, f"{vm}.lock"))
+    before = sorted(os.walk(embed_backend.root))
+    listed, named = run_module_calls([("domain_info", {"uri": embed_backend.uri}),
+                                      ("domain_info", {"uri": embed_backend.uri, "name": vm})])
+    assert [d["state"] for d in listed["domains"] if d["name"] == vm] == ["shutoff"], listed
+    assert named["domain"]["state"] == "shutoff" and named["domain"]["qemu_argv"], named
+    assert sorted(os.walk(embed_backend.root)) == before
+    assert not os.path.exists(os.path.join(locks, f"{vm}.lock"))
+
+
 # -- one answer for every *_info module -----------------------------------------------------
 INFO_KINDS = [("domain_info", "domain", "domains"), ("network_info", "network", "networks"),
               ("pool_info", "pool", "pools")]

@@ -22,8 +22,9 @@ from types import SimpleNamespace
 import pytest
 from lxml import etree
 
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.command import QEMU_NS, build_command
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.cmdline import LaunchPaths, build_command
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse import postparse
+from ansible_collections.virtops.qemu.plugins.module_utils.model.qemu_ns import QEMU_NS
 
 pytestmark = pytest.mark.libvirt
 
@@ -203,9 +204,9 @@ def _our_argv(path, tmp_path):
         if iface.get("type") != "user" and iface.find("target") is None:
             # the caller creates the tap and records it in the live XML, as libvirt does
             iface.find("mac").addnext(etree.Element("target", dev=f"vnet{number}"))
-    paths = SimpleNamespace(monitor_socket=str(tmp_path / "monitor.sock"), pidfile=str(tmp_path / "pid"),
-                            domain_dir=str(tmp_path), log_file=str(tmp_path / "log"), vnc_port=5900,
-                            spice_port=5901, nvram=f"{LIBVIRT_NVRAM_DIR}/{dom.findtext('name')}_VARS.fd")
+    paths = LaunchPaths(monitor_socket=str(tmp_path / "monitor.sock"), pidfile=str(tmp_path / "pid"),
+                        domain_dir=str(tmp_path), log_file=str(tmp_path / "log"), vnc_port=5900,
+                        spice_port=5901, nvram=f"{LIBVIRT_NVRAM_DIR}/{dom.findtext('name')}_VARS.fd")
     argv, _env = build_command(dom, CAPS, paths, {})
     return argv
 

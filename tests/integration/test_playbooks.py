@@ -99,3 +99,8 @@ def test_domain_info_examples(libvirtd, example_names):
     assert printed["msg"].count(example_names["demo01"]) == 1
     unreadable = next(r for r in results if r["task"] == "Name the domains that could not be read, and why")
     assert unreadable["msg"] == {}
+    listed = next(r for r in results if r["task"].startswith("List every domain with the QEMU command line"))
+    (argv,) = [d["qemu_argv"] for d in listed["domains"] if d["name"] == example_names["demo01"]]
+    shown = next(r for r in results if r["task"] == "Print the QEMU each one starts and the command line's length")
+    assert f"{example_names['demo01']}: {argv[0]} with {len(argv) - 1} arguments" in \
+        [item["msg"] for item in shown["results"]]

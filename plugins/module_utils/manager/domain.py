@@ -290,20 +290,26 @@ def summary(driver, name: str):
     return info, stored
 
 
-def describe(driver, name: str, address_source=addresses.ADDRESS_SOURCES) -> dict:
-    """What domain_info returns for one domain (module_glue masks its passwords)."""
+def describe(driver, name: str, address_source=addresses.ADDRESS_SOURCES, qemu_argv: bool = True) -> dict:
+    """What domain_info returns for one domain (module_glue masks its passwords).
+
+    ``qemu_argv``: with the QEMU command line the definition starts with,
+    which costs as much as the rest together (post-parse, capabilities, the
+    command-line builder), so a listing asks for it only when told to.
+    """
     info, stored = summary(driver, name)
     info["xml"] = to_string(stored)
     info.update(_runtime(driver, name, stored, info["active"]))
-    info.update(native_command(driver, name))
+    if qemu_argv:
+        info.update(native_command(driver, name))
     info.update(guest_side(driver, name, info["live_xml"], list(address_source)))
     info["snapshots"] = describe_snapshots(driver.snapshots, name)
     return info
 
 
-def describe_all(driver, address_source=addresses.ADDRESS_SOURCES) -> list:
-    """Every domain as describe() has it; one that cannot be read is listed as {name, error}."""
-    return describe_each(driver.domains.names(), lambda name: describe(driver, name, address_source))
+def describe_all(driver, address_source=addresses.ADDRESS_SOURCES, qemu_argv: bool = False) -> list:
+    """Every domain as describe() has it (the command line only when asked); an unreadable one is {name, error}."""
+    return describe_each(driver.domains.names(), lambda name: describe(driver, name, address_source, qemu_argv))
 
 
 def guest_side(driver, name: str, live_xml: str | None, sources: list[str]) -> dict:
@@ -325,14 +331,12 @@ def guest_side(driver, name: str, live_xml: str | None, sources: list[str]) -> d
 
 def _runtime(driver, name: str, stored, active: bool) -> dict:
     """The running side: live XML, QEMU pid, domain id, taints, and whether a restart is pending."""
+    if not active:
+        return {"pid": None, "id": None, "taints": [], "live_xml": None, "restart_required": False}
     runtime = driver.domains.runtime(name)
-    info = {"pid": runtime.pid, "id": runtime.domain_id, "taints": runtime.taints,
-            "live_xml": None, "restart_required": False}
-    if active:
-        live = model.parse_domain(driver.domains.xml(name, inactive=False), "xml")
-        info["live_xml"] = to_string(live)
-        info["restart_required"] = bool(model.pending_changes(live, stored))
-    return info
+    live = model.parse_domain(driver.domains.xml(name, inactive=False), "xml")
+    return {"pid": runtime.pid, "id": runtime.domain_id, "taints": runtime.taints,
+            "live_xml": to_string(live), "restart_required": bool(model.pending_changes(live, stored))}
 
 
 def native_command(driver, name: str) -> dict:

@@ -29,8 +29,9 @@ import sysconfig
 import tempfile
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
+from typing import Protocol, TypedDict
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.process import is_alive, read_pid, start_time
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
@@ -61,6 +62,54 @@ _KVM_COMPAT = {"x86_64": {"i686"}, "aarch64": {"armv7l"}, "ppc64le": {"ppc64"},
                "ppc64": {"ppc64le"}}
 
 
+class MachineInfo(TypedDict):
+    """One machine type of query-machines, as cached."""
+
+    alias: str | None
+    default: bool
+    cpu_max: int
+    deprecated: bool
+
+
+class CpuDefinition(TypedDict):
+    """One CPU model of query-cpu-definitions, as cached."""
+
+    usable_tcg: bool
+    deprecated: bool
+    alias_of: str | None
+
+
+class LaunchCaps(Protocol):
+    """What post-parse and the command builder read of a QEMU's capabilities.
+
+    ``QemuCaps`` has all of it; the builder's unit tests stand in for it with
+    the values of one probed QEMU.
+    """
+
+    @property
+    def binary(self) -> str: ...
+
+    @property
+    def version(self) -> tuple[int, int, int]: ...
+
+    @property
+    def arch(self) -> str: ...
+
+    @property
+    def default_machine(self) -> str | None: ...
+
+    @property
+    def devices(self) -> Collection[str]: ...
+
+    @property
+    def cpu_models(self) -> Collection[str]: ...
+
+    @property
+    def accels(self) -> Collection[str]: ...
+
+    def canonical_machine(self, name: str) -> str | None: ...
+
+
 @dataclass
 class QemuCaps:
     """What one QEMU binary supports."""
@@ -71,13 +120,13 @@ class QemuCaps:
     package: str                        # distribution's package version, may be ""
     arch: str                           # libvirt's name: x86_64, i686, aarch64, ...
     target_arch: str                    # QEMU's name: x86_64, i386, arm, ...
-    machines: dict[str, dict]           # canonical -> {alias, default, cpu_max, deprecated}; default first
+    machines: dict[str, MachineInfo]    # canonical -> its info; the default first
     machine_aliases: dict[str, str]     # alias -> canonical
     default_machine: str | None
     devices: set[str] = field(default_factory=set)        # instantiable QOM device types
     objects: set[str] = field(default_factory=set)        # -object (user-creatable) types
     cpu_models: list[str] = field(default_factory=list)
-    cpu_definitions: dict[str, dict] = field(default_factory=dict)  # name -> {usable_tcg, deprecated, alias_of}
+    cpu_definitions: dict[str, CpuDefinition] = field(default_factory=dict)
     kvm_present: bool = False           # the binary was built with KVM support
     accels: list[str] = field(default_factory=list)       # usable now on this host
     commands: set[str] = field(default_factory=set)
@@ -396,17 +445,17 @@ def _version_tuple(qemu: dict) -> tuple[int, int, int]:
     return (int(qemu["major"]), int(qemu["minor"]), int(qemu["micro"]))
 
 
-def _machines(reply: list[dict]) -> tuple[dict[str, dict], dict[str, str], str | None]:
+def _machines(reply: list[dict]) -> tuple[dict[str, MachineInfo], dict[str, str], str | None]:
     """Machine types in QEMU's order with the default moved first, as libvirt lists them."""
     entries = [item for item in reply if item["name"] != "none"]
     entries.sort(key=lambda item: not item.get("is-default", False))
     machines = {
-        item["name"]: {
+        item["name"]: MachineInfo({
             "alias": item.get("alias"),
             "default": bool(item.get("is-default", False)),
             "cpu_max": item.get("cpu-max", 1),
             "deprecated": bool(item.get("deprecated", False)),
-        }
+        })
         for item in entries
     }
     aliases = {info["alias"]: name for name, info in machines.items() if info["alias"]}
@@ -414,13 +463,13 @@ def _machines(reply: list[dict]) -> tuple[dict[str, dict], dict[str, str], str |
     return machines, aliases, default
 
 
-def _cpu_definitions(reply: list[dict]) -> dict[str, dict]:
+def _cpu_definitions(reply: list[dict]) -> dict[str, CpuDefinition]:
     return {
-        item["name"]: {
+        item["name"]: CpuDefinition({
             "usable_tcg": not item.get("unavailable-features"),
             "deprecated": bool(item.get("deprecated", False)),
             "alias_of": item.get("alias-of"),
-        }
+        })
         for item in reply
     }
 
@@ -548,7 +597,7 @@ def _guest_element(root: etree._Element, caps: QemuCaps, kvm_usable: bool) -> No
     _guest_features(guest, caps.arch)
 
 
-def _machine_element(arch: etree._Element, text: str, info: dict,
+def _machine_element(arch: etree._Element, text: str, info: MachineInfo,
                      canonical: str | None = None) -> None:
     machine = etree.SubElement(arch, "machine")
     if canonical:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import os
 import shutil
 from collections.abc import Iterator
 
@@ -31,6 +32,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     InvalidInput,
     VirtError,
 )
+from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse, uuid_of
 from ansible_collections.virtops.qemu.plugins.module_utils.qmp import DEFAULT_TIMEOUT, QMPClient, QMPError
 
@@ -74,6 +76,11 @@ class EmbedDomains(DomainLaunch, Domains):
         record = self._refresh(name)
         return record if record.active else None
 
+    @contextlib.contextmanager
+    def _state(self, name: str) -> Iterator[DomainRecord | None]:
+        with self._current(name) as record:
+            yield record if record.active else None
+
     def _to_undefine(self, name: str):
         """The definition; None for an unreadable one, which is removed without knowing its NVRAM."""
         try:
@@ -98,9 +105,33 @@ class EmbedDomains(DomainLaunch, Domains):
 
     # -- status -----------------------------------------------------------
     def status(self, name: str) -> DomainStatus:
+        with self._current(name) as record:
+            return DomainStatus(record.state, record.reason)
+
+    @contextlib.contextmanager
+    def _current(self, name: str) -> Iterator[DomainRecord]:
+        """The domain's current record: under its lock, unless no QEMU runs for it (see _settled)."""
+        record = self._settled(name)
+        if record is not None:
+            yield record
+            return
         with self._lock(name):
-            record = self._refresh(name)
-        return DomainStatus(record.state, record.reason)
+            yield self._refresh(name)
+
+    def _settled(self, name: str) -> DomainRecord | None:
+        """The record of a defined domain that no QEMU runs for, read without the lock; None if _refresh must tell.
+
+        Only an active record or a pidfile can need what _refresh does under
+        the lock, so a listing of shut-off domains costs a few stats each, and
+        a read-only run makes no lock file.
+        """
+        validate_name(name, "domain")
+        record = self._record(name)
+        if (record is not None and record.active) or not self.store.defined(name):
+            return None
+        if record is None and os.path.exists(self.layout.pidfile(name)):
+            return None
+        return record or DomainRecord("shutoff", "unknown")
 
     # -- life cycle -------------------------------------------------------
     def start(self, name: str, paused: bool = False) -> None:
@@ -259,11 +290,10 @@ class EmbedDomains(DomainLaunch, Domains):
     # -- runtime ------------------------------------------------------------
     def runtime(self, name: str) -> DomainRuntime:
         """QEMU pid, domain id and taints from the status record of a running domain."""
-        with self._lock(name):
-            record = self._refresh(name)
-        if not record.active:
-            return DomainRuntime(None, None, [])
-        return DomainRuntime(record.pid, record.domain_id, list(record.taints))
+        with self._current(name) as record:
+            if not record.active:
+                return DomainRuntime(None, None, [])
+            return DomainRuntime(record.pid, record.domain_id, list(record.taints))
 
 
 # -- definition helpers ---------------------------------------------------------

@@ -18,7 +18,6 @@ import copy
 import os
 import shutil
 from datetime import datetime, timezone
-from types import SimpleNamespace
 from typing import TYPE_CHECKING, cast
 
 from ansible_collections.virtops.qemu.plugins.module_utils import fileio
@@ -39,6 +38,7 @@ if TYPE_CHECKING:
     import subprocess
 
     from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import security
+    from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.cmdline import LaunchPaths
 
 STARTUP_TIMEOUT = 60.0
 VNC_PORT_MIN = 5900
@@ -73,7 +73,7 @@ class DomainLaunch(DomainRecovery):
 
     def _reserve(self, name: str, config, caps, bridges: dict[str, str]) -> DomainRecord:
         """Pick a domain id, display ports and tap names no other domain of this root uses."""
-        from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import command
+        from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import cmdline as command
         conf = self.driver.qemu_conf()
         with self.driver.driver_lock():
             others = [r for r in self._other_records(name) if r.active]
@@ -112,7 +112,8 @@ class DomainLaunch(DomainRecovery):
 
     def _spawn(self, name: str, record: DomainRecord, caps, extra_args=None) -> tuple[subprocess.Popen, int]:
         """QEMU started for ``record`` (``extra_args`` adjusts its argv); its pid is in the record, unsaved."""
-        from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import command, security
+        from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import cmdline as command
+        from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import security
         from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.storage import resolve_volume_disks
         live, conf = record.live, self.driver.qemu_conf()
         if live is None:
@@ -122,8 +123,7 @@ class DomainLaunch(DomainRecovery):
         try:
             owner = (launch.owner.uid, launch.owner.gid) if launch.owner else None
             monitor = process.listen_monitor(record.monitor, owner)
-            paths = self._paths(name, live, record.monitor, record.domain_dir)
-            paths.monitor_fd = monitor.fileno()
+            paths = self._paths(name, live, record.monitor, record.domain_dir, monitor_fd=monitor.fileno())
             argv, env = command.build_command(resolve_volume_disks(live, self.driver.volumes), caps, paths, conf)
             argv += process.runtime_args(paths.pidfile, self.layout.trace_file(name), caps.has_option("trace"))
             if extra_args is not None:
@@ -166,14 +166,16 @@ class DomainLaunch(DomainRecovery):
             raise
         return launch
 
-    def _paths(self, name: str, live: etree._Element, monitor: str, domain_dir: str) -> SimpleNamespace:
-        """The ``paths`` of command.build_command for a run with this live XML, monitor and directory."""
+    def _paths(self, name: str, live: etree._Element, monitor: str, domain_dir: str,
+               monitor_fd: int | None = None) -> LaunchPaths:
+        """The paths of a run with this live XML, monitor and directory (``monitor_fd``: its listening socket)."""
+        from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.cmdline import LaunchPaths
         ports = {g.get("type"): int(g.get("port")) for g in live.findall("devices/graphics")
                  if (g.get("port") or "-1") != "-1"}
-        return SimpleNamespace(
+        return LaunchPaths(
             monitor_socket=monitor, pidfile=self.layout.pidfile(name), domain_dir=domain_dir,
             log_file=self.layout.log_file(name), nvram=self.layout.nvram_file(name),
-            vnc_port=ports.get("vnc"), spice_port=ports.get("spice"))
+            vnc_port=ports.get("vnc"), spice_port=ports.get("spice"), monitor_fd=monitor_fd)
 
     def _configure(self, name, record, child, offset, conf, paused) -> None:
         """Connect to the paused QEMU, finish its set-up and let the guest run."""
@@ -206,7 +208,7 @@ class DomainLaunch(DomainRecovery):
 
     def native_command(self, name: str) -> tuple[list[str], dict[str, str]]:
         """The command line a start would use, with placeholder runtime values as libvirt shows them."""
-        from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import command
+        from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import cmdline as command
         from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.storage import resolve_volume_disks
         config = self._config(name)
         if config is None:

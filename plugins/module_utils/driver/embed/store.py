@@ -237,9 +237,10 @@ class StoredResources(StoredAutostart, Generic[Record]):
     definitions), ``records`` (its status records) and, if it differs,
     ``LIVE_WITHOUT_DEFINITION``; ``kind`` (from the protocol class) is the
     root tag of its XML.  It fills in the hooks ``_complete`` and
-    ``_refreshed``, and ``_check_request``, ``_replaced``, ``_shown``,
-    ``_to_undefine`` and ``_undefined`` where the defaults do not fit.
-    Every hook but ``_check_request`` runs under the object's lock.
+    ``_refreshed``, and ``_check_request``, ``_replaced``, ``_state``,
+    ``_shown``, ``_to_undefine`` and ``_undefined`` where the defaults do
+    not fit.  The hooks but ``_check_request`` and ``_state`` run under the
+    object's lock unless ``_state`` says otherwise.
     """
 
     kind: str
@@ -280,8 +281,7 @@ class StoredResources(StoredAutostart, Generic[Record]):
 
     def xml(self, name: str, inactive: bool = True) -> str:
         """The definition (``inactive``) or the live XML of an active object, as ``_shown`` shows it."""
-        with self._lock(name):
-            record = self._refreshed(name)
+        with self._state(name) as record:
             live = record.live if record is not None else None
             tree = None if live is not None and not inactive else self.store.read(name)
             if tree is None and (not inactive or self.LIVE_WITHOUT_DEFINITION):
@@ -331,6 +331,12 @@ class StoredResources(StoredAutostart, Generic[Record]):
     def _refreshed(self, name: str) -> Record | None:
         """The status record of an active object, brought up to date with the host; None when inactive."""
         raise NotImplementedError
+
+    @contextlib.contextmanager
+    def _state(self, name: str) -> Iterator[Record | None]:
+        """``_refreshed`` for a read, steady while the caller reads: by default under the object's lock."""
+        with self._lock(name):
+            yield self._refreshed(name)
 
     def _shown(self, name: str, tree: XmlNode, record: Record | None) -> XmlNode:
         """The tree ``xml`` returns for the definition or live XML ``tree``; by default ``tree`` itself."""

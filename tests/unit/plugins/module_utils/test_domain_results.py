@@ -206,6 +206,30 @@ def test_listing_reports_an_unreadable_domain_and_lists_the_others():
     assert listed[1] == {"name": "b", "error": "status file of b is unreadable"}
 
 
+def test_a_listing_builds_no_command_line_unless_asked_and_one_named_domain_has_it(monkeypatch):
+    d = MemoryDriver()
+    for n in range(50):
+        ensure(d, name=f"vm{n:02d}", type="qemu")
+    built = []
+    native = d.domains.native_command
+    monkeypatch.setattr(d.domains, "native_command", lambda name: built.append(name) or native(name))
+    listed = describe_all(d)
+    assert len(listed) == 50 and built == []
+    assert not {"qemu_argv", "qemu_env", "qemu_argv_error"} & set().union(*listed)
+    assert describe(d, "vm07")["qemu_argv"] == ["qemu-system-x86_64"] and built == ["vm07"]
+    assert "qemu_argv" not in describe(d, "vm07", qemu_argv=False) and built == ["vm07"]
+    asked = describe_all(d, qemu_argv=True)
+    assert len(built) == 51 and all(entry["qemu_env"] == {} for entry in asked)
+
+
+def test_a_shut_off_domain_costs_no_runtime_read(monkeypatch):
+    d = MemoryDriver()
+    ensure(d, name="vm", type="qemu")
+    monkeypatch.setattr(d.domains, "runtime", lambda name: pytest.fail(f"runtime of the shut-off {name} was read"))
+    info = describe(d, "vm")
+    assert (info["pid"], info["id"], info["taints"], info["live_xml"]) == (None, None, [], None)
+
+
 def test_running_domain_reports_runtime_and_pending_restart():
     d = MemoryDriver()
     ensure(d, name="vm", type="qemu", memory="128MiB", state="running")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from types import SimpleNamespace
 
@@ -9,19 +10,20 @@ import pytest
 from lxml import etree
 from qemu72_caps import CAPS
 
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.command import (
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.cmdline import (
+    LaunchPaths,
     build_command,
-    lifecycle_action,
-    namespace_capabilities,
     record_channel_paths,
     taints,
 )
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.cmdline.qemu_ns import namespace_capabilities
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.cmdline.system import lifecycle_action
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse import postparse
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
 
 NS = "xmlns:qemu='http://libvirt.org/schemas/domain/qemu/1.0'"
-PATHS = SimpleNamespace(monitor_socket="/r/lib/qemu/domain-1-t/monitor.sock", pidfile="/r/run/qemu/t.pid",
-                        domain_dir="/r/lib/qemu/domain-1-t", log_file="/r/log/qemu/t.log", vnc_port=5907)
+PATHS = LaunchPaths(monitor_socket="/r/lib/qemu/domain-1-t/monitor.sock", pidfile="/r/run/qemu/t.pid",
+                    domain_dir="/r/lib/qemu/domain-1-t", log_file="/r/log/qemu/t.log", vnc_port=5907)
 
 
 def xml(devices="", machine="pc", extra="", dtype="qemu", tail=""):
@@ -60,6 +62,11 @@ def test_fixed_part_of_the_command_line():
                          "-msg", "timestamp=on"]
     assert env["HOME"] == PATHS.domain_dir and env["LC_ALL"] == "C"
     assert "-no-shutdown" not in argv
+
+
+def test_monitor_listening_socket_is_inherited_by_fd():
+    argv = build(xml(), paths=dataclasses.replace(PATHS, monitor_fd=7))[0]
+    assert opts(argv, "-chardev")[0] == "socket,id=charmonitor,fd=7,server=on,wait=off"
 
 
 def test_seccomp_sandbox_off_and_kvm():
@@ -166,7 +173,7 @@ def test_serial_backends():
 def test_vnc_socket_and_password_and_autoport_without_port():
     argv = build(xml("<graphics type='vnc'><listen type='socket'/></graphics>"), conf={"vnc_password": "x"})[0]
     assert opts(argv, "-vnc") == [f"vnc=unix:{PATHS.domain_dir}/vnc.sock,password=on,audiodev=audio1"]
-    no_port = SimpleNamespace(**{k: v for k, v in vars(PATHS).items() if k != "vnc_port"})
+    no_port = dataclasses.replace(PATHS, vnc_port=None)
     with pytest.raises(InvalidInput, match="vnc_port"):
         build(xml("<graphics type='vnc'/>"), paths=no_port)
 
@@ -305,7 +312,7 @@ def test_guest_agent_channel_gets_a_socket_in_the_domain_dir():
 
 
 def test_live_xml_records_generated_channel_sockets(short_tmp_path):
-    paths = SimpleNamespace(**{**vars(PATHS), "domain_dir": str(short_tmp_path / "domain-1-t")})
+    paths = dataclasses.replace(PATHS, domain_dir=str(short_tmp_path / "domain-1-t"))
     live = postparse(xml("<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>"
                          "<channel type='unix'><source mode='connect' path='/s'/><target type='virtio' name='b'/>"
                          "</channel>"), CAPS)
@@ -320,7 +327,7 @@ def test_live_xml_records_generated_channel_sockets(short_tmp_path):
 
 
 def test_channel_socket_path_too_long_is_refused():
-    long_dir = SimpleNamespace(**{**vars(PATHS), "domain_dir": "/r" + "/x" * 50})
+    long_dir = dataclasses.replace(PATHS, domain_dir="/r" + "/x" * 50)
     with pytest.raises(InvalidInput, match="107 bytes") as err:
         build(xml("<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>"),
               paths=long_dir)

@@ -10,11 +10,11 @@ import pytest
 from lxml import etree
 from qemu72_caps import CAPS
 
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.command import build_command
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.cmdline import LaunchPaths, build_command
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse import postparse
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
 
-PATHS = SimpleNamespace(monitor_socket="/r/mon.sock", pidfile="/r/pid", domain_dir="/r/d", log_file="/r/log")
+PATHS = LaunchPaths(monitor_socket="/r/mon.sock", pidfile="/r/pid", domain_dir="/r/d", log_file="/r/log")
 SYS_CAPS = SimpleNamespace(**{**vars(CAPS), "cpu_models": {"qemu64", "max", "Skylake-Client"}})
 
 

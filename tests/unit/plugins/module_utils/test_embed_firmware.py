@@ -10,12 +10,12 @@ from lxml import etree
 from qemu72_caps import CAPS
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import firmware
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.command import build_command
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.cmdline import LaunchPaths, build_command
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse import postparse
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
 
-PATHS = SimpleNamespace(monitor_socket="/r/mon.sock", pidfile="/r/pid", domain_dir="/r/d", log_file="/r/log",
-                        nvram="/r/nvram/t_VARS.fd")
+PATHS = LaunchPaths(monitor_socket="/r/mon.sock", pidfile="/r/pid", domain_dir="/r/d", log_file="/r/log",
+                    nvram="/r/nvram/t_VARS.fd")
 SMM_FEATURES = ["acpi-s3", "amd-sev", "requires-smm", "secure-boot", "verbose-dynamic"]
 
 

@@ -6,7 +6,8 @@ import pytest
 from lxml import etree
 from qemu72_caps import CAPS
 
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse import disk_index, postparse
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse import postparse
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse.devices import disk_index
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
 
 
@@ -235,7 +236,7 @@ def test_unix_channel_names_that_would_leave_the_channel_dir_are_refused(name):
 
 
 def test_unix_channel_name_like_a_domain_file_stays_in_the_channel_dir():
-    from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.command import channel_socket_path
+    from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.cmdline.chardev import channel_socket_path
     assert channel_socket_path("/r/d", "monitor.sock") == "/r/d/channel/monitor.sock"
 
 

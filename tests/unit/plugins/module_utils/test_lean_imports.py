@@ -28,7 +28,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.uri import parse_uri
 
 MU = "ansible_collections.virtops.qemu.plugins.module_utils"
 HEAVY = [
-    f"{MU}.driver.embed.command",
+    f"{MU}.driver.embed.cmdline",
     f"{MU}.driver.embed.postparse",
     f"{MU}.driver.embed.caps",
     f"{MU}.driver.embed.firmware",
@@ -104,3 +104,10 @@ def test_a_volume_no_op_loads_no_domain_download_or_start_code(root):
                                            "name": "disk.img", "capacity": "1MiB", "format": "raw"})
     assert result["changed"] is False and "failed" not in result, result
     assert sorted(loaded.intersection(HEAVY + NOT_FOR_VOLUMES)) == []
+
+
+def test_a_domain_listing_builds_no_command_line(root):
+    result, loaded = run_module("domain_info", {"uri": f"qemu:///embed?root={root}"})
+    assert [d["name"] for d in result["domains"]] == ["lean1"], result
+    assert "qemu_argv" not in result["domains"][0] and result["domains"][0]["state"] == "shutoff"
+    assert sorted(loaded.intersection(HEAVY + NOT_FOR_DOMAINS)) == []
