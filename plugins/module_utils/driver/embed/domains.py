@@ -78,8 +78,12 @@ class EmbedDomains(DomainLaunch, Domains):
 
     @contextlib.contextmanager
     def _state(self, name: str) -> Iterator[DomainRecord | None]:
-        with self._current(name) as record:
-            yield record if record.active else None
+        """As ``_current``: a domain no QEMU runs for is read without the lock."""
+        if self._settled(name) is not None:
+            yield None
+            return
+        with self._lock(name):
+            yield self._refreshed(name)
 
     def _to_undefine(self, name: str):
         """The definition; None for an unreadable one, which is removed without knowing its NVRAM."""
