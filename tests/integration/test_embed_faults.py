@@ -145,7 +145,7 @@ def test_lost_status_record_of_a_silent_qemu_refuses_start_naming_the_pid(guest_
 KILLED_START = r"""
 import os, signal, sys, time
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import backend, process
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import launch, process
 root, when = sys.argv[1], sys.argv[2]
 
 def die(*args):
@@ -159,7 +159,7 @@ def spawn_then_die(argv, env, log_file, *rest, **named):
     die()
 
 if when == "qmp-setup":
-    backend._set_passwords = die            # connected to QEMU, nothing configured yet
+    launch._set_passwords = die             # connected to QEMU, nothing configured yet
 else:
     process_spawn, process.spawn = process.spawn, spawn_then_die
 with open_driver(f"qemu:///embed?root={root}") as drv:

@@ -26,7 +26,13 @@ from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
 )
 from ansible_collections.virtops.qemu.plugins.module_utils.model import origins, schema
 from ansible_collections.virtops.qemu.plugins.module_utils.model.merge import MergeResult, Rules, merge
-from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import XmlNode, element, parse, to_string
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import (
+    XmlNode,
+    element,
+    parse,
+    to_string,
+    uuid_of,
+)
 
 
 @dataclass
@@ -341,11 +347,6 @@ def describe_each(names: list[str], describe) -> list[dict]:
         except VirtError as e:
             found.append({"name": name, "error": str(e)})
     return found
-
-
-def uuid_of(tree: XmlNode) -> str | None:
-    node = tree.find("uuid")
-    return None if node is None else node.text
 
 
 def _backend_error(e: OSError | ValueError) -> BackendError:

@@ -98,6 +98,13 @@ def _xml_compatible(value: str) -> bool:
                    for c in value)
 
 
+def uuid_of(tree) -> str | None:
+    """The ``<uuid>`` of a definition as written, without surrounding blanks; None when it has none."""
+    if tree is None:
+        return None
+    return (tree.findtext("uuid") or "").strip() or None
+
+
 def sub(parent, tag: str, text=None, **attrib):
     node = element(tag, text, **attrib)
     parent.append(node)

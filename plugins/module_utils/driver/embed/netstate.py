@@ -18,9 +18,7 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.state import PRIVATE
-from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, InvalidInput
-from ansible_collections.virtops.qemu.plugins.module_utils.fileio import atomic_write, read_text
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.state import StatusRecords
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import (
     XmlNode,
     element,
@@ -95,19 +93,11 @@ def current_netns() -> int | None:
         return None
 
 
-def load_record(path: str) -> NetworkRecord | None:
-    text = read_text(path)
-    if text is None:
-        return None
-    try:
-        return record_from_xml(text, path)
-    except (InvalidInput, ValueError) as exc:
-        raise BackendError(f"network status file {path} is unreadable ({exc}); "
-                           "remove it and the network's bridge, dnsmasq and nftables table by hand") from exc
-
-
-def save_record(path: str, record: NetworkRecord) -> None:
-    atomic_write(path, record_to_xml(record), mode=PRIVATE)
+RECORDS: StatusRecords[NetworkRecord] = StatusRecords(
+    record_to_xml, record_from_xml, "network status file",
+    "remove it and the network's bridge, dnsmasq and nftables table by hand")
+load_record = RECORDS.load
+save_record = RECORDS.save
 
 
 def _int(text) -> int | None:

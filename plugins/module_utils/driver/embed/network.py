@@ -29,10 +29,9 @@ from ansible_collections.virtops.qemu.plugins.module_utils import fileio
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import NETWORK_UPDATE_SECTIONS, Lease, Networks
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import dnsmasq, firewall, netstate, process
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.netstate import ACTIVE, STARTING, NetworkRecord
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.store import DefinitionStore, StoredAutostart
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.store import StoredResources
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, Conflict, InvalidInput
 from ansible_collections.virtops.qemu.plugins.module_utils.model import schema
-from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
 from ansible_collections.virtops.qemu.plugins.module_utils.model.network import ip_interface, subnets
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import XmlNode, etree, parse, to_string
 
@@ -49,26 +48,13 @@ _SECTIONS = {"ip-dhcp-host": ("host", "dhcp"), "ip-dhcp-range": ("range", "dhcp"
 _COMMANDS = ("add-first", "add-last", "delete", "modify")
 
 
-class EmbedNetworks(StoredAutostart, Networks):
+class EmbedNetworks(StoredResources[NetworkRecord], Networks):
     """The networks of one embed root."""
 
-    def __init__(self, driver):
-        self.driver = driver
-        self.layout = driver.layout
-        self.paths = driver.layout.kinds["network"]
-        self.warnings = driver.warnings
-        self.store = DefinitionStore(self.paths, driver.uri.raw, driver.ensure_tree, driver.read_only)
+    schema_name = "network"
+    records = netstate.RECORDS
 
     # -- helpers ------------------------------------------------------------
-    def _lock(self, name: str, creating: bool = False):
-        return self.store.lock(name, self.exists, creating)
-
-    def _record(self, name: str) -> NetworkRecord | None:
-        return netstate.load_record(self.paths.status_file(name))
-
-    def _save(self, name: str, record: NetworkRecord) -> None:
-        netstate.save_record(self.paths.status_file(name), record)
-
     def files(self, name: str) -> dnsmasq.Files:
         suffix = self.layout.dnsmasq_file
         return dnsmasq.Files(conf=suffix(name, "conf"), hostsfile=suffix(name, "hostsfile"),
@@ -82,9 +68,6 @@ class EmbedNetworks(StoredAutostart, Networks):
         return config
 
     # -- the protocol -----------------------------------------------------------
-    def names(self) -> list[str]:
-        return sorted(n for n in self.store.names_on_disk() if self.exists(n))
-
     def exists(self, name: str) -> bool:
         if self.store.defined(name):
             return True
@@ -93,29 +76,12 @@ class EmbedNetworks(StoredAutostart, Networks):
         except BackendError:
             return True     # listed, so that its status names the unreadable file
 
-    def xml(self, name: str, inactive: bool = True) -> str:
-        with self._lock(name):
-            record = self._refresh(name)
-            live = record.live if record is not None else None
-            config = self.store.read(name)
-            if live is not None and (not inactive or config is None):   # a transient network has only its live XML
-                return to_string(live)
-            if config is None:
-                raise self.store.not_found(name)
-            return to_string(config)
-
-    def define(self, xml: str) -> None:
-        desired = parse(xml, "network")
-        name = validate_name((desired.findtext("name") or "").strip(), "network")
-        schema.validate(desired, "network")
-        with self._lock(name, creating=True):
-            current = self.store.read(name)
-            if current is None:
-                current = self._transient_live(name)    # defining a transient network keeps its uuid and bridge
-            self.store.check_identity(name, desired, current)
-            final = self._postparse(name, desired, current)
-            schema.validate(final, "network", what="the completed definition")
-            self.store.write(name, final)
+    # -- the hooks of StoredResources ---------------------------------------------
+    def _replaced(self, name: str) -> XmlNode | None:
+        current = self.store.read(name)
+        if current is None:
+            current = self._transient_live(name)    # defining a transient network keeps its uuid and bridge
+        return current
 
     def _transient_live(self, name: str) -> XmlNode | None:
         try:
@@ -124,14 +90,15 @@ class EmbedNetworks(StoredAutostart, Networks):
             return None
         return record.live if record is not None else None
 
-    def undefine(self, name: str) -> None:
-        with self._lock(name):
-            if not self.store.defined(name):
-                raise self.store.not_found(name)
-            active = self._refresh(name) is not None
-            self.store.remove(name)
-            if not active:
-                self._forget(name)
+    def _complete(self, name: str, desired: XmlNode, current: XmlNode | None) -> XmlNode:
+        return self._postparse(name, desired, current)
+
+    def _refreshed(self, name: str) -> NetworkRecord | None:
+        return self._refresh(name)
+
+    def _undefined(self, name: str, config: XmlNode | None, active: bool) -> None:
+        if not active:
+            self._forget(name)
 
     def persistent(self, name: str) -> bool:
         if not self.exists(name):
@@ -337,7 +304,7 @@ class EmbedNetworks(StoredAutostart, Networks):
         if record.state != ACTIVE or not record.dnsmasq or \
                 dnsmasq.runs(record.pid, record.starttime, self.files(name).conf):
             return record
-        fileio.remove_quietly(self.paths.status_file(name))
+        self._drop_record(name)
         if not self.store.defined(name):
             self._forget(name)
         self.warnings.append(f"network {name!r} was started in network namespace net:[{record.netns}] and its "
@@ -426,7 +393,7 @@ class EmbedNetworks(StoredAutostart, Networks):
         files = self.files(name)
         for leftover in (files.pidfile, files.conf, files.hostsfile, files.addnhosts):
             fileio.remove_quietly(leftover)
-        fileio.remove_quietly(self.paths.status_file(name))
+        self._drop_record(name)
         if not self.store.defined(name):
             self._forget(name)
         if errors:

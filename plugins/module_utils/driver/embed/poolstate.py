@@ -13,9 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.state import PRIVATE
-from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, InvalidInput
-from ansible_collections.virtops.qemu.plugins.module_utils.fileio import atomic_write, read_text
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.state import StatusRecords
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import (
     XmlNode,
     element,
@@ -46,16 +44,8 @@ def record_from_xml(text: str, source: str) -> PoolRecord:
     return PoolRecord(mounted=root.find("mounted") is not None, live=root.find("pool"))
 
 
-def load_record(path: str) -> PoolRecord | None:
-    text = read_text(path)
-    if text is None:
-        return None
-    try:
-        return record_from_xml(text, path)
-    except (InvalidInput, ValueError) as exc:
-        raise BackendError(f"storage pool status file {path} is unreadable ({exc}); "
-                           "remove it (and unmount the pool's filesystem if it has one)") from exc
-
-
-def save_record(path: str, record: PoolRecord) -> None:
-    atomic_write(path, record_to_xml(record), mode=PRIVATE)
+RECORDS: StatusRecords[PoolRecord] = StatusRecords(
+    record_to_xml, record_from_xml, "storage pool status file",
+    "remove it (and unmount the pool's filesystem if it has one)")
+load_record = RECORDS.load
+save_record = RECORDS.save

@@ -3,6 +3,11 @@
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
 """Durable state of the embedded driver: status XML.
 
+``StatusRecords`` keeps the status records of any kind (domains here,
+networks in netstate.py, storage pools in poolstate.py): one XML file per
+active object, written atomically and privately, read back into the kind's
+record dataclass, and an unreadable one reported with what to do about it.
+
 Without a daemon every module run must find a running QEMU again from what
 an earlier run wrote: the status XML under ``run/qemu`` in libvirt's
 ``<domstatus>`` shape (state, reason, pid, monitor socket, taints, taps and
@@ -15,13 +20,54 @@ collection.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Generic, TypeVar
 
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, InvalidInput
-from ansible_collections.virtops.qemu.plugins.module_utils.fileio import atomic_write, read_text
+from ansible_collections.virtops.qemu.plugins.module_utils.fileio import atomic_write, read_text, remove_quietly
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import element, etree, parse, sub, to_string
 
 PRIVATE = 0o600
+
+Record = TypeVar("Record")
+
+
+class StatusRecords(Generic[Record]):
+    """Load and save one kind's status records, each a ``Record`` dataclass.
+
+    ``to_xml`` and ``from_xml`` (text, path) give the on-disk document;
+    ``remedy`` ends the message about an unreadable file, saying what the
+    user must clean up by hand.
+    """
+
+    def __init__(self, to_xml: Callable[[Record], str], from_xml: Callable[[str, str], Record], what: str,
+                 remedy: str):
+        self.to_xml = to_xml
+        self.from_xml = from_xml
+        self.what = what
+        self.remedy = remedy
+
+    def load(self, path: str) -> Record | None:
+        """The record at ``path``; None when there is none, BackendError when it cannot be read."""
+        text = read_text(path)
+        if text is None:
+            return None
+        try:
+            return self.from_xml(text, path)
+        except (InvalidInput, ValueError) as exc:     # ValueError: bytes that are not UTF-8
+            raise BackendError(f"{self.what} {path} is unreadable ({exc}); {self.remedy}") from exc
+
+    def save(self, path: str, record: Record, durable: bool = True) -> None:
+        """Replace the record atomically, owner only.
+
+        ``durable=False`` for a record whose loss in a host crash costs nothing (see atomic_write).
+        """
+        atomic_write(path, self.to_xml(record), mode=PRIVATE, durable=durable)
+
+    @staticmethod
+    def remove(path: str) -> None:
+        remove_quietly(path)
 
 
 # -- status XML -------------------------------------------------------------
@@ -95,19 +141,10 @@ def record_from_xml(text: str, source: str) -> DomainRecord:
     )
 
 
-def load_record(path: str) -> DomainRecord | None:
-    text = read_text(path)
-    if text is None:
-        return None
-    try:
-        return record_from_xml(text, path)
-    except (InvalidInput, ValueError) as exc:     # ValueError: bytes that are not UTF-8
-        raise BackendError(f"status file {path} is unreadable ({exc}); remove it if no QEMU runs") from exc
-
-
-def save_record(path: str, record: DomainRecord, durable: bool = True) -> None:
-    """``durable=False`` for a record whose loss in a host crash costs nothing (see atomic_write)."""
-    atomic_write(path, record_to_xml(record), mode=PRIVATE, durable=durable)
+RECORDS: StatusRecords[DomainRecord] = StatusRecords(record_to_xml, record_from_xml, "status file",
+                                                     "remove it if no QEMU runs")
+load_record = RECORDS.load
+save_record = RECORDS.save
 
 
 def _attr(root, tag: str, name: str) -> str:

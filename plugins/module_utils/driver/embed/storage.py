@@ -31,7 +31,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils import fileio
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import Pools, PoolSpace, Volumes, local_path_kind
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import images, poolstate
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.poolstate import PoolRecord
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.store import DefinitionStore, StoredAutostart
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.store import StoredResources
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     BackendError,
     Conflict,
@@ -40,10 +40,17 @@ from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     host_error,
 )
 from ansible_collections.virtops.qemu.plugins.module_utils.model import pool as pool_model
-from ansible_collections.virtops.qemu.plugins.module_utils.model import schema, units
+from ansible_collections.virtops.qemu.plugins.module_utils.model import units
 from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
 from ansible_collections.virtops.qemu.plugins.module_utils.model.volume import ImageSource
-from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import XmlNode, element, parse, sub, to_string
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import (
+    XmlNode,
+    element,
+    parse,
+    sub,
+    to_string,
+    uuid_of,
+)
 
 EMBED_TYPES = ("dir", "fs", "iscsi-direct")
 FILE_TYPES = ("dir", "fs")
@@ -54,21 +61,16 @@ ISCSI_PORT = 3260
 LUN_PREFIX = "unit:0:0:"
 
 
-class EmbedPools(StoredAutostart, Pools):
+class EmbedPools(StoredResources[PoolRecord], Pools):
     """The storage pools of one embed root."""
 
-    def __init__(self, driver):
-        self.driver = driver
-        self.paths = driver.layout.kinds["pool"]
-        self.warnings = driver.warnings
-        self.store = DefinitionStore(self.paths, driver.uri.raw, driver.ensure_tree, driver.read_only)
+    schema_name = "storagepool"
+    records = poolstate.RECORDS
 
     # -- helpers ------------------------------------------------------------
     def lock(self, name: str, creating: bool = False):
-        return self.store.lock(name, self.exists, creating)
-
-    def _record(self, name: str) -> PoolRecord | None:
-        return poolstate.load_record(self.paths.status_file(name))
+        """The pool's lock, which its volumes' operations hold too."""
+        return self._lock(name, creating)
 
     def config(self, name: str) -> XmlNode:
         config = self.store.read(name)
@@ -84,54 +86,34 @@ class EmbedPools(StoredAutostart, Pools):
         return record.live if record.live is not None else self.config(name)
 
     # -- the protocol -----------------------------------------------------------
-    def names(self) -> list[str]:
-        return sorted(n for n in self.store.names_on_disk() if self.exists(n))
-
     def exists(self, name: str) -> bool:
         return self.store.defined(name) or os.path.exists(self.paths.status_file(name))
 
-    def xml(self, name: str, inactive: bool = True) -> str:
-        """The definition (``inactive``) or the running pool's; an active pool's live XML needs no definition.
-
-        As in libvirt, only the running pool is measured: a definition changed
-        since the start waits for the next one and shows zeros.
-        """
-        with self.lock(name):
-            record = self.refresh_state(name)
-            live = record.live if record is not None else None
-            config = self.store.read(name) if inactive or live is None else None
-            tree = config if config is not None else live
-            if tree is None:
-                raise self.store.not_found(name)
-            measured = record is not None and (live is None or to_string(tree) == to_string(live))
-            tree = copy.deepcopy(tree)
-            self._measure(name, tree, measured)
-            return to_string(tree)
-
-    def define(self, xml: str) -> None:
-        desired = parse(xml, "pool")
-        name = validate_name((desired.findtext("name") or "").strip(), "pool")
+    # -- the hooks of StoredResources ---------------------------------------------
+    def _check_request(self, desired: XmlNode) -> None:
         check_supported(desired)
         pool_model.settle(desired)
         pool_model.validate(desired, "xml")
-        with self.lock(name, creating=True):
-            current = self.store.read(name)
-            self.store.check_identity(name, desired, current)
-            final = copy.deepcopy(desired)
-            if final.find("uuid") is None:
-                final.find("name").addnext(element("uuid", _uuid_of(current) or str(uuid.uuid4())))
-            self._check_target_unique(name, final)
-            schema.validate(final, "storagepool", what="the completed definition")
-            self.store.write(name, final)
 
-    def undefine(self, name: str) -> None:
-        with self.lock(name):
-            if not self.store.defined(name):
-                raise self.store.not_found(name)
-            active = self.refresh_state(name) is not None
-            self.store.remove(name)
-            if not active:
-                self.store.remove_lock(name)
+    def _complete(self, name: str, desired: XmlNode, current: XmlNode | None) -> XmlNode:
+        final = copy.deepcopy(desired)
+        if final.find("uuid") is None:
+            final.find("name").addnext(element("uuid", uuid_of(current) or str(uuid.uuid4())))
+        self._check_target_unique(name, final)
+        return final
+
+    def _refreshed(self, name: str) -> PoolRecord | None:
+        return self.refresh_state(name)
+
+    def _shown(self, name: str, tree: XmlNode, record: PoolRecord | None) -> XmlNode:
+        """The tree with its space; as in libvirt, only the running pool is measured.
+
+        A definition changed since the start waits for the next one and shows zeros.
+        """
+        measured = record is not None and (record.live is None or to_string(tree) == to_string(record.live))
+        tree = copy.deepcopy(tree)
+        self._measure(name, tree, measured)
+        return tree
 
     def active(self, name: str) -> bool:
         with self.lock(name):
@@ -143,7 +125,7 @@ class EmbedPools(StoredAutostart, Pools):
                 raise Conflict(f"storage pool {name!r} is already active")
             live = copy.deepcopy(self.config(name))
             mounted = self._bring_up(name, live)
-            poolstate.save_record(self.paths.status_file(name), PoolRecord(mounted=mounted, live=live))
+            self._save(name, PoolRecord(mounted=mounted, live=live))
 
     def stop(self, name: str) -> None:
         with self.lock(name):
@@ -214,7 +196,7 @@ class EmbedPools(StoredAutostart, Pools):
         return record
 
     def _forget_state(self, name: str) -> None:
-        fileio.remove_quietly(self.paths.status_file(name))
+        self._drop_record(name)
         if not self.store.defined(name):
             self.store.remove_lock(name)
 
@@ -283,10 +265,6 @@ class EmbedPools(StoredAutostart, Pools):
             if device is not None and pool_model.pool_type(tree) == "fs" and \
                     device.get("path") in [d.get("path") for d in config.findall("source/device")]:
                 raise Conflict(f"storage pool {other!r} already uses device {device.get('path')}")
-
-
-def _uuid_of(tree: XmlNode | None) -> str | None:
-    return None if tree is None else (tree.findtext("uuid") or "").strip() or None
 
 
 def check_supported(pool: XmlNode) -> None:

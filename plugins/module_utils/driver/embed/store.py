@@ -9,7 +9,13 @@ privately, an autostart symlink, and a lock per object.  A name is checked
 before it becomes a path; an unknown name is NotFound without any file
 being created; an object's lock file goes with the object.  The temporary
 files of writes killed half-way are removed by the next run that writes.
-OS errors leave as BackendError naming the path.  Private to the collection.
+OS errors leave as BackendError naming the path.
+
+``StoredResources`` is what the kinds (EmbedDomains, EmbedNetworks,
+EmbedPools) share on top of their store: the define skeleton (parse,
+name, checks, lock, identity, completion, schema, write), the read of the
+stored or live XML, and the undefine skeleton; each kind fills in a few
+hooks.  Private to the collection.
 """
 
 from __future__ import annotations
@@ -18,10 +24,11 @@ import contextlib
 import os
 import re
 from collections.abc import Callable, Iterator
+from typing import Generic, Protocol, TypeVar
 
 from ansible_collections.virtops.qemu.plugins.module_utils import fileio
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.layout import KindLayout
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.state import PRIVATE
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.state import PRIVATE, StatusRecords
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     BackendError,
     Conflict,
@@ -32,8 +39,9 @@ from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     VirtError,
     host_error,
 )
+from ansible_collections.virtops.qemu.plugins.module_utils.model import schema
 from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
-from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import XmlNode, parse, to_string
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import XmlNode, parse, to_string, uuid_of
 
 # fileio.atomic_write's temporary file for NAME.xml.
 _TEMPORARY = re.compile(r"^\.(.+)\.xml\.[A-Za-z0-9_]+\.tmp$")
@@ -94,9 +102,9 @@ class DefinitionStore:
 
     def check_identity(self, name: str, desired: XmlNode, current: XmlNode | None) -> None:
         """Refuse a uuid that differs from the stored one or that another object of the kind has."""
-        wanted = _uuid_of(desired)
+        wanted = _identity(desired)
         if current is not None:
-            have = _uuid_of(current)
+            have = _identity(current)
             if wanted and wanted != have:
                 raise Conflict(f"{self.kind} {name!r} already exists with uuid {have}")
             return
@@ -107,7 +115,7 @@ class DefinitionStore:
                 config = self.read(other)
             except BackendError:
                 continue    # an unreadable definition claims no uuid
-            if config is not None and _uuid_of(config) == wanted:
+            if config is not None and _identity(config) == wanted:
                 raise Conflict(f"{self.kind} {other!r} already has uuid {wanted}; "
                                f"a {self.kind} cannot be renamed by define")
 
@@ -214,6 +222,137 @@ class StoredAutostart:
             self.store.set_autostart(name, enabled)
 
 
+class _Status(Protocol):
+    live: XmlNode | None      # the live XML of the active object
+
+
+Record = TypeVar("Record", bound=_Status)
+
+
+class StoredResources(StoredAutostart, Generic[Record]):
+    """The define, read and undefine skeletons of a kind whose definitions a DefinitionStore keeps.
+
+    A base for the embedded driver's kinds, placed before the kind's protocol
+    class.  A subclass sets ``schema_name`` (the libvirt schema of its
+    definitions), ``records`` (its status records) and, if it differs,
+    ``LIVE_WITHOUT_DEFINITION``; ``kind`` (from the protocol class) is the
+    root tag of its XML.  It fills in the hooks ``_complete`` and
+    ``_refreshed``, and ``_check_request``, ``_replaced``, ``_state``,
+    ``_shown``, ``_to_undefine`` and ``_undefined`` where the defaults do
+    not fit.  The hooks but ``_check_request`` and ``_state`` run under the
+    object's lock unless ``_state`` says otherwise.
+    """
+
+    kind: str
+    schema_name: str
+    records: StatusRecords[Record]
+    # Whether the inactive XML of an active object without a definition (a transient one) is its live
+    # XML; otherwise asking for it is NotFound.
+    LIVE_WITHOUT_DEFINITION = True
+
+    def __init__(self, driver):
+        self.driver = driver
+        self.layout = driver.layout
+        self.paths: KindLayout = driver.layout.kinds[self.kind]
+        self.warnings = driver.warnings
+        self.store = DefinitionStore(self.paths, driver.uri.raw, driver.ensure_tree, driver.read_only)
+
+    # -- helpers ------------------------------------------------------------
+    def _lock(self, name: str, creating: bool = False):
+        return self.store.lock(name, self.exists, creating)
+
+    def _record(self, name: str) -> Record | None:
+        return self.records.load(self.paths.status_file(name))
+
+    def _save(self, name: str, record: Record, durable: bool = True) -> None:
+        self.records.save(self.paths.status_file(name), record, durable)
+
+    def _drop_record(self, name: str) -> None:
+        self.records.remove(self.paths.status_file(name))
+
+    # -- the protocol -----------------------------------------------------------
+    def names(self) -> list[str]:
+        return sorted(n for n in self.store.names_on_disk() if self.exists(n))
+
+    def define(self, xml: str) -> None:
+        desired, name = self._parsed(xml)
+        with self._lock(name, creating=True):
+            self.store.write(name, self._completed(name, desired, self._replaced(name)))
+
+    def xml(self, name: str, inactive: bool = True) -> str:
+        """The definition (``inactive``) or the live XML of an active object, as ``_shown`` shows it."""
+        with self._state(name) as record:
+            live = record.live if record is not None else None
+            tree = None if live is not None and not inactive else self.store.read(name)
+            if tree is None and (not inactive or self.LIVE_WITHOUT_DEFINITION):
+                tree = live
+            if tree is None:
+                raise self.store.not_found(name)
+            return to_string(self._shown(name, tree, record))
+
+    def undefine(self, name: str) -> None:
+        """Remove the definition; an active object stays, transient, until it stops."""
+        with self._lock(name):
+            if not self.store.defined(name):
+                raise self.store.not_found(name)
+            config = self._to_undefine(name)
+            active = self._refreshed(name) is not None
+            self.store.remove(name)
+            self._undefined(name, config, active)
+
+    # -- the define skeleton ----------------------------------------------------
+    def _parsed(self, xml: str) -> tuple[XmlNode, str]:
+        """The requested definition and its name, checked before any lock is taken."""
+        desired = parse(xml, self.kind)
+        name = validate_name((desired.findtext("name") or "").strip(), self.kind)
+        self._check_request(desired)
+        return desired, name
+
+    def _completed(self, name: str, desired: XmlNode, current: XmlNode | None) -> XmlNode:
+        """The definition as it is stored: identity checked, completed, valid."""
+        self.store.check_identity(name, desired, current)
+        final = self._complete(name, desired, current)
+        schema.validate(final, self.schema_name, what="the completed definition")
+        return final
+
+    # -- hooks ------------------------------------------------------------------
+    def _check_request(self, desired: XmlNode) -> None:
+        """Refuse a requested definition before the lock is taken; by default one outside the schema."""
+        schema.validate(desired, self.schema_name)
+
+    def _replaced(self, name: str) -> XmlNode | None:
+        """What a define replaces, for the identity check and what it carries over: the definition."""
+        return self.store.read(name)
+
+    def _complete(self, name: str, desired: XmlNode, current: XmlNode | None) -> XmlNode:
+        """``desired`` completed as libvirt completes a definition (uuid, addresses, ...) and checked."""
+        raise NotImplementedError
+
+    def _refreshed(self, name: str) -> Record | None:
+        """The status record of an active object, brought up to date with the host; None when inactive."""
+        raise NotImplementedError
+
+    @contextlib.contextmanager
+    def _state(self, name: str) -> Iterator[Record | None]:
+        """``_refreshed`` for a read, steady while the caller reads: by default under the object's lock."""
+        with self._lock(name):
+            yield self._refreshed(name)
+
+    def _shown(self, name: str, tree: XmlNode, record: Record | None) -> XmlNode:
+        """The tree ``xml`` returns for the definition or live XML ``tree``; by default ``tree`` itself."""
+        return tree
+
+    def _to_undefine(self, name: str) -> XmlNode | None:
+        """What ``_undefined`` needs to know of the definition being removed; by default nothing."""
+        return None
+
+    def _undefined(self, name: str, config: XmlNode | None, active: bool) -> None:
+        """After the definition is removed: an inactive object's status record and lock go too."""
+        if not active:
+            self._drop_record(name)
+            self.store.remove_lock(name)
+
+
 def _valid_name(name: str, kind: str) -> bool:
     try:
         validate_name(name, kind)
@@ -222,5 +361,6 @@ def _valid_name(name: str, kind: str) -> bool:
     return True
 
 
-def _uuid_of(tree: XmlNode) -> str:
-    return (tree.findtext("uuid") or "").strip().lower()
+def _identity(tree: XmlNode) -> str:
+    """The uuid as compared: uuids differ only in case when they are the same."""
+    return (uuid_of(tree) or "").lower()

@@ -11,7 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from ansible_collections.virtops.qemu.plugins.module_utils import qmp as qmpmod
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import backend
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import domains as domainsmod
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.state import DomainRecord
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, OperationTimeout
 
@@ -27,15 +27,15 @@ class _SlowClient:
         raise OperationTimeout(f"QMP {command}: timed out")
 
 
-def _domains() -> backend.EmbedDomains:
-    domains = backend.EmbedDomains.__new__(backend.EmbedDomains)
+def _domains() -> domainsmod.EmbedDomains:
+    domains = domainsmod.EmbedDomains.__new__(domainsmod.EmbedDomains)
     domains._unanswered = set()
     domains.driver = SimpleNamespace(read_only=True)     # no traffic log
     return domains
 
 
 def test_a_slow_command_does_not_give_up_the_monitor(monkeypatch):
-    monkeypatch.setattr(backend.QMPClient, "connect", classmethod(lambda cls, *a, **k: _SlowClient()))
+    monkeypatch.setattr(qmpmod.QMPClient, "connect", classmethod(lambda cls, *a, **k: _SlowClient()))
     domains = _domains()
     for _attempt in range(2):
         with pytest.raises(OperationTimeout), domains._session("/r/m.sock") as qmp:
@@ -46,7 +46,7 @@ def test_a_slow_command_does_not_give_up_the_monitor(monkeypatch):
 def test_a_monitor_that_does_not_greet_is_not_asked_again(monkeypatch):
     def silent(cls, path, **kwargs):
         raise OperationTimeout(f"QMP {path}: timed out waiting for the greeting")
-    monkeypatch.setattr(backend.QMPClient, "connect", classmethod(silent))
+    monkeypatch.setattr(qmpmod.QMPClient, "connect", classmethod(silent))
     domains = _domains()
     with pytest.raises(OperationTimeout), domains._session("/r/m.sock"):
         pass
@@ -61,7 +61,7 @@ def test_a_user_command_gets_the_long_deadline_even_when_it_is_a_query(monkeypat
         def execute(self, command, arguments=None, timeout=None):
             deadlines.append(timeout)
             return {}
-    monkeypatch.setattr(backend.QMPClient, "connect", classmethod(lambda cls, *a, **k: Client()))
+    monkeypatch.setattr(qmpmod.QMPClient, "connect", classmethod(lambda cls, *a, **k: Client()))
     domains = _domains()
     monkeypatch.setattr(domains, "_lock", lambda name: contextlib.nullcontext(), raising=False)
     monkeypatch.setattr(domains, "_active_record", lambda name, verb: DomainRecord("running", "booted",
