@@ -28,7 +28,6 @@ from ansible_collections.virtops.qemu.plugins.module_utils.manager.resource impo
     reconcile_name,
     uuid_of,
 )
-from ansible_collections.virtops.qemu.plugins.module_utils.manager.volume import describe_volumes
 from ansible_collections.virtops.qemu.plugins.module_utils.model import origins, schema
 from ansible_collections.virtops.qemu.plugins.module_utils.model import pool as model
 from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
@@ -232,6 +231,7 @@ def request_from_params(params: dict) -> PoolRequest:
 # -- pool_info ---------------------------------------------------------------------
 def describe(pools: Pools, volumes: Volumes, name: str) -> dict:
     """What pool_info returns for one pool."""
+    from ansible_collections.virtops.qemu.plugins.module_utils.manager.volume import describe_volumes
     stored = model.settle(parse(pools.xml(name), "pool"))
     active = pools.active(name)
     space = pools.space(name) if active else None
