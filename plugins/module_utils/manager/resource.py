@@ -24,7 +24,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     VirtError,
     host_error,
 )
-from ansible_collections.virtops.qemu.plugins.module_utils.model import origins, schema
+from ansible_collections.virtops.qemu.plugins.module_utils.model import origins
 from ansible_collections.virtops.qemu.plugins.module_utils.model.merge import MergeResult, Rules, merge
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import (
     XmlNode,
@@ -154,6 +154,7 @@ class ResourceManager:
     def _check_definition(self, req: ResourceRequest, xml: str) -> None:
         """What define would refuse fails the plan, so check mode fails where a real run does."""
         if self.SCHEMA:
+            from ansible_collections.virtops.qemu.plugins.module_utils.model import schema  # only a define needs it
             locate = None if req.verbatim else origins.locator(self.OPTION_PLACES, req.desired)
             schema.validate(self.parse(xml), self.SCHEMA, f"the {self.kind} definition",
                             "xml" if req.verbatim else "options", locate)
