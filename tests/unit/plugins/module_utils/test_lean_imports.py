@@ -135,8 +135,16 @@ def test_host_info_with_cached_capabilities_loads_no_qmp_or_domain_code(root):
     run_module("host_info", {"uri": f"qemu:///embed?root={root}"})    # probes QEMU and caches what it found
     result, loaded = run_module("host_info", {"uri": f"qemu:///embed?root={root}"})
     assert result["guests"] and "failed" not in result, result
-    assert sorted(loaded.intersection(DOMAIN_DRIVER + [f"{MU}.driver.embed.storage", f"{MU}.driver.embed.network"])) \
-        == []
+    assert sorted(loaded.intersection(DOMAIN_DRIVER + [f"{MU}.driver.embed.storage", f"{MU}.driver.embed.network",
+                                                       f"{MU}.driver.embed.security.cgroup"])) == []
+
+
+def test_a_qemu_conf_no_op_loads_no_driver_or_misspelling_hints(root):
+    args = {"uri": f"qemu:///embed?root={root}", "settings": {"vnc_listen": "127.0.0.1"}}
+    run_module("qemu_conf", args)
+    result, loaded = run_module("qemu_conf", args)
+    assert result["changed"] is False and "failed" not in result, result
+    assert sorted(loaded.intersection([f"{MU}.driver.embed.backend", "difflib"])) == []
 
 
 def test_a_domain_listing_builds_no_command_line(root):
