@@ -19,8 +19,13 @@ from test_storage_model import _existing, manager_of, volumes_of
 from ansible_collections.virtops.qemu.plugins.module_utils.driver import base
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import layout
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError
-from ansible_collections.virtops.qemu.plugins.module_utils.manager import domain, network, pool, resource
-from ansible_collections.virtops.qemu.plugins.module_utils.manager import security_label
+from ansible_collections.virtops.qemu.plugins.module_utils.manager import (
+    domain,
+    network,
+    pool,
+    resource,
+    security_label,
+)
 from ansible_collections.virtops.qemu.plugins.module_utils.model import domain as domain_model
 from ansible_collections.virtops.qemu.plugins.module_utils.model import domain_options, kinds, schema, seclabel
 from ansible_collections.virtops.qemu.plugins.module_utils.model import network as network_model
