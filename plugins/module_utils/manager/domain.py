@@ -13,6 +13,7 @@ reports.  Backend-agnostic: it speaks only the driver's
 from __future__ import annotations
 
 import os
+from typing import TypeVar
 
 from ansible_collections.virtops.qemu.plugins.module_utils import addresses
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput, VirtError
@@ -32,9 +33,14 @@ from ansible_collections.virtops.qemu.plugins.module_utils.model.domain_request 
 )
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import XmlNode, element, to_string
 
+DR = TypeVar("DR", bound=DomainRequest)
 
-class DomainManager(ResourceManager[DomainRequest]):
-    """The generic life cycle plus power transitions, restart, the cloud-init seed and remove_disks."""
+
+class BaseDomainManager(ResourceManager[DR]):
+    """The generic life cycle plus power transitions, restart, the cloud-init seed and remove_disks.
+
+    Generic over the request, so a manager of one part of a domain (qemu_override) keeps its own request type.
+    """
 
     DONE = {**ResourceManager.DONE, "start_paused": "started paused", "shutdown": "shut down",
             "destroy": "destroyed", "suspend": "paused", "resume": "resumed"}
@@ -54,7 +60,7 @@ class DomainManager(ResourceManager[DomainRequest]):
         self._stale_seeds: list[str] = []        # seed files the new definition no longer uses
 
     # -- model ----------------------------------------------------------------
-    def _prepare(self, req: DomainRequest, before: XmlNode | None) -> None:
+    def _prepare(self, req: DR, before: XmlNode | None) -> None:
         """Put the seed disk and the agent channel into the request, now that the current definition is known."""
         self._seed_path, self._seed_image, self._stale_seeds = "", None, []
         if req.cloud_init is None and req.guest_agent is None:
@@ -73,7 +79,7 @@ class DomainManager(ResourceManager[DomainRequest]):
         if req.guest_agent is not None:
             guest_setup.place_agent_channel(req.desired, before, req.owned_lists, req.guest_agent)
 
-    def _shape(self, tree: XmlNode, req: DomainRequest, new: bool) -> XmlNode:
+    def _shape(self, tree: XmlNode, req: DR, new: bool) -> XmlNode:
         if req.desired is None:
             return tree
         if new:
@@ -81,7 +87,7 @@ class DomainManager(ResourceManager[DomainRequest]):
         model.settle_memory(tree, req.desired, req.definition_option)
         return tree
 
-    def _seed_file(self, req: DomainRequest) -> str:
+    def _seed_file(self, req: DR) -> str:
         directory = self.driver.seed_directory(req.cloud_init.pool if req.cloud_init else None)
         return os.path.join(directory, guest_setup.seed_file_name(req.name))
 
@@ -96,13 +102,13 @@ class DomainManager(ResourceManager[DomainRequest]):
             return True
 
     # -- power ----------------------------------------------------------------
-    def _steps(self, req: DomainRequest, status: str) -> list[str]:
+    def _steps(self, req: DR, status: str) -> list[str]:
         if req.state == "absent":
             return super()._steps(req, status)
         power.require_known_state(req.name, status)
         return power.steps_to(req.state, status)
 
-    def _plan_live(self, req: DomainRequest, plan: Plan) -> None:
+    def _plan_live(self, req: DR, plan: Plan) -> None:
         """Without definition options, the stored definition is what the running guest should have.
 
         So ``restart: true`` alone applies what another task (security_label, a
@@ -116,12 +122,12 @@ class DomainManager(ResourceManager[DomainRequest]):
             plan.restart_now = req.restart
             plan.restart_required = not req.restart
 
-    def _predicted_state(self, req: DomainRequest, plan: Plan) -> str:
+    def _predicted_state(self, req: DR, plan: Plan) -> str:
         if plan.restart_now and req.state == "paused":
             return "paused"
         return super()._predicted_state(req, plan)
 
-    def _check_plan(self, req: DomainRequest, plan: Plan) -> None:
+    def _check_plan(self, req: DR, plan: Plan) -> None:
         """The seed file is written first, so the definition never names a seed that is not there yet."""
         if req.state != "absent":
             if self._seed_outdated():
@@ -137,7 +143,7 @@ class DomainManager(ResourceManager[DomainRequest]):
         plan.removal["removed_disks"] = self._disks_to_remove(req, plan.before) if plan.before is not None else []
         plan.steps.append("after_removal")
 
-    def _transition(self, req: DomainRequest, plan: Plan, step: str) -> None:
+    def _transition(self, req: DR, plan: Plan, step: str) -> None:
         if step == "seed":
             self.driver.write_seed(self._seed_path, self._seed_image)
         elif step == "forget_seeds":
@@ -151,7 +157,7 @@ class DomainManager(ResourceManager[DomainRequest]):
         else:
             power.run_steps(self.objects, req.name, [step], req.shutdown_timeout, req.force, req.shutdown_mode)
 
-    def _finish(self, req: DomainRequest, plan: Plan, result: dict, check_mode: bool) -> None:
+    def _finish(self, req: DR, plan: Plan, result: dict, check_mode: bool) -> None:
         if req.cloud_init is not None and req.state != "absent":
             result["seed"] = self._seed_path if self._seed_image is not None else None
 
@@ -165,7 +171,7 @@ class DomainManager(ResourceManager[DomainRequest]):
             self.driver.delete_disk_source(source)
             removal["removed_disks"].append(source)
 
-    def _refuse_snapshots(self, req: DomainRequest) -> None:
+    def _refuse_snapshots(self, req: DR) -> None:
         """A domain with snapshots goes only when asked, as libvirt refuses to undefine it without its flag."""
         names = self.driver.snapshots.names(req.name)
         if names and not req.remove_snapshots:
@@ -173,7 +179,7 @@ class DomainManager(ResourceManager[DomainRequest]):
                                "to remove it with their metadata", "remove_snapshots")
 
     @staticmethod
-    def _disks_to_remove(req: DomainRequest, before: XmlNode) -> list[dict]:
+    def _disks_to_remove(req: DR, before: XmlNode) -> list[dict]:
         """Resolve remove_disks (target devs, paths or pool/volume) before anything changes."""
         disks = model.disk_sources(before)
         doomed = []
@@ -185,6 +191,10 @@ class DomainManager(ResourceManager[DomainRequest]):
                                    "remove_disks")
             doomed.append(hit)
         return doomed
+
+
+class DomainManager(BaseDomainManager[DomainRequest]):
+    """The domain module's manager."""
 
 
 def _names(source: dict) -> tuple:

@@ -103,7 +103,8 @@ class ResourceManager(Generic[R]):
 
     ``DONE`` and ``FAILURES`` word the kind's steps in a partial failure,
     ``STOPPING`` lists the steps after which the object no longer runs,
-    ``AFTER`` the state each step leads to, ``NEW_STATE`` a new object's.
+    ``AFTER`` the state each step leads to, ``NEW_STATE`` a new object's,
+    ``MISSING`` what a request for a missing object is told.
     Everything else is the shared machinery, not meant to be overridden.
     """
 
@@ -112,7 +113,7 @@ class ResourceManager(Generic[R]):
     STOPPING = frozenset({"stop"})
     AFTER = {"start": "active", "stop": "inactive"}
     NEW_STATE = "inactive"
-    CREATES = True                      # False for a manager of a part of an existing object
+    MISSING = "; give its definition (xml or options) to create it"     # the hint when the object is missing
 
     def __init__(self, objects: Resources, rules: Rules | None = None, warnings: list[str] | None = None,
                  record: Kind | None = None):
@@ -217,8 +218,7 @@ class ResourceManager(Generic[R]):
     def _plan(self, req: R) -> Plan:
         exists = self.objects.exists(req.name)
         if not exists and req.desired is None:
-            hint = "; give its definition (xml or options) to create it" if self.CREATES else ""
-            raise NotFound(f"{self.kind} {req.name!r} is not defined{hint}")
+            raise NotFound(f"{self.kind} {req.name!r} is not defined{self.MISSING}")
         before, before_xml = self._before(req) if exists else (None, "")
         self._prepare(req, before)
         after, define = self._definition(req, before, before_xml)

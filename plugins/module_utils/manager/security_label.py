@@ -36,7 +36,7 @@ _NOT_LABELS = ("state", "uuid", "autostart")
 class SecurityLabelManager(ResourceManager[LabelRequest]):
     """The labels of one domain; ``caps_xml`` gives the QEMU user for the access check."""
 
-    CREATES = False
+    MISSING = ""
 
     def __init__(self, domains: Domains, caps_xml=None):
         super().__init__(domains, record=kinds.SECURITY_LABEL)

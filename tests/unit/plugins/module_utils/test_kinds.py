@@ -18,11 +18,12 @@ from test_storage_model import _existing, manager_of, volumes_of
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver import base
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import layout
-from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, NotFound
 from ansible_collections.virtops.qemu.plugins.module_utils.manager import (
     domain,
     network,
     pool,
+    qemu_override,
     resource,
     security_label,
 )
@@ -114,8 +115,8 @@ def test_a_manager_overrides_only_the_documented_hooks():
     hooks = _hooks()
     assert len(hooks) <= 8 and {"_shape", "_steps", "_transition", "_finish"} <= hooks
     shared = {name for name, _ in inspect.getmembers(resource.ResourceManager, inspect.isfunction)}
-    for manager in (domain.DomainManager, network.NetworkManager, pool.PoolManager,
-                    security_label.SecurityLabelManager):
+    for manager in (domain.BaseDomainManager, domain.DomainManager, network.NetworkManager, pool.PoolManager,
+                    security_label.SecurityLabelManager, qemu_override.QemuOverrideManager):
         overridden = {name for name in vars(manager) if name in shared and name != "__init__"}
         assert overridden <= hooks, (manager.__name__, overridden - hooks)
 
@@ -171,3 +172,24 @@ def test_a_volume_failing_after_a_first_change_says_what_was_done_with_the_commo
     assert str(error) == "volume 'v' was resized but its permissions could not be set: chown: not permitted"
     assert set(error.result) == {"changed", "pool", "name", "xml", "diff"} and error.result["changed"] is True
     assert "33554432" in error.result["diff"]["after"] and "16777216" in error.result["diff"]["before"]
+
+
+# -- qemu_override: a manager of one part of a domain, on the same hooks ---------------------------
+def _override(d: MemoryDriver, check: bool = False, **params) -> dict:
+    req = qemu_override.request_from_params({"name": "vm", **params})
+    return qemu_override.QemuOverrideManager(d).ensure(req, check)
+
+
+def test_qemu_override_changes_a_running_domain_once_and_restarts_it_when_asked():
+    d = MemoryDriver()
+    d.domains.define(DOMAIN_XML)
+    d.domains.start("vm")
+    first = _override(d, commandline={"args": ["-no-shutdown"]})
+    assert first["changed"] and first["restart_required"] and "qemu:commandline" in d.domains.xml("vm")
+    again = _override(d, commandline={"args": ["-no-shutdown"]})
+    assert not again["changed"] and again["restart_required"]
+    restarted = _override(d, commandline={"args": ["-no-shutdown"]}, restart=True)
+    assert restarted["changed"] and not restarted["restart_required"]
+    assert "qemu:commandline" in d.domains.xml("vm", inactive=False)
+    with pytest.raises(NotFound, match="^domain 'other' is not defined; qemu_override changes existing domains"):
+        _override(d, name="other", commandline={"args": []})
