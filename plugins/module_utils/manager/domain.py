@@ -27,7 +27,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.manager.resource impo
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.snapshot import describe_snapshots
 from ansible_collections.virtops.qemu.plugins.module_utils.model import domain as model
 from ansible_collections.virtops.qemu.plugins.module_utils.model import kinds
-from ansible_collections.virtops.qemu.plugins.module_utils.model.domain_request import (  # noqa: F401 (re-exported)
+from ansible_collections.virtops.qemu.plugins.module_utils.model.domain_request import (  # noqa: F401  # pylint: disable=unused-import
     DomainRequest,
     request_from_params,
 )

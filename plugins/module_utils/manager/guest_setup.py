@@ -21,10 +21,6 @@ from collections.abc import Callable
 
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
 from ansible_collections.virtops.qemu.plugins.module_utils.model.domain import DEVICES
-from ansible_collections.virtops.qemu.plugins.module_utils.model.domain_request import (  # noqa: F401 (re-exported)
-    CloudInit,
-    cloud_init_from_params,
-)
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import XmlNode, element, sub
 
 AGENT_CHANNEL = "org.qemu.guest_agent.0"

@@ -23,8 +23,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.manager.resource impo
 )
 from ansible_collections.virtops.qemu.plugins.module_utils.model import kinds
 from ansible_collections.virtops.qemu.plugins.module_utils.model import network as model
-from ansible_collections.virtops.qemu.plugins.module_utils.model.network import (  # noqa: F401 (re-exported)
-    STATES,
+from ansible_collections.virtops.qemu.plugins.module_utils.model.network import (  # noqa: F401  # pylint: disable=unused-import
     NetworkRequest,
     request_from_params,
 )

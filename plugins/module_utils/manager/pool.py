@@ -26,8 +26,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.manager.resource impo
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.volume import describe_volumes
 from ansible_collections.virtops.qemu.plugins.module_utils.model import kinds
 from ansible_collections.virtops.qemu.plugins.module_utils.model import pool as model
-from ansible_collections.virtops.qemu.plugins.module_utils.model.pool import (  # noqa: F401 (re-exported)
-    STATES,
+from ansible_collections.virtops.qemu.plugins.module_utils.model.pool import (  # noqa: F401  # pylint: disable=unused-import
     PoolRequest,
     request_from_params,
 )

@@ -31,10 +31,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
 from ansible_collections.virtops.qemu.plugins.module_utils.model import origins, schema
 from ansible_collections.virtops.qemu.plugins.module_utils.model.kinds import KINDS, Kind
 from ansible_collections.virtops.qemu.plugins.module_utils.model.merge import MergeResult, Rules, merge
-from ansible_collections.virtops.qemu.plugins.module_utils.model.request import (  # noqa: F401 (re-exported)
-    ResourceRequest,
-    reconcile_name,
-)
+from ansible_collections.virtops.qemu.plugins.module_utils.model.request import ResourceRequest
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import XmlNode, parse, to_string
 
 R = TypeVar("R", bound=ResourceRequest)
@@ -346,8 +343,7 @@ class ResourceManager(Generic[R]):
 
 
 def run_steps(what: str, steps: list[str], act: Callable[[str], None], done: list[str],
-              partial: Callable[[], dict], words: dict[str, str] = DONE,
-              failures: dict[str, str] = FAILURES) -> None:
+              partial: Callable[[], dict], words: dict[str, str], failures: dict[str, str]) -> None:
     """``act`` each step, noting it in ``done``; a failure after the first one carries ``partial()``.
 
     Its message says what was done and what failed: "network 'n1' was

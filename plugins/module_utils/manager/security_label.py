@@ -23,7 +23,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import Do
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.resource import Plan, ResourceManager
 from ansible_collections.virtops.qemu.plugins.module_utils.model import kinds, seclabel
-from ansible_collections.virtops.qemu.plugins.module_utils.model.seclabel import (  # noqa: F401 (re-exported)
+from ansible_collections.virtops.qemu.plugins.module_utils.model.seclabel import (  # noqa: F401  # pylint: disable=unused-import
     LabelRequest,
     request_from_params,
 )

@@ -114,7 +114,7 @@ def _hooks() -> set[str]:
 def test_a_manager_overrides_only_the_documented_hooks():
     hooks = _hooks()
     assert len(hooks) <= 8 and {"_shape", "_steps", "_transition", "_finish"} <= hooks
-    shared = {name for name, _ in inspect.getmembers(resource.ResourceManager, inspect.isfunction)}
+    shared = {name for name, _function in inspect.getmembers(resource.ResourceManager, inspect.isfunction)}
     for manager in (domain.BaseDomainManager, domain.DomainManager, network.NetworkManager, pool.PoolManager,
                     security_label.SecurityLabelManager, qemu_override.QemuOverrideManager):
         overridden = {name for name in vars(manager) if name in shared and name != "__init__"}
