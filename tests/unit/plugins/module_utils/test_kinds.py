@@ -9,6 +9,8 @@ import ast
 import inspect
 import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -198,3 +200,19 @@ def test_qemu_override_changes_a_running_domain_once_and_restarts_it_when_asked(
     assert "qemu:commandline" in d.domains.xml("vm", inactive=False)
     with pytest.raises(NotFound, match="^domain 'other' is not defined; qemu_override changes existing domains"):
         _override(d, name="other", commandline={"args": []})
+
+
+def test_the_registry_loads_no_kind_model_until_a_record_is_used():
+    """Reading the records costs a module call nothing: a kind's model loads when its builder or rules are asked."""
+    package = "ansible_collections.virtops.qemu.plugins.module_utils.model"
+    code = ("import sys\n"
+            f"from {package} import kinds\n"
+            "assert kinds.KINDS['volume'].tag == 'volume'\n"
+            f"models = [m for m in ('domain', 'domain_request', 'network', 'pool', 'volume', 'seclabel', 'snapshot')"
+            f" if '{package}.' + m in sys.modules]\n"
+            "assert not models, models\n"
+            "kinds.VOLUME.request\n"
+            f"assert '{package}.volume' in sys.modules and '{package}.domain' not in sys.modules\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=False,
+                          env=dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path)))
+    assert proc.returncode == 0, proc.stderr
