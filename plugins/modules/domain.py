@@ -601,7 +601,8 @@ removed_disks:
 
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
-from ansible_collections.virtops.qemu.plugins.module_utils.manager.domain import DomainManager, request_from_params
+from ansible_collections.virtops.qemu.plugins.module_utils.manager.domain import DomainManager
+from ansible_collections.virtops.qemu.plugins.module_utils.model import kinds
 from ansible_collections.virtops.qemu.plugins.module_utils.model.domain_options import DEFINITION_OPTIONS
 from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import MaskingModule, argument_spec, run
 
@@ -671,7 +672,7 @@ OPTIONS = dict(
 
 
 def ensure(module):
-    request = request_from_params(module.params)
+    request = kinds.DOMAIN.request(module.params)
     with open_driver(module.params["uri"], read_only=module.check_mode) as driver:
         return dict(DomainManager(driver).ensure(request, module.check_mode), warnings=driver.warnings)
 

@@ -394,6 +394,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
 from ansible_collections.virtops.qemu.plugins.module_utils.manager import info
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.domain import describe, describe_all
+from ansible_collections.virtops.qemu.plugins.module_utils.model import kinds
 from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import MaskingModule, argument_spec, run
 
 FLAT_KEYS_GO = "0.4.0"
@@ -403,7 +404,7 @@ def gather(params):
     sources = address_sources(params.get("address_source"))
     argv = params.get("qemu_argv")
     kind = info.InfoKind(
-        key="domain", plural="domains",
+        kinds.DOMAIN,
         exists=lambda driver, name: driver.domains.exists(name),
         describe=lambda driver, name: describe(driver, name, sources, qemu_argv=argv is not False),
         describe_all=lambda driver: describe_all(driver, sources, qemu_argv=bool(argv)))

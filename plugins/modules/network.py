@@ -421,7 +421,8 @@ live_updates:
 
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
-from ansible_collections.virtops.qemu.plugins.module_utils.manager.network import NetworkManager, request_from_params
+from ansible_collections.virtops.qemu.plugins.module_utils.manager.network import NetworkManager
+from ansible_collections.virtops.qemu.plugins.module_utils.model import kinds
 from ansible_collections.virtops.qemu.plugins.module_utils.model.network import STRUCTURED_OPTIONS
 from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import MaskingModule, argument_spec, run
 
@@ -467,7 +468,7 @@ OPTIONS = dict(
 
 
 def ensure(module):
-    request = request_from_params(module.params)
+    request = kinds.NETWORK.request(module.params)
     with open_driver(module.params["uri"], read_only=module.check_mode) as driver:
         manager = NetworkManager(driver.networks, driver.warnings)
         return dict(manager.ensure(request, module.check_mode), warnings=driver.warnings)

@@ -131,10 +131,11 @@ networks:
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
 from ansible_collections.virtops.qemu.plugins.module_utils.manager import info
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.network import describe, describe_all
+from ansible_collections.virtops.qemu.plugins.module_utils.model import kinds
 from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import MaskingModule, argument_spec, run
 
 NETWORK = info.InfoKind(
-    key="network", plural="networks",
+    kinds.NETWORK,
     exists=lambda driver, name: driver.networks.exists(name),
     describe=lambda driver, name: describe(driver.networks, name),
     describe_all=lambda driver: describe_all(driver.networks))

@@ -261,7 +261,8 @@ refreshed:
 
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
-from ansible_collections.virtops.qemu.plugins.module_utils.manager.pool import PoolManager, request_from_params
+from ansible_collections.virtops.qemu.plugins.module_utils.manager.pool import PoolManager
+from ansible_collections.virtops.qemu.plugins.module_utils.model import kinds
 from ansible_collections.virtops.qemu.plugins.module_utils.model.pool import STRUCTURED_OPTIONS
 from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import MaskingModule, argument_spec, run
 
@@ -290,7 +291,7 @@ OPTIONS = dict(
 
 
 def ensure(module):
-    request = request_from_params(module.params)
+    request = kinds.POOL.request(module.params)
     with open_driver(module.params["uri"], read_only=module.check_mode) as driver:
         result = PoolManager(driver.pools, driver.warnings).ensure(request, module.check_mode)
         return dict(result, warnings=driver.warnings)

@@ -117,10 +117,11 @@ pools:
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
 from ansible_collections.virtops.qemu.plugins.module_utils.manager import info
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.pool import describe, describe_all
+from ansible_collections.virtops.qemu.plugins.module_utils.model import kinds
 from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import MaskingModule, argument_spec, run
 
 POOL = info.InfoKind(
-    key="pool", plural="pools",
+    kinds.POOL,
     exists=lambda driver, name: driver.pools.exists(name),
     describe=lambda driver, name: describe(driver.pools, driver.volumes, name),
     describe_all=lambda driver: describe_all(driver.pools, driver.volumes))

@@ -218,10 +218,8 @@ xml:
 
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
-from ansible_collections.virtops.qemu.plugins.module_utils.manager.security_label import (
-    SecurityLabelManager,
-    request_from_params,
-)
+from ansible_collections.virtops.qemu.plugins.module_utils.manager.security_label import SecurityLabelManager
+from ansible_collections.virtops.qemu.plugins.module_utils.model import kinds
 from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import MaskingModule, argument_spec, run
 
 MODEL = dict(type="str", required=True, choices=["selinux", "apparmor", "dac"])
@@ -243,16 +241,10 @@ OPTIONS = dict(
 
 
 def ensure(module):
-    params = dict(module.params)
-    if params["state"] == "absent":
-        # Only the models matter when removing; the option defaults must not fail validation.
-        params["labels"] = [{"model": item["model"], "type": "none"} for item in params["labels"]]
-        params["disks"] = [{"target": d["target"], "labels": [{"model": x["model"]} for x in d["labels"]]}
-                           for d in params["disks"]]
-    request = request_from_params(params)
+    request = kinds.SECURITY_LABEL.request(module.params)
     with open_driver(module.params["uri"], read_only=module.check_mode) as driver:
         manager = SecurityLabelManager(driver.domains, driver.capabilities)
-        return dict(manager.ensure_labels(request, module.check_mode), warnings=driver.warnings)
+        return dict(manager.ensure(request, module.check_mode), warnings=driver.warnings)
 
 
 def main():

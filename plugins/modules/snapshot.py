@@ -215,7 +215,8 @@ xml:
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.snapshot import SnapshotManager
-from ansible_collections.virtops.qemu.plugins.module_utils.model.snapshot import STATES, request_from_params
+from ansible_collections.virtops.qemu.plugins.module_utils.model import kinds
+from ansible_collections.virtops.qemu.plugins.module_utils.model.snapshot import STATES
 from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import MaskingModule, argument_spec, run
 
 OPTIONS = dict(
@@ -234,7 +235,7 @@ OPTIONS = dict(
 
 
 def ensure(module):
-    request = request_from_params(module.params)
+    request = kinds.SNAPSHOT.request(module.params)
     with open_driver(module.params["uri"], read_only=module.check_mode) as driver:
         manager = SnapshotManager(driver.domains, driver.snapshots, driver.uri.is_local)
         result = manager.ensure(request, module.check_mode)

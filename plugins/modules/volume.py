@@ -242,7 +242,7 @@ checksum:
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.volume import VolumeManager
-from ansible_collections.virtops.qemu.plugins.module_utils.model.volume import request_from_params
+from ansible_collections.virtops.qemu.plugins.module_utils.model import kinds
 from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import MaskingModule, argument_spec, run
 
 FORMATS = ["raw", "qcow2"]
@@ -273,7 +273,7 @@ def open_image(url: str, validate_certs: bool):
 
 
 def ensure(module):
-    request = request_from_params(module.params)
+    request = kinds.VOLUME.request(module.params)
     with open_driver(module.params["uri"], read_only=module.check_mode) as driver:
         result = VolumeManager(driver.pools, driver.volumes, open_image).ensure(request, module.check_mode)
         return dict(result, warnings=driver.warnings)

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, InvalidInput, host_error
+from ansible_collections.virtops.qemu.plugins.module_utils.model import kinds
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse
 
 if TYPE_CHECKING:
@@ -69,7 +70,7 @@ class SecurityLabel:
 class Resources(ABC):
     """The objects of one kind (domains, networks, ...) of one driver."""
 
-    kind: str = ""      # the word for one object in messages and XML: "domain", "network", ...
+    kind: str = ""      # the word of the kind's record (model/kinds.py): "domain", "network", ...
 
     @abstractmethod
     def names(self) -> list[str]:
@@ -107,6 +108,10 @@ class Resources(ABC):
     @abstractmethod
     def active(self, name: str) -> bool: ...
 
+    def state(self, name: str) -> str:
+        """The object's state word: "active" or "inactive" (a domain's is one of DOMAIN_STATES)."""
+        return "active" if self.active(name) else "inactive"
+
     @abstractmethod
     def start(self, name: str) -> None: ...
 
@@ -118,10 +123,13 @@ class Resources(ABC):
 class Domains(Resources):
     """Domains: the protocol plus power, status with reason, monitor and runtime."""
 
-    kind = "domain"
+    kind = kinds.DOMAIN.word
 
     def active(self, name: str) -> bool:
         return self.status(name).active
+
+    def state(self, name: str) -> str:
+        return self.status(name).state
 
     def stop(self, name: str) -> None:
         self.destroy(name)
@@ -218,7 +226,7 @@ class Domains(Resources):
 
         if not self.active(name):
             return []
-        live = parse(self.xml(name, inactive=False), "domain", "live XML")
+        live = parse(self.xml(name, inactive=False), kinds.DOMAIN.tag, "live XML")
         return [SecurityLabel(node.get("model") or "", (node.findtext("label") or "").strip(), True)
                 for node in live.findall("seclabel") if node.get("type") != "none"]
 
@@ -242,7 +250,7 @@ class Lease:
 class Networks(Resources):
     """Virtual networks: the protocol plus live updates, DHCP leases and the bridge in use."""
 
-    kind = "network"
+    kind = kinds.NETWORK.word
 
     @abstractmethod
     def update(self, name: str, command: str, section: str, xml: str, parent_index: int = -1) -> None:
@@ -287,7 +295,7 @@ class PoolSpace:
 class Pools(Resources):
     """Storage pools: the protocol plus build, refresh, space and removing the empty target."""
 
-    kind = "pool"
+    kind = kinds.POOL.word
 
     @abstractmethod
     def build(self, name: str, overwrite: bool = False) -> None:
@@ -346,7 +354,7 @@ def local_path_kind(path: str) -> str:
 class Volumes(ABC):
     """Storage volumes, addressed by pool and name; the pool must be active."""
 
-    kind = "volume"
+    kind = kinds.VOLUME.word
 
     @abstractmethod
     def names(self, pool: str) -> list[str]: ...
@@ -391,7 +399,7 @@ class Volumes(ABC):
 class Snapshots(ABC):
     """Snapshots of a domain, addressed by the domain and the snapshot's name (libvirt's <domainsnapshot>)."""
 
-    kind = "snapshot"
+    kind = kinds.SNAPSHOT.word
 
     @abstractmethod
     def names(self, domain: str) -> list[str]:
@@ -465,7 +473,7 @@ class Driver(ABC):
         return path
 
     def _pool_directory(self, pool: str) -> str | None:
-        tree = parse(self.pools.xml(pool), "pool")
+        tree = parse(self.pools.xml(pool), kinds.POOL.tag)
         if tree.get("type") not in ("dir", "fs", "netfs"):
             return None
         return tree.findtext("target/path")

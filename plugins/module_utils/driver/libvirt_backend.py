@@ -41,6 +41,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     NotFound,
     VirtError,
 )
+from ansible_collections.virtops.qemu.plugins.module_utils.model import kinds
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse, to_string
 
 if TYPE_CHECKING:
@@ -315,7 +316,7 @@ class LibvirtDomains(LibvirtResources, Domains):
         domain = self._object(name)
         if not call(f"read the state of {name!r}", domain.isActive):
             return {"connected": False, "os": None}
-        live = parse(self.xml(name, inactive=False), "domain")
+        live = parse(self.xml(name, inactive=False), kinds.DOMAIN.tag)
         target = live.find(f"devices/channel/target[@name='{AGENT_CHANNEL}']")
         if target is None or target.get("state") == "disconnected":
             return {"connected": False, "os": None}
@@ -534,7 +535,7 @@ class LibvirtPools(LibvirtResources, Pools):
 
 
 def _pool_target(xml: str) -> str | None:
-    return parse(xml, "pool").findtext("target/path")
+    return parse(xml, kinds.POOL.tag).findtext("target/path")
 
 
 class LibvirtVolumes(Volumes):
@@ -585,7 +586,7 @@ class LibvirtVolumes(Volumes):
         local temporary left by a killed run is removed by the next import.
         """
         from ansible_collections.virtops.qemu.plugins.module_utils.driver import image_import
-        wanted = parse(xml, "volume")
+        wanted = parse(xml, kinds.VOLUME.tag)
         name = (wanted.findtext("name") or "").strip()
         fmt = wanted.find("target/format").get("type") if wanted.find("target/format") is not None else "raw"
         target = self._pool(pool)
@@ -666,7 +667,7 @@ class LibvirtVolumes(Volumes):
 
 
 def _with_name_and_capacity(wanted, name: str, capacity: int) -> str:
-    tree = parse(to_string(wanted), "volume")
+    tree = parse(to_string(wanted), kinds.VOLUME.tag)
     tree.find("name").text = name
     tree.find("capacity").text = str(capacity)
     tree.find("capacity").set("unit", "bytes")

@@ -12,79 +12,56 @@ reports.  Backend-agnostic: it speaks only the driver's
 
 from __future__ import annotations
 
-import copy
 import os
-from dataclasses import dataclass, field
+from typing import TypeVar
 
 from ansible_collections.virtops.qemu.plugins.module_utils import addresses
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import is_active
-from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
-    InvalidInput,
-    UnreadableDefinition,
-    VirtError,
-)
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput, VirtError
 from ansible_collections.virtops.qemu.plugins.module_utils.manager import guest_setup, power
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.resource import (
+    Plan,
     ResourceManager,
-    ResourceRequest,
     describe_each,
-    reconcile_name,
     uuid_of,
 )
 from ansible_collections.virtops.qemu.plugins.module_utils.model import domain as model
-from ansible_collections.virtops.qemu.plugins.module_utils.model import domain_options, origins
-from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
-from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import check_option_text, element, to_string
+from ansible_collections.virtops.qemu.plugins.module_utils.model import kinds
+from ansible_collections.virtops.qemu.plugins.module_utils.model.domain_request import (  # noqa: F401  # pylint: disable=unused-import
+    DomainRequest,
+    request_from_params,
+)
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import XmlNode, element, to_string
+
+DR = TypeVar("DR", bound=DomainRequest)
 
 
-@dataclass
-class DomainRequest(ResourceRequest):
-    force: bool = False
-    shutdown_timeout: float = 120
-    remove_disks: list = field(default_factory=list)
-    remove_snapshots: bool = False      # absent: forget the domain's snapshots with it (their metadata)
-    definition_option: str = "xml"      # the option a wrong definition is blamed on
-    creation_features: tuple = ()       # features a new domain gets unless turned off
-    cloud_init: guest_setup.CloudInit | None = None
-    guest_agent: bool | None = None     # the agent channel wanted (True), unwanted (False), or left alone
-    shutdown_mode: tuple = ("acpi",)    # how a shutdown asks the guest, tried in order
+class BaseDomainManager(ResourceManager[DR]):
+    """The generic life cycle plus power transitions, restart, the cloud-init seed and remove_disks.
 
-
-class DomainManager(ResourceManager):
-    """The generic life cycle plus power transitions, restart and remove_disks."""
+    Generic over the request, so a manager of one part of a domain (qemu_override) keeps its own request type.
+    """
 
     DONE = {**ResourceManager.DONE, "start_paused": "started paused", "shutdown": "shut down",
             "destroy": "destroyed", "suspend": "paused", "resume": "resumed"}
     FAILURES = {**ResourceManager.FAILURES, "start_paused": "failed to start", "shutdown": "did not shut down",
                 "destroy": "could not be destroyed", "suspend": "could not be paused",
-                "resume": "could not be resumed", "after_removal": "not every disk of remove_disks could be deleted"}
+                "resume": "could not be resumed", "after_removal": "not every disk of remove_disks could be deleted",
+                "forget_seeds": "its former seed files could not all be deleted"}
     STOPPING = frozenset({"shutdown", "destroy"})
-    SCHEMA = "domain"
-    OPTION_PLACES = origins.DOMAIN
+    AFTER = power.AFTER
+    NEW_STATE = "shutoff"
 
     def __init__(self, driver):
-        super().__init__(driver.domains, model.DOMAIN_RULES)
+        super().__init__(driver.domains, warnings=driver.warnings, record=kinds.DOMAIN)
         self.driver = driver
         self._seed_path = ""                     # the request's seed file
         self._seed_image: bytes | None = None    # its content (None: cloud_init absent or not asked)
-        self._seed_planned = False               # the file is to be (re)written
         self._stale_seeds: list[str] = []        # seed files the new definition no longer uses
 
     # -- model ----------------------------------------------------------------
-    def _created(self, req):
-        new = model.with_creation_defaults(copy.deepcopy(req.desired), features=req.creation_features)
-        model.settle_memory(new, req.desired, req.definition_option)
-        return new
-
-    def _settle(self, tree, req):
-        model.settle_memory(tree, req.desired, req.definition_option)
-
-    def _definition(self, req, before, before_xml):
-        self._add_guest_devices(req, before)
-        return super()._definition(req, before, before_xml)
-
-    def _add_guest_devices(self, req, before):
+    def _prepare(self, req: DR, before: XmlNode | None) -> None:
         """Put the seed disk and the agent channel into the request, now that the current definition is known."""
+        self._seed_path, self._seed_image, self._stale_seeds = "", None, []
         if req.cloud_init is None and req.guest_agent is None:
             return
         if req.desired is None:
@@ -101,8 +78,16 @@ class DomainManager(ResourceManager):
         if req.guest_agent is not None:
             guest_setup.place_agent_channel(req.desired, before, req.owned_lists, req.guest_agent)
 
-    def _seed_file(self, req) -> str:
-        directory = self.driver.seed_directory(req.cloud_init.pool)
+    def _shape(self, tree: XmlNode, req: DR, new: bool) -> XmlNode:
+        if req.desired is None:
+            return tree
+        if new:
+            tree = model.with_creation_defaults(tree, features=req.creation_features)
+        model.settle_memory(tree, req.desired, req.definition_option)
+        return tree
+
+    def _seed_file(self, req: DR) -> str:
+        directory = self.driver.seed_directory(req.cloud_init.pool if req.cloud_init else None)
         return os.path.join(directory, guest_setup.seed_file_name(req.name))
 
     def _seed_outdated(self) -> bool:
@@ -115,98 +100,77 @@ class DomainManager(ResourceManager):
         except OSError:
             return True
 
-    def _plan(self, req):
-        self._seed_path, self._seed_image, self._stale_seeds = "", None, []
-        plan = super()._plan(req)
-        self._seed_planned = self._seed_outdated()
-        return plan
-
-    def _apply(self, req, plan):
-        """The seed file first, so the definition never names a seed that is not there yet."""
-        if self._seed_planned:
-            self.driver.write_seed(self._seed_path, self._seed_image)
-        super()._apply(req, plan)
-        if plan.define:
-            for path in self._stale_seeds:
-                self.driver.delete_disk_source({"path": path})
-
-    def _result(self, req, plan, check_mode):
-        result = super()._result(req, plan, check_mode)
-        result["changed"] = result["changed"] or self._seed_planned
-        if req.cloud_init is not None:
-            result["seed"] = self._seed_path if self._seed_image is not None else None
-        return result
-
-    def _before(self, req):
-        """The stored definition; an unreadable one does not stop a request that needs none of it.
-
-        Power changes and removal work from the hypervisor's own record, so a
-        broken definition file cannot keep a guest running.
-        """
-        try:
-            return self._stored(req.name)
-        except UnreadableDefinition as e:
-            if req.desired is not None or req.remove_disks:
-                raise
-            self.driver.warnings.append(str(e))
-            return None, ""
-
     # -- power ----------------------------------------------------------------
-    def _status(self, name):
-        return self.objects.status(name).state
-
-    def _status_of_new(self):
-        return "shutoff"
-
-    def _is_active(self, status):
-        return is_active(status)
-
-    def _steps(self, req, status):
+    def _steps(self, req: DR, status: str) -> list[str]:
+        if req.state == "absent":
+            return super()._steps(req, status)
         power.require_known_state(req.name, status)
         return power.steps_to(req.state, status)
 
-    def _plan_restart(self, req, plan):
+    def _plan_live(self, req: DR, plan: Plan) -> None:
         """Without definition options, the stored definition is what the running guest should have.
 
         So ``restart: true`` alone applies what another task (security_label, a
         redefine elsewhere) left pending, as domain_info's restart_required shows.
         """
-        super()._plan_restart(req, plan)
-        stays_active = self._is_active(plan.status) and not set(plan.steps) & self.STOPPING
-        if req.desired is not None or not plan.before_xml or not stays_active:
+        super()._plan_live(req, plan)
+        if req.desired is not None:
             return
         live = model.parse_domain(self.objects.xml(req.name, inactive=False), "xml")
         if model.pending_changes(live, model.parse_domain(plan.before_xml, "xml")):
             plan.restart_now = req.restart
             plan.restart_required = not req.restart
 
-    def _predicted_state(self, req, plan):
+    def _predicted_state(self, req: DR, plan: Plan) -> str:
         if plan.restart_now and req.state == "paused":
             return "paused"
-        return power.predicted_state(plan.steps, plan.status)
+        return super()._predicted_state(req, plan)
 
-    def _transition(self, req, plan, step):
-        if step == "restart":
+    def _check_plan(self, req: DR, plan: Plan) -> None:
+        """The seed file is written first, so the definition never names a seed that is not there yet."""
+        if req.state != "absent":
+            if self._seed_outdated():
+                plan.prelude.append("seed")
+            if plan.define and self._stale_seeds:
+                plan.epilogue.append("forget_seeds")
+            return
+        if not plan.exists:
+            plan.removal["removed_disks"] = []
+            return
+        self._refuse_snapshots(req)
+        self._stale_seeds = guest_setup.seed_paths(plan.before, req.name)
+        plan.removal["removed_disks"] = self._disks_to_remove(req, plan.before) if plan.before is not None else []
+        plan.steps.append("after_removal")
+
+    def _transition(self, req: DR, plan: Plan, step: str) -> None:
+        if step == "seed":
+            self.driver.write_seed(self._seed_path, self._seed_image)
+        elif step == "forget_seeds":
+            for path in self._stale_seeds:
+                self.driver.delete_disk_source({"path": path})
+        elif step == "after_removal":
+            self._after_removal(plan.removal)
+        elif step == "restart":
             paused = req.state == "paused" or (req.state == "present" and plan.status == "paused")
             power.restart(self.objects, req.name, paused, req.shutdown_timeout, req.force, req.shutdown_mode)
         else:
             power.run_steps(self.objects, req.name, [step], req.shutdown_timeout, req.force, req.shutdown_mode)
 
-    # -- absent -----------------------------------------------------------------
-    def _before_removal(self, req, before):
-        self._refuse_snapshots(req)
-        self._stale_seeds = guest_setup.seed_paths(before, req.name)
-        return {"removed_disks": self._disks_to_remove(req, before) if before is not None else []}
+    def _finish(self, req: DR, plan: Plan, result: dict, check_mode: bool) -> None:
+        if req.cloud_init is not None and req.state != "absent":
+            result["seed"] = self._seed_path if self._seed_image is not None else None
 
-    def _after_removal(self, req, result):
+    # -- absent -----------------------------------------------------------------
+    def _after_removal(self, removal: dict) -> None:
+        """The former seed files, then the disks of remove_disks; ``removed_disks`` tells which are gone."""
         for path in self._stale_seeds:
             self.driver.delete_disk_source({"path": path})
-        doomed, result["removed_disks"] = result["removed_disks"], []
+        doomed, removal["removed_disks"] = removal["removed_disks"], []
         for source in doomed:
             self.driver.delete_disk_source(source)
-            result["removed_disks"].append(source)
+            removal["removed_disks"].append(source)
 
-    def _refuse_snapshots(self, req) -> None:
+    def _refuse_snapshots(self, req: DR) -> None:
         """A domain with snapshots goes only when asked, as libvirt refuses to undefine it without its flag."""
         names = self.driver.snapshots.names(req.name)
         if names and not req.remove_snapshots:
@@ -214,7 +178,7 @@ class DomainManager(ResourceManager):
                                "to remove it with their metadata", "remove_snapshots")
 
     @staticmethod
-    def _disks_to_remove(req, before):
+    def _disks_to_remove(req: DR, before: XmlNode) -> list[dict]:
         """Resolve remove_disks (target devs, paths or pool/volume) before anything changes."""
         disks = model.disk_sources(before)
         doomed = []
@@ -227,8 +191,9 @@ class DomainManager(ResourceManager):
             doomed.append(hit)
         return doomed
 
-    def _gone(self, req, changed, before_xml):
-        return {**super()._gone(req, changed, before_xml), "removed_disks": []}
+
+class DomainManager(BaseDomainManager[DomainRequest]):
+    """The domain module's manager."""
 
 
 def _names(source: dict) -> tuple:
@@ -236,47 +201,6 @@ def _names(source: dict) -> tuple:
     if "volume" in source:
         return (source["volume"], f"{source['pool']}/{source['volume']}")
     return (source["path"],)
-
-
-def request_from_params(params: dict) -> DomainRequest:
-    """Validate the module's options and build the request; connects to nothing."""
-    name = validate_name(params["name"], "domain")
-    desired, owned = None, set()
-    if params.get("xml"):
-        desired = model.parse_domain(params["xml"])
-        reconcile_name(desired, name, "domain")
-        owned = model.owned_lists_in(desired)
-    elif domain_options.has_definition(params):
-        check_option_text(params, domain_options.DEFINITION_OPTIONS)
-        desired, owned = domain_options.render(params)
-    if desired is not None:
-        model.normalise(desired)
-    if params.get("remove_disks") and params["state"] != "absent":
-        raise InvalidInput("only applies with state: absent", "remove_disks")
-    if params.get("remove_snapshots") and params["state"] != "absent":
-        raise InvalidInput("only applies with state: absent", "remove_snapshots")
-    timeout = params.get("shutdown_timeout", 120)
-    if timeout is not None and timeout < 0:
-        raise InvalidInput(f"must be 0 or more seconds, got {timeout}", "shutdown_timeout")
-    from_options = desired is not None and not params.get("xml")
-    return DomainRequest(
-        name=name, state=params["state"], desired=desired, owned_lists=owned,
-        autostart=params.get("autostart"), restart=params.get("restart", False), verbatim=bool(params.get("xml")),
-        force=params.get("force", False), shutdown_timeout=120 if timeout is None else timeout,
-        remove_disks=params.get("remove_disks") or [], remove_snapshots=bool(params.get("remove_snapshots")),
-        definition_option="current_memory" if from_options else "xml",
-        creation_features=domain_options.creation_features(params) if from_options else (),
-        cloud_init=guest_setup.cloud_init_from_params(params, name), guest_agent=params.get("guest_agent"),
-        shutdown_mode=_shutdown_modes(params.get("shutdown_mode")))
-
-
-def _shutdown_modes(given) -> tuple:
-    modes = tuple(given or ("acpi",))
-    unknown = [mode for mode in modes if mode not in power.SHUTDOWN_MODES]
-    if unknown or len(set(modes)) != len(modes):
-        raise InvalidInput(f"a list of distinct modes out of {', '.join(power.SHUTDOWN_MODES)}, got {list(modes)}",
-                           "shutdown_mode")
-    return modes
 
 
 def summary(driver, name: str):

@@ -18,44 +18,15 @@ import copy
 import hashlib
 import os
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
 from ansible_collections.virtops.qemu.plugins.module_utils.model.domain import DEVICES
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import XmlNode, element, sub
 
-if TYPE_CHECKING:
-    from ansible_collections.virtops.qemu.plugins.module_utils.seed.nocloud import Seed
-
 AGENT_CHANNEL = "org.qemu.guest_agent.0"
 SEED_SUFFIX = ".cidata.iso"
 SERIAL_PREFIX = "cidata-"
 SEED_BUS = "virtio"
-
-
-@dataclass
-class CloudInit:
-    state: str                  # present or absent
-    seed: Seed | None           # None when absent
-    pool: str | None            # where the seed lives; None: the driver's default
-
-    def image(self) -> bytes:
-        if self.seed is None:
-            raise ValueError("a cloud-init request with state absent has no seed image")
-        return self.seed.image()
-
-
-def cloud_init_from_params(params: dict, name: str) -> CloudInit | None:
-    given = params.get("cloud_init")
-    if given is None:
-        return None
-    state = given.get("state") or "present"
-    if state == "absent":
-        return CloudInit("absent", None, given.get("pool"))
-    from ansible_collections.virtops.qemu.plugins.module_utils.seed.nocloud import build_seed
-    seed = build_seed(name, given.get("user_data"), given.get("meta_data"), given.get("network_config"))
-    return CloudInit("present", seed, given.get("pool"))
 
 
 def seed_file_name(domain_name: str) -> str:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from ansible_collections.virtops.qemu.plugins.module_utils.model.kinds import Kind
 from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
 
 
@@ -22,11 +23,18 @@ from ansible_collections.virtops.qemu.plugins.module_utils.model.names import va
 class InfoKind:
     """How to read one kind of object from an open driver."""
 
-    key: str                                    # "domain"
-    plural: str                                 # "domains"
+    record: Kind                                # its word is the answer's key, its plural the list's
     exists: Callable[[Any, str], bool]          # (driver, name)
     describe: Callable[[Any, str], dict]        # (driver, name)
     describe_all: Callable[[Any], list[dict]]   # (driver)
+
+    @property
+    def key(self) -> str:
+        return self.record.word
+
+    @property
+    def plural(self) -> str:
+        return self.record.plural
 
 
 def gather(kind: InfoKind, open_driver: Callable[..., Any], uri: str, name: str | None) -> dict:

@@ -13,74 +13,47 @@ waits for a restart.  Backend-agnostic: it speaks only the driver's
 
 from __future__ import annotations
 
-import copy
-from dataclasses import dataclass
-
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import Lease, Networks
-from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput, UnreadableDefinition
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.resource import (
     Plan,
     ResourceManager,
-    ResourceRequest,
     describe_each,
-    reconcile_name,
     uuid_of,
 )
+from ansible_collections.virtops.qemu.plugins.module_utils.model import kinds
 from ansible_collections.virtops.qemu.plugins.module_utils.model import network as model
-from ansible_collections.virtops.qemu.plugins.module_utils.model import origins, schema
-from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
-from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import check_option_text, parse, to_string
-
-STATES = ("present", "active", "inactive", "absent")
-
-
-@dataclass
-class NetworkRequest(ResourceRequest):
-    definition_option: str = "ips"     # the option an overlapping subnet is blamed on
+from ansible_collections.virtops.qemu.plugins.module_utils.model.network import (  # noqa: F401  # pylint: disable=unused-import
+    NetworkRequest,
+    request_from_params,
+)
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse, to_string
 
 
-class NetworkManager(ResourceManager):
+class NetworkManager(ResourceManager[NetworkRequest]):
     """The generic life cycle plus live updates of a running network."""
 
     DONE = {**ResourceManager.DONE, "update": "updated live"}
     FAILURES = {**ResourceManager.FAILURES, "update": "the update of the running network failed"}
-    SCHEMA = "network"
-    OPTION_PLACES = origins.NETWORK
 
     def __init__(self, networks: Networks, warnings: list[str] | None = None):
-        super().__init__(networks, model.NETWORK_RULES)
+        super().__init__(networks, warnings=warnings, record=kinds.NETWORK)
         self.networks = networks
-        self.warnings = [] if warnings is None else warnings
 
-    def _before(self, req):
-        """The stored definition; an unreadable one does not keep a network from being stopped or removed."""
-        try:
-            return super()._before(req)
-        except UnreadableDefinition as e:
-            if req.desired is not None:
-                raise
-            self.warnings.append(str(e))
-            return None, ""
-
-    # -- model ----------------------------------------------------------------
-    def _created(self, req):
-        return model.settle(copy.deepcopy(req.desired))
-
-    def _settle(self, tree, req):
-        model.settle(tree)
-
-    # -- planning -------------------------------------------------------------
-    def _plan(self, req: ResourceRequest) -> Plan:
-        plan = super()._plan(req)
+    def _check_plan(self, req: NetworkRequest, plan: Plan) -> None:
+        """A running network this run cannot reach is refused before anything is written."""
+        if req.state == "absent":
+            if plan.exists:
+                self.networks.check_reachable(req.name, "remove")
+            return
         if "start" in plan.steps or plan.restart_now:
             self._check_subnets_free(req, plan)
         verb = "update" if plan.live_updates else "restart" if plan.restart_now else \
             "stop" if "stop" in plan.steps else None
-        if verb:    # the running network is touched: refuse before the definition is written
+        if verb:
             self.networks.check_reachable(req.name, verb)
-        return plan
 
-    def _check_subnets_free(self, req: ResourceRequest, plan: Plan) -> None:
+    def _check_subnets_free(self, req: NetworkRequest, plan: Plan) -> None:
         """A network about to start must not share a subnet with another active one; nothing is touched yet."""
         mine = model.subnets(self.parse(plan.after_xml))
         for other in self.networks.names():
@@ -89,17 +62,14 @@ class NetworkManager(ResourceManager):
             for theirs in model.subnets(self.parse(self.networks.xml(other, inactive=False))):
                 clash = next((own for own in mine if own.overlaps(theirs)), None)
                 if clash is not None:
-                    option = getattr(req, "definition_option", "ips")
                     raise InvalidInput(f"subnet {clash} of network {req.name!r} overlaps subnet {theirs} "
-                                       f"of active network {other!r}", option)
+                                       f"of active network {other!r}", req.definition_option)
 
-    # -- live updates ---------------------------------------------------------
-    def _plan_restart(self, req: ResourceRequest, plan: Plan) -> None:
+    def _plan_live(self, req: NetworkRequest, plan: Plan) -> None:
         """Changes libvirt can make to the running network go live; any other one needs a restart."""
-        stays_active = self._is_active(plan.status) and not set(plan.steps) & self.STOPPING
-        if req.desired is None or not plan.before_xml or not stays_active:
+        if req.desired is None:
             return
-        live = self.parse(self.networks.xml(req.name, inactive=False))
+        live = self._live(req.name)
         merged = self.merge(live, req.desired, req.owned_lists)
         if not merged.changed:
             return
@@ -110,75 +80,36 @@ class NetworkManager(ResourceManager):
             plan.restart_required = not req.restart
         else:
             plan.live_updates = updates
+            plan.steps.insert(0, "update")
 
-    @staticmethod
-    def _actions(plan: Plan) -> list[str]:
-        actions = ResourceManager._actions(plan)
-        if plan.live_updates:
-            actions.insert(1 if plan.define else 0, "update")
-        return actions
-
-    def _act(self, req: ResourceRequest, plan: Plan, step: str) -> None:
+    def _transition(self, req: NetworkRequest, plan: Plan, step: str) -> None:
         if step != "update":
-            super()._act(req, plan, step)
+            super()._transition(req, plan, step)
             return
         for command, section, xml, parent_index in plan.live_updates:
             self.networks.update(req.name, command, section, xml, parent_index)
 
-    # -- result ---------------------------------------------------------------
-    def _result(self, req: ResourceRequest, plan: Plan, check_mode: bool) -> dict:
-        result = super()._result(req, plan, check_mode)
-        result["changed"] = result["changed"] or bool(plan.live_updates)
+    def _finish(self, req: NetworkRequest, plan: Plan, result: dict, check_mode: bool) -> None:
         result["live_updates"] = [model.describe_update(update) for update in plan.live_updates]
-        if check_mode:
-            result["bridge"] = _bridge_in(plan.after_xml) if result["state"] == "active" else None
+        if result["state"] != "active":
+            result["bridge"] = None
+        elif check_mode:
+            result["bridge"] = _bridge_in(plan.after_xml)
         else:
-            result["bridge"] = self.networks.bridge(req.name) if result["state"] == "active" else None
-        return result
-
-    def _before_removal(self, req, before):
-        self.networks.check_reachable(req.name, "remove")
-        return {}
-
-    def _gone(self, req, changed, before_xml):
-        return {**super()._gone(req, changed, before_xml), "live_updates": [], "bridge": None}
+            result["bridge"] = self.networks.bridge(req.name)
 
 
 def _bridge_in(xml: str) -> str | None:
     if not xml:
         return None
-    node = parse(xml, "network").find("bridge")
+    node = parse(xml, kinds.NETWORK.tag).find("bridge")
     return None if node is None else node.get("name")
-
-
-# -- the module's request ---------------------------------------------------------
-def request_from_params(params: dict) -> NetworkRequest:
-    """Validate the module's options and build the request; connects to nothing."""
-    name = validate_name(params["name"], "network")
-    state = params.get("state") or "active"
-    if state not in STATES:
-        raise InvalidInput(f"must be one of {', '.join(STATES)}, got {state!r}", "state")
-    desired, owned, option = None, set(), None
-    if params.get("xml"):
-        desired, option = parse(params["xml"], "network", "xml"), "xml"
-        reconcile_name(desired, name, "network")
-        owned = model.owned_lists_in(desired)
-    elif model.has_definition(params):
-        check_option_text(params, model.STRUCTURED_OPTIONS)
-        desired, owned = model.render(params)
-    if desired is not None:
-        model.validate(desired, option)
-        schema.validate(desired, "network", "the network definition", option or "options",
-                        None if option else origins.locator(origins.NETWORK, desired))
-    return NetworkRequest(name=name, state=state, desired=desired, owned_lists=owned,
-                          autostart=params.get("autostart"), restart=bool(params.get("restart")),
-                          definition_option=option or "ips", verbatim=option is not None)
 
 
 # -- network_info ---------------------------------------------------------------------
 def describe(networks: Networks, name: str) -> dict:
     """What network_info returns for one network."""
-    stored = parse(networks.xml(name), "network")
+    stored = parse(networks.xml(name), kinds.NETWORK.tag)
     active = networks.active(name)
     return {"name": name, "uuid": uuid_of(stored), "state": "active" if active else "inactive",
             "active": active, "persistent": networks.persistent(name), "autostart": networks.autostart(name),

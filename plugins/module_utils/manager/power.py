@@ -21,10 +21,9 @@ from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
 )
 from ansible_collections.virtops.qemu.plugins.module_utils.model.domain import parse_domain
 from ansible_collections.virtops.qemu.plugins.module_utils.model.domain_options import X86_ARCHES
+from ansible_collections.virtops.qemu.plugins.module_utils.model.domain_request import SHUTDOWN_MODES
 
 POLL_SECONDS = 0.2
-# How a guest may be asked to power off: the ACPI power button, or the QEMU guest agent.
-SHUTDOWN_MODES = ("acpi", "agent")
 
 
 def steps_to(state: str, current: str) -> list[str]:
@@ -47,10 +46,13 @@ def steps_to(state: str, current: str) -> list[str]:
     return []
 
 
+# The state each step leaves the domain in.
+AFTER = {"start": "running", "resume": "running", "suspend": "paused", "start_paused": "paused",
+         "shutdown": "shutoff", "destroy": "shutoff"}
+
+
 def predicted_state(steps: list[str], current: str) -> str:
-    after = {"start": "running", "resume": "running", "suspend": "paused", "start_paused": "paused",
-             "shutdown": "shutoff", "destroy": "shutoff"}
-    return after[steps[-1]] if steps else current
+    return AFTER[steps[-1]] if steps else current
 
 
 def run_steps(domains, name: str, steps: list[str], shutdown_timeout: float, force: bool,

@@ -14,12 +14,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput, NotFound
-from ansible_collections.virtops.qemu.plugins.module_utils.manager.domain import DomainManager, DomainRequest
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
+from ansible_collections.virtops.qemu.plugins.module_utils.manager.domain import BaseDomainManager, DomainRequest
+from ansible_collections.virtops.qemu.plugins.module_utils.manager.resource import Plan
 from ansible_collections.virtops.qemu.plugins.module_utils.model import domain as model
 from ansible_collections.virtops.qemu.plugins.module_utils.model import qemu_ns
 from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
-from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import check_option_text, to_string
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import XmlNode, check_option_text
 
 
 @dataclass
@@ -28,26 +29,16 @@ class OverrideRequest(DomainRequest):
     sections: dict = field(default_factory=dict)
 
 
-class QemuOverrideManager(DomainManager):
+class QemuOverrideManager(BaseDomainManager[OverrideRequest]):
     """DomainManager whose new definition is the stored one with the requested qemu: sections."""
 
-    def _plan(self, req):
-        if not self.objects.exists(req.name):
-            raise NotFound(f"domain {req.name!r} is not defined; qemu_override changes existing domains only")
-        return super()._plan(req)
+    MISSING = "; qemu_override changes existing domains only"
 
-    def _definition(self, req, before, before_xml):
-        if before is None:      # an unreadable definition: _before has raised unless nothing is asked
-            return before_xml, False
-        after = qemu_ns.edited(before, req.sections)
-        if qemu_ns.sections_of(after) == qemu_ns.sections_of(before):
-            return before_xml, False
-        return to_string(after), True
+    def _shape(self, tree: XmlNode, req: OverrideRequest, new: bool) -> XmlNode:
+        after = qemu_ns.edited(tree, req.sections)
+        return tree if qemu_ns.sections_of(after) == qemu_ns.sections_of(tree) else after
 
-    def _plan_restart(self, req, plan):
-        stays_active = self._is_active(plan.status) and not set(plan.steps) & self.STOPPING
-        if not stays_active or not plan.after_xml:
-            return
+    def _plan_live(self, req: OverrideRequest, plan: Plan) -> None:
         live = model.parse_domain(self.objects.xml(req.name, inactive=False))
         wanted = model.parse_domain(plan.after_xml)
         if qemu_ns.sections_of(live) != qemu_ns.sections_of(wanted):

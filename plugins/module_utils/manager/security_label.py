@@ -5,11 +5,12 @@
 
 The generic ResourceManager's life cycle, narrowed to one part of an
 existing domain: read the persistent definition -> set or remove the
-labels (model/seclabel.py) -> pre-flight access check -> define unless
-check mode -> re-read -> result with diff.  Labels never change on a running
-domain: a change to one is reported as ``restart_required``, as is a
-definition whose labels differ from those in force.  Backend-agnostic: it
-speaks only the driver's ``Domains``.  Private to the collection.
+labels (model/seclabel.py, in the ``_shape`` hook) -> pre-flight access
+check -> define unless check mode -> re-read -> result with diff.  Labels
+never change on a running domain: a change to one is reported as
+``restart_required``, as is a definition whose labels differ from those in
+force.  Backend-agnostic: it speaks only the driver's ``Domains``.  Private
+to the collection.
 """
 
 from __future__ import annotations
@@ -17,81 +18,51 @@ from __future__ import annotations
 import os
 import pwd
 import stat
-from dataclasses import dataclass, field
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import Domains
-from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput, NotFound
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.resource import Plan, ResourceManager
-from ansible_collections.virtops.qemu.plugins.module_utils.model import seclabel
-from ansible_collections.virtops.qemu.plugins.module_utils.model.merge import Rules
-from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse, to_string
+from ansible_collections.virtops.qemu.plugins.module_utils.model import kinds, seclabel
+from ansible_collections.virtops.qemu.plugins.module_utils.model.seclabel import (  # noqa: F401  # pylint: disable=unused-import
+    LabelRequest,
+    request_from_params,
+)
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import XmlNode, parse
+
+# The generic result's keys that say nothing of labels: the domain's own state, uuid and autostart.
+_NOT_LABELS = ("state", "uuid", "autostart")
 
 
-@dataclass
-class LabelRequest:
-    name: str
-    state: str = "present"              # present: set the labels; absent: remove those of the listed models
-    labels: list[seclabel.Label] = field(default_factory=list)
-    disks: list[seclabel.DiskLabels] = field(default_factory=list)
-    check_access: bool = True
-
-
-def request_from_params(params: dict) -> LabelRequest:
-    labels = [seclabel.label_from_options(item, f"labels[{index}]")
-              for index, item in enumerate(params.get("labels") or [])]
-    _unique([x.model for x in labels], "labels", "model")
-    disks = []
-    for index, entry in enumerate(params.get("disks") or []):
-        items = [seclabel.disk_label_from_options(item, f"disks[{index}].labels[{number}]")
-                 for number, item in enumerate(entry.get("labels") or [])]
-        _unique([x.model for x in items], f"disks[{index}].labels", "model")
-        disks.append(seclabel.DiskLabels(entry["target"], items))
-    _unique([d.target for d in disks], "disks", "target")
-    return LabelRequest(params["name"], params.get("state") or "present", labels, disks,
-                        params.get("check_access", True))
-
-
-def _unique(values: list[str], option: str, key: str) -> None:
-    for value in values:
-        if values.count(value) > 1:
-            raise InvalidInput(f"{key} {value!r} is given twice", option)
-
-
-class SecurityLabelManager(ResourceManager):
+class SecurityLabelManager(ResourceManager[LabelRequest]):
     """The labels of one domain; ``caps_xml`` gives the QEMU user for the access check."""
 
+    MISSING = ""
+
     def __init__(self, domains: Domains, caps_xml=None):
-        super().__init__(domains, Rules())
+        super().__init__(domains, record=kinds.SECURITY_LABEL)
         self.domains = domains
         self._caps_xml = caps_xml
 
-    def ensure_labels(self, req: LabelRequest, check_mode: bool) -> dict:
-        if not self.objects.exists(req.name):
-            raise NotFound(f"domain {req.name!r} is not defined")
-        before, before_xml = self._stored(req.name)
-        after = seclabel.apply(before, req.labels, req.disks, req.state == "present")
-        after_xml = to_string(after)
-        plan = Plan(before_xml, after_xml, after_xml != before_xml, "", [], False)
-        if plan.define and req.check_access and req.state == "present":
-            self.check_access(after)
-        if plan.define and not check_mode:
-            self._apply(_define_only(req), plan)
-        return self._labels_result(req, plan, parse(plan.after_xml, "domain"))
+    def _shape(self, tree: XmlNode, req: LabelRequest, new: bool) -> XmlNode:
+        return seclabel.apply(tree, req.labels, req.disks, not req.remove)
 
-    def _labels_result(self, req: LabelRequest, plan: Plan, after) -> dict:
+    def _plan_live(self, req: LabelRequest, plan: Plan) -> None:
+        """A running domain keeps its labels until it restarts."""
+        live = self.parse(self.objects.xml(req.name, inactive=False))
+        plan.restart_required = plan.define or seclabel.differs_from_live(self.parse(plan.after_xml), live)
+
+    def _check_plan(self, req: LabelRequest, plan: Plan) -> None:
+        if plan.define and req.check_access and not req.remove:
+            self.check_access(self.parse(plan.after_xml))
+
+    def _finish(self, req: LabelRequest, plan: Plan, result: dict, check_mode: bool) -> None:
         active = self.objects.active(req.name)
         in_force = self.domains.security_labels(req.name) if active else []
-        live = parse(self.objects.xml(req.name, inactive=False), "domain") if active else None
-        restart = active and (plan.define or seclabel.differs_from_live(after, live))
-        return {
-            "changed": plan.define,
-            "name": req.name,
-            "xml": plan.after_xml,
-            **seclabel.summary(after),
-            "live_labels": [{"model": x.model, "label": x.label, "enforcing": x.enforcing} for x in in_force],
-            "restart_required": restart,
-            "diff": {"before": plan.before_xml, "after": plan.after_xml},
-        }
+        for key in _NOT_LABELS:
+            del result[key]
+        result.update(seclabel.summary(self.parse(plan.after_xml)))
+        result["live_labels"] = [{"model": x.model, "label": x.label, "enforcing": x.enforcing} for x in in_force]
+        result["restart_required"] = active and (plan.define or plan.restart_required)
 
     # -- pre-flight ---------------------------------------------------------------
     def check_access(self, domain) -> None:
@@ -116,13 +87,6 @@ class SecurityLabelManager(ResourceManager):
         caps = parse(self._caps_xml(), "capabilities", "capabilities")
         base = caps.find(f"host/secmodel[model='dac']/baselabel[@type='{domain.get('type') or 'qemu'}']")
         return _numeric(base.text) if base is not None and base.text else None
-
-
-def _define_only(req: LabelRequest):
-    """A ResourceRequest for the generic define step (the plan is made; only acting remains)."""
-    from ansible_collections.virtops.qemu.plugins.module_utils.manager.resource import ResourceRequest
-
-    return ResourceRequest(name=req.name)
 
 
 def _numeric(label: str) -> tuple[int, int] | None:

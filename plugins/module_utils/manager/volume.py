@@ -4,7 +4,8 @@
 """Bring one storage volume to the requested capacity, format and permissions, or remove it.
 
 Volumes have no definition to merge and no start or stop, so this is a
-small manager of its own with the results every kind has: ``changed``, a
+small manager of its own on the common step loop (resource.run_steps),
+with the results every kind has: ``changed``, a
 diff of the volume's XML (the part the module manages, see
 model/volume.py) and check mode that predicts the real run.  Its rules: a
 missing volume is created (empty, cloned, or on a backing store); an
@@ -24,7 +25,9 @@ from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import Pools, Volumes
-from ansible_collections.virtops.qemu.plugins.module_utils.errors import Conflict, InvalidInput, NotFound, VirtError
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import Conflict, InvalidInput, NotFound
+from ansible_collections.virtops.qemu.plugins.module_utils.manager.resource import run_steps
+from ansible_collections.virtops.qemu.plugins.module_utils.model import kinds
 from ansible_collections.virtops.qemu.plugins.module_utils.model import pool as pool_model
 from ansible_collections.virtops.qemu.plugins.module_utils.model.volume import (
     DEFAULT_MODE,
@@ -41,6 +44,11 @@ if TYPE_CHECKING:
 
 # qemu-img rounds qcow2 sizes up to whole sectors.
 SECTOR = 512
+# What a finished step did, and how a failed one reads, after "volume 'x' was created but ...".
+DONE = {"create": "created", "import": "imported", "resize": "resized", "permissions": "given its permissions",
+        "delete": "deleted"}
+FAILURES = {"create": "could not be created", "import": "could not be imported", "resize": "could not be resized",
+            "permissions": "its permissions could not be set", "delete": "could not be deleted"}
 
 
 @dataclass
@@ -124,7 +132,7 @@ class VolumeManager:
             group=os.getgid() if req.group is None else req.group)
 
     def _target(self, pool: str) -> str:
-        tree = parse(self.pools.xml(pool, inactive=False), "pool")
+        tree = parse(self.pools.xml(pool, inactive=False), kinds.POOL.tag)
         kind = pool_model.pool_type(tree)
         if kind not in ("dir", "fs", "netfs"):
             raise InvalidInput(f"volumes of {kind} pool {pool!r} cannot be created or deleted by this module",
@@ -172,15 +180,16 @@ class VolumeManager:
 
     # -- acting -----------------------------------------------------------------------
     def _apply(self, req: VolumeRequest, plan: VolumePlan) -> None:
-        for step in plan.steps:
-            try:
-                self._act(req, plan, step)
-            except VirtError as e:
-                if plan.done:
-                    e.after_changes(f"volume {req.name!r} was changed ({', '.join(plan.done)}) but {step} failed: "
-                                    f"{e}", {"changed": True, "pool": req.pool, "name": req.name})
-                raise
-            plan.done.append(step)
+        """Act on the plan; a failure after a first change carries what was already changed."""
+        run_steps(f"volume {req.name!r}", plan.steps, lambda step: self._act(req, plan, step), plan.done,
+                  lambda: self._partial(req, plan), DONE, FAILURES)
+
+    @staticmethod
+    def _partial(req: VolumeRequest, plan: VolumePlan) -> dict:
+        before = shown_xml(plan.before) if plan.before else ""
+        after = shown_xml(plan.after) if plan.after else ""
+        return {"changed": True, "pool": req.pool, "name": req.name, "xml": after,
+                "diff": {"before": before, "after": after}}
 
     def _act(self, req: VolumeRequest, plan: VolumePlan, step: str) -> None:
         after = plan.after

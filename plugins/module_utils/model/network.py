@@ -16,11 +16,27 @@ import copy
 import ipaddress
 import re
 from collections.abc import Hashable
+from dataclasses import dataclass
 from typing import Any
 
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
+from ansible_collections.virtops.qemu.plugins.module_utils.model import origins, schema
 from ansible_collections.virtops.qemu.plugins.module_utils.model.merge import Rules, differs_in, first_key
-from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import XmlNode, element, etree, sub, to_string
+from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
+from ansible_collections.virtops.qemu.plugins.module_utils.model.request import (
+    ResourceRequest,
+    checked_state,
+    reconcile_name,
+)
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import (
+    XmlNode,
+    check_option_text,
+    element,
+    etree,
+    parse,
+    sub,
+    to_string,
+)
 
 Params = dict[str, Any]
 
@@ -602,3 +618,33 @@ def describe_update(update: tuple[str, str, str, int]) -> str:
     """An update as results list it: "add ip-dhcp-host <host mac='...' .../>"."""
     command, section, xml, _parent = update
     return f"{'add' if command == 'add-last' else command} {section} {xml}"
+
+
+# -- the module's request ---------------------------------------------------------
+STATES = ("present", "active", "inactive", "absent")
+
+
+@dataclass
+class NetworkRequest(ResourceRequest):
+    definition_option: str = "ips"     # the option an overlapping subnet is blamed on
+
+
+def request_from_params(params: dict) -> NetworkRequest:
+    """Validate the module's options and build the request; connects to nothing."""
+    name = validate_name(params["name"], "network")
+    state = checked_state(params.get("state") or "active", STATES)
+    desired, owned, option = None, set(), None
+    if params.get("xml"):
+        desired, option = parse(params["xml"], "network", "xml"), "xml"
+        reconcile_name(desired, name, "network")
+        owned = owned_lists_in(desired)
+    elif has_definition(params):
+        check_option_text(params, STRUCTURED_OPTIONS)
+        desired, owned = render(params)
+    if desired is not None:
+        validate(desired, option)
+        schema.validate(desired, "network", "the network definition", option or "options",
+                        None if option else origins.locator(origins.NETWORK, desired))
+    return NetworkRequest(name=name, state=state, desired=desired, owned_lists=owned,
+                          autostart=params.get("autostart"), restart=bool(params.get("restart")),
+                          definition_option=option or "ips", verbatim=option is not None)

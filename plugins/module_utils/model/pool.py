@@ -14,12 +14,26 @@ from __future__ import annotations
 
 import copy
 import re
+from dataclasses import dataclass
 from typing import Any
 
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
+from ansible_collections.virtops.qemu.plugins.module_utils.model import origins, schema
 from ansible_collections.virtops.qemu.plugins.module_utils.model.filemode import octal_mode
 from ansible_collections.virtops.qemu.plugins.module_utils.model.merge import Rules, own_attr
-from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import XmlNode, element, sub
+from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
+from ansible_collections.virtops.qemu.plugins.module_utils.model.request import (
+    ResourceRequest,
+    checked_state,
+    reconcile_name,
+)
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import (
+    XmlNode,
+    check_option_text,
+    element,
+    parse,
+    sub,
+)
 
 Params = dict[str, Any]
 
@@ -202,3 +216,50 @@ def definition_for_type_check(current: XmlNode, desired: XmlNode) -> None:
 
 def without_measures(pool: XmlNode) -> XmlNode:
     return settle(copy.deepcopy(pool))
+
+
+# -- the module's request ---------------------------------------------------------
+STATES = ("present", "active", "inactive", "absent")
+
+
+@dataclass
+class PoolRequest(ResourceRequest):
+    build: bool = False
+    build_overwrite: bool = False
+    delete_target: str | None = None
+    definition_option: str | None = None    # "xml" for a verbatim definition, None for the structured options
+    refresh: bool = False
+
+    def reads_definition(self) -> bool:
+        return self.desired is not None or self.delete_target is not None
+
+
+def request_from_params(params: dict) -> PoolRequest:
+    """Validate the module's options and build the request; connects to nothing."""
+    name = validate_name(params["name"], "pool")
+    state = checked_state(params.get("state") or "active", STATES)
+    desired, owned, option = None, set(), None
+    if params.get("xml"):
+        desired, option = settle(parse(params["xml"], "pool", "xml")), "xml"
+        reconcile_name(desired, name, "pool")
+        owned = owned_lists_in(desired)
+    elif has_definition(params):
+        check_option_text(params, STRUCTURED_OPTIONS)
+        desired, owned = render(params)
+    if desired is not None:
+        validate(desired, option)
+        schema.validate(desired, "storagepool", "the pool definition", option or "options",
+                        None if option else origins.locator(origins.POOL, desired))
+    delete_target = params.get("delete_target")
+    if delete_target is not None and state != "absent":
+        raise InvalidInput("applies only with state=absent", "delete_target")
+    if params.get("build_overwrite") and not params.get("build"):
+        raise InvalidInput("needs build=true", "build_overwrite")
+    if params.get("refresh") and state != "active":
+        raise InvalidInput(f"rescans an active pool; it needs state=active, not {state}", "refresh")
+    return PoolRequest(name=name, state=state, desired=desired, owned_lists=owned,
+                       autostart=params.get("autostart"), restart=bool(params.get("restart")),
+                       verbatim=option is not None, build=bool(params.get("build")),
+                       build_overwrite=bool(params.get("build_overwrite")),
+                       delete_target=delete_target, definition_option=option,
+                       refresh=bool(params.get("refresh")))

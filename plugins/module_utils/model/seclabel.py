@@ -18,6 +18,7 @@ import pwd
 from dataclasses import dataclass, field
 
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
+from ansible_collections.virtops.qemu.plugins.module_utils.model.request import ResourceRequest
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import element, sub
 
 MODELS = ("selinux", "apparmor", "dac")
@@ -211,3 +212,47 @@ def parse_dac_label(text: str, option: str) -> tuple[int, int]:
     except (KeyError, ValueError) as exc:
         raise InvalidInput(f"DAC label {text!r} names no user or group of this host", option) from exc
     return uid, gid
+
+
+# -- the module's request ---------------------------------------------------------
+@dataclass
+class LabelRequest(ResourceRequest):
+    """The labels of the domain ``name``, which stays as it is otherwise (its ``state`` is always present)."""
+
+    remove: bool = False                # the module's state=absent: remove the labels of the listed models
+    labels: list[Label] = field(default_factory=list)
+    disks: list[DiskLabels] = field(default_factory=list)
+    check_access: bool = True
+
+    def reads_definition(self) -> bool:
+        return True
+
+
+def request_from_params(params: dict) -> LabelRequest:
+    remove = (params.get("state") or "present") == "absent"
+    if remove:
+        params = _models_only(params)
+    labels = [label_from_options(item, f"labels[{index}]") for index, item in enumerate(params.get("labels") or [])]
+    _unique([x.model for x in labels], "labels", "model")
+    disks = []
+    for index, entry in enumerate(params.get("disks") or []):
+        items = [disk_label_from_options(item, f"disks[{index}].labels[{number}]")
+                 for number, item in enumerate(entry.get("labels") or [])]
+        _unique([x.model for x in items], f"disks[{index}].labels", "model")
+        disks.append(DiskLabels(entry["target"], items))
+    _unique([d.target for d in disks], "disks", "target")
+    return LabelRequest(params["name"], remove=remove, labels=labels, disks=disks,
+                        check_access=params.get("check_access", True))
+
+
+def _models_only(params: dict) -> dict:
+    """Only the models matter when removing; the other options' defaults must not fail validation."""
+    return dict(params, labels=[{"model": item["model"], "type": "none"} for item in params.get("labels") or []],
+                disks=[{"target": d["target"], "labels": [{"model": x["model"]} for x in d.get("labels") or []]}
+                       for d in params.get("disks") or []])
+
+
+def _unique(values: list[str], option: str, key: str) -> None:
+    for value in values:
+        if values.count(value) > 1:
+            raise InvalidInput(f"{key} {value!r} is given twice", option)

@@ -44,6 +44,7 @@ import stat
 
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput, host_error
 from ansible_collections.virtops.qemu.plugins.module_utils.fileio import make_private_dir
+from ansible_collections.virtops.qemu.plugins.module_utils.model.kinds import KINDS
 
 # sun_path holds 108 bytes including the terminating NUL.
 MAX_SOCKET_PATH = 107
@@ -54,8 +55,8 @@ MAX_ID_DIGITS = 5
 
 _TREE = ("log/qemu", "log/swtpm", "etc/pki/qemu", "run/swtpm", "cache/qemu", "lib/qemu",
          "lib/qemu/nvram", "lib/swtpm", "lib/dnsmasq")
-# kind -> the directory name of its part of the tree, as libvirt's drivers name theirs.
-KIND_DIRS = {"domain": "qemu", "network": "network", "pool": "storage"}
+# kind -> the directory name of its part of the tree, as libvirt's drivers name theirs (the kind's record).
+KIND_DIRS = {kind.word: kind.directory for kind in KINDS.values() if kind.directory}
 
 
 class KindLayout:
