@@ -51,6 +51,8 @@ DOMAIN_DRIVER = [f"{MU}.driver.embed.{name}" for name in ("domains", "recovery",
 PROCESSES = [f"{MU}.driver.embed.process"]
 # A domain call that does not describe snapshots loads no snapshot code.
 SNAPSHOT_CODE = [f"{MU}.manager.snapshot", f"{MU}.model.snapshot", f"{MU}.driver.embed.snapshot"]
+# The RelaxNG helpers load only when a definition is validated (one is defined or given).
+SCHEMA = [f"{MU}.model.schema"]
 # A pool call that does not list volumes loads no volume code.
 VOLUME_CODE = [f"{MU}.manager.volume", f"{MU}.model.volume"]
 
@@ -99,7 +101,7 @@ def test_a_domain_no_op_loads_no_start_or_other_kind_code(root):
     result, loaded = run_module("domain", {"uri": f"qemu:///embed?root={root}", "name": "lean1",
                                            "memory": "64MiB"})
     assert result["changed"] is False and "failed" not in result, result
-    assert sorted(loaded.intersection(HEAVY + NOT_FOR_DOMAINS + SNAPSHOT_CODE)) == []
+    assert sorted(loaded.intersection(HEAVY + NOT_FOR_DOMAINS + SNAPSHOT_CODE + SCHEMA)) == []
 
 
 def test_a_domain_no_op_in_check_mode_too(root):
@@ -113,7 +115,7 @@ def test_a_volume_no_op_loads_no_domain_download_or_start_code(root):
     result, loaded = run_module("volume", {"uri": f"qemu:///embed?root={root}", "pool": "lean",
                                            "name": "disk.img", "capacity": "1MiB", "format": "raw"})
     assert result["changed"] is False and "failed" not in result, result
-    assert sorted(loaded.intersection(HEAVY + NOT_FOR_VOLUMES + DOMAIN_DRIVER + PROCESSES)) == []
+    assert sorted(loaded.intersection(HEAVY + NOT_FOR_VOLUMES + DOMAIN_DRIVER + PROCESSES + SCHEMA)) == []
 
 
 def test_a_pool_no_op_loads_no_domain_volume_or_network_code(root):
