@@ -58,7 +58,6 @@ class DomainRecovery(StoredResources[DomainRecord]):
     """Bringing a domain's status record in line with its QEMU; every method runs under the domain's lock."""
 
     driver: EmbedDriver
-    schema_name = "domain"
     records = state.RECORDS
 
     def __init__(self, driver: EmbedDriver):
