@@ -47,9 +47,14 @@ JobInfo = TypedDict("JobInfo", {
 BlockExportInfo = TypedDict("BlockExportInfo", {"id": str, "type": str, "node-name": str,
                                                 "shutting-down": bool})
 
+# An image's ImageInfo: "backing-image" (another ImageInfo) only over a backing file, "snapshots" only
+# when it has internal snapshots.
+ImageInfo = TypedDict("ImageInfo", {"filename": str, "format": str, "backing-filename": str,
+                                    "backing-image": dict, "snapshots": list}, total=False)
+
 # query-named-block-nodes: BlockDeviceInfo; anonymous nodes have no node-name.
-BlockDeviceInfo = TypedDict("BlockDeviceInfo", {"node-name": str, "drv": str, "file": str, "ro": bool},
-                            total=False)
+BlockDeviceInfo = TypedDict("BlockDeviceInfo", {"node-name": str, "drv": str, "file": str, "ro": bool,
+                                                "image": ImageInfo}, total=False)
 
 
 class BlockInfo(TypedDict, total=False):
@@ -102,6 +107,12 @@ class ObjectTypeInfo(TypedDict, total=False):
     name: str
     abstract: bool
     parent: str
+
+
+class TransactionAction(TypedDict):
+    """One action of a ``transaction``: its command's name and arguments."""
+    type: str
+    data: dict
 
 
 class KeyValue(TypedDict):
@@ -294,6 +305,22 @@ def blockdev_snapshot(qmp: QMPClient, node: str, overlay: str) -> None:
     _run(qmp, "blockdev-snapshot", {"node": node, "overlay": overlay})
 
 
+def blockdev_snapshot_action(node: str, overlay: str) -> TransactionAction:
+    """``blockdev_snapshot`` as an action of a ``transaction``."""
+    return {"type": "blockdev-snapshot", "data": {"node": node, "overlay": overlay}}
+
+
+def transaction(qmp: QMPClient, actions: list[TransactionAction]) -> None:
+    """Run ``actions`` all at once: when one fails, QEMU undoes the others."""
+    _run(qmp, "transaction", {"actions": actions})
+
+
+def block_commit(qmp: QMPClient, job_id: str, device: str, base_node: str, auto_dismiss: bool = True) -> None:
+    """Merge node ``device`` (the active layer: a job that gets ready) into ``base_node`` below it."""
+    _run(qmp, "block-commit", {"job-id": job_id, "device": device, "base-node": base_node,
+                               "auto-dismiss": auto_dismiss})
+
+
 def block_job_cancel(qmp: QMPClient, device: str, force: bool = False) -> None:
     """Cancel a block job; a ready mirror cancelled without ``force`` leaves its copy in sync."""
     arguments: dict = {"device": device}
@@ -308,6 +335,11 @@ def query_block_jobs(qmp: QMPClient) -> list[BlockJobInfo]:
 
 def query_jobs(qmp: QMPClient) -> list[JobInfo]:
     return cast(list[JobInfo], _objects(qmp, "query-jobs"))
+
+
+def job_complete(qmp: QMPClient, job_id: str) -> None:
+    """Let a ready job finish (a commit or a mirror pivots to its target)."""
+    _run(qmp, "job-complete", {"id": job_id})
 
 
 def job_dismiss(qmp: QMPClient, job_id: str) -> None:

@@ -52,7 +52,7 @@ options:
         one C(domxml-to-native) call per domain), so a listing leaves it out by default.
       - Default V(true) with O(name), V(false) without.
     type: bool
-    version_added: 0.3.0
+    version_added: 0.4.0
 seealso:
   - module: virtops.qemu.domain
 """

@@ -17,10 +17,11 @@ import contextlib
 import copy
 import os
 import shutil
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from ansible_collections.virtops.qemu.plugins.module_utils import addresses, fileio
 from ansible_collections.virtops.qemu.plugins.module_utils import guest_agent as qga
+from ansible_collections.virtops.qemu.plugins.module_utils import qmp_commands as qmpc
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import DomainRuntime, Domains, DomainStatus
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import process
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.launch import DomainLaunch, check_startable
@@ -157,19 +158,19 @@ class EmbedDomains(DomainLaunch, Domains):
                 raise
 
     def shutdown(self, name: str) -> None:
-        self._qmp_on_active(name, "shut down", "system_powerdown")
+        self._qmp_on_active(name, "shut down", qmpc.system_powerdown)
 
     def suspend(self, name: str) -> None:
-        self._qmp_on_active(name, "pause", "stop", ("paused", "user"))
+        self._qmp_on_active(name, "pause", qmpc.stop, ("paused", "user"))
 
     def resume(self, name: str) -> None:
-        self._qmp_on_active(name, "resume", "cont", ("running", "unpaused"))
+        self._qmp_on_active(name, "resume", qmpc.cont, ("running", "unpaused"))
 
-    def _qmp_on_active(self, name: str, verb: str, command: str, after=None) -> None:
+    def _qmp_on_active(self, name: str, verb: str, command: Callable[[QMPClient], None], after=None) -> None:
         with self._lock(name):
             record = self._active_record(name, verb)
             with self._monitor(name, record) as qmp:
-                qmp.execute(command)
+                command(qmp)
             if after:
                 record.state, record.reason = after
                 self._save(name, record)
@@ -205,7 +206,7 @@ class EmbedDomains(DomainLaunch, Domains):
         """Ask QEMU to quit; False when its monitor does not answer, and signals must do it."""
         try:
             with self._session(record.monitor, name) as qmp:
-                qmp.execute("quit", timeout=MONITOR_TIMEOUT)
+                qmpc.quit_qemu(qmp, timeout=MONITOR_TIMEOUT)
         except VirtError:
             return False
         return True
@@ -234,14 +235,11 @@ class EmbedDomains(DomainLaunch, Domains):
     def send_key(self, name: str, codeset: str, codes: list[int], holdtime: int = 0) -> None:
         """QMP send-key with QEMU's numbers (qnum), as libvirt's QEMU driver sends it."""
         from ansible_collections.virtops.qemu.plugins.module_utils.model import sendkey as keycodes
-        keys = [{"type": "number", "data": keycodes.to_qnum(codeset, code)} for code in codes]
-        arguments: dict = {"keys": keys}
-        if holdtime > 0:
-            arguments["hold-time"] = holdtime
+        keys: list[qmpc.KeyValue] = [{"type": "number", "data": keycodes.to_qnum(codeset, code)} for code in codes]
         with self._lock(name):
             record = self._active_record(name, "send keys to")
             with self._monitor(name, record) as qmp:
-                qmp.execute("send-key", arguments)
+                qmpc.send_key(qmp, keys, holdtime)
 
     # -- guest side ---------------------------------------------------------
     def interface_addresses(self, name: str, source: str) -> dict[str, list[dict]] | None:

@@ -26,10 +26,12 @@ import os
 import secrets
 import time
 
+from ansible_collections.virtops.qemu.plugins.module_utils import qmp_commands as qmpc
 from ansible_collections.virtops.qemu.plugins.module_utils.driver import hosttools
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import images
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, Conflict, VirtError
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import element, sub
+from ansible_collections.virtops.qemu.plugins.module_utils.qmp import QMPClient
 
 JOB_TIMEOUT = 1800.0
 JOB_POLL = 0.2
@@ -124,28 +126,28 @@ def backing_of(path: str) -> str | None:
 
 
 # -- QEMU --------------------------------------------------------------------------------------
-def switch_to_overlays(qmp, domain: str, disks: list[tuple[str, str]]) -> None:
+def switch_to_overlays(qmp: QMPClient, domain: str, disks: list[tuple[str, str]]) -> None:
     """Make the running QEMU write to each (image, overlay): all disks at once, or none."""
     tops = _device_nodes(qmp)
     added: list[str] = []
-    actions = []
+    actions: list[qmpc.TransactionAction] = []
     try:
         for base, overlay in disks:
             if base not in tops:
                 raise Conflict(f"domain {domain!r}: QEMU does not have {base} open as a disk")
             node = f"virtops-{secrets.token_hex(6)}"
-            qmp.execute("blockdev-add", {"driver": "qcow2", "node-name": node, "backing": None,
-                                         "file": {"driver": "file", "filename": overlay}})
+            qmpc.blockdev_add(qmp, {"driver": "qcow2", "node-name": node, "backing": None,
+                                    "file": {"driver": "file", "filename": overlay}})
             added.append(node)
-            actions.append({"type": "blockdev-snapshot", "data": {"node": tops[base], "overlay": node}})
-        qmp.execute("transaction", {"actions": actions})
+            actions.append(qmpc.blockdev_snapshot_action(tops[base], node))
+        qmpc.transaction(qmp, actions)
     except VirtError:
         for node in added:
             _forget_node(qmp, node)
         raise
 
 
-def commit_running(qmp, domain: str, overlay: str, on_ready) -> bool:
+def commit_running(qmp: QMPClient, domain: str, overlay: str, on_ready) -> bool:
     """Merge the active overlay into the image below it and pivot; False when QEMU does not write to it.
 
     ``on_ready`` runs once the image holds everything (the job is ready), before QEMU pivots to it.
@@ -157,22 +159,22 @@ def commit_running(qmp, domain: str, overlay: str, on_ready) -> bool:
     job_id = f"virtops-commit-{top}"
     if not _job(qmp, job_id):
         base = _backing_node(qmp, top)
-        qmp.execute("block-commit", {"job-id": job_id, "device": top, "base-node": base, "auto-dismiss": False})
+        qmpc.block_commit(qmp, job_id, top, base, auto_dismiss=False)
     _run_to_pivot(qmp, domain, job_id, on_ready)
-    nodes = [n for n in qmp.execute("query-named-block-nodes") or [] if n.get("file") == overlay]
+    nodes = [n for n in qmpc.query_named_block_nodes(qmp) if n.get("file") == overlay]
     for node in sorted(nodes, key=lambda n: n.get("drv") in PROTOCOL_DRIVERS):
         _forget_node(qmp, node["node-name"])
     return True
 
 
-def _run_to_pivot(qmp, domain: str, job_id: str, on_ready) -> None:
+def _run_to_pivot(qmp: QMPClient, domain: str, job_id: str, on_ready) -> None:
     deadline, completing = time.monotonic() + JOB_TIMEOUT, False
     while True:
         job = _job(qmp, job_id)
         status = job.get("status") if job else "null"
         if status == "ready" and not completing:
             on_ready()
-            qmp.execute("job-complete", {"id": job_id})
+            qmpc.job_complete(qmp, job_id)
             completing = True
         elif status in ("concluded", "null"):
             break
@@ -180,23 +182,23 @@ def _run_to_pivot(qmp, domain: str, job_id: str, on_ready) -> None:
             raise BackendError(f"domain {domain!r}: the block commit {job_id} did not finish in {JOB_TIMEOUT:.0f} s")
         time.sleep(JOB_POLL)
     if job:
-        qmp.execute("job-dismiss", {"id": job_id})
+        qmpc.job_dismiss(qmp, job_id)
         if job.get("error"):
             raise BackendError(f"domain {domain!r}: the block commit {job_id} failed: {job['error']}")
 
 
-def _job(qmp, job_id: str) -> dict | None:
-    return next((j for j in qmp.execute("query-jobs") or [] if j.get("id") == job_id), None)
+def _job(qmp: QMPClient, job_id: str) -> qmpc.JobInfo | None:
+    return next((j for j in qmpc.query_jobs(qmp) if j.get("id") == job_id), None)
 
 
-def _device_nodes(qmp) -> dict[str, str]:
+def _device_nodes(qmp: QMPClient) -> dict[str, str]:
     """The file each disk of the running QEMU writes to -> its top node."""
     return {device["inserted"]["file"]: device["inserted"]["node-name"]
-            for device in qmp.execute("query-block") or [] if device.get("inserted")}
+            for device in qmpc.query_block(qmp) if device.get("inserted")}
 
 
-def _backing_node(qmp, top: str) -> str:
-    nodes = qmp.execute("query-named-block-nodes") or []
+def _backing_node(qmp: QMPClient, top: str) -> str:
+    nodes = qmpc.query_named_block_nodes(qmp)
     top_info = next((n for n in nodes if n.get("node-name") == top), None)
     below = ((top_info or {}).get("image") or {}).get("backing-image", {}).get("filename")
     for node in nodes:
@@ -205,10 +207,10 @@ def _backing_node(qmp, top: str) -> str:
     raise BackendError(f"cannot find the image below {top} ({below}) in QEMU")
 
 
-def _forget_node(qmp, node: str) -> None:
+def _forget_node(qmp: QMPClient, node: str) -> None:
     """Close a node no disk uses any more; one QEMU made itself goes with its parent, and refuses."""
     try:
-        qmp.execute("blockdev-del", {"node-name": node})
+        qmpc.blockdev_del(qmp, node)
     except VirtError:
         pass
 

@@ -18,9 +18,10 @@ import copy
 import os
 import shutil
 from datetime import datetime, timezone
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from ansible_collections.virtops.qemu.plugins.module_utils import fileio
+from ansible_collections.virtops.qemu.plugins.module_utils import qmp_commands as qmpc
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import process
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.layout import check_socket_path
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.recovery import DomainRecovery
@@ -186,7 +187,7 @@ class DomainLaunch(DomainRecovery):
                 _set_passwords(qmp, record.live, conf)
                 _record_ptys(qmp, record.live)
                 if not paused:
-                    qmp.execute("cont")
+                    qmpc.cont(qmp)
         except VirtError as exc:
             raise BackendError(f"domain {name!r} failed to start: {exc}{process.log_tail(log_file, offset)}") from exc
         record.state, record.reason = ("paused", "user") if paused else ("running", "booted")
@@ -339,7 +340,7 @@ def _set_passwords(qmp: QMPClient, live, conf: dict) -> None:
         kind = graphics.get("type")
         password = graphics.get("passwd") or conf.get(f"{kind}_password")
         if kind in ("vnc", "spice") and password:
-            qmp.execute("set_password", {"protocol": kind, "password": password})
+            qmpc.set_password(qmp, kind, password)
 
 
 def _record_ptys(qmp: QMPClient, live) -> None:
@@ -347,9 +348,8 @@ def _record_ptys(qmp: QMPClient, live) -> None:
     serials = [s for s in live.findall("devices/serial") if s.get("type") == "pty"]
     if not serials:
         return
-    # query-chardev returns a list of ChardevInfo objects: {"label": ..., "filename": ..., ...}.
-    chardevs = cast(list, qmp.execute("query-chardev"))
-    ptys = {c["label"]: c["filename"][4:] for c in chardevs if c.get("filename", "").startswith("pty:")}
+    ptys = {c["label"]: c["filename"][4:] for c in qmpc.query_chardev(qmp)
+            if c.get("filename", "").startswith("pty:")}
     for serial in serials:
         port = serial.find("target").get("port", "0")
         path = ptys.get(f"charserial{port}")

@@ -50,7 +50,6 @@ _COMMANDS = ("add-first", "add-last", "delete", "modify")
 class EmbedNetworks(StoredResources[NetworkRecord], Networks):
     """The networks of one embed root."""
 
-    schema_name = "network"
     records = netstate.RECORDS
 
     # -- helpers ------------------------------------------------------------

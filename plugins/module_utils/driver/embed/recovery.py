@@ -17,9 +17,10 @@ import copy
 import os
 import shutil
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, cast
+from typing import TYPE_CHECKING
 
 from ansible_collections.virtops.qemu.plugins.module_utils import fileio
+from ansible_collections.virtops.qemu.plugins.module_utils import qmp_commands as qmpc
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import process, state
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.state import DomainRecord
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.store import StoredResources
@@ -58,7 +59,6 @@ class DomainRecovery(StoredResources[DomainRecord]):
     """Bringing a domain's status record in line with its QEMU; every method runs under the domain's lock."""
 
     driver: EmbedDriver
-    schema_name = "domain"
     records = state.RECORDS
 
     def __init__(self, driver: EmbedDriver):
@@ -125,7 +125,7 @@ class DomainRecovery(StoredResources[DomainRecord]):
         try:
             with QMPClient.connect(monitor, timeout=MONITOR_TIMEOUT, wait_for_socket=False,
                                    traffic=self._traffic(name)) as qmp:
-                runstate = _runstate(qmp)
+                runstate = qmpc.runstate(qmp)
         except VirtError as exc:
             raise Conflict(f"QEMU process {pid} runs domain {name!r}, which has no status record, and its "
                            f"monitor {monitor or '(none on its command line)'} does not answer ({exc}); "
@@ -151,7 +151,7 @@ class DomainRecovery(StoredResources[DomainRecord]):
         """Bring the recorded state in line with what QEMU says it is doing; None if it did not answer."""
         try:
             with self._session(record.monitor, name) as qmp:
-                runstate = _runstate(qmp)
+                runstate = qmpc.runstate(qmp)
         except VirtError as exc:
             self._warn_silent(name, record, exc)
             return None
@@ -220,11 +220,6 @@ class DomainRecovery(StoredResources[DomainRecord]):
         if errors:
             raise BackendError(f"domain {name!r} stopped but cleaning up failed: {'; '.join(errors)}")
         return stopped
-
-
-def _runstate(qmp: QMPClient) -> str:
-    """QEMU's run state; query-status returns a StatusInfo object: {"status": ..., "running": ...}."""
-    return cast(dict, qmp.execute("query-status"))["status"]
 
 
 def _id_from_dir(dirname: str) -> int | None:

@@ -21,14 +21,17 @@ from __future__ import annotations
 import copy
 import os
 import time
+from collections.abc import Callable
 
 from ansible_collections.virtops.qemu.plugins.module_utils import fileio
+from ansible_collections.virtops.qemu.plugins.module_utils import qmp_commands as qmpc
 from ansible_collections.virtops.qemu.plugins.module_utils.driver import hosttools
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import Snapshots
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import external_snapshot as external
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, Conflict, NotFound, VirtError
 from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import element, parse, sub, to_string
+from ansible_collections.virtops.qemu.plugins.module_utils.qmp import QMPClient
 
 JOB_TIMEOUT = 1800.0
 JOB_POLL = 0.2
@@ -227,8 +230,10 @@ class EmbedSnapshots(Snapshots):
             if any(name in tags for tags in nodes.values()):
                 self.driver.warnings.append(f"snapshot {name!r} found in the disks of {domain!r} without "
                                             "metadata (an interrupted run) was replaced")
-                _job(qmp, "snapshot-delete", {"tag": name, "devices": list(nodes)}, domain)
-            _job(qmp, "snapshot-save", {"tag": name, "vmstate": next(iter(nodes)), "devices": list(nodes)}, domain)
+                _job(qmp, domain, "snapshot-delete", name,
+                     lambda job_id: qmpc.snapshot_delete(qmp, job_id, name, list(nodes)))
+            _job(qmp, domain, "snapshot-save", name,
+                 lambda job_id: qmpc.snapshot_save(qmp, job_id, name, next(iter(nodes)), list(nodes)))
 
     def _save_shutoff(self, disks: list[tuple[str, str]], name: str) -> None:
         for _target, path in disks:
@@ -277,14 +282,13 @@ class EmbedSnapshots(Snapshots):
                 raise Conflict(f"domain {domain!r} stopped while being reverted to snapshot {name!r}")
             with self.domains._monitor(domain, record) as qmp:
                 nodes = _writable_nodes(qmp, domain)
-                _job(qmp, "snapshot-load", {"tag": name, "vmstate": next(iter(nodes)), "devices": list(nodes)},
-                     domain)
-                status = qmp.execute("query-status")
-                running = isinstance(status, dict) and status.get("running")
+                _job(qmp, domain, "snapshot-load", name,
+                     lambda job_id: qmpc.snapshot_load(qmp, job_id, name, next(iter(nodes)), list(nodes)))
+                running = qmpc.query_status(qmp)["running"]
                 if state == "running" and not running:
-                    qmp.execute("cont")
+                    qmpc.cont(qmp)
                 elif state == "paused" and running:
-                    qmp.execute("stop")
+                    qmpc.stop(qmp)
             record.state, record.reason = state, "from snapshot"
             self.domains._save(domain, record)
 
@@ -301,7 +305,8 @@ class EmbedSnapshots(Snapshots):
                     nodes = _writable_nodes(qmp, domain)
                     holding = [node for node, tags in nodes.items() if name in tags]
                     if holding:
-                        _job(qmp, "snapshot-delete", {"tag": name, "devices": holding}, domain)
+                        _job(qmp, domain, "snapshot-delete", name,
+                             lambda job_id: qmpc.snapshot_delete(qmp, job_id, name, holding))
             else:
                 for _target, path in self._disks(self.domains._config(domain)):
                     if name in self._image_tags(path):
@@ -398,10 +403,10 @@ def _metadata(wanted, name: str, state: str, memory: str, parent: str | None, cr
     return tree
 
 
-def _writable_nodes(qmp, domain: str) -> dict[str, list[str]]:
+def _writable_nodes(qmp: QMPClient, domain: str) -> dict[str, list[str]]:
     """Format node name -> snapshot tags, of each writable disk of the running QEMU; qcow2 only."""
     nodes: dict[str, list[str]] = {}
-    for device in qmp.execute("query-block") or []:
+    for device in qmpc.query_block(qmp):
         inserted = device.get("inserted")
         if not inserted or inserted.get("ro"):
             continue
@@ -415,19 +420,20 @@ def _writable_nodes(qmp, domain: str) -> dict[str, list[str]]:
     return nodes
 
 
-def _job(qmp, command: str, arguments: dict, domain: str) -> None:
-    """Run one of QEMU's snapshot jobs to its end and dismiss it; its error is a BackendError."""
+def _job(qmp: QMPClient, domain: str, command: str, tag: str, start: Callable[[str], None]) -> None:
+    """Run one of QEMU's snapshot jobs (``start`` sends ``command`` with the job's id) to its end and
+    dismiss it; its error is a BackendError."""
     job_id = f"virtops-{command}-{os.getpid()}-{time.monotonic_ns()}"
-    qmp.execute(command, {"job-id": job_id, **arguments})
+    start(job_id)
     deadline = time.monotonic() + JOB_TIMEOUT
     while True:
-        jobs = [j for j in qmp.execute("query-jobs") or [] if j.get("id") == job_id]
+        jobs = [j for j in qmpc.query_jobs(qmp) if j.get("id") == job_id]
         if jobs and jobs[0].get("status") in ("concluded", "null"):
             break
         if time.monotonic() > deadline:
             raise BackendError(f"domain {domain!r}: {command} did not finish in {JOB_TIMEOUT:.0f} s")
         time.sleep(JOB_POLL)
     error = jobs[0].get("error")
-    qmp.execute("job-dismiss", {"id": job_id})
+    qmpc.job_dismiss(qmp, job_id)
     if error:
-        raise BackendError(f"domain {domain!r}: {command} {arguments.get('tag')!r} failed: {error}")
+        raise BackendError(f"domain {domain!r}: {command} {tag!r} failed: {error}")

@@ -67,7 +67,6 @@ LUN_PREFIX = "unit:0:0:"
 class EmbedPools(StoredResources[PoolRecord], Pools):
     """The storage pools of one embed root."""
 
-    schema_name = "storagepool"
     records = poolstate.RECORDS
 
     # -- helpers ------------------------------------------------------------

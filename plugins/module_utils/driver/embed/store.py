@@ -39,6 +39,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     VirtError,
     host_error,
 )
+from ansible_collections.virtops.qemu.plugins.module_utils.model.kinds import KINDS
 from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import XmlNode, parse, to_string, uuid_of
 
@@ -232,10 +233,10 @@ class StoredResources(StoredAutostart, Generic[Record]):
     """The define, read and undefine skeletons of a kind whose definitions a DefinitionStore keeps.
 
     A base for the embedded driver's kinds, placed before the kind's protocol
-    class.  A subclass sets ``schema_name`` (the libvirt schema of its
-    definitions), ``records`` (its status records) and, if it differs,
-    ``LIVE_WITHOUT_DEFINITION``; ``kind`` (from the protocol class) is the
-    root tag of its XML.  It fills in the hooks ``_complete`` and
+    class.  A subclass sets ``records`` (its status records) and, if it
+    differs, ``LIVE_WITHOUT_DEFINITION``; ``kind`` (from the protocol class)
+    names its record in model/kinds.py, which gives the root tag and the
+    libvirt schema of its definitions.  It fills in the hooks ``_complete`` and
     ``_refreshed``, and ``_check_request``, ``_replaced``, ``_state``,
     ``_shown``, ``_to_undefine`` and ``_undefined`` where the defaults do
     not fit.  The hooks but ``_check_request`` and ``_state`` run under the
@@ -243,7 +244,6 @@ class StoredResources(StoredAutostart, Generic[Record]):
     """
 
     kind: str
-    schema_name: str
     records: StatusRecords[Record]
     # Whether the inactive XML of an active object without a definition (a transient one) is its live
     # XML; otherwise asking for it is NotFound.
@@ -255,6 +255,7 @@ class StoredResources(StoredAutostart, Generic[Record]):
         self.paths: KindLayout = driver.layout.kinds[self.kind]
         self.warnings = driver.warnings
         self.store = DefinitionStore(self.paths, driver.uri.raw, driver.ensure_tree, driver.read_only)
+        self.tag, self.schema_name = KINDS[self.kind].tag, KINDS[self.kind].schema
 
     # -- helpers ------------------------------------------------------------
     def _lock(self, name: str, creating: bool = False):
@@ -302,7 +303,7 @@ class StoredResources(StoredAutostart, Generic[Record]):
     # -- the define skeleton ----------------------------------------------------
     def _parsed(self, xml: str) -> tuple[XmlNode, str]:
         """The requested definition and its name, checked before any lock is taken."""
-        desired = parse(xml, self.kind)
+        desired = parse(xml, self.tag)
         name = validate_name((desired.findtext("name") or "").strip(), self.kind)
         self._check_request(desired)
         return desired, name

@@ -97,6 +97,79 @@ def test_typed_arguments_become_qemus_arguments(sock_path):
     ]
 
 
+def test_an_external_snapshot_and_its_commit_on_the_wire(sock_path):
+    def commands(client):
+        qmpc.blockdev_add(client, {"driver": "qcow2", "node-name": "virtops-1", "backing": None,
+                                   "file": {"driver": "file", "filename": "/r/vda.snap1"}})
+        qmpc.transaction(client, [qmpc.blockdev_snapshot_action("libvirt-1-format", "virtops-1")])
+        qmpc.block_commit(client, "virtops-commit-virtops-1", "virtops-1", "libvirt-1-format",
+                          auto_dismiss=False)
+        qmpc.job_complete(client, "virtops-commit-virtops-1")
+        qmpc.job_dismiss(client, "virtops-commit-virtops-1")
+
+    _result, requests = run(sock_path, answering({}, {}, {}, {}, {}), commands)
+    assert [(r["execute"], r.get("arguments")) for r in requests] == [
+        ("blockdev-add", {"driver": "qcow2", "node-name": "virtops-1", "backing": None,
+                          "file": {"driver": "file", "filename": "/r/vda.snap1"}}),
+        ("transaction", {"actions": [{"type": "blockdev-snapshot",
+                                      "data": {"node": "libvirt-1-format", "overlay": "virtops-1"}}]}),
+        ("block-commit", {"job-id": "virtops-commit-virtops-1", "device": "virtops-1",
+                          "base-node": "libvirt-1-format", "auto-dismiss": False}),
+        ("job-complete", {"id": "virtops-commit-virtops-1"}),
+        ("job-dismiss", {"id": "virtops-commit-virtops-1"}),
+    ]
+
+
+@pytest.mark.parametrize("command, call", [
+    ("transaction", lambda client: qmpc.transaction(client, [qmpc.blockdev_snapshot_action("a", "b")])),
+    ("block-commit", lambda client: qmpc.block_commit(client, "j", "top", "base")),
+    ("job-complete", lambda client: qmpc.job_complete(client, "j")),
+])
+def test_a_failed_block_command_is_named(sock_path, command, call):
+    error = {"error": {"class": "GenericError", "desc": "Job 'j' in state 'running' cannot accept command"}}
+    with pytest.raises(QMPError) as caught:
+        run(sock_path, answering(error), call)
+    assert caught.value.command == command and f"QMP {command} failed on {sock_path}" in str(caught.value)
+
+
+def test_the_block_queries_return_qemus_nodes(sock_path):
+    inserted = {"node-name": "libvirt-1-format", "drv": "qcow2", "file": "/r/vda.qcow2", "ro": False,
+                "image": {"filename": "/r/vda.qcow2", "format": "qcow2",
+                          "backing-image": {"filename": "/r/base.qcow2"}}}
+    block = [{"device": "", "qdev": "/machine/peripheral/virtio-disk0/virtio-backend", "locked": False,
+              "removable": False, "inserted": inserted}, {"device": "ide1-cd0", "removable": True}]
+
+    def commands(client):
+        return qmpc.query_block(client), qmpc.query_named_block_nodes(client)
+
+    (devices, nodes), requests = run(sock_path, answering(block, [inserted]), commands)
+    assert [d.get("inserted", {}).get("node-name") for d in devices] == ["libvirt-1-format", None]
+    assert nodes[0]["image"]["backing-image"]["filename"] == "/r/base.qcow2"
+    assert [r["execute"] for r in requests] == ["query-block", "query-named-block-nodes"]
+    with pytest.raises(BackendError, match="query-block.*expected a reply of type dict"):
+        run(sock_path + "2", answering(["not a BlockInfo"]), qmpc.query_block)
+
+
+def test_the_run_state_commands_on_the_wire(sock_path):
+    def commands(client):
+        qmpc.stop(client)
+        qmpc.cont(client)
+        qmpc.system_powerdown(client)
+        qmpc.snapshot_delete(client, "virtops-snapshot-delete-1", "s1", ["libvirt-1-format"])
+        chardevs = qmpc.query_chardev(client)
+        qmpc.quit_qemu(client, timeout=1)
+        return chardevs
+
+    chardevs = [{"label": "charserial0", "filename": "pty:/dev/pts/7", "frontend-open": True}]
+    found, requests = run(sock_path, answering({}, {}, {}, {}, chardevs, {}), commands)
+    assert found == chardevs
+    assert [(r["execute"], r.get("arguments")) for r in requests] == [
+        ("stop", None), ("cont", None), ("system_powerdown", None),
+        ("snapshot-delete", {"job-id": "virtops-snapshot-delete-1", "tag": "s1", "devices": ["libvirt-1-format"]}),
+        ("query-chardev", None), ("quit", None),
+    ]
+
+
 def test_probe_queries_are_typed_and_checked(sock_path):
     def commands(client):
         types = qmpc.qom_list_types(client, "device", timeout=2)
