@@ -21,7 +21,6 @@ Private to the collection; no Ansible imports.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from collections.abc import Iterator
@@ -498,6 +497,7 @@ def key_type(key: str, allow_unknown: bool = False) -> KeyType:
     if allow_unknown and isinstance(key, str) and key not in KEYS and _NAME.fullmatch(key):
         return KeyType.STR
     if not isinstance(key, str) or key not in KEYS:
+        import difflib  # only a misspelt key needs it
         hint = difflib.get_close_matches(str(key), KEYS, n=1)
         extra = f" (did you mean {hint[0]}?)" if hint else ""
         raise InvalidInput(f"unknown qemu.conf setting{extra}", str(key))

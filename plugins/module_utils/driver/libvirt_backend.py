@@ -16,6 +16,7 @@ import re
 import shlex
 import tempfile
 from abc import abstractmethod
+from typing import TYPE_CHECKING
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import (
     DOMAIN_STATES,
@@ -41,9 +42,10 @@ from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     VirtError,
 )
 from ansible_collections.virtops.qemu.plugins.module_utils.model import kinds
-from ansible_collections.virtops.qemu.plugins.module_utils.model.volume import ImageSource
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse, to_string
-from ansible_collections.virtops.qemu.plugins.module_utils.qmp import QMPError
+
+if TYPE_CHECKING:
+    from ansible_collections.virtops.qemu.plugins.module_utils.model.volume import ImageSource
 
 try:
     import libvirt
@@ -347,6 +349,7 @@ class LibvirtDomains(LibvirtResources, Domains):
         reply = self._passthrough(name, json.dumps(command), f"run {execute!r} on {name!r}", 0)
         answer = json.loads(reply)
         if "error" in answer:
+            from ansible_collections.virtops.qemu.plugins.module_utils.qmp import QMPError
             error = answer["error"]
             raise QMPError(execute, error.get("class", "GenericError"), error.get("desc", ""))
         return answer.get("return")

@@ -24,7 +24,6 @@ from ansible_collections.virtops.qemu.plugins.module_utils.manager.resource impo
     describe_each,
     uuid_of,
 )
-from ansible_collections.virtops.qemu.plugins.module_utils.manager.snapshot import describe_snapshots
 from ansible_collections.virtops.qemu.plugins.module_utils.model import domain as model
 from ansible_collections.virtops.qemu.plugins.module_utils.model import kinds
 from ansible_collections.virtops.qemu.plugins.module_utils.model.domain_request import (  # noqa: F401  # pylint: disable=unused-import
@@ -227,6 +226,7 @@ def describe(driver, name: str, address_source=addresses.ADDRESS_SOURCES, qemu_a
     if qemu_argv:
         info.update(native_command(driver, name))
     info.update(guest_side(driver, name, info["live_xml"], list(address_source)))
+    from ansible_collections.virtops.qemu.plugins.module_utils.manager.snapshot import describe_snapshots
     info["snapshots"] = describe_snapshots(driver.snapshots, name)
     return info
 

@@ -23,7 +23,6 @@ from ansible_collections.virtops.qemu.plugins.module_utils.manager.resource impo
     describe_each,
     uuid_of,
 )
-from ansible_collections.virtops.qemu.plugins.module_utils.manager.volume import describe_volumes
 from ansible_collections.virtops.qemu.plugins.module_utils.model import kinds
 from ansible_collections.virtops.qemu.plugins.module_utils.model import pool as model
 from ansible_collections.virtops.qemu.plugins.module_utils.model.pool import (  # noqa: F401  # pylint: disable=unused-import
@@ -128,6 +127,7 @@ class PoolManager(ResourceManager[PoolRequest]):
 # -- pool_info ---------------------------------------------------------------------
 def describe(pools: Pools, volumes: Volumes, name: str) -> dict:
     """What pool_info returns for one pool."""
+    from ansible_collections.virtops.qemu.plugins.module_utils.manager.volume import describe_volumes
     stored = model.settle(parse(pools.xml(name), kinds.POOL.tag))
     active = pools.active(name)
     space = pools.space(name) if active else None

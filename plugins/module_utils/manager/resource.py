@@ -28,7 +28,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     VirtError,
     host_error,
 )
-from ansible_collections.virtops.qemu.plugins.module_utils.model import origins, schema
+from ansible_collections.virtops.qemu.plugins.module_utils.model import origins
 from ansible_collections.virtops.qemu.plugins.module_utils.model.kinds import KINDS, Kind
 from ansible_collections.virtops.qemu.plugins.module_utils.model.merge import MergeResult, Rules, merge
 from ansible_collections.virtops.qemu.plugins.module_utils.model.request import ResourceRequest
@@ -240,6 +240,7 @@ class ResourceManager(Generic[R]):
     def _check_definition(self, req: R, xml: str) -> None:
         """What define would refuse fails the plan, so check mode fails where a real run does."""
         if self.record.schema:
+            from ansible_collections.virtops.qemu.plugins.module_utils.model import schema  # only a define needs it
             locate = None if req.verbatim else origins.locator(self.record.origins, req.desired)
             schema.validate(self.parse(xml), self.record.schema, f"the {self.kind} definition",
                             "xml" if req.verbatim else "options", locate)

@@ -18,7 +18,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
-from ansible_collections.virtops.qemu.plugins.module_utils.model import origins, schema
 from ansible_collections.virtops.qemu.plugins.module_utils.model.filemode import octal_mode
 from ansible_collections.virtops.qemu.plugins.module_utils.model.merge import Rules, own_attr
 from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
@@ -247,6 +246,7 @@ def request_from_params(params: dict) -> PoolRequest:
         check_option_text(params, STRUCTURED_OPTIONS)
         desired, owned = render(params)
     if desired is not None:
+        from ansible_collections.virtops.qemu.plugins.module_utils.model import origins, schema  # not for volumes
         validate(desired, option)
         schema.validate(desired, "storagepool", "the pool definition", option or "options",
                         None if option else origins.locator(origins.POOL, desired))

@@ -26,7 +26,6 @@ from typing import TYPE_CHECKING
 
 from ansible_collections.virtops.qemu.plugins.module_utils import fileio
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import Driver
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.domains import EmbedDomains
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.layout import Layout
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.store import DefinitionStore
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, InvalidInput, host_error
@@ -38,6 +37,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import 
 # that reads one domain needs none of them.
 if TYPE_CHECKING:
     from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import security
+    from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.domains import EmbedDomains
     from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.network import EmbedNetworks
     from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.snapshot import EmbedSnapshots
     from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.storage import EmbedPools, EmbedVolumes
@@ -58,13 +58,20 @@ class EmbedDriver(Driver):
         self._tree_ready = False
         self._caps_cache: dict[str, object] = {}
         self._conf: tuple[str, dict] | None = None
-        self.domains = EmbedDomains(self)
+        self._domains: EmbedDomains | None = None
         self._networks: EmbedNetworks | None = None
         self._pools: EmbedPools | None = None
         self._volumes: EmbedVolumes | None = None
         self._snapshots: EmbedSnapshots | None = None
 
-    # Networks and storage are made on first use, so that a domain call does not import them.
+    # Each kind is made on first use, so that a call about one kind does not import another's code.
+    @property
+    def domains(self) -> EmbedDomains:  # type: ignore[override]
+        if self._domains is None:
+            from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.domains import EmbedDomains
+            self._domains = EmbedDomains(self)
+        return self._domains
+
     @property
     def networks(self) -> EmbedNetworks:  # type: ignore[override]
         if self._networks is None:

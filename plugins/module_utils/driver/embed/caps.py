@@ -31,9 +31,8 @@ import time
 import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
-from typing import Protocol, TypedDict
+from typing import TYPE_CHECKING, Protocol, TypedDict
 
-from ansible_collections.virtops.qemu.plugins.module_utils import qmp_commands as qmpc
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.process import is_alive, read_pid, start_time
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     BackendError,
@@ -41,7 +40,11 @@ from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
 )
 from ansible_collections.virtops.qemu.plugins.module_utils.fileio import atomic_write
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import etree
-from ansible_collections.virtops.qemu.plugins.module_utils.qmp import QMPClient
+
+# The QMP client and its commands are needed only to probe a binary whose capabilities are not cached.
+if TYPE_CHECKING:
+    from ansible_collections.virtops.qemu.plugins.module_utils import qmp_commands as qmpc
+    from ansible_collections.virtops.qemu.plugins.module_utils.qmp import QMPClient
 
 CACHE_FORMAT = 1
 PROBE_TIMEOUT = 30.0
@@ -398,6 +401,8 @@ def _log_tail(log_path: str) -> str:
 
 def _query_process(binary: str, process: subprocess.Popen,
                    socket_path: str, timeout: float) -> QemuCaps:
+    from ansible_collections.virtops.qemu.plugins.module_utils import qmp_commands as qmpc
+    from ansible_collections.virtops.qemu.plugins.module_utils.qmp import QMPClient
     with QMPClient.connect(socket_path, timeout=timeout,
                            alive=lambda: process.poll() is None) as qmp:
         caps = _query(binary, qmp, timeout)
@@ -409,6 +414,7 @@ def _query_process(binary: str, process: subprocess.Popen,
 
 
 def _query(binary: str, qmp: QMPClient, timeout: float) -> QemuCaps:
+    from ansible_collections.virtops.qemu.plugins.module_utils import qmp_commands as qmpc
     commands = {item["name"] for item in qmpc.query_commands(qmp, timeout)}
     qemu_version = qmpc.query_version(qmp, timeout)
     version = _version_tuple(qemu_version["qemu"])
@@ -473,6 +479,7 @@ def _cpu_definitions(reply: list[qmpc.CpuDefinitionInfo]) -> dict[str, CpuDefini
 
 
 def _type_names(qmp: QMPClient, interface: str, timeout: float) -> set[str]:
+    from ansible_collections.virtops.qemu.plugins.module_utils import qmp_commands as qmpc
     return {item["name"] for item in qmpc.qom_list_types(qmp, interface, abstract=False, timeout=timeout)}
 
 

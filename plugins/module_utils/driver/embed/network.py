@@ -31,7 +31,6 @@ from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import d
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.netstate import ACTIVE, STARTING, NetworkRecord
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.store import StoredResources
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, Conflict, InvalidInput
-from ansible_collections.virtops.qemu.plugins.module_utils.model import schema
 from ansible_collections.virtops.qemu.plugins.module_utils.model.network import ip_interface, subnets
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import XmlNode, etree, parse, to_string
 
@@ -436,6 +435,7 @@ class EmbedNetworks(StoredResources[NetworkRecord], Networks):
             live = copy.deepcopy(record.live)
             apply_update(live, command, section, item, parent_index)
             check_addresses(live, option="xml")
+            from ansible_collections.virtops.qemu.plugins.module_utils.model import schema
             schema.validate(live, "network", what="the updated network")
             record.live = live
             self._apply_live(name, record, section)

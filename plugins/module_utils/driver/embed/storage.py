@@ -26,6 +26,7 @@ from __future__ import annotations
 import copy
 import os
 import uuid
+from typing import TYPE_CHECKING
 
 from ansible_collections.virtops.qemu.plugins.module_utils import fileio
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import Pools, PoolSpace, Volumes, local_path_kind
@@ -42,7 +43,6 @@ from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
 from ansible_collections.virtops.qemu.plugins.module_utils.model import pool as pool_model
 from ansible_collections.virtops.qemu.plugins.module_utils.model import units
 from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
-from ansible_collections.virtops.qemu.plugins.module_utils.model.volume import ImageSource
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import (
     XmlNode,
     element,
@@ -51,6 +51,9 @@ from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import 
     to_string,
     uuid_of,
 )
+
+if TYPE_CHECKING:
+    from ansible_collections.virtops.qemu.plugins.module_utils.model.volume import ImageSource
 
 EMBED_TYPES = ("dir", "fs", "iscsi-direct")
 FILE_TYPES = ("dir", "fs")

@@ -39,7 +39,6 @@ from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     VirtError,
     host_error,
 )
-from ansible_collections.virtops.qemu.plugins.module_utils.model import schema
 from ansible_collections.virtops.qemu.plugins.module_utils.model.kinds import KINDS
 from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import XmlNode, parse, to_string, uuid_of
@@ -311,6 +310,7 @@ class StoredResources(StoredAutostart, Generic[Record]):
 
     def _completed(self, name: str, desired: XmlNode, current: XmlNode | None) -> XmlNode:
         """The definition as it is stored: identity checked, completed, valid."""
+        from ansible_collections.virtops.qemu.plugins.module_utils.model import schema  # only a define needs it
         self.store.check_identity(name, desired, current)
         final = self._complete(name, desired, current)
         schema.validate(final, self.schema_name, what="the completed definition")
@@ -319,6 +319,7 @@ class StoredResources(StoredAutostart, Generic[Record]):
     # -- hooks ------------------------------------------------------------------
     def _check_request(self, desired: XmlNode) -> None:
         """Refuse a requested definition before the lock is taken; by default one outside the schema."""
+        from ansible_collections.virtops.qemu.plugins.module_utils.model import schema
         schema.validate(desired, self.schema_name)
 
     def _replaced(self, name: str) -> XmlNode | None:

@@ -44,6 +44,17 @@ HEAVY = [
 # Each kind's driver stays out of a call about another kind.
 NOT_FOR_DOMAINS = [f"{MU}.driver.embed.network", f"{MU}.driver.embed.storage"]
 NOT_FOR_VOLUMES = [f"{MU}.driver.embed.network", f"{MU}.manager.domain"]
+# The domain driver (its layers and QMP code) stays out of a call about another kind.
+DOMAIN_DRIVER = [f"{MU}.driver.embed.{name}" for name in ("domains", "recovery", "launch", "snapshot")] + \
+    [f"{MU}.qmp", f"{MU}.qmp_commands", f"{MU}.guest_agent"]
+# Storage calls run no process of their own (networks look for their bridge and dnsmasq).
+PROCESSES = [f"{MU}.driver.embed.process"]
+# A domain call that does not describe snapshots loads no snapshot code.
+SNAPSHOT_CODE = [f"{MU}.manager.snapshot", f"{MU}.model.snapshot", f"{MU}.driver.embed.snapshot"]
+# The RelaxNG helpers load only when a definition is validated (one is defined or given).
+SCHEMA = [f"{MU}.model.schema"]
+# A pool call that does not list volumes loads no volume code.
+VOLUME_CODE = [f"{MU}.manager.volume", f"{MU}.model.volume"]
 
 RUNNER = """
 import json, runpy, sys
@@ -70,6 +81,7 @@ def root():
     driver.pools.start("lean")
     with open(os.path.join(path, "pool", "disk.img"), "wb") as image:
         image.truncate(1 << 20)
+    driver.networks.define("<network><name>lean</name></network>")
     yield path
     shutil.rmtree(path, ignore_errors=True)
 
@@ -89,7 +101,7 @@ def test_a_domain_no_op_loads_no_start_or_other_kind_code(root):
     result, loaded = run_module("domain", {"uri": f"qemu:///embed?root={root}", "name": "lean1",
                                            "memory": "64MiB"})
     assert result["changed"] is False and "failed" not in result, result
-    assert sorted(loaded.intersection(HEAVY + NOT_FOR_DOMAINS)) == []
+    assert sorted(loaded.intersection(HEAVY + NOT_FOR_DOMAINS + SNAPSHOT_CODE + SCHEMA)) == []
 
 
 def test_a_domain_no_op_in_check_mode_too(root):
@@ -103,7 +115,38 @@ def test_a_volume_no_op_loads_no_domain_download_or_start_code(root):
     result, loaded = run_module("volume", {"uri": f"qemu:///embed?root={root}", "pool": "lean",
                                            "name": "disk.img", "capacity": "1MiB", "format": "raw"})
     assert result["changed"] is False and "failed" not in result, result
-    assert sorted(loaded.intersection(HEAVY + NOT_FOR_VOLUMES)) == []
+    assert sorted(loaded.intersection(HEAVY + NOT_FOR_VOLUMES + DOMAIN_DRIVER + PROCESSES + SCHEMA)) == []
+
+
+def test_a_pool_no_op_loads_no_domain_volume_or_network_code(root):
+    result, loaded = run_module("pool", {"uri": f"qemu:///embed?root={root}", "name": "lean", "type": "dir",
+                                         "target": {"path": f"{root}/pool"}})
+    assert result["changed"] is False and "failed" not in result, result
+    assert sorted(loaded.intersection(HEAVY + NOT_FOR_VOLUMES + DOMAIN_DRIVER + PROCESSES + VOLUME_CODE)) == []
+
+
+def test_a_network_no_op_loads_no_domain_or_storage_code(root):
+    result, loaded = run_module("network", {"uri": f"qemu:///embed?root={root}", "name": "lean",
+                                            "state": "present"})
+    assert result["changed"] is False and "failed" not in result, result
+    assert sorted(loaded.intersection(HEAVY + DOMAIN_DRIVER + [f"{MU}.driver.embed.storage", f"{MU}.manager.domain"])) \
+        == []
+
+
+def test_host_info_with_cached_capabilities_loads_no_qmp_or_domain_code(root):
+    run_module("host_info", {"uri": f"qemu:///embed?root={root}"})    # probes QEMU and caches what it found
+    result, loaded = run_module("host_info", {"uri": f"qemu:///embed?root={root}"})
+    assert result["guests"] and "failed" not in result, result
+    assert sorted(loaded.intersection(DOMAIN_DRIVER + [f"{MU}.driver.embed.storage", f"{MU}.driver.embed.network",
+                                                       f"{MU}.driver.embed.security.cgroup"])) == []
+
+
+def test_a_qemu_conf_no_op_loads_no_driver_or_misspelling_hints(root):
+    args = {"uri": f"qemu:///embed?root={root}", "settings": {"vnc_listen": "127.0.0.1"}}
+    run_module("qemu_conf", args)
+    result, loaded = run_module("qemu_conf", args)
+    assert result["changed"] is False and "failed" not in result, result
+    assert sorted(loaded.intersection([f"{MU}.driver.embed.backend", "difflib"])) == []
 
 
 def test_a_domain_listing_builds_no_command_line(root):

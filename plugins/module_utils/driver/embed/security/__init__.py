@@ -32,7 +32,7 @@ import pwd
 import stat
 from dataclasses import dataclass, field
 
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.security import apparmor, cgroup, dac, selinux
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.security import apparmor, dac, selinux
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.security.dac import Owner
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, InvalidInput, host_error
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import sub
@@ -202,6 +202,7 @@ def prepare(pol: Policy, live, layout, name: str, domain_dir: str, others: list)
 
 def _device_cgroup(pol: Policy, live, root: str, name: str, launch: Launch) -> None:
     """Make the domain's device cgroup; a host without a v1 devices controller gets a warning instead."""
+    from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.security import cgroup
     hierarchy = cgroup.open_hierarchy()
     if hierarchy is None:
         launch.warnings.append(f"domain {name!r} runs without a device ACL (cgroup_device_acl): this host has no "
@@ -322,6 +323,7 @@ def spawning(launch: Launch):
     """Where QEMU must be spawned: in its device cgroup, when it has one."""
     if launch.cgroup_tasks is None or launch.home_tasks is None:
         return contextlib.nullcontext()
+    from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.security import cgroup
     return cgroup.spawn_in(launch.cgroup_tasks, launch.home_tasks)
 
 
@@ -350,6 +352,7 @@ def release(live, recorded: dict[str, str], layout, name: str) -> list[str]:
 
 
 def _remove_device_cgroup(recorded: str) -> None:
+    from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.security import cgroup
     hierarchy = cgroup.open_hierarchy()
     if hierarchy is None:
         raise BackendError(f"cannot remove the device cgroup {recorded}: this host shows no cgroup v1 devices "
