@@ -169,8 +169,9 @@ def test_lock_file_goes_with_the_domain(base, guest_build):
         driver.domains.destroy("vm1")
         assert not driver.domains.exists("vm1")
         assert not (locks / "vm1.lock").exists()
-    # Only QEMU's log stays, as with libvirt.
-    assert [name for name in files_under(root) if "vm1" in name] == ["log/qemu/vm1.log"]
+    # Only the logs stay, QEMU's and the monitor traffic's, as with libvirt.
+    assert sorted(name for name in files_under(root) if "vm1" in name) == ["log/qemu/vm1.log",
+                                                                           "log/qemu/vm1.qmp.log"]
 
 
 # -- file and XML errors reach the user as one message ----------------------------------------
