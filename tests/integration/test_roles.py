@@ -55,7 +55,10 @@ def changed_tasks(results: list[dict]) -> list[str]:
 
 
 def assert_no_failure(results: list[dict]) -> None:
-    failed = [r for r in results if r["failed"]]
+    """No task failed; a failure names the task, and each failed loop item with its message."""
+    failed = [(r["task"], r.get("msg"), [(item.get("item"), item.get("msg")) for item in r.get("results", [])
+                                        if item.get("failed")])
+              for r in results if r["failed"]]
     assert not failed, failed
 
 
