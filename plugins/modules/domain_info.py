@@ -389,6 +389,8 @@ guest_agent:
 """
 
 
+# First: the imports below then load through its compiled-code cache.
+from ansible_collections.virtops.qemu.plugins.module_utils import bytecode  # noqa: F401  # pylint: disable=unused-import
 from ansible_collections.virtops.qemu.plugins.module_utils.addresses import ADDRESS_SOURCES
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput

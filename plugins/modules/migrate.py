@@ -199,6 +199,8 @@ recovered:
 """
 
 
+# First: the imports below then load through its compiled-code cache.
+from ansible_collections.virtops.qemu.plugins.module_utils import bytecode  # noqa: F401  # pylint: disable=unused-import
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.migrate import COPY_STORAGE, PHASES
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.migrate import run as migrate

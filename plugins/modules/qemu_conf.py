@@ -161,6 +161,8 @@ backup_file:
 """
 
 
+# First: the imports below then load through its compiled-code cache.
+from ansible_collections.virtops.qemu.plugins.module_utils import bytecode  # noqa: F401  # pylint: disable=unused-import
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.qemu_conf import ConfRequest, ensure
 from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import MaskingModule, argument_spec, run
 

@@ -240,6 +240,8 @@ checksum:
 """
 
 
+# First: the imports below then load through its compiled-code cache.
+from ansible_collections.virtops.qemu.plugins.module_utils import bytecode  # noqa: F401  # pylint: disable=unused-import
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
 from ansible_collections.virtops.qemu.plugins.module_utils.manager.volume import VolumeManager
 from ansible_collections.virtops.qemu.plugins.module_utils.model import kinds

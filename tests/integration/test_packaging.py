@@ -27,6 +27,7 @@ ROOT = Path(REPO)
 TOOLS = ROOT / "tools"
 BIN = Path(sys.executable).parent
 GALAXY = yaml.safe_load((ROOT / "galaxy.yml").read_text())
+MU = "ansible_collections.virtops.qemu.plugins.module_utils"
 MODULES = sorted(p.stem for p in (ROOT / "plugins" / "modules").glob("*.py"))
 # Work tree only: machine set-up, benchmarks, CI, lint settings, caches.
 NOT_SHIPPED = (".ci/", ".venv", "bench/", "tools/", "build/", "tests/.cache/", "tests/output/",
@@ -112,10 +113,12 @@ def test_installed_copy_is_what_ansible_uses(installed):
 @pytest.mark.slow
 def test_demo_runs_from_the_installed_copy(installed, embed_backend, guest, workdir):
     name = f"vt-demo-{workdir.name[-4:]}"
+    compiled = workdir / "bytecode"
     try:
-        results = run_playbook(installed.copy / "playbooks" / "demo.yml", env=installed.env(), extra_vars={
+        results = run_playbook(installed.copy / "playbooks" / "demo.yml", extra_vars={
             "demo_name": name, "demo_dir": str(workdir), "demo_uri": embed_backend.uri,
-            "demo_kernel": str(guest.kernel), "demo_initrd": str(guest.initrd)})
+            "demo_kernel": str(guest.kernel), "demo_initrd": str(guest.initrd)},
+            env={**installed.env(), "VIRTOPS_QEMU_BYTECODE_CACHE": str(compiled)})
     finally:
         embed_backend.remove(name)
     by_task = {r["task"]: r for r in results}
@@ -126,6 +129,10 @@ def test_demo_runs_from_the_installed_copy(installed, embed_backend, guest, work
     assert by_task["Shut the guest down gracefully (ACPI power button)"]["changed"]
     assert by_task["Remove the VM"]["changed"]
     assert name not in embed_backend.names()
+    # The module runs loaded module_utils through the compiled-code cache: one entry per source.
+    stored = [p.name.rsplit(".", 2)[0] for p in compiled.iterdir()]
+    assert f"{MU}.driver.embed.domains" in stored and f"{MU}.module_glue" in stored, stored
+    assert len(stored) == len(set(stored)), stored
 
 
 def test_rendered_docs_are_up_to_date():

@@ -54,11 +54,13 @@ def changed_tasks(results: list[dict]) -> list[str]:
     return [r["task"] for r in results if r["changed"]]
 
 
+def failed_items(result: dict) -> list[tuple]:
+    return [(item.get("item"), item.get("msg")) for item in result.get("results", []) if item.get("failed")]
+
+
 def assert_no_failure(results: list[dict]) -> None:
     """No task failed; a failure names the task, and each failed loop item with its message."""
-    failed = [(r["task"], r.get("msg"), [(item.get("item"), item.get("msg")) for item in r.get("results", [])
-                                        if item.get("failed")])
-              for r in results if r["failed"]]
+    failed = [(r["task"], r.get("msg"), failed_items(r)) for r in results if r["failed"]]
     assert not failed, failed
 
 
