@@ -187,6 +187,9 @@ def test_block_disk_works_inside_the_device_cgroup_and_other_devices_are_denied(
     device = os.stat(allowed).st_rdev
     expected.append(f"b {os.major(device)}:{os.minor(device)} rw")
     assert Path(path, "devices.list").read_text().split("\n")[:-1] == expected
+    in_group = set(Path(path, "tasks").read_text().split())
+    assert in_group and in_group <= {t.name for t in Path(f"/proc/{pid}/task").iterdir()}, \
+        "only QEMU's threads are in its cgroup: the thread that forked it is gone"
     blocks = driver.domains.monitor("vt-cg", {"execute": "query-named-block-nodes"})
     assert allowed in {node["file"] for node in blocks}
     with pytest.raises(QMPError, match="Operation not permitted"):

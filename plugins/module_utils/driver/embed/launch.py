@@ -17,6 +17,7 @@ from __future__ import annotations
 import copy
 import os
 import shutil
+import time
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING
 
@@ -131,7 +132,7 @@ class DomainLaunch(DomainRecovery):
                 argv = extra_args(argv)
             record.taints = command.taints(live)
             child, offset = process.spawn(argv, env, paths.log_file, tuple(security.exec_prefix(launch)),
-                                          pass_fds=(monitor.fileno(),), place=security.spawning(launch))
+                                          pass_fds=(monitor.fileno(),), spawner=security.spawning(launch))
         finally:
             launch.close()
             if monitor is not None:
@@ -195,6 +196,7 @@ class DomainLaunch(DomainRecovery):
         # Not durable: after a host crash this QEMU is gone either way, and the durable "starting up"
         # record that may come back in its place is cleaned up just the same.
         self._save(name, record, durable=False)
+        self._started[name] = (record.pid, time.monotonic())
 
     def _abort_start(self, name: str, record: DomainRecord) -> None:
         if record.pid:

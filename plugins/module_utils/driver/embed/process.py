@@ -23,7 +23,6 @@ Private to the collection.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import re
@@ -75,21 +74,23 @@ def listen_monitor(path: str, owner: tuple[int, int] | None) -> socket.socket:
 
 
 def spawn(argv: list[str], env: dict, log_file: str, prefix: tuple[str, ...] = (),
-          pass_fds: tuple[int, ...] = (), place=None) -> tuple[subprocess.Popen, int]:
+          pass_fds: tuple[int, ...] = (), spawner=None) -> tuple[subprocess.Popen, int]:
     """Start QEMU detached from this process's session; returns it and where its output begins.
 
     ``prefix`` is a command QEMU's argv is run under (security.exec_prefix: setpriv).  No Python
     runs between fork and exec, so the child is made with vfork and this returns once it executes.
-    ``pass_fds`` stay open in QEMU.  ``place`` is a context the fork happens in (security.spawning:
-    the device cgroup); nothing is opened inside it.
+    ``pass_fds`` stay open in QEMU.  ``spawner`` is the thread that forks it (security.spawning:
+    the one in the device cgroup); None forks from this one.
     """
     offset = _log_header(log_file, argv, env)
     fd = os.open(log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
     null = os.open(os.devnull, os.O_RDONLY | os.O_CLOEXEC)
+
+    def fork() -> subprocess.Popen:
+        return subprocess.Popen([*prefix, *argv], stdin=null, stdout=fd, stderr=fd, env=env,
+                                cwd="/", close_fds=True, start_new_session=True, pass_fds=pass_fds)
     try:
-        with place or contextlib.nullcontext():
-            child = subprocess.Popen([*prefix, *argv], stdin=null, stdout=fd, stderr=fd, env=env,
-                                     cwd="/", close_fds=True, start_new_session=True, pass_fds=pass_fds)
+        child = spawner.run(fork) if spawner is not None else fork()
     except (OSError, subprocess.SubprocessError) as exc:
         raise BackendError(f"cannot run {prefix[0] if prefix else argv[0]}: {exc}") from exc
     finally:

@@ -16,6 +16,7 @@ import contextlib
 import copy
 import os
 import shutil
+import time
 from collections.abc import Iterator
 from typing import TYPE_CHECKING
 
@@ -33,6 +34,8 @@ if TYPE_CHECKING:
 
 # Connecting to a QEMU that already runs: its greeting comes at once unless QEMU is stopped or wedged.
 MONITOR_TIMEOUT = 3.0
+# How long after a start by this run its record stands for what QEMU said (seconds).
+JUST_STARTED = 1.0
 # QMP runstates -> (libvirt state, reason when the driver did not cause it).
 _RUNSTATES = {
     "running": ("running", "unknown"),
@@ -65,6 +68,8 @@ class DomainRecovery(StoredResources[DomainRecord]):
         super().__init__(driver)
         # Monitors that timed out once in this run: asking again would only stall the run again.
         self._unanswered: set[str] = set()
+        # Domains this run started (name: QEMU's pid, when), whose state QEMU has just confirmed.
+        self._started: dict[str, tuple[int | None, float]] = {}
 
     def _config(self, name: str):
         return self.store.read(name)
@@ -87,6 +92,8 @@ class DomainRecovery(StoredResources[DomainRecord]):
             self._kill_leftover(name, record)
             return self._cleanup(name, record, "failed")
         if self._runs(record):
+            if self._just_started(name, record):
+                return record
             observed = self._observe(name, record)
             if observed is not None or self._runs(record):
                 return observed or record   # a stopped or hung monitor: trust the record
@@ -94,6 +101,12 @@ class DomainRecovery(StoredResources[DomainRecord]):
         pidfile_left = os.path.exists(self.layout.pidfile(name))
         trace = fileio.read_text(self.layout.trace_file(name))
         return self._cleanup(name, record, process.exit_reason(pidfile_left, trace))
+
+    def _just_started(self, name: str, record: DomainRecord) -> bool:
+        """This run started that QEMU moments ago and has not talked to it since: the record holds
+        what QEMU's reply to the start said, and asking again would only cost a new QMP session."""
+        started = self._started.get(name)
+        return started is not None and started[0] == record.pid and time.monotonic() - started[1] < JUST_STARTED
 
     def _runs(self, record: DomainRecord) -> bool:
         return process.is_domain_process(record.pid, record.starttime, uuid_of(record.live))
@@ -168,6 +181,7 @@ class DomainRecovery(StoredResources[DomainRecord]):
         """QMP with a running QEMU.  A monitor that did not greet in time is not asked again by this
         driver, so a stopped QEMU costs a run one deadline instead of one per call; a command that
         times out later (a slow one, say) does not count."""
+        self._started.pop(name, None)      # what QEMU says next is what counts
         if monitor in self._unanswered:
             raise BackendError(f"QMP {monitor}: did not answer earlier in this run")
         try:
@@ -204,6 +218,7 @@ class DomainRecovery(StoredResources[DomainRecord]):
         if record.live is not None or record.security:
             from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import security
             errors += security.release(record.live, record.security, self.layout, name)
+        self._started.pop(name, None)
         if record.monitor:
             fileio.remove_quietly(record.monitor)
             self._unanswered.discard(record.monitor)

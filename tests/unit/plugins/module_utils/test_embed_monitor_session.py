@@ -30,6 +30,7 @@ class _SlowClient:
 def _domains() -> domainsmod.EmbedDomains:
     domains = domainsmod.EmbedDomains.__new__(domainsmod.EmbedDomains)
     domains._unanswered = set()
+    domains._started = {}
     domains.driver = SimpleNamespace(read_only=True)     # no traffic log
     return domains
 

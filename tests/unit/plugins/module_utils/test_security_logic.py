@@ -6,6 +6,7 @@ import os
 import random
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 import pytest
@@ -269,19 +270,52 @@ def test_qemu_is_run_through_setpriv_only_when_something_must_change():
         "setpriv", "--apparmor-profile", "libvirt-1234", "--reuid", "0", "--regid", "0", "--clear-groups", "--"]
 
 
-def test_the_spawning_thread_finds_its_own_devices_cgroup(tmp_path):
-    (tmp_path / "virtops" / "here").mkdir(parents=True)
-    (tmp_path / "virtops" / "here" / "tasks").write_text("")
-    listing = tmp_path / "cgroup"
-    listing.write_text("7:blkio:/\n5:devices:/virtops/here\n0::/\n")
-    hierarchy = os.open(tmp_path, os.O_RDONLY | os.O_DIRECTORY)
-    try:
-        fd = cgroup.open_current_tasks(hierarchy, str(listing))
-        os.write(fd, b"123")
-        os.close(fd)
-        listing.write_text("0::/\n")
-        with pytest.raises(BackendError, match="names no devices cgroup"):
-            cgroup.open_current_tasks(hierarchy, str(listing))
-    finally:
-        os.close(hierarchy)
-    assert (tmp_path / "virtops" / "here" / "tasks").read_text() == "123"
+class FileCgroup(cgroup.DomainCgroup):
+    """A cgroup whose ``tasks`` is a plain file in a directory (the kernel's checks are not the point here)."""
+
+    def __init__(self, directory: Path, fail: str = ""):
+        super().__init__(os.open(directory, os.O_RDONLY | os.O_DIRECTORY), "virtops/embed-x/d")
+        self.directory, self.fail, self.made, self.removed = directory, fail, [], 0
+
+    def create(self, rules):
+        if self.fail == "create":
+            raise BackendError("cannot set up the device cgroup d: Permission denied")
+        self.made = [rule.line() for rule in rules]
+        (self.directory / "tasks").write_text("")
+
+    def open_tasks(self):
+        return os.open(self.directory / "tasks", os.O_RDONLY if self.fail == "enter" else os.O_WRONLY)
+
+    def remove(self, timeout=5.0):
+        self.removed += 1
+
+
+RULES = [cgroup.DeviceRule("c", 1, 3, "rw")]
+
+
+def test_the_spawner_makes_and_enters_the_cgroup_from_its_own_thread_and_forks_there(tmp_path):
+    group = FileCgroup(tmp_path)
+    spawner = cgroup.Spawner(group, RULES)
+    ran_in = spawner.run(threading.get_native_id)
+    assert ran_in != threading.get_native_id()
+    assert (tmp_path / "tasks").read_text() == str(ran_in), "the thread that ran the job is the one that entered"
+    assert group.made == ["c 1:3 rw"] and group.hierarchy == -1, "the hierarchy descriptor is closed"
+    spawner.cancel()
+    assert group.removed == 0, "after a spawn the cgroup is QEMU's"
+
+
+@pytest.mark.parametrize("fail, message", [("create", "cannot set up the device cgroup"),
+                                           ("enter", "cannot enter the device cgroup to start QEMU")])
+def test_a_cgroup_that_cannot_be_made_or_entered_fails_the_spawn(tmp_path, fail, message):
+    spawner = cgroup.Spawner(FileCgroup(tmp_path, fail), RULES)
+    with pytest.raises(BackendError, match=message):
+        spawner.run(lambda: pytest.fail("the job must not run outside the cgroup"))
+
+
+def test_a_spawner_not_used_ends_and_removes_its_cgroup_and_a_failing_job_is_raised(tmp_path):
+    unused = cgroup.Spawner(FileCgroup(tmp_path), RULES)
+    unused.cancel()
+    assert not unused._thread.is_alive() and unused.group.removed == 1 and unused.group.hierarchy == -1
+    failing = cgroup.Spawner(FileCgroup(tmp_path), RULES)
+    with pytest.raises(OSError, match="no such binary"):
+        failing.run(lambda: (_ for _ in ()).throw(OSError("no such binary")))

@@ -25,17 +25,20 @@ Private to the collection.
 
 from __future__ import annotations
 
-import contextlib
 import grp
 import os
 import pwd
 import stat
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.security import apparmor, dac, selinux
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.security.dac import Owner
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, InvalidInput, host_error
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import sub
+
+if TYPE_CHECKING:
+    from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.security.cgroup import Spawner
 
 LSMS = ("selinux", "apparmor")
 SETPRIV = "setpriv"     # util-linux
@@ -133,8 +136,7 @@ class Launch:
     relabelled: bool = False            # DAC gave the domain's files to ``owner``
     remember: bool = True
     cgroup: str = ""                    # the device cgroup, as /proc/PID/cgroup names it
-    cgroup_tasks: int | None = None     # its tasks, open for the spawning thread to enter ...
-    home_tasks: int | None = None       # ... and the tasks of the cgroup that thread returns to
+    spawner: Spawner | None = None      # the thread in that cgroup that forks QEMU
     selinux_label: str = ""
     apparmor_profile: str = ""
     warnings: list[str] = field(default_factory=list)
@@ -150,10 +152,9 @@ class Launch:
 
     def close(self) -> None:
         """Let go of what only the QEMU process being started needed."""
-        for fd in (self.cgroup_tasks, self.home_tasks):
-            if fd is not None:
-                os.close(fd)
-        self.cgroup_tasks = self.home_tasks = None
+        if self.spawner is not None:
+            self.spawner.cancel()
+        self.spawner = None
 
 
 def check_domain(pol: Policy, config) -> None:
@@ -190,18 +191,23 @@ def prepare(pol: Policy, live, layout, name: str, domain_dir: str, others: list)
     static = owner is not None and owner != pol.owner
     launch = Launch(owner=owner, groups=[owner.gid] if owner is not None and static else list(pol.groups),
                     remember=pol.remember_owner)
-    if owner is not None and "dac" in pol.models:
-        open_state_dirs(layout, domain_dir, owner)
-        launch.relabelled = _relabel(pol, live, layout.nvram_file(name), owner)
-    _label_lsm(pol, live, launch, others)
     if pol.cgroup_devices:
-        _device_cgroup(pol, live, layout.root, name, launch)
-    _write_live_labels(live, pol, launch)
+        _device_cgroup(pol, live, layout.root, name, launch)     # first: it is made while the rest goes on
+    try:
+        if owner is not None and "dac" in pol.models:
+            open_state_dirs(layout, domain_dir, owner)
+            launch.relabelled = _relabel(pol, live, layout.nvram_file(name), owner)
+        _label_lsm(pol, live, launch, others)
+        _write_live_labels(live, pol, launch)
+    except BaseException:
+        launch.close()
+        raise
     return launch
 
 
 def _device_cgroup(pol: Policy, live, root: str, name: str, launch: Launch) -> None:
-    """Make the domain's device cgroup; a host without a v1 devices controller gets a warning instead."""
+    """Have the domain's device cgroup made (by the thread that will spawn QEMU in it); a host without a
+    v1 devices controller gets a warning instead.  A cgroup that cannot be made fails the spawn."""
     from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.security import cgroup
     hierarchy = cgroup.open_hierarchy()
     if hierarchy is None:
@@ -210,16 +216,11 @@ def _device_cgroup(pol: Policy, live, root: str, name: str, launch: Launch) -> N
         return
     try:
         group = cgroup.DomainCgroup.of(hierarchy, root, name)
-        try:
-            group.create(cgroup.domain_rules(live, pol.device_acl))
-            launch.home_tasks = cgroup.open_current_tasks(hierarchy)
-            launch.cgroup_tasks = group.open_tasks()
-        except BackendError:
-            group.remove()
-            raise
-        launch.cgroup = group.name
-    finally:
+        launch.spawner = cgroup.Spawner(group, cgroup.domain_rules(live, pol.device_acl))
+    except BaseException:
         os.close(hierarchy)
+        raise
+    launch.cgroup = group.name
 
 
 def _relabel(pol: Policy, live, nvram: str, owner: Owner) -> bool:
@@ -320,11 +321,8 @@ def exec_prefix(launch: Launch) -> list[str]:
 
 
 def spawning(launch: Launch):
-    """Where QEMU must be spawned: in its device cgroup, when it has one."""
-    if launch.cgroup_tasks is None or launch.home_tasks is None:
-        return contextlib.nullcontext()
-    from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.security import cgroup
-    return cgroup.spawn_in(launch.cgroup_tasks, launch.home_tasks)
+    """What QEMU must be spawned by: the thread in its device cgroup (cgroup.Spawner), None for any."""
+    return launch.spawner
 
 
 def release(live, recorded: dict[str, str], layout, name: str) -> list[str]:

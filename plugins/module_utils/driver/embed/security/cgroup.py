@@ -27,16 +27,17 @@ collection.
 
 from __future__ import annotations
 
-import contextlib
 import ctypes
 import hashlib
 import os
+import queue
 import socket
 import stat
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, host_error
 
@@ -53,6 +54,7 @@ TOP = "virtops"
 PRIVATE_MOUNT = "/sys/fs/cgroup"
 _CLONE_NEWNS = 0x00020000
 _MS_NOSUID, _MS_NODEV, _MS_NOEXEC, _MS_REC, _MS_PRIVATE = 0x2, 0x4, 0x8, 0x4000, 0x40000
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -228,7 +230,7 @@ class DomainCgroup:
             raise host_error(exc, "set up the device cgroup", self.name) from exc
 
     def open_tasks(self) -> int:
-        """A descriptor of its ``tasks``: the thread that spawns QEMU enters it for the spawn (see spawn_in)."""
+        """A descriptor of its ``tasks``, for the thread that spawns QEMU to enter (Spawner)."""
         return _open_tasks(self.hierarchy, self.path, self.name)
 
     def allowed(self) -> list[str]:
@@ -270,16 +272,6 @@ class DomainCgroup:
             os.close(fd)
 
 
-def open_current_tasks(hierarchy: int, cgroup_file: str = "/proc/thread-self/cgroup") -> int:
-    """A descriptor of the ``tasks`` of the devices cgroup the calling thread is in."""
-    with open(cgroup_file, encoding="utf-8") as handle:
-        for line in handle:
-            _number, controllers, path = line.rstrip("\n").split(":", 2)
-            if "devices" in controllers.split(","):
-                return _open_tasks(hierarchy, path.strip("/") or ".", path)
-    raise BackendError(f"{cgroup_file} names no devices cgroup")
-
-
 def _open_tasks(hierarchy: int, path: str, name: str) -> int:
     try:
         return os.open(f"{path}/tasks", os.O_WRONLY | os.O_CLOEXEC, dir_fd=hierarchy)
@@ -287,23 +279,75 @@ def _open_tasks(hierarchy: int, path: str, name: str) -> int:
         raise host_error(exc, "open the device cgroup", name) from exc
 
 
-@contextlib.contextmanager
-def spawn_in(tasks: int, home: int) -> Iterator[None]:
-    """Run the block with the calling thread in the cgroup of ``tasks``, then back in ``home``'s.
+class Spawner:
+    """A thread that makes a domain's device cgroup, enters it and spawns QEMU from there.
 
-    A process starts in the cgroup of the thread that forks it: QEMU spawned
-    here is in its device cgroup before it executes, with no code of ours to
-    run in the child.  cgroup v1 moves single threads; the others stay put.
+    A process starts in the cgroup of the thread that forks it, so QEMU is in
+    its device cgroup before it executes, with no code of ours in the child
+    (cgroup v1 moves single threads; the others stay put).  Making and
+    entering a cgroup waits for an RCU grace period, 8 ms or more, which the
+    caller spends on the rest of the start (labels, the status record, the
+    command line).  The thread ends after the spawn, so no thread of ours
+    stays in the cgroup or has to move back.  The Spawner owns ``group``'s
+    hierarchy descriptor.
     """
-    thread = str(threading.get_native_id()).encode()
-    try:
-        os.write(tasks, thread)
-    except OSError as exc:
-        raise BackendError(f"cannot enter the device cgroup to start QEMU: {exc.strerror}") from exc
-    try:
-        yield
-    finally:
+
+    def __init__(self, group: DomainCgroup, rules: list[DeviceRule]):
+        self.group = group
+        self._jobs: queue.Queue = queue.Queue(maxsize=1)
+        self._results: queue.Queue = queue.Queue(maxsize=1)
+        self._ran = False
+        self._thread = threading.Thread(target=self._serve, args=(rules,), name="virtops-spawner", daemon=True)
+        self._thread.start()
+
+    def run(self, job: Callable[[], T]) -> T:
+        """``job()`` run in the cgroup (it forks QEMU); its result, or its exception raised here."""
+        self._jobs.put(job)
+        result, error = self._results.get()
+        self._end()
+        if error is not None:
+            raise error
+        return result
+
+    def cancel(self) -> None:
+        """End the thread without spawning and remove the cgroup it made; nothing after ``run``."""
+        if self._ran or self.group.hierarchy < 0:
+            return
+        self._jobs.put(None)
+        self._thread.join()
         try:
-            os.write(home, thread)
-        except OSError as exc:
-            raise BackendError(f"cannot leave the device cgroup after starting QEMU: {exc.strerror}") from exc
+            self.group.remove()
+        except BackendError:
+            pass    # an empty cgroup left behind; the domain's next start removes it first
+        self._end()
+
+    def _end(self) -> None:
+        self._ran = True
+        self._thread.join()
+        if self.group.hierarchy >= 0:
+            os.close(self.group.hierarchy)
+            self.group.hierarchy = -1
+
+    def _serve(self, rules: list[DeviceRule]) -> None:
+        refused = None
+        try:
+            self.group.create(rules)
+            tasks = self.group.open_tasks()
+            try:
+                os.write(tasks, str(threading.get_native_id()).encode())
+            except OSError as exc:
+                raise BackendError(f"cannot enter the device cgroup to start QEMU: {exc.strerror}") from exc
+            finally:
+                os.close(tasks)
+        except BackendError as exc:
+            refused = exc
+        job = self._jobs.get()
+        if job is None:
+            return
+        if refused is not None:
+            self._results.put((None, refused))
+            return
+        try:
+            self._results.put((job(), None))
+        except BaseException as exc:    # handed to the caller, raised there
+            self._results.put((None, exc))
