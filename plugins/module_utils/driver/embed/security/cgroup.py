@@ -329,7 +329,7 @@ class Spawner:
             self.group.hierarchy = -1
 
     def _serve(self, rules: list[DeviceRule]) -> None:
-        refused = None
+        refused: Exception | None = None
         try:
             self.group.create(rules)
             tasks = self.group.open_tasks()
@@ -339,7 +339,7 @@ class Spawner:
                 raise BackendError(f"cannot enter the device cgroup to start QEMU: {exc.strerror}") from exc
             finally:
                 os.close(tasks)
-        except BackendError as exc:
+        except Exception as exc:    # raised to the caller by run, which must never wait in vain
             refused = exc
         job = self._jobs.get()
         if job is None:
