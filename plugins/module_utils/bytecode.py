@@ -31,7 +31,6 @@ import importlib.machinery
 import importlib.util
 import marshal
 import os
-import stat
 import sys
 import zipfile
 import zipimport
@@ -47,8 +46,12 @@ HEADER = importlib.util.MAGIC_NUMBER
 DIGEST_SIZE = 32
 
 
-def cache_dir() -> str | None:
-    """The cache directory, made private if missing; None when it is off or not safe to use."""
+def cache_dir() -> int | None:
+    """A descriptor of the cache directory, made private if missing; None when it is off or not safe to use.
+
+    Entries are read and written through the descriptor, so the directory
+    checked is the one used, whatever happens to its path meanwhile.
+    """
     chosen = os.environ.get(ENV)
     if chosen == "off":
         return None
@@ -59,21 +62,24 @@ def cache_dir() -> str | None:
         return None
     try:
         os.makedirs(chosen, mode=0o700, exist_ok=True)
-        info = os.lstat(chosen)
+        fd = os.open(chosen, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
     except OSError:
         return None
-    private = stat.S_ISDIR(info.st_mode) and info.st_uid == os.geteuid() and not info.st_mode & 0o077
-    return chosen if private else None
+    info = os.fstat(fd)
+    if info.st_uid != os.geteuid() or info.st_mode & 0o077:
+        os.close(fd)
+        return None
+    return fd
 
 
 def entry_name(fullname: str, digest: bytes) -> str:
     return f"{fullname}.{digest.hex()[:32]}.{sys.implementation.cache_tag}"
 
 
-def read_entry(path: str, digest: bytes):
-    """The code stored for ``digest`` at ``path``, or None when there is none or it is unusable."""
+def read_entry(directory: int, name: str, digest: bytes):
+    """The code stored for ``digest`` as ``name``, or None when there is none or it is unusable."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+        fd = os.open(name, os.O_RDONLY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=directory)
     except OSError:
         return None
     try:
@@ -87,18 +93,18 @@ def read_entry(path: str, digest: bytes):
         return None
 
 
-def write_entry(directory: str, name: str, digest: bytes, code) -> None:
-    """Store ``code`` atomically; a failure only costs the next run a compile."""
-    final = os.path.join(directory, name)
-    temporary = f"{final}.{os.getpid()}.tmp"
+def write_entry(directory: int, name: str, digest: bytes, code) -> None:
+    """Store ``code`` atomically as ``name``; a failure only costs the next run a compile."""
+    temporary = f"{name}.{os.getpid()}.tmp"
     try:
-        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        fd = os.open(temporary, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600,
+                     dir_fd=directory)
         with os.fdopen(fd, "wb") as out:
             out.write(HEADER + digest + marshal.dumps(code))
-        os.replace(temporary, final)
+        os.replace(temporary, name, src_dir_fd=directory, dst_dir_fd=directory)
     except OSError:
         try:
-            os.unlink(temporary)
+            os.unlink(temporary, dir_fd=directory)
         except OSError:
             pass
 
@@ -106,7 +112,7 @@ def write_entry(directory: str, name: str, digest: bytes, code) -> None:
 class CachedLoader:
     """Loads one module of the package from the zip, its code from the cache when it has it."""
 
-    def __init__(self, archive: zipimport.zipimporter, path: str, directory: str):
+    def __init__(self, archive: zipimport.zipimporter, path: str, directory: int):
         self.archive = archive
         self.path = path
         self.directory = directory
@@ -121,7 +127,7 @@ class CachedLoader:
         source = self.archive.get_data(self.path)
         digest = hashlib.sha256(source).digest()
         name = entry_name(fullname, digest)
-        code = read_entry(os.path.join(self.directory, name), digest)
+        code = read_entry(self.directory, name, digest)
         if code is None:
             code = compile(source, self.path, "exec", dont_inherit=True)
             write_entry(self.directory, name, digest, code)
@@ -144,7 +150,7 @@ class CachedFinder:
     once and compiles nothing.
     """
 
-    def __init__(self, package: str, archive: str, directory: str):
+    def __init__(self, package: str, archive: str, directory: int):
         self.prefix = package + "."
         self.archive = zipimport.zipimporter(archive)
         self.root = archive + os.sep
