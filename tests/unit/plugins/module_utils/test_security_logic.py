@@ -316,6 +316,7 @@ def test_a_spawner_not_used_ends_and_removes_its_cgroup_and_a_failing_job_is_rai
     unused = cgroup.Spawner(FileCgroup(tmp_path), RULES)
     unused.cancel()
     assert not unused._thread.is_alive() and unused.group.removed == 1 and unused.group.hierarchy == -1
+
     def fork():
         raise OSError("no such binary")
     failing = cgroup.Spawner(FileCgroup(tmp_path), RULES)
