@@ -283,109 +283,6 @@ domains:
   type: list
   elements: dict
   sample: [{"name": "demo01", "state": "running", "active": true}, {"name": "broken", "error": "..."}]
-name:
-  description:
-    - Deprecated, use RV(domain.name).
-    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
-  returned: when O(name) is given and the domain exists
-  type: raw
-state:
-  description:
-    - Deprecated, use RV(domain.state).
-    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
-  returned: when O(name) is given and the domain exists
-  type: raw
-reason:
-  description:
-    - Deprecated, use RV(domain.reason).
-    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
-  returned: when O(name) is given and the domain exists
-  type: raw
-active:
-  description:
-    - Deprecated, use RV(domain.active).
-    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
-  returned: when O(name) is given and the domain exists
-  type: raw
-xml:
-  description:
-    - Deprecated, use RV(domain.xml).
-    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
-  returned: when O(name) is given and the domain exists
-  type: raw
-live_xml:
-  description:
-    - Deprecated, use RV(domain.live_xml).
-    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
-  returned: when O(name) is given and the domain exists
-  type: raw
-pid:
-  description:
-    - Deprecated, use RV(domain.pid).
-    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
-  returned: when O(name) is given and the domain exists
-  type: raw
-id:
-  description:
-    - Deprecated, use RV(domain.id).
-    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
-  returned: when O(name) is given and the domain exists
-  type: raw
-taints:
-  description:
-    - Deprecated, use RV(domain.taints).
-    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
-  returned: when O(name) is given and the domain exists
-  type: raw
-restart_required:
-  description:
-    - Deprecated, use RV(domain.restart_required).
-    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
-  returned: when O(name) is given and the domain exists
-  type: raw
-uuid:
-  description:
-    - Deprecated, use RV(domain.uuid).
-    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
-  returned: when O(name) is given and the domain exists
-  type: raw
-autostart:
-  description:
-    - Deprecated, use RV(domain.autostart).
-    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
-  returned: when O(name) is given and the domain exists
-  type: raw
-qemu_argv:
-  description:
-    - Deprecated, use RV(domain.qemu_argv).
-    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
-  returned: when O(name) is given, the domain exists and O(qemu_argv) is not false
-  type: raw
-qemu_env:
-  description:
-    - Deprecated, use RV(domain.qemu_env).
-    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
-  returned: when O(name) is given, the domain exists and O(qemu_argv) is not false
-  type: raw
-qemu_argv_error:
-  description:
-    - Deprecated, use RV(domain.qemu_argv_error).
-    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
-  returned: when O(name) is given, the domain exists, O(qemu_argv) is not false and its definition cannot be
-    turned into a command line
-  type: raw
-interfaces:
-  description:
-    - Deprecated, use RV(domain.interfaces).
-    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
-  returned: when O(name) is given and the domain exists
-  type: raw
-guest_agent:
-  description:
-    - Deprecated, use RV(domain.guest_agent).
-    - The copy of each key of RV(domain) at the top level goes away in 0.4.0.
-  returned: when O(name) is given and the domain exists
-  type: raw
 """
 
 
@@ -399,8 +296,6 @@ from ansible_collections.virtops.qemu.plugins.module_utils.manager.domain import
 from ansible_collections.virtops.qemu.plugins.module_utils.model import kinds
 from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import MaskingModule, argument_spec, run
 
-FLAT_KEYS_GO = "0.4.0"
-
 
 def gather(params):
     sources = address_sources(params.get("address_source"))
@@ -410,18 +305,7 @@ def gather(params):
         exists=lambda driver, name: driver.domains.exists(name),
         describe=lambda driver, name: describe(driver, name, sources, qemu_argv=argv is not False),
         describe_all=lambda driver: describe_all(driver, sources, qemu_argv=bool(argv)))
-    result = info.gather(kind, open_driver, params["uri"], params.get("name"))
-    if result.get("exists"):
-        result.update(with_flat_keys(result["domain"]))
-    return result
-
-
-def with_flat_keys(domain: dict) -> dict:
-    """The domain's keys at the top level too, as before the answer had one shape for every *_info module."""
-    return dict(domain, deprecations=[{
-        "msg": "domain_info returns the domain under the 'domain' key; its copy at the top level "
-               f"(such as 'state' or 'xml' instead of 'domain.state') goes away in {FLAT_KEYS_GO}",
-        "version": FLAT_KEYS_GO}])
+    return info.gather(kind, open_driver, params["uri"], params.get("name"))
 
 
 def address_sources(given) -> list:

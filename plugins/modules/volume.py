@@ -208,11 +208,6 @@ path:
   returned: when the volume exists
   type: str
   sample: /srv/images/web01.qcow2
-volume_path:
-  description:
-    - Deprecated, use RV(path). It goes away in 0.4.0.
-  returned: when the volume exists
-  type: str
 format:
   description: Image format.
   returned: when the volume exists

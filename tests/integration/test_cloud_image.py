@@ -98,7 +98,7 @@ def ask_agent(side, name: str, command: dict) -> dict:
     if side.name == "libvirt":
         return json.loads(side.libvirtd.virsh("qemu-agent-command", name, json.dumps(command)))
     info = run_module("domain_info", {"uri": side.uri, "name": name}, netns=side.module_netns)
-    live = etree.fromstring(info["live_xml"].encode())
+    live = etree.fromstring(info["domain"]["live_xml"].encode())
     channel = live.find(f"devices/channel/target[@name='{AGENT_CHANNEL}']/../source").get("path")
     return agent_command(channel, command)
 

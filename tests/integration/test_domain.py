@@ -265,7 +265,7 @@ def test_autostart(backend, guest, workdir, vm):
     result, again, info = run_module_calls([on, on, ("domain_info", {"uri": backend.uri, "name": vm})])
     assert result["changed"] and backend.autostart(vm)
     assert not again["changed"]
-    assert info["autostart"] is True
+    assert info["domain"]["autostart"] is True
     domain(backend, {"name": vm, "autostart": False})
     assert not backend.autostart(vm)
 

@@ -85,7 +85,7 @@ def test_console_passwords_are_not_shown_by_any_domain_module(backend, guest, wo
     assert all(registered[name]["changed"] for name in ("defined", "changed", "labelled", "overridden", "verbatim"))
     assert f'passwd="{MASK}"' in registered["changed"]["diff"]["before"]
     assert f'passwd="{MASK}(changed)"' in registered["changed"]["diff"]["after"]
-    assert f'passwd="{MASK}"' in registered["info"]["xml"]
+    assert f'passwd="{MASK}"' in registered["info"]["domain"]["xml"]
     for name in ("labelled", "overridden"):
         assert f'passwd="{MASK}"' in registered[name]["xml"]
         assert f'passwd="{MASK}"' in registered[name]["diff"]["before"]

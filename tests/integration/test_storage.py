@@ -344,7 +344,8 @@ def test_fs_pool_mounted_while_active(backend, workdir, pool_name, loop_device):
         assert not again["changed"], again
         volume = module(backend, "volume", {"pool": pool_name, "name": "v.qcow2", "capacity": "8MiB",
                                             "format": "qcow2"})
-        assert volume["changed"] and volume["path"] == volume["volume_path"] == str(target / "v.qcow2")
+        assert volume["changed"] and volume["path"] == str(target / "v.qcow2")
+        assert "volume_path" not in volume, "removed in 0.5.0"
         stopped = module(backend, "pool", {"name": pool_name, "state": "inactive"})
         assert stopped["changed"] and not mounted_on(backend, target)
         assert not (target / "v.qcow2").exists()        # it lives on the unmounted filesystem

@@ -218,7 +218,6 @@ class VolumeManager:
             "state": "present" if facts else "absent",
             "path": facts.path if facts else None,
             # The same under its name before 0.3.0, for one release.
-            "volume_path": facts.path if facts else None,
             "format": facts.format if facts else None,
             "capacity": facts.capacity if facts else None,
             "allocation": facts.allocation if facts else None,
