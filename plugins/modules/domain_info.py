@@ -186,18 +186,18 @@ domain:
       description:
         - The QEMU command line the definition starts with, as C(virsh domxml-to-native qemu-argv)
           shows it. Runtime values such as the domain id, tap names and display ports are placeholders.
-        - V(null) when the definition cannot be turned into a command line; RV(qemu_argv_error) says why.
+        - V(null) when the definition cannot be turned into a command line; RV(domain.qemu_argv_error) says why.
       returned: when O(qemu_argv) is true, by default only with O(name)
       type: list
       elements: str
       sample: ["/usr/bin/qemu-system-x86_64", "-name", "guest=demo01,debug-threads=on", "-S"]
     qemu_env:
-      description: Environment QEMU is started with; V(null) with RV(qemu_argv_error).
+      description: Environment QEMU is started with; V(null) with RV(domain.qemu_argv_error).
       returned: when O(qemu_argv) is true, by default only with O(name)
       type: dict
       sample: {"LC_ALL": "C", "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"}
     qemu_argv_error:
-      description: Why RV(qemu_argv) is V(null).
+      description: Why RV(domain.qemu_argv) is V(null).
       returned: when O(qemu_argv) is true and the definition cannot be turned into a command line
       type: str
     interfaces:
