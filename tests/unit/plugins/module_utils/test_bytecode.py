@@ -57,7 +57,7 @@ def run_import(archive: Path, cache: str) -> dict:
     return json.loads(proc.stdout)
 
 
-def entries(cache: Path) -> dict[str, float]:
+def entries(cache: Path) -> dict[str, int]:
     return {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} if cache.exists() else {}
 
 
