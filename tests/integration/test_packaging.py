@@ -125,7 +125,7 @@ def test_demo_runs_from_the_installed_copy(installed, embed_backend, guest, work
     assert not [r for r in results if r["failed"]], results
     assert by_task["Define the VM and boot it, in one task"]["changed"]
     assert not by_task["Running the same task again changes nothing"]["changed"]
-    assert by_task["Inspect the VM"]["state"] == "running"
+    assert by_task["Inspect the VM"]["domain"]["state"] == "running"
     assert by_task["Shut the guest down gracefully (ACPI power button)"]["changed"]
     assert by_task["Remove the VM"]["changed"]
     assert name not in embed_backend.names()

@@ -36,7 +36,7 @@ def test_demo_playbook(backend, guest, workdir, vm):
     assert not [r for r in results if r["failed"]], results
     assert by_task["Define the VM and boot it, in one task"]["changed"]
     assert not by_task["Running the same task again changes nothing"]["changed"]
-    assert by_task["Inspect the VM"]["state"] == "running"
+    assert by_task["Inspect the VM"]["domain"]["state"] == "running"
     assert by_task["Shut the guest down gracefully (ACPI power button)"]["changed"]
     assert vm not in backend.names()
 
