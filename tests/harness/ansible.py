@@ -111,6 +111,16 @@ def run_playbook(playbook: str | os.PathLike | list, extra_vars: dict | None
         return _run(argv, check, diff, env, netns, host_mounts, output, inventory)
 
 
+def assert_no_failure(results: list[dict]) -> None:
+    """No task of a run_playbook result failed; a failure names the task and each failed loop item with its message."""
+    failed = [(r["task"], r.get("msg"), _failed_items(r)) for r in results if r["failed"]]
+    assert not failed, failed
+
+
+def _failed_items(result: dict) -> list[tuple]:
+    return [(item.get("item"), item.get("msg")) for item in result.get("results", []) if item.get("failed")]
+
+
 def ansible_env(results_file: str, extra: dict | None = None) -> dict:
     env = dict(os.environ)
     env.setdefault("ANSIBLE_COLLECTIONS_PATH", str(COLLECTIONS))

@@ -33,7 +33,7 @@ from lxml import etree
 from ansible_collections.virtops.qemu.plugins.module_utils.seed.nocloud import build_seed, write_seed
 from harness.ansible import run_module
 from harness.backends import EmbedNetworkSide, LibvirtNetworkSide
-from harness.cloud_image import OVMF_CODE, OVMF_VARS, CloudGuest, CloudImage, instance, nat_network
+from harness.cloud_image import FAST_HOST_KEYS, OVMF_CODE, OVMF_VARS, CloudGuest, CloudImage, instance, nat_network
 
 pytestmark = [pytest.mark.embed, pytest.mark.guest, pytest.mark.slow]
 
@@ -130,8 +130,7 @@ def boot_and_check(side, seed_kind: str, cloud_image: CloudImage, workdir: Path,
     assert created["changed"], created
 
     seed = build_seed(name, {
-        "ssh_authorized_keys": [booted.public_key],
-        "ssh_genkeytypes": ["ed25519"],     # RSA and ECDSA keys take about 20 s under TCG
+        "ssh_authorized_keys": [booted.public_key], **FAST_HOST_KEYS,
         "runcmd": [["sh", "-c", f"echo {marker} > /var/tmp/virtops-seeded"]],
     })
     write_seed(str(workdir / "seed.iso"), seed.image())

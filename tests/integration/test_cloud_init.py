@@ -29,7 +29,7 @@ from lxml import etree
 from ansible_collections.virtops.qemu.plugins.module_utils.seed.nocloud import build_seed
 from harness.ansible import BIN, run_module
 from harness.backends import EmbedNetworkSide, LibvirtNetworkSide
-from harness.cloud_image import DEFAULT_USER, OVMF_CODE, OVMF_VARS, CloudGuest, instance, nat_network
+from harness.cloud_image import DEFAULT_USER, FAST_HOST_KEYS, OVMF_CODE, OVMF_VARS, CloudGuest, instance, nat_network
 from harness.embed import private_root
 from harness.inventory import ansible_inventory
 from harness.libvirt_marker import BACKENDS
@@ -165,8 +165,7 @@ def cloud(request, cloud_image, run_dir):
         cloud.options = {
             "name": name, "xml": cloud_xml(name, booted.disk, network, booted.mac, log), "guest_agent": True,
             "cloud_init": {"user_data": {
-                "ssh_authorized_keys": [booted.public_key],
-                "ssh_genkeytypes": ["ed25519"],     # RSA and ECDSA keys take about 20 s under TCG
+                "ssh_authorized_keys": [booted.public_key], **FAST_HOST_KEYS,
                 "runcmd": [["sh", "-c", f"echo {cloud.marker} > /var/tmp/virtops-seeded"]]}}}
         started = cloud.module("domain", {**cloud.options, "state": "running"})
         assert started["changed"] and started["state"] == "running", started

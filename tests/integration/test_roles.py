@@ -22,7 +22,7 @@ import pytest
 from lxml import etree
 
 from harness import REPO
-from harness.ansible import run_playbook
+from harness.ansible import assert_no_failure, run_playbook
 from harness.backends import EmbedBackend, LibvirtBackend
 from harness.guest import DHCP_CMDLINE, parse_leases
 from harness.inventory import ansible_inventory
@@ -52,16 +52,6 @@ def task(results: list[dict], suffix: str) -> dict:
 
 def changed_tasks(results: list[dict]) -> list[str]:
     return [r["task"] for r in results if r["changed"]]
-
-
-def failed_items(result: dict) -> list[tuple]:
-    return [(item.get("item"), item.get("msg")) for item in result.get("results", []) if item.get("failed")]
-
-
-def assert_no_failure(results: list[dict]) -> None:
-    """No task failed; a failure names the task, and each failed loop item with its message."""
-    failed = [(r["task"], r.get("msg"), failed_items(r)) for r in results if r["failed"]]
-    assert not failed, failed
 
 
 def summary(results: list[dict]) -> dict:

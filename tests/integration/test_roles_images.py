@@ -26,9 +26,9 @@ import pytest
 import yaml
 
 from harness import REPO
-from harness.ansible import BIN, AnsibleRunError, ansible_env, run_module, run_playbook
+from harness.ansible import BIN, AnsibleRunError, ansible_env, assert_no_failure, run_module, run_playbook
 from harness.backends import EmbedBackend, LibvirtBackend
-from harness.cloud_image import DEFAULT_USER, build_cloud_image
+from harness.cloud_image import DEFAULT_USER, FAST_HOST_KEYS, build_cloud_image
 from harness.imageserver import image_server, served_image, sha256
 
 pytestmark = [pytest.mark.guest]
@@ -49,12 +49,6 @@ def random_mac() -> str:
 
 def changed_tasks(results: list[dict]) -> list[str]:
     return sorted({r["task"] for r in results if r["changed"]})
-
-
-def assert_no_failure(results: list[dict]) -> None:
-    failed = [(r["task"], r.get("msg"), [i.get("msg") for i in r.get("results", []) if i.get("failed")])
-              for r in results if r["failed"]]
-    assert not failed, failed
 
 
 def on_host(results: list[dict], task: str, host: str) -> list[dict]:
@@ -147,10 +141,6 @@ def embed_fleet(root, netns, workdir):
         fleet = ImageFleet(EmbedBackend(str(root)), netns, workdir,
                            {"url": f"{base}/debian-12.qcow2", "checksum": image.checksum})
         yield fleet
-
-
-# Only an ed25519 host key: under TCG cloud-init spends about 20 s making the RSA and ECDSA ones.
-FAST_HOST_KEYS = {"ssh_genkeytypes": ["ed25519"]}
 
 
 def test_a_fleet_from_the_cloud_image_boots_answers_ssh_and_is_reached_through_the_group(embed_fleet):
