@@ -296,7 +296,7 @@ class Spawner:
         self.group = group
         self._jobs: queue.Queue = queue.Queue(maxsize=1)
         self._results: queue.Queue = queue.Queue(maxsize=1)
-        self._ran = False
+        self._ended = False
         self._thread = threading.Thread(target=self._serve, args=(rules,), name="virtops-spawner", daemon=True)
         self._thread.start()
 
@@ -311,7 +311,7 @@ class Spawner:
 
     def cancel(self) -> None:
         """End the thread without spawning and remove the cgroup it made; nothing after ``run``."""
-        if self._ran or self.group.hierarchy < 0:
+        if self._ended:
             return
         self._jobs.put(None)
         self._thread.join()
@@ -322,11 +322,10 @@ class Spawner:
         self._end()
 
     def _end(self) -> None:
-        self._ran = True
+        self._ended = True
         self._thread.join()
-        if self.group.hierarchy >= 0:
-            os.close(self.group.hierarchy)
-            self.group.hierarchy = -1
+        os.close(self.group.hierarchy)
+        self.group.hierarchy = -1
 
     def _serve(self, rules: list[DeviceRule]) -> None:
         refused: Exception | None = None
