@@ -32,7 +32,6 @@ import importlib.util
 import marshal
 import os
 import sys
-import zipfile
 import zipimport
 
 try:
@@ -112,10 +111,11 @@ def write_entry(directory: int, name: str, digest: bytes, code) -> None:
 class CachedLoader:
     """Loads one module of the package from the zip, its code from the cache when it has it."""
 
-    def __init__(self, archive: zipimport.zipimporter, path: str, directory: int):
+    def __init__(self, archive: zipimport.zipimporter, path: str, directory: int, source: bytes):
         self.archive = archive
         self.path = path
         self.directory = directory
+        self.source = source
 
     def create_module(self, spec):
         return None
@@ -124,7 +124,7 @@ class CachedLoader:
         exec(self.get_code(module.__name__), module.__dict__)  # noqa: S102 - the module's own code, as import runs it
 
     def get_code(self, fullname: str):
-        source = self.archive.get_data(self.path)
+        source = self.source
         digest = hashlib.sha256(source).digest()
         name = entry_name(fullname, digest)
         code = read_entry(self.directory, name, digest)
@@ -139,23 +139,21 @@ class CachedLoader:
         return self.path
 
     def get_source(self, fullname: str) -> str:
-        return self.archive.get_data(self.path).decode()
+        return self.source.decode()
 
 
 class CachedFinder:
     """Finds the package's modules in the zip it came from and hands them to CachedLoader.
 
     zipimport's own ``find_spec`` compiles a module to learn its file name and
-    its loader compiles it again; this finder reads the zip's list of names
-    once and compiles nothing.
+    its loader compiles it again; this finder reads the module's source from
+    the zip once, for the loader, and compiles nothing.
     """
 
     def __init__(self, package: str, archive: str, directory: int):
         self.prefix = package + "."
-        self.archive = zipimport.zipimporter(archive)
+        self.archive = zipimport.zipimporter(archive)   # the zip's directory, as zipimport has already read it
         self.root = archive + os.sep
-        with zipfile.ZipFile(archive) as listing:
-            self.names = frozenset(listing.namelist())
         self.directory = directory
 
     def find_spec(self, fullname, path=None, target=None):
@@ -163,15 +161,18 @@ class CachedFinder:
             return None
         inner = fullname.replace(".", "/")
         for candidate, is_package in ((inner + "/__init__.py", True), (inner + ".py", False)):
-            if candidate in self.names:
-                location = self.root + candidate
-                spec = importlib.machinery.ModuleSpec(
-                    fullname, CachedLoader(self.archive, location, self.directory), origin=location,
-                    is_package=is_package)
-                if is_package:
-                    spec.submodule_search_locations = [self.root + inner]
-                spec.has_location = True
-                return spec
+            location = self.root + candidate
+            try:
+                source = self.archive.get_data(location)
+            except OSError:     # not in the zip
+                continue
+            spec = importlib.machinery.ModuleSpec(
+                fullname, CachedLoader(self.archive, location, self.directory, source), origin=location,
+                is_package=is_package)
+            if is_package:
+                spec.submodule_search_locations = [self.root + inner]
+            spec.has_location = True
+            return spec
         return None
 
     def invalidate_caches(self) -> None:

@@ -21,7 +21,6 @@ Private to the collection; no Ansible imports.
 
 from __future__ import annotations
 
-import html
 import re
 
 MASK = "********"
@@ -79,6 +78,10 @@ def values_in(value) -> set[str]:
         return set().union(*(values_in(item) for item in value))
     if isinstance(value, str):
         raw = {_unquoted(match.group("value")) for match, _place in _secrets(value)}
+        if not raw:
+            return set()
+        # Imported here: its entity table is a costly import that text without secrets never needs.
+        import html
         return (raw | {html.unescape(secret) for secret in raw}) - {""}
     return set()
 

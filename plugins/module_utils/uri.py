@@ -11,7 +11,9 @@ driver.  Private to the collection.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping
+from types import MappingProxyType
+from typing import NamedTuple
 from urllib.parse import parse_qsl, urlsplit
 
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
@@ -24,15 +26,14 @@ EMBED_PARAMS = ("root",)
 SYSTEM_QEMU_CONF = "/etc/libvirt/qemu.conf"
 
 
-@dataclass(frozen=True)
-class ConnectionURI:
+class ConnectionURI(NamedTuple):
     raw: str
     transport: str | None
     user: str | None
     host: str | None
     port: int | None
     instance: str
-    params: dict = field(default_factory=dict)
+    params: Mapping[str, str] = MappingProxyType({})
 
     @property
     def backend(self) -> str:
@@ -109,7 +110,7 @@ def _check_embed(uri: ConnectionURI, pairs: list[tuple[str, str]]) -> Connection
     if names.count("root") > 1:
         raise InvalidInput(f"{uri.raw!r} gives root more than once", "uri")
     root = _embed_root(uri.raw, uri.params.get("root"))
-    return replace(uri, params={**uri.params, "root": root})
+    return uri._replace(params={**uri.params, "root": root})
 
 
 def _embed_root(raw: str, root: str | None) -> str:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 
 _CALL = """
-import dataclasses, json, sys
+import json, sys
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.connect import open_driver
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import VirtError
 root, kind, method, args = sys.argv[1], sys.argv[2], sys.argv[3], json.loads(sys.argv[4])
@@ -22,7 +22,7 @@ with open_driver("qemu:///embed?root=" + root) as drv:
     try:
         value = getattr(getattr(drv, kind), method)(*args)
         if isinstance(value, list):
-            value = [dataclasses.asdict(v) if dataclasses.is_dataclass(v) else v for v in value]
+            value = [v._asdict() if hasattr(v, "_asdict") else v for v in value]     # records: NamedTuples
         out = {"value": value, "warnings": drv.warnings}
     except VirtError as exc:
         out = {"error": type(exc).__name__, "message": str(exc), "warnings": drv.warnings}

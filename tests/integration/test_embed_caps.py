@@ -272,6 +272,24 @@ def test_find_emulators(tmp_path):
     assert os.path.realpath(QEMU) in map(os.path.realpath, capsmod.find_emulators(""))
 
 
+def test_a_directory_on_the_path_twice_is_listed_once_under_its_first_name(tmp_path):
+    first, alias, later = tmp_path / "first", tmp_path / "alias", tmp_path / "later"
+    first.mkdir()
+    later.mkdir()
+    alias.symlink_to(first)
+    for directory in (first, later):
+        (directory / "qemu-system-m68k").write_text("")
+        (directory / "qemu-system-m68k").chmod(0o755)
+    (later / "qemu-system-sparc").write_text("")
+    (later / "qemu-system-sparc").chmod(0o755)
+
+    found = capsmod.find_emulators(os.pathsep.join([str(alias), str(first), str(later)]))
+
+    assert str(alias / "qemu-system-m68k") in found
+    assert str(first / "qemu-system-m68k") not in found and str(later / "qemu-system-m68k") not in found
+    assert str(later / "qemu-system-sparc") in found
+
+
 # -- host <capabilities> ----------------------------------------------------
 @pytest.fixture(scope="module")
 def host_caps(tmp_path_factory):

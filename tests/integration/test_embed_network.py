@@ -353,3 +353,25 @@ def test_a_bridge_of_the_same_name_but_not_ours_is_left_alone(drv, netns, root):
     refused = drv.call("networks", "start", "n1")
     assert refused["error"] == "Conflict" and "already exists" in refused["message"]
     assert "vtbforeign" in netns.links() and netns.nft_tables() == [] and netns.pids() == []
+
+
+LINKS = """
+import json
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import process
+names = sorted(process.link_names())
+print(json.dumps({"names": names, "addresses": {n: process.link_address(n) for n in names + ["nolink", "x" * 16]}}))
+"""
+
+
+def test_links_and_their_addresses_are_those_ip_shows_in_the_callers_namespace(netns):
+    netns.run(["ip", "link", "add", "vtbr0", "type", "bridge"])
+    netns.run(["ip", "link", "set", "vtbr0", "address", "52:54:00:AB:CD:01"])
+    netns.run(["ip", "link", "add", "vtveth0", "type", "veth", "peer", "name", "vtveth1"])
+
+    seen = json.loads(netns.python(LINKS))
+
+    shown = netns.links()
+    assert seen["names"] == sorted(shown) == ["lo", "vtbr0", "vtveth0", "vtveth1"]
+    assert {name: seen["addresses"][name] for name in shown} == {name: link["address"] for name, link in shown.items()}
+    assert seen["addresses"]["vtbr0"] == "52:54:00:ab:cd:01"
+    assert seen["addresses"]["nolink"] is None and seen["addresses"]["x" * 16] is None

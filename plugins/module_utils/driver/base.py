@@ -20,8 +20,7 @@ from __future__ import annotations
 import os
 import stat
 from abc import ABC, abstractmethod
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, InvalidInput, host_error
 from ansible_collections.virtops.qemu.plugins.module_utils.model import kinds
@@ -41,8 +40,7 @@ def is_active(state: str) -> bool:
     return state not in INACTIVE_STATES
 
 
-@dataclass(frozen=True)
-class DomainStatus:
+class DomainStatus(NamedTuple):
     state: str          # one of DOMAIN_STATES
     reason: str         # libvirt's reason word for that state, e.g. "booted", "destroyed"
 
@@ -51,16 +49,14 @@ class DomainStatus:
         return is_active(self.state)
 
 
-@dataclass(frozen=True)
-class DomainRuntime:
+class DomainRuntime(NamedTuple):
     """What only a running domain has; pid and domain_id are None when it is not running."""
     pid: int | None             # the QEMU process, where the backend can tell
     domain_id: int | None       # libvirt's domain id (virsh domid)
     taints: list[str]           # libvirt's taint flag names, e.g. "custom-argv", "host-cpu"
 
 
-@dataclass(frozen=True)
-class SecurityLabel:
+class SecurityLabel(NamedTuple):
     """A security label in force on a running domain (virDomainGetSecurityLabelList)."""
     model: str                  # "selinux", "apparmor", "dac"
     label: str                  # e.g. "+64055:+994", "system_u:system_r:svirt_t:s0:c1,c2", "libvirt-<uuid>"
@@ -235,8 +231,7 @@ class Domains(Resources):
 NETWORK_UPDATE_SECTIONS = ("ip-dhcp-host", "ip-dhcp-range", "dns-host", "dns-txt", "dns-srv", "portgroup")
 
 
-@dataclass(frozen=True)
-class Lease:
+class Lease(NamedTuple):
     """One DHCP lease a network's DHCP server handed out (virNetworkDHCPLease)."""
     mac: str                    # lower case
     ip: str
@@ -284,8 +279,7 @@ class Networks(Resources):
         """
 
 
-@dataclass(frozen=True)
-class PoolSpace:
+class PoolSpace(NamedTuple):
     """What a pool holds and has left, in bytes (virStoragePoolInfo)."""
     capacity: int
     allocation: int

@@ -12,15 +12,13 @@ Private to the collection.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ansible_collections.virtops.qemu.plugins.module_utils.model.kinds import Kind
 from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
 
 
-@dataclass(frozen=True)
-class InfoKind:
+class InfoKind(NamedTuple):
     """How to read one kind of object from an open driver."""
 
     record: Kind                                # its word is the answer's key, its plural the list's

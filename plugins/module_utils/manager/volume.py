@@ -21,7 +21,7 @@ driver's ``Pools`` and ``Volumes``.  Private to the collection.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import Pools, Volumes
@@ -69,7 +69,7 @@ class VolumeManager:
     def ensure(self, req: VolumeRequest, check_mode: bool) -> dict:
         self._check_pool(req.pool)
         plan = self._plan(req)
-        if not check_mode:
+        if not check_mode and plan.steps:
             self._apply(req, plan)
             if plan.after is not None:
                 plan.after = self._facts(req.pool, req.name)
@@ -162,8 +162,8 @@ class VolumeManager:
             raise InvalidInput(f"volume {req.name!r} has {before.capacity} bytes; shrinking it to {capacity} "
                                "loses data at its end and needs allow_shrink=true", "capacity")
         if capacity != before.capacity:
-            after, steps = replace(after, capacity=capacity), ["resize"]
-        permissions = replace(after, mode=req.mode or after.mode,
+            after, steps = after._replace(capacity=capacity), ["resize"]
+        permissions = after._replace(mode=req.mode or after.mode,
                               owner=after.owner if req.owner is None else req.owner,
                               group=after.group if req.group is None else req.group)
         if permissions != after:

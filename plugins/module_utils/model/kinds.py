@@ -21,8 +21,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 from ansible_collections.virtops.qemu.plugins.module_utils.model import origins as origin_tables
 from ansible_collections.virtops.qemu.plugins.module_utils.model.merge import Rules
@@ -38,8 +37,7 @@ def _resolve(reference: str) -> Any:
     return getattr(importlib.import_module(f"{_MODEL_PACKAGE}.{module}"), attribute)
 
 
-@dataclass(frozen=True)
-class Kind:
+class Kind(NamedTuple):
     word: str                                   # "network": messages, Resources.kind, the module's name
     plural: str                                 # "networks": the *_info modules' list
     tag: str                                    # the XML root element

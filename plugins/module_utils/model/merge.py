@@ -16,9 +16,9 @@ desired element describes their lists completely.  Private to the collection.
 from __future__ import annotations
 
 import copy
-from collections.abc import Callable, Collection, Hashable
-from dataclasses import dataclass, field
-from typing import Optional
+from collections.abc import Callable, Collection, Hashable, Mapping
+from types import MappingProxyType
+from typing import NamedTuple, Optional
 
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import XmlNode
 
@@ -64,8 +64,7 @@ def first_key(*keys: KeyFunction) -> KeyFunction:
     return key
 
 
-@dataclass(frozen=True)
-class Rules:
+class Rules(NamedTuple):
     """How repeatable elements match, which lists the user owns, and equivalent values.
 
     ``identity``: element path -> key function (None from the key function
@@ -75,14 +74,13 @@ class Rules:
     ``replace``: element path -> predicate(current, desired) that says when
     the desired element replaces the current one whole instead of merging.
     """
-    identity: dict[str, KeyFunction] = field(default_factory=dict)
+    identity: Mapping[str, KeyFunction] = MappingProxyType({})
     owned: frozenset[str] = frozenset()
-    equivalent: dict[str, Equivalence] = field(default_factory=dict)
-    replace: dict[str, Replacement] = field(default_factory=dict)
+    equivalent: Mapping[str, Equivalence] = MappingProxyType({})
+    replace: Mapping[str, Replacement] = MappingProxyType({})
 
 
-@dataclass
-class MergeResult:
+class MergeResult(NamedTuple):
     tree: XmlNode                   # the merged element tree
     # What changed: "path@attr", "path#text", "path+" (added), "path-" (removed), "path=" (replaced whole).
     changes: list[str]

@@ -13,7 +13,7 @@ Private to the collection.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, replace
+from typing import NamedTuple
 
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
 from ansible_collections.virtops.qemu.plugins.module_utils.model import units
@@ -33,8 +33,7 @@ FORMATS = ("raw", "qcow2")
 DEFAULT_MODE = "0600"
 
 
-@dataclass(frozen=True)
-class VolumeFacts:
+class VolumeFacts(NamedTuple):
     name: str
     path: str
     format: str
@@ -125,8 +124,7 @@ def creation_xml(facts: VolumeFacts, allocation: int | None) -> str:
 CHECKSUMS = {"sha1": 40, "sha224": 56, "sha256": 64, "sha384": 96, "sha512": 128}
 
 
-@dataclass(frozen=True)
-class ImageSource:
+class ImageSource(NamedTuple):
     """An image a new volume is imported from: a file on the module's host or an http(s) URL."""
     path: str | None = None
     url: str | None = None
@@ -134,8 +132,7 @@ class ImageSource:
     validate_certs: bool = True
 
 
-@dataclass(frozen=True)
-class VolumeRequest:
+class VolumeRequest(NamedTuple):
     pool: str
     name: str
     state: str = "present"
@@ -251,4 +248,4 @@ def _with_backing(request: VolumeRequest, backing: dict | None) -> VolumeRequest
         raise InvalidInput("give the backing file's path or volume", "backing_store")
     if request.format not in (None, "qcow2"):
         raise InvalidInput("only a qcow2 volume can have a backing store", "format")
-    return replace(request, backing=source, backing_format=fmt, format=request.format or "qcow2")
+    return request._replace(backing=source, backing_format=fmt, format=request.format or "qcow2")

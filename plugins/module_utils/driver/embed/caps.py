@@ -195,13 +195,23 @@ def host_arch() -> str:
 def find_emulators(search_path: str | None = None) -> list[str]:
     """Every ``qemu-system-<target>`` (and ``qemu-kvm``) in /usr/bin and on PATH.
 
-    The first directory holding a name wins, as a shell lookup would.
+    The first directory holding a name wins, as a shell lookup would; a
+    directory seen before under another name (/bin on a merged /usr) is not
+    listed again.
     """
     if search_path is None:
         search_path = os.environ.get("PATH", "")
     directories = ["/usr/bin"] + [d for d in search_path.split(os.pathsep) if d]
     found: dict[str, str] = {}
+    listed: set[tuple[int, int]] = set()
     for directory in directories:
+        try:
+            identity = os.stat(directory)
+        except OSError:
+            continue
+        if (identity.st_dev, identity.st_ino) in listed:
+            continue
+        listed.add((identity.st_dev, identity.st_ino))
         for name in _emulator_names(directory):
             candidate = os.path.join(directory, name)
             if name not in found and os.access(candidate, os.X_OK):

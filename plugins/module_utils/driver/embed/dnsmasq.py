@@ -28,7 +28,7 @@ import signal
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from typing import NamedTuple
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import Lease
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import process
@@ -43,8 +43,7 @@ _SEARCH_PATH = ("/usr/sbin", "/sbin", "/usr/local/sbin")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
-@dataclass(frozen=True)
-class Files:
+class Files(NamedTuple):
     """Where one network's dnsmasq keeps its configuration, hosts, leases and pid."""
     conf: str
     hostsfile: str

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import struct
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.hosttools import run
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError
@@ -23,9 +24,79 @@ QEMU_IMG = "qemu-img"
 
 # -- qemu-img -------------------------------------------------------------------
 def info(filename: str) -> dict:
-    """``qemu-img info`` of an image; -U reads one a running guest holds open."""
+    """``qemu-img info`` of an image, its members the driver reads: format, virtual-size, the backing file.
+
+    A qcow2 image's header holds them, and is read here as libvirt's storage
+    driver reads it, without starting qemu-img; any other image is asked of
+    ``qemu-img info``, whose -U reads one a running guest holds open.
+    """
+    found = qcow2_info(filename)
+    if found is not None:
+        return found
     text = run([QEMU_IMG, "info", "-U", "--output=json", filename], f"read image {filename}")
     return json.loads(text)
+
+
+# The qcow2 header (QEMU's docs/interop/qcow2.txt), big-endian.
+QCOW2_MAGIC = b"QFI\xfb"
+QCOW2_HEADER = struct.Struct(">4sIQIIQ")       # magic, version, backing file offset and size, cluster bits, size
+QCOW2_V3_FIELDS = struct.Struct(">Q20xI")      # at 72: incompatible features ... header length
+QCOW2_V3_MIN_HEADER = 104
+QCOW2_PROBE_SIZE = 112                         # qemu's probe takes a file this long as qcow2, no shorter one
+QCOW2_KNOWN_INCOMPATIBLE = 0x1F                # dirty, corrupt, external data file, compression type, extended L2
+QCOW2_EXTENSION = struct.Struct(">II")         # type, length; the data follows, padded to 8 bytes
+QCOW2_BACKING_FORMAT = 0xE2792ACA
+
+
+def qcow2_info(filename: str) -> dict | None:
+    """What qemu-img info says of a qcow2 image, from its header; None for any other file.
+
+    None too for a header qemu-img would judge otherwise (unknown incompatible
+    features, a backing file named by protocol), so that qemu-img answers.
+    """
+    try:
+        with open(filename, "rb") as image:
+            header = image.read(QCOW2_PROBE_SIZE)
+            if len(header) < QCOW2_PROBE_SIZE:
+                return None
+            magic, version, backing_offset, backing_size, cluster_bits, size = QCOW2_HEADER.unpack_from(header)
+            if magic != QCOW2_MAGIC or version not in (2, 3) or not 9 <= cluster_bits <= 21:
+                return None
+            first_cluster = header + image.read((1 << cluster_bits) - len(header))
+    except OSError:
+        return None     # qemu-img names the problem
+    extensions_at = 72
+    if version == 3:
+        incompatible, extensions_at = QCOW2_V3_FIELDS.unpack_from(header, 72)
+        if incompatible & ~QCOW2_KNOWN_INCOMPATIBLE or extensions_at < QCOW2_V3_MIN_HEADER:
+            return None
+    backing_format = _qcow2_backing_format(first_cluster, extensions_at)
+    found: dict = {"filename": filename, "format": "qcow2", "virtual-size": size}
+    if backing_offset:
+        backing = first_cluster[backing_offset:backing_offset + backing_size]
+        if len(backing) != backing_size or not backing_size:
+            return None
+        name = backing.decode("utf-8", "surrogateescape")
+        if not name.startswith("/") and ":" in name.split("/", 1)[0]:
+            return None     # a protocol ("nbd:", "json:"): qemu-img resolves it its own way
+        found["backing-filename"] = name
+        found["full-backing-filename"] = os.path.join(os.path.dirname(filename), name)
+        if backing_format is not None:
+            found["backing-filename-format"] = backing_format
+    return found
+
+
+def _qcow2_backing_format(first_cluster: bytes, offset: int) -> str | None:
+    """The backing format named by a header extension, if any (the extensions end with a type 0)."""
+    while offset + QCOW2_EXTENSION.size <= len(first_cluster):
+        kind, length = QCOW2_EXTENSION.unpack_from(first_cluster, offset)
+        offset += QCOW2_EXTENSION.size
+        if kind == 0:
+            break
+        if kind == QCOW2_BACKING_FORMAT:
+            return first_cluster[offset:offset + length].decode("ascii", "replace")
+        offset += (length + 7) & ~7
+    return None
 
 
 def create(path: str, fmt: str, capacity: int, backing: tuple[str, str] | None = None,

@@ -366,7 +366,7 @@ class EmbedNetworks(StoredResources[NetworkRecord], Networks):
             return None
         bridge = config.find("bridge").get("name") or ""
         mac = config.find("mac")
-        ours = bool(bridge) and mac is not None and _link_address(bridge) == (mac.get("address") or "").lower()
+        ours = bool(bridge) and mac is not None and process.link_address(bridge) == (mac.get("address") or "").lower()
         running = dnsmasq.find_running(self.files(name), netstate.current_netns())
         if not (ours or running):
             return None     # a table alone might be another root's network with the same bridge name
@@ -454,14 +454,6 @@ class EmbedNetworks(StoredResources[NetworkRecord], Networks):
             self._save(name, record)
             record.pid, record.starttime = dnsmasq.start(self.files(name))
         self._save(name, record)
-
-
-def _link_address(name: str) -> str | None:
-    """The MAC address of a link of the caller's namespace; None when there is no such link."""
-    if name not in process.link_names():
-        return None
-    details = json.loads(process.run_ip("-j", "link", "show", "dev", name) or "[]")
-    return (details[0].get("address") or "").lower() if details else None
 
 
 def _table_exists(table: str) -> bool:

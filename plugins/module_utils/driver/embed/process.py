@@ -23,12 +23,15 @@ Private to the collection.
 
 from __future__ import annotations
 
+import errno
+import fcntl
 import json
 import os
 import re
 import shlex
 import signal
 import socket
+import struct
 import subprocess
 import time
 from datetime import datetime, timezone
@@ -38,6 +41,9 @@ from ansible_collections.virtops.qemu.plugins.module_utils.errors import Backend
 LOG_TAIL_BYTES = 4000
 TRACE_EVENTS = ("runstate_set", "qemu_system_shutdown_request")
 IP = "ip"
+IFNAMSIZ = 16               # <linux/if.h>: a link name and its NUL
+IFREQ_SIZE = 40             # sizeof(struct ifreq) on Linux
+SIOCGIFHWADDR = 0x8927      # <linux/sockios.h>
 TAP_PREFIX = "vnet"
 
 # QEMU's ShutdownCause for a guest panic.
@@ -315,13 +321,28 @@ def run_ip(*args: str) -> str:
 
 
 def link_names() -> set[str]:
-    """Links of this process's network namespace (ip, not /sys: sysfs may belong to another one)."""
-    names = set()
-    for line in run_ip("-o", "link", "show").splitlines():
-        parts = line.split(":", 2)
-        if len(parts) == 3:
-            names.add(parts[1].strip().split("@", 1)[0])
-    return names
+    """Links of this process's network namespace, asked of the kernel (not /sys: sysfs may belong to another one)."""
+    try:
+        return {name for _index, name in socket.if_nameindex()}
+    except OSError as exc:
+        raise BackendError(f"cannot list the network links: {exc.strerror}") from exc
+
+
+def link_address(name: str) -> str | None:
+    """The MAC address of a link of this process's network namespace; None when there is no such link."""
+    encoded = name.encode()
+    if not encoded or len(encoded) >= IFNAMSIZ:
+        return None
+    request = struct.pack(f"{IFNAMSIZ}s{IFREQ_SIZE - IFNAMSIZ}x", encoded)
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        try:
+            reply = fcntl.ioctl(sock, SIOCGIFHWADDR, request)
+        except OSError as exc:
+            if exc.errno == errno.ENODEV:
+                return None
+            raise BackendError(f"cannot read the address of link {name}: {exc.strerror}") from exc
+    hardware = reply[IFNAMSIZ + 2:IFNAMSIZ + 8]     # ifr_hwaddr: sa_family, then the address
+    return ":".join(f"{byte:02x}" for byte in hardware)
 
 
 def is_bridge(name: str) -> bool:
