@@ -19,7 +19,6 @@ to; its exit raises ``Exit``.
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any
 
 from lxml import etree
@@ -325,14 +324,14 @@ class MemoryVolumes(Failures, Volumes):
 
     def resize(self, pool: str, name: str, capacity: int, shrink: bool = False) -> None:
         self.calls.append(("resize", capacity, shrink))
-        self.facts[(pool, name)] = dataclasses.replace(self.facts[(pool, name)], capacity=capacity)
+        self.facts[(pool, name)] = self.facts[(pool, name)]._replace(capacity=capacity)
 
     def set_permissions(self, pool: str, name: str, mode: str | None, owner: int | None,
                         group: int | None) -> None:
         self.calls.append(("permissions", mode, owner, group))
         changed = {key: value for key, value in (("mode", mode), ("owner", owner), ("group", group))
                    if value is not None}
-        self.facts[(pool, name)] = dataclasses.replace(self.facts[(pool, name)], **changed)
+        self.facts[(pool, name)] = self.facts[(pool, name)]._replace(**changed)
 
     def path(self, pool: str, name: str) -> str:
         return self.facts[(pool, name)].path

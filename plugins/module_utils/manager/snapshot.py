@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import os
 import time
-from dataclasses import replace
 
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import Domains, Snapshots
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import Conflict, InvalidInput, NotFound, VirtError
@@ -90,7 +89,7 @@ class SnapshotManager:
         if changes and not req.force:
             raise Conflict(f"reverting domain {req.domain!r} to snapshot {req.name!r} would discard its changes "
                            f"since: {changes}; set force: true to revert anyway")
-        return "revert", replace(before, current=True)
+        return "revert", before._replace(current=True)
 
     def _check_deletable(self, req: SnapshotRequest) -> None:
         """An external snapshot is merged away only when it is the last: its overlay is the disk in use."""

@@ -16,7 +16,7 @@ is the domain's current snapshot.  Private to the collection.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
 from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
@@ -31,8 +31,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import 
 STATES = ("present", "absent", "current")
 
 
-@dataclass(frozen=True)
-class SnapshotRequest:
+class SnapshotRequest(NamedTuple):
     domain: str
     name: str
     state: str = "present"
@@ -43,8 +42,7 @@ class SnapshotRequest:
     disks: tuple[tuple[str, str], ...] = ()     # (target, overlay file) of a disk-only snapshot
 
 
-@dataclass(frozen=True)
-class SnapshotFacts:
+class SnapshotFacts(NamedTuple):
     name: str
     state: str                  # the domain state the snapshot holds: running, paused, shutoff
     creation_time: int          # seconds since the epoch
@@ -52,7 +50,7 @@ class SnapshotFacts:
     description: str | None = None
     memory: str = "no"          # "internal" when the guest's memory is in the snapshot
     # (target, "internal"|"external"|"no", overlay file of an external one or None)
-    disks: tuple[tuple[str, str, str | None], ...] = field(default_factory=tuple)
+    disks: tuple[tuple[str, str, str | None], ...] = ()
     current: bool = False
 
     @property

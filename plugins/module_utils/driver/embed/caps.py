@@ -25,7 +25,7 @@ import shutil
 import signal
 import stat
 import subprocess
-import sysconfig
+import sys
 import tempfile
 import time
 import uuid
@@ -512,7 +512,7 @@ def _cache_key(binary: str) -> dict:
 def _module_dir_mtimes() -> dict[str, int]:
     # Installing a QEMU module package (qxl, usb-redir, ...) adds devices
     # without touching the binary.
-    multiarch = sysconfig.get_config_var("MULTIARCH") or ""
+    multiarch = _multiarch()
     candidates = [f"/usr/lib/{multiarch}/qemu" if multiarch else "", "/usr/lib64/qemu"]
     mtimes = {}
     for directory in filter(None, candidates):
@@ -521,6 +521,18 @@ def _module_dir_mtimes() -> dict[str, int]:
         except OSError:
             continue
     return mtimes
+
+
+def _multiarch() -> str:
+    """The platform triplet of Debian's library directories ("x86_64-linux-gnu"); "" where there is none.
+
+    CPython keeps it in ``sys.implementation``; sysconfig, which also has it, costs an import per call.
+    """
+    known = getattr(sys.implementation, "_multiarch", None)
+    if known is not None:
+        return known
+    import sysconfig
+    return sysconfig.get_config_var("MULTIARCH") or ""
 
 
 def _load_cache(path: str, key: dict) -> QemuCaps | None:
