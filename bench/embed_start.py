@@ -51,7 +51,7 @@ PREFIX = "vobe-"
 VIRSH = "virsh"
 QMP_POLL = 0.001          # the bare reference polls its monitor socket every millisecond
 QMP_TIMEOUT = 30.0
-AIM_VS_BARE = 2.5         # (b) at most this many times (a)
+AIM_VS_BARE = 1.3         # (b) at most this many times (a), with DAC, cgroup and status records in
 AIM_VS_LIBVIRT = 3.0      # (c) at least this many times (b)
 
 DOMAIN_XML = """\

@@ -164,8 +164,8 @@ class VolumeManager:
         if capacity != before.capacity:
             after, steps = after._replace(capacity=capacity), ["resize"]
         permissions = after._replace(mode=req.mode or after.mode,
-                              owner=after.owner if req.owner is None else req.owner,
-                              group=after.group if req.group is None else req.group)
+                                     owner=after.owner if req.owner is None else req.owner,
+                                     group=after.group if req.group is None else req.group)
         if permissions != after:
             after, steps = permissions, steps + ["permissions"]
         return VolumePlan(before, after, steps)
