@@ -111,8 +111,7 @@ def write_entry(directory: int, name: str, digest: bytes, code) -> None:
 class CachedLoader:
     """Loads one module of the package from the zip, its code from the cache when it has it."""
 
-    def __init__(self, archive: zipimport.zipimporter, path: str, directory: int, source: bytes):
-        self.archive = archive
+    def __init__(self, path: str, directory: int, source: bytes):
         self.path = path
         self.directory = directory
         self.source = source
@@ -167,7 +166,7 @@ class CachedFinder:
             except OSError:     # not in the zip
                 continue
             spec = importlib.machinery.ModuleSpec(
-                fullname, CachedLoader(self.archive, location, self.directory, source), origin=location,
+                fullname, CachedLoader(location, self.directory, source), origin=location,
                 is_package=is_package)
             if is_package:
                 spec.submodule_search_locations = [self.root + inner]
