@@ -24,9 +24,8 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
 from enum import Enum
-from typing import NoReturn, Union
+from typing import NamedTuple, NoReturn, Union
 
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
 from ansible_collections.virtops.qemu.plugins.module_utils.fileio import atomic_write, file_lock, read_text
@@ -143,14 +142,12 @@ class ConfSyntaxError(InvalidInput):
         super().__init__(f"{source} line {line}: {reason}")
 
 
-@dataclass
-class _Comment:
+class _Comment(NamedTuple):
     text: str  # from '#' up to, not including, the line break
     at_line_start: bool
 
 
-@dataclass
-class _Assignment:
+class _Assignment(NamedTuple):
     key: str
     head: str  # the key, the '=' and the blanks around it
     raw: str  # the value exactly as written
@@ -348,8 +345,7 @@ def _merge_text(pieces: list[_Piece]) -> list[_Piece]:
     return merged
 
 
-@dataclass
-class _Example:
+class _Example(NamedTuple):
     first: int  # index of the first comment piece
     stop: int  # index after the last comment piece
     raw: str  # the example's value, with the '#' of each line removed

@@ -28,7 +28,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Protocol, TypedDict
@@ -574,6 +573,7 @@ def host_capabilities_xml(caps_list: list[QemuCaps], kvm_usable: bool,
 
 def host_uuid_default() -> str | None:
     """The SMBIOS system UUID if readable, else one derived from /etc/machine-id."""
+    import uuid  # only the capabilities XML names the host
     for path, parse in (("/sys/class/dmi/id/product_uuid", uuid.UUID),
                         ("/etc/machine-id", lambda text: uuid.UUID(hex=text))):
         try:

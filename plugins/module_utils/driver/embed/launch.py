@@ -116,7 +116,6 @@ class DomainLaunch(DomainRecovery):
         """QEMU started for ``record`` (``extra_args`` adjusts its argv); its pid is in the record, unsaved."""
         from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import cmdline as command
         from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import security
-        from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.storage import resolve_volume_disks
         live, conf = record.live, self.driver.qemu_conf()
         if live is None:
             raise BackendError(f"domain {name!r}: the start record holds no definition")
@@ -126,7 +125,7 @@ class DomainLaunch(DomainRecovery):
             owner = (launch.owner.uid, launch.owner.gid) if launch.owner else None
             monitor = process.listen_monitor(record.monitor, owner)
             paths = self._paths(name, live, record.monitor, record.domain_dir, monitor_fd=monitor.fileno())
-            argv, env = command.build_command(resolve_volume_disks(live, self.driver.volumes), caps, paths, conf)
+            argv, env = command.build_command(self._volume_sources(live), caps, paths, conf)
             argv += process.runtime_args(paths.pidfile, self.layout.trace_file(name), caps.has_option("trace"))
             if extra_args is not None:
                 argv = extra_args(argv)
@@ -212,7 +211,6 @@ class DomainLaunch(DomainRecovery):
     def native_command(self, name: str) -> tuple[list[str], dict[str, str]]:
         """The command line a start would use, with placeholder runtime values as libvirt shows them."""
         from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import cmdline as command
-        from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.storage import resolve_volume_disks
         config = self._config(name)
         if config is None:
             raise self.store.not_found(name)
@@ -223,8 +221,18 @@ class DomainLaunch(DomainRecovery):
                 graphics.set("port", str(VNC_PORT_MIN))
         _assign_taps(live, set())
         paths = self._paths(name, live, self.layout.monitor_socket(-1, name), self.layout.domain_dir(-1, name))
-        return command.build_command(resolve_volume_disks(live, self.driver.volumes), self.driver.caps_for(live),
-                                     paths, self.driver.qemu_conf())
+        return command.build_command(self._volume_sources(live), self.driver.caps_for(live), paths,
+                                     self.driver.qemu_conf())
+
+    def _volume_sources(self, domain):
+        """``domain`` with its volume disks naming the files or LUNs they read (a copy when it has such disks).
+
+        The storage driver loads only for a domain with a volume disk.
+        """
+        if domain.find("devices/disk[@type='volume']") is None:
+            return domain
+        from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.storage import resolve_volume_disks
+        return resolve_volume_disks(domain, self.driver.volumes)
 
 
 # -- start helpers ----------------------------------------------------------------

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from types import SimpleNamespace
 
@@ -65,7 +64,7 @@ def test_fixed_part_of_the_command_line():
 
 
 def test_monitor_listening_socket_is_inherited_by_fd():
-    argv = build(xml(), paths=dataclasses.replace(PATHS, monitor_fd=7))[0]
+    argv = build(xml(), paths=PATHS._replace(monitor_fd=7))[0]
     assert opts(argv, "-chardev")[0] == "socket,id=charmonitor,fd=7,server=on,wait=off"
 
 
@@ -173,7 +172,7 @@ def test_serial_backends():
 def test_vnc_socket_and_password_and_autoport_without_port():
     argv = build(xml("<graphics type='vnc'><listen type='socket'/></graphics>"), conf={"vnc_password": "x"})[0]
     assert opts(argv, "-vnc") == [f"vnc=unix:{PATHS.domain_dir}/vnc.sock,password=on,audiodev=audio1"]
-    no_port = dataclasses.replace(PATHS, vnc_port=None)
+    no_port = PATHS._replace(vnc_port=None)
     with pytest.raises(InvalidInput, match="vnc_port"):
         build(xml("<graphics type='vnc'/>"), paths=no_port)
 
@@ -312,7 +311,7 @@ def test_guest_agent_channel_gets_a_socket_in_the_domain_dir():
 
 
 def test_live_xml_records_generated_channel_sockets(short_tmp_path):
-    paths = dataclasses.replace(PATHS, domain_dir=str(short_tmp_path / "domain-1-t"))
+    paths = PATHS._replace(domain_dir=str(short_tmp_path / "domain-1-t"))
     live = postparse(xml("<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>"
                          "<channel type='unix'><source mode='connect' path='/s'/><target type='virtio' name='b'/>"
                          "</channel>"), CAPS)
@@ -327,7 +326,7 @@ def test_live_xml_records_generated_channel_sockets(short_tmp_path):
 
 
 def test_channel_socket_path_too_long_is_refused():
-    long_dir = dataclasses.replace(PATHS, domain_dir="/r" + "/x" * 50)
+    long_dir = PATHS._replace(domain_dir="/r" + "/x" * 50)
     with pytest.raises(InvalidInput, match="107 bytes") as err:
         build(xml("<channel type='unix'><target type='virtio' name='org.qemu.guest_agent.0'/></channel>"),
               paths=long_dir)

@@ -154,3 +154,15 @@ def test_a_domain_listing_builds_no_command_line(root):
     assert [d["name"] for d in result["domains"]] == ["lean1"], result
     assert "qemu_argv" not in result["domains"][0] and result["domains"][0]["state"] == "shutoff"
     assert sorted(loaded.intersection(HEAVY + NOT_FOR_DOMAINS)) == []
+
+
+def test_a_named_domain_info_builds_its_command_line_without_unused_parts(root):
+    """The command line of a domain without volume disks or firmware needs no storage, post-parse steps or
+    firmware code; the capabilities are cached by the first call."""
+    args = {"uri": f"qemu:///embed?root={root}", "name": "lean1"}
+    run_module("domain_info", args)
+    result, loaded = run_module("domain_info", args)
+    assert result["domain"]["qemu_argv"][0].endswith("qemu-system-x86_64"), result
+    unused = [f"{MU}.driver.embed.{name}"
+              for name in ("storage", "firmware", "postparse.normalise", "postparse.pci")]
+    assert sorted(loaded.intersection(unused + [f"{MU}.driver.libvirt_backend", "uuid"])) == []

@@ -7,10 +7,8 @@ from __future__ import annotations
 
 import copy
 import json
-from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import firmware
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse.common import machine_family
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import etree
@@ -19,8 +17,7 @@ if TYPE_CHECKING:
     from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.caps import LaunchCaps
 
 
-@dataclass(frozen=True)
-class LaunchPaths:
+class LaunchPaths(NamedTuple):
     """Where one QEMU run keeps its files, and what the caller picked for it before the start.
 
     ``nvram`` is the vars file used when the XML names none; ``vnc_port`` and
@@ -64,6 +61,7 @@ class CommandLine:
 
     def __init__(self, domain: etree._Element, caps: LaunchCaps, paths: LaunchPaths, conf: dict) -> None:
         if domain.find("os").get("firmware") or domain.find("os/loader") is not None:
+            from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import firmware
             domain = copy.deepcopy(domain)   # the caller's definition stays as it is
             firmware.fill(domain, paths.nvram or "")
         self.dom = domain

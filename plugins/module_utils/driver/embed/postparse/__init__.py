@@ -21,23 +21,23 @@ from __future__ import annotations
 import copy
 from typing import TYPE_CHECKING
 
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse.common import child
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse.devices import (
-    complete_devices,
-    sort_devices,
-)
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse.normalise import normalise
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse.pci import PciPlanner
-from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import etree
-
 if TYPE_CHECKING:
     from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.caps import LaunchCaps
+    from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import etree
 
 __all__ = ["postparse"]
 
 
 def postparse(domain: etree._Element, caps: LaunchCaps) -> etree._Element:
     """Return a completed copy of ``domain`` as libvirt's define would store it."""
+    # The steps load here: the command-line builder imports helpers of this package without post-parsing.
+    from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse.common import child
+    from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse.devices import (
+        complete_devices,
+        sort_devices,
+    )
+    from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse.normalise import normalise
+    from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.postparse.pci import PciPlanner
     dom = copy.deepcopy(domain)
     machine = normalise(dom, caps)
     devices = child(dom, "devices", after=("on_crash", "on_reboot", "on_poweroff", "clock", "cpu", "features", "os"))
