@@ -52,6 +52,12 @@ class EmbedNetworks(StoredResources[NetworkRecord], Networks):
 
     records = netstate.RECORDS
 
+    def __init__(self, driver):
+        super().__init__(driver)
+        # Inactive networks found without leftovers of a lost status record: later reads in the same run
+        # skip the search (a scan of /proc).  A start or stop here searches again afterwards.
+        self._no_leftovers: set[str] = set()
+
     # -- helpers ------------------------------------------------------------
     def files(self, name: str) -> dnsmasq.Files:
         suffix = self.layout.dnsmasq_file
@@ -116,6 +122,7 @@ class EmbedNetworks(StoredResources[NetworkRecord], Networks):
         with self._lock(name):
             if self._refresh(name) is not None:
                 raise Conflict(f"network {name!r} is already active")
+            self._no_leftovers.discard(name)     # a failed start may leave something behind
             record = self._reserve(name, self._config(name))
             try:
                 self._bring_up(name, record)
@@ -125,6 +132,7 @@ class EmbedNetworks(StoredResources[NetworkRecord], Networks):
 
     def stop(self, name: str) -> None:
         with self._lock(name):
+            self._no_leftovers.discard(name)
             record = self._active_here(name, "stop")
             self._teardown(name, record)
 
@@ -343,8 +351,11 @@ class EmbedNetworks(StoredResources[NetworkRecord], Networks):
         configuration file; only those of the caller's namespace are reachable.  Cleaning rather
         than adopting: what the lost record said about the live network cannot be known.
         """
+        if name in self._no_leftovers:
+            return
         leftover = self._unrecorded_leftovers(name)
         if leftover is None:
+            self._no_leftovers.add(name)
             return
         found = [f"bridge {leftover.bridge}"] * leftover.bridge_created + \
             [f"nftables table {firewall.FAMILY} {leftover.table}"] * bool(leftover.table) + \

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import pytest
 
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import netstate, network, process
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import dnsmasq, netstate, network, process
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.backend import EmbedDriver
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import InvalidInput
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse, to_string
@@ -192,3 +192,14 @@ def test_an_active_record_of_a_host_bridge_names_no_table_nor_dnsmasq(tmp_path):
     assert (back.state, back.bridge_created, back.table, back.dnsmasq, back.starter) == \
         ("active", False, "", False, None)
     assert netstate.load_record(str(tmp_path / "missing.xml")) is None
+
+
+# -- reading an inactive network ------------------------------------------------------
+def test_an_inactive_network_is_searched_for_leftovers_once_per_run(networks, monkeypatch):
+    """Each read looks for what a start that lost its status record left; the first read of a run does it."""
+    networks.define(NAT.format(name="n1", extra=""))
+    searches = []
+    search = dnsmasq.find_running
+    monkeypatch.setattr(dnsmasq, "find_running", lambda *args: searches.append(args) or search(*args))
+    assert not networks.active("n1") and networks.bridge("n1") is None and not networks.active("n1")
+    assert len(searches) == 1
