@@ -196,7 +196,7 @@ def test_an_active_record_of_a_host_bridge_names_no_table_nor_dnsmasq(tmp_path):
 
 # -- reading an inactive network ------------------------------------------------------
 def test_an_inactive_network_is_searched_for_leftovers_once_per_run(networks, monkeypatch):
-    """Each read looks for what a start that lost its status record left; the first read of a run does it."""
+    """What a start that lost its status record left is looked for by the first read of a run only."""
     networks.define(NAT.format(name="n1", extra=""))
     searches = []
     search = dnsmasq.find_running
