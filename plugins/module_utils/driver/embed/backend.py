@@ -29,7 +29,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import Dr
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.layout import Layout
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.store import DefinitionStore
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, InvalidInput, host_error
-from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse, sub, to_string
+from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import XmlNode, parse, sub, to_string
 
 # What only starting a QEMU, sending keys or another kind needs (the command-line
 # builder, post-parse, capabilities, security managers, networks, storage) is
@@ -92,6 +92,16 @@ class EmbedDriver(Driver):
             from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.storage import EmbedVolumes
             self._volumes = EmbedVolumes(self.pools)
         return self._volumes
+
+    def volume_sources(self, domain: XmlNode) -> XmlNode:
+        """``domain`` with its volume disks naming the files or LUNs they read (a copy when it has such disks).
+
+        The storage driver loads only for a domain with a volume disk.
+        """
+        if domain.find("devices/disk[@type='volume']") is None:
+            return domain
+        from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.storage import resolve_volume_disks
+        return resolve_volume_disks(domain, self.volumes)
 
     @property
     def snapshots(self) -> EmbedSnapshots:  # type: ignore[override]

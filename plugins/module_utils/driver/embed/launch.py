@@ -125,7 +125,7 @@ class DomainLaunch(DomainRecovery):
             owner = (launch.owner.uid, launch.owner.gid) if launch.owner else None
             monitor = process.listen_monitor(record.monitor, owner)
             paths = self._paths(name, live, record.monitor, record.domain_dir, monitor_fd=monitor.fileno())
-            argv, env = command.build_command(self._volume_sources(live), caps, paths, conf)
+            argv, env = command.build_command(self.driver.volume_sources(live), caps, paths, conf)
             argv += process.runtime_args(paths.pidfile, self.layout.trace_file(name), caps.has_option("trace"))
             if extra_args is not None:
                 argv = extra_args(argv)
@@ -221,18 +221,8 @@ class DomainLaunch(DomainRecovery):
                 graphics.set("port", str(VNC_PORT_MIN))
         _assign_taps(live, set())
         paths = self._paths(name, live, self.layout.monitor_socket(-1, name), self.layout.domain_dir(-1, name))
-        return command.build_command(self._volume_sources(live), self.driver.caps_for(live), paths,
+        return command.build_command(self.driver.volume_sources(live), self.driver.caps_for(live), paths,
                                      self.driver.qemu_conf())
-
-    def _volume_sources(self, domain):
-        """``domain`` with its volume disks naming the files or LUNs they read (a copy when it has such disks).
-
-        The storage driver loads only for a domain with a volume disk.
-        """
-        if domain.find("devices/disk[@type='volume']") is None:
-            return domain
-        from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.storage import resolve_volume_disks
-        return resolve_volume_disks(domain, self.driver.volumes)
 
 
 # -- start helpers ----------------------------------------------------------------

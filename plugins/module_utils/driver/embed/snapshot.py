@@ -100,8 +100,7 @@ class EmbedSnapshots(Snapshots):
     # -- disks ----------------------------------------------------------------------------
     def _disks(self, config) -> list[tuple[str, str]]:
         """(target, image path) of each writable disk; internal snapshots need qcow2 ones."""
-        from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.storage import resolve_volume_disks
-        resolved = resolve_volume_disks(config, self.driver.volumes)
+        resolved = self.driver.volume_sources(config)
         found = []
         for disk in resolved.findall("devices/disk"):
             if disk.get("device") in ("cdrom", "floppy") or disk.find("readonly") is not None:
