@@ -23,6 +23,7 @@ from abc import ABC, abstractmethod
 from typing import TYPE_CHECKING, NamedTuple
 
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, InvalidInput, host_error
+from ansible_collections.virtops.qemu.plugins.module_utils.lazy import load_part
 from ansible_collections.virtops.qemu.plugins.module_utils.model import kinds
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse
 
@@ -477,9 +478,8 @@ class Driver(ABC):
 
     def write_seed(self, path: str, image: bytes) -> bool:
         """Write a seed image to ``path`` (atomically, private to root until QEMU's label); True when written."""
-        from ansible_collections.virtops.qemu.plugins.module_utils.seed import nocloud
         try:
-            return nocloud.write_seed(path, image)
+            return load_part("seed.nocloud").write_seed(path, image)
         except OSError as exc:
             raise host_error(exc, "write", path) from exc
 

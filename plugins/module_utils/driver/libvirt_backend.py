@@ -41,6 +41,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     NotFound,
     VirtError,
 )
+from ansible_collections.virtops.qemu.plugins.module_utils.lazy import load_part
 from ansible_collections.virtops.qemu.plugins.module_utils.model import kinds
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse, to_string
 
@@ -349,9 +350,8 @@ class LibvirtDomains(LibvirtResources, Domains):
         reply = self._passthrough(name, json.dumps(command), f"run {execute!r} on {name!r}", 0)
         answer = json.loads(reply)
         if "error" in answer:
-            from ansible_collections.virtops.qemu.plugins.module_utils.qmp import QMPError
             error = answer["error"]
-            raise QMPError(execute, error.get("class", "GenericError"), error.get("desc", ""))
+            raise load_part("qmp").QMPError(execute, error.get("class", "GenericError"), error.get("desc", ""))
         return answer.get("return")
 
     def human_monitor(self, name: str, command_line: str) -> str:
@@ -364,15 +364,14 @@ class LibvirtDomains(LibvirtResources, Domains):
         return call(what, _libvirt_qemu().qemuMonitorCommand, self._object(name), text, flags)
 
     def send_key(self, name: str, codeset: str, codes: list[int], holdtime: int = 0) -> None:
-        from ansible_collections.virtops.qemu.plugins.module_utils.model.sendkey import KEYCODE_SETS
-        if codeset not in KEYCODE_SETS:
+        codesets = load_part("model.sendkey").KEYCODE_SETS
+        if codeset not in codesets:
             raise InvalidInput(f"unknown code set {codeset!r}", "codeset")
-        call(f"send keys to {name!r}", self._object(name).sendKey, KEYCODE_SETS.index(codeset), holdtime,
+        call(f"send keys to {name!r}", self._object(name).sendKey, codesets.index(codeset), holdtime,
              list(codes), len(codes), 0)
 
     def migrate(self, name: str, destination: str, options: dict, check_mode: bool) -> dict:
-        from ansible_collections.virtops.qemu.plugins.module_utils.driver import libvirt_migration
-        return libvirt_migration.managed(self, name, destination, options, check_mode)
+        return load_part("driver.libvirt_migration").managed(self, name, destination, options, check_mode)
 
     def security_labels(self, name: str) -> list[SecurityLabel]:
         """virDomainGetSecurityLabelList, paired with the models of the host's <secmodel> stack."""

@@ -22,25 +22,25 @@ from __future__ import annotations
 import copy
 import os
 import shutil
-from typing import TYPE_CHECKING
 
 from ansible_collections.virtops.qemu.plugins.module_utils import fileio
-from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import Driver
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.base import (
+    Domains,
+    Driver,
+    Networks,
+    Pools,
+    Snapshots,
+    Volumes,
+)
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.layout import Layout
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.store import DefinitionStore
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError, InvalidInput, host_error
+from ansible_collections.virtops.qemu.plugins.module_utils.lazy import load_part
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import XmlNode, parse, sub, to_string
 
-# What only starting a QEMU, sending keys or another kind needs (the command-line
-# builder, post-parse, capabilities, security managers, networks, storage) is
-# imported where it is used: every module run pays for each import, and a call
-# that reads one domain needs none of them.
-if TYPE_CHECKING:
-    from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import security
-    from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.domains import EmbedDomains
-    from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.network import EmbedNetworks
-    from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.snapshot import EmbedSnapshots
-    from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.storage import EmbedPools, EmbedVolumes
+# Each kind's code, the capabilities, the security managers and qemu.conf's
+# parser are loaded when a call uses them, through lazy.load_part() so that a
+# module's payload carries only the parts its module lists (module_utils/payload).
 
 # libvirt architecture names whose QEMU target is spelt differently.
 _QEMU_TARGET = {"i686": "i386", "armv7l": "arm"}
@@ -58,39 +58,35 @@ class EmbedDriver(Driver):
         self._tree_ready = False
         self._caps_cache: dict[str, object] = {}
         self._conf: tuple[str, dict] | None = None
-        self._domains: EmbedDomains | None = None
-        self._networks: EmbedNetworks | None = None
-        self._pools: EmbedPools | None = None
-        self._volumes: EmbedVolumes | None = None
-        self._snapshots: EmbedSnapshots | None = None
+        self._domains: Domains | None = None
+        self._networks: Networks | None = None
+        self._pools: Pools | None = None
+        self._volumes: Volumes | None = None
+        self._snapshots: Snapshots | None = None
 
     # Each kind is made on first use, so that a call about one kind does not import another's code.
     @property
-    def domains(self) -> EmbedDomains:  # type: ignore[override]
+    def domains(self) -> Domains:  # type: ignore[override]
         if self._domains is None:
-            from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.domains import EmbedDomains
-            self._domains = EmbedDomains(self)
+            self._domains = load_part("driver.embed.domains").EmbedDomains(self)
         return self._domains
 
     @property
-    def networks(self) -> EmbedNetworks:  # type: ignore[override]
+    def networks(self) -> Networks:  # type: ignore[override]
         if self._networks is None:
-            from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.network import EmbedNetworks
-            self._networks = EmbedNetworks(self)
+            self._networks = load_part("driver.embed.network").EmbedNetworks(self)
         return self._networks
 
     @property
-    def pools(self) -> EmbedPools:  # type: ignore[override]
+    def pools(self) -> Pools:  # type: ignore[override]
         if self._pools is None:
-            from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.storage import EmbedPools
-            self._pools = EmbedPools(self)
+            self._pools = load_part("driver.embed.storage").EmbedPools(self)
         return self._pools
 
     @property
-    def volumes(self) -> EmbedVolumes:  # type: ignore[override]
+    def volumes(self) -> Volumes:  # type: ignore[override]
         if self._volumes is None:
-            from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.storage import EmbedVolumes
-            self._volumes = EmbedVolumes(self.pools)
+            self._volumes = load_part("driver.embed.storage").EmbedVolumes(self.pools)
         return self._volumes
 
     def volume_sources(self, domain: XmlNode) -> XmlNode:
@@ -100,43 +96,35 @@ class EmbedDriver(Driver):
         """
         if domain.find("devices/disk[@type='volume']") is None:
             return domain
-        from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.storage import resolve_volume_disks
-        return resolve_volume_disks(domain, self.volumes)
+        return load_part("driver.embed.storage").resolve_volume_disks(domain, self.volumes)
 
     @property
-    def snapshots(self) -> EmbedSnapshots:  # type: ignore[override]
+    def snapshots(self) -> Snapshots:  # type: ignore[override]
         if self._snapshots is None:
-            from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.snapshot import EmbedSnapshots
-            self._snapshots = EmbedSnapshots(self)
+            self._snapshots = load_part("driver.embed.snapshot").EmbedSnapshots(self)
         return self._snapshots
 
     def close(self) -> None:
         """Nothing stays open between calls: every call opens and closes its own QMP session."""
 
     def capabilities(self) -> str:
-        from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import caps as capsmod
-        from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import security
+        capsmod = load_part("driver.embed.caps")
         found = capsmod.probe_all(self._caps_cache_dir())
         text = capsmod.host_capabilities_xml(found, capsmod.kvm_usable())
-        return _with_secmodels(text, security.secmodels(self.security_policy()))
+        return _with_secmodels(text, load_part("driver.embed.security").secmodels(self.security_policy()))
 
-    def security_policy(self) -> security.Policy:
-        """The security managers in force for this root (qemu.conf and the host)."""
-        from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import security
-        return security.policy(self.qemu_conf())
+    def security_policy(self):
+        """The security managers in force for this root (qemu.conf and the host): a security.Policy."""
+        return load_part("driver.embed.security").policy(self.qemu_conf())
 
     def qemu_conf(self) -> dict:
         """The settings of $root/etc/qemu.conf (empty when the file does not exist)."""
-        from ansible_collections.virtops.qemu.plugins.module_utils.qemu_conf import (
-            EMBED_HONOURED_KEYS,
-            read_conf,
-            settings_from_text,
-        )
-        text = read_conf(self.layout.qemu_conf)
+        conf = load_part("qemu_conf")
+        text = conf.read_conf(self.layout.qemu_conf)
         if self._conf is None or self._conf[0] != text:     # a listing asks once per domain
-            self._conf = (text, settings_from_text(text))
+            self._conf = (text, conf.settings_from_text(text))
         settings = copy.deepcopy(self._conf[1])
-        ignored = sorted(set(settings) - EMBED_HONOURED_KEYS)
+        ignored = sorted(set(settings) - conf.EMBED_HONOURED_KEYS)
         warning = f"{self.layout.qemu_conf}: the embedded driver ignores {', '.join(ignored)}"
         if ignored and warning not in self.warnings:
             self.warnings.append(warning)
@@ -159,8 +147,7 @@ class EmbedDriver(Driver):
     def caps_for(self, domain):
         binary = (domain.findtext("devices/emulator") or "").strip() or self._default_emulator(domain)
         if binary not in self._caps_cache:
-            from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import caps as capsmod
-            self._caps_cache[binary] = capsmod.probe(binary, self._caps_cache_dir())
+            self._caps_cache[binary] = load_part("driver.embed.caps").probe(binary, self._caps_cache_dir())
         return self._caps_cache[binary]
 
     def _caps_cache_dir(self) -> str | None:
@@ -174,9 +161,8 @@ class EmbedDriver(Driver):
 
     @staticmethod
     def _default_emulator(domain) -> str:
-        from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import caps as capsmod
         ostype = domain.find("os/type")
-        arch = (ostype.get("arch") if ostype is not None else None) or capsmod.host_arch()
+        arch = (ostype.get("arch") if ostype is not None else None) or load_part("driver.embed.caps").host_arch()
         binary = shutil.which(f"qemu-system-{_QEMU_TARGET.get(arch, arch)}")
         if binary is None:
             raise InvalidInput(f"no qemu-system binary for architecture {arch!r} is installed",

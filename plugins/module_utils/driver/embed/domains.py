@@ -18,6 +18,7 @@ import copy
 import os
 import shutil
 from collections.abc import Callable, Iterator
+from typing import TYPE_CHECKING, cast
 
 from ansible_collections.virtops.qemu.plugins.module_utils import addresses, fileio
 from ansible_collections.virtops.qemu.plugins.module_utils import guest_agent as qga
@@ -36,6 +37,9 @@ from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
 from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse, uuid_of
 from ansible_collections.virtops.qemu.plugins.module_utils.qmp import DEFAULT_TIMEOUT, QMPClient, QMPError
+
+if TYPE_CHECKING:
+    from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed.snapshot import EmbedSnapshots
 
 DESTROY_GRACE = 10.0
 
@@ -95,7 +99,7 @@ class EmbedDomains(DomainLaunch, Domains):
             return None
 
     def _undefined(self, name: str, config, active: bool) -> None:
-        self.driver.snapshots.remove_all(name)
+        cast("EmbedSnapshots", self.driver.snapshots).remove_all(name)
         if not active and config is not None:
             self._remove_domain_data(name, config)
         super()._undefined(name, config, active)

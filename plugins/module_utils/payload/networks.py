@@ -1,0 +1,9 @@
+# -*- coding: utf-8 -*-
+# Copyright: virtops.qemu contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""The parts that network calls load: the embedded driver's networks."""
+# Imports for ansible-core to read, never used:
+# pylint: disable=unused-import
+# ruff: noqa: F401
+
+from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import network

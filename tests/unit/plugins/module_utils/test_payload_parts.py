@@ -1,0 +1,153 @@
+# -*- coding: utf-8 -*-
+# Copyright: virtops.qemu contributors
+# GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
+"""Each module's payload carries the parts its calls load, and a storage or network payload no more.
+
+The payloads are built by ansible-core's own builder (module_common), as the
+controller builds them for a task; what is checked is the list of
+module_utils files in the zip.  The integration tests run every module
+through ``ansible`` and ``ansible-playbook``, so from these same payloads.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError
+from ansible_collections.virtops.qemu.plugins.module_utils.lazy import load_part
+from harness.ansible import COLLECTIONS
+
+PLUGINS = Path(__file__).resolve().parents[4] / "plugins"
+MODULE_UTILS = PLUGINS / "module_utils"
+MU = "ansible_collections.virtops.qemu.plugins.module_utils"
+
+BUILD = """
+import base64, io, json, sys, zipfile
+from ansible.executor import module_common
+from ansible.parsing.dataloader import DataLoader
+from ansible.plugins.loader import init_plugin_loader, module_loader
+from ansible.template import Templar
+init_plugin_loader()
+shipped = {}
+for name in sys.argv[1:]:
+    found = module_loader.find_plugin_with_context(name)
+    built = module_common.modify_module(
+        module_name=found.resolved_fqcn, module_path=found.plugin_resolved_path, module_args={},
+        templar=Templar(loader=DataLoader()), task_vars={"ansible_python_interpreter": sys.executable},
+        module_compression="ZIP_STORED")
+    data = built.b_module_data
+    start = data.index(b"zip_data='") + len(b"zip_data='")
+    names = zipfile.ZipFile(io.BytesIO(base64.b64decode(data[start:data.index(b"'", start)]))).namelist()
+    shipped[name] = sorted(n.split("/module_utils/", 1)[1] for n in names
+                           if "/virtops/qemu/plugins/module_utils/" in n)
+print(json.dumps(shipped))
+"""
+
+MODULES = sorted(p.stem for p in (PLUGINS / "modules").glob("*.py"))
+STORAGE_MODULES = ("pool", "pool_info", "volume")
+NETWORK_MODULES = ("network", "network_info")
+# What only calls about domains (or the host's capabilities) use.
+DOMAIN_PARTS = ("driver/embed/domains.py", "driver/embed/launch.py", "driver/embed/caps.py",
+                "driver/embed/security/__init__.py", "driver/embed/snapshot.py", "qmp.py", "keycodes.py",
+                "seed/nocloud.py", "driver/libvirt_migration.py", "qemu_conf.py")
+
+
+@pytest.fixture(scope="module")
+def shipped() -> dict[str, set[str]]:
+    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_DEPRECATION_WARNINGS="false")
+    env.pop("ANSIBLE_CONFIG", None)
+    proc = subprocess.run([sys.executable, "-c", BUILD, *(f"virtops.qemu.{m}" for m in MODULES)],
+                          capture_output=True, text=True, env=env, check=True, timeout=300)
+    found = json.loads(proc.stdout.strip().splitlines()[-1])
+    return {name.rpartition(".")[2]: set(files) for name, files in found.items()}
+
+
+def loaded_parts() -> set[str]:
+    """Every literal name passed to lazy.load_part() in module_utils, as a file path."""
+    parts = set()
+    for path in MODULE_UTILS.rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "load_part":
+                parts.add(part_file(node.args[0].value))
+    return parts
+
+
+def part_file(part: str) -> str:
+    relative = part.replace(".", "/")
+    return f"{relative}/__init__.py" if (MODULE_UTILS / relative).is_dir() else f"{relative}.py"
+
+
+def payload_list(module: str) -> str | None:
+    """The module_utils.payload list a module imports, None when it imports none."""
+    names = [alias.name for node in ast.walk(ast.parse((PLUGINS / "modules" / f"{module}.py").read_text()))
+             if isinstance(node, ast.ImportFrom) and node.module == f"{MU}.payload" for alias in node.names]
+    assert len(names) <= 1, f"{module} imports {names}"
+    return names[0] if names else None
+
+
+def test_the_list_of_every_part_names_each_part_the_driver_loads():
+    listed = {part_file(f"{node.module}.{alias.name}"[len(MU) + 1:])
+              for node in ast.walk(ast.parse((MODULE_UTILS / "payload" / "every_part.py").read_text()))
+              if isinstance(node, ast.ImportFrom) for alias in node.names}
+    assert loaded_parts() == listed
+
+
+@pytest.mark.parametrize("module", MODULES)
+def test_a_module_that_opens_a_driver_names_its_parts(module):
+    opens_driver = "driver.connect import open_driver" in (PLUGINS / "modules" / f"{module}.py").read_text()
+    expected = ("storage" if module in STORAGE_MODULES else "networks" if module in NETWORK_MODULES
+                else "every_part" if opens_driver else None)
+    assert payload_list(module) == expected
+
+
+@pytest.mark.parametrize("module", [m for m in MODULES if m not in STORAGE_MODULES + NETWORK_MODULES])
+def test_a_payload_that_opens_domains_carries_every_part_the_driver_loads(shipped, module):
+    if payload_list(module) is None:
+        assert not {f for f in shipped[module] if f.startswith("driver/")}
+        return
+    assert loaded_parts() <= shipped[module]
+
+
+@pytest.mark.parametrize("module", STORAGE_MODULES)
+def test_a_storage_payload_carries_the_storage_driver_and_no_domain_or_network_code(shipped, module):
+    files = shipped[module]
+    assert {"driver/embed/storage.py", "driver/libvirt_backend.py", "driver/image_import.py"} <= files
+    assert not files & set(DOMAIN_PARTS + ("driver/embed/network.py", "driver/embed/dnsmasq.py"))
+
+
+@pytest.mark.parametrize("module", NETWORK_MODULES)
+def test_a_network_payload_carries_the_network_driver_and_no_domain_or_storage_code(shipped, module):
+    files = shipped[module]
+    assert {"driver/embed/network.py", "driver/embed/dnsmasq.py", "driver/libvirt_backend.py"} <= files
+    assert not files & set(DOMAIN_PARTS + ("driver/embed/storage.py",))
+
+
+@pytest.fixture
+def parts_package(tmp_path, monkeypatch) -> str:
+    """A package standing in for module_utils, with one part that needs a library that is not installed."""
+    package = tmp_path / "probe_parts"
+    package.mkdir()
+    (package / "__init__.py").write_text("")
+    (package / "broken.py").write_text("import no_such_library_anywhere\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(f"{MU}.lazy._MODULE_UTILS", "probe_parts")
+    return "probe_parts"
+
+
+def test_a_part_missing_from_the_payload_is_named_in_the_error(parts_package):
+    with pytest.raises(BackendError, match=r"payload lacks module_utils\.driver\.no_such_part: .*report"):
+        load_part("driver.no_such_part")
+    with pytest.raises(BackendError, match=r"payload lacks module_utils\.no_such_part: "):
+        load_part("no_such_part")
+
+
+def test_a_part_that_needs_a_missing_library_raises_the_import_error_itself(parts_package):
+    with pytest.raises(ModuleNotFoundError, match="no_such_library_anywhere"):
+        load_part("broken")
