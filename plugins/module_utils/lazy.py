@@ -16,7 +16,6 @@ collection.
 from __future__ import annotations
 
 import importlib
-import sys
 from types import ModuleType
 
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError
@@ -27,9 +26,6 @@ _MODULE_UTILS = __name__.rpartition(".")[0]
 def load_part(part: str) -> ModuleType:
     """The module_utils module ``part`` (a dotted name under module_utils), imported now."""
     name = f"{_MODULE_UTILS}.{part}"
-    loaded = sys.modules.get(name)
-    if loaded is not None:
-        return loaded
     try:
         return importlib.import_module(name)
     except ModuleNotFoundError as exc:
