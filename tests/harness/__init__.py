@@ -9,6 +9,8 @@
 - fresh: runs a command on a throwaway view of the host without libvirt's
   accounts and directories (tests of host and libvirtd).
 - ansible: runs modules ad hoc and playbooks, returning structured results.
+- payloads: builds modules' AnsiballZ payloads with ansible-core's builder
+  (what each one ships; bench/ansiballz_build.py times it).
 - cloud_image: the Debian 12 cloud image (qcow2, UEFI, cloud-init, guest
   agent), built once and cached under tests/.cache/molecule/.
 - ci_gate: under CI=true, a skipped test fails the pytest run.

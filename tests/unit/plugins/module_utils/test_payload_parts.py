@@ -12,43 +12,18 @@ through ``ansible`` and ``ansible-playbook``, so from these same payloads.
 from __future__ import annotations
 
 import ast
-import json
-import os
-import subprocess
-import sys
+import functools
 from pathlib import Path
 
 import pytest
 
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import BackendError
 from ansible_collections.virtops.qemu.plugins.module_utils.lazy import load_part
-from harness.ansible import COLLECTIONS
+from harness.payloads import build_payloads
 
 PLUGINS = Path(__file__).resolve().parents[4] / "plugins"
 MODULE_UTILS = PLUGINS / "module_utils"
 MU = "ansible_collections.virtops.qemu.plugins.module_utils"
-
-BUILD = """
-import base64, io, json, sys, zipfile
-from ansible.executor import module_common
-from ansible.parsing.dataloader import DataLoader
-from ansible.plugins.loader import init_plugin_loader, module_loader
-from ansible.template import Templar
-init_plugin_loader()
-shipped = {}
-for name in sys.argv[1:]:
-    found = module_loader.find_plugin_with_context(name)
-    built = module_common.modify_module(
-        module_name=found.resolved_fqcn, module_path=found.plugin_resolved_path, module_args={},
-        templar=Templar(loader=DataLoader()), task_vars={"ansible_python_interpreter": sys.executable},
-        module_compression="ZIP_STORED")
-    data = built.b_module_data
-    start = data.index(b"zip_data='") + len(b"zip_data='")
-    names = zipfile.ZipFile(io.BytesIO(base64.b64decode(data[start:data.index(b"'", start)]))).namelist()
-    shipped[name] = sorted(n.split("/module_utils/", 1)[1] for n in names
-                           if "/virtops/qemu/plugins/module_utils/" in n)
-print(json.dumps(shipped))
-"""
 
 MODULES = sorted(p.stem for p in (PLUGINS / "modules").glob("*.py"))
 STORAGE_MODULES = ("pool", "pool_info", "volume")
@@ -61,22 +36,22 @@ DOMAIN_PARTS = ("driver/embed/domains.py", "driver/embed/launch.py", "driver/emb
 
 @pytest.fixture(scope="module")
 def shipped() -> dict[str, set[str]]:
-    env = dict(os.environ, ANSIBLE_COLLECTIONS_PATH=str(COLLECTIONS), ANSIBLE_DEPRECATION_WARNINGS="false")
-    env.pop("ANSIBLE_CONFIG", None)
-    proc = subprocess.run([sys.executable, "-c", BUILD, *(f"virtops.qemu.{m}" for m in MODULES)],
-                          capture_output=True, text=True, env=env, check=True, timeout=300)
-    found = json.loads(proc.stdout.strip().splitlines()[-1])
-    return {name.rpartition(".")[2]: set(files) for name, files in found.items()}
+    """The collection's module_utils files in each module's payload, relative to module_utils."""
+    ours = "ansible_collections/virtops/qemu/plugins/module_utils/"
+    built = build_payloads([f"virtops.qemu.{m}" for m in MODULES])
+    return {name.rpartition(".")[2]: {f.split(ours, 1)[1] for f in payload["module_utils"] if ours in f}
+            for name, payload in built.items()}
 
 
-def loaded_parts() -> set[str]:
+@functools.cache
+def loaded_parts() -> frozenset[str]:
     """Every literal name passed to lazy.load_part() in module_utils, as a file path."""
     parts = set()
     for path in MODULE_UTILS.rglob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Call) and isinstance(node.func, ast.Name) and node.func.id == "load_part":
                 parts.add(part_file(node.args[0].value))
-    return parts
+    return frozenset(parts)
 
 
 def part_file(part: str) -> str:
