@@ -229,7 +229,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.module_glue import Ma
 # Never run: ansible-core reads this import and ships in the payload the parts
 # the driver loads on demand for this module's calls (module_utils/lazy.py).
 if TYPE_CHECKING:
-    from ansible_collections.virtops.qemu.plugins.module_utils.payload import every_part  # noqa: F401  # pylint: disable=unused-import
+    from ansible_collections.virtops.qemu.plugins.module_utils.payload import domains  # noqa: F401  # pylint: disable=unused-import
 
 MODEL = dict(type="str", required=True, choices=["selinux", "apparmor", "dac"])
 

@@ -11,7 +11,7 @@ and reported as a change.  Private to the collection.
 from __future__ import annotations
 
 from ansible_collections.virtops.qemu.plugins.module_utils.errors import Conflict, InvalidInput
-from ansible_collections.virtops.qemu.plugins.module_utils.model import sendkey
+from ansible_collections.virtops.qemu.plugins.module_utils.lazy import load_part
 from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
 from ansible_collections.virtops.qemu.plugins.module_utils.qmp import QMPError
 
@@ -61,6 +61,7 @@ def run_command(driver, params: dict, check_mode: bool) -> dict:
 def send_keys(driver, params: dict, check_mode: bool) -> dict:
     """What the send_key module returns; every key is checked before any is sent."""
     name = validate_name(params["name"], "domain")
+    sendkey = load_part("model.sendkey")
     codeset = sendkey.codeset_name(params.get("codeset") or "linux")
     codes = sendkey.resolve(params.get("keys") or [], codeset)
     holdtime = params.get("holdtime") or 0

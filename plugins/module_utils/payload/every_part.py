@@ -1,7 +1,7 @@
 # -*- coding: utf-8 -*-
 # Copyright: virtops.qemu contributors
 # GNU General Public License v3.0+ (see COPYING or https://www.gnu.org/licenses/gpl-3.0.txt)
-"""Every part lazy.load_part() loads: what calls about domains and the host may use."""
+"""Every part lazy.load_part() loads: what the modules that send keys or migrate may use."""
 # Imports for ansible-core to read, never used:
 # pylint: disable=unused-import
 # ruff: noqa: F401
@@ -11,6 +11,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.driver import libvirt
 from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import (
     caps,
     domains,
+    migration,
     network,
     security,
     snapshot,

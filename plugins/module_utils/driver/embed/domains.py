@@ -34,6 +34,7 @@ from ansible_collections.virtops.qemu.plugins.module_utils.errors import (
     InvalidInput,
     VirtError,
 )
+from ansible_collections.virtops.qemu.plugins.module_utils.lazy import load_part
 from ansible_collections.virtops.qemu.plugins.module_utils.model.names import validate_name
 from ansible_collections.virtops.qemu.plugins.module_utils.model.xmltree import parse, uuid_of
 from ansible_collections.virtops.qemu.plugins.module_utils.qmp import DEFAULT_TIMEOUT, QMPClient, QMPError
@@ -238,8 +239,8 @@ class EmbedDomains(DomainLaunch, Domains):
 
     def send_key(self, name: str, codeset: str, codes: list[int], holdtime: int = 0) -> None:
         """QMP send-key with QEMU's numbers (qnum), as libvirt's QEMU driver sends it."""
-        from ansible_collections.virtops.qemu.plugins.module_utils.model import sendkey as keycodes
-        keys: list[qmpc.KeyValue] = [{"type": "number", "data": keycodes.to_qnum(codeset, code)} for code in codes]
+        to_qnum = load_part("model.sendkey").to_qnum
+        keys: list[qmpc.KeyValue] = [{"type": "number", "data": to_qnum(codeset, code)} for code in codes]
         with self._lock(name):
             record = self._active_record(name, "send keys to")
             with self._monitor(name, record) as qmp:
@@ -290,8 +291,7 @@ class EmbedDomains(DomainLaunch, Domains):
 
     # -- moving to another host -------------------------------------------------
     def migration_phase(self, phase: str, name: str, params: dict, check_mode: bool) -> dict:
-        from ansible_collections.virtops.qemu.plugins.module_utils.driver.embed import migration
-        return migration.run_phase(self, phase, name, params, check_mode)
+        return load_part("driver.embed.migration").run_phase(self, phase, name, params, check_mode)
 
     # -- runtime ------------------------------------------------------------
     def runtime(self, name: str) -> DomainRuntime:

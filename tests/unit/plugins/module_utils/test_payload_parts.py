@@ -28,10 +28,14 @@ MU = "ansible_collections.virtops.qemu.plugins.module_utils"
 MODULES = sorted(p.stem for p in (PLUGINS / "modules").glob("*.py"))
 STORAGE_MODULES = ("pool", "pool_info", "volume")
 NETWORK_MODULES = ("network", "network_info")
+KEY_AND_MIGRATION_MODULES = ("migrate", "send_key")
+# The parts only sending keys and migrating load.
+KEY_AND_MIGRATION_PARTS = frozenset({"model/sendkey.py", "keycodes.py", "driver/embed/migration.py",
+                                     "driver/libvirt_migration.py"})
 # What only calls about domains (or the host's capabilities) use.
-DOMAIN_PARTS = ("driver/embed/domains.py", "driver/embed/launch.py", "driver/embed/caps.py",
-                "driver/embed/security/__init__.py", "driver/embed/snapshot.py", "qmp.py", "keycodes.py",
-                "seed/nocloud.py", "driver/libvirt_migration.py", "qemu_conf.py")
+DOMAIN_PARTS = frozenset({"driver/embed/domains.py", "driver/embed/launch.py", "driver/embed/caps.py",
+                          "driver/embed/security/__init__.py", "driver/embed/snapshot.py", "qmp.py",
+                          "seed/nocloud.py", "qemu_conf.py"}) | KEY_AND_MIGRATION_PARTS
 
 
 @pytest.fixture(scope="module")
@@ -67,24 +71,38 @@ def payload_list(module: str) -> str | None:
     return names[0] if names else None
 
 
+def listed(payload: str) -> set[str]:
+    """The parts a module_utils.payload list names, as file paths."""
+    return {part_file(f"{node.module}.{alias.name}"[len(MU) + 1:])
+            for node in ast.walk(ast.parse((MODULE_UTILS / "payload" / f"{payload}.py").read_text()))
+            if isinstance(node, ast.ImportFrom) for alias in node.names}
+
+
 def test_the_list_of_every_part_names_each_part_the_driver_loads():
-    listed = {part_file(f"{node.module}.{alias.name}"[len(MU) + 1:])
-              for node in ast.walk(ast.parse((MODULE_UTILS / "payload" / "every_part.py").read_text()))
-              if isinstance(node, ast.ImportFrom) for alias in node.names}
-    assert loaded_parts() == listed
+    assert loaded_parts() == listed("every_part")
+
+
+def test_the_list_about_domains_is_every_part_but_the_key_tables_and_migration():
+    assert listed("domains") == loaded_parts() - KEY_AND_MIGRATION_PARTS
 
 
 @pytest.mark.parametrize("module", MODULES)
 def test_a_module_that_opens_a_driver_names_its_parts(module):
     opens_driver = "driver.connect import open_driver" in (PLUGINS / "modules" / f"{module}.py").read_text()
     expected = ("storage" if module in STORAGE_MODULES else "networks" if module in NETWORK_MODULES
-                else "every_part" if opens_driver else None)
+                else "every_part" if module in KEY_AND_MIGRATION_MODULES else "domains" if opens_driver else None)
     assert payload_list(module) == expected
 
 
-@pytest.mark.parametrize("module", [m for m in MODULES if payload_list(m) == "every_part"])
-def test_a_payload_about_domains_or_the_host_carries_every_part_the_driver_loads(shipped, module):
+@pytest.mark.parametrize("module", KEY_AND_MIGRATION_MODULES)
+def test_a_payload_that_sends_keys_or_migrates_carries_every_part_the_driver_loads(shipped, module):
     assert loaded_parts() <= shipped[module]
+
+
+@pytest.mark.parametrize("module", [m for m in MODULES if payload_list(m) == "domains"])
+def test_a_payload_about_domains_or_the_host_carries_their_parts_and_no_key_tables_or_migration(shipped, module):
+    assert listed("domains") <= shipped[module]
+    assert not shipped[module] & KEY_AND_MIGRATION_PARTS
 
 
 @pytest.mark.parametrize("module", [m for m in MODULES if payload_list(m) is None])
@@ -96,14 +114,14 @@ def test_a_payload_of_a_module_without_a_driver_carries_no_driver_code(shipped, 
 def test_a_storage_payload_carries_the_storage_driver_and_no_domain_or_network_code(shipped, module):
     files = shipped[module]
     assert {"driver/embed/storage.py", "driver/libvirt_backend.py", "driver/image_import.py"} <= files
-    assert not files & set(DOMAIN_PARTS + ("driver/embed/network.py", "driver/embed/dnsmasq.py"))
+    assert not files & (DOMAIN_PARTS | {"driver/embed/network.py", "driver/embed/dnsmasq.py"})
 
 
 @pytest.mark.parametrize("module", NETWORK_MODULES)
 def test_a_network_payload_carries_the_network_driver_and_no_domain_or_storage_code(shipped, module):
     files = shipped[module]
     assert {"driver/embed/network.py", "driver/embed/dnsmasq.py", "driver/libvirt_backend.py"} <= files
-    assert not files & set(DOMAIN_PARTS + ("driver/embed/storage.py",))
+    assert not files & (DOMAIN_PARTS | {"driver/embed/storage.py"})
 
 
 @pytest.fixture
