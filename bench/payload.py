@@ -13,7 +13,7 @@ the median of the per-round ratio module / ping.
 
 On libvirtd, community.libvirt's modules make the same no-op calls on the
 same objects (virt, virt_net, virt_pool, virt_volume): one file each on the
-same libvirt bindings (and lxml), they show what that much of a call costs
+same libvirt bindings and lxml, they show what that much of a call costs
 by itself.  Their rows are the reference, not aims.
 
 Then the listing: ``--domains`` domains are defined (not started) in a second
