@@ -5,12 +5,12 @@
 
 ansible-core puts into a module's AnsiballZ payload every module_utils file
 that an import statement reaches, even an import inside a function the call
-never runs.  So the driver loads the parts that only some modules use (a
+never runs.  So the core loads the parts that only some modules use (a
 kind's code, the capabilities and security code, QMP, migration, key codes,
 the cloud-init seed) through ``load_part()``, and a module names the parts its
 calls may load with one import of a ``module_utils.payload`` list.  That
-keeps a ``volume`` payload free of the domain code.  Private to the
-collection.
+keeps a ``volume`` payload free of the domain code, and a ``domain`` payload
+free of the key tables and migration.  Private to the collection.
 """
 
 from __future__ import annotations
