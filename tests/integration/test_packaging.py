@@ -69,9 +69,13 @@ def module_doc(module: str, env: dict) -> dict:
 
 
 def documented_plugins() -> list[tuple[str, str]]:
-    """(type, name) of every plugin with its own DOCUMENTATION: modules, inventory, ..."""
+    """(type, name) of every plugin with its own DOCUMENTATION: modules, inventory, ...
+
+    An action plugin shares its module's; module_utils, plugin_utils and doc_fragments hold none.
+    """
     return sorted((path.parent.name, path.stem) for path in (ROOT / "plugins").glob("*/*.py")
-                  if path.parent.name not in ("module_utils", "doc_fragments") and path.stem != "__init__")
+                  if path.parent.name not in ("module_utils", "plugin_utils", "doc_fragments", "action")
+                  and path.stem != "__init__")
 
 
 def version_added(kind: str, name: str) -> str:
