@@ -72,10 +72,16 @@ def payload_list(module: str) -> str | None:
 
 
 def listed(payload: str) -> set[str]:
-    """The parts a module_utils.payload list names, as file paths."""
-    return {part_file(f"{node.module}.{alias.name}"[len(MU) + 1:])
-            for node in ast.walk(ast.parse((MODULE_UTILS / "payload" / f"{payload}.py").read_text()))
-            if isinstance(node, ast.ImportFrom) for alias in node.names}
+    """The parts a module_utils.payload list names, as file paths; a list it imports counts with its parts."""
+    parts = set()
+    for node in ast.walk(ast.parse((MODULE_UTILS / "payload" / f"{payload}.py").read_text())):
+        if isinstance(node, ast.ImportFrom):
+            for alias in node.names:
+                if node.module == f"{MU}.payload":
+                    parts |= listed(alias.name)
+                else:
+                    parts.add(part_file(f"{node.module}.{alias.name}"[len(MU) + 1:]))
+    return parts
 
 
 def test_the_list_of_every_part_names_each_part_the_driver_loads():
